@@ -1,0 +1,175 @@
+//! Command line and settings: every setting is a flag with an environment twin.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scf-console",
+    version,
+    about = "A self-hosted console for asynchronous serverless functions with status trace"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the console (the default).
+    Serve,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address the console listens on.
+    #[arg(
+        long,
+        env = "SCF_LISTEN",
+        default_value = "127.0.0.1:9000",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Folder for the SQLite database (created if missing).
+    #[arg(long, env = "SCF_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Database URL; defaults to `sqlite://<data-dir>/scf-console.db`.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Regions offered by the region selector, comma separated; the first is the default.
+    #[arg(
+        long,
+        env = "SCF_REGIONS",
+        value_delimiter = ',',
+        default_value = "ap-guangzhou,ap-shanghai,ap-beijing,ap-chengdu,ap-hongkong",
+        global = true
+    )]
+    pub regions: Vec<String>,
+
+    /// Python interpreter for Python runtimes; default `/usr/bin/python3` if present, else
+    /// `python3` on PATH.
+    #[arg(long, env = "SCF_PYTHON", global = true)]
+    pub python: Option<String>,
+
+    /// Node.js interpreter for Node.js runtimes; default `node` on PATH.
+    #[arg(long, env = "SCF_NODE", global = true)]
+    pub node: Option<String>,
+
+    /// How long async event records are kept after they end, e.g. `72h`, `3d`, `90m`.
+    #[arg(
+        long,
+        env = "SCF_EVENT_RETENTION",
+        default_value = "72h",
+        global = true
+    )]
+    pub event_retention: HumanDuration,
+}
+
+/// A duration written as a number and a unit: `500ms`, `60s`, `15m`, `72h`, `3d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("{s:?} needs a unit: ms, s, m, h or d (e.g. 72h)"))?;
+        let (number, unit) = s.split_at(split);
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("{s:?} must start with a whole number (e.g. 72h)"))?;
+        let millis = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => {
+                return Err(format!(
+                    "{s:?} has unknown unit {unit:?}; use ms, s, m, h or d"
+                ));
+            }
+        };
+        Ok(HumanDuration(Duration::from_millis(
+            n.saturating_mul(millis),
+        )))
+    }
+}
+
+impl Settings {
+    /// The database URL in force: the explicit one, or the SQLite file under the data folder.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.data_dir.join("scf-console.db").display()
+            )
+        })
+    }
+
+    /// Regions with blanks and repeats removed, so `SCF_REGIONS="a, b,,a"` means a and b.
+    pub fn regions(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in self
+            .regions
+            .iter()
+            .map(|r| r.trim())
+            .filter(|r| !r.is_empty())
+        {
+            if !out.iter().any(|o| o == r) {
+                out.push(r.to_string());
+            }
+        }
+        out
+    }
+
+    pub fn python_command(&self) -> String {
+        self.python.clone().unwrap_or_else(|| {
+            if std::path::Path::new("/usr/bin/python3").exists() {
+                "/usr/bin/python3".into()
+            } else {
+                "python3".into()
+            }
+        })
+    }
+
+    pub fn node_command(&self) -> String {
+        self.node.clone().unwrap_or_else(|| "node".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(
+            "72h".parse(),
+            Ok(HumanDuration(Duration::from_secs(72 * 3600)))
+        );
+        assert_eq!(
+            "3d".parse(),
+            Ok(HumanDuration(Duration::from_secs(3 * 86400)))
+        );
+        assert_eq!(
+            "250ms".parse(),
+            Ok(HumanDuration(Duration::from_millis(250)))
+        );
+        assert!("72".parse::<HumanDuration>().is_err());
+        assert!("h".parse::<HumanDuration>().is_err());
+        assert!("5y".parse::<HumanDuration>().is_err());
+    }
+}

@@ -1,0 +1,730 @@
+//! Function rules: what a valid function is, checked once here for the console and the SCF API.
+//!
+//! Input arrives as a *draft* of strings (what the user typed, or what the API sent), so that a
+//! form can show a bad value back next to its message. Validation turns a draft into typed
+//! settings or into [`FieldErrors`] carrying SCF error codes.
+
+use super::rules::{FieldError, FieldErrors, is_scf_identifier};
+use super::runtime::{Interpreters, Runtime};
+use serde::{Deserialize, Serialize};
+
+pub const MEMORY_DEFAULT: u32 = 128;
+pub const TIMEOUT_DEFAULT: u32 = 3;
+pub const TIMEOUT_MAX: u32 = 900;
+/// A function with async execution may run for up to 24 hours.
+pub const TIMEOUT_MAX_ASYNC: u32 = 86_400;
+pub const RETRY_NUM_MAX: u32 = 2;
+/// SCF retries user errors twice by default, but not for async-execution functions.
+pub const RETRY_NUM_DEFAULT: u32 = 2;
+pub const RETRY_NUM_DEFAULT_ASYNC: u32 = 0;
+pub const MSG_TTL_MIN: u32 = 60;
+pub const MSG_TTL_MAX: u32 = 21_600;
+pub const MSG_TTL_DEFAULT: u32 = 21_600;
+pub const DESCRIPTION_MAX_CHARS: usize = 1000;
+/// Keys and values of all environment variables together stay under 4 KB.
+pub const ENVIRONMENT_MAX_BYTES: usize = 4096;
+/// Inline source edited in the console; packages get their own limit with the API.
+pub const CODE_MAX_BYTES: usize = 1024 * 1024;
+
+/// One environment variable, as SCF's `Environment.Variables[]` item.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EnvVar {
+    pub key: String,
+    pub value: String,
+}
+
+/// The settings that can change after creation, as typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigDraft {
+    pub description: String,
+    pub memory_size: String,
+    pub timeout: String,
+    pub environment: Vec<EnvVar>,
+    pub trace_enable: String,
+    pub retry_num: String,
+    pub msg_ttl: String,
+}
+
+/// A whole new function, as typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FunctionDraft {
+    pub function_name: String,
+    pub runtime: String,
+    pub handler: String,
+    pub code: String,
+    pub async_run_enable: String,
+    pub config: ConfigDraft,
+}
+
+/// Validated settings that can change after creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionConfig {
+    pub description: String,
+    pub memory_size: u32,
+    pub timeout: u32,
+    pub environment: Vec<EnvVar>,
+    pub trace_enable: bool,
+    pub retry_num: u32,
+    pub msg_ttl: u32,
+}
+
+/// A validated new function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFunction {
+    pub name: String,
+    pub runtime: &'static Runtime,
+    pub handler: String,
+    pub code: String,
+    pub async_run_enable: bool,
+    pub config: FunctionConfig,
+}
+
+/// Validated code: the handler and the source of the file it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeUpdate {
+    pub handler: String,
+    pub code: String,
+}
+
+impl FunctionDraft {
+    /// A blank function of the newest runtime this machine has, with SCF's defaults.
+    pub fn with_defaults(runtime: &str, handler: &str, code: &str, async_run: bool) -> Self {
+        FunctionDraft {
+            function_name: String::new(),
+            runtime: runtime.to_string(),
+            handler: handler.to_string(),
+            code: code.to_string(),
+            async_run_enable: bool_str(async_run).to_string(),
+            config: ConfigDraft {
+                description: String::new(),
+                memory_size: MEMORY_DEFAULT.to_string(),
+                timeout: TIMEOUT_DEFAULT.to_string(),
+                environment: Vec::new(),
+                trace_enable: bool_str(async_run).to_string(),
+                retry_num: String::new(),
+                msg_ttl: MSG_TTL_DEFAULT.to_string(),
+            },
+        }
+    }
+
+    pub fn is_async(&self) -> bool {
+        parse_flag(&self.async_run_enable) == Some(true)
+    }
+}
+
+impl ConfigDraft {
+    pub fn is_trace_enabled(&self) -> bool {
+        parse_flag(&self.trace_enable) == Some(true)
+    }
+}
+
+/// SCF spells booleans of function settings as the strings `TRUE` / `FALSE`.
+pub fn bool_str(b: bool) -> &'static str {
+    if b { "TRUE" } else { "FALSE" }
+}
+
+/// `TRUE`/`FALSE` (any case); an empty value is `FALSE`, as an unticked checkbox sends nothing.
+pub fn parse_flag(s: &str) -> Option<bool> {
+    match s.trim() {
+        "" => Some(false),
+        v if v.eq_ignore_ascii_case("TRUE") => Some(true),
+        v if v.eq_ignore_ascii_case("FALSE") => Some(false),
+        _ => None,
+    }
+}
+
+pub fn validate_function_name(name: &str) -> Result<(), FieldError> {
+    let len = name.chars().count();
+    if name.is_empty() {
+        return Err(FieldError::new(
+            "FunctionName",
+            "MissingParameter",
+            "Enter a function name.",
+        ));
+    }
+    if !(2..=60).contains(&len) || !is_scf_identifier(name) {
+        return Err(FieldError::new(
+            "FunctionName",
+            "InvalidParameterValue.FunctionName",
+            "Function names are 2-60 characters of letters, digits, - and _, start with a letter and end with a letter or digit.",
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_handler(handler: &str) -> Result<(), FieldError> {
+    let bad = || {
+        FieldError::new(
+            "Handler",
+            "InvalidParameterValue.Handler",
+            "The handler is file.method (e.g. index.main_handler): 2-60 characters; each part starts and ends with a letter and may contain letters, digits, _ and -.",
+        )
+    };
+    if handler.is_empty() {
+        return Err(FieldError::new(
+            "Handler",
+            "MissingParameter",
+            "Enter a handler, e.g. index.main_handler.",
+        ));
+    }
+    if !(2..=60).contains(&handler.chars().count()) {
+        return Err(bad());
+    }
+    let (file, method) = handler.split_once('.').ok_or_else(bad)?;
+    let part_ok = |p: &str| {
+        let b = p.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_alphabetic()
+            && b[b.len() - 1].is_ascii_alphabetic()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+    };
+    if part_ok(file) && part_ok(method) {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// The source file a handler names: `index.main_handler` on Python is `index.py`.
+pub fn handler_file(handler: &str, runtime: &Runtime) -> String {
+    let file = handler.split_once('.').map_or(handler, |(f, _)| f);
+    format!("{file}.{}", runtime.language.extension())
+}
+
+fn validate_runtime(
+    name: &str,
+    interpreters: &Interpreters,
+) -> Result<&'static Runtime, FieldError> {
+    if name.is_empty() {
+        return Err(FieldError::new(
+            "Runtime",
+            "MissingParameter.Runtime",
+            "Choose a runtime.",
+        ));
+    }
+    let runtime = Runtime::by_name(name).ok_or_else(|| {
+        FieldError::new(
+            "Runtime",
+            "InvalidParameterValue.Runtime",
+            format!("{name} is not a runtime this console offers."),
+        )
+    })?;
+    match interpreters.availability(runtime) {
+        super::runtime::Availability::Available { .. } => Ok(runtime),
+        super::runtime::Availability::Unavailable { reason } => Err(FieldError::new(
+            "Runtime",
+            "InvalidParameterValue.Runtime",
+            format!("{name} is unavailable: {reason}."),
+        )),
+    }
+}
+
+fn validate_code(code: &str) -> Result<(), FieldError> {
+    if code.trim().is_empty() {
+        return Err(FieldError::new(
+            "Code",
+            "MissingParameter.Code",
+            "The function needs code: write the handler here.",
+        ));
+    }
+    if code.len() > CODE_MAX_BYTES {
+        return Err(FieldError::new(
+            "Code",
+            "InvalidParameterValue.Code",
+            format!(
+                "The code is {} KB; inline code is limited to {} KB.",
+                code.len() / 1024,
+                CODE_MAX_BYTES / 1024
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a whole number, or takes the default when the field was left empty.
+fn number(raw: &str, default: u32, field: &'static str, what: &str) -> Result<u32, FieldError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(default);
+    }
+    raw.parse::<u32>().map_err(|_| {
+        FieldError::new(
+            field,
+            match field {
+                "MemorySize" => "InvalidParameterValue.MemorySize",
+                "Timeout" => "InvalidParameterValue.Timeout",
+                "RetryNum" => "InvalidParameterValue.AsyncTriggerConfig",
+                "MsgTTL" => "InvalidParameterValue.AsyncTriggerConfig",
+                _ => "InvalidParameterValue",
+            },
+            format!("{what} must be a whole number."),
+        )
+    })
+}
+
+fn validate_memory(raw: &str) -> Result<u32, FieldError> {
+    let mb = number(raw, MEMORY_DEFAULT, "MemorySize", "Memory")?;
+    if mb > 3072 {
+        return Err(FieldError::new(
+            "MemorySize",
+            "LimitExceeded.Memory",
+            "Memory is at most 3072 MB.",
+        ));
+    }
+    if mb == 64 || (mb >= 128 && mb % 128 == 0) {
+        Ok(mb)
+    } else {
+        Err(FieldError::new(
+            "MemorySize",
+            "InvalidParameterValue.MemorySize",
+            "Memory is 64 MB, or 128 to 3072 MB in steps of 128 MB.",
+        ))
+    }
+}
+
+fn validate_timeout(raw: &str, async_run: bool) -> Result<u32, FieldError> {
+    let secs = number(raw, TIMEOUT_DEFAULT, "Timeout", "Timeout")?;
+    let max = if async_run {
+        TIMEOUT_MAX_ASYNC
+    } else {
+        TIMEOUT_MAX
+    };
+    if (1..=max).contains(&secs) {
+        Ok(secs)
+    } else if async_run {
+        Err(FieldError::new(
+            "Timeout",
+            "LimitExceeded.Timeout",
+            "Timeout is 1 to 86400 seconds (24 hours) for a function with async execution.",
+        ))
+    } else {
+        Err(FieldError::new(
+            "Timeout",
+            "LimitExceeded.Timeout",
+            "Timeout is 1 to 900 seconds; with async execution a function may run up to 86400 seconds.",
+        ))
+    }
+}
+
+fn validate_environment(vars: &[EnvVar]) -> Result<Vec<EnvVar>, FieldError> {
+    let bad = |message: String| {
+        FieldError::new("Environment", "InvalidParameterValue.Environment", message)
+    };
+    let mut kept: Vec<EnvVar> = Vec::new();
+    for (i, var) in vars.iter().enumerate() {
+        let row = i + 1;
+        let key = var.key.trim();
+        // A row left entirely blank is a spare form row, not a variable.
+        if key.is_empty() && var.value.is_empty() {
+            continue;
+        }
+        if key.is_empty() {
+            return Err(bad(format!("Variable {row}: enter a key.")));
+        }
+        let b = key.as_bytes();
+        if !(b[0].is_ascii_alphabetic() || b[0] == b'_')
+            || !b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        {
+            return Err(bad(format!(
+                "Variable {row}: the key {key} may contain only letters, digits and _ and must not start with a digit."
+            )));
+        }
+        if var.value.is_empty() {
+            return Err(bad(format!("Variable {row} ({key}): enter a value.")));
+        }
+        if kept.iter().any(|k| k.key == key) {
+            return Err(bad(format!(
+                "Variable {row}: the key {key} is already set above."
+            )));
+        }
+        kept.push(EnvVar {
+            key: key.to_string(),
+            value: var.value.clone(),
+        });
+    }
+    let total: usize = kept.iter().map(|v| v.key.len() + v.value.len()).sum();
+    if total >= ENVIRONMENT_MAX_BYTES {
+        return Err(FieldError::new(
+            "Environment",
+            "InvalidParameterValue.EnvironmentExceededLimit",
+            format!(
+                "Environment variables total {total} bytes; keys and values together must stay under 4 KB."
+            ),
+        ));
+    }
+    Ok(kept)
+}
+
+/// Checks the settings that can change after creation. `async_run` is fixed at creation and
+/// decides the timeout allowance and whether status trace may be on.
+pub fn validate_config(
+    draft: &ConfigDraft,
+    async_run: bool,
+) -> Result<FunctionConfig, FieldErrors> {
+    let mut errors = FieldErrors::default();
+    let check = |r: Result<u32, FieldError>, errors: &mut FieldErrors| match r {
+        Ok(v) => v,
+        Err(e) => {
+            errors.push(e);
+            0
+        }
+    };
+
+    let description = draft.description.trim().to_string();
+    if description.chars().count() > DESCRIPTION_MAX_CHARS {
+        errors.push(FieldError::new(
+            "Description",
+            "InvalidParameterValue.Description",
+            format!(
+                "The description is {} characters; at most {DESCRIPTION_MAX_CHARS} are allowed.",
+                description.chars().count()
+            ),
+        ));
+    }
+    let memory_size = check(validate_memory(&draft.memory_size), &mut errors);
+    let timeout = check(validate_timeout(&draft.timeout, async_run), &mut errors);
+    let environment = validate_environment(&draft.environment).unwrap_or_else(|e| {
+        errors.push(e);
+        Vec::new()
+    });
+    let trace_enable = match parse_flag(&draft.trace_enable) {
+        Some(true) if !async_run => {
+            errors.push(FieldError::new(
+                "TraceEnable",
+                "InvalidParameterValue.TraceEnable",
+                "Status trace needs async execution, which is chosen when the function is created.",
+            ));
+            false
+        }
+        Some(v) => v,
+        None => {
+            errors.push(FieldError::new(
+                "TraceEnable",
+                "InvalidParameterValue.TraceEnable",
+                "TraceEnable is TRUE or FALSE.",
+            ));
+            false
+        }
+    };
+    let retry_default = if async_run {
+        RETRY_NUM_DEFAULT_ASYNC
+    } else {
+        RETRY_NUM_DEFAULT
+    };
+    let retry_num = check(
+        number(&draft.retry_num, retry_default, "RetryNum", "Retries").and_then(|n| {
+            if n <= RETRY_NUM_MAX {
+                Ok(n)
+            } else {
+                Err(FieldError::new(
+                    "RetryNum",
+                    "LimitExceeded.RetryNum",
+                    "Retries are 0 to 2.",
+                ))
+            }
+        }),
+        &mut errors,
+    );
+    let msg_ttl = check(
+        number(&draft.msg_ttl, MSG_TTL_DEFAULT, "MsgTTL", "Maximum wait").and_then(|n| {
+            if (MSG_TTL_MIN..=MSG_TTL_MAX).contains(&n) {
+                Ok(n)
+            } else {
+                Err(FieldError::new(
+                    "MsgTTL",
+                    "LimitExceeded.MsgTTL",
+                    "The longest an event may wait is 60 to 21600 seconds (6 hours).",
+                ))
+            }
+        }),
+        &mut errors,
+    );
+
+    errors.into_result(FunctionConfig {
+        description,
+        memory_size,
+        timeout,
+        environment,
+        trace_enable,
+        retry_num,
+        msg_ttl,
+    })
+}
+
+/// Checks a new function. The name's uniqueness is the store's to check, at insert.
+pub fn validate_new_function(
+    draft: &FunctionDraft,
+    interpreters: &Interpreters,
+) -> Result<NewFunction, FieldErrors> {
+    let mut errors = FieldErrors::default();
+    let name = draft.function_name.trim().to_string();
+    if let Err(e) = validate_function_name(&name) {
+        errors.push(e);
+    }
+    let runtime = validate_runtime(draft.runtime.trim(), interpreters)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let handler = draft.handler.trim().to_string();
+    if let Err(e) = validate_handler(&handler) {
+        errors.push(e);
+    }
+    if let Err(e) = validate_code(&draft.code) {
+        errors.push(e);
+    }
+    let async_run_enable = parse_flag(&draft.async_run_enable).unwrap_or_else(|| {
+        errors.push(FieldError::new(
+            "AsyncRunEnable",
+            "InvalidParameterValue.AsyncRunEnable",
+            "AsyncRunEnable is TRUE or FALSE.",
+        ));
+        false
+    });
+    let config = validate_config(&draft.config, async_run_enable)
+        .map_err(|e| e.iter().for_each(|e| errors.push(e.clone())))
+        .ok();
+    match (runtime, config) {
+        (Some(runtime), Some(config)) if errors.is_empty() => Ok(NewFunction {
+            name,
+            runtime,
+            handler,
+            code: draft.code.clone(),
+            async_run_enable,
+            config,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Checks a code update from the Code tab.
+pub fn validate_code_update(handler: &str, code: &str) -> Result<CodeUpdate, FieldErrors> {
+    let mut errors = FieldErrors::default();
+    let handler = handler.trim().to_string();
+    if let Err(e) = validate_handler(&handler) {
+        errors.push(e);
+    }
+    if let Err(e) = validate_code(code) {
+        errors.push(e);
+    }
+    errors.into_result(CodeUpdate {
+        handler,
+        code: code.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::runtime::Interpreter;
+
+    fn machine() -> Interpreters {
+        Interpreters {
+            python: Some(Interpreter {
+                command: "python3".into(),
+                version: (3, 11, 2),
+            }),
+            nodejs: Some(Interpreter {
+                command: "node".into(),
+                version: (20, 1, 0),
+            }),
+        }
+    }
+
+    fn draft() -> FunctionDraft {
+        let mut d = FunctionDraft::with_defaults(
+            "Python3.10",
+            "index.main_handler",
+            "def main_handler(event, context):\n    return event\n",
+            false,
+        );
+        d.function_name = "hello-world".into();
+        d
+    }
+
+    fn codes(draft: &FunctionDraft) -> Vec<&'static str> {
+        match validate_new_function(draft, &machine()) {
+            Ok(_) => vec![],
+            Err(e) => e.iter().map(|e| e.code).collect(),
+        }
+    }
+
+    #[test]
+    fn a_default_draft_is_valid_with_scf_defaults() {
+        let f = validate_new_function(&draft(), &machine()).unwrap();
+        assert_eq!(f.config.memory_size, 128);
+        assert_eq!(f.config.timeout, 3);
+        assert_eq!(f.config.retry_num, 2);
+        assert_eq!(f.config.msg_ttl, 21600);
+        assert!(!f.async_run_enable && !f.config.trace_enable);
+    }
+
+    #[test]
+    fn function_names() {
+        for ok in ["ab", "a1", "my-func_2", &"a".repeat(60)] {
+            assert!(validate_function_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "a",
+            "1abc",
+            "abc-",
+            "abc_",
+            "a b",
+            "ab.c",
+            "中文名",
+            &"a".repeat(61),
+        ] {
+            assert_eq!(
+                validate_function_name(bad).unwrap_err().code,
+                "InvalidParameterValue.FunctionName",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn handlers() {
+        for ok in ["index.main_handler", "app.handle", "my-file.run-it"] {
+            assert!(validate_handler(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "index",
+            ".main",
+            "index.",
+            "1index.main",
+            "index.main1",
+            "a.b.c",
+            "in dex.main",
+        ] {
+            assert_eq!(
+                validate_handler(bad).unwrap_err().code,
+                "InvalidParameterValue.Handler",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn memory_steps_and_limit() {
+        for ok in ["64", "128", "256", "3072", ""] {
+            assert!(validate_memory(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            validate_memory("100").unwrap_err().code,
+            "InvalidParameterValue.MemorySize"
+        );
+        assert_eq!(
+            validate_memory("0").unwrap_err().code,
+            "InvalidParameterValue.MemorySize"
+        );
+        assert_eq!(
+            validate_memory("3200").unwrap_err().code,
+            "LimitExceeded.Memory"
+        );
+        assert_eq!(
+            validate_memory("lots").unwrap_err().code,
+            "InvalidParameterValue.MemorySize"
+        );
+    }
+
+    #[test]
+    fn timeout_allows_a_day_only_with_async_execution() {
+        assert!(validate_timeout("900", false).is_ok());
+        assert_eq!(
+            validate_timeout("901", false).unwrap_err().code,
+            "LimitExceeded.Timeout"
+        );
+        assert_eq!(
+            validate_timeout("0", false).unwrap_err().code,
+            "LimitExceeded.Timeout"
+        );
+        assert!(validate_timeout("86400", true).is_ok());
+        assert_eq!(
+            validate_timeout("86401", true).unwrap_err().code,
+            "LimitExceeded.Timeout"
+        );
+    }
+
+    #[test]
+    fn status_trace_needs_async_execution() {
+        let mut d = draft();
+        d.config.trace_enable = "TRUE".into();
+        assert_eq!(codes(&d), vec!["InvalidParameterValue.TraceEnable"]);
+        d.async_run_enable = "TRUE".into();
+        let f = validate_new_function(&d, &machine()).unwrap();
+        assert!(f.async_run_enable && f.config.trace_enable);
+        assert_eq!(
+            f.config.retry_num, 0,
+            "async functions are not retried by default"
+        );
+    }
+
+    #[test]
+    fn environment_rules() {
+        let var = |k: &str, v: &str| EnvVar {
+            key: k.into(),
+            value: v.into(),
+        };
+        assert_eq!(
+            validate_environment(&[var("A", "1"), var("", "")]).unwrap(),
+            vec![var("A", "1")]
+        );
+        for bad in [
+            vec![var("", "x")],
+            vec![var("A", "")],
+            vec![var("1A", "x")],
+            vec![var("A", "1"), var("A", "2")],
+        ] {
+            assert_eq!(
+                validate_environment(&bad).unwrap_err().code,
+                "InvalidParameterValue.Environment"
+            );
+        }
+        assert_eq!(
+            validate_environment(&[var("BIG", &"x".repeat(4093))])
+                .unwrap_err()
+                .code,
+            "InvalidParameterValue.EnvironmentExceededLimit"
+        );
+        assert!(validate_environment(&[var("BIG", &"x".repeat(4092))]).is_ok());
+    }
+
+    #[test]
+    fn every_broken_rule_is_reported_at_once() {
+        let mut d = draft();
+        d.function_name = "1bad".into();
+        d.config.memory_size = "100".into();
+        d.config.description = "x".repeat(1001);
+        d.config.retry_num = "3".into();
+        d.config.msg_ttl = "10".into();
+        assert_eq!(
+            codes(&d),
+            vec![
+                "InvalidParameterValue.FunctionName",
+                "InvalidParameterValue.Description",
+                "InvalidParameterValue.MemorySize",
+                "LimitExceeded.RetryNum",
+                "LimitExceeded.MsgTTL",
+            ]
+        );
+    }
+
+    #[test]
+    fn runtimes_must_exist_and_be_runnable_here() {
+        let mut d = draft();
+        d.runtime = "Python3.12".into();
+        assert_eq!(codes(&d), vec!["InvalidParameterValue.Runtime"]);
+        d.runtime = "Cobol1.0".into();
+        assert_eq!(codes(&d), vec!["InvalidParameterValue.Runtime"]);
+        d.runtime = String::new();
+        assert_eq!(codes(&d), vec!["MissingParameter.Runtime"]);
+    }
+
+    #[test]
+    fn handler_file_follows_runtime() {
+        let py = Runtime::by_name("Python3.9").unwrap();
+        let js = Runtime::by_name("Nodejs18.15").unwrap();
+        assert_eq!(handler_file("index.main_handler", py), "index.py");
+        assert_eq!(handler_file("app.run", js), "app.js");
+    }
+}

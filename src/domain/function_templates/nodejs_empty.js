@@ -1,0 +1,5 @@
+'use strict';
+
+exports.main_handler = async (event, context) => {
+    return event;
+};

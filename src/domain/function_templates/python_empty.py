@@ -1,0 +1,5 @@
+# -*- coding: utf8 -*-
+
+
+def main_handler(event, context):
+    return event

@@ -1,0 +1,7 @@
+//! The product's rules, free of I/O: shared by the console and the SCF API.
+
+pub mod function;
+pub mod namespace;
+pub mod rules;
+pub mod runtime;
+pub mod template;

@@ -1,0 +1,67 @@
+//! The console's one error type: every handler returns it, and it renders as a page a user can
+//! act on. Internal failures are logged in full (inside the request's span, which carries its
+//! request id) and shown without details.
+
+use crate::store::StoreError;
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => AppError::NotFound("That item no longer exists.".into()),
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    status: u16,
+    title: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match &self {
+            AppError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m.clone()),
+            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m.clone()),
+            AppError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The console could not complete this request. Nothing was changed; try again, and if it keeps failing, check the server log for this request's id."
+                        .to_string(),
+                )
+            }
+        };
+        let page = ErrorPage {
+            status: status.as_u16(),
+            title,
+            message: &message,
+        };
+        match page.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "error page failed to render");
+                (status, message).into_response()
+            }
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

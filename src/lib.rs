@@ -1,0 +1,18 @@
+//! scf-console: a self-hosted console for asynchronous serverless functions with status trace.
+
+/// Application state, router assembly and the server's life cycle.
+pub mod app;
+/// Time, injectable so that time-based rules are testable.
+pub mod clock;
+/// Command line and settings.
+pub mod config;
+/// The product's rules, free of I/O.
+pub mod domain;
+/// Running functions: interpreters, and later queue, workers and sweeper.
+pub mod engine;
+/// The console's error type and its rendering.
+pub mod error;
+/// Persistence behind one interface.
+pub mod store;
+/// Console pages, fragments and static assets.
+pub mod web;

@@ -1,0 +1,466 @@
+//! SQLite store: one writer connection (so writers never fight over the lock) and a pool of
+//! read-only connections, WAL journal with `synchronous=FULL` so a committed write survives a
+//! power cut.
+
+use super::{
+    CodeFile, Function, FunctionKey, FunctionPage, FunctionQuery, Namespace, Store, StoreError,
+    StoreResult,
+};
+use crate::clock::Millis;
+use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction, handler_file};
+use crate::domain::runtime::Runtime;
+use async_trait::async_trait;
+use rust_embed::RustEmbed;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(RustEmbed)]
+#[folder = "migrations/sqlite"]
+struct Migrations;
+
+/// The migrations shipped in the binary, numbered by their file names (`0001_functions.sql`).
+fn migrator() -> anyhow::Result<Migrator> {
+    let mut migrations = Vec::new();
+    for file in Migrations::iter() {
+        let (version, description) = file
+            .trim_end_matches(".sql")
+            .split_once('_')
+            .ok_or_else(|| anyhow::anyhow!("migration {file} is not named NNNN_name.sql"))?;
+        let sql = String::from_utf8(Migrations::get(&file).expect("listed").data.into_owned())?;
+        migrations.push(Migration::new(
+            version.parse()?,
+            Cow::Owned(description.replace('_', " ")),
+            MigrationType::Simple,
+            AssertSqlSafe(sql).into_sql_str(),
+            false,
+        ));
+    }
+    Ok(Migrator::with_migrations(migrations))
+}
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        if let Some(dir) = options.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create the data folder {}: {e}", dir.display())
+            })?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        migrator()?.run(&writer).await?;
+        let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
+        let reader = SqlitePoolOptions::new()
+            .max_connections(readers as u32)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+}
+
+const FUNCTION_COLUMNS: &str = "id, region, namespace, name, runtime, handler, description, \
+     memory_size, timeout, environment, async_run_enable, trace_enable, retry_num, msg_ttl, \
+     qps_limit, trace_disabled_at, created_at, modified_at";
+
+fn function_from_row(row: &SqliteRow) -> Result<Function, sqlx::Error> {
+    let environment: String = row.try_get("environment")?;
+    Ok(Function {
+        id: row.try_get("id")?,
+        region: row.try_get("region")?,
+        namespace: row.try_get("namespace")?,
+        name: row.try_get("name")?,
+        runtime: row.try_get("runtime")?,
+        handler: row.try_get("handler")?,
+        description: row.try_get("description")?,
+        memory_size: row.try_get("memory_size")?,
+        timeout: row.try_get("timeout")?,
+        environment: serde_json::from_str(&environment)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        async_run_enable: row.try_get("async_run_enable")?,
+        trace_enable: row.try_get("trace_enable")?,
+        retry_num: row.try_get("retry_num")?,
+        msg_ttl: row.try_get("msg_ttl")?,
+        qps_limit: row.try_get("qps_limit")?,
+        trace_disabled_at: row.try_get("trace_disabled_at")?,
+        created_at: row.try_get("created_at")?,
+        modified_at: row.try_get("modified_at")?,
+    })
+}
+
+fn namespace_from_row(row: &SqliteRow) -> Result<Namespace, sqlx::Error> {
+    Ok(Namespace {
+        region: row.try_get("region")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        created_at: row.try_get("created_at")?,
+        function_count: row.try_get("function_count")?,
+    })
+}
+
+/// Maps SQLite's constraint failures to what they mean for the caller.
+fn constraint(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return StoreError::Conflict;
+        }
+        if db.is_foreign_key_violation() {
+            return StoreError::NotFound;
+        }
+    }
+    StoreError::Database(e)
+}
+
+/// Escapes `%`, `_` and `\` so a search for `a_b` matches that text, not any character.
+fn like_pattern(search: &str) -> String {
+    let mut out = String::with_capacity(search.len() + 2);
+    out.push('%');
+    for c in search.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+const NAMESPACE_SELECT: &str = "SELECT n.region, n.name, n.description, n.created_at, \
+     (SELECT COUNT(*) FROM functions f WHERE f.region = n.region AND f.namespace = n.name) \
+     AS function_count FROM namespaces n";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ensure_namespace(&self, region: &str, name: &str, now: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO namespaces (region, name, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(region)
+        .bind(name)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_namespaces(&self, region: &str) -> StoreResult<Vec<Namespace>> {
+        // `default` first, then by name: the order of the namespace selector.
+        let sql =
+            format!("{NAMESPACE_SELECT} WHERE n.region = ? ORDER BY n.name != 'default', n.name");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(region)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(namespace_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn get_namespace(&self, region: &str, name: &str) -> StoreResult<Option<Namespace>> {
+        let sql = format!("{NAMESPACE_SELECT} WHERE n.region = ? AND n.name = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(region)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(namespace_from_row).transpose()?)
+    }
+
+    async fn create_namespace(
+        &self,
+        region: &str,
+        name: &str,
+        description: &str,
+        now: Millis,
+    ) -> StoreResult<Namespace> {
+        sqlx::query(
+            "INSERT INTO namespaces (region, name, description, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(region)
+        .bind(name)
+        .bind(description)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(constraint)?;
+        Ok(Namespace {
+            region: region.into(),
+            name: name.into(),
+            description: description.into(),
+            created_at: now,
+            function_count: 0,
+        })
+    }
+
+    async fn delete_namespace(&self, region: &str, name: &str) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        let functions: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM functions WHERE region = ? AND namespace = ?")
+                .bind(region)
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+        if functions > 0 {
+            return Err(StoreError::NotEmpty);
+        }
+        let deleted = sqlx::query("DELETE FROM namespaces WHERE region = ? AND name = ?")
+            .bind(region)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_functions(
+        &self,
+        region: &str,
+        namespace: &str,
+        query: &FunctionQuery,
+    ) -> StoreResult<FunctionPage> {
+        let pattern = like_pattern(query.search.trim());
+        let sql = format!(
+            "SELECT {FUNCTION_COLUMNS} FROM functions \
+             WHERE region = ? AND namespace = ? AND name LIKE ? ESCAPE '\\' \
+             ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(region)
+            .bind(namespace)
+            .bind(&pattern)
+            .bind(query.limit)
+            .bind(query.offset)
+            .fetch_all(&self.reader)
+            .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM functions \
+             WHERE region = ? AND namespace = ? AND name LIKE ? ESCAPE '\\'",
+        )
+        .bind(region)
+        .bind(namespace)
+        .bind(&pattern)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(FunctionPage {
+            functions: rows
+                .iter()
+                .map(function_from_row)
+                .collect::<Result<_, _>>()?,
+            total,
+        })
+    }
+
+    async fn get_function(&self, key: &FunctionKey) -> StoreResult<Option<Function>> {
+        let sql = format!(
+            "SELECT {FUNCTION_COLUMNS} FROM functions WHERE region = ? AND namespace = ? AND name = ?"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(&key.region)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(function_from_row).transpose()?)
+    }
+
+    async fn get_code(&self, function_id: i64) -> StoreResult<Vec<CodeFile>> {
+        let rows = sqlx::query(
+            "SELECT path, content FROM function_files WHERE function_id = ? ORDER BY path",
+        )
+        .bind(function_id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(CodeFile {
+                    path: r.try_get("path")?,
+                    content: r.try_get("content")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn create_function(
+        &self,
+        region: &str,
+        namespace: &str,
+        f: &NewFunction,
+        now: Millis,
+    ) -> StoreResult<Function> {
+        let mut tx = self.writer.begin().await?;
+        let sql = format!(
+            "INSERT INTO functions (region, namespace, name, runtime, handler, description, \
+             memory_size, timeout, environment, async_run_enable, trace_enable, retry_num, \
+             msg_ttl, created_at, modified_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {FUNCTION_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(region)
+            .bind(namespace)
+            .bind(&f.name)
+            .bind(f.runtime.name)
+            .bind(&f.handler)
+            .bind(&f.config.description)
+            .bind(f.config.memory_size)
+            .bind(f.config.timeout)
+            .bind(serde_json::to_string(&f.config.environment).expect("plain strings"))
+            .bind(f.async_run_enable)
+            .bind(f.config.trace_enable)
+            .bind(f.config.retry_num)
+            .bind(f.config.msg_ttl)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(constraint)?;
+        let function = function_from_row(&row)?;
+        sqlx::query("INSERT INTO function_files (function_id, path, content) VALUES (?, ?, ?)")
+            .bind(function.id)
+            .bind(handler_file(&f.handler, f.runtime))
+            .bind(f.code.as_bytes())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(function)
+    }
+
+    async fn update_function_config(
+        &self,
+        key: &FunctionKey,
+        c: &FunctionConfig,
+        now: Millis,
+    ) -> StoreResult<Function> {
+        // Turning status trace off stamps the time its records start to age out; turning it
+        // on clears the stamp. Leaving it as it was keeps the stamp.
+        let sql = format!(
+            "UPDATE functions SET description = ?, memory_size = ?, timeout = ?, environment = ?, \
+             trace_disabled_at = CASE \
+                 WHEN trace_enable = 1 AND ? = 0 THEN ? \
+                 WHEN ? = 1 THEN NULL \
+                 ELSE trace_disabled_at END, \
+             trace_enable = ?, retry_num = ?, msg_ttl = ?, modified_at = ? \
+             WHERE region = ? AND namespace = ? AND name = ? RETURNING {FUNCTION_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(&c.description)
+            .bind(c.memory_size)
+            .bind(c.timeout)
+            .bind(serde_json::to_string(&c.environment).expect("plain strings"))
+            .bind(c.trace_enable)
+            .bind(now)
+            .bind(c.trace_enable)
+            .bind(c.trace_enable)
+            .bind(c.retry_num)
+            .bind(c.msg_ttl)
+            .bind(now)
+            .bind(&key.region)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&self.writer)
+            .await?;
+        row.as_ref()
+            .map(function_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn update_function_code(
+        &self,
+        key: &FunctionKey,
+        code: &CodeUpdate,
+        now: Millis,
+    ) -> StoreResult<Function> {
+        let mut tx = self.writer.begin().await?;
+        let sql = format!(
+            "UPDATE functions SET handler = ?, modified_at = ? \
+             WHERE region = ? AND namespace = ? AND name = ? RETURNING {FUNCTION_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(&code.handler)
+            .bind(now)
+            .bind(&key.region)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let function = function_from_row(&row)?;
+        let runtime = Runtime::by_name(&function.runtime).ok_or_else(|| {
+            StoreError::Database(sqlx::Error::Protocol(format!(
+                "stored runtime {} is unknown",
+                function.runtime
+            )))
+        })?;
+        sqlx::query(
+            "INSERT INTO function_files (function_id, path, content) VALUES (?, ?, ?) \
+             ON CONFLICT (function_id, path) DO UPDATE SET content = excluded.content",
+        )
+        .bind(function.id)
+        .bind(handler_file(&code.handler, runtime))
+        .bind(code.code.as_bytes())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(function)
+    }
+
+    async fn delete_function(&self, key: &FunctionKey) -> StoreResult<()> {
+        let deleted =
+            sqlx::query("DELETE FROM functions WHERE region = ? AND namespace = ? AND name = ?")
+                .bind(&key.region)
+                .bind(&key.namespace)
+                .bind(&key.name)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+        if deleted == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("a_b%"), "%a\\_b\\%%");
+        assert_eq!(like_pattern(""), "%%");
+    }
+}

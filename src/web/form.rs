@@ -1,0 +1,126 @@
+//! Reading console forms. Field names are the SCF parameter names, and environment variables
+//! use SCF's flattened form, `Environment.Variables.0.Key` / `.Value`, so one vocabulary runs
+//! from form to store to API.
+
+use crate::domain::function::{ConfigDraft, EnvVar, FunctionDraft};
+use std::collections::BTreeMap;
+
+/// More rows than anyone types by hand; the 4 KB size rule stops real abuse earlier.
+const MAX_ENV_ROWS: usize = 100;
+
+/// A submitted form as name/value pairs, in order.
+pub struct Fields(pub Vec<(String, String)>);
+
+impl Fields {
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Environment rows in index order, blank rows included so the form can show them back.
+    pub fn environment(&self) -> Vec<EnvVar> {
+        let mut rows: BTreeMap<usize, EnvVar> = BTreeMap::new();
+        for (name, value) in &self.0 {
+            let Some(rest) = name.strip_prefix("Environment.Variables.") else {
+                continue;
+            };
+            let Some((index, part)) = rest.split_once('.') else {
+                continue;
+            };
+            let Ok(index) = index.parse::<usize>() else {
+                continue;
+            };
+            if index >= MAX_ENV_ROWS {
+                continue;
+            }
+            let row = rows.entry(index).or_default();
+            match part {
+                "Key" => row.key = value.clone(),
+                "Value" => row.value = value.clone(),
+                _ => {}
+            }
+        }
+        rows.into_values().collect()
+    }
+
+    /// A checkbox sends `TRUE` when ticked and nothing when not.
+    pub fn flag(&self, name: &str) -> String {
+        if self.get(name).is_empty() {
+            "FALSE".into()
+        } else {
+            self.get(name).to_string()
+        }
+    }
+
+    pub fn config_draft(&self) -> ConfigDraft {
+        ConfigDraft {
+            description: self.get("Description").to_string(),
+            memory_size: self.get("MemorySize").to_string(),
+            timeout: self.get("Timeout").to_string(),
+            environment: self.environment(),
+            trace_enable: self.flag("TraceEnable"),
+            retry_num: self.get("RetryNum").to_string(),
+            msg_ttl: self.get("MsgTTL").to_string(),
+        }
+    }
+
+    pub fn function_draft(&self) -> FunctionDraft {
+        let mut config = self.config_draft();
+        // The wizard offers Status Trace only while Async Execution is ticked: a box left
+        // ticked but hidden (async unticked with scripts off) does not count.
+        if self.flag("AsyncRunEnable").eq_ignore_ascii_case("FALSE") {
+            config.trace_enable = "FALSE".into();
+        }
+        FunctionDraft {
+            function_name: self.get("FunctionName").to_string(),
+            runtime: self.get("Runtime").to_string(),
+            handler: self.get("Handler").to_string(),
+            // Browsers send textarea line breaks as CRLF; store what the user sees.
+            code: self.get("Code").replace("\r\n", "\n"),
+            async_run_enable: self.flag("AsyncRunEnable"),
+            config,
+        }
+    }
+}
+
+/// The rule a form input belongs to: every environment row reports under `Environment`.
+pub fn rule_field(input_name: &str) -> &str {
+    if input_name.starts_with("Environment.") {
+        "Environment"
+    } else {
+        input_name
+    }
+}
+
+/// The rows an environment editor shows: the variables plus one blank row to type into.
+pub fn env_rows(vars: &[EnvVar], extra_blank: usize) -> Vec<EnvVar> {
+    let mut rows: Vec<EnvVar> = vars
+        .iter()
+        .filter(|v| !(v.key.is_empty() && v.value.is_empty()))
+        .cloned()
+        .collect();
+    rows.extend(std::iter::repeat_n(EnvVar::default(), 1 + extra_blank));
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_rows_read_in_index_order() {
+        let f = Fields(vec![
+            ("Environment.Variables.1.Key".into(), "B".into()),
+            ("Environment.Variables.0.Key".into(), "A".into()),
+            ("Environment.Variables.0.Value".into(), "1".into()),
+            ("Environment.Variables.1.Value".into(), "2".into()),
+            ("Environment.Variables.x.Key".into(), "ignored".into()),
+        ]);
+        let env = f.environment();
+        assert_eq!(env.len(), 2);
+        assert_eq!((env[0].key.as_str(), env[0].value.as_str()), ("A", "1"));
+        assert_eq!((env[1].key.as_str(), env[1].value.as_str()), ("B", "2"));
+    }
+}

@@ -1,0 +1,329 @@
+//! A function's page: the Configuration tab (settings, status trace on/off) and the Code tab.
+
+use super::form::Fields;
+use super::shell::{Section, Shell};
+use super::urls;
+use super::wizard::AdvancedFields;
+use crate::app::AppState;
+use crate::clock::{Millis, format_rfc3339, format_utc};
+use crate::domain::function::{
+    ConfigDraft, bool_str, handler_file, validate_code_update, validate_config,
+};
+use crate::domain::rules::FieldErrors;
+use crate::error::AppResult;
+use crate::store::{Function, FunctionKey, StoreError};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/scf/{region}/{namespace}/functions/{name}", get(overview))
+        .route(
+            "/scf/{region}/{namespace}/functions/{name}/config",
+            get(config).post(save_config),
+        )
+        .route(
+            "/scf/{region}/{namespace}/functions/{name}/code",
+            get(code).post(save_code),
+        )
+}
+
+#[derive(Deserialize, Default)]
+struct Notice {
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    saved: Option<String>,
+}
+
+impl Notice {
+    fn banner(&self, saved: &str) -> Option<String> {
+        if self.created.is_some() {
+            Some("Function created.".into())
+        } else if self.saved.is_some() {
+            Some(saved.into())
+        } else {
+            None
+        }
+    }
+}
+
+/// The function's header and tab bar, shared by its tabs.
+pub struct Header {
+    pub name: String,
+    pub runtime: String,
+    pub handler: String,
+    pub async_run_enable: bool,
+    pub trace_enable: bool,
+    pub memory_size: u32,
+    pub timeout: u32,
+    pub created: String,
+    pub modified: String,
+    pub modified_iso: String,
+    pub config_url: String,
+    pub code_url: String,
+    pub delete_url: String,
+    /// When status trace is off: the time by which its last records are cleared.
+    pub trace_cleared_by: Option<String>,
+    pub tab: &'static str,
+}
+
+impl Header {
+    fn new(state: &AppState, shell: &Shell, f: &Function, tab: &'static str) -> Self {
+        Header {
+            name: f.name.clone(),
+            runtime: f.runtime.clone(),
+            handler: f.handler.clone(),
+            async_run_enable: f.async_run_enable,
+            trace_enable: f.trace_enable,
+            memory_size: f.memory_size,
+            timeout: f.timeout,
+            created: format_utc(f.created_at),
+            modified: format_utc(f.modified_at),
+            modified_iso: format_rfc3339(f.modified_at),
+            config_url: shell.tab_url(&f.name, "config"),
+            code_url: shell.tab_url(&f.name, "code"),
+            delete_url: shell.tab_url(&f.name, "delete"),
+            trace_cleared_by: f
+                .trace_disabled_at
+                .filter(|_| !f.trace_enable)
+                .map(|at| format_utc(at + retention_millis(state))),
+            tab,
+        }
+    }
+}
+
+fn retention_millis(state: &AppState) -> Millis {
+    state.event_retention.as_millis() as Millis
+}
+
+/// "3 days", "72 hours", "90 minutes": the retention as the UI says it.
+pub fn retention_text(state: &AppState) -> String {
+    let secs = state.event_retention.as_secs();
+    match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => plural(s / 86_400, "day"),
+        s if s >= 3_600 && s % 3_600 == 0 => plural(s / 3_600, "hour"),
+        s if s >= 60 && s % 60 == 0 => plural(s / 60, "minute"),
+        s => plural(s, "second"),
+    }
+}
+
+fn plural(n: u64, unit: &str) -> String {
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+async fn load(
+    state: &AppState,
+    region: &str,
+    namespace: &str,
+    name: &str,
+) -> AppResult<(Shell, Function)> {
+    let shell = Shell::load(state, region, namespace, Section::Functions, name).await?;
+    let key = FunctionKey {
+        region: region.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    };
+    let function = state
+        .store
+        .get_function(&key)
+        .await?
+        .ok_or_else(|| super::functions::not_found(&key))?;
+    Ok((shell, function))
+}
+
+async fn overview(Path((region, namespace, name)): Path<(String, String, String)>) -> Redirect {
+    Redirect::to(&urls::function_tab(&region, &namespace, &name, "config"))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "function/config.html")]
+pub struct ConfigPage {
+    shell: Shell,
+    header: Header,
+    advanced: AdvancedFields,
+    errors: FieldErrors,
+    banner: Option<String>,
+    /// Status trace is being turned off: ask before saving.
+    confirm_trace_off: bool,
+    retention: String,
+}
+
+fn config_draft_of(f: &Function) -> ConfigDraft {
+    ConfigDraft {
+        description: f.description.clone(),
+        memory_size: f.memory_size.to_string(),
+        timeout: f.timeout.to_string(),
+        environment: f.environment.clone(),
+        trace_enable: bool_str(f.trace_enable).into(),
+        retry_num: f.retry_num.to_string(),
+        msg_ttl: f.msg_ttl.to_string(),
+    }
+}
+
+async fn config(
+    State(state): State<AppState>,
+    Path((region, namespace, name)): Path<(String, String, String)>,
+    Query(notice): Query<Notice>,
+) -> AppResult<ConfigPage> {
+    let (shell, f) = load(&state, &region, &namespace, &name).await?;
+    let errors = FieldErrors::default();
+    Ok(ConfigPage {
+        advanced: AdvancedFields::new(config_draft_of(&f), f.async_run_enable, true, &errors, 0),
+        header: Header::new(&state, &shell, &f, "config"),
+        shell,
+        errors,
+        banner: notice.banner("Configuration saved."),
+        confirm_trace_off: false,
+        retention: retention_text(&state),
+    })
+}
+
+async fn save_config(
+    State(state): State<AppState>,
+    Path((region, namespace, name)): Path<(String, String, String)>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    let (shell, f) = load(&state, &region, &namespace, &name).await?;
+    let fields = Fields(pairs);
+    let draft = fields.config_draft();
+    let page = |errors: FieldErrors, extra_rows: usize, confirm_trace_off: bool| ConfigPage {
+        advanced: AdvancedFields::new(draft.clone(), f.async_run_enable, true, &errors, extra_rows),
+        header: Header::new(&state, &shell, &f, "config"),
+        shell: shell.clone(),
+        errors,
+        banner: None,
+        confirm_trace_off,
+        retention: retention_text(&state),
+    };
+    if fields.get("_action") == "add-env" {
+        let rows = fields.get("_env_extra").parse::<usize>().unwrap_or(0) + 1;
+        return Ok(page(FieldErrors::default(), rows, false).into_response());
+    }
+    let config = match validate_config(&draft, f.async_run_enable) {
+        Ok(c) => c,
+        Err(errors) => {
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page(errors, 0, false)).into_response());
+        }
+    };
+    // Turning status trace off stops recording and starts the clock on existing records, so it
+    // is confirmed first; the confirmation re-posts the same form.
+    if f.trace_enable && !config.trace_enable && fields.get("ConfirmTraceOff") != "yes" {
+        return Ok(page(FieldErrors::default(), 0, true).into_response());
+    }
+    match state
+        .store
+        .update_function_config(&f.key(), &config, state.clock.now_millis())
+        .await
+    {
+        Ok(updated) => {
+            tracing::info!(function = %updated.name, trace_enable = updated.trace_enable, "configuration saved");
+            Ok(Redirect::to(&format!(
+                "{}?saved=1",
+                urls::function_tab(&region, &namespace, &name, "config")
+            ))
+            .into_response())
+        }
+        Err(StoreError::NotFound) => Err(super::functions::not_found(&f.key())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "function/code.html")]
+pub struct CodePage {
+    shell: Shell,
+    header: Header,
+    handler: String,
+    code: String,
+    file: String,
+    /// The other files of the package, listed so the user knows they exist.
+    other_files: Vec<String>,
+    errors: FieldErrors,
+    banner: Option<String>,
+}
+
+async fn code(
+    State(state): State<AppState>,
+    Path((region, namespace, name)): Path<(String, String, String)>,
+    Query(notice): Query<Notice>,
+) -> AppResult<CodePage> {
+    let (shell, f) = load(&state, &region, &namespace, &name).await?;
+    let files = state.store.get_code(f.id).await?;
+    let file = f
+        .runtime()
+        .map(|r| handler_file(&f.handler, r))
+        .unwrap_or_default();
+    let code = files
+        .iter()
+        .find(|c| c.path == file)
+        .map(|c| String::from_utf8_lossy(&c.content).into_owned())
+        .unwrap_or_default();
+    Ok(CodePage {
+        header: Header::new(&state, &shell, &f, "code"),
+        shell,
+        handler: f.handler.clone(),
+        code,
+        other_files: files
+            .into_iter()
+            .map(|c| c.path)
+            .filter(|p| *p != file)
+            .collect(),
+        file,
+        errors: FieldErrors::default(),
+        banner: notice.banner("Code saved."),
+    })
+}
+
+async fn save_code(
+    State(state): State<AppState>,
+    Path((region, namespace, name)): Path<(String, String, String)>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    let (shell, f) = load(&state, &region, &namespace, &name).await?;
+    let fields = Fields(pairs);
+    let handler = fields.get("Handler").to_string();
+    let code = fields.get("Code").replace("\r\n", "\n");
+    match validate_code_update(&handler, &code) {
+        Ok(update) => match state
+            .store
+            .update_function_code(&f.key(), &update, state.clock.now_millis())
+            .await
+        {
+            Ok(_) => Ok(Redirect::to(&format!(
+                "{}?saved=1",
+                urls::function_tab(&region, &namespace, &name, "code")
+            ))
+            .into_response()),
+            Err(StoreError::NotFound) => Err(super::functions::not_found(&f.key())),
+            Err(e) => Err(e.into()),
+        },
+        Err(errors) => {
+            let file = f
+                .runtime()
+                .map(|r| handler_file(&handler, r))
+                .unwrap_or_default();
+            let page = CodePage {
+                header: Header::new(&state, &shell, &f, "code"),
+                shell,
+                handler,
+                code,
+                file,
+                other_files: Vec::new(),
+                errors,
+                banner: None,
+            };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
+}

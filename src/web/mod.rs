@@ -1,0 +1,133 @@
+//! The console: server-rendered pages and htmx fragments. Every page works as plain HTML forms
+//! and links; htmx only swaps parts of a page in place.
+
+pub mod assets;
+mod form;
+mod function_page;
+mod functions;
+mod namespaces;
+mod shell;
+mod wizard;
+
+use crate::app::AppState;
+use crate::domain::namespace::DEFAULT_NAMESPACE;
+use axum::Router;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::response::Redirect;
+use axum::routing::get;
+use serde::Deserialize;
+use std::convert::Infallible;
+
+pub use shell::Shell;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/switch", get(switch))
+        .route("/static/{*path}", get(assets::serve))
+        .merge(functions::routes())
+        .merge(wizard::routes())
+        .merge(function_page::routes())
+        .merge(namespaces::routes())
+        .fallback(|| async {
+            crate::error::AppError::NotFound("There is no page at this address.".into())
+        })
+}
+
+async fn home(State(state): State<AppState>) -> Redirect {
+    Redirect::to(&urls::functions(state.default_region(), DEFAULT_NAMESPACE))
+}
+
+#[derive(Deserialize)]
+struct SwitchQuery {
+    region: String,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+/// Target of the region and namespace selectors (plain GET forms): a new region starts in its
+/// `default` namespace.
+async fn switch(Query(q): Query<SwitchQuery>) -> Redirect {
+    let namespace = q
+        .namespace
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    Redirect::to(&urls::functions(&q.region, &namespace))
+}
+
+/// True when htmx made the request and wants a fragment rather than the whole page.
+pub struct HxRequest(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for HxRequest {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| parts.headers.get(name).is_some_and(|v| v == "true");
+        // A boosted request navigates, so it wants the whole page.
+        Ok(HxRequest(header("hx-request") && !header("hx-boosted")))
+    }
+}
+
+/// The name of the field whose input triggered an htmx request (`HX-Trigger-Name`).
+pub struct HxTriggerName(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for HxTriggerName {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(HxTriggerName(
+            parts
+                .headers
+                .get("hx-trigger-name")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        ))
+    }
+}
+
+/// The console's URLs, built in one place.
+pub mod urls {
+    fn enc(s: &str) -> String {
+        // Names are restricted to URL-safe characters by the domain rules; encode anyway so a
+        // bad name in a URL can never break out of its segment.
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    pub fn functions(region: &str, namespace: &str) -> String {
+        format!("/scf/{}/{}/functions", enc(region), enc(namespace))
+    }
+
+    pub fn new_function(region: &str, namespace: &str) -> String {
+        format!("{}/new", functions(region, namespace))
+    }
+
+    pub fn validate(region: &str, namespace: &str) -> String {
+        format!("{}/validate", functions(region, namespace))
+    }
+
+    pub fn function(region: &str, namespace: &str, name: &str) -> String {
+        format!("{}/{}", functions(region, namespace), enc(name))
+    }
+
+    pub fn function_tab(region: &str, namespace: &str, name: &str, tab: &str) -> String {
+        format!("{}/{tab}", function(region, namespace, name))
+    }
+
+    pub fn namespaces(region: &str, namespace: &str) -> String {
+        format!("/scf/{}/{}/namespaces", enc(region), enc(namespace))
+    }
+
+    pub fn delete_namespace(region: &str, namespace: &str, target: &str) -> String {
+        format!("{}/{}/delete", namespaces(region, namespace), enc(target))
+    }
+}

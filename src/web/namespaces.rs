@@ -1,0 +1,243 @@
+//! Namespaces of a region: list, create, delete (`default` can be neither created nor deleted).
+
+use super::form::Fields;
+use super::shell::{Section, Shell};
+use super::urls;
+use crate::app::AppState;
+use crate::clock::{format_rfc3339, format_utc};
+use crate::domain::namespace::{
+    DEFAULT_NAMESPACE, validate_namespace_deletion, validate_new_namespace,
+};
+use crate::domain::rules::{FieldError, FieldErrors};
+use crate::error::{AppError, AppResult};
+use crate::store::{Namespace, StoreError};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/scf/{region}/{namespace}/namespaces",
+            get(list).post(create),
+        )
+        .route(
+            "/scf/{region}/{namespace}/namespaces/{target}/delete",
+            get(confirm_delete).post(delete),
+        )
+}
+
+pub struct Row {
+    pub name: String,
+    pub description: String,
+    pub function_count: i64,
+    pub created: String,
+    pub created_iso: String,
+    pub functions_url: String,
+    /// None for `default`, which cannot be deleted.
+    pub delete_url: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "namespaces/list.html")]
+pub struct ListPage {
+    shell: Shell,
+    rows: Vec<Row>,
+    name: String,
+    description: String,
+    errors: FieldErrors,
+    banner: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Notice {
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    deleted: Option<String>,
+}
+
+fn rows(region: &str, current: &str, namespaces: Vec<Namespace>) -> Vec<Row> {
+    namespaces
+        .into_iter()
+        .map(|n| Row {
+            functions_url: urls::functions(region, &n.name),
+            delete_url: (n.name != DEFAULT_NAMESPACE)
+                .then(|| urls::delete_namespace(region, current, &n.name)),
+            created: format_utc(n.created_at),
+            created_iso: format_rfc3339(n.created_at),
+            name: n.name,
+            description: n.description,
+            function_count: n.function_count,
+        })
+        .collect()
+}
+
+async fn page(
+    state: &AppState,
+    region: &str,
+    namespace: &str,
+    name: String,
+    description: String,
+    errors: FieldErrors,
+    banner: Option<String>,
+) -> AppResult<ListPage> {
+    let shell = Shell::load(state, region, namespace, Section::Namespaces, "Namespaces").await?;
+    let namespaces = state.store.list_namespaces(region).await?;
+    Ok(ListPage {
+        rows: rows(region, namespace, namespaces),
+        shell,
+        name,
+        description,
+        errors,
+        banner,
+    })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path((region, namespace)): Path<(String, String)>,
+    Query(notice): Query<Notice>,
+) -> AppResult<ListPage> {
+    let banner = notice
+        .created
+        .map(|n| format!("Namespace {n} created."))
+        .or(notice.deleted.map(|n| format!("Namespace {n} deleted.")));
+    page(
+        &state,
+        &region,
+        &namespace,
+        String::new(),
+        String::new(),
+        FieldErrors::default(),
+        banner,
+    )
+    .await
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path((region, namespace)): Path<(String, String)>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    let fields = Fields(pairs);
+    let name = fields.get("Namespace").trim().to_string();
+    let description = fields.get("Description").trim().to_string();
+    let refuse = |error: FieldError| async {
+        let page = page(
+            &state,
+            &region,
+            &namespace,
+            name.clone(),
+            description.clone(),
+            error.into(),
+            None,
+        )
+        .await?;
+        Ok::<_, AppError>((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    };
+    // Check the region before anything is written.
+    Shell::load(
+        &state,
+        &region,
+        &namespace,
+        Section::Namespaces,
+        "Namespaces",
+    )
+    .await?;
+    if let Err(e) = validate_new_namespace(&name, &description) {
+        return refuse(e).await;
+    }
+    match state
+        .store
+        .create_namespace(&region, &name, &description, state.clock.now_millis())
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!(
+            "{}?created={name}",
+            urls::namespaces(&region, &namespace)
+        ))
+        .into_response()),
+        Err(StoreError::Conflict) => {
+            refuse(FieldError::new(
+                "Namespace",
+                "ResourceInUse.Namespace",
+                format!("Namespace {name} already exists in {region}."),
+            ))
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "namespaces/delete.html")]
+pub struct DeletePage {
+    shell: Shell,
+    target: String,
+    function_count: i64,
+    target_functions_url: String,
+}
+
+async fn confirm_delete(
+    State(state): State<AppState>,
+    Path((region, namespace, target)): Path<(String, String, String)>,
+) -> AppResult<DeletePage> {
+    let shell = Shell::load(
+        &state,
+        &region,
+        &namespace,
+        Section::Namespaces,
+        format!("Delete namespace {target}"),
+    )
+    .await?;
+    validate_namespace_deletion(&target).map_err(|e| AppError::BadRequest(e.message))?;
+    let ns = state
+        .store
+        .get_namespace(&region, &target)
+        .await?
+        .ok_or_else(|| {
+            AppError::NotFound(format!("Namespace {target} does not exist in {region}."))
+        })?;
+    Ok(DeletePage {
+        target_functions_url: urls::functions(&region, &target),
+        shell,
+        target,
+        function_count: ns.function_count,
+    })
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path((region, namespace, target)): Path<(String, String, String)>,
+) -> AppResult<Response> {
+    validate_namespace_deletion(&target).map_err(|e| AppError::BadRequest(e.message))?;
+    match state.store.delete_namespace(&region, &target).await {
+        Ok(()) => {
+            tracing::info!(namespace = %target, region = %region, "namespace deleted");
+            // Deleting the namespace you stand in takes you back to default.
+            let here = if target == namespace {
+                DEFAULT_NAMESPACE
+            } else {
+                namespace.as_str()
+            };
+            Ok(Redirect::to(&format!(
+                "{}?deleted={target}",
+                urls::namespaces(&region, here)
+            ))
+            .into_response())
+        }
+        Err(StoreError::NotEmpty) => Err(AppError::BadRequest(format!(
+            "Namespace {target} still has functions. Delete them first; nothing was deleted."
+        ))),
+        Err(StoreError::NotFound) => Err(AppError::NotFound(format!(
+            "Namespace {target} does not exist in {region}."
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}

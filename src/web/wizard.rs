@@ -1,0 +1,425 @@
+//! The creation wizard: choose an empty function or a template, fill in the Function
+//! Configuration (with Advanced Settings), Complete. Also the live validation fragment that
+//! checks a field as the user types.
+
+use super::form::{Fields, env_rows, rule_field};
+use super::shell::{Section, Shell};
+use super::{HxRequest, HxTriggerName, urls};
+use crate::app::AppState;
+use crate::domain::function::EnvVar;
+use crate::domain::function::{
+    ConfigDraft, FunctionDraft, validate_function_name, validate_new_function,
+};
+use crate::domain::rules::{FieldError, FieldErrors};
+use crate::domain::runtime::{Availability, CATALOGUE, Language};
+use crate::domain::template::{self, FunctionTemplate, empty_code};
+use crate::error::{AppError, AppResult};
+use crate::store::{FunctionKey, StoreError};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+/// The fields under Advanced Settings: an error in any of them opens the section.
+const ADVANCED_FIELDS: &[&str] = &[
+    "MemorySize",
+    "Timeout",
+    "Environment",
+    "AsyncRunEnable",
+    "TraceEnable",
+    "RetryNum",
+    "MsgTTL",
+];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/scf/{region}/{namespace}/functions/new",
+            get(new_function).post(create),
+        )
+        .route(
+            "/scf/{region}/{namespace}/functions/validate",
+            post(validate),
+        )
+}
+
+#[derive(Deserialize, Default)]
+struct NewQuery {
+    /// `empty`, or a template id; absent on the first step.
+    #[serde(default)]
+    template: Option<String>,
+    /// Template search text.
+    #[serde(default)]
+    q: String,
+}
+
+/// A template card of the first step.
+pub struct Card {
+    pub title: &'static str,
+    pub summary: &'static str,
+    pub language: &'static str,
+    pub tags: &'static [&'static str],
+    pub url: String,
+}
+
+/// The template cards, the part that search swaps in place.
+#[derive(Template, WebTemplate)]
+#[template(path = "wizard/cards.html")]
+pub struct Cards {
+    cards: Vec<Card>,
+    search: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "wizard/choose.html")]
+pub struct ChoosePage {
+    shell: Shell,
+    empty_url: String,
+    cards: Cards,
+}
+
+/// One choice of the runtime selector.
+pub struct RuntimeOption {
+    pub name: &'static str,
+    pub available: bool,
+    /// "Python 3.11.2" when available, or why it is not.
+    pub note: String,
+    pub selected: bool,
+    /// The handler skeleton to show when this runtime is picked for an empty function.
+    pub skeleton: &'static str,
+}
+
+/// The settings block shared by the wizard and the Configuration tab.
+pub struct AdvancedFields {
+    pub config: ConfigDraft,
+    pub env_rows: Vec<EnvVar>,
+    /// On the Configuration tab async execution is shown but cannot change.
+    pub async_locked: bool,
+    pub async_run: bool,
+    pub open: bool,
+    /// Blank environment rows added with "Add variable" beyond the one always shown.
+    pub extra_rows: usize,
+}
+
+impl AdvancedFields {
+    pub fn new(
+        config: ConfigDraft,
+        async_run: bool,
+        async_locked: bool,
+        errors: &FieldErrors,
+        extra_rows: usize,
+    ) -> Self {
+        AdvancedFields {
+            env_rows: env_rows(&config.environment, extra_rows),
+            open: extra_rows > 0 || ADVANCED_FIELDS.iter().any(|f| errors.get(f).is_some()),
+            config,
+            async_locked,
+            async_run,
+            extra_rows,
+        }
+    }
+
+    pub fn trace_checked(&self) -> bool {
+        self.config.is_trace_enabled()
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "wizard/form.html")]
+pub struct FormPage {
+    shell: Shell,
+    template_id: String,
+    template_title: String,
+    draft: FunctionDraft,
+    errors: FieldErrors,
+    runtimes: Vec<RuntimeOption>,
+    advanced: AdvancedFields,
+    choose_url: String,
+    retention: String,
+}
+
+async fn new_function(
+    State(state): State<AppState>,
+    Path((region, namespace)): Path<(String, String)>,
+    Query(query): Query<NewQuery>,
+    HxRequest(hx): HxRequest,
+) -> AppResult<Response> {
+    let cards = cards(&region, &namespace, &query.q);
+    if hx && query.template.is_none() {
+        return Ok(cards.into_response());
+    }
+    let shell = Shell::load(
+        &state,
+        &region,
+        &namespace,
+        Section::Functions,
+        "Create function",
+    )
+    .await?;
+    let Some(template_id) = query.template else {
+        return Ok(ChoosePage {
+            empty_url: format!("{}?template=empty", shell.new_function_url()),
+            shell,
+            cards,
+        }
+        .into_response());
+    };
+    let draft = starting_draft(&state, &template_id)?;
+    Ok(form_page(&state, shell, template_id, draft, FieldErrors::default(), 0).into_response())
+}
+
+fn cards(region: &str, namespace: &str, search: &str) -> Cards {
+    let base = urls::new_function(region, namespace);
+    Cards {
+        cards: template::search(search)
+            .into_iter()
+            .map(|t| Card {
+                title: t.title,
+                summary: t.summary,
+                language: t.language.label(),
+                tags: t.tags,
+                url: format!("{base}?template={}", t.id),
+            })
+            .collect(),
+        search: search.trim().to_string(),
+    }
+}
+
+/// What the form starts with: the template's code and settings, or an empty handler of the
+/// newest Python this machine has (Node.js if there is no Python).
+fn starting_draft(state: &AppState, template_id: &str) -> AppResult<FunctionDraft> {
+    let ip = &state.interpreters;
+    if template_id == "empty" {
+        let language =
+            if ip.newest(Language::Python).is_some() || ip.newest(Language::Nodejs).is_none() {
+                Language::Python
+            } else {
+                Language::Nodejs
+            };
+        let runtime = ip.newest(language).map_or("", |r| r.name);
+        return Ok(FunctionDraft::with_defaults(
+            runtime,
+            "index.main_handler",
+            empty_code(language),
+            false,
+        ));
+    }
+    let t = FunctionTemplate::by_id(template_id).ok_or_else(|| {
+        AppError::NotFound(format!(
+            "There is no function template named {template_id}."
+        ))
+    })?;
+    let runtime = ip.newest(t.language).map_or("", |r| r.name);
+    let mut draft = FunctionDraft::with_defaults(runtime, t.handler, t.code, t.async_run);
+    draft.function_name = t.function_name.to_string();
+    draft.config.timeout = t.timeout.to_string();
+    draft.config.description = t.summary.to_string();
+    Ok(draft)
+}
+
+fn runtime_options(
+    state: &AppState,
+    language: Option<Language>,
+    selected: &str,
+) -> Vec<RuntimeOption> {
+    CATALOGUE
+        .iter()
+        .filter(|r| language.is_none_or(|l| r.language == l))
+        .map(|r| {
+            let (available, note) = match state.interpreters.availability(r) {
+                Availability::Available { interpreter } => (true, interpreter),
+                Availability::Unavailable { reason } => (false, reason),
+            };
+            RuntimeOption {
+                name: r.name,
+                available,
+                note,
+                selected: r.name == selected,
+                skeleton: empty_code(r.language),
+            }
+        })
+        .collect()
+}
+
+fn form_page(
+    state: &AppState,
+    shell: Shell,
+    template_id: String,
+    draft: FunctionDraft,
+    errors: FieldErrors,
+    extra_env_rows: usize,
+) -> FormPage {
+    let template = FunctionTemplate::by_id(&template_id);
+    let advanced = AdvancedFields::new(
+        draft.config.clone(),
+        draft.is_async(),
+        false,
+        &errors,
+        extra_env_rows,
+    );
+    FormPage {
+        runtimes: runtime_options(state, template.map(|t| t.language), &draft.runtime),
+        template_title: template.map_or("Empty function", |t| t.title).to_string(),
+        choose_url: shell.new_function_url(),
+        retention: super::function_page::retention_text(state),
+        shell,
+        template_id,
+        draft,
+        errors,
+        advanced,
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path((region, namespace)): Path<(String, String)>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    let shell = Shell::load(
+        &state,
+        &region,
+        &namespace,
+        Section::Functions,
+        "Create function",
+    )
+    .await?;
+    let fields = Fields(pairs);
+    let template_id = match fields.get("template") {
+        "" => "empty".to_string(),
+        t => t.to_string(),
+    };
+    let draft = fields.function_draft();
+    // "Add variable" without JavaScript: show the form again with one more blank row.
+    if fields.get("_action") == "add-env" {
+        let rows = fields.get("_env_extra").parse::<usize>().unwrap_or(0) + 1;
+        return Ok(form_page(
+            &state,
+            shell,
+            template_id,
+            draft,
+            FieldErrors::default(),
+            rows,
+        )
+        .into_response());
+    }
+    let function = match validate_new_function(&draft, &state.interpreters) {
+        Ok(f) => f,
+        Err(errors) => {
+            return Ok(invalid(form_page(
+                &state,
+                shell,
+                template_id,
+                draft,
+                errors,
+                0,
+            )));
+        }
+    };
+    match state
+        .store
+        .create_function(&region, &namespace, &function, state.clock.now_millis())
+        .await
+    {
+        Ok(created) => {
+            tracing::info!(function = %created.name, namespace = %namespace, runtime = %created.runtime, "function created");
+            Ok(Redirect::to(&format!(
+                "{}?created=1",
+                urls::function_tab(&region, &namespace, &created.name, "config")
+            ))
+            .into_response())
+        }
+        Err(StoreError::Conflict) => {
+            let errors = FieldErrors::from(name_taken(&function.name, &namespace));
+            Ok(invalid(form_page(
+                &state,
+                shell,
+                template_id,
+                draft,
+                errors,
+                0,
+            )))
+        }
+        Err(StoreError::NotFound) => Err(AppError::NotFound(format!(
+            "Namespace {namespace} no longer exists in region {region}."
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A form shown again with its errors: 422 tells scripts the input was refused, and browsers
+/// still show the page.
+fn invalid(page: impl IntoResponse) -> Response {
+    (StatusCode::UNPROCESSABLE_ENTITY, page).into_response()
+}
+
+pub fn name_taken(name: &str, namespace: &str) -> FieldError {
+    FieldError::new(
+        "FunctionName",
+        "ResourceInUse.Function",
+        format!(
+            "A function named {name} already exists in namespace {namespace}. Choose another name."
+        ),
+    )
+}
+
+/// The message slot of one field, swapped in place as the user types.
+#[derive(Template, WebTemplate)]
+#[template(path = "fragments/field_error.html")]
+pub struct FieldErrorSlot {
+    field: String,
+    message: Option<String>,
+    /// Fields whose rules depend on the one that changed, refreshed out of band.
+    also: Vec<(String, Option<String>)>,
+}
+
+/// Checks the whole form and answers with the message of the field that changed. Cross-field
+/// rules (the timeout allowed with async execution) come out right because the whole form is
+/// checked, through the same rules as Complete.
+async fn validate(
+    State(state): State<AppState>,
+    Path((region, namespace)): Path<(String, String)>,
+    HxTriggerName(trigger): HxTriggerName,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> AppResult<FieldErrorSlot> {
+    let fields = Fields(pairs);
+    let field = rule_field(trigger.as_deref().unwrap_or("")).to_string();
+    let draft = fields.function_draft();
+    let errors = validate_new_function(&draft, &state.interpreters)
+        .err()
+        .unwrap_or_default();
+    let mut message = errors.get(&field).map(str::to_string);
+    // Async execution decides the timeout allowed and whether status trace may be on.
+    let dependents: &[&str] = if field == "AsyncRunEnable" {
+        &["Timeout", "TraceEnable"]
+    } else {
+        &[]
+    };
+    let also = dependents
+        .iter()
+        .map(|f| (f.to_string(), errors.get(f).map(str::to_string)))
+        .collect();
+    // The name's uniqueness is known only to the store; check it once the shape is right. The
+    // Configuration tab has no name field, so this runs only in the wizard.
+    if field == "FunctionName"
+        && message.is_none()
+        && validate_function_name(draft.function_name.trim()).is_ok()
+    {
+        let key = FunctionKey {
+            region,
+            namespace: namespace.clone(),
+            name: draft.function_name.trim().to_string(),
+        };
+        if state.store.get_function(&key).await?.is_some() {
+            message = Some(name_taken(&key.name, &namespace).message);
+        }
+    }
+    Ok(FieldErrorSlot {
+        field,
+        message,
+        also,
+    })
+}

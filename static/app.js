@@ -1,0 +1,78 @@
+// scf-console: small enhancements. Every page works without this file.
+(function () {
+  "use strict";
+
+  // Region and namespace selectors switch as soon as a choice is made.
+  document.addEventListener("change", function (e) {
+    var form = e.target.closest && e.target.closest("form[data-autosubmit]");
+    if (form && e.target.tagName === "SELECT") form.submit();
+  });
+
+  // "Add variable" adds a row in place instead of reloading the form.
+  document.addEventListener("click", function (e) {
+    var button = e.target.closest && e.target.closest("[data-add-env]");
+    if (!button) return;
+    var rows = button.closest("fieldset").querySelector("[data-env-rows]");
+    var last = rows && rows.lastElementChild;
+    if (!last) return;
+    e.preventDefault();
+    var index = rows.children.length;
+    var row = last.cloneNode(true);
+    row.querySelectorAll("input, label").forEach(function (el) {
+      ["id", "for", "name"].forEach(function (attr) {
+        var v = el.getAttribute(attr);
+        if (v) el.setAttribute(attr, v.replace(/\d+/, String(index)));
+      });
+      if (el.tagName === "INPUT") el.value = "";
+      if (el.tagName === "LABEL") el.textContent = el.textContent.replace(/\d+/, String(index + 1));
+    });
+    rows.appendChild(row);
+    if (window.htmx) window.htmx.process(row);
+    row.querySelector("input").focus();
+  });
+
+  // An empty function's code follows the runtime picked, as long as the user has not edited it.
+  document.addEventListener("focusin", function (e) {
+    if (e.target.id === "Runtime") e.target.dataset.previous = e.target.value;
+  });
+  document.addEventListener("change", function (e) {
+    var select = e.target;
+    if (select.id === "Runtime") {
+      var code = document.getElementById(select.dataset.skeletonTarget || "Code");
+      var previous = select.querySelector('option[value="' + (select.dataset.previous || "") + '"]');
+      var next = select.options[select.selectedIndex];
+      if (code && next && (!code.value.trim() || (previous && code.value === previous.dataset.skeleton))) {
+        code.value = next.dataset.skeleton;
+      }
+      select.dataset.previous = select.value;
+    }
+    // Status trace needs async execution: unticking async unticks trace.
+    if (select.id === "AsyncRunEnable" && !select.checked) {
+      var trace = document.getElementById("TraceEnable");
+      if (trace) trace.checked = false;
+    }
+  });
+
+  // A failed background request says so instead of failing silently.
+  document.addEventListener("htmx:responseError", function (e) {
+    var status = e.detail.xhr ? e.detail.xhr.status : "";
+    showProblem("The console could not refresh this part of the page (HTTP " + status + "). Reload to try again.");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    showProblem("The console cannot be reached. Check that scf-console is running, then reload.");
+  });
+
+  function showProblem(text) {
+    var main = document.getElementById("main");
+    if (!main) return;
+    var box = document.getElementById("request-problem");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "request-problem";
+      box.className = "banner banner-error";
+      box.setAttribute("role", "alert");
+      main.insertBefore(box, main.firstChild);
+    }
+    box.textContent = text;
+  }
+})();
