@@ -1,5 +1,6 @@
 use clap::Parser;
 use scf_console::config::{Cli, Command};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -9,6 +10,8 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info")),
         )
+        // Colours only on a terminal, so log files and pipes stay plain text.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {

@@ -115,7 +115,11 @@ impl AdvancedFields {
     ) -> Self {
         AdvancedFields {
             env_rows: env_rows(&config.environment, extra_rows),
-            open: extra_rows > 0 || ADVANCED_FIELDS.iter().any(|f| errors.get(f).is_some()),
+            // The Configuration tab is all settings: shown open. The wizard keeps them folded
+            // unless something inside needs the user.
+            open: async_locked
+                || extra_rows > 0
+                || ADVANCED_FIELDS.iter().any(|f| errors.get(f).is_some()),
             config,
             async_locked,
             async_run,

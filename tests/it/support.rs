@@ -1,0 +1,262 @@
+//! A console running in-process on a fresh SQLite file, and helpers to read its pages the way a
+//! user sees them (CSS selectors over the HTML).
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use scf_console::app::{AppState, router};
+use scf_console::clock::Clock;
+use scf_console::domain::runtime::Interpreters;
+use scf_console::engine::interpreters;
+use scraper::{Html, Selector};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use tower::ServiceExt;
+
+pub const REGION: &str = "ap-guangzhou";
+/// 2026-11-29 10:00:00 UTC: tests run on a clock they control.
+pub const START: i64 = 1_795_946_400_000;
+
+/// The interpreters of this machine, asked once per test run.
+pub async fn machine() -> Interpreters {
+    static FOUND: OnceCell<Interpreters> = OnceCell::const_new();
+    FOUND
+        .get_or_init(|| async { interpreters::detect("/usr/bin/python3", "node").await })
+        .await
+        .clone()
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with_interpreters(machine().await).await
+    }
+
+    pub async fn with_interpreters(interpreters: Interpreters) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let store = scf_console::store::open(&url).await.unwrap();
+        let state = AppState::new(
+            store,
+            Clock::manual(START),
+            vec![REGION.into(), "ap-shanghai".into()],
+            interpreters,
+            Duration::from_secs(72 * 3600),
+        )
+        .await
+        .unwrap();
+        TestApp {
+            router: router(state.clone()),
+            state,
+            _dir: dir,
+        }
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Page {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> Page {
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    /// A GET as htmx sends it, asking for a fragment.
+    pub async fn get_hx(&self, uri: &str) -> Page {
+        self.send(
+            Request::get(uri)
+                .header("HX-Request", "true")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn post(&self, uri: &str, fields: &[(&str, &str)]) -> Page {
+        self.send(form_request(uri, fields).body(form_body(fields)).unwrap())
+            .await
+    }
+
+    /// A POST as htmx sends it when the field `trigger` changes.
+    pub async fn post_hx(&self, uri: &str, trigger: &str, fields: &[(&str, &str)]) -> Page {
+        self.send(
+            form_request(uri, fields)
+                .header("HX-Request", "true")
+                .header("HX-Trigger-Name", trigger)
+                .body(form_body(fields))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Follows a redirect the way a browser does after a form post.
+    pub async fn follow(&self, page: &Page) -> Page {
+        assert!(
+            page.status.is_redirection(),
+            "expected a redirect, got {}: {}",
+            page.status,
+            page.errors().join(" | ")
+        );
+        self.get(page.location()).await
+    }
+
+    /// Creates a function through the wizard with the given fields on top of a valid empty
+    /// Python function, and checks that it was created.
+    pub async fn create_function(&self, namespace: &str, name: &str, extra: &[(&str, &str)]) {
+        let mut fields = valid_function(name);
+        for (k, v) in extra {
+            fields.retain(|(fk, _)| fk != k);
+            fields.push((k, v));
+        }
+        let page = self.post(&new_url(namespace), &fields).await;
+        assert_eq!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "creating {name}: {}",
+            page.errors().join(" | ")
+        );
+    }
+}
+
+fn form_request(uri: &str, _fields: &[(&str, &str)]) -> axum::http::request::Builder {
+    Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+}
+
+fn form_body(fields: &[(&str, &str)]) -> Body {
+    let encoded = fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    Body::from(encoded)
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn functions_url(namespace: &str) -> String {
+    format!("/scf/{REGION}/{namespace}/functions")
+}
+
+pub fn new_url(namespace: &str) -> String {
+    format!("/scf/{REGION}/{namespace}/functions/new")
+}
+
+pub fn function_url(namespace: &str, name: &str, tab: &str) -> String {
+    format!("/scf/{REGION}/{namespace}/functions/{name}/{tab}")
+}
+
+pub const PYTHON_CODE: &str = "def main_handler(event, context):\n    return event\n";
+
+/// A complete, valid wizard form for an empty Python function.
+pub fn valid_function(name: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("template", "empty"),
+        ("FunctionName", name),
+        ("Runtime", "Python3.9"),
+        ("Handler", "index.main_handler"),
+        ("Code", PYTHON_CODE),
+        ("Description", ""),
+        ("MemorySize", "128"),
+        ("Timeout", "3"),
+        ("RetryNum", ""),
+        ("MsgTTL", "21600"),
+        ("Environment.Variables.0.Key", ""),
+        ("Environment.Variables.0.Value", ""),
+    ]
+}
+
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn html(&self) -> Html {
+        Html::parse_document(&self.body)
+    }
+
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The visible text of every element matching a CSS selector, whitespace folded.
+    pub fn texts(&self, selector: &str) -> Vec<String> {
+        let sel = Selector::parse(selector).unwrap();
+        self.html()
+            .select(&sel)
+            .map(|e| {
+                e.text()
+                    .collect::<String>()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    /// The text of the first element matching, or "" when none does.
+    pub fn text(&self, selector: &str) -> String {
+        self.texts(selector).into_iter().next().unwrap_or_default()
+    }
+
+    pub fn count(&self, selector: &str) -> usize {
+        self.texts(selector).len()
+    }
+
+    pub fn attr(&self, selector: &str, attr: &str) -> Option<String> {
+        let sel = Selector::parse(selector).unwrap();
+        self.html()
+            .select(&sel)
+            .next()
+            .and_then(|e| e.value().attr(attr).map(str::to_string))
+    }
+
+    /// The message shown under a field, or "" when it has none.
+    pub fn field_error(&self, field: &str) -> String {
+        self.text(&format!("#err-{}", field.replace('.', "\\.")))
+    }
+
+    /// Every field message on the page.
+    pub fn errors(&self) -> Vec<String> {
+        self.texts(".field-error")
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .chain(self.texts(".error-page p"))
+            .collect()
+    }
+}
