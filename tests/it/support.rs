@@ -87,14 +87,14 @@ impl TestApp {
     }
 
     pub async fn post(&self, uri: &str, fields: &[(&str, &str)]) -> Page {
-        self.send(form_request(uri, fields).body(form_body(fields)).unwrap())
+        self.send(form_request(uri).body(form_body(fields)).unwrap())
             .await
     }
 
     /// A POST as htmx sends it when the field `trigger` changes.
     pub async fn post_hx(&self, uri: &str, trigger: &str, fields: &[(&str, &str)]) -> Page {
         self.send(
-            form_request(uri, fields)
+            form_request(uri)
                 .header("HX-Request", "true")
                 .header("HX-Trigger-Name", trigger)
                 .body(form_body(fields))
@@ -132,7 +132,7 @@ impl TestApp {
     }
 }
 
-fn form_request(uri: &str, _fields: &[(&str, &str)]) -> axum::http::request::Builder {
+fn form_request(uri: &str) -> axum::http::request::Builder {
     Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
 }
 

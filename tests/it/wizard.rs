@@ -241,6 +241,9 @@ async fn status_trace_is_only_taken_with_async_execution() {
     assert_eq!(page.texts(".facts .badge"), vec!["Off"]);
 }
 
+/// The field whose message is expected, the inputs that break its rule, and what the message says.
+type RuleCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+
 /// One bad input per rule: the message next to the field, the input kept, nothing created.
 #[tokio::test]
 async fn every_rule_is_checked_on_the_server_with_the_input_kept() {
@@ -248,7 +251,7 @@ async fn every_rule_is_checked_on_the_server_with_the_input_kept() {
     app.create_function("default", "taken", &[]).await;
     let long_description = "d".repeat(1001);
     let big_value = "v".repeat(4100);
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<RuleCase> = vec![
         (
             "FunctionName",
             vec![("FunctionName", "9lives")],
