@@ -23,8 +23,17 @@ pub const MSG_TTL_DEFAULT: u32 = 21_600;
 pub const DESCRIPTION_MAX_CHARS: usize = 1000;
 /// Keys and values of all environment variables together stay under 4 KB.
 pub const ENVIRONMENT_MAX_BYTES: usize = 4096;
-/// Inline source edited in the console; packages get their own limit with the API.
+/// Inline source edited in the console.
 pub const CODE_MAX_BYTES: usize = 1024 * 1024;
+/// A code package's files, unpacked, all together.
+pub const PACKAGE_MAX_BYTES: usize = 100 * 1024 * 1024;
+
+/// One file of a function's code package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeFile {
+    pub path: String,
+    pub content: Vec<u8>,
+}
 
 /// One environment variable, as SCF's `Environment.Variables[]` item.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +61,10 @@ pub struct FunctionDraft {
     pub function_name: String,
     pub runtime: String,
     pub handler: String,
+    /// Inline source of the handler's file (the console's editor).
     pub code: String,
+    /// A whole code package (the API's `Code.ZipFile`); when set, `code` is not used.
+    pub package: Option<Vec<CodeFile>>,
     pub async_run_enable: String,
     pub config: ConfigDraft,
 }
@@ -75,16 +87,18 @@ pub struct NewFunction {
     pub name: String,
     pub runtime: &'static Runtime,
     pub handler: String,
-    pub code: String,
+    pub files: Vec<CodeFile>,
     pub async_run_enable: bool,
     pub config: FunctionConfig,
 }
 
-/// Validated code: the handler and the source of the file it names.
+/// Validated code: the handler and the files to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeUpdate {
     pub handler: String,
-    pub code: String,
+    pub files: Vec<CodeFile>,
+    /// A whole package replaces every file; an edit in the console writes only its file.
+    pub replace_all: bool,
 }
 
 impl FunctionDraft {
@@ -95,6 +109,7 @@ impl FunctionDraft {
             runtime: runtime.to_string(),
             handler: handler.to_string(),
             code: code.to_string(),
+            package: None,
             async_run_enable: bool_str(async_run).to_string(),
             config: ConfigDraft {
                 description: String::new(),
@@ -219,6 +234,29 @@ fn validate_runtime(
             format!("{name} is unavailable: {reason}."),
         )),
     }
+}
+
+fn validate_package(files: &[CodeFile]) -> Result<(), FieldError> {
+    if files.is_empty() {
+        return Err(FieldError::new(
+            "Code",
+            "InvalidParameterValue.Code",
+            "The code package holds no files.",
+        ));
+    }
+    let total: usize = files.iter().map(|f| f.content.len()).sum();
+    if total > PACKAGE_MAX_BYTES {
+        return Err(FieldError::new(
+            "Code",
+            "InvalidParameterValue.Code",
+            format!(
+                "The code package unpacks to {} MB; at most {} MB are allowed.",
+                total / (1024 * 1024),
+                PACKAGE_MAX_BYTES / (1024 * 1024)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_code(code: &str) -> Result<(), FieldError> {
@@ -470,7 +508,11 @@ pub fn validate_new_function(
     if let Err(e) = validate_handler(&handler) {
         errors.push(e);
     }
-    if let Err(e) = validate_code(&draft.code) {
+    let code_check = match &draft.package {
+        Some(files) => validate_package(files),
+        None => validate_code(&draft.code),
+    };
+    if let Err(e) = code_check {
         errors.push(e);
     }
     let async_run_enable = parse_flag(&draft.async_run_enable).unwrap_or_else(|| {
@@ -486,10 +528,15 @@ pub fn validate_new_function(
         .ok();
     match (runtime, config) {
         (Some(runtime), Some(config)) if errors.is_empty() => Ok(NewFunction {
+            files: draft.package.clone().unwrap_or_else(|| {
+                vec![CodeFile {
+                    path: handler_file(&handler, runtime),
+                    content: draft.code.clone().into_bytes(),
+                }]
+            }),
             name,
             runtime,
             handler,
-            code: draft.code.clone(),
             async_run_enable,
             config,
         }),
@@ -497,19 +544,46 @@ pub fn validate_new_function(
     }
 }
 
-/// Checks a code update from the Code tab.
-pub fn validate_code_update(handler: &str, code: &str) -> Result<CodeUpdate, FieldErrors> {
+/// New code: the source of the handler's file, or a whole package.
+pub enum CodeInput<'a> {
+    Inline(&'a str),
+    Package(Vec<CodeFile>),
+}
+
+/// Checks a code update: inline source for the handler's file (the Code tab), or a whole
+/// package (the API).
+pub fn validate_code_update(
+    handler: &str,
+    runtime: &Runtime,
+    code: CodeInput<'_>,
+) -> Result<CodeUpdate, FieldErrors> {
     let mut errors = FieldErrors::default();
     let handler = handler.trim().to_string();
     if let Err(e) = validate_handler(&handler) {
         errors.push(e);
     }
-    if let Err(e) = validate_code(code) {
-        errors.push(e);
-    }
+    let (files, replace_all) = match code {
+        CodeInput::Inline(text) => {
+            if let Err(e) = validate_code(text) {
+                errors.push(e);
+            }
+            let file = CodeFile {
+                path: handler_file(&handler, runtime),
+                content: text.as_bytes().to_vec(),
+            };
+            (vec![file], false)
+        }
+        CodeInput::Package(package) => {
+            if let Err(e) = validate_package(&package) {
+                errors.push(e);
+            }
+            (package, true)
+        }
+    };
     errors.into_result(CodeUpdate {
         handler,
-        code: code.to_string(),
+        files,
+        replace_all,
     })
 }
 

@@ -1,5 +1,6 @@
 //! The product's rules, free of I/O: shared by the console and the SCF API.
 
+pub mod api_key;
 pub mod function;
 pub mod namespace;
 pub mod rules;

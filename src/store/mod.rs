@@ -81,20 +81,41 @@ impl Function {
     }
 }
 
-/// One file of a function's code package.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodeFile {
-    pub path: String,
-    pub content: Vec<u8>,
+pub use crate::domain::function::CodeFile;
+
+/// How the function list is sorted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FunctionOrder {
+    #[default]
+    AddTime,
+    ModTime,
+    FunctionName,
 }
 
-/// A page of the function list.
+/// A page of the function list, with the SCF ListFunctions filters.
 #[derive(Debug, Clone, Default)]
 pub struct FunctionQuery {
     /// Substring of the name, case-insensitive.
     pub search: String,
+    /// Substring of the description, case-insensitive.
+    pub description: String,
+    /// Only these runtimes, when not empty.
+    pub runtimes: Vec<String>,
+    pub async_run_enable: Option<bool>,
+    pub trace_enable: Option<bool>,
+    pub order_by: FunctionOrder,
+    pub ascending: bool,
     pub offset: u32,
     pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub secret_id: String,
+    pub secret_key: String,
+    pub description: String,
+    pub enabled: bool,
+    pub created_at: Millis,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +171,15 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> StoreResult<Function>;
     async fn delete_function(&self, key: &FunctionKey) -> StoreResult<()>;
+
+    /// Fails with `Conflict` when the SecretId exists.
+    async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+    /// Creates or replaces a key given by configuration, enabling it.
+    async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+    async fn get_api_key(&self, secret_id: &str) -> StoreResult<Option<ApiKey>>;
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    async fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> StoreResult<()>;
+    async fn delete_api_key(&self, secret_id: &str) -> StoreResult<()>;
 
     /// Flushes and closes connections on shutdown.
     async fn close(&self);

@@ -3,12 +3,11 @@
 //! power cut.
 
 use super::{
-    CodeFile, Function, FunctionKey, FunctionPage, FunctionQuery, Namespace, Store, StoreError,
-    StoreResult,
+    ApiKey, CodeFile, Function, FunctionKey, FunctionOrder, FunctionPage, FunctionQuery,
+    Namespace, Store, StoreError, StoreResult,
 };
 use crate::clock::Millis;
-use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction, handler_file};
-use crate::domain::runtime::Runtime;
+use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction};
 use async_trait::async_trait;
 use rust_embed::RustEmbed;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -16,7 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlSafeStr};
 use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
@@ -117,6 +116,35 @@ fn namespace_from_row(row: &SqliteRow) -> Result<Namespace, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         function_count: row.try_get("function_count")?,
     })
+}
+
+fn api_key_from_row(row: &SqliteRow) -> Result<ApiKey, sqlx::Error> {
+    Ok(ApiKey {
+        secret_id: row.try_get("secret_id")?,
+        secret_key: row.try_get("secret_key")?,
+        description: row.try_get("description")?,
+        enabled: row.try_get("enabled")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+async fn write_files(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    function_id: i64,
+    files: &[CodeFile],
+) -> Result<(), sqlx::Error> {
+    for file in files {
+        sqlx::query(
+            "INSERT INTO function_files (function_id, path, content) VALUES (?, ?, ?) \
+             ON CONFLICT (function_id, path) DO UPDATE SET content = excluded.content",
+        )
+        .bind(function_id)
+        .bind(&file.path)
+        .bind(&file.content)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Maps SQLite's constraint failures to what they mean for the caller.
@@ -245,29 +273,51 @@ impl Store for SqliteStore {
         namespace: &str,
         query: &FunctionQuery,
     ) -> StoreResult<FunctionPage> {
-        let pattern = like_pattern(query.search.trim());
-        let sql = format!(
-            "SELECT {FUNCTION_COLUMNS} FROM functions \
-             WHERE region = ? AND namespace = ? AND name LIKE ? ESCAPE '\\' \
-             ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(region)
-            .bind(namespace)
-            .bind(&pattern)
-            .bind(query.limit)
-            .bind(query.offset)
-            .fetch_all(&self.reader)
-            .await?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM functions \
-             WHERE region = ? AND namespace = ? AND name LIKE ? ESCAPE '\\'",
-        )
-        .bind(region)
-        .bind(namespace)
-        .bind(&pattern)
-        .fetch_one(&self.reader)
-        .await?;
+        // One WHERE clause for the page and its count, so they always agree.
+        fn filter(b: &mut QueryBuilder<Sqlite>, region: &str, namespace: &str, q: &FunctionQuery) {
+            b.push(" WHERE region = ").push_bind(region);
+            b.push(" AND namespace = ").push_bind(namespace);
+            if !q.search.trim().is_empty() {
+                b.push(" AND name LIKE ")
+                    .push_bind(like_pattern(q.search.trim()))
+                    .push(" ESCAPE '\\'");
+            }
+            if !q.description.trim().is_empty() {
+                b.push(" AND description LIKE ")
+                    .push_bind(like_pattern(q.description.trim()))
+                    .push(" ESCAPE '\\'");
+            }
+            if !q.runtimes.is_empty() {
+                b.push(" AND runtime IN (");
+                let mut list = b.separated(", ");
+                for r in &q.runtimes {
+                    list.push_bind(r.as_str());
+                }
+                b.push(")");
+            }
+            if let Some(a) = q.async_run_enable {
+                b.push(" AND async_run_enable = ").push_bind(a);
+            }
+            if let Some(t) = q.trace_enable {
+                b.push(" AND trace_enable = ").push_bind(t);
+            }
+        }
+        let mut page = QueryBuilder::new(format!("SELECT {FUNCTION_COLUMNS} FROM functions"));
+        filter(&mut page, region, namespace, query);
+        let direction = if query.ascending { "ASC" } else { "DESC" };
+        let column = match query.order_by {
+            FunctionOrder::AddTime => "created_at",
+            FunctionOrder::ModTime => "modified_at",
+            FunctionOrder::FunctionName => "name",
+        };
+        page.push(format!(" ORDER BY {column} {direction}, id {direction}"));
+        page.push(" LIMIT ").push_bind(query.limit);
+        page.push(" OFFSET ").push_bind(query.offset);
+        let rows = page.build().fetch_all(&self.reader).await?;
+
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM functions");
+        filter(&mut count, region, namespace, query);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.reader).await?;
         Ok(FunctionPage {
             functions: rows
                 .iter()
@@ -342,12 +392,7 @@ impl Store for SqliteStore {
             .await
             .map_err(constraint)?;
         let function = function_from_row(&row)?;
-        sqlx::query("INSERT INTO function_files (function_id, path, content) VALUES (?, ?, ?)")
-            .bind(function.id)
-            .bind(handler_file(&f.handler, f.runtime))
-            .bind(f.code.as_bytes())
-            .execute(&mut *tx)
-            .await?;
+        write_files(&mut tx, function.id, &f.files).await?;
         tx.commit().await?;
         Ok(function)
     }
@@ -413,21 +458,13 @@ impl Store for SqliteStore {
             .await?
             .ok_or(StoreError::NotFound)?;
         let function = function_from_row(&row)?;
-        let runtime = Runtime::by_name(&function.runtime).ok_or_else(|| {
-            StoreError::Database(sqlx::Error::Protocol(format!(
-                "stored runtime {} is unknown",
-                function.runtime
-            )))
-        })?;
-        sqlx::query(
-            "INSERT INTO function_files (function_id, path, content) VALUES (?, ?, ?) \
-             ON CONFLICT (function_id, path) DO UPDATE SET content = excluded.content",
-        )
-        .bind(function.id)
-        .bind(handler_file(&code.handler, runtime))
-        .bind(code.code.as_bytes())
-        .execute(&mut *tx)
-        .await?;
+        if code.replace_all {
+            sqlx::query("DELETE FROM function_files WHERE function_id = ?")
+                .bind(function.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        write_files(&mut tx, function.id, &code.files).await?;
         tx.commit().await?;
         Ok(function)
     }
@@ -446,6 +483,77 @@ impl Store for SqliteStore {
         } else {
             Ok(())
         }
+    }
+
+    async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (secret_id, secret_key, description, enabled, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&key.secret_id)
+        .bind(&key.secret_key)
+        .bind(&key.description)
+        .bind(key.enabled)
+        .bind(key.created_at)
+        .execute(&self.writer)
+        .await
+        .map_err(constraint)?;
+        Ok(())
+    }
+
+    async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (secret_id, secret_key, description, enabled, created_at) \
+             VALUES (?, ?, ?, 1, ?) ON CONFLICT (secret_id) DO UPDATE SET \
+             secret_key = excluded.secret_key, description = excluded.description, enabled = 1",
+        )
+        .bind(&key.secret_id)
+        .bind(&key.secret_key)
+        .bind(&key.description)
+        .bind(key.created_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_api_key(&self, secret_id: &str) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query(
+            "SELECT secret_id, secret_key, description, enabled, created_at FROM api_keys \
+             WHERE secret_id = ?",
+        )
+        .bind(secret_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.as_ref().map(api_key_from_row).transpose()?)
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query(
+            "SELECT secret_id, secret_key, description, enabled, created_at FROM api_keys \
+             ORDER BY created_at, secret_id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(api_key_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> StoreResult<()> {
+        let changed = sqlx::query("UPDATE api_keys SET enabled = ? WHERE secret_id = ?")
+            .bind(enabled)
+            .bind(secret_id)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        if changed == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn delete_api_key(&self, secret_id: &str) -> StoreResult<()> {
+        let deleted = sqlx::query("DELETE FROM api_keys WHERE secret_id = ?")
+            .bind(secret_id)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        if deleted == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
     async fn close(&self) {

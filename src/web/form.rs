@@ -79,6 +79,7 @@ impl Fields {
             handler: self.get("Handler").to_string(),
             // Browsers send textarea line breaks as CRLF; store what the user sees.
             code: self.get("Code").replace("\r\n", "\n"),
+            package: None,
             async_run_enable: self.flag("AsyncRunEnable"),
             config,
         }

@@ -7,7 +7,7 @@ use super::wizard::AdvancedFields;
 use crate::app::AppState;
 use crate::clock::{Millis, format_rfc3339, format_utc};
 use crate::domain::function::{
-    ConfigDraft, bool_str, handler_file, validate_code_update, validate_config,
+    CodeInput, ConfigDraft, bool_str, handler_file, validate_code_update, validate_config,
 };
 use crate::domain::rules::FieldErrors;
 use crate::error::AppResult;
@@ -294,7 +294,10 @@ async fn save_code(
     let fields = Fields(pairs);
     let handler = fields.get("Handler").to_string();
     let code = fields.get("Code").replace("\r\n", "\n");
-    match validate_code_update(&handler, &code) {
+    let runtime = f
+        .runtime()
+        .ok_or_else(|| anyhow::anyhow!("function {} has unknown runtime {}", f.name, f.runtime))?;
+    match validate_code_update(&handler, runtime, CodeInput::Inline(&code)) {
         Ok(update) => match state
             .store
             .update_function_code(&f.key(), &update, state.clock.now_millis())

@@ -145,6 +145,7 @@ async fn list(
                 search: search.clone(),
                 offset: (page - 1).saturating_mul(PAGE_SIZE),
                 limit: PAGE_SIZE,
+                ..FunctionQuery::default()
             },
         )
         .await?;

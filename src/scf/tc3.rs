@@ -1,0 +1,204 @@
+//! TC3-HMAC-SHA256, the request signature of Tencent Cloud API 3.0: signing (for our own tests
+//! and tools) and verification of what clients send.
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+pub const ALGORITHM: &str = "TC3-HMAC-SHA256";
+pub const SERVICE: &str = "scf";
+/// How far a request's timestamp may be from the server's clock.
+pub const MAX_SKEW_SECS: i64 = 300;
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// `YYYY-MM-DD` of a Unix timestamp, in UTC: the date in the credential scope.
+pub fn utc_date(timestamp: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(timestamp)
+        .map(|t| format!("{:04}-{:02}-{:02}", t.year(), t.month() as u8, t.day()))
+        .unwrap_or_default()
+}
+
+/// What goes into a signature.
+pub struct SignInput<'a> {
+    pub method: &'a str,
+    /// The canonical query string: the raw query for GET, empty for POST.
+    pub query: &'a str,
+    /// `(lowercase name, value)` of each signed header, in the order given by SignedHeaders.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// `hex(sha256(payload))`, or the hash of "UNSIGNED-PAYLOAD".
+    pub payload_hash: &'a str,
+    pub timestamp: i64,
+}
+
+fn string_to_sign(input: &SignInput<'_>) -> String {
+    let canonical_headers: String = input
+        .headers
+        .iter()
+        .map(|(name, value)| format!("{name}:{value}\n"))
+        .collect();
+    let signed_headers = input
+        .headers
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(";");
+    let canonical_request = format!(
+        "{}\n/\n{}\n{}\n{}\n{}",
+        input.method, input.query, canonical_headers, signed_headers, input.payload_hash
+    );
+    format!(
+        "{ALGORITHM}\n{}\n{}/{SERVICE}/tc3_request\n{}",
+        input.timestamp,
+        utc_date(input.timestamp),
+        sha256_hex(canonical_request.as_bytes())
+    )
+}
+
+fn signing_key(secret_key: &str, date: &str) -> Vec<u8> {
+    let k_date = hmac(format!("TC3{secret_key}").as_bytes(), date.as_bytes());
+    let k_service = hmac(&k_date, SERVICE.as_bytes());
+    hmac(&k_service, b"tc3_request")
+}
+
+/// The hex signature of a request.
+pub fn sign(secret_key: &str, input: &SignInput<'_>) -> String {
+    let key = signing_key(secret_key, &utc_date(input.timestamp));
+    hex(&hmac(&key, string_to_sign(input).as_bytes()))
+}
+
+/// Checks a hex signature in constant time.
+pub fn verify(secret_key: &str, input: &SignInput<'_>, signature_hex: &str) -> bool {
+    let Some(expected) = unhex(signature_hex) else {
+        return false;
+    };
+    let key = signing_key(secret_key, &utc_date(input.timestamp));
+    let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC takes any key length");
+    mac.update(string_to_sign(input).as_bytes());
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// The parts of an `Authorization: TC3-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`
+/// header.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Authorization<'a> {
+    pub secret_id: &'a str,
+    pub date: &'a str,
+    pub service: &'a str,
+    pub signed_headers: Vec<&'a str>,
+    pub signature: &'a str,
+}
+
+pub fn parse_authorization(header: &str) -> Option<Authorization<'_>> {
+    let rest = header.trim().strip_prefix(ALGORITHM)?.trim_start();
+    let mut credential = None;
+    let mut signed = None;
+    let mut signature = None;
+    for part in rest.split(',') {
+        let (k, v) = part.trim().split_once('=')?;
+        match k.trim() {
+            "Credential" => credential = Some(v.trim()),
+            "SignedHeaders" => signed = Some(v.trim()),
+            "Signature" => signature = Some(v.trim()),
+            _ => return None,
+        }
+    }
+    let mut scope = credential?.split('/');
+    let secret_id = scope.next()?;
+    let date = scope.next()?;
+    let service = scope.next()?;
+    if scope.next()? != "tc3_request" || scope.next().is_some() || secret_id.is_empty() {
+        return None;
+    }
+    let signed_headers: Vec<&str> = signed?.split(';').filter(|h| !h.is_empty()).collect();
+    if signed_headers.is_empty() {
+        return None;
+    }
+    Some(Authorization {
+        secret_id,
+        date,
+        service,
+        signed_headers,
+        signature: signature?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worked example of Tencent Cloud's API 3.0 signature documentation (CVM
+    /// DescribeInstances, whose documented signature for service `cvm` is 2230eefd…652c), with
+    /// the service `scf`: the expected value was computed with the official Python SDK's
+    /// `Sign.sign_tc3`.
+    #[test]
+    fn matches_the_official_algorithm() {
+        let payload = r#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
+        let input = SignInput {
+            method: "POST",
+            query: "",
+            headers: &[
+                ("content-type", "application/json; charset=utf-8"),
+                ("host", "cvm.tencentcloudapi.com"),
+            ],
+            payload_hash: &sha256_hex(payload.as_bytes()),
+            timestamp: 1551113065,
+        };
+        assert_eq!(
+            input.payload_hash,
+            "35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064"
+        );
+        let sig = sign("Gu5t9xGARNpq86cd98joQYCN3*******", &input);
+        assert_eq!(
+            sig,
+            "1488bbb63067ccf580ff038205ee325552048c3c6dd6ebc2f36e4285204f013b"
+        );
+        assert!(verify("Gu5t9xGARNpq86cd98joQYCN3*******", &input, &sig));
+        assert!(!verify("wrong", &input, &sig));
+        assert!(!verify("Gu5t9xGARNpq86cd98joQYCN3*******", &input, "zz"));
+    }
+
+    #[test]
+    fn reads_the_authorization_header() {
+        let a = parse_authorization(
+            "TC3-HMAC-SHA256 Credential=AKIDEXAMPLE/2019-02-25/scf/tc3_request, SignedHeaders=content-type;host, Signature=abc123",
+        )
+        .unwrap();
+        assert_eq!(a.secret_id, "AKIDEXAMPLE");
+        assert_eq!(a.date, "2019-02-25");
+        assert_eq!(a.service, "scf");
+        assert_eq!(a.signed_headers, vec!["content-type", "host"]);
+        assert_eq!(a.signature, "abc123");
+        assert!(parse_authorization("Basic abc").is_none());
+        assert!(parse_authorization("TC3-HMAC-SHA256 Credential=AKID/2019-02-25/scf").is_none());
+        assert!(parse_authorization("TC3-HMAC-SHA256 nonsense").is_none());
+    }
+
+    #[test]
+    fn dates_are_utc() {
+        assert_eq!(utc_date(1551113065), "2019-02-25");
+    }
+}
