@@ -5,7 +5,7 @@ use crate::config::Settings;
 use crate::domain::namespace::DEFAULT_NAMESPACE;
 use crate::domain::runtime::Interpreters;
 use crate::store::DynStore;
-use crate::{engine, store, web};
+use crate::{engine, keys, store, web};
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Request, header};
 use std::future::Future;
@@ -27,6 +27,8 @@ pub struct AppState {
     pub interpreters: Arc<Interpreters>,
     /// How long event records are kept after they end (and after status trace is turned off).
     pub event_retention: Duration,
+    /// The zone of the API's time strings.
+    pub timezone: time::UtcOffset,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
             regions: Arc::new(regions),
             interpreters: Arc::new(interpreters),
             event_retention,
+            timezone: time::UtcOffset::UTC,
         })
     }
 
@@ -109,7 +112,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(database = %url, "store ready");
     let interpreters =
         engine::interpreters::detect(&settings.python_command(), &settings.node_command()).await;
-    let state = AppState::new(
+    let mut state = AppState::new(
         store.clone(),
         Clock::System,
         settings.regions(),
@@ -117,6 +120,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.event_retention.0,
     )
     .await?;
+    state.timezone = settings.timezone;
+    if let (Some(id), Some(key)) = (&settings.secret_id, &settings.secret_key) {
+        keys::put_configured(&state, id, key).await?;
+        tracing::info!(secret_id = %id, "API key from the configuration is ready");
+    }
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;

@@ -24,6 +24,21 @@ pub struct Cli {
 pub enum Command {
     /// Serve the console (the default).
     Serve,
+    /// Manage API keys for the SCF API.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key and print its SecretId and SecretKey (shown only this once).
+    Create {
+        /// What the key is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -64,6 +79,24 @@ pub struct Settings {
     #[arg(long, env = "SCF_NODE", global = true)]
     pub node: Option<String>,
 
+    /// Time zone of the API's time strings: `UTC` or an offset such as `+08:00`.
+    #[arg(long, env = "SCF_TIMEZONE", default_value = "UTC", value_parser = parse_timezone, global = true)]
+    pub timezone: time::UtcOffset,
+
+    /// An API key created (or updated) at start, for scripts and CI; needs `--secret-key`.
+    #[arg(long, env = "SCF_SECRET_ID", requires = "secret_key", global = true)]
+    pub secret_id: Option<String>,
+
+    /// The SecretKey of `--secret-id`.
+    #[arg(
+        long,
+        env = "SCF_SECRET_KEY",
+        requires = "secret_id",
+        hide_env_values = true,
+        global = true
+    )]
+    pub secret_key: Option<String>,
+
     /// How long async event records are kept after they end, e.g. `72h`, `3d`, `90m`.
     #[arg(
         long,
@@ -72,6 +105,16 @@ pub struct Settings {
         global = true
     )]
     pub event_retention: HumanDuration,
+}
+
+fn parse_timezone(s: &str) -> Result<time::UtcOffset, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("UTC") || s == "Z" {
+        return Ok(time::UtcOffset::UTC);
+    }
+    let format = time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
+    time::UtcOffset::parse(s, format)
+        .map_err(|_| format!("{s:?} is not a time zone; use UTC or an offset such as +08:00"))
 }
 
 /// A duration written as a number and a unit: `500ms`, `60s`, `15m`, `72h`, `3d`.
@@ -171,5 +214,15 @@ mod tests {
         assert!("72".parse::<HumanDuration>().is_err());
         assert!("h".parse::<HumanDuration>().is_err());
         assert!("5y".parse::<HumanDuration>().is_err());
+    }
+
+    #[test]
+    fn time_zones_are_utc_or_offsets() {
+        assert_eq!(parse_timezone("UTC"), Ok(time::UtcOffset::UTC));
+        assert_eq!(
+            parse_timezone("+08:00"),
+            Ok(time::UtcOffset::from_hms(8, 0, 0).unwrap())
+        );
+        assert!(parse_timezone("Mars/Base").is_err());
     }
 }

@@ -12,6 +12,10 @@ pub mod domain;
 pub mod engine;
 /// The console's error type and its rendering.
 pub mod error;
+/// API keys, however they are made.
+pub mod keys;
+/// SCF API 3.0: signatures, actions, models and error codes.
+pub mod scf;
 /// Persistence behind one interface.
 pub mod store;
 /// Console pages, fragments and static assets.

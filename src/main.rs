@@ -1,5 +1,5 @@
 use clap::Parser;
-use scf_console::config::{Cli, Command};
+use scf_console::config::{Cli, Command, KeysCommand};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
@@ -16,5 +16,17 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => scf_console::app::run(cli.settings).await,
+        Command::Keys {
+            action: KeysCommand::Create { description },
+        } => {
+            let store = scf_console::store::open(&cli.settings.database_url()).await?;
+            let now = scf_console::clock::Clock::System.now_millis();
+            let key = scf_console::keys::create(store.as_ref(), &description, now).await?;
+            store.close().await;
+            println!("SecretId:  {}", key.secret_id);
+            println!("SecretKey: {}", key.secret_key);
+            eprintln!("Keep the SecretKey safe: it is not shown again.");
+            Ok(())
+        }
     }
 }

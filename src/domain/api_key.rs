@@ -40,7 +40,11 @@ pub fn generate() -> GeneratedKey {
 /// A SecretId given by configuration: printable, no spaces or separators that would break the
 /// Authorization header.
 pub fn validate_secret_id(id: &str) -> Result<(), FieldError> {
-    if (4..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if (4..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         Ok(())
     } else {
         Err(FieldError::new(

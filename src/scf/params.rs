@@ -175,7 +175,9 @@ pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error
         Some(Bool::B(b)) => Ok(Some(b)),
         Some(Bool::Str(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
         Some(Bool::Str(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-        Some(Bool::Str(s)) => Err(serde::de::Error::custom(format!("{s:?} is not true or false"))),
+        Some(Bool::Str(s)) => Err(serde::de::Error::custom(format!(
+            "{s:?} is not true or false"
+        ))),
     }
 }
 
@@ -221,8 +223,12 @@ mod tests {
         let e = parse::<Sample>("X", json!({"FunctionName": "f", "Bogus": 1})).unwrap_err();
         assert_eq!(e.code, "UnknownParameter");
         assert!(e.message.contains("Bogus"));
-        assert_eq!(parse::<Sample>("X", json!({})).unwrap_err().code, "MissingParameter");
-        let e = parse::<Sample>("X", json!({"FunctionName": "f", "MemorySize": "big"})).unwrap_err();
+        assert_eq!(
+            parse::<Sample>("X", json!({})).unwrap_err().code,
+            "MissingParameter"
+        );
+        let e =
+            parse::<Sample>("X", json!({"FunctionName": "f", "MemorySize": "big"})).unwrap_err();
         assert_eq!(e.code, "InvalidParameter");
         assert!(e.message.contains("MemorySize"), "{}", e.message);
         let e = parse::<Sample>("X", json!({"FunctionName": "f", "Role": "admin"})).unwrap_err();

@@ -3,8 +3,8 @@
 //! power cut.
 
 use super::{
-    ApiKey, CodeFile, Function, FunctionKey, FunctionOrder, FunctionPage, FunctionQuery,
-    Namespace, Store, StoreError, StoreResult,
+    ApiKey, CodeFile, Function, FunctionKey, FunctionOrder, FunctionPage, FunctionQuery, Namespace,
+    Store, StoreError, StoreResult,
 };
 use crate::clock::Millis;
 use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction};
@@ -15,7 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlSafeStr};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, SqlSafeStr, Sqlite};
 use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
@@ -534,7 +534,10 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.reader)
         .await?;
-        Ok(rows.iter().map(api_key_from_row).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(api_key_from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     async fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> StoreResult<()> {
@@ -544,7 +547,11 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?
             .rows_affected();
-        if changed == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        if changed == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
     }
 
     async fn delete_api_key(&self, secret_id: &str) -> StoreResult<()> {
@@ -553,7 +560,11 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?
             .rows_affected();
-        if deleted == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        if deleted == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
     }
 
     async fn close(&self) {

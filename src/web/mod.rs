@@ -12,9 +12,12 @@ mod wizard;
 use crate::app::AppState;
 use crate::domain::namespace::DEFAULT_NAMESPACE;
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::response::Redirect;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use std::convert::Infallible;
@@ -23,7 +26,14 @@ pub use shell::Shell;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(home))
+        // Browsers get the console; calls with X-TC-Action get the SCF API. Code packages
+        // come inline as base64 zips of up to 50 MB, hence the larger body limit here only.
+        .route(
+            "/",
+            get(root)
+                .post(root)
+                .layer(DefaultBodyLimit::max(SCF_BODY_LIMIT)),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/switch", get(switch))
         .route("/static/{*path}", get(assets::serve))
@@ -36,8 +46,28 @@ pub fn routes() -> Router<AppState> {
         })
 }
 
-async fn home(State(state): State<AppState>) -> Redirect {
-    Redirect::to(&urls::functions(state.default_region(), DEFAULT_NAMESPACE))
+/// A 50 MB zip in base64, with room for the other parameters.
+const SCF_BODY_LIMIT: usize = 72 * 1024 * 1024;
+
+async fn root(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if crate::scf::is_api_call(&headers) {
+        return crate::scf::handle(&state, &method, &uri, &headers, &body).await;
+    }
+    if method == Method::GET {
+        Redirect::to(&urls::functions(state.default_region(), DEFAULT_NAMESPACE)).into_response()
+    } else {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST / is the SCF API: send the X-TC-Action header.",
+        )
+            .into_response()
+    }
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,128 @@
+//! Who is calling: the TC3 signature of every API call is checked against the caller's key.
+
+use super::error::{ApiError, ApiResult};
+use super::tc3::{self, MAX_SKEW_SECS, SignInput};
+use crate::app::AppState;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, Uri};
+
+fn failure(code: &str, message: &str) -> ApiError {
+    ApiError::new(code, message)
+}
+
+pub async fn authenticate(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<()> {
+    let header = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            failure(
+                "AuthFailure.InvalidAuthorization",
+                "The Authorization header is missing; sign requests with TC3-HMAC-SHA256.",
+            )
+        })?;
+    let auth = tc3::parse_authorization(header).ok_or_else(|| {
+        failure(
+            "AuthFailure.InvalidAuthorization",
+            "The Authorization header is not a valid TC3-HMAC-SHA256 authorization.",
+        )
+    })?;
+    if !(auth.signed_headers.contains(&"content-type") && auth.signed_headers.contains(&"host")) {
+        return Err(failure(
+            "AuthFailure.InvalidAuthorization",
+            "SignedHeaders must include content-type and host.",
+        ));
+    }
+    if auth.service != tc3::SERVICE {
+        return Err(failure(
+            "AuthFailure.InvalidAuthorization",
+            "The credential scope must name the service scf.",
+        ));
+    }
+    let timestamp: i64 = headers
+        .get("x-tc-timestamp")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            failure(
+                "AuthFailure.InvalidAuthorization",
+                "The X-TC-Timestamp header is missing or not a Unix time in seconds.",
+            )
+        })?;
+    let now = state.clock.now_millis() / 1000;
+    if (now - timestamp).abs() > MAX_SKEW_SECS {
+        return Err(failure(
+            "AuthFailure.SignatureExpire",
+            "The request's timestamp is more than 5 minutes from the server's time; check the client's clock.",
+        ));
+    }
+    let key = state
+        .store
+        .get_api_key(auth.secret_id)
+        .await
+        .map_err(ApiError::from)?
+        .filter(|k| k.enabled)
+        .ok_or_else(|| {
+            failure(
+                "AuthFailure.SecretIdNotFound",
+                "The SecretId does not exist or is disabled.",
+            )
+        })?;
+
+    let payload_hash = if headers
+        .get("x-tc-content-sha256")
+        .is_some_and(|v| v == "UNSIGNED-PAYLOAD")
+    {
+        tc3::sha256_hex(b"UNSIGNED-PAYLOAD")
+    } else if *method == Method::GET {
+        tc3::sha256_hex(b"")
+    } else {
+        tc3::sha256_hex(body)
+    };
+    let query = if *method == Method::GET {
+        uri.query().unwrap_or_default()
+    } else {
+        ""
+    };
+    // The signed headers' values exactly as received; the documented form lowercases them,
+    // the Python SDK signs them as sent, so either is accepted.
+    let raw: Vec<(&str, String)> = auth
+        .signed_headers
+        .iter()
+        .map(|name| {
+            let value = headers
+                .get(*name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+                .unwrap_or_default();
+            (*name, value)
+        })
+        .collect();
+    let lowered: Vec<(&str, String)> = raw.iter().map(|(n, v)| (*n, v.to_lowercase())).collect();
+    let verifies = |values: &[(&str, String)]| {
+        let pairs: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        tc3::verify(
+            &key.secret_key,
+            &SignInput {
+                method: method.as_str(),
+                query,
+                headers: &pairs,
+                payload_hash: &payload_hash,
+                timestamp,
+            },
+            auth.signature,
+        )
+    };
+    if verifies(&lowered) || (raw != lowered && verifies(&raw)) {
+        Ok(())
+    } else {
+        Err(failure(
+            "AuthFailure.SignatureFailure",
+            "The signature does not match; check the SecretKey and how the request is signed.",
+        ))
+    }
+}

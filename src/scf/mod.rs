@@ -1,0 +1,189 @@
+//! SCF API 3.0: the one machine API of scf-console, wire-compatible with Tencent Cloud so that
+//! the official SDKs and `tccli` work against it unchanged. `POST /` (or `GET /?…`) with an
+//! `X-TC-Action` header lands here.
+
+mod auth;
+pub mod error;
+mod functions;
+mod namespaces;
+pub mod params;
+pub mod tc3;
+
+use crate::app::AppState;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use error::{ApiError, ApiResult};
+use serde_json::{Map, Value};
+use time::UtcOffset;
+
+pub const VERSION: &str = "2018-04-16";
+
+/// What every action handler gets: the state, the region the call is for, and the action name.
+pub struct Call<'a> {
+    pub state: &'a AppState,
+    pub region: String,
+    pub action: &'a str,
+}
+
+impl Call<'_> {
+    pub fn tz(&self) -> UtcOffset {
+        self.state.timezone
+    }
+}
+
+/// True when a request at `/` is an API call rather than a browser.
+pub fn is_api_call(headers: &HeaderMap) -> bool {
+    headers.contains_key("x-tc-action")
+}
+
+/// Answers one API call. SCF answers errors with HTTP 200 and the error in the body, and the SDK
+/// expects exactly that.
+pub async fn handle(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let action = header_str(headers, "x-tc-action")
+        .unwrap_or_default()
+        .to_string();
+    let result = call(state, method, uri, headers, body, &action).await;
+    let response = match result {
+        Ok(Value::Object(mut fields)) => {
+            fields.insert("RequestId".into(), Value::String(request_id.clone()));
+            serde_json::json!({ "Response": fields })
+        }
+        Ok(_) => unreachable!("actions answer with objects"),
+        Err(e) => {
+            tracing::info!(action = %action, code = %e.code, message = %e.message, request_id = %request_id, "API call refused");
+            serde_json::json!({
+                "Response": {
+                    "Error": { "Code": e.code, "Message": e.message },
+                    "RequestId": request_id,
+                }
+            })
+        }
+    };
+    let body = serde_json::to_vec(&response).expect("JSON values serialize");
+    (
+        StatusCode::OK,
+        // Exactly `application/json`: the Python SDK only reads errors with this content type.
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn call(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    action: &str,
+) -> ApiResult<Value> {
+    auth::authenticate(state, method, uri, headers, body).await?;
+    match header_str(headers, "x-tc-version") {
+        Some(VERSION) => {}
+        Some(other) => {
+            return Err(ApiError::new(
+                "NoSuchVersion",
+                format!("Version {other} does not exist; the SCF API version is {VERSION}."),
+            ));
+        }
+        None => {
+            return Err(ApiError::new(
+                "MissingParameter",
+                "The X-TC-Version header is required.",
+            ));
+        }
+    }
+    let region = match header_str(headers, "x-tc-region").filter(|r| !r.is_empty()) {
+        None => state.default_region().to_string(),
+        Some(r) if state.regions.iter().any(|x| x == r) => r.to_string(),
+        Some(r) => {
+            return Err(ApiError::new(
+                "UnsupportedRegion",
+                format!(
+                    "Region {r} is not offered here; use one of {}.",
+                    state.regions.join(", ")
+                ),
+            ));
+        }
+    };
+    let params = read_params(method, uri, body)?;
+    let call = Call {
+        state,
+        region,
+        action,
+    };
+    let answer = match action {
+        "CreateFunction" => functions::create(&call, params).await?,
+        "GetFunction" => functions::get(&call, params).await?,
+        "ListFunctions" => functions::list(&call, params).await?,
+        "DeleteFunction" => functions::delete(&call, params).await?,
+        "UpdateFunctionConfiguration" => functions::update_configuration(&call, params).await?,
+        "UpdateFunctionCode" => functions::update_code(&call, params).await?,
+        "GetFunctionEventInvokeConfig" => functions::get_event_invoke_config(&call, params).await?,
+        "UpdateFunctionEventInvokeConfig" => {
+            functions::update_event_invoke_config(&call, params).await?
+        }
+        "ListNamespaces" => namespaces::list(&call, params).await?,
+        "CreateNamespace" => namespaces::create(&call, params).await?,
+        "DeleteNamespace" => namespaces::delete(&call, params).await?,
+        other => {
+            return Err(ApiError::new(
+                "InvalidAction",
+                format!("The action {other:?} does not exist in the SCF API."),
+            ));
+        }
+    };
+    Ok(answer)
+}
+
+fn read_params(method: &Method, uri: &Uri, body: &Bytes) -> ApiResult<Value> {
+    if *method == Method::GET {
+        let pairs: Vec<(String, String)> = serde_urlencoded_pairs(uri.query().unwrap_or_default())?;
+        return params::unflatten(&pairs);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Map::new()));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            "InvalidParameter",
+            format!("The request body is not valid JSON: {e}."),
+        )
+    })
+}
+
+fn serde_urlencoded_pairs(query: &str) -> ApiResult<Vec<(String, String)>> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| ApiError::new("InvalidParameter", "The query string is malformed."))?,
+    )
+    .map(|q| q.0)
+    .map_err(|_| ApiError::new("InvalidParameter", "The query string is malformed."))
+}
+
+/// `2020-12-01 08:35:00`: SCF's time format, in the configured zone.
+pub fn format_time(ms: crate::clock::Millis, tz: UtcOffset) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .map(|t| t.to_offset(tz))
+        .ok()
+        .and_then(|t| t.format(FORMAT).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,172 @@
+//! Namespace actions: ListNamespaces, CreateNamespace, DeleteNamespace.
+
+use super::error::{ApiError, ApiResult};
+use super::params::{self, parse};
+use super::{Call, format_time};
+use crate::domain::namespace::{validate_namespace_deletion, validate_new_namespace};
+use crate::store::StoreError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct SearchKeyParam {
+    key: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ListNamespacesRequest {
+    #[serde(default, deserialize_with = "params::int")]
+    limit: Option<i64>,
+    #[serde(default, deserialize_with = "params::int")]
+    offset: Option<i64>,
+    orderby: Option<String>,
+    order: Option<String>,
+    #[serde(default)]
+    search_key: Vec<SearchKeyParam>,
+}
+
+pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
+    let req: ListNamespacesRequest = parse(call.action, params)?;
+    let limit = req.limit.unwrap_or(20);
+    if !(0..=100).contains(&limit) {
+        return Err(ApiError::new(
+            "InvalidParameterValue.Limit",
+            "Limit is 0 to 100.",
+        ));
+    }
+    let offset = req.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::new(
+            "InvalidParameterValue.Offset",
+            "Offset is a whole number from 0.",
+        ));
+    }
+    let descending = match req.order.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        None | Some("") | Some("ASC") => false,
+        Some("DESC") => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                "InvalidParameterValue.Order",
+                "Order is ASC or DESC.",
+            ));
+        }
+    };
+    let mut namespaces = call.state.store.list_namespaces(&call.region).await?;
+    for key in &req.search_key {
+        let value = key.value.to_lowercase();
+        match key.key.as_str() {
+            "Namespace" => namespaces.retain(|n| n.name.to_lowercase().contains(&value)),
+            "Description" => namespaces.retain(|n| n.description.to_lowercase().contains(&value)),
+            other => {
+                return Err(ApiError::new(
+                    "InvalidParameterValue.SearchKey",
+                    format!(
+                        "SearchKey.Key {other:?} is not supported; use Namespace or Description."
+                    ),
+                ));
+            }
+        }
+    }
+    // A region holds few namespaces: sorting and paging them here is simplest.
+    match req.orderby.as_deref() {
+        None | Some("") | Some("Name") => namespaces.sort_by(|a, b| a.name.cmp(&b.name)),
+        Some("Updatetime") => namespaces.sort_by_key(|n| n.created_at),
+        Some(_) => {
+            return Err(ApiError::new(
+                "InvalidParameterValue.Orderby",
+                "Orderby is Name or Updatetime.",
+            ));
+        }
+    }
+    if descending {
+        namespaces.reverse();
+    }
+    let total = namespaces.len();
+    let tz = call.tz();
+    let page: Vec<Value> = namespaces
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .map(|n| {
+            json!({
+                "Name": n.name,
+                "Description": n.description,
+                "Type": "default",
+                "AddTime": format_time(n.created_at, tz),
+                "ModTime": format_time(n.created_at, tz),
+            })
+        })
+        .collect();
+    Ok(json!({ "Namespaces": page, "TotalCount": total }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct CreateNamespaceRequest {
+    namespace: String,
+    description: Option<String>,
+}
+
+pub async fn create(call: &Call<'_>, params: Value) -> ApiResult<Value> {
+    let req: CreateNamespaceRequest = parse(call.action, params)?;
+    let description = req.description.unwrap_or_default();
+    validate_new_namespace(&req.namespace, &description)?;
+    match call
+        .state
+        .store
+        .create_namespace(
+            &call.region,
+            &req.namespace,
+            &description,
+            call.state.clock.now_millis(),
+        )
+        .await
+    {
+        Ok(_) => Ok(json!({})),
+        Err(StoreError::Conflict) => Err(ApiError::new(
+            "ResourceInUse.Namespace",
+            format!(
+                "Namespace {} already exists in {}.",
+                req.namespace, call.region
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct DeleteNamespaceRequest {
+    namespace: String,
+}
+
+pub async fn delete(call: &Call<'_>, params: Value) -> ApiResult<Value> {
+    let req: DeleteNamespaceRequest = parse(call.action, params)?;
+    validate_namespace_deletion(&req.namespace)?;
+    match call
+        .state
+        .store
+        .delete_namespace(&call.region, &req.namespace)
+        .await
+    {
+        Ok(()) => Ok(json!({})),
+        Err(StoreError::NotEmpty) => Err(ApiError::new(
+            "FailedOperation.DeleteNamespace",
+            format!(
+                "Namespace {} still has functions; delete them first. Nothing was deleted.",
+                req.namespace
+            ),
+        )),
+        Err(StoreError::NotFound) => Err(ApiError::new(
+            "ResourceNotFound.Namespace",
+            format!(
+                "Namespace {} does not exist in {}.",
+                req.namespace, call.region
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
