@@ -103,12 +103,12 @@ fn unzip(base64_zip: &str) -> ApiResult<Vec<CodeFile>> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(base64_zip.trim())
         .map_err(|_| bad_zip("it is not valid base64"))?;
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad_zip(e))?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(bad_zip)?;
     let limit = crate::domain::function::PACKAGE_MAX_BYTES as u64;
     let mut total: u64 = 0;
     let mut files = Vec::new();
     for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(|e| bad_zip(e))?;
+        let mut entry = archive.by_index(i).map_err(bad_zip)?;
         if entry.is_dir() {
             continue;
         }
@@ -120,7 +120,7 @@ fn unzip(base64_zip: &str) -> ApiResult<Vec<CodeFile>> {
         (&mut entry)
             .take(limit - total + 1)
             .read_to_end(&mut content)
-            .map_err(|e| bad_zip(e))?;
+            .map_err(bad_zip)?;
         total += content.len() as u64;
         if total > limit {
             return Err(bad_zip("it unpacks to more than 100 MB"));
