@@ -219,7 +219,10 @@ mod tests {
     #[test]
     fn failures_map_to_scf_codes() {
         let ok: Sample = parse("X", json!({"FunctionName": "f", "MemorySize": "256"})).unwrap();
-        assert_eq!((ok.function_name.as_str(), ok.memory_size), ("f", Some(256)));
+        assert_eq!(
+            (ok.function_name.as_str(), ok.memory_size),
+            ("f", Some(256))
+        );
         let e = parse::<Sample>("X", json!({"FunctionName": "f", "Bogus": 1})).unwrap_err();
         assert_eq!(e.code, "UnknownParameter");
         assert!(e.message.contains("Bogus"));

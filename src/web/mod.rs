@@ -5,6 +5,7 @@ pub mod assets;
 mod form;
 mod function_page;
 mod functions;
+mod keys;
 mod namespaces;
 mod shell;
 mod wizard;
@@ -41,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .merge(wizard::routes())
         .merge(function_page::routes())
         .merge(namespaces::routes())
+        .merge(keys::routes())
         .fallback(|| async {
             crate::error::AppError::NotFound("There is no page at this address.".into())
         })
@@ -155,6 +157,10 @@ pub mod urls {
 
     pub fn namespaces(region: &str, namespace: &str) -> String {
         format!("/scf/{}/{}/namespaces", enc(region), enc(namespace))
+    }
+
+    pub fn api_keys(region: &str, namespace: &str) -> String {
+        format!("/scf/{}/{}/api-keys", enc(region), enc(namespace))
     }
 
     pub fn delete_namespace(region: &str, namespace: &str, target: &str) -> String {

@@ -9,6 +9,7 @@ use crate::error::{AppError, AppResult};
 pub enum Section {
     Functions,
     Namespaces,
+    ApiKeys,
 }
 
 /// What the frame shows; every page template has one, and `base.html` renders it.
@@ -83,6 +84,14 @@ impl Shell {
 
     pub fn validate_url(&self) -> String {
         urls::validate(&self.region, &self.namespace)
+    }
+
+    pub fn api_keys_url(&self) -> String {
+        urls::api_keys(&self.region, &self.namespace)
+    }
+
+    pub fn in_api_keys(&self) -> bool {
+        self.section == Section::ApiKeys
     }
 
     pub fn in_functions(&self) -> bool {

@@ -2,8 +2,10 @@
 
 mod support;
 
+mod api;
 mod functions;
 mod namespaces;
 mod pages;
+mod sdk;
 mod server;
 mod wizard;

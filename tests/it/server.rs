@@ -84,3 +84,45 @@ fn the_binary_creates_its_database_serves_and_stops_on_ctrl_c() {
         "{rest:?}"
     );
 }
+
+#[tokio::test]
+async fn keys_create_prints_a_key_that_the_store_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scf-console"))
+        .args([
+            "keys",
+            "create",
+            "--description",
+            "ci deploys",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+    };
+    let (id, key) = (field("SecretId:"), field("SecretKey:"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not shown again"));
+
+    let url = format!("sqlite://{}", dir.path().join("scf-console.db").display());
+    let store = scf_console::store::open(&url).await.unwrap();
+    let stored = store
+        .get_api_key(&id)
+        .await
+        .unwrap()
+        .expect("the key is stored");
+    assert_eq!(stored.secret_key, key);
+    assert_eq!(stored.description, "ci deploys");
+    assert!(stored.enabled);
+}

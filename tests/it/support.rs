@@ -260,3 +260,187 @@ impl Page {
             .collect()
     }
 }
+
+/// The SCF API as a client sees it: signed calls to `POST /`.
+pub mod api {
+    use super::*;
+    use scf_console::scf::tc3::{SignInput, sha256_hex, sign};
+    use serde_json::Value;
+
+    pub const SECRET_ID: &str = "AKIDtestsuite0000000000000000000000";
+    pub const SECRET_KEY: &str = "testsuite-secret-key-0123456789ab";
+
+    /// How a test wants its call signed and sent.
+    pub struct Options<'a> {
+        pub secret_id: &'a str,
+        pub secret_key: &'a str,
+        pub version: &'a str,
+        pub region: Option<&'a str>,
+        pub host: &'a str,
+        /// Seconds to shift the signed timestamp from the server's clock.
+        pub skew: i64,
+        pub unsigned_payload: bool,
+        pub get: bool,
+    }
+
+    impl Default for Options<'_> {
+        fn default() -> Self {
+            Options {
+                secret_id: SECRET_ID,
+                secret_key: SECRET_KEY,
+                version: "2018-04-16",
+                region: Some(REGION),
+                host: "127.0.0.1:9000",
+                skew: 0,
+                unsigned_payload: false,
+                get: false,
+            }
+        }
+    }
+
+    pub struct Answer {
+        pub page: Page,
+        pub json: Value,
+    }
+
+    impl Answer {
+        /// The fields of a successful answer; fails the test with the error otherwise.
+        pub fn ok(&self) -> &Value {
+            let r = &self.json["Response"];
+            assert!(
+                r.get("Error").is_none(),
+                "expected success, got {}",
+                r["Error"]
+            );
+            r
+        }
+
+        pub fn error_code(&self) -> &str {
+            self.json["Response"]["Error"]["Code"]
+                .as_str()
+                .unwrap_or("")
+        }
+
+        pub fn error_message(&self) -> &str {
+            self.json["Response"]["Error"]["Message"]
+                .as_str()
+                .unwrap_or("")
+        }
+    }
+
+    /// Flattens parameters the way the SDK does for GET: `Environment.Variables.0.Key=…`.
+    fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(m) => m.iter().for_each(|(k, v)| {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out)
+            }),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, v)| flatten(&format!("{prefix}.{i}"), v, out)),
+            Value::String(s) => out.push((prefix.into(), s.clone())),
+            other => out.push((prefix.into(), other.to_string())),
+        }
+    }
+
+    impl TestApp {
+        pub async fn add_key(&self) {
+            scf_console::keys::put_configured(&self.state, SECRET_ID, SECRET_KEY)
+                .await
+                .unwrap();
+        }
+
+        pub async fn api(&self, action: &str, params: Value) -> Answer {
+            self.api_with(action, params, &Options::default()).await
+        }
+
+        pub async fn api_with(&self, action: &str, params: Value, o: &Options<'_>) -> Answer {
+            let timestamp = self.state.clock.now_millis() / 1000 + o.skew;
+            let (uri, content_type, body, query) = if o.get {
+                let mut pairs = Vec::new();
+                flatten("", &params, &mut pairs);
+                let query = pairs
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", super::urlencode(k), super::urlencode(v)))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                (
+                    format!("/?{query}"),
+                    "application/x-www-form-urlencoded",
+                    String::new(),
+                    query,
+                )
+            } else {
+                (
+                    "/".to_string(),
+                    "application/json",
+                    params.to_string(),
+                    String::new(),
+                )
+            };
+            let payload_hash = if o.unsigned_payload {
+                sha256_hex(b"UNSIGNED-PAYLOAD")
+            } else {
+                sha256_hex(body.as_bytes())
+            };
+            let signature = sign(
+                o.secret_key,
+                &SignInput {
+                    method: if o.get { "GET" } else { "POST" },
+                    query: &query,
+                    headers: &[("content-type", content_type), ("host", o.host)],
+                    payload_hash: &payload_hash,
+                    timestamp,
+                },
+            );
+            let date = scf_console::scf::tc3::utc_date(timestamp);
+            let mut req = Request::builder()
+                .method(if o.get { "GET" } else { "POST" })
+                .uri(uri)
+                .header("Content-Type", content_type)
+                .header("Host", o.host)
+                .header("X-TC-Action", action)
+                .header("X-TC-Version", o.version)
+                .header("X-TC-Timestamp", timestamp.to_string())
+                .header("X-TC-Language", "en-US")
+                .header(
+                    "Authorization",
+                    format!(
+                        "TC3-HMAC-SHA256 Credential={}/{date}/scf/tc3_request, SignedHeaders=content-type;host, Signature={signature}",
+                        o.secret_id
+                    ),
+                );
+            if let Some(region) = o.region {
+                req = req.header("X-TC-Region", region);
+            }
+            if o.unsigned_payload {
+                req = req.header("X-TC-Content-SHA256", "UNSIGNED-PAYLOAD");
+            }
+            let page = self.send(req.body(Body::from(body)).unwrap()).await;
+            let json = serde_json::from_str(&page.body).unwrap_or(Value::Null);
+            Answer { page, json }
+        }
+    }
+
+    /// A base64 zip holding the given files, as the SDK sends `Code.ZipFile`.
+    pub fn zip_base64(files: &[(&str, &str)]) -> String {
+        use base64::Engine;
+        use std::io::Write;
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut w = zip::ZipWriter::new(&mut buf);
+            for (name, content) in files {
+                w.start_file(*name, zip::write::SimpleFileOptions::default())
+                    .unwrap();
+                w.write_all(content.as_bytes()).unwrap();
+            }
+            w.finish().unwrap();
+        }
+        base64::engine::general_purpose::STANDARD.encode(buf.into_inner())
+    }
+}

@@ -1,0 +1,246 @@
+//! API Keys: create (the SecretKey is shown once), disable, enable, delete.
+
+use super::form::Fields;
+use super::shell::{Section, Shell};
+use super::urls;
+use crate::app::AppState;
+use crate::clock::{format_rfc3339, format_utc};
+use crate::domain::rules::FieldErrors;
+use crate::error::{AppError, AppResult};
+use crate::keys::{self, KeyError};
+use crate::store::{ApiKey, StoreError};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/scf/{region}/{namespace}/api-keys", get(list).post(create))
+        .route(
+            "/scf/{region}/{namespace}/api-keys/{id}/enable",
+            post(enable),
+        )
+        .route(
+            "/scf/{region}/{namespace}/api-keys/{id}/disable",
+            post(disable),
+        )
+        .route(
+            "/scf/{region}/{namespace}/api-keys/{id}/delete",
+            get(confirm_delete).post(delete),
+        )
+}
+
+pub struct Row {
+    pub secret_id: String,
+    pub description: String,
+    pub enabled: bool,
+    pub created: String,
+    pub created_iso: String,
+    pub enable_url: String,
+    pub disable_url: String,
+    pub delete_url: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "keys/list.html")]
+pub struct ListPage {
+    shell: Shell,
+    rows: Vec<Row>,
+    description: String,
+    errors: FieldErrors,
+    banner: Option<String>,
+    /// A key just created: the only time its SecretKey is shown.
+    created: Option<ApiKey>,
+}
+
+#[derive(Deserialize, Default)]
+struct Notice {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+async fn page(
+    state: &AppState,
+    region: &str,
+    namespace: &str,
+    description: String,
+    errors: FieldErrors,
+    banner: Option<String>,
+    created: Option<ApiKey>,
+) -> AppResult<ListPage> {
+    let shell = Shell::load(state, region, namespace, Section::ApiKeys, "API Keys").await?;
+    let base = urls::api_keys(region, namespace);
+    let rows = state
+        .store
+        .list_api_keys()
+        .await?
+        .into_iter()
+        .map(|k| Row {
+            enable_url: format!("{base}/{}/enable", k.secret_id),
+            disable_url: format!("{base}/{}/disable", k.secret_id),
+            delete_url: format!("{base}/{}/delete", k.secret_id),
+            created: format_utc(k.created_at),
+            created_iso: format_rfc3339(k.created_at),
+            secret_id: k.secret_id,
+            description: k.description,
+            enabled: k.enabled,
+        })
+        .collect();
+    Ok(ListPage {
+        shell,
+        rows,
+        description,
+        errors,
+        banner,
+        created,
+    })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path((region, namespace)): Path<(String, String)>,
+    Query(notice): Query<Notice>,
+) -> AppResult<ListPage> {
+    let banner = notice.done.map(|what| match what.as_str() {
+        "enabled" => "Key enabled: it can sign requests again.".to_string(),
+        "disabled" => "Key disabled: requests signed with it are refused.".to_string(),
+        _ => "Key deleted.".to_string(),
+    });
+    page(
+        &state,
+        &region,
+        &namespace,
+        String::new(),
+        FieldErrors::default(),
+        banner,
+        None,
+    )
+    .await
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path((region, namespace)): Path<(String, String)>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    let description = Fields(pairs).get("Description").to_string();
+    match keys::create(state.store.as_ref(), &description, state.clock.now_millis()).await {
+        // Shown in the answer to the POST, never again: nothing stores it for display.
+        Ok(key) => {
+            tracing::info!(secret_id = %key.secret_id, "API key created in the console");
+            Ok(page(
+                &state,
+                &region,
+                &namespace,
+                String::new(),
+                FieldErrors::default(),
+                None,
+                Some(key),
+            )
+            .await?
+            .into_response())
+        }
+        Err(KeyError::Invalid(e)) => {
+            let page = page(
+                &state,
+                &region,
+                &namespace,
+                description,
+                e.into(),
+                None,
+                None,
+            )
+            .await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(KeyError::Store(e)) => Err(e.into()),
+    }
+}
+
+fn key_not_found(id: &str) -> AppError {
+    AppError::NotFound(format!("There is no API key {id}."))
+}
+
+async fn set_enabled(
+    state: &AppState,
+    region: &str,
+    namespace: &str,
+    id: &str,
+    enabled: bool,
+) -> AppResult<Redirect> {
+    match state.store.set_api_key_enabled(id, enabled).await {
+        Ok(()) => Ok(Redirect::to(&format!(
+            "{}?done={}",
+            urls::api_keys(region, namespace),
+            if enabled { "enabled" } else { "disabled" }
+        ))),
+        Err(StoreError::NotFound) => Err(key_not_found(id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn enable(
+    State(state): State<AppState>,
+    Path((region, namespace, id)): Path<(String, String, String)>,
+) -> AppResult<Redirect> {
+    set_enabled(&state, &region, &namespace, &id, true).await
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    Path((region, namespace, id)): Path<(String, String, String)>,
+) -> AppResult<Redirect> {
+    set_enabled(&state, &region, &namespace, &id, false).await
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "keys/delete.html")]
+pub struct DeletePage {
+    shell: Shell,
+    secret_id: String,
+}
+
+async fn confirm_delete(
+    State(state): State<AppState>,
+    Path((region, namespace, id)): Path<(String, String, String)>,
+) -> AppResult<DeletePage> {
+    let shell = Shell::load(
+        &state,
+        &region,
+        &namespace,
+        Section::ApiKeys,
+        "Delete API key",
+    )
+    .await?;
+    let key = state
+        .store
+        .get_api_key(&id)
+        .await?
+        .ok_or_else(|| key_not_found(&id))?;
+    Ok(DeletePage {
+        shell,
+        secret_id: key.secret_id,
+    })
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path((region, namespace, id)): Path<(String, String, String)>,
+) -> AppResult<Redirect> {
+    match state.store.delete_api_key(&id).await {
+        Ok(()) => {
+            tracing::info!(secret_id = %id, "API key deleted");
+            Ok(Redirect::to(&format!(
+                "{}?done=deleted",
+                urls::api_keys(&region, &namespace)
+            )))
+        }
+        Err(StoreError::NotFound) => Err(key_not_found(&id)),
+        Err(e) => Err(e.into()),
+    }
+}
