@@ -4,6 +4,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::namespace::DEFAULT_NAMESPACE;
 use crate::domain::runtime::Interpreters;
+use crate::engine::{Engine, EngineConfig};
 use crate::store::DynStore;
 use crate::{engine, keys, store, web};
 use axum::Router;
@@ -29,16 +30,37 @@ pub struct AppState {
     pub event_retention: Duration,
     /// The zone of the API's time strings.
     pub timezone: time::UtcOffset,
+    pub engine: Arc<Engine>,
 }
 
 impl AppState {
-    /// Prepares the store for the given regions: each gets its `default` namespace.
+    /// Prepares the store for the given regions (each gets its `default` namespace) and starts
+    /// the engine with its default configuration.
     pub async fn new(
         store: DynStore,
         clock: Clock,
         regions: Vec<String>,
         interpreters: Interpreters,
         event_retention: Duration,
+    ) -> anyhow::Result<Self> {
+        Self::with_engine(
+            store,
+            clock,
+            regions,
+            interpreters,
+            event_retention,
+            EngineConfig::default(),
+        )
+        .await
+    }
+
+    pub async fn with_engine(
+        store: DynStore,
+        clock: Clock,
+        regions: Vec<String>,
+        interpreters: Interpreters,
+        event_retention: Duration,
+        engine: EngineConfig,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             !regions.is_empty(),
@@ -53,13 +75,17 @@ impl AppState {
                 .ensure_namespace(region, DEFAULT_NAMESPACE, clock.now_millis())
                 .await?;
         }
+        let interpreters = Arc::new(interpreters);
+        let engine =
+            Engine::start(store.clone(), clock.clone(), interpreters.clone(), engine).await?;
         Ok(Self {
             store,
             clock,
             regions: Arc::new(regions),
-            interpreters: Arc::new(interpreters),
+            interpreters,
             event_retention,
             timezone: time::UtcOffset::UTC,
+            engine,
         })
     }
 
@@ -130,7 +156,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!("scf-console listening on http://{addr}");
+    let engine = state.engine.clone();
     serve(listener, state, shutdown_signal()).await?;
+    engine.shutdown().await;
     store.close().await;
     tracing::info!("scf-console stopped");
     Ok(())

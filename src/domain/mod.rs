@@ -1,6 +1,7 @@
 //! The product's rules, free of I/O: shared by the console and the SCF API.
 
 pub mod api_key;
+pub mod event;
 pub mod function;
 pub mod namespace;
 pub mod rules;

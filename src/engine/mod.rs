@@ -1,4 +1,730 @@
-//! The execution side: which interpreters this machine has (and, as it grows, the queue,
-//! workers, runtime instances, recovery and sweeper).
+//! The execution engine: accepts async invocations durably, runs them on warm runtime
+//! instances, records every status transition, retries, expires, terminates, and recovers what
+//! a dead process left running.
 
+pub mod admission;
 pub mod interpreters;
+mod pool;
+pub mod runtime;
+mod writer;
+
+use crate::clock::{Clock, Millis};
+use crate::domain::event::{
+    EventStatus, RESULT_MAX_BYTES, retry_backoff_ms, status_code, truncate,
+};
+use crate::domain::runtime::Interpreters;
+use crate::store::{
+    ClaimedEvent, DynStore, EventWrite, Function, NewEvent, Termination, TimelineEntry,
+};
+use admission::{Admission, Refusal};
+use runtime::{Context, HandlerError, Instance, Outcome, RuntimeDir, Signal, Spawn, StartError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Events running at once, over all functions.
+    pub workers: usize,
+    /// Events of one function running at once.
+    pub per_function: usize,
+    /// How long an idle instance is kept warm.
+    pub idle_timeout: Duration,
+    /// How often the queue is looked at when nothing wakes the dispatcher (delayed retries).
+    pub poll_interval: Duration,
+    /// How long a gracefully terminated handler may take to stop.
+    pub grace_period: Duration,
+    /// How long running events may finish when the server stops.
+    pub shutdown_grace: Duration,
+    /// How long a claim holds an event before another node may take it over.
+    pub lease: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        EngineConfig {
+            workers: (cpus * 8).max(8),
+            per_function: (cpus * 8).max(8),
+            idle_timeout: Duration::from_secs(300),
+            poll_interval: Duration::from_millis(500),
+            grace_period: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why an invocation was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvokeError {
+    Refused(Refusal),
+    /// The accept could not be made durable.
+    Store(String),
+}
+
+/// The answer of a synchronous invocation.
+#[derive(Debug, Clone)]
+pub struct SyncResult {
+    pub request_id: String,
+    pub status_code: i64,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub logs: String,
+    pub duration_ms: f64,
+    pub memory_bytes: u64,
+}
+
+/// Running events' control channels, and terminations asked for before an event started.
+#[derive(Default)]
+struct Control {
+    running: HashMap<String, mpsc::Sender<Signal>>,
+    pending: HashMap<String, Signal>,
+}
+
+pub struct Engine {
+    store: DynStore,
+    clock: Clock,
+    interpreters: Arc<Interpreters>,
+    config: EngineConfig,
+    dir: RuntimeDir,
+    writer: writer::GroupCommit,
+    wake: Notify,
+    slots: Arc<Semaphore>,
+    pools: pool::Pools,
+    control: Mutex<Control>,
+    admission: Admission,
+    cancel: CancellationToken,
+    /// The dispatcher, the reaper and the writer.
+    tasks: TaskTracker,
+    /// Event runs, tracked apart so shutdown can wait for them before the writer stops.
+    runs: TaskTracker,
+}
+
+/// How an event ends: its status, code, what it returned or raised, and its timeline note.
+struct Ending {
+    status: EventStatus,
+    code: i64,
+    result: Option<String>,
+    error: Option<String>,
+    logs: Option<String>,
+    detail: String,
+}
+
+/// What a run means for the event.
+enum Verdict {
+    Finished(String),
+    Failed { code: i64, error: String },
+    Aborted(String),
+}
+
+fn error_text(e: &HandlerError) -> String {
+    if e.stack.trim().is_empty() {
+        format!("{}: {}", e.kind, e.message)
+    } else {
+        format!("{}: {}\n{}", e.kind, e.message, e.stack.trim_end())
+    }
+}
+
+impl Engine {
+    /// Recovers what a previous process left running, then starts the dispatcher and the
+    /// idle-instance reaper.
+    pub async fn start(
+        store: DynStore,
+        clock: Clock,
+        interpreters: Arc<Interpreters>,
+        config: EngineConfig,
+    ) -> anyhow::Result<Arc<Engine>> {
+        let recovered = store.recover_running(clock.now_millis(), None).await?;
+        for r in &recovered {
+            tracing::warn!(request_id = %r.request_id, requeued = r.requeued, "recovered an event left running by a stopped server");
+        }
+        let tasks = TaskTracker::new();
+        let engine = Arc::new(Engine {
+            writer: writer::GroupCommit::start(store.clone(), &tasks),
+            dir: RuntimeDir::create()?,
+            slots: Arc::new(Semaphore::new(config.workers)),
+            admission: Admission::new(clock.clone()),
+            store,
+            clock,
+            interpreters,
+            config,
+            wake: Notify::new(),
+            pools: pool::Pools::default(),
+            control: Mutex::new(Control::default()),
+            cancel: CancellationToken::new(),
+            tasks,
+            runs: TaskTracker::new(),
+        });
+        engine.tasks.spawn(Arc::clone(&engine).dispatch());
+        engine.tasks.spawn(Arc::clone(&engine).reap_idle());
+        Ok(engine)
+    }
+
+    /// Wakes the dispatcher: there may be work (also after a test moved the clock).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn idle_instances(&self) -> usize {
+        self.pools.idle_count()
+    }
+
+    /// Accepts an async invocation: admission, then a durable write, then the RequestId.
+    pub async fn invoke_async(
+        &self,
+        function: &Function,
+        payload: String,
+        invoke_type: &str,
+    ) -> Result<String, InvokeError> {
+        self.admission
+            .admit(&self.store, function)
+            .await
+            .map_err(InvokeError::Refused)?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        self.writer
+            .write(EventWrite::Insert(NewEvent {
+                request_id: request_id.clone(),
+                function_id: function.id,
+                region: function.region.clone(),
+                namespace: function.namespace.clone(),
+                invoke_type: invoke_type.to_string(),
+                traced: function.trace_enable,
+                payload,
+                enqueued_at: self.clock.now_millis(),
+            }))
+            .await
+            .map_err(InvokeError::Store)?;
+        self.wake.notify_one();
+        Ok(request_id)
+    }
+
+    /// Runs an invocation and waits for its answer; no event is recorded.
+    pub async fn invoke_sync(
+        &self,
+        function: &Function,
+        payload: &str,
+        invoke_type: &str,
+    ) -> Result<SyncResult, InvokeError> {
+        self.admission
+            .admit(&self.store, function)
+            .await
+            .map_err(InvokeError::Refused)?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let _slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let _permit = self
+            .pools
+            .permits(function.id, self.config.per_function)
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let started = Instant::now();
+        let (mut instance, _) = match self.instance_for(function).await {
+            Ok(found) => found,
+            Err((code, error, logs)) => {
+                return Ok(SyncResult {
+                    request_id,
+                    status_code: code,
+                    result: None,
+                    error: Some(error),
+                    logs,
+                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    memory_bytes: 0,
+                });
+            }
+        };
+        let (_tx, mut rx) = mpsc::channel(1);
+        let context = self.context(function, &request_id, invoke_type);
+        let run_started = Instant::now();
+        let (outcome, logs) = instance
+            .invoke(
+                payload,
+                &context,
+                Duration::from_secs(function.timeout.into()),
+                self.config.grace_period,
+                &mut rx,
+            )
+            .await;
+        let duration_ms = run_started.elapsed().as_secs_f64() * 1000.0;
+        let memory_bytes = instance.memory_usage();
+        let verdict = self.verdict(function, outcome, instance).await;
+        let (status_code, result, error) = match verdict {
+            Verdict::Finished(result) => (status_code::SUCCESS, Some(result), None),
+            Verdict::Failed { code, error } => (code, None, Some(error)),
+            Verdict::Aborted(why) => (status_code::TERMINATED, None, Some(why)),
+        };
+        Ok(SyncResult {
+            request_id,
+            status_code,
+            result,
+            error,
+            logs,
+            duration_ms,
+            memory_bytes,
+        })
+    }
+
+    /// Terminates a queued or running event: forced (kill and recycle the instance) or
+    /// graceful (SIGTERM, then kill after the grace period).
+    pub async fn terminate(
+        &self,
+        request_id: &str,
+        graceful: bool,
+    ) -> Result<Termination, crate::store::StoreError> {
+        let mode = if graceful { "grace" } else { "force" };
+        let outcome = self
+            .store
+            .request_termination(request_id, mode, self.clock.now_millis())
+            .await?;
+        if outcome == Termination::Running {
+            let signal = if graceful { Signal::Term } else { Signal::Kill };
+            let sender = {
+                let mut control = self.control.lock().expect("control lock");
+                match control.running.get(request_id) {
+                    Some(tx) => Some(tx.clone()),
+                    None => {
+                        // Claimed but not started yet: the worker checks before it runs.
+                        control.pending.insert(request_id.to_string(), signal);
+                        None
+                    }
+                }
+            };
+            if let Some(tx) = sender {
+                let _ = tx.send(signal).await;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Stops claiming, lets running events finish for a while, stops the rest (they are
+    /// recovered at the next start), and flushes every write.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.runs.close();
+        if tokio::time::timeout(self.config.shutdown_grace, self.runs.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "events still running at shutdown are stopped and will be recovered at the next start"
+            );
+            let senders: Vec<_> = {
+                let control = self.control.lock().expect("control lock");
+                control.running.values().cloned().collect()
+            };
+            for tx in senders {
+                let _ = tx.try_send(Signal::Kill);
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.runs.wait()).await;
+        }
+        for mut instance in self.pools.take_all() {
+            instance.kill().await;
+        }
+        self.tasks.close();
+    }
+
+    async fn dispatch(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+            loop {
+                let first = tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    permit = self.slots.clone().acquire_owned() => permit.expect("never closed"),
+                };
+                let want = 1 + self.slots.available_permits() as u32;
+                let now = self.clock.now_millis();
+                let lease = now + self.config.lease.as_millis() as Millis;
+                let claimed = match self.store.claim_events(now, want, lease).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(error = %e, "claiming events failed");
+                        break;
+                    }
+                };
+                let drained = (claimed.len() as u32) < want;
+                let mut permits = Some(first);
+                for event in claimed {
+                    let permit = match permits.take() {
+                        Some(p) => p,
+                        None => self
+                            .slots
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("never closed"),
+                    };
+                    let engine = Arc::clone(&self);
+                    self.runs.spawn(async move {
+                        let request_id = event.request_id.clone();
+                        // A panic in one run must not take the engine down with it.
+                        let run = tokio::spawn(Arc::clone(&engine).run(event, permit));
+                        if let Err(e) = run.await {
+                            tracing::error!(request_id = %request_id, error = %e, "an event run panicked");
+                        }
+                    });
+                }
+                if drained {
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn reap_idle(self: Arc<Self>) {
+        let every = (self.config.idle_timeout / 4).max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            for mut instance in self.pools.take_expired(self.config.idle_timeout) {
+                tracing::debug!(instance = %instance.id, "recycling an idle instance");
+                instance.kill().await;
+                self.dir.remove_scratch(&instance.id);
+            }
+        }
+    }
+
+    fn context(&self, f: &Function, request_id: &str, invoke_type: &str) -> Context {
+        Context {
+            request_id: request_id.to_string(),
+            function_name: f.name.clone(),
+            function_version: "$LATEST".into(),
+            namespace: f.namespace.clone(),
+            memory_limit_in_mb: f.memory_size,
+            time_limit_in_ms: u64::from(f.timeout) * 1000,
+            tencentcloud_region: f.region.clone(),
+            invoke_type: invoke_type.to_string(),
+        }
+    }
+
+    /// A warm instance, or a newly started one. On failure: the status code, the error and
+    /// the logs of the failed start.
+    async fn instance_for(
+        &self,
+        f: &Function,
+    ) -> Result<(Instance, Option<Duration>), (i64, String, String)> {
+        let version = (f.id, f.modified_at);
+        let (idle, stale) = self.pools.take_idle(version);
+        for mut old in stale {
+            old.kill().await;
+            self.dir.remove_scratch(&old.id);
+        }
+        if let Some(instance) = idle {
+            return Ok((instance, None));
+        }
+        let runtime = f.runtime().ok_or_else(|| {
+            (
+                status_code::LOAD_ERROR,
+                format!("RuntimeError: the runtime {} is unknown", f.runtime),
+                String::new(),
+            )
+        })?;
+        let code_dir = match self.code_dir(f).await {
+            Ok(dir) => dir,
+            Err(e) => {
+                return Err((
+                    status_code::LOAD_ERROR,
+                    format!("RuntimeError: the code could not be prepared: {e}"),
+                    String::new(),
+                ));
+            }
+        };
+        let started = Instant::now();
+        match Instance::start(Spawn {
+            dir: &self.dir,
+            interpreters: &self.interpreters,
+            function: f,
+            runtime,
+            code_dir: &code_dir,
+            region: &f.region,
+        })
+        .await
+        {
+            Ok(instance) => Ok((instance, Some(started.elapsed()))),
+            Err(StartError::Load { error, logs }) => {
+                Err((status_code::LOAD_ERROR, error_text(&error), logs))
+            }
+            Err(StartError::System(e)) => Err((
+                status_code::LOAD_ERROR,
+                format!("RuntimeError: the runtime could not start: {e}"),
+                String::new(),
+            )),
+        }
+    }
+
+    async fn code_dir(&self, f: &Function) -> anyhow::Result<std::path::PathBuf> {
+        let files = self.store.get_code(f.id).await?;
+        Ok(self.dir.code_dir(f, &files)?)
+    }
+
+    /// What an outcome means, and what becomes of the instance: reused after success,
+    /// recycled after any error.
+    async fn verdict(&self, f: &Function, outcome: Outcome, mut instance: Instance) -> Verdict {
+        let verdict = match outcome {
+            Outcome::Returned(value) => {
+                let text = match &value {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                Verdict::Finished(truncate(&text, RESULT_MAX_BYTES))
+            }
+            Outcome::Raised(e) => Verdict::Failed {
+                code: status_code::USER_ERROR,
+                error: error_text(&e),
+            },
+            Outcome::TimedOut => Verdict::Failed {
+                code: status_code::TIMEOUT,
+                error: format!("Invoking task timed out after {} seconds", f.timeout),
+            },
+            Outcome::Exited(why) => Verdict::Failed {
+                code: status_code::PROCESS_EXITED,
+                error: format!("The user process exited while running: {why}"),
+            },
+            Outcome::Terminated { graceful } => Verdict::Aborted(if graceful {
+                "Terminated by a user (graceful: SIGTERM, then stopped).".into()
+            } else {
+                "Terminated by a user (forced: the instance was killed and recycled).".into()
+            }),
+        };
+        if matches!(verdict, Verdict::Finished(_)) && !self.cancel.is_cancelled() {
+            self.pools.put_idle(instance);
+        } else {
+            instance.kill().await;
+            self.dir.remove_scratch(&instance.id);
+        }
+        verdict
+    }
+
+    async fn write(&self, write: EventWrite) {
+        if let Err(e) = self.writer.write(write).await {
+            tracing::error!(error = %e, "recording an event transition failed");
+        }
+    }
+
+    fn entry(&self, status: EventStatus, detail: String) -> TimelineEntry {
+        TimelineEntry {
+            at: self.clock.now_millis(),
+            status,
+            detail,
+        }
+    }
+
+    async fn finish(&self, event: &ClaimedEvent, end: Ending) {
+        let entry = self.entry(end.status, end.detail);
+        self.write(EventWrite::Finish {
+            event_id: event.id,
+            traced: event.traced,
+            status_code: end.code,
+            result: end.result,
+            error: end.error,
+            logs: end.logs,
+            entry,
+        })
+        .await;
+    }
+
+    /// Retries while RetryNum allows, with backoff; fails the event otherwise.
+    async fn fail_or_retry(
+        &self,
+        f: &Function,
+        event: &ClaimedEvent,
+        code: i64,
+        error: String,
+        logs: Option<String>,
+    ) {
+        let first_line = error.lines().next().unwrap_or_default().to_string();
+        if event.attempt <= f.retry_num {
+            let delay = retry_backoff_ms(event.attempt);
+            let entry = self.entry(
+                EventStatus::Queued,
+                format!(
+                    "Retrying in {} s (attempt {} of {}) because it failed ({code}): {first_line}",
+                    delay / 1000,
+                    event.attempt + 1,
+                    f.retry_num + 1
+                ),
+            );
+            self.write(EventWrite::Requeue {
+                event_id: event.id,
+                attempt: event.attempt + 1,
+                run_after: entry.at + delay,
+                error: Some(error),
+                logs,
+                entry,
+            })
+            .await;
+        } else {
+            let detail = format!("Failed ({code}): {first_line}");
+            self.finish(
+                event,
+                EventStatus::Failed,
+                code,
+                None,
+                Some(error),
+                logs,
+                detail,
+            )
+            .await;
+        }
+    }
+
+    async fn run(self: Arc<Self>, event: ClaimedEvent, _slot: OwnedSemaphorePermit) {
+        let f = match self.store.get_function_by_id(event.function_id).await {
+            Ok(Some(f)) => f,
+            // Deleted with its function.
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, request_id = %event.request_id, "loading the function failed; the event is recovered at restart");
+                return;
+            }
+        };
+        let now = self.clock.now_millis();
+        if event.terminate.is_some() {
+            self.finish(
+                &event,
+                Ending {
+                    status: EventStatus::Aborted,
+                    code: status_code::TERMINATED,
+                    result: None,
+                    error: None,
+                    logs: None,
+                    detail: "Terminated by a user before it started (499).".into(),
+                },
+            )
+            .await;
+            return;
+        }
+        let waited = now - event.enqueued_at;
+        if waited > i64::from(f.msg_ttl) * 1000 {
+            let detail = format!(
+                "Expired: it waited {} s, longer than MsgTTL ({} s) allows ({}).",
+                waited / 1000,
+                f.msg_ttl,
+                status_code::EXPIRED
+            );
+            self.finish(
+                &event,
+                Ending {
+                    status: EventStatus::Failed,
+                    code: status_code::EXPIRED,
+                    result: None,
+                    error: Some(detail.clone()),
+                    logs: None,
+                    detail,
+                },
+            )
+            .await;
+            return;
+        }
+
+        let _permit = self
+            .pools
+            .permits(f.id, self.config.per_function)
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let (mut instance, cold) = match self.instance_for(&f).await {
+            Ok(found) => found,
+            Err((code, error, logs)) => {
+                let logs = (!logs.is_empty()).then_some(logs);
+                self.fail_or_retry(&f, &event, code, error, logs).await;
+                return;
+            }
+        };
+        if event.traced {
+            let how = match cold {
+                Some(d) => format!("cold start, {} ms to load", d.as_millis()),
+                None => "warm".into(),
+            };
+            let entry = self.entry(
+                EventStatus::Running,
+                format!(
+                    "Started on instance {} ({how}), attempt {}.",
+                    instance.id, event.attempt
+                ),
+            );
+            self.write(EventWrite::Note {
+                event_id: event.id,
+                entry,
+            })
+            .await;
+        }
+
+        let (tx, mut rx) = mpsc::channel(2);
+        let early = {
+            let mut control = self.control.lock().expect("control lock");
+            control.running.insert(event.request_id.clone(), tx.clone());
+            control.pending.remove(&event.request_id)
+        };
+        if let Some(signal) = early {
+            let _ = tx.try_send(signal);
+        }
+        let context = self.context(&f, &event.request_id, &event.invoke_type);
+        let run_started = Instant::now();
+        let (outcome, logs) = instance
+            .invoke(
+                &event.payload,
+                &context,
+                Duration::from_secs(f.timeout.into()),
+                self.config.grace_period,
+                &mut rx,
+            )
+            .await;
+        let ran_ms = run_started.elapsed().as_millis();
+        self.control
+            .lock()
+            .expect("control lock")
+            .running
+            .remove(&event.request_id);
+        let logs = (!logs.is_empty()).then_some(logs);
+        match self.verdict(&f, outcome, instance).await {
+            Verdict::Finished(result) => {
+                let detail = format!("Finished (200) in {ran_ms} ms.");
+                self.finish(
+                    &event,
+                    Ending {
+                        status: EventStatus::Finished,
+                        code: status_code::SUCCESS,
+                        result: Some(result),
+                        error: None,
+                        logs,
+                        detail,
+                    },
+                )
+                .await;
+            }
+            Verdict::Failed { code, error } => {
+                self.fail_or_retry(&f, &event, code, error, logs).await;
+            }
+            Verdict::Aborted(why) => {
+                self.finish(
+                    &event,
+                    Ending {
+                        status: EventStatus::Aborted,
+                        code: status_code::TERMINATED,
+                        result: None,
+                        error: Some(why.clone()),
+                        logs,
+                        detail: format!("{why} (499)"),
+                    },
+                )
+                .await;
+            }
+        }
+        // Freed a slot: there may be more waiting.
+        self.wake.notify_one();
+    }
+}

@@ -160,7 +160,7 @@ async fn namespace(call: &Call<'_>, given: Option<String>) -> ApiResult<String> 
 }
 
 /// Only `$LATEST` exists: scf-console does not publish versions.
-fn check_qualifier(qualifier: Option<&str>) -> ApiResult<()> {
+pub(super) fn check_qualifier(qualifier: Option<&str>) -> ApiResult<()> {
     match qualifier {
         None | Some("") | Some("$LATEST") => Ok(()),
         Some(q) => Err(ApiError::new(
@@ -171,7 +171,7 @@ fn check_qualifier(qualifier: Option<&str>) -> ApiResult<()> {
 }
 
 /// Looks a function up by the name a call gives.
-async fn function(
+pub(super) async fn function(
     call: &Call<'_>,
     name: &str,
     namespace_name: Option<String>,

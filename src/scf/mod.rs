@@ -5,6 +5,7 @@
 mod auth;
 pub mod error;
 mod functions;
+mod invoke;
 mod namespaces;
 pub mod params;
 pub mod tc3;
@@ -138,6 +139,9 @@ async fn call(
         "UpdateFunctionEventInvokeConfig" => {
             functions::update_event_invoke_config(&call, params).await?
         }
+        "Invoke" => invoke::invoke(&call, params).await?,
+        "GetAsyncEventStatus" => invoke::get_async_event_status(&call, params).await?,
+        "TerminateAsyncEvent" => invoke::terminate_async_event(&call, params).await?,
         "ListNamespaces" => namespaces::list(&call, params).await?,
         "CreateNamespace" => namespaces::create(&call, params).await?,
         "DeleteNamespace" => namespaces::delete(&call, params).await?,

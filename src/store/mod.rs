@@ -4,6 +4,7 @@
 pub mod sqlite;
 
 use crate::clock::Millis;
+use crate::domain::event::EventStatus;
 use crate::domain::function::{CodeUpdate, EnvVar, FunctionConfig, NewFunction};
 use crate::domain::runtime::Runtime;
 use async_trait::async_trait;
@@ -124,6 +125,121 @@ pub struct FunctionPage {
     pub total: i64,
 }
 
+/// An accepted invocation, written before the caller gets its RequestId.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub request_id: String,
+    pub function_id: i64,
+    pub region: String,
+    pub namespace: String,
+    pub invoke_type: String,
+    pub traced: bool,
+    pub payload: String,
+    pub enqueued_at: Millis,
+}
+
+/// A queued event a worker has claimed; it is RUNNING from the claim on.
+#[derive(Debug, Clone)]
+pub struct ClaimedEvent {
+    pub id: i64,
+    pub request_id: String,
+    pub function_id: i64,
+    pub invoke_type: String,
+    pub attempt: u32,
+    pub traced: bool,
+    pub payload: String,
+    pub enqueued_at: Millis,
+    pub terminate: Option<String>,
+}
+
+/// One status transition, with what the user should know about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    pub at: Millis,
+    pub status: EventStatus,
+    pub detail: String,
+}
+
+/// A stored event as the console and the API show it.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub id: i64,
+    pub request_id: String,
+    pub function_id: i64,
+    pub function_name: String,
+    pub region: String,
+    pub namespace: String,
+    pub qualifier: String,
+    pub invoke_type: String,
+    pub status: EventStatus,
+    pub status_code: Option<i64>,
+    pub attempt: u32,
+    pub traced: bool,
+    pub payload: String,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub logs: Option<String>,
+    pub enqueued_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+}
+
+/// The engine's writes, applied many to one transaction by the group-commit writer.
+#[derive(Debug, Clone)]
+pub enum EventWrite {
+    Insert(NewEvent),
+    /// A note on the timeline without a change of status (started on an instance).
+    Note {
+        event_id: i64,
+        entry: TimelineEntry,
+    },
+    /// The event ended. Untraced events are deleted instead: nothing of them is kept.
+    Finish {
+        event_id: i64,
+        traced: bool,
+        status_code: i64,
+        result: Option<String>,
+        error: Option<String>,
+        logs: Option<String>,
+        entry: TimelineEntry,
+    },
+    /// Back to the queue for another attempt, not before `run_after`.
+    Requeue {
+        event_id: i64,
+        attempt: u32,
+        run_after: Millis,
+        error: Option<String>,
+        logs: Option<String>,
+        entry: TimelineEntry,
+    },
+}
+
+/// What asking to terminate an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Termination {
+    /// It had not started: it is ABORTED now.
+    AbortedWhileQueued,
+    /// It runs: the engine must stop it.
+    Running,
+    /// It had already ended (or is untraced and unknown).
+    NotRunning(EventStatus),
+}
+
+/// What start-up recovery did with an event a dead process left RUNNING.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    pub request_id: String,
+    pub requeued: bool,
+}
+
+/// A namespace's billing state, checked before an invocation is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Billing {
+    pub suspended: bool,
+    pub invocation_quota: Option<i64>,
+    pub invocations_used: i64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates a namespace if missing; used for `default` in every region at start.
@@ -180,6 +296,49 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
     async fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> StoreResult<()>;
     async fn delete_api_key(&self, secret_id: &str) -> StoreResult<()>;
+
+    async fn get_function_by_id(&self, id: i64) -> StoreResult<Option<Function>>;
+
+    /// Applies the engine's writes in one transaction (one fsync for all of them).
+    async fn apply_event_writes(&self, writes: &[EventWrite]) -> StoreResult<()>;
+    /// Moves up to `limit` due queued events to RUNNING, with a lease until `lease_until`.
+    async fn claim_events(
+        &self,
+        now: Millis,
+        limit: u32,
+        lease_until: Millis,
+    ) -> StoreResult<Vec<ClaimedEvent>>;
+    /// Extends the lease of running events (the engine is alive and working on them).
+    async fn renew_leases(&self, event_ids: &[i64], lease_until: Millis) -> StoreResult<()>;
+    async fn get_event(&self, request_id: &str) -> StoreResult<Option<EventRecord>>;
+    async fn event_timeline(&self, event_id: i64) -> StoreResult<Vec<TimelineEntry>>;
+    /// Marks a request to terminate: a queued event is aborted at once.
+    async fn request_termination(
+        &self,
+        request_id: &str,
+        mode: &str,
+        now: Millis,
+    ) -> StoreResult<Termination>;
+    /// Events left RUNNING by a process that died: requeued (attempt + 1) while retries remain,
+    /// failed otherwise. `lease_expired_before` limits it to leases that ran out.
+    async fn recover_running(
+        &self,
+        now: Millis,
+        lease_expired_before: Option<Millis>,
+    ) -> StoreResult<Vec<Recovered>>;
+    async fn namespace_billing(
+        &self,
+        region: &str,
+        namespace: &str,
+    ) -> StoreResult<Option<Billing>>;
+    async fn set_namespace_billing(
+        &self,
+        region: &str,
+        namespace: &str,
+        suspended: bool,
+        invocation_quota: Option<i64>,
+    ) -> StoreResult<()>;
+    async fn set_qps_limit(&self, key: &FunctionKey, qps_limit: u32) -> StoreResult<()>;
 
     /// Flushes and closes connections on shutdown.
     async fn close(&self);

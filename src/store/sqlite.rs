@@ -3,10 +3,12 @@
 //! power cut.
 
 use super::{
-    ApiKey, CodeFile, Function, FunctionKey, FunctionOrder, FunctionPage, FunctionQuery, Namespace,
-    Store, StoreError, StoreResult,
+    ApiKey, Billing, ClaimedEvent, CodeFile, EventRecord, EventWrite, Function, FunctionKey,
+    FunctionOrder, FunctionPage, FunctionQuery, Namespace, Recovered, Store, StoreError,
+    StoreResult, Termination, TimelineEntry,
 };
 use crate::clock::Millis;
+use crate::domain::event::EventStatus;
 use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction};
 use async_trait::async_trait;
 use rust_embed::RustEmbed;
@@ -116,6 +118,54 @@ fn namespace_from_row(row: &SqliteRow) -> Result<Namespace, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         function_count: row.try_get("function_count")?,
     })
+}
+
+fn status_of(code: i64) -> Result<EventStatus, sqlx::Error> {
+    EventStatus::from_code(code)
+        .ok_or_else(|| sqlx::Error::Protocol(format!("unknown event status {code}")))
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<EventRecord, sqlx::Error> {
+    Ok(EventRecord {
+        id: row.try_get("id")?,
+        request_id: row.try_get("request_id")?,
+        function_id: row.try_get("function_id")?,
+        function_name: row.try_get("function_name")?,
+        region: row.try_get("region")?,
+        namespace: row.try_get("namespace")?,
+        qualifier: row.try_get("qualifier")?,
+        invoke_type: row.try_get("invoke_type")?,
+        status: status_of(row.try_get("status")?)?,
+        status_code: row.try_get("status_code")?,
+        attempt: row.try_get("attempt")?,
+        traced: row.try_get("traced")?,
+        payload: row.try_get("payload")?,
+        result: row.try_get("result")?,
+        error: row.try_get("error")?,
+        logs: row.try_get("logs")?,
+        enqueued_at: row.try_get("enqueued_at")?,
+        started_at: row.try_get("started_at")?,
+        ended_at: row.try_get("ended_at")?,
+    })
+}
+
+async fn add_timeline(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    event_id: i64,
+    entry: &TimelineEntry,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO event_timeline (event_id, seq, at, status, detail) VALUES (?, \
+         (SELECT COALESCE(MAX(seq), 0) + 1 FROM event_timeline WHERE event_id = ?), ?, ?, ?)",
+    )
+    .bind(event_id)
+    .bind(event_id)
+    .bind(entry.at)
+    .bind(entry.status.code())
+    .bind(&entry.detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn api_key_from_row(row: &SqliteRow) -> Result<ApiKey, sqlx::Error> {
@@ -561,6 +611,415 @@ impl Store for SqliteStore {
             .await?
             .rows_affected();
         if deleted == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn get_function_by_id(&self, id: i64) -> StoreResult<Option<Function>> {
+        let sql = format!("SELECT {FUNCTION_COLUMNS} FROM functions WHERE id = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(function_from_row).transpose()?)
+    }
+
+    async fn apply_event_writes(&self, writes: &[EventWrite]) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        for write in writes {
+            match write {
+                EventWrite::Insert(e) => {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO events (request_id, function_id, invoke_type, status, traced, \
+                         payload, enqueued_at, run_after) VALUES (?, ?, ?, 0, ?, ?, ?, ?) RETURNING id",
+                    )
+                    .bind(&e.request_id)
+                    .bind(e.function_id)
+                    .bind(&e.invoke_type)
+                    .bind(e.traced)
+                    .bind(&e.payload)
+                    .bind(e.enqueued_at)
+                    .bind(e.enqueued_at)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if e.traced {
+                        let entry = TimelineEntry {
+                            at: e.enqueued_at,
+                            status: EventStatus::Queued,
+                            detail: format!("Queued (invoked by {}).", e.invoke_type),
+                        };
+                        add_timeline(&mut tx, id, &entry).await?;
+                    }
+                    sqlx::query(
+                        "UPDATE namespaces SET invocations_used = invocations_used + 1 \
+                         WHERE region = ? AND name = ?",
+                    )
+                    .bind(&e.region)
+                    .bind(&e.namespace)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                EventWrite::Note { event_id, entry } => {
+                    add_timeline(&mut tx, *event_id, entry).await?;
+                }
+                EventWrite::Finish {
+                    event_id,
+                    traced: false,
+                    ..
+                } => {
+                    sqlx::query("DELETE FROM events WHERE id = ?")
+                        .bind(event_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                EventWrite::Finish {
+                    event_id,
+                    status_code,
+                    result,
+                    error,
+                    logs,
+                    entry,
+                    ..
+                } => {
+                    sqlx::query(
+                        "UPDATE events SET status = ?, status_code = ?, result = ?, error = ?, \
+                         logs = ?, ended_at = ?, lease_until = NULL WHERE id = ?",
+                    )
+                    .bind(entry.status.code())
+                    .bind(status_code)
+                    .bind(result)
+                    .bind(error)
+                    .bind(logs)
+                    .bind(entry.at)
+                    .bind(event_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    add_timeline(&mut tx, *event_id, entry).await?;
+                }
+                EventWrite::Requeue {
+                    event_id,
+                    attempt,
+                    run_after,
+                    error,
+                    logs,
+                    entry,
+                } => {
+                    sqlx::query(
+                        "UPDATE events SET status = 0, attempt = ?, run_after = ?, \
+                         lease_until = NULL, error = ?, logs = ? WHERE id = ?",
+                    )
+                    .bind(attempt)
+                    .bind(run_after)
+                    .bind(error)
+                    .bind(logs)
+                    .bind(event_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    add_timeline(&mut tx, *event_id, entry).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_events(
+        &self,
+        now: Millis,
+        limit: u32,
+        lease_until: Millis,
+    ) -> StoreResult<Vec<ClaimedEvent>> {
+        let rows = sqlx::query(
+            "UPDATE events SET status = 1, started_at = ?, lease_until = ? \
+             WHERE id IN (SELECT id FROM events WHERE status = 0 AND run_after <= ? \
+                          ORDER BY run_after, id LIMIT ?) \
+             RETURNING id, request_id, function_id, invoke_type, attempt, traced, payload, \
+                       enqueued_at, terminate",
+        )
+        .bind(now)
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.writer)
+        .await?;
+        let mut claimed = rows
+            .iter()
+            .map(|r| {
+                Ok(ClaimedEvent {
+                    id: r.try_get("id")?,
+                    request_id: r.try_get("request_id")?,
+                    function_id: r.try_get("function_id")?,
+                    invoke_type: r.try_get("invoke_type")?,
+                    attempt: r.try_get("attempt")?,
+                    traced: r.try_get("traced")?,
+                    payload: r.try_get("payload")?,
+                    enqueued_at: r.try_get("enqueued_at")?,
+                    terminate: r.try_get("terminate")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        // RETURNING gives no order guarantee: run them oldest first.
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
+    }
+
+    async fn renew_leases(&self, event_ids: &[i64], lease_until: Millis) -> StoreResult<()> {
+        if event_ids.is_empty() {
+            return Ok(());
+        }
+        let mut b = QueryBuilder::<Sqlite>::new("UPDATE events SET lease_until = ");
+        b.push_bind(lease_until)
+            .push(" WHERE status = 1 AND id IN (");
+        let mut list = b.separated(", ");
+        for id in event_ids {
+            list.push_bind(*id);
+        }
+        b.push(")");
+        b.build().execute(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn get_event(&self, request_id: &str) -> StoreResult<Option<EventRecord>> {
+        let row = sqlx::query(
+            "SELECT e.id, e.request_id, e.function_id, f.name AS function_name, f.region, \
+             f.namespace, e.qualifier, e.invoke_type, e.status, e.status_code, e.attempt, \
+             e.traced, e.payload, e.result, e.error, e.logs, e.enqueued_at, e.started_at, \
+             e.ended_at FROM events e JOIN functions f ON f.id = e.function_id \
+             WHERE e.request_id = ?",
+        )
+        .bind(request_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.as_ref().map(event_from_row).transpose()?)
+    }
+
+    async fn event_timeline(&self, event_id: i64) -> StoreResult<Vec<TimelineEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, status, detail FROM event_timeline WHERE event_id = ? ORDER BY seq",
+        )
+        .bind(event_id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(TimelineEntry {
+                    at: r.try_get("at")?,
+                    status: status_of(r.try_get("status")?)?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn request_termination(
+        &self,
+        request_id: &str,
+        mode: &str,
+        now: Millis,
+    ) -> StoreResult<Termination> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query("SELECT id, status, traced FROM events WHERE request_id = ?")
+            .bind(request_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let id: i64 = row.try_get("id")?;
+        let traced: bool = row.try_get("traced")?;
+        let status = status_of(row.try_get("status")?)?;
+        let outcome = match status {
+            EventStatus::Queued if !traced => {
+                sqlx::query("DELETE FROM events WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                Termination::AbortedWhileQueued
+            }
+            EventStatus::Queued => {
+                sqlx::query(
+                    "UPDATE events SET status = 4, status_code = 499, ended_at = ?, terminate = ? \
+                     WHERE id = ?",
+                )
+                .bind(now)
+                .bind(mode)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                let entry = TimelineEntry {
+                    at: now,
+                    status: EventStatus::Aborted,
+                    detail: "Terminated by a user before it started (499).".into(),
+                };
+                add_timeline(&mut tx, id, &entry).await?;
+                Termination::AbortedWhileQueued
+            }
+            EventStatus::Running => {
+                sqlx::query("UPDATE events SET terminate = ? WHERE id = ?")
+                    .bind(mode)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                Termination::Running
+            }
+            other => Termination::NotRunning(other),
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn recover_running(
+        &self,
+        now: Millis,
+        lease_expired_before: Option<Millis>,
+    ) -> StoreResult<Vec<Recovered>> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "SELECT e.id, e.request_id, e.attempt, e.traced, e.terminate, f.retry_num \
+             FROM events e JOIN functions f ON f.id = e.function_id \
+             WHERE e.status = 1 AND (? IS NULL OR e.lease_until < ?)",
+        )
+        .bind(lease_expired_before)
+        .bind(lease_expired_before)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut recovered = Vec::new();
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let request_id: String = row.try_get("request_id")?;
+            let attempt: u32 = row.try_get("attempt")?;
+            let traced: bool = row.try_get("traced")?;
+            let terminate: Option<String> = row.try_get("terminate")?;
+            let retry_num: u32 = row.try_get("retry_num")?;
+            let requeued = terminate.is_none() && attempt <= retry_num;
+            if requeued {
+                sqlx::query(
+                    "UPDATE events SET status = 0, attempt = ?, run_after = ?, lease_until = NULL \
+                     WHERE id = ?",
+                )
+                .bind(attempt + 1)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if traced {
+                    let entry = TimelineEntry {
+                        at: now,
+                        status: EventStatus::Queued,
+                        detail: format!(
+                            "Requeued for attempt {}: the server stopped while it ran.",
+                            attempt + 1
+                        ),
+                    };
+                    add_timeline(&mut tx, id, &entry).await?;
+                }
+            } else if !traced {
+                sqlx::query("DELETE FROM events WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                let (status, code, detail) = match terminate {
+                    Some(_) => (
+                        EventStatus::Aborted,
+                        499,
+                        "Terminated by a user; the server stopped while it ran (499).".to_string(),
+                    ),
+                    None => (
+                        EventStatus::Failed,
+                        439,
+                        "Failed: the server stopped while it ran and no retries remain (439)."
+                            .to_string(),
+                    ),
+                };
+                sqlx::query(
+                    "UPDATE events SET status = ?, status_code = ?, ended_at = ?, lease_until = NULL, \
+                     error = COALESCE(error, ?) WHERE id = ?",
+                )
+                .bind(status.code())
+                .bind(code)
+                .bind(now)
+                .bind(&detail)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                let entry = TimelineEntry {
+                    at: now,
+                    status,
+                    detail,
+                };
+                add_timeline(&mut tx, id, &entry).await?;
+            }
+            recovered.push(Recovered {
+                request_id,
+                requeued,
+            });
+        }
+        tx.commit().await?;
+        Ok(recovered)
+    }
+
+    async fn namespace_billing(
+        &self,
+        region: &str,
+        namespace: &str,
+    ) -> StoreResult<Option<Billing>> {
+        let row = sqlx::query(
+            "SELECT suspended, invocation_quota, invocations_used FROM namespaces \
+             WHERE region = ? AND name = ?",
+        )
+        .bind(region)
+        .bind(namespace)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row
+            .map(|r| {
+                Ok::<_, sqlx::Error>(Billing {
+                    suspended: r.try_get("suspended")?,
+                    invocation_quota: r.try_get("invocation_quota")?,
+                    invocations_used: r.try_get("invocations_used")?,
+                })
+            })
+            .transpose()?)
+    }
+
+    async fn set_namespace_billing(
+        &self,
+        region: &str,
+        namespace: &str,
+        suspended: bool,
+        invocation_quota: Option<i64>,
+    ) -> StoreResult<()> {
+        let changed = sqlx::query(
+            "UPDATE namespaces SET suspended = ?, invocation_quota = ? WHERE region = ? AND name = ?",
+        )
+        .bind(suspended)
+        .bind(invocation_quota)
+        .bind(region)
+        .bind(namespace)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn set_qps_limit(&self, key: &FunctionKey, qps_limit: u32) -> StoreResult<()> {
+        let changed = sqlx::query(
+            "UPDATE functions SET qps_limit = ? WHERE region = ? AND namespace = ? AND name = ?",
+        )
+        .bind(qps_limit)
+        .bind(&key.region)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if changed == 0 {
             Err(StoreError::NotFound)
         } else {
             Ok(())

@@ -1,0 +1,207 @@
+//! Async events: the status machine, status codes, and how statuses are named in the console
+//! and in the SCF API.
+
+use super::rules::FieldError;
+
+/// An async event's status. Stored as a small integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventStatus {
+    Queued = 0,
+    Running = 1,
+    Finished = 2,
+    Failed = 3,
+    Aborted = 4,
+}
+
+impl EventStatus {
+    pub fn from_code(code: i64) -> Option<Self> {
+        Some(match code {
+            0 => EventStatus::Queued,
+            1 => EventStatus::Running,
+            2 => EventStatus::Finished,
+            3 => EventStatus::Failed,
+            4 => EventStatus::Aborted,
+            _ => return None,
+        })
+    }
+
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            EventStatus::Finished | EventStatus::Failed | EventStatus::Aborted
+        )
+    }
+
+    /// The SCF API has no queued state: a waiting event is already `RUNNING` there.
+    pub fn scf_name(self) -> &'static str {
+        match self {
+            EventStatus::Queued | EventStatus::Running => "RUNNING",
+            EventStatus::Finished => "FINISHED",
+            EventStatus::Failed => "FAILED",
+            EventStatus::Aborted => "ABORTED",
+        }
+    }
+
+    /// The console's words, as SCF's console uses them.
+    pub fn label(self) -> &'static str {
+        match self {
+            EventStatus::Queued => "Queued",
+            EventStatus::Running => "Running",
+            EventStatus::Finished => "Invocation completed",
+            EventStatus::Failed => "Invocation failed",
+            EventStatus::Aborted => "Invocation terminated",
+        }
+    }
+
+    /// Whether the status machine allows this move (see DESIGN: QUEUED → RUNNING → terminal;
+    /// RUNNING → QUEUED on retry or recovery; QUEUED → ABORTED or FAILED before it ran).
+    pub fn can_move_to(self, next: EventStatus) -> bool {
+        use EventStatus::*;
+        matches!(
+            (self, next),
+            (Queued, Running)
+                | (Queued, Aborted)
+                | (Queued, Failed)
+                | (Running, Queued)
+                | (Running, Finished)
+                | (Running, Failed)
+                | (Running, Aborted)
+        )
+    }
+}
+
+/// Status codes an event ends with, as SCF reports them.
+pub mod status_code {
+    pub const SUCCESS: i64 = 200;
+    /// The handler raised an error.
+    pub const USER_ERROR: i64 = 430;
+    /// The handler ran past its timeout.
+    pub const TIMEOUT: i64 = 433;
+    /// The user process exited (or crashed) while running.
+    pub const PROCESS_EXITED: i64 = 439;
+    /// The event waited in the queue longer than MsgTTL.
+    pub const EXPIRED: i64 = 410;
+    /// The code could not be loaded (missing file, syntax error, no such handler).
+    pub const LOAD_ERROR: i64 = 405;
+    /// Terminated by a user.
+    pub const TERMINATED: i64 = 499;
+}
+
+/// Largest event payload for async invocations (SCF: 128 KB).
+pub const ASYNC_PAYLOAD_MAX: usize = 128 * 1024;
+/// Largest payload for synchronous invocations (SCF: 6 MB).
+pub const SYNC_PAYLOAD_MAX: usize = 6 * 1024 * 1024;
+/// Logs and results kept per event; the rest is cut with a visible marker.
+pub const LOG_MAX_BYTES: usize = 64 * 1024;
+pub const RESULT_MAX_BYTES: usize = 64 * 1024;
+pub const TRUNCATED_MARK: &str = "\n… [truncated by scf-console]";
+
+/// How an invocation was made: shown as InvokeType.
+pub const INVOKE_TYPE_API: &str = "API";
+pub const INVOKE_TYPE_CONSOLE: &str = "CONSOLE";
+
+/// Checks an event payload: JSON text within the size allowed for its invocation type.
+/// An empty payload is the empty object, as SCF treats it.
+pub fn validate_payload(payload: &str, asynchronous: bool) -> Result<String, FieldError> {
+    let max = if asynchronous {
+        ASYNC_PAYLOAD_MAX
+    } else {
+        SYNC_PAYLOAD_MAX
+    };
+    if payload.len() > max {
+        return Err(FieldError::new(
+            "ClientContext",
+            "InvalidParameter.RequestTooLarge",
+            format!(
+                "The event is {} KB; {} invocations take at most {} KB.",
+                payload.len().div_ceil(1024),
+                if asynchronous { "async" } else { "sync" },
+                max / 1024
+            ),
+        ));
+    }
+    if payload.trim().is_empty() {
+        return Ok("{}".into());
+    }
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(_) => Ok(payload.to_string()),
+        Err(e) => Err(FieldError::new(
+            "ClientContext",
+            "InvalidParameterValue.Param",
+            format!("The event must be JSON: {e}."),
+        )),
+    }
+}
+
+/// Cuts text to a byte budget on a character boundary, marking the cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{TRUNCATED_MARK}", &text[..end])
+}
+
+/// Delay before retry number `attempt` (1 = first retry): 1 s, 2 s, 4 s … capped at 60 s.
+pub fn retry_backoff_ms(attempt: u32) -> i64 {
+    (1000_i64 << attempt.saturating_sub(1).min(6)).min(60_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_machine() {
+        use EventStatus::*;
+        assert!(Queued.can_move_to(Running));
+        assert!(Running.can_move_to(Queued), "retry or recovery");
+        assert!(Queued.can_move_to(Aborted) && Queued.can_move_to(Failed));
+        assert!(!Finished.can_move_to(Running));
+        assert!(!Aborted.can_move_to(Finished));
+        assert!(!Queued.can_move_to(Finished));
+        assert_eq!(Queued.scf_name(), "RUNNING");
+        assert_eq!(Queued.label(), "Queued");
+        for code in 0..5 {
+            assert_eq!(EventStatus::from_code(code).unwrap().code(), code);
+        }
+    }
+
+    #[test]
+    fn payloads() {
+        assert_eq!(validate_payload("", true).unwrap(), "{}");
+        assert!(validate_payload(r#"{"a":1}"#, true).is_ok());
+        assert_eq!(
+            validate_payload("{nope", true).unwrap_err().code,
+            "InvalidParameterValue.Param"
+        );
+        let big = format!("\"{}\"", "x".repeat(ASYNC_PAYLOAD_MAX));
+        assert_eq!(
+            validate_payload(&big, true).unwrap_err().code,
+            "InvalidParameter.RequestTooLarge"
+        );
+        assert!(validate_payload(&big, false).is_ok());
+    }
+
+    #[test]
+    fn truncation_is_marked_and_respects_characters() {
+        assert_eq!(truncate("short", 10), "short");
+        let cut = truncate("日本語テキスト", 7);
+        assert!(cut.starts_with("日本") && cut.ends_with("[truncated by scf-console]"));
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(retry_backoff_ms(1), 1000);
+        assert_eq!(retry_backoff_ms(2), 2000);
+        assert_eq!(retry_backoff_ms(3), 4000);
+        assert_eq!(retry_backoff_ms(30), 60_000);
+    }
+}

@@ -1,0 +1,82 @@
+//! Admission: the checks an invocation passes before anything is written. Over the QPS limit,
+//! or with the namespace in arrears, the call is refused and no event record exists.
+
+use crate::clock::{Clock, Millis};
+use crate::store::{DynStore, Function};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// More invocations per second than the function's QPS limit.
+    RequestLimitExceeded { limit: u32 },
+    /// The namespace is suspended or has used its invocation quota.
+    InsufficientBalance(String),
+    /// The store could not be read.
+    Unavailable(String),
+}
+
+/// A token bucket per function: `limit` tokens, refilled at `limit` per second.
+struct Bucket {
+    tokens: f64,
+    at: Millis,
+}
+
+pub struct Admission {
+    clock: Clock,
+    buckets: Mutex<HashMap<i64, Bucket>>,
+}
+
+impl Admission {
+    pub fn new(clock: Clock) -> Self {
+        Admission {
+            clock,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn take_token(&self, function: &Function) -> Result<(), Refusal> {
+        let limit = f64::from(function.qps_limit.max(1));
+        let now = self.clock.now_millis();
+        let mut buckets = self.buckets.lock().expect("admission lock");
+        let bucket = buckets.entry(function.id).or_insert(Bucket {
+            tokens: limit,
+            at: now,
+        });
+        let elapsed = (now - bucket.at).max(0) as f64 / 1000.0;
+        bucket.tokens = (bucket.tokens + elapsed * limit).min(limit);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Refusal::RequestLimitExceeded {
+                limit: function.qps_limit,
+            })
+        }
+    }
+
+    /// Checks the namespace's billing state, then takes a QPS token.
+    pub async fn admit(&self, store: &DynStore, function: &Function) -> Result<(), Refusal> {
+        let billing = store
+            .namespace_billing(&function.region, &function.namespace)
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?
+            .unwrap_or_default();
+        if billing.suspended {
+            return Err(Refusal::InsufficientBalance(format!(
+                "Namespace {} is suspended: its invocations are refused until it is resumed.",
+                function.namespace
+            )));
+        }
+        if let Some(quota) = billing.invocation_quota
+            && billing.invocations_used >= quota
+        {
+            return Err(Refusal::InsufficientBalance(format!(
+                "Namespace {} has used its invocation quota ({quota}); raise the quota to invoke again.",
+                function.namespace
+            )));
+        }
+        self.take_token(function)
+    }
+}

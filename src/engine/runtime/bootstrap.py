@@ -1,0 +1,65 @@
+# scf-console's Python bootstrap. It loads the user's handler the way SCF does
+# (handler "index.main_handler" calls main_handler(event, context) in index.py) and serves
+# invocations one at a time: requests arrive as JSON lines on fd 3, answers leave as JSON lines
+# on fd 4, so whatever the handler prints on stdout/stderr stays its log.
+import importlib
+import json
+import os
+import sys
+import traceback
+
+END_OF_INVOCATION = "\x1eSCF-INVOCATION-END\x1e"
+
+
+def error_of(exc):
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "stack": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def main():
+    module_name, function_name = sys.argv[1], sys.argv[2]
+    requests = os.fdopen(3, "r", encoding="utf-8")
+    answers = os.fdopen(4, "w", encoding="utf-8")
+
+    def answer(obj):
+        answers.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+        answers.flush()
+
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+        handler = getattr(module, function_name, None)
+        if not callable(handler):
+            raise AttributeError(
+                "module '%s' has no function '%s' (check the handler setting)" % (module_name, function_name)
+            )
+    except BaseException as exc:  # a broken import is the user's error, reported in full
+        traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        answer({"ready": False, "error": error_of(exc)})
+        return 1
+    answer({"ready": True})
+
+    for line in requests:
+        request = json.loads(line)
+        try:
+            result = handler(request["event"], request["context"])
+            json.dumps(result, default=str)
+            reply = {"ok": True, "result": result}
+        except Exception as exc:
+            traceback.print_exc()
+            reply = {"ok": False, "error": error_of(exc)}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout.write(END_OF_INVOCATION + "\n")
+        sys.stdout.flush()
+        answer(reply)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
