@@ -570,12 +570,14 @@ impl Engine {
             let detail = format!("Failed ({code}): {first_line}");
             self.finish(
                 event,
-                EventStatus::Failed,
-                code,
-                None,
-                Some(error),
-                logs,
-                detail,
+                Ending {
+                    status: EventStatus::Failed,
+                    code,
+                    result: None,
+                    error: Some(error),
+                    logs,
+                    detail,
+                },
             )
             .await;
         }
