@@ -53,6 +53,15 @@
     }
   });
 
+  // Picking a sample event puts it in the editor.
+  document.addEventListener("change", function (e) {
+    var select = e.target;
+    if (select.id !== "Sample") return;
+    var editor = document.getElementById(select.dataset.sampleTarget || "ClientContext");
+    var option = select.options[select.selectedIndex];
+    if (editor && option) editor.value = option.dataset.json;
+  });
+
   // A failed background request says so instead of failing silently.
   document.addEventListener("htmx:responseError", function (e) {
     var status = e.detail.xhr ? e.detail.xhr.status : "";

@@ -21,6 +21,9 @@ pub const MSG_TTL_MIN: u32 = 60;
 pub const MSG_TTL_MAX: u32 = 21_600;
 pub const MSG_TTL_DEFAULT: u32 = 21_600;
 pub const DESCRIPTION_MAX_CHARS: usize = 1000;
+/// Invocations per second a function accepts before calls get `RequestLimitExceeded`.
+pub const QPS_LIMIT_DEFAULT: u32 = 1000;
+pub const QPS_LIMIT_MAX: u32 = 100_000;
 /// Keys and values of all environment variables together stay under 4 KB.
 pub const ENVIRONMENT_MAX_BYTES: usize = 4096;
 /// Inline source edited in the console.
@@ -53,6 +56,7 @@ pub struct ConfigDraft {
     pub trace_enable: String,
     pub retry_num: String,
     pub msg_ttl: String,
+    pub qps_limit: String,
 }
 
 /// A whole new function, as typed.
@@ -79,6 +83,7 @@ pub struct FunctionConfig {
     pub trace_enable: bool,
     pub retry_num: u32,
     pub msg_ttl: u32,
+    pub qps_limit: u32,
 }
 
 /// A validated new function.
@@ -119,6 +124,7 @@ impl FunctionDraft {
                 trace_enable: bool_str(async_run).to_string(),
                 retry_num: String::new(),
                 msg_ttl: MSG_TTL_DEFAULT.to_string(),
+                qps_limit: QPS_LIMIT_DEFAULT.to_string(),
             },
         }
     }
@@ -295,6 +301,7 @@ fn number(raw: &str, default: u32, field: &'static str, what: &str) -> Result<u3
                 "Timeout" => "InvalidParameterValue.Timeout",
                 "RetryNum" => "InvalidParameterValue.AsyncTriggerConfig",
                 "MsgTTL" => "InvalidParameterValue.AsyncTriggerConfig",
+                "QpsLimit" => "InvalidParameterValue.QpsLimit",
                 _ => "InvalidParameterValue",
             },
             format!("{what} must be a whole number."),
@@ -480,6 +487,27 @@ pub fn validate_config(
         &mut errors,
     );
 
+    let qps_limit = check(
+        number(
+            &draft.qps_limit,
+            QPS_LIMIT_DEFAULT,
+            "QpsLimit",
+            "The QPS limit",
+        )
+        .and_then(|n| {
+            if (1..=QPS_LIMIT_MAX).contains(&n) {
+                Ok(n)
+            } else {
+                Err(FieldError::new(
+                    "QpsLimit",
+                    "InvalidParameterValue.QpsLimit",
+                    "The QPS limit is 1 to 100000 invocations per second.",
+                ))
+            }
+        }),
+        &mut errors,
+    );
+
     errors.into_result(FunctionConfig {
         description,
         memory_size,
@@ -488,6 +516,7 @@ pub fn validate_config(
         trace_enable,
         retry_num,
         msg_ttl,
+        qps_limit,
     })
 }
 

@@ -78,3 +78,32 @@ mod tests {
         assert!(validate_namespace_deletion("team-a").is_ok());
     }
 }
+
+/// The invocation quota as typed: empty means unlimited.
+pub fn parse_quota(raw: &str) -> Result<Option<i64>, FieldError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match raw.parse::<i64>() {
+        Ok(n) if n >= 0 => Ok(Some(n)),
+        _ => Err(FieldError::new(
+            "InvocationQuota",
+            "InvalidParameterValue.InvocationQuota",
+            "The invocation quota is a whole number from 0, or empty for no quota.",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod quota_tests {
+    use super::parse_quota;
+
+    #[test]
+    fn quotas() {
+        assert_eq!(parse_quota(""), Ok(None));
+        assert_eq!(parse_quota(" 250 "), Ok(Some(250)));
+        assert!(parse_quota("-1").is_err());
+        assert!(parse_quota("lots").is_err());
+    }
+}

@@ -132,3 +132,20 @@ mod tests {
         assert!(ids("no such thing").is_empty());
     }
 }
+
+/// Sample events offered by the Test tab.
+pub const SAMPLE_EVENTS: &[(&str, &str)] = &[
+    (
+        "Hello World",
+        "{\n  \"key1\": \"value1\",\n  \"key2\": \"value2\"\n}",
+    ),
+    (
+        "Long-running task (5 steps of 1 s)",
+        "{\n  \"steps\": 5,\n  \"interval\": 1\n}",
+    ),
+    (
+        "Order without an amount (fails the failing handler)",
+        "{\n  \"order\": {\n    \"id\": \"A-1001\"\n  }\n}",
+    ),
+    ("Empty event", "{}"),
+];

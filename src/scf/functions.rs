@@ -273,6 +273,7 @@ pub async fn create(call: &Call<'_>, params: Value) -> ApiResult<Value> {
             trace_enable: req.trace_enable.unwrap_or_default(),
             retry_num: String::new(),
             msg_ttl: String::new(),
+            qps_limit: String::new(),
         },
     };
     let new = validate_new_function(&draft, &call.state.interpreters)?;
@@ -530,19 +531,6 @@ pub async fn delete(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     }
 }
 
-/// The stored settings as a draft, for partial updates to start from.
-fn draft_of(f: &Function) -> ConfigDraft {
-    ConfigDraft {
-        description: f.description.clone(),
-        memory_size: f.memory_size.to_string(),
-        timeout: f.timeout.to_string(),
-        environment: f.environment.clone(),
-        trace_enable: bool_str(f.trace_enable).into(),
-        retry_num: f.retry_num.to_string(),
-        msg_ttl: f.msg_ttl.to_string(),
-    }
-}
-
 async fn save_config(call: &Call<'_>, f: &Function, draft: &ConfigDraft) -> ApiResult<Value> {
     let config = validate_config(draft, f.async_run_enable)?;
     match call
@@ -602,7 +590,7 @@ pub async fn update_configuration(call: &Call<'_>, params: Value) -> ApiResult<V
         ));
     }
     let _ = req.install_dependency;
-    let mut draft = draft_of(&f);
+    let mut draft = f.config_draft();
     if let Some(d) = req.description {
         draft.description = d;
     }
@@ -728,7 +716,7 @@ pub async fn update_event_invoke_config(call: &Call<'_>, params: Value) -> ApiRe
             "AsyncTriggerConfig.RetryConfig holds one entry.",
         ));
     }
-    let mut draft = draft_of(&f);
+    let mut draft = f.config_draft();
     if let Some(n) = config.retry_config.first().and_then(|r| r.retry_num) {
         draft.retry_num = n.to_string();
     }

@@ -5,7 +5,9 @@ pub mod sqlite;
 
 use crate::clock::Millis;
 use crate::domain::event::EventStatus;
-use crate::domain::function::{CodeUpdate, EnvVar, FunctionConfig, NewFunction};
+use crate::domain::function::{
+    CodeUpdate, ConfigDraft, EnvVar, FunctionConfig, NewFunction, bool_str,
+};
 use crate::domain::runtime::Runtime;
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -71,6 +73,20 @@ pub struct Function {
 impl Function {
     pub fn runtime(&self) -> Option<&'static Runtime> {
         Runtime::by_name(&self.runtime)
+    }
+
+    /// The stored settings as a draft: where edits (console or API) start from.
+    pub fn config_draft(&self) -> ConfigDraft {
+        ConfigDraft {
+            description: self.description.clone(),
+            memory_size: self.memory_size.to_string(),
+            timeout: self.timeout.to_string(),
+            environment: self.environment.clone(),
+            trace_enable: bool_str(self.trace_enable).into(),
+            retry_num: self.retry_num.to_string(),
+            msg_ttl: self.msg_ttl.to_string(),
+            qps_limit: self.qps_limit.to_string(),
+        }
     }
 
     pub fn key(&self) -> FunctionKey {
@@ -338,7 +354,6 @@ pub trait Store: Send + Sync + 'static {
         suspended: bool,
         invocation_quota: Option<i64>,
     ) -> StoreResult<()>;
-    async fn set_qps_limit(&self, key: &FunctionKey, qps_limit: u32) -> StoreResult<()>;
 
     /// Flushes and closes connections on shutdown.
     async fn close(&self);

@@ -419,8 +419,8 @@ impl Store for SqliteStore {
         let sql = format!(
             "INSERT INTO functions (region, namespace, name, runtime, handler, description, \
              memory_size, timeout, environment, async_run_enable, trace_enable, retry_num, \
-             msg_ttl, created_at, modified_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {FUNCTION_COLUMNS}"
+             msg_ttl, qps_limit, created_at, modified_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {FUNCTION_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(region)
@@ -436,6 +436,7 @@ impl Store for SqliteStore {
             .bind(f.config.trace_enable)
             .bind(f.config.retry_num)
             .bind(f.config.msg_ttl)
+            .bind(f.config.qps_limit)
             .bind(now)
             .bind(now)
             .fetch_one(&mut *tx)
@@ -461,7 +462,7 @@ impl Store for SqliteStore {
                  WHEN trace_enable = 1 AND ? = 0 THEN ? \
                  WHEN ? = 1 THEN NULL \
                  ELSE trace_disabled_at END, \
-             trace_enable = ?, retry_num = ?, msg_ttl = ?, modified_at = ? \
+             trace_enable = ?, retry_num = ?, msg_ttl = ?, qps_limit = ?, modified_at = ? \
              WHERE region = ? AND namespace = ? AND name = ? RETURNING {FUNCTION_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
@@ -475,6 +476,7 @@ impl Store for SqliteStore {
             .bind(c.trace_enable)
             .bind(c.retry_num)
             .bind(c.msg_ttl)
+            .bind(c.qps_limit)
             .bind(now)
             .bind(&key.region)
             .bind(&key.namespace)
@@ -998,24 +1000,6 @@ impl Store for SqliteStore {
         .bind(invocation_quota)
         .bind(region)
         .bind(namespace)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
-    }
-
-    async fn set_qps_limit(&self, key: &FunctionKey, qps_limit: u32) -> StoreResult<()> {
-        let changed = sqlx::query(
-            "UPDATE functions SET qps_limit = ? WHERE region = ? AND namespace = ? AND name = ?",
-        )
-        .bind(qps_limit)
-        .bind(&key.region)
-        .bind(&key.namespace)
-        .bind(&key.name)
         .execute(&self.writer)
         .await?
         .rows_affected();

@@ -63,6 +63,7 @@ impl Fields {
             trace_enable: self.flag("TraceEnable"),
             retry_num: self.get("RetryNum").to_string(),
             msg_ttl: self.get("MsgTTL").to_string(),
+            qps_limit: self.get("QpsLimit").to_string(),
         }
     }
 

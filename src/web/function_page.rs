@@ -6,9 +6,7 @@ use super::urls;
 use super::wizard::AdvancedFields;
 use crate::app::AppState;
 use crate::clock::{Millis, format_rfc3339, format_utc};
-use crate::domain::function::{
-    CodeInput, ConfigDraft, bool_str, handler_file, validate_code_update, validate_config,
-};
+use crate::domain::function::{CodeInput, handler_file, validate_code_update, validate_config};
 use crate::domain::rules::FieldErrors;
 use crate::error::AppResult;
 use crate::store::{Function, FunctionKey, StoreError};
@@ -68,6 +66,7 @@ pub struct Header {
     pub modified_iso: String,
     pub config_url: String,
     pub code_url: String,
+    pub test_url: String,
     pub delete_url: String,
     /// When status trace is off: the time by which its last records are cleared.
     pub trace_cleared_by: Option<String>,
@@ -75,7 +74,7 @@ pub struct Header {
 }
 
 impl Header {
-    fn new(state: &AppState, shell: &Shell, f: &Function, tab: &'static str) -> Self {
+    pub(super) fn new(state: &AppState, shell: &Shell, f: &Function, tab: &'static str) -> Self {
         Header {
             name: f.name.clone(),
             runtime: f.runtime.clone(),
@@ -89,6 +88,7 @@ impl Header {
             modified_iso: format_rfc3339(f.modified_at),
             config_url: shell.tab_url(&f.name, "config"),
             code_url: shell.tab_url(&f.name, "code"),
+            test_url: shell.tab_url(&f.name, "test"),
             delete_url: shell.tab_url(&f.name, "delete"),
             trace_cleared_by: f
                 .trace_disabled_at
@@ -122,7 +122,7 @@ fn plural(n: u64, unit: &str) -> String {
     }
 }
 
-async fn load(
+pub(super) async fn load(
     state: &AppState,
     region: &str,
     namespace: &str,
@@ -159,18 +159,6 @@ pub struct ConfigPage {
     retention: String,
 }
 
-fn config_draft_of(f: &Function) -> ConfigDraft {
-    ConfigDraft {
-        description: f.description.clone(),
-        memory_size: f.memory_size.to_string(),
-        timeout: f.timeout.to_string(),
-        environment: f.environment.clone(),
-        trace_enable: bool_str(f.trace_enable).into(),
-        retry_num: f.retry_num.to_string(),
-        msg_ttl: f.msg_ttl.to_string(),
-    }
-}
-
 async fn config(
     State(state): State<AppState>,
     Path((region, namespace, name)): Path<(String, String, String)>,
@@ -179,7 +167,7 @@ async fn config(
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
     let errors = FieldErrors::default();
     Ok(ConfigPage {
-        advanced: AdvancedFields::new(config_draft_of(&f), f.async_run_enable, true, &errors, 0),
+        advanced: AdvancedFields::new(f.config_draft(), f.async_run_enable, true, &errors, 0),
         header: Header::new(&state, &shell, &f, "config"),
         shell,
         errors,

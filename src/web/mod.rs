@@ -2,12 +2,14 @@
 //! and links; htmx only swaps parts of a page in place.
 
 pub mod assets;
+mod event_page;
 mod form;
 mod function_page;
 mod functions;
 mod keys;
 mod namespaces;
 mod shell;
+mod test_tab;
 mod wizard;
 
 use crate::app::AppState;
@@ -43,6 +45,8 @@ pub fn routes() -> Router<AppState> {
         .merge(function_page::routes())
         .merge(namespaces::routes())
         .merge(keys::routes())
+        .merge(test_tab::routes())
+        .merge(event_page::routes())
         .fallback(|| async {
             crate::error::AppError::NotFound("There is no page at this address.".into())
         })
@@ -159,8 +163,20 @@ pub mod urls {
         format!("/scf/{}/{}/namespaces", enc(region), enc(namespace))
     }
 
+    pub fn event(region: &str, namespace: &str, name: &str, request_id: &str) -> String {
+        format!(
+            "{}/events/{}",
+            function(region, namespace, name),
+            enc(request_id)
+        )
+    }
+
     pub fn api_keys(region: &str, namespace: &str) -> String {
         format!("/scf/{}/{}/api-keys", enc(region), enc(namespace))
+    }
+
+    pub fn namespace_settings(region: &str, namespace: &str, target: &str) -> String {
+        format!("{}/{}/settings", namespaces(region, namespace), enc(target))
     }
 
     pub fn delete_namespace(region: &str, namespace: &str, target: &str) -> String {

@@ -6,7 +6,7 @@ use super::urls;
 use crate::app::AppState;
 use crate::clock::{format_rfc3339, format_utc};
 use crate::domain::namespace::{
-    DEFAULT_NAMESPACE, validate_namespace_deletion, validate_new_namespace,
+    DEFAULT_NAMESPACE, parse_quota, validate_namespace_deletion, validate_new_namespace,
 };
 use crate::domain::rules::{FieldError, FieldErrors};
 use crate::error::{AppError, AppResult};
@@ -30,6 +30,111 @@ pub fn routes() -> Router<AppState> {
             "/scf/{region}/{namespace}/namespaces/{target}/delete",
             get(confirm_delete).post(delete),
         )
+        .route(
+            "/scf/{region}/{namespace}/namespaces/{target}/settings",
+            get(settings).post(save_settings),
+        )
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "namespaces/settings.html")]
+pub struct SettingsPage {
+    shell: Shell,
+    target: String,
+    suspended: bool,
+    quota: String,
+    used: i64,
+    errors: FieldErrors,
+    banner: Option<String>,
+    settings_url: String,
+}
+
+async fn settings_page(
+    state: &AppState,
+    region: &str,
+    namespace: &str,
+    target: &str,
+) -> AppResult<SettingsPage> {
+    let shell = Shell::load(
+        state,
+        region,
+        namespace,
+        Section::Namespaces,
+        format!("Namespace {target}"),
+    )
+    .await?;
+    let billing = state
+        .store
+        .namespace_billing(region, target)
+        .await?
+        .ok_or_else(|| {
+            AppError::NotFound(format!("Namespace {target} does not exist in {region}."))
+        })?;
+    Ok(SettingsPage {
+        shell,
+        target: target.to_string(),
+        suspended: billing.suspended,
+        quota: billing
+            .invocation_quota
+            .map(|q| q.to_string())
+            .unwrap_or_default(),
+        used: billing.invocations_used,
+        errors: FieldErrors::default(),
+        banner: None,
+        settings_url: urls::namespace_settings(region, namespace, target),
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct Saved {
+    #[serde(default)]
+    saved: Option<String>,
+}
+
+async fn settings(
+    State(state): State<AppState>,
+    Path((region, namespace, target)): Path<(String, String, String)>,
+    Query(saved): Query<Saved>,
+) -> AppResult<SettingsPage> {
+    let mut page = settings_page(&state, &region, &namespace, &target).await?;
+    if saved.saved.is_some() {
+        page.banner = Some("Billing settings saved.".into());
+    }
+    Ok(page)
+}
+
+async fn save_settings(
+    State(state): State<AppState>,
+    Path((region, namespace, target)): Path<(String, String, String)>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    let fields = Fields(pairs);
+    let suspended = fields.get("Suspended").eq_ignore_ascii_case("TRUE");
+    let quota = match parse_quota(fields.get("InvocationQuota")) {
+        Ok(q) => q,
+        Err(e) => {
+            let mut page = settings_page(&state, &region, &namespace, &target).await?;
+            page.suspended = suspended;
+            page.quota = fields.get("InvocationQuota").to_string();
+            page.errors = e.into();
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        }
+    };
+    match state
+        .store
+        .set_namespace_billing(&region, &target, suspended, quota)
+        .await
+    {
+        Ok(()) => Ok(Redirect::to(&format!(
+            "{}?saved=1",
+            urls::namespace_settings(&region, &namespace, &target)
+        ))
+        .into_response()),
+        Err(StoreError::NotFound) => Err(AppError::NotFound(format!(
+            "Namespace {target} does not exist in {region}."
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub struct Row {
@@ -39,6 +144,7 @@ pub struct Row {
     pub created: String,
     pub created_iso: String,
     pub functions_url: String,
+    pub settings_url: String,
     /// None for `default`, which cannot be deleted.
     pub delete_url: Option<String>,
 }
@@ -67,6 +173,7 @@ fn rows(region: &str, current: &str, namespaces: Vec<Namespace>) -> Vec<Row> {
         .into_iter()
         .map(|n| Row {
             functions_url: urls::functions(region, &n.name),
+            settings_url: urls::namespace_settings(region, current, &n.name),
             delete_url: (n.name != DEFAULT_NAMESPACE)
                 .then(|| urls::delete_namespace(region, current, &n.name)),
             created: format_utc(n.created_at),

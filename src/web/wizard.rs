@@ -28,6 +28,7 @@ use serde::Deserialize;
 const ADVANCED_FIELDS: &[&str] = &[
     "MemorySize",
     "Timeout",
+    "QpsLimit",
     "Environment",
     "AsyncRunEnable",
     "TraceEnable",

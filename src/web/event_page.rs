@@ -1,0 +1,218 @@
+//! One async event: status, payload, result, error, logs and the timeline of its transitions,
+//! refreshed in place while it runs; terminate (forced or graceful) while it is queued or
+//! running.
+
+use super::form::Fields;
+use super::function_page::{Header, load};
+use super::shell::Shell;
+use super::{HxRequest, urls};
+use crate::app::AppState;
+use crate::clock::{Millis, format_rfc3339};
+use crate::domain::event::EventStatus;
+use crate::error::{AppError, AppResult};
+use crate::store::{EventRecord, Function, Termination, TimelineEntry};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/scf/{region}/{namespace}/functions/{name}/events/{request_id}",
+            get(show),
+        )
+        .route(
+            "/scf/{region}/{namespace}/functions/{name}/events/{request_id}/terminate",
+            post(terminate),
+        )
+}
+
+/// Milliseconds as the console says them: `850 ms`, `12.4 s`.
+pub fn duration_text(ms: Millis) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+pub fn status_class(status: EventStatus) -> &'static str {
+    match status {
+        EventStatus::Queued => "status-queued",
+        EventStatus::Running => "status-running",
+        EventStatus::Finished => "status-finished",
+        EventStatus::Failed => "status-failed",
+        EventStatus::Aborted => "status-aborted",
+    }
+}
+
+pub struct Step {
+    pub at: String,
+    pub at_iso: String,
+    pub label: &'static str,
+    pub detail: String,
+}
+
+/// The part of the page that refreshes while the event runs.
+#[derive(Template, WebTemplate)]
+#[template(path = "events/detail.html")]
+pub struct Detail {
+    url: String,
+    terminate_url: String,
+    request_id: String,
+    status_label: &'static str,
+    status_class: &'static str,
+    scf_status: &'static str,
+    live: bool,
+    status_code: Option<i64>,
+    invoke_type: String,
+    qualifier: String,
+    attempt: u32,
+    enqueued: String,
+    enqueued_iso: String,
+    started: Option<String>,
+    ended: Option<String>,
+    queue_wait: Option<String>,
+    run_time: Option<String>,
+    payload: String,
+    result: Option<String>,
+    error: Option<String>,
+    logs: Option<String>,
+    timeline: Vec<Step>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "events/page.html")]
+pub struct EventPage {
+    shell: Shell,
+    header: Header,
+    detail: Detail,
+}
+
+fn pretty(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| json.to_string())
+}
+
+fn detail(url: String, e: EventRecord, timeline: Vec<TimelineEntry>) -> Detail {
+    let started = e.started_at;
+    let first_start = timeline
+        .iter()
+        .find(|t| t.status == EventStatus::Running)
+        .map(|t| t.at)
+        .or(started);
+    Detail {
+        terminate_url: format!("{url}/terminate"),
+        url,
+        request_id: e.request_id,
+        status_label: e.status.label(),
+        status_class: status_class(e.status),
+        scf_status: e.status.scf_name(),
+        live: !e.status.is_terminal(),
+        status_code: e.status_code,
+        invoke_type: e.invoke_type,
+        qualifier: e.qualifier,
+        attempt: e.attempt,
+        enqueued: crate::clock::format_utc(e.enqueued_at),
+        enqueued_iso: format_rfc3339(e.enqueued_at),
+        started: started.map(crate::clock::format_utc),
+        ended: e.ended_at.map(crate::clock::format_utc),
+        queue_wait: first_start.map(|s| duration_text(s - e.enqueued_at)),
+        run_time: match (started, e.ended_at) {
+            (Some(s), Some(end)) => Some(duration_text(end - s)),
+            _ => None,
+        },
+        payload: pretty(&e.payload),
+        result: e.result.map(|r| pretty(&r)),
+        error: e.error,
+        logs: e.logs,
+        timeline: timeline
+            .into_iter()
+            .map(|t| Step {
+                at: crate::clock::format_utc(t.at),
+                at_iso: format_rfc3339(t.at),
+                label: t.status.label(),
+                detail: t.detail,
+            })
+            .collect(),
+    }
+}
+
+/// The event, if the user may see it: it belongs to this function and was traced.
+async fn event_of(state: &AppState, f: &Function, request_id: &str) -> AppResult<EventRecord> {
+    let event = state
+        .store
+        .get_event(request_id)
+        .await?
+        .filter(|e| e.function_id == f.id)
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "Function {} has no async event {request_id}. Records are kept for the retention period after events end.",
+                f.name
+            ))
+        })?;
+    if !f.trace_enable || !event.traced {
+        return Err(AppError::NotFound(format!(
+            "Status trace is off for {}: async event status is not recorded or queried. Turn it on in the Configuration tab to record new events.",
+            f.name
+        )));
+    }
+    Ok(event)
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path((region, namespace, name, request_id)): Path<(String, String, String, String)>,
+    HxRequest(hx): HxRequest,
+) -> AppResult<Response> {
+    let (shell, f) = load(&state, &region, &namespace, &name).await?;
+    let event = event_of(&state, &f, &request_id).await?;
+    let timeline = state.store.event_timeline(event.id).await?;
+    let detail = detail(
+        urls::event(&region, &namespace, &name, &request_id),
+        event,
+        timeline,
+    );
+    if hx {
+        return Ok(detail.into_response());
+    }
+    Ok(EventPage {
+        header: Header::new(&state, &shell, &f, "events"),
+        shell,
+        detail,
+    }
+    .into_response())
+}
+
+async fn terminate(
+    State(state): State<AppState>,
+    Path((region, namespace, name, request_id)): Path<(String, String, String, String)>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> AppResult<Redirect> {
+    let (_, f) = load(&state, &region, &namespace, &name).await?;
+    event_of(&state, &f, &request_id).await?;
+    let graceful = Fields(pairs)
+        .get("GraceShutdown")
+        .eq_ignore_ascii_case("true");
+    match state.engine.terminate(&request_id, graceful).await? {
+        Termination::AbortedWhileQueued | Termination::Running => {
+            tracing::info!(request_id = %request_id, graceful, "termination requested in the console");
+        }
+        Termination::NotRunning(status) => {
+            return Err(AppError::BadRequest(format!(
+                "The event is {} already: only queued or running events can be terminated.",
+                status.label().to_lowercase()
+            )));
+        }
+    }
+    Ok(Redirect::to(&urls::event(
+        &region,
+        &namespace,
+        &name,
+        &request_id,
+    )))
+}
