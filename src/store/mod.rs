@@ -327,6 +327,8 @@ pub trait Store: Send + Sync + 'static {
     /// Extends the lease of running events (the engine is alive and working on them).
     async fn renew_leases(&self, event_ids: &[i64], lease_until: Millis) -> StoreResult<()>;
     async fn get_event(&self, request_id: &str) -> StoreResult<Option<EventRecord>>;
+    /// How many event records a function has (shown before it is deleted).
+    async fn count_events(&self, function_id: i64) -> StoreResult<i64>;
     async fn event_timeline(&self, event_id: i64) -> StoreResult<Vec<TimelineEntry>>;
     /// Marks a request to terminate: a queued event is aborted at once.
     async fn request_termination(

@@ -797,6 +797,15 @@ impl Store for SqliteStore {
         Ok(row.as_ref().map(event_from_row).transpose()?)
     }
 
+    async fn count_events(&self, function_id: i64) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE function_id = ?")
+                .bind(function_id)
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
     async fn event_timeline(&self, event_id: i64) -> StoreResult<Vec<TimelineEntry>> {
         let rows = sqlx::query(
             "SELECT at, status, detail FROM event_timeline WHERE event_id = ? ORDER BY seq",

@@ -180,6 +180,7 @@ pub struct DeletePage {
     shell: Shell,
     name: String,
     runtime: String,
+    events: i64,
 }
 
 async fn confirm_delete(
@@ -206,6 +207,7 @@ async fn confirm_delete(
         .ok_or_else(|| not_found(&key))?;
     Ok(DeletePage {
         shell,
+        events: state.store.count_events(function.id).await?,
         name: function.name,
         runtime: function.runtime,
     })

@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod engine;
 mod functions;
 mod namespaces;
 mod pages;

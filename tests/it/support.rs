@@ -8,6 +8,7 @@ use http_body_util::BodyExt;
 use scf_console::app::{AppState, router};
 use scf_console::clock::Clock;
 use scf_console::domain::runtime::Interpreters;
+use scf_console::engine::EngineConfig;
 use scf_console::engine::interpreters;
 use scraper::{Html, Selector};
 use std::time::Duration;
@@ -27,6 +28,37 @@ pub async fn machine() -> Interpreters {
         .clone()
 }
 
+/// The engine as tests run it: short grace periods so terminations are quick.
+pub fn test_engine() -> EngineConfig {
+    EngineConfig {
+        workers: 8,
+        per_function: 8,
+        grace_period: Duration::from_secs(2),
+        shutdown_grace: Duration::from_secs(2),
+        poll_interval: Duration::from_millis(100),
+        ..EngineConfig::default()
+    }
+}
+
+/// Waits until `check` answers Some, polling; fails the test after `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub struct TestApp {
     pub router: Router,
     pub state: AppState,
@@ -39,15 +71,24 @@ impl TestApp {
     }
 
     pub async fn with_interpreters(interpreters: Interpreters) -> Self {
+        Self::with(interpreters, test_engine()).await
+    }
+
+    pub async fn with_engine(config: EngineConfig) -> Self {
+        Self::with(machine().await, config).await
+    }
+
+    pub async fn with(interpreters: Interpreters, engine: EngineConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
         let store = scf_console::store::open(&url).await.unwrap();
-        let state = AppState::new(
+        let state = AppState::with_engine(
             store,
             Clock::manual(START),
             vec![REGION.into(), "ap-shanghai".into()],
             interpreters,
             Duration::from_secs(72 * 3600),
+            engine,
         )
         .await
         .unwrap();
