@@ -119,20 +119,6 @@ pub fn search(query: &str) -> Vec<&'static FunctionTemplate> {
     TEMPLATES.iter().filter(|t| t.matches(query)).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_matches_every_word() {
-        let ids = |q: &str| search(q).iter().map(|t| t.id).collect::<Vec<_>>();
-        assert_eq!(ids("").len(), TEMPLATES.len());
-        assert_eq!(ids("python async"), vec!["python-long-running-task"]);
-        assert_eq!(ids("ERROR"), vec!["python-error"]);
-        assert!(ids("no such thing").is_empty());
-    }
-}
-
 /// Sample events offered by the Test tab.
 pub const SAMPLE_EVENTS: &[(&str, &str)] = &[
     (
@@ -149,3 +135,17 @@ pub const SAMPLE_EVENTS: &[(&str, &str)] = &[
     ),
     ("Empty event", "{}"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_matches_every_word() {
+        let ids = |q: &str| search(q).iter().map(|t| t.id).collect::<Vec<_>>();
+        assert_eq!(ids("").len(), TEMPLATES.len());
+        assert_eq!(ids("python async"), vec!["python-long-running-task"]);
+        assert_eq!(ids("ERROR"), vec!["python-error"]);
+        assert!(ids("no such thing").is_empty());
+    }
+}

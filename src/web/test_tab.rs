@@ -100,14 +100,13 @@ async fn invoke(
     let mut payload = fields.get("ClientContext").replace("\r\n", "\n");
     let mut sample = String::new();
     // "Load sample" without JavaScript: put the chosen sample in the editor.
-    if fields.get("_action") == "load-sample" {
-        if let Some((n, json)) = SAMPLE_EVENTS
+    if fields.get("_action") == "load-sample"
+        && let Some((n, json)) = SAMPLE_EVENTS
             .iter()
             .find(|(n, _)| *n == fields.get("Sample"))
-        {
-            payload = json.to_string();
-            sample = n.to_string();
-        }
+    {
+        payload = json.to_string();
+        sample = n.to_string();
     }
     let asynchronous = f.async_run_enable || fields.get("InvocationType") == "Event";
     let mut page = TestPage {
