@@ -126,3 +126,227 @@ async fn keys_create_prints_a_key_that_the_store_keeps() {
     assert_eq!(stored.description, "ci deploys");
     assert!(stored.enabled);
 }
+
+/// A running scf-console binary on a data folder, with the test suite's API key.
+struct Server {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(data: &std::path::Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scf-console"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env("RUST_LOG", "info")
+            .env("SCF_SECRET_ID", crate::support::api::SECRET_ID)
+            .env("SCF_SECRET_KEY", crate::support::api::SECRET_KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("server exited").unwrap();
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep reading the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, addr }
+    }
+
+    /// A signed SCF API call over a real socket.
+    fn api(&self, action: &str, params: serde_json::Value) -> serde_json::Value {
+        use scf_console::scf::tc3::{SignInput, sha256_hex, sign, utc_date};
+        let body = params.to_string();
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let signature = sign(
+            crate::support::api::SECRET_KEY,
+            &SignInput {
+                method: "POST",
+                query: "",
+                headers: &[("content-type", "application/json"), ("host", &self.addr)],
+                payload_hash: &sha256_hex(body.as_bytes()),
+                timestamp,
+            },
+        );
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             X-TC-Action: {action}\r\nX-TC-Version: 2018-04-16\r\nX-TC-Timestamp: {timestamp}\r\n\
+             Authorization: TC3-HMAC-SHA256 Credential={}/{}/scf/tc3_request, SignedHeaders=content-type;host, Signature={signature}\r\n\
+             Connection: close\r\n\r\n{body}",
+            self.addr,
+            body.len(),
+            crate::support::api::SECRET_ID,
+            utc_date(timestamp)
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let json = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert!(value["Response"]["Error"].is_null(), "{action}: {value}");
+        value["Response"].clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// kill -9 during load, then restart: every accepted event is there and ends in exactly one
+/// terminal state; events that were running are requeued while retries remain, failed after.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_server_loses_no_accepted_event() {
+    use scf_console::domain::event::EventStatus;
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let code =
+        "import time\ndef main_handler(event, context):\n    time.sleep(1.5)\n    return 'done'\n";
+    for (name, retries) in [("slow-retry", 1), ("slow-once", 0)] {
+        server.api(
+            "CreateFunction",
+            json!({"FunctionName": name, "Runtime": "Python3.10", "AsyncRunEnable": "TRUE", "TraceEnable": "TRUE",
+                   "Timeout": 30, "Code": {"ZipFile": crate::support::api::zip_base64(&[("index.py", code)])}}),
+        );
+        server.api(
+            "UpdateFunctionEventInvokeConfig",
+            json!({"FunctionName": name, "AsyncTriggerConfig": {"RetryConfig": [{"RetryNum": retries}], "MsgTTL": 3600}}),
+        );
+    }
+    let mut accepted = Vec::new();
+    for i in 0..12 {
+        let name = if i % 2 == 0 {
+            "slow-retry"
+        } else {
+            "slow-once"
+        };
+        let answer = server.api(
+            "Invoke",
+            json!({"FunctionName": name, "InvocationType": "Event", "ClientContext": "{}"}),
+        );
+        accepted.push((
+            name,
+            answer["Result"]["FunctionRequestId"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        ));
+    }
+
+    // Look at the store as the server writes it, and kill it once events are running.
+    let url = format!("sqlite://{}", data.join("scf-console.db").display());
+    let store = scf_console::store::open(&url).await.unwrap();
+    let running =
+        crate::support::wait_for("events to be running", Duration::from_secs(30), || async {
+            let mut running = Vec::new();
+            for (name, id) in &accepted {
+                let e = store.get_event(id).await.unwrap().unwrap();
+                let started = store
+                    .event_timeline(e.id)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|t| t.detail.starts_with("Started"));
+                if e.status == EventStatus::Running && started {
+                    running.push((*name, id.clone()));
+                }
+            }
+            (running.len() >= 2).then_some(running)
+        })
+        .await;
+    let mut server = server;
+    server.child.kill().unwrap(); // SIGKILL: no shutdown, no flush.
+    server.child.wait().unwrap();
+
+    let restarted = Server::start(&data);
+    let ended = crate::support::wait_for("every event to end", Duration::from_secs(60), || async {
+        let mut all = Vec::new();
+        for (name, id) in &accepted {
+            let e = store
+                .get_event(id)
+                .await
+                .unwrap()
+                .expect("every accepted event is kept");
+            if !e.status.is_terminal() {
+                return None;
+            }
+            all.push((*name, e));
+        }
+        Some(all)
+    })
+    .await;
+    for (name, e) in &ended {
+        let seen_running = running.iter().any(|(_, id)| *id == e.request_id);
+        let steps: Vec<String> = store
+            .event_timeline(e.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.detail)
+            .collect();
+        // Claimed events count as running too: the kill may have caught some between claim and
+        // start, and those are recovered the same way.
+        let recovered = steps
+            .iter()
+            .any(|s| s.contains("the server stopped while it ran"));
+        assert!(
+            recovered || !seen_running,
+            "an event seen running was recovered: {steps:?}"
+        );
+        match (*name, recovered) {
+            ("slow-retry", true) => {
+                assert_eq!(
+                    (e.status, e.attempt),
+                    (EventStatus::Finished, 2),
+                    "{steps:?}"
+                );
+                assert!(
+                    steps
+                        .iter()
+                        .any(|s| s == "Requeued for attempt 2: the server stopped while it ran."),
+                    "{steps:?}"
+                );
+            }
+            ("slow-once", true) => {
+                assert_eq!(
+                    (e.status, e.status_code),
+                    (EventStatus::Failed, Some(439)),
+                    "{steps:?}"
+                );
+                assert!(
+                    steps.last().unwrap().contains("no retries remain"),
+                    "{steps:?}"
+                );
+            }
+            _ => assert_eq!(
+                (e.status, e.attempt),
+                (EventStatus::Finished, 1),
+                "{steps:?}"
+            ),
+        }
+        let finals = steps
+            .iter()
+            .filter(|s| s.starts_with("Finished") || s.starts_with("Failed"))
+            .count();
+        assert_eq!(finals, 1, "exactly one terminal transition: {steps:?}");
+    }
+    // The API agrees with the store.
+    let (_, first) = &accepted[0];
+    let status = restarted.api("GetAsyncEventStatus", json!({"InvokeRequestId": first}));
+    assert_eq!(status["Result"]["Status"], "FINISHED");
+    store.close().await;
+}

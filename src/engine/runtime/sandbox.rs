@@ -90,6 +90,15 @@ pub fn in_child(requests: i32, answers: i32, limits: &Limits) -> std::io::Result
             }
         }
     }
+    // If the server dies, its instances die with it rather than run on unobserved: the events
+    // they ran are recovered and retried at the next start. Set after the user change, which
+    // clears it.
+    // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag on the calling process.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     Ok(())
 }
 
