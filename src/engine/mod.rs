@@ -19,6 +19,7 @@ use crate::store::{
 use admission::{Admission, Refusal};
 use runtime::{Context, HandlerError, Instance, Outcome, RuntimeDir, Signal, Spawn, StartError};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
@@ -41,6 +42,8 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// How long a claim holds an event before another node may take it over.
     pub lease: Duration,
+    /// Keep instances warm between events (SCF's behaviour). Off, every event cold-starts.
+    pub reuse_instances: bool,
 }
 
 impl Default for EngineConfig {
@@ -54,6 +57,7 @@ impl Default for EngineConfig {
             grace_period: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             lease: Duration::from_secs(60),
+            reuse_instances: true,
         }
     }
 }
@@ -76,6 +80,26 @@ pub struct SyncResult {
     pub logs: String,
     pub duration_ms: f64,
     pub memory_bytes: u64,
+}
+
+/// Counters since start, for the benchmark and the system page.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub accepted: AtomicU64,
+    pub finished: AtomicU64,
+    pub failed: AtomicU64,
+    pub aborted: AtomicU64,
+    pub retried: AtomicU64,
+    pub cold_starts: AtomicU64,
+}
+
+impl Stats {
+    /// Events that reached a terminal state.
+    pub fn ended(&self) -> u64 {
+        self.finished.load(Ordering::Relaxed)
+            + self.failed.load(Ordering::Relaxed)
+            + self.aborted.load(Ordering::Relaxed)
+    }
 }
 
 /// Running events' control channels, and terminations asked for before an event started.
@@ -102,6 +126,7 @@ pub struct Engine {
     tasks: TaskTracker,
     /// Event runs, tracked apart so shutdown can wait for them before the writer stops.
     runs: TaskTracker,
+    pub stats: Stats,
 }
 
 /// How an event ends: its status, code, what it returned or raised, and its timeline note.
@@ -158,6 +183,7 @@ impl Engine {
             cancel: CancellationToken::new(),
             tasks,
             runs: TaskTracker::new(),
+            stats: Stats::default(),
         });
         engine.tasks.spawn(Arc::clone(&engine).dispatch());
         engine.tasks.spawn(Arc::clone(&engine).reap_idle());
@@ -198,6 +224,7 @@ impl Engine {
             }))
             .await
             .map_err(InvokeError::Store)?;
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         self.wake.notify_one();
         Ok(request_id)
     }
@@ -453,7 +480,10 @@ impl Engine {
         })
         .await
         {
-            Ok(instance) => Ok((instance, Some(started.elapsed()))),
+            Ok(instance) => {
+                self.stats.cold_starts.fetch_add(1, Ordering::Relaxed);
+                Ok((instance, Some(started.elapsed())))
+            }
             Err(StartError::Load { error, logs }) => {
                 Err((status_code::LOAD_ERROR, error_text(&error), logs))
             }
@@ -499,7 +529,10 @@ impl Engine {
                 "Terminated by a user (forced: the instance was killed and recycled).".into()
             }),
         };
-        if matches!(verdict, Verdict::Finished(_)) && !self.cancel.is_cancelled() {
+        if matches!(verdict, Verdict::Finished(_))
+            && self.config.reuse_instances
+            && !self.cancel.is_cancelled()
+        {
             self.pools.put_idle(instance);
         } else {
             instance.kill().await;
@@ -523,6 +556,12 @@ impl Engine {
     }
 
     async fn finish(&self, event: &ClaimedEvent, end: Ending) {
+        let counter = match end.status {
+            EventStatus::Finished => &self.stats.finished,
+            EventStatus::Aborted => &self.stats.aborted,
+            _ => &self.stats.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         let entry = self.entry(end.status, end.detail);
         self.write(EventWrite::Finish {
             event_id: event.id,
@@ -547,6 +586,7 @@ impl Engine {
     ) {
         let first_line = error.lines().next().unwrap_or_default().to_string();
         if event.attempt <= f.retry_num {
+            self.stats.retried.fetch_add(1, Ordering::Relaxed);
             let delay = retry_backoff_ms(event.attempt);
             let entry = self.entry(
                 EventStatus::Queued,
