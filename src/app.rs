@@ -31,6 +31,7 @@ pub struct AppState {
     /// The zone of the API's time strings.
     pub timezone: time::UtcOffset,
     pub engine: Arc<Engine>,
+    pub keys: Arc<keys::KeyCache>,
 }
 
 impl AppState {
@@ -86,6 +87,7 @@ impl AppState {
             event_retention,
             timezone: time::UtcOffset::UTC,
             engine,
+            keys: Arc::default(),
         })
     }
 

@@ -59,5 +59,46 @@ pub async fn put_configured(
             created_at: state.clock.now_millis(),
         })
         .await?;
+    state.keys.forget(secret_id);
     Ok(())
+}
+
+/// Recently used keys, so that signature checks do not read the store on every call. Entries
+/// live a few seconds (a key created by `scf-console keys create` in another process works
+/// within that time); changes made through this server drop them at once.
+#[derive(Default)]
+pub struct KeyCache {
+    entries:
+        std::sync::Mutex<std::collections::HashMap<String, (Option<ApiKey>, std::time::Instant)>>,
+}
+
+const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl KeyCache {
+    pub async fn lookup(
+        &self,
+        store: &dyn Store,
+        secret_id: &str,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        if let Some((key, at)) = self.entries.lock().expect("key cache").get(secret_id)
+            && at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(key.clone());
+        }
+        let key = store.get_api_key(secret_id).await?;
+        let mut entries = self.entries.lock().expect("key cache");
+        // Unknown ids are remembered too, but the map must not grow without bound.
+        if entries.len() > 10_000 {
+            entries.clear();
+        }
+        entries.insert(
+            secret_id.to_string(),
+            (key.clone(), std::time::Instant::now()),
+        );
+        Ok(key)
+    }
+
+    pub fn forget(&self, secret_id: &str) {
+        self.entries.lock().expect("key cache").remove(secret_id);
+    }
 }

@@ -358,53 +358,75 @@ impl Engine {
         self.tasks.close();
     }
 
+    /// Claims queued events for free slots and runs them. A claimed event is really running:
+    /// claims wait for slots, never the other way round. Under load, the dispatcher lets a
+    /// millisecond pass before claiming, so that one claim serves the slots freed meanwhile.
     async fn dispatch(self: Arc<Self>) {
+        let mut busy = false;
         loop {
-            tokio::select! {
-                _ = self.cancel.cancelled() => return,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
-            }
-            loop {
-                let first = tokio::select! {
+            if !busy {
+                tokio::select! {
                     _ = self.cancel.cancelled() => return,
-                    permit = self.slots.clone().acquire_owned() => permit.expect("never closed"),
-                };
-                let want = 1 + self.slots.available_permits() as u32;
-                let now = self.clock.now_millis();
-                let lease = now + self.config.lease.as_millis() as Millis;
-                let claimed = match self.store.claim_events(now, want, lease).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::error!(error = %e, "claiming events failed");
-                        break;
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                }
+            }
+            let mut slots = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                permit = self.slots.clone().acquire_owned() => permit.expect("never closed"),
+            };
+            if busy {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let more = self.slots.available_permits() as u32;
+            if more > 0
+                && let Ok(extra) = self.slots.clone().try_acquire_many_owned(more)
+            {
+                slots.merge(extra);
+            }
+            let want = slots.num_permits() as u32;
+            let now = self.clock.now_millis();
+            let lease = now + self.config.lease.as_millis() as Millis;
+            let claimed = match self.store.claim_events(now, want, lease).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming events failed");
+                    busy = false;
+                    continue;
+                }
+            };
+            busy = claimed.len() as u32 == want;
+            // Each function is read once per claim.
+            let mut functions: HashMap<i64, Option<Arc<Function>>> = HashMap::new();
+            for event in claimed {
+                let slot = slots.split(1).expect("one slot per claimed event");
+                let function = match functions.get(&event.function_id) {
+                    Some(f) => f.clone(),
+                    None => {
+                        let f = match self.store.get_function_by_id(event.function_id).await {
+                            Ok(f) => f.map(Arc::new),
+                            Err(e) => {
+                                tracing::error!(error = %e, "loading a function failed; its events are recovered at restart");
+                                None
+                            }
+                        };
+                        functions.insert(event.function_id, f.clone());
+                        f
                     }
                 };
-                let drained = (claimed.len() as u32) < want;
-                let mut permits = Some(first);
-                for event in claimed {
-                    let permit = match permits.take() {
-                        Some(p) => p,
-                        None => self
-                            .slots
-                            .clone()
-                            .acquire_owned()
-                            .await
-                            .expect("never closed"),
-                    };
-                    let engine = Arc::clone(&self);
-                    self.runs.spawn(async move {
-                        let request_id = event.request_id.clone();
-                        // A panic in one run must not take the engine down with it.
-                        let run = tokio::spawn(Arc::clone(&engine).run(event, permit));
-                        if let Err(e) = run.await {
-                            tracing::error!(request_id = %request_id, error = %e, "an event run panicked");
-                        }
-                    });
-                }
-                if drained {
-                    break;
-                }
+                // Deleted with its function (or unreadable now): nothing to run.
+                let Some(function) = function else { continue };
+                let engine = Arc::clone(&self);
+                self.runs.spawn(async move {
+                    let request_id = event.request_id.clone();
+                    // A panic in one run must not take the engine down with it.
+                    let run = tokio::spawn(Arc::clone(&engine).run(event, function, slot));
+                    if let Err(e) = run.await {
+                        tracing::error!(request_id = %request_id, error = %e, "an event run panicked");
+                    }
+                    // A slot is free again.
+                    engine.wake.notify_one();
+                });
             }
         }
     }
@@ -623,16 +645,12 @@ impl Engine {
         }
     }
 
-    async fn run(self: Arc<Self>, event: ClaimedEvent, _slot: OwnedSemaphorePermit) {
-        let f = match self.store.get_function_by_id(event.function_id).await {
-            Ok(Some(f)) => f,
-            // Deleted with its function.
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(error = %e, request_id = %event.request_id, "loading the function failed; the event is recovered at restart");
-                return;
-            }
-        };
+    async fn run(
+        self: Arc<Self>,
+        event: ClaimedEvent,
+        f: Arc<Function>,
+        _slot: OwnedSemaphorePermit,
+    ) {
         let now = self.clock.now_millis();
         if event.terminate.is_some() {
             self.finish(
@@ -766,7 +784,5 @@ impl Engine {
                 .await;
             }
         }
-        // Freed a slot: there may be more waiting.
-        self.wake.notify_one();
     }
 }

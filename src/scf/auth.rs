@@ -62,8 +62,8 @@ pub async fn authenticate(
         ));
     }
     let key = state
-        .store
-        .get_api_key(auth.secret_id)
+        .keys
+        .lookup(state.store.as_ref(), auth.secret_id)
         .await
         .map_err(ApiError::from)?
         .filter(|k| k.enabled)

@@ -170,24 +170,33 @@ pub(super) fn check_qualifier(qualifier: Option<&str>) -> ApiResult<()> {
     }
 }
 
-/// Looks a function up by the name a call gives.
+/// Looks a function up by the name a call gives. The function is read first: the namespace
+/// is only looked at to say which of the two is missing.
 pub(super) async fn function(
     call: &Call<'_>,
     name: &str,
     namespace_name: Option<String>,
 ) -> ApiResult<Function> {
-    let namespace = namespace(call, namespace_name).await?;
+    let namespace = namespace_name
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    if !is_valid_namespace_name(&namespace) {
+        return Err(ApiError::new(
+            "InvalidParameterValue.Namespace",
+            "Namespace names are 1-30 characters of letters, digits, - and _.",
+        ));
+    }
     validate_function_name(name).map_err(ApiError::from)?;
     let key = FunctionKey {
         region: call.region.clone(),
         namespace,
         name: name.to_string(),
     };
-    call.state
-        .store
-        .get_function(&key)
-        .await?
-        .ok_or_else(|| not_found(&key))
+    if let Some(f) = call.state.store.get_function(&key).await? {
+        return Ok(f);
+    }
+    self::namespace(call, Some(key.namespace.clone())).await?;
+    Err(not_found(&key))
 }
 
 fn not_found(key: &FunctionKey) -> ApiError {

@@ -630,12 +630,16 @@ impl Store for SqliteStore {
 
     async fn apply_event_writes(&self, writes: &[EventWrite]) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
+        // Invocations counted per namespace once per transaction, not once per event.
+        let mut invocations: Vec<(&str, &str, i64)> = Vec::new();
         for write in writes {
             match write {
                 EventWrite::Insert(e) => {
-                    let id: i64 = sqlx::query_scalar(
+                    // The first timeline entry (queued) is not stored: it is read from the
+                    // event's own columns, which saves a row per accept.
+                    sqlx::query(
                         "INSERT INTO events (request_id, function_id, invoke_type, status, traced, \
-                         payload, enqueued_at, run_after) VALUES (?, ?, ?, 0, ?, ?, ?, ?) RETURNING id",
+                         payload, enqueued_at, run_after) VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
                     )
                     .bind(&e.request_id)
                     .bind(e.function_id)
@@ -644,24 +648,15 @@ impl Store for SqliteStore {
                     .bind(&e.payload)
                     .bind(e.enqueued_at)
                     .bind(e.enqueued_at)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    if e.traced {
-                        let entry = TimelineEntry {
-                            at: e.enqueued_at,
-                            status: EventStatus::Queued,
-                            detail: format!("Queued (invoked by {}).", e.invoke_type),
-                        };
-                        add_timeline(&mut tx, id, &entry).await?;
-                    }
-                    sqlx::query(
-                        "UPDATE namespaces SET invocations_used = invocations_used + 1 \
-                         WHERE region = ? AND name = ?",
-                    )
-                    .bind(&e.region)
-                    .bind(&e.namespace)
                     .execute(&mut *tx)
                     .await?;
+                    match invocations
+                        .iter_mut()
+                        .find(|(r, n, _)| *r == e.region && *n == e.namespace)
+                    {
+                        Some((_, _, count)) => *count += 1,
+                        None => invocations.push((&e.region, &e.namespace, 1)),
+                    }
                 }
                 EventWrite::Note { event_id, entry } => {
                     add_timeline(&mut tx, *event_id, entry).await?;
@@ -722,6 +717,17 @@ impl Store for SqliteStore {
                     add_timeline(&mut tx, *event_id, entry).await?;
                 }
             }
+        }
+        for (region, namespace, count) in invocations {
+            sqlx::query(
+                "UPDATE namespaces SET invocations_used = invocations_used + ? \
+                 WHERE region = ? AND name = ?",
+            )
+            .bind(count)
+            .bind(region)
+            .bind(namespace)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -807,9 +813,14 @@ impl Store for SqliteStore {
     }
 
     async fn event_timeline(&self, event_id: i64) -> StoreResult<Vec<TimelineEntry>> {
+        // The first entry comes from the event itself (see apply_event_writes).
         let rows = sqlx::query(
-            "SELECT at, status, detail FROM event_timeline WHERE event_id = ? ORDER BY seq",
+            "SELECT enqueued_at AS at, 0 AS status, 'Queued (invoked by ' || invoke_type || ').' \
+             AS detail, 0 AS seq FROM events WHERE id = ? \
+             UNION ALL SELECT at, status, detail, seq FROM event_timeline WHERE event_id = ? \
+             ORDER BY seq",
         )
+        .bind(event_id)
         .bind(event_id)
         .fetch_all(&self.reader)
         .await?;

@@ -173,7 +173,10 @@ async fn set_enabled(
     id: &str,
     enabled: bool,
 ) -> AppResult<Redirect> {
-    match state.store.set_api_key_enabled(id, enabled).await {
+    let changed = state.store.set_api_key_enabled(id, enabled).await;
+    // After the change, so that no lookup in between caches the old state again.
+    state.keys.forget(id);
+    match changed {
         Ok(()) => Ok(Redirect::to(&format!(
             "{}?done={}",
             urls::api_keys(region, namespace),
@@ -232,7 +235,9 @@ async fn delete(
     State(state): State<AppState>,
     Path((region, namespace, id)): Path<(String, String, String)>,
 ) -> AppResult<Redirect> {
-    match state.store.delete_api_key(&id).await {
+    let deleted = state.store.delete_api_key(&id).await;
+    state.keys.forget(&id);
+    match deleted {
         Ok(()) => {
             tracing::info!(secret_id = %id, "API key deleted");
             Ok(Redirect::to(&format!(

@@ -6,12 +6,13 @@ import importlib
 import json
 import os
 import sys
-import traceback
 
 END_OF_INVOCATION = "\x1eSCF-INVOCATION-END\x1e"
 
 
 def error_of(exc):
+    import traceback  # only when something failed: it costs start-up time otherwise
+
     return {
         "type": type(exc).__name__,
         "message": str(exc),
@@ -37,6 +38,8 @@ def main():
                 "module '%s' has no function '%s' (check the handler setting)" % (module_name, function_name)
             )
     except BaseException as exc:  # a broken import is the user's error, reported in full
+        import traceback
+
         traceback.print_exc()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -51,6 +54,8 @@ def main():
             json.dumps(result, default=str)
             reply = {"ok": True, "result": result}
         except Exception as exc:
+            import traceback
+
             traceback.print_exc()
             reply = {"ok": False, "error": error_of(exc)}
         sys.stdout.flush()
