@@ -34,14 +34,15 @@ CREATE INDEX events_queue ON events (run_after, id) WHERE status = 0;
 CREATE INDEX events_running ON events (lease_until) WHERE status = 1;
 CREATE INDEX events_by_function ON events (function_id, enqueued_at DESC, id DESC);
 
+-- Transitions after the first (queued, read from the event itself), in insertion order.
 CREATE TABLE event_timeline (
+    id       INTEGER PRIMARY KEY,
     event_id INTEGER NOT NULL REFERENCES events (id) ON DELETE CASCADE,
-    seq      INTEGER NOT NULL,
     at       INTEGER NOT NULL,
     status   INTEGER NOT NULL,
-    detail   TEXT    NOT NULL,
-    PRIMARY KEY (event_id, seq)
-) WITHOUT ROWID;
+    detail   TEXT    NOT NULL
+);
+CREATE INDEX event_timeline_by_event ON event_timeline (event_id, id);
 
 -- Namespace billing state: a suspended namespace, or one whose invocation quota is used up,
 -- is "in arrears" and its invocations are refused.

@@ -621,6 +621,7 @@ impl Engine {
             );
             self.write(EventWrite::Requeue {
                 event_id: event.id,
+                traced: event.traced,
                 attempt: event.attempt + 1,
                 run_after: entry.at + delay,
                 error: Some(error),

@@ -222,6 +222,7 @@ pub enum EventWrite {
     /// Back to the queue for another attempt, not before `run_after`.
     Requeue {
         event_id: i64,
+        traced: bool,
         attempt: u32,
         run_after: Millis,
         error: Option<String>,

@@ -155,10 +155,8 @@ async fn add_timeline(
     entry: &TimelineEntry,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO event_timeline (event_id, seq, at, status, detail) VALUES (?, \
-         (SELECT COALESCE(MAX(seq), 0) + 1 FROM event_timeline WHERE event_id = ?), ?, ?, ?)",
+        "INSERT INTO event_timeline (event_id, at, status, detail) VALUES (?, ?, ?, ?)",
     )
-    .bind(event_id)
     .bind(event_id)
     .bind(entry.at)
     .bind(entry.status.code())
@@ -629,27 +627,19 @@ impl Store for SqliteStore {
     }
 
     async fn apply_event_writes(&self, writes: &[EventWrite]) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
-        // Invocations counted per namespace once per transaction, not once per event.
+        // Every kind of write goes in as one statement for the whole batch: each statement is a
+        // round trip to SQLite's thread, and a batch may hold thousands of writes.
+        let mut inserts = Vec::new();
+        let mut finishes = Vec::new();
+        let mut requeues = Vec::new();
+        let mut deletes = Vec::new();
+        let mut timeline: Vec<(i64, &TimelineEntry)> = Vec::new();
+        // Invocations are counted per namespace once per batch.
         let mut invocations: Vec<(&str, &str, i64)> = Vec::new();
         for write in writes {
             match write {
                 EventWrite::Insert(e) => {
-                    // The first timeline entry (queued) is not stored: it is read from the
-                    // event's own columns, which saves a row per accept.
-                    sqlx::query(
-                        "INSERT INTO events (request_id, function_id, invoke_type, status, traced, \
-                         payload, enqueued_at, run_after) VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
-                    )
-                    .bind(&e.request_id)
-                    .bind(e.function_id)
-                    .bind(&e.invoke_type)
-                    .bind(e.traced)
-                    .bind(&e.payload)
-                    .bind(e.enqueued_at)
-                    .bind(e.enqueued_at)
-                    .execute(&mut *tx)
-                    .await?;
+                    inserts.push(e);
                     match invocations
                         .iter_mut()
                         .find(|(r, n, _)| *r == e.region && *n == e.namespace)
@@ -658,65 +648,51 @@ impl Store for SqliteStore {
                         None => invocations.push((&e.region, &e.namespace, 1)),
                     }
                 }
-                EventWrite::Note { event_id, entry } => {
-                    add_timeline(&mut tx, *event_id, entry).await?;
-                }
+                EventWrite::Note { event_id, entry } => timeline.push((*event_id, entry)),
                 EventWrite::Finish {
                     event_id,
                     traced: false,
                     ..
-                } => {
-                    sqlx::query("DELETE FROM events WHERE id = ?")
-                        .bind(event_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                } => deletes.push(*event_id),
                 EventWrite::Finish {
-                    event_id,
-                    status_code,
-                    result,
-                    error,
-                    logs,
-                    entry,
-                    ..
+                    event_id, entry, ..
                 } => {
-                    sqlx::query(
-                        "UPDATE events SET status = ?, status_code = ?, result = ?, error = ?, \
-                         logs = ?, ended_at = ?, lease_until = NULL WHERE id = ?",
-                    )
-                    .bind(entry.status.code())
-                    .bind(status_code)
-                    .bind(result)
-                    .bind(error)
-                    .bind(logs)
-                    .bind(entry.at)
-                    .bind(event_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    add_timeline(&mut tx, *event_id, entry).await?;
+                    finishes.push(write);
+                    timeline.push((*event_id, entry));
                 }
                 EventWrite::Requeue {
                     event_id,
-                    attempt,
-                    run_after,
-                    error,
-                    logs,
+                    traced,
                     entry,
+                    ..
                 } => {
-                    sqlx::query(
-                        "UPDATE events SET status = 0, attempt = ?, run_after = ?, \
-                         lease_until = NULL, error = ?, logs = ? WHERE id = ?",
-                    )
-                    .bind(attempt)
-                    .bind(run_after)
-                    .bind(error)
-                    .bind(logs)
-                    .bind(event_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    add_timeline(&mut tx, *event_id, entry).await?;
+                    requeues.push(write);
+                    if *traced {
+                        timeline.push((*event_id, entry));
+                    }
                 }
             }
+        }
+
+        let mut tx = self.writer.begin().await?;
+        for chunk in inserts.chunks(1000) {
+            // The first timeline entry (queued) is not stored: it is read from the event's
+            // own columns, which saves a row per accept.
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (request_id, function_id, invoke_type, status, traced, \
+                 payload, enqueued_at, run_after) ",
+            );
+            b.push_values(chunk, |mut row, e| {
+                row.push_bind(&e.request_id)
+                    .push_bind(e.function_id)
+                    .push_bind(&e.invoke_type)
+                    .push_bind(EventStatus::Queued.code())
+                    .push_bind(e.traced)
+                    .push_bind(&e.payload)
+                    .push_bind(e.enqueued_at)
+                    .push_bind(e.enqueued_at);
+            });
+            b.build().execute(&mut *tx).await?;
         }
         for (region, namespace, count) in invocations {
             sqlx::query(
@@ -728,6 +704,80 @@ impl Store for SqliteStore {
             .bind(namespace)
             .execute(&mut *tx)
             .await?;
+        }
+        for chunk in finishes.chunks(1000) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "UPDATE events SET status = v.column2, status_code = v.column3, result = v.column4, \
+                 error = v.column5, logs = v.column6, ended_at = v.column7, lease_until = NULL FROM (",
+            );
+            b.push_values(chunk, |mut row, w| {
+                if let EventWrite::Finish {
+                    event_id,
+                    status_code,
+                    result,
+                    error,
+                    logs,
+                    entry,
+                    ..
+                } = w
+                {
+                    row.push_bind(*event_id)
+                        .push_bind(entry.status.code())
+                        .push_bind(*status_code)
+                        .push_bind(result)
+                        .push_bind(error)
+                        .push_bind(logs)
+                        .push_bind(entry.at);
+                }
+            });
+            b.push(") AS v WHERE events.id = v.column1");
+            b.build().execute(&mut *tx).await?;
+        }
+        for chunk in requeues.chunks(1000) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "UPDATE events SET status = 0, attempt = v.column2, run_after = v.column3, \
+                 lease_until = NULL, error = v.column4, logs = v.column5 FROM (",
+            );
+            b.push_values(chunk, |mut row, w| {
+                if let EventWrite::Requeue {
+                    event_id,
+                    attempt,
+                    run_after,
+                    error,
+                    logs,
+                    ..
+                } = w
+                {
+                    row.push_bind(*event_id)
+                        .push_bind(*attempt)
+                        .push_bind(*run_after)
+                        .push_bind(error)
+                        .push_bind(logs);
+                }
+            });
+            b.push(") AS v WHERE events.id = v.column1");
+            b.build().execute(&mut *tx).await?;
+        }
+        for chunk in deletes.chunks(1000) {
+            let mut b = QueryBuilder::<Sqlite>::new("DELETE FROM events WHERE id IN (");
+            let mut ids = b.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            b.push(")");
+            b.build().execute(&mut *tx).await?;
+        }
+        for chunk in timeline.chunks(1000) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO event_timeline (event_id, at, status, detail) ",
+            );
+            b.push_values(chunk, |mut row, (event_id, entry)| {
+                row.push_bind(*event_id)
+                    .push_bind(entry.at)
+                    .push_bind(entry.status.code())
+                    .push_bind(&entry.detail);
+            });
+            b.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -817,7 +867,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT enqueued_at AS at, 0 AS status, 'Queued (invoked by ' || invoke_type || ').' \
              AS detail, 0 AS seq FROM events WHERE id = ? \
-             UNION ALL SELECT at, status, detail, seq FROM event_timeline WHERE event_id = ? \
+             UNION ALL SELECT at, status, detail, id AS seq FROM event_timeline WHERE event_id = ? \
              ORDER BY seq",
         )
         .bind(event_id)
