@@ -209,6 +209,15 @@ fn not_found(key: &FunctionKey) -> ApiError {
     )
 }
 
+/// The answer to a write on a function: nothing but the RequestId, or the function is gone.
+fn done<T>(f: &Function, result: crate::store::StoreResult<T>) -> ApiResult<Value> {
+    match result {
+        Ok(_) => Ok(json!({})),
+        Err(StoreError::NotFound) => Err(not_found(&f.key())),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn environment_json(vars: &[EnvVar]) -> Value {
     json!({ "Variables": vars })
 }
@@ -533,25 +542,18 @@ pub async fn delete(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: DeleteFunctionRequest = parse(call.action, params)?;
     check_qualifier(req.qualifier.as_deref())?;
     let f = function(call, &req.function_name, req.namespace).await?;
-    match call.state.store.delete_function(&f.key()).await {
-        Ok(()) => Ok(json!({})),
-        Err(StoreError::NotFound) => Err(not_found(&f.key())),
-        Err(e) => Err(e.into()),
-    }
+    let deleted = call.state.store.delete_function(&f.key()).await;
+    done(&f, deleted)
 }
 
 async fn save_config(call: &Call<'_>, f: &Function, draft: &ConfigDraft) -> ApiResult<Value> {
     let config = validate_config(draft, f.async_run_enable)?;
-    match call
+    let saved = call
         .state
         .store
         .update_function_config(&f.key(), &config, call.state.clock.now_millis())
-        .await
-    {
-        Ok(_) => Ok(json!({})),
-        Err(StoreError::NotFound) => Err(not_found(&f.key())),
-        Err(e) => Err(e.into()),
-    }
+        .await;
+    done(&f, saved)
 }
 
 #[derive(Deserialize)]
@@ -659,16 +661,12 @@ pub async fn update_code(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let runtime = f.runtime().ok_or_else(ApiError::internal)?;
     let handler = req.handler.unwrap_or_else(|| f.handler.clone());
     let update = validate_code_update(&handler, runtime, CodeInput::Package(package))?;
-    match call
+    let saved = call
         .state
         .store
         .update_function_code(&f.key(), &update, call.state.clock.now_millis())
-        .await
-    {
-        Ok(_) => Ok(json!({})),
-        Err(StoreError::NotFound) => Err(not_found(&f.key())),
-        Err(e) => Err(e.into()),
-    }
+        .await;
+    done(&f, saved)
 }
 
 #[derive(Deserialize)]

@@ -154,15 +154,13 @@ async fn add_timeline(
     event_id: i64,
     entry: &TimelineEntry,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO event_timeline (event_id, at, status, detail) VALUES (?, ?, ?, ?)",
-    )
-    .bind(event_id)
-    .bind(entry.at)
-    .bind(entry.status.code())
-    .bind(&entry.detail)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("INSERT INTO event_timeline (event_id, at, status, detail) VALUES (?, ?, ?, ?)")
+        .bind(event_id)
+        .bind(entry.at)
+        .bind(entry.status.code())
+        .bind(&entry.detail)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
