@@ -553,7 +553,7 @@ async fn save_config(call: &Call<'_>, f: &Function, draft: &ConfigDraft) -> ApiR
         .store
         .update_function_config(&f.key(), &config, call.state.clock.now_millis())
         .await;
-    done(&f, saved)
+    done(f, saved)
 }
 
 #[derive(Deserialize)]
