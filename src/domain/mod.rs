@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod event;
+pub mod event_query;
 pub mod function;
 pub mod namespace;
 pub mod rules;

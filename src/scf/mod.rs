@@ -4,6 +4,7 @@
 
 mod auth;
 pub mod error;
+mod events;
 mod functions;
 mod invoke;
 mod namespaces;
@@ -140,6 +141,7 @@ async fn call(
             functions::update_event_invoke_config(&call, params).await?
         }
         "Invoke" => invoke::invoke(&call, params).await?,
+        "ListAsyncEvents" => events::list(&call, params).await?,
         "GetAsyncEventStatus" => invoke::get_async_event_status(&call, params).await?,
         "TerminateAsyncEvent" => invoke::terminate_async_event(&call, params).await?,
         "ListNamespaces" => namespaces::list(&call, params).await?,

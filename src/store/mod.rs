@@ -5,6 +5,7 @@ pub mod sqlite;
 
 use crate::clock::Millis;
 use crate::domain::event::EventStatus;
+use crate::domain::event_query::EventFilter;
 use crate::domain::function::{
     CodeUpdate, ConfigDraft, EnvVar, FunctionConfig, NewFunction, bool_str,
 };
@@ -249,6 +250,41 @@ pub struct Recovered {
     pub requeued: bool,
 }
 
+/// One row of an event list: never the heavy columns (payload, result, logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSummary {
+    pub id: i64,
+    pub request_id: String,
+    pub status: EventStatus,
+    pub status_code: Option<i64>,
+    pub invoke_type: String,
+    pub qualifier: String,
+    pub attempt: u32,
+    pub enqueued_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+}
+
+/// Which page of a list: after a cursor (keyset, for start-time order), or at an offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventPageQuery {
+    pub offset: u32,
+    pub limit: u32,
+    /// `(enqueued_at, id)` of the last row of the previous page.
+    pub after: Option<(Millis, i64)>,
+}
+
+/// Statistics of a time window, from the rollups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventStats {
+    /// Counts in the order of `event_query::ALL_STATUSES`.
+    pub by_status: [i64; 5],
+    /// `(bucket start, counts per status)`, oldest first, empty buckets left out.
+    pub series: Vec<(Millis, [i64; 5])>,
+    /// `(upper bound in ms, count)` of run times of ended events, shortest first.
+    pub durations: Vec<(i64, i64)>,
+}
+
 /// A namespace's billing state, checked before an invocation is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Billing {
@@ -328,6 +364,27 @@ pub trait Store: Send + Sync + 'static {
     /// Extends the lease of running events (the engine is alive and working on them).
     async fn renew_leases(&self, event_ids: &[i64], lease_until: Millis) -> StoreResult<()>;
     async fn get_event(&self, request_id: &str) -> StoreResult<Option<EventRecord>>;
+    /// A page of a function's traced events, light columns only.
+    async fn list_events(
+        &self,
+        function_id: i64,
+        filter: &EventFilter,
+        page: &EventPageQuery,
+    ) -> StoreResult<Vec<EventSummary>>;
+    /// How many traced events match, from the rollups where the filter allows.
+    async fn count_matching_events(
+        &self,
+        function_id: i64,
+        filter: &EventFilter,
+    ) -> StoreResult<i64>;
+    /// Statistics of `[from, to)` (by enqueue time), in buckets of `bucket` milliseconds.
+    async fn event_stats(
+        &self,
+        function_id: i64,
+        from: Millis,
+        to: Millis,
+        bucket: Millis,
+    ) -> StoreResult<EventStats>;
     /// How many event records a function has (shown before it is deleted).
     async fn count_events(&self, function_id: i64) -> StoreResult<i64>;
     async fn event_timeline(&self, event_id: i64) -> StoreResult<Vec<TimelineEntry>>;

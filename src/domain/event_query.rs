@@ -1,0 +1,149 @@
+//! Event queries: the filters, sort and time windows of Event Management and of
+//! ListAsyncEvents, read once here from either vocabulary.
+
+use super::event::EventStatus;
+use super::rules::FieldError;
+use crate::clock::Millis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventOrderBy {
+    /// When the invocation was accepted (SCF's StartTime).
+    #[default]
+    StartTime,
+    EndTime,
+}
+
+/// What to list. Time ranges are left-closed, right-open, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Empty: every status.
+    pub statuses: Vec<EventStatus>,
+    /// Empty: every invocation type.
+    pub invoke_types: Vec<String>,
+    pub request_id: Option<String>,
+    pub start: Option<(Millis, Millis)>,
+    pub end: Option<(Millis, Millis)>,
+    pub order_by: EventOrderBy,
+    pub ascending: bool,
+}
+
+/// The invocation types the console offers as filters.
+pub const INVOKE_TYPES: &[&str] = &["API", "CONSOLE"];
+
+/// The API's status names: `RUNNING` covers queued events too, as SCF shows them.
+pub fn statuses_from_scf(name: &str) -> Option<&'static [EventStatus]> {
+    Some(match name {
+        "RUNNING" => &[EventStatus::Queued, EventStatus::Running],
+        "FINISHED" => &[EventStatus::Finished],
+        "FAILED" => &[EventStatus::Failed],
+        "ABORTED" => &[EventStatus::Aborted],
+        _ => return None,
+    })
+}
+
+/// The console's status names (lower case, as in its URLs).
+pub fn status_from_console(name: &str) -> Option<EventStatus> {
+    Some(match name {
+        "queued" => EventStatus::Queued,
+        "running" => EventStatus::Running,
+        "finished" => EventStatus::Finished,
+        "failed" => EventStatus::Failed,
+        "aborted" => EventStatus::Aborted,
+        _ => return None,
+    })
+}
+
+pub fn console_name(status: EventStatus) -> &'static str {
+    match status {
+        EventStatus::Queued => "queued",
+        EventStatus::Running => "running",
+        EventStatus::Finished => "finished",
+        EventStatus::Failed => "failed",
+        EventStatus::Aborted => "aborted",
+    }
+}
+
+pub const ALL_STATUSES: [EventStatus; 5] = [
+    EventStatus::Queued,
+    EventStatus::Running,
+    EventStatus::Finished,
+    EventStatus::Failed,
+    EventStatus::Aborted,
+];
+
+/// `2020-12-01 08:35:00` in the given zone, SCF's format for time filters.
+pub fn parse_scf_time(
+    text: &str,
+    tz: time::UtcOffset,
+    field: &'static str,
+) -> Result<Millis, FieldError> {
+    const FORMAT: &[time::format_description::FormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::PrimitiveDateTime::parse(text.trim(), FORMAT)
+        .map(|t| (t.assume_offset(tz).unix_timestamp_nanos() / 1_000_000) as Millis)
+        .map_err(|_| {
+            FieldError::new(
+                field,
+                "InvalidParameterValue",
+                format!("{field} must be a time like 2020-12-01 08:35:00, not {text:?}."),
+            )
+        })
+}
+
+/// `2020-12-01 08:35:00.000`: SCF's format for event times.
+pub fn format_scf_time_ms(ms: Millis, tz: time::UtcOffset) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .map(|t| t.to_offset(tz))
+        .ok()
+        .and_then(|t| t.format(FORMAT).ok())
+        .unwrap_or_default()
+}
+
+/// Checks a time range: its start must come before its end.
+pub fn check_range(
+    from: Millis,
+    to: Millis,
+    field: &'static str,
+) -> Result<(Millis, Millis), FieldError> {
+    if from < to {
+        Ok((from, to))
+    } else {
+        Err(FieldError::new(
+            field,
+            "InvalidParameterValue",
+            format!("{field}: the start must come before the end."),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scf_times_round_trip_in_a_zone() {
+        let utc = time::UtcOffset::UTC;
+        let ms = parse_scf_time("2020-12-01 08:35:00", utc, "Start").unwrap();
+        assert_eq!(ms, 1_606_811_700_000);
+        assert_eq!(format_scf_time_ms(ms + 7, utc), "2020-12-01 08:35:00.007");
+        let cst = time::UtcOffset::from_hms(8, 0, 0).unwrap();
+        assert_eq!(
+            parse_scf_time("2020-12-01 16:35:00", cst, "Start").unwrap(),
+            ms
+        );
+        assert!(parse_scf_time("yesterday", utc, "Start").is_err());
+        assert!(check_range(2, 1, "StartTimeInterval").is_err());
+    }
+
+    #[test]
+    fn status_vocabularies() {
+        assert_eq!(statuses_from_scf("RUNNING").unwrap().len(), 2);
+        assert!(statuses_from_scf("DONE").is_none());
+        for s in ALL_STATUSES {
+            assert_eq!(status_from_console(console_name(s)), Some(s));
+        }
+    }
+}

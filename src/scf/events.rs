@@ -1,0 +1,165 @@
+//! ListAsyncEvents: a function's async events with SCF's filters, sort and paging.
+
+use super::error::{ApiError, ApiResult};
+use super::params::{self, parse};
+use super::{Call, functions};
+use crate::domain::event_query::{
+    EventFilter, EventOrderBy, check_range, format_scf_time_ms, parse_scf_time, statuses_from_scf,
+};
+use crate::store::EventPageQuery;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct Interval {
+    start: Option<String>,
+    end: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ListAsyncEventsRequest {
+    function_name: String,
+    namespace: Option<String>,
+    qualifier: Option<String>,
+    #[serde(default)]
+    invoke_type: Vec<String>,
+    #[serde(default)]
+    status: Vec<String>,
+    start_time_interval: Option<Interval>,
+    end_time_interval: Option<Interval>,
+    order: Option<String>,
+    orderby: Option<String>,
+    #[serde(default, deserialize_with = "params::int")]
+    offset: Option<i64>,
+    #[serde(default, deserialize_with = "params::int")]
+    limit: Option<i64>,
+    invoke_request_id: Option<String>,
+}
+
+fn interval(
+    call: &Call<'_>,
+    given: Option<Interval>,
+    field: &'static str,
+) -> ApiResult<Option<(i64, i64)>> {
+    let Some(i) = given else { return Ok(None) };
+    let tz = call.tz();
+    let from = match i.start.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => parse_scf_time(s, tz, field)?,
+        None => i64::MIN / 2,
+    };
+    let to = match i.end.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => parse_scf_time(s, tz, field)?,
+        None => i64::MAX / 2,
+    };
+    Ok(Some(check_range(from, to, field)?))
+}
+
+pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
+    let req: ListAsyncEventsRequest = parse(call.action, params)?;
+    functions::check_qualifier(req.qualifier.as_deref())?;
+    let f = functions::function(call, &req.function_name, req.namespace).await?;
+    if !f.trace_enable {
+        return Err(ApiError::new(
+            "FailedOperation.AsyncEventStatus",
+            format!(
+                "Status trace is off for function {}: async event status is not recorded or queried.",
+                f.name
+            ),
+        ));
+    }
+    let mut statuses = Vec::new();
+    for name in &req.status {
+        let found = statuses_from_scf(name).ok_or_else(|| {
+            ApiError::new(
+                "InvalidParameterValue.Status",
+                format!("Status {name:?} is not one of RUNNING, FINISHED, FAILED, ABORTED."),
+            )
+        })?;
+        for s in found {
+            if !statuses.contains(s) {
+                statuses.push(*s);
+            }
+        }
+    }
+    for t in &req.invoke_type {
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ApiError::new(
+                "InvalidParameterValue.InvokeType",
+                format!("InvokeType {t:?} is not an invocation type such as API or CONSOLE."),
+            ));
+        }
+    }
+    let ascending = match req.order.as_deref() {
+        None | Some("") | Some("DESC") => false,
+        Some("ASC") => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                "InvalidParameterValue.Order",
+                "Order is ASC or DESC.",
+            ));
+        }
+    };
+    let order_by = match req.orderby.as_deref() {
+        None | Some("") | Some("StartTime") => EventOrderBy::StartTime,
+        Some("EndTime") => EventOrderBy::EndTime,
+        Some(_) => {
+            return Err(ApiError::new(
+                "InvalidParameterValue.Orderby",
+                "Orderby is StartTime or EndTime.",
+            ));
+        }
+    };
+    let limit = req.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::new(
+            "InvalidParameterValue.Limit",
+            "Limit is 1 to 100.",
+        ));
+    }
+    let offset = req.offset.unwrap_or(0);
+    if !(0..=u32::MAX as i64).contains(&offset) {
+        return Err(ApiError::new(
+            "InvalidParameterValue.Offset",
+            "Offset is a whole number from 0.",
+        ));
+    }
+    let filter = EventFilter {
+        statuses,
+        invoke_types: req.invoke_type,
+        request_id: req.invoke_request_id.filter(|r| !r.is_empty()),
+        start: interval(call, req.start_time_interval, "StartTimeInterval")?,
+        end: interval(call, req.end_time_interval, "EndTimeInterval")?,
+        order_by,
+        ascending,
+    };
+    let store = &call.state.store;
+    let events = store
+        .list_events(
+            f.id,
+            &filter,
+            &EventPageQuery {
+                offset: offset as u32,
+                limit: limit as u32,
+                after: None,
+            },
+        )
+        .await?;
+    let total = store.count_matching_events(f.id, &filter).await?;
+    let tz = call.tz();
+    let list: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "InvokeRequestId": e.request_id,
+                "InvokeType": e.invoke_type,
+                "Qualifier": e.qualifier,
+                "Status": e.status.scf_name(),
+                "StartTime": format_scf_time_ms(e.enqueued_at, tz),
+                "EndTime": e.ended_at.map(|t| format_scf_time_ms(t, tz)).unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok(json!({ "TotalCount": total, "EventList": list }))
+}
