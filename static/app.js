@@ -62,6 +62,85 @@
     if (editor && option) editor.value = option.dataset.json;
   });
 
+  // Event Management: live refresh that pauses while the tab is hidden, while the user is
+  // selecting text, or when asked to; interval chosen in the page.
+  var paused = false;
+  window.scfLive = function () {
+    if (paused || document.visibilityState !== "visible") return false;
+    var sel = window.getSelection && window.getSelection();
+    return !(sel && String(sel).length > 0);
+  };
+  function liveState() {
+    var state = document.querySelector("[data-live-state]");
+    if (state) state.textContent = paused ? "paused" : "";
+  }
+  document.addEventListener("click", function (e) {
+    var pause = e.target.closest && e.target.closest("[data-pause]");
+    if (pause) {
+      paused = !paused;
+      pause.setAttribute("aria-pressed", String(paused));
+      pause.textContent = paused ? "Resume" : "Pause";
+      liveState();
+    }
+    var copy = e.target.closest && e.target.closest("[data-copy]");
+    if (copy && navigator.clipboard) {
+      navigator.clipboard.writeText(copy.dataset.copy).then(function () {
+        copy.classList.add("copied");
+        setTimeout(function () { copy.classList.remove("copied"); }, 1200);
+      });
+    }
+    var toggle = e.target.closest && e.target.closest("[data-time-toggle]");
+    if (toggle) {
+      localStorage.setItem("scf-times", localStorage.getItem("scf-times") === "local" ? "utc" : "local");
+      showTimes();
+    }
+  });
+  document.addEventListener("change", function (e) {
+    var select = e.target.closest && e.target.closest("[data-refresh-select]");
+    if (!select) return;
+    var seconds = Number(select.value);
+    document.querySelectorAll("[data-refresh-target]").forEach(function (el) {
+      if (!el.getAttribute("hx-get")) {
+        var url = (el.id === "event-stats" ? location.pathname + "/stats" : location.pathname + "/rows") + location.search;
+        el.setAttribute("hx-get", url);
+        el.setAttribute("hx-swap", "outerHTML");
+      }
+      el.setAttribute("hx-get", el.getAttribute("hx-get").replace(/refresh=\d+/, "refresh=" + seconds));
+      if (seconds > 0) {
+        el.setAttribute("hx-trigger", "every " + seconds + "s [window.scfLive && window.scfLive()]");
+      } else {
+        el.removeAttribute("hx-trigger");
+      }
+      if (window.htmx) window.htmx.process(el);
+    });
+    var url = new URL(location.href);
+    url.searchParams.set("refresh", String(seconds));
+    history.replaceState(null, "", url);
+  });
+
+  // Times: UTC (as the server writes them) or the browser's zone, remembered.
+  function pad(n) { return String(n).padStart(2, "0"); }
+  function localText(d) {
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+  function showTimes() {
+    var local = localStorage.getItem("scf-times") === "local";
+    document.querySelectorAll("[data-time-toggle]").forEach(function (b) {
+      b.textContent = local ? "Times: local" : "Times: UTC";
+      b.setAttribute("aria-pressed", String(local));
+    });
+    document.querySelectorAll("time[data-relative], time[data-absolute]").forEach(function (t) {
+      if (!t.dataset.utc) t.dataset.utc = t.hasAttribute("data-absolute") ? t.textContent : t.title.replace(/ UTC$/, "");
+      var text = local ? localText(new Date(t.getAttribute("datetime"))) + " (local)" : t.dataset.utc + " UTC";
+      if (t.hasAttribute("data-absolute")) t.textContent = local ? text.replace(" (local)", "") : t.dataset.utc;
+      t.title = text;
+    });
+  }
+  document.addEventListener("DOMContentLoaded", showTimes);
+  document.addEventListener("htmx:afterSwap", showTimes);
+  document.addEventListener("visibilitychange", liveState);
+
   // A failed background request says so instead of failing silently.
   document.addEventListener("htmx:responseError", function (e) {
     var status = e.detail.xhr ? e.detail.xhr.status : "";

@@ -19,6 +19,15 @@ impl Fields {
             .map_or("", |(_, v)| v.as_str())
     }
 
+    /// Every value of a field that may repeat (`status=failed&status=running`).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     /// Environment rows in index order, blank rows included so the form can show them back.
     pub fn environment(&self) -> Vec<EnvVar> {
         let mut rows: BTreeMap<usize, EnvVar> = BTreeMap::new();

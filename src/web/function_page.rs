@@ -67,6 +67,7 @@ pub struct Header {
     pub config_url: String,
     pub code_url: String,
     pub test_url: String,
+    pub events_url: String,
     pub delete_url: String,
     /// When status trace is off: the time by which its last records are cleared.
     pub trace_cleared_by: Option<String>,
@@ -89,6 +90,7 @@ impl Header {
             config_url: shell.tab_url(&f.name, "config"),
             code_url: shell.tab_url(&f.name, "code"),
             test_url: shell.tab_url(&f.name, "test"),
+            events_url: shell.tab_url(&f.name, "events"),
             delete_url: shell.tab_url(&f.name, "delete"),
             trace_cleared_by: f
                 .trace_disabled_at

@@ -3,6 +3,7 @@
 
 pub mod assets;
 mod event_page;
+mod events_tab;
 mod form;
 mod function_page;
 mod functions;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .merge(namespaces::routes())
         .merge(keys::routes())
         .merge(test_tab::routes())
+        .merge(events_tab::routes())
         .merge(event_page::routes())
         .fallback(|| async {
             crate::error::AppError::NotFound("There is no page at this address.".into())
