@@ -120,10 +120,12 @@ impl View {
                 "3d".to_string()
             }
         };
-        let size = match q.get("size").parse::<u32>() {
-            Ok(n @ (20 | 50 | 100)) => n,
-            _ => 20,
-        };
+        let size = q
+            .get("size")
+            .parse::<u32>()
+            .ok()
+            .filter(|n| [20, 50, 100].contains(n))
+            .unwrap_or(20);
         let sort = match q.get("sort") {
             s @ ("start_asc" | "end_desc" | "end_asc") => s.to_string(),
             _ => "start_desc".to_string(),
