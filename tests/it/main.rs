@@ -4,6 +4,7 @@ mod support;
 
 mod api;
 mod engine;
+mod events;
 mod functions;
 mod namespaces;
 mod pages;

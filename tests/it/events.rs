@@ -1,0 +1,661 @@
+//! Event Management and ListAsyncEvents against a hand-built set of events whose answers are
+//! known: every filter, sort, page, count, statistic and export.
+
+use crate::support::api::*;
+use crate::support::*;
+use scf_console::domain::event::EventStatus;
+use scf_console::engine::EngineConfig;
+use scf_console::store::{EventWrite, FunctionKey, NewEvent, TimelineEntry};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const MIN: u64 = 60;
+
+/// The engine is paused (no workers): events stay exactly as the test puts them.
+async fn paused_app() -> TestApp {
+    let app = TestApp::with_engine(EngineConfig {
+        workers: 0,
+        ..test_engine()
+    })
+    .await;
+    app.add_key().await;
+    app
+}
+
+async fn function_id(app: &TestApp, name: &str) -> i64 {
+    app.state
+        .store
+        .get_function(&FunctionKey {
+            region: REGION.into(),
+            namespace: "default".into(),
+            name: name.into(),
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+async fn add_event(app: &TestApp, function_id: i64, id: &str, invoke_type: &str) {
+    app.state
+        .store
+        .apply_event_writes(&[EventWrite::Insert(NewEvent {
+            request_id: id.into(),
+            function_id,
+            region: REGION.into(),
+            namespace: "default".into(),
+            invoke_type: invoke_type.into(),
+            traced: true,
+            payload: format!("{{\"id\": \"{id}\"}}"),
+            enqueued_at: app.state.clock.now_millis(),
+        })])
+        .await
+        .unwrap();
+}
+
+/// Claims the oldest queued event (RUNNING, started now) and returns its row id.
+async fn claim(app: &TestApp) -> i64 {
+    let now = app.state.clock.now_millis();
+    app.state
+        .store
+        .claim_events(now, 1, now + 60_000)
+        .await
+        .unwrap()[0]
+        .id
+}
+
+async fn end(app: &TestApp, event_id: i64, status: EventStatus, code: i64) {
+    let entry = TimelineEntry {
+        at: app.state.clock.now_millis(),
+        status,
+        detail: "ended by the test".into(),
+    };
+    app.state
+        .store
+        .apply_event_writes(&[EventWrite::Finish {
+            event_id,
+            traced: true,
+            status_code: code,
+            result: None,
+            error: None,
+            logs: None,
+            entry,
+        }])
+        .await
+        .unwrap();
+}
+
+/// e1 finished (2 s) and e2 failed (5 s) at START; e3 aborted, e4 running, e5 queued 90
+/// minutes later; now is START + 100 min.
+async fn known_set() -> (TestApp, i64) {
+    let app = paused_app().await;
+    app.create_function(
+        "default",
+        "known",
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    let f = function_id(&app, "known").await;
+    let clock = &app.state.clock;
+    add_event(&app, f, "e1", "API").await;
+    let e1 = claim(&app).await;
+    clock.advance(Duration::from_secs(2));
+    end(&app, e1, EventStatus::Finished, 200).await;
+    clock.advance(Duration::from_secs(8));
+    add_event(&app, f, "e2", "CONSOLE").await;
+    let e2 = claim(&app).await;
+    clock.advance(Duration::from_secs(5));
+    end(&app, e2, EventStatus::Failed, 430).await;
+    clock.advance(Duration::from_secs(90 * MIN - 15));
+    add_event(&app, f, "e3", "API").await;
+    let e3 = claim(&app).await;
+    clock.advance(Duration::from_secs(1));
+    end(&app, e3, EventStatus::Aborted, 499).await;
+    clock.advance(Duration::from_secs(9));
+    add_event(&app, f, "e4", "API").await;
+    claim(&app).await;
+    clock.advance(Duration::from_secs(10));
+    add_event(&app, f, "e5", "CONSOLE").await;
+    clock.advance(Duration::from_secs(10 * MIN - 20));
+    (app, f)
+}
+
+fn events_url(query: &str) -> String {
+    format!("{}?{query}", function_url("default", "known", "events"))
+}
+
+async fn listed(app: &TestApp, query: &str) -> Vec<String> {
+    let page = app.get(&events_url(query)).await;
+    assert_eq!(page.status.as_u16(), 200, "{query}");
+    page.texts("table.events td.rid a")
+        .into_iter()
+        .map(|t| t.trim_end_matches('…').to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn filters_and_sorts_give_the_known_answers() {
+    let (app, _) = known_set().await;
+    let all = ["e5", "e4", "e3", "e2", "e1"];
+    assert_eq!(listed(&app, "range=3d").await, all);
+    assert_eq!(listed(&app, "").await, all, "the last 3 days by default");
+    assert_eq!(listed(&app, "range=1h").await, ["e5", "e4", "e3"]);
+    assert_eq!(
+        listed(&app, "status=finished&status=failed").await,
+        ["e2", "e1"]
+    );
+    assert_eq!(listed(&app, "status=running").await, ["e4"]);
+    assert_eq!(
+        listed(&app, "status=queued&status=aborted").await,
+        ["e5", "e3"]
+    );
+    assert_eq!(listed(&app, "type=CONSOLE").await, ["e5", "e2"]);
+    assert_eq!(listed(&app, "type=API&status=finished").await, ["e1"]);
+    assert_eq!(listed(&app, "request_id=e3").await, ["e3"]);
+    assert_eq!(
+        listed(&app, "sort=start_asc").await,
+        ["e1", "e2", "e3", "e4", "e5"]
+    );
+    assert_eq!(
+        listed(
+            &app,
+            "sort=end_desc&status=finished&status=failed&status=aborted"
+        )
+        .await,
+        ["e3", "e2", "e1"]
+    );
+    assert_eq!(
+        listed(
+            &app,
+            "sort=end_asc&status=finished&status=failed&status=aborted"
+        )
+        .await,
+        ["e1", "e2", "e3"]
+    );
+    // Custom ranges in UTC: START is 2026-11-29 10:00.
+    assert_eq!(
+        listed(
+            &app,
+            "range=custom&from=2026-11-29T10:00&to=2026-11-29T10:01"
+        )
+        .await,
+        ["e2", "e1"]
+    );
+    assert_eq!(
+        listed(&app, "end_from=2026-11-29T10:00&end_to=2026-11-29T10:01").await,
+        ["e2", "e1"]
+    );
+    let bad = app
+        .get(&events_url(
+            "range=custom&from=2026-11-29T12:00&to=2026-11-29T10:00",
+        ))
+        .await;
+    assert!(
+        bad.text(".banner-error")
+            .contains("needs a start before its end")
+    );
+
+    let page = app.get(&events_url("status=finished&status=failed")).await;
+    assert!(page.text(".count-line").starts_with("2 events match"));
+    assert!(
+        page.attr("input[name=status][value=finished]", "checked")
+            .is_some(),
+        "filters show in the form"
+    );
+    assert!(
+        page.attr("input[name=status][value=queued]", "checked")
+            .is_none()
+    );
+    let rows = page.texts("table.events tbody tr");
+    assert!(
+        rows[0].contains("Invocation failed")
+            && rows[0].contains("5.0 s")
+            && rows[0].contains("CONSOLE"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[1].contains("Invocation completed")
+            && rows[1].contains("2.0 s")
+            && rows[1].contains("$LATEST"),
+        "{}",
+        rows[1]
+    );
+    assert_eq!(
+        page.attr("table.events td.rid a", "title").as_deref(),
+        Some("e2")
+    );
+}
+
+#[tokio::test]
+async fn statistics_count_each_status_with_failure_rate_and_durations() {
+    let (app, _) = known_set().await;
+    let page = app.get(&events_url("range=3d")).await;
+    let labels = page.texts("#event-stats .tile > span");
+    let values = page.texts("#event-stats .tile strong");
+    let tiles: Vec<String> = labels
+        .iter()
+        .zip(&values)
+        .map(|(l, v)| format!("{l}: {v}"))
+        .collect();
+    assert_eq!(
+        tiles,
+        [
+            "Queued: 1",
+            "Running: 1",
+            "Invocation completed: 1",
+            "Invocation failed: 1",
+            "Invocation terminated: 1",
+            "Failure rate: 33.3%",
+            "Duration p50: ≤ 2.5 s",
+            "Duration p95: ≤ 5.0 s",
+        ]
+    );
+    // A chart, with its numbers as a table for screen readers.
+    assert!(page.count("#event-stats svg rect.bar") >= 3);
+    assert_eq!(
+        page.count("#event-stats table tbody tr"),
+        2,
+        "two hourly buckets hold events"
+    );
+    let window = app.get(&events_url("range=1h")).await;
+    assert_eq!(
+        window.texts("#event-stats .tile strong")[..3],
+        ["1", "1", "0"]
+    );
+    // The fragment has its own URL.
+    let stats = app
+        .get_hx(&format!(
+            "{}/stats?range=3d&refresh=5",
+            function_url("default", "known", "events")
+        ))
+        .await;
+    assert_eq!(stats.count(".sidebar"), 0);
+    assert_eq!(
+        stats.attr("#event-stats", "hx-trigger").as_deref(),
+        Some("every 5s [window.scfLive && window.scfLive()]")
+    );
+}
+
+#[tokio::test]
+async fn pages_follow_a_cursor_and_the_rows_have_their_own_url() {
+    let app = paused_app().await;
+    app.create_function(
+        "default",
+        "many",
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    let f = function_id(&app, "many").await;
+    for i in 0..45 {
+        add_event(&app, f, &format!("ev-{i:02}"), "API").await;
+        app.state.clock.advance(Duration::from_secs(1));
+    }
+    let base = function_url("default", "many", "events");
+    let first = app.get(&format!("{base}?size=20")).await;
+    assert_eq!(first.count("table.events tbody tr"), 20);
+    assert!(first.text(".count-line").starts_with("45 events match"));
+    let next = first.attr("#event-rows a[rel=next]", "href").unwrap();
+    assert!(next.contains("after="), "{next}");
+    let second = app.get(&next).await;
+    assert_eq!(
+        second.attr("table.events td.rid a", "title").as_deref(),
+        Some("ev-24")
+    );
+    let third = app
+        .get(&second.attr("#event-rows a[rel=next]", "href").unwrap())
+        .await;
+    assert_eq!(third.count("table.events tbody tr"), 5);
+    assert_eq!(third.count("#event-rows a[rel=next]"), 0);
+    assert_eq!(
+        third.attr("table.events td.rid a", "title").as_deref(),
+        Some("ev-04")
+    );
+
+    // Live refresh swaps the rows from their own URL, keeping the page's position.
+    let rows_url = second.attr("#event-rows", "hx-get").unwrap();
+    assert!(
+        rows_url.contains("/events/rows?") && rows_url.contains("after="),
+        "{rows_url}"
+    );
+    let rows = app.get_hx(&rows_url).await;
+    assert_eq!(rows.count(".sidebar"), 0);
+    assert_eq!(
+        rows.attr("table.events td.rid a", "title").as_deref(),
+        Some("ev-24")
+    );
+    let paused = app.get(&format!("{base}?refresh=0")).await;
+    assert!(
+        paused.attr("#event-rows", "hx-trigger").is_none(),
+        "refresh off: no polling"
+    );
+}
+
+fn ids(answer: &Answer) -> Vec<String> {
+    answer.ok()["EventList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["InvokeRequestId"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn list_async_events_answers_with_scf_fields_filters_and_paging() {
+    let (app, _) = known_set().await;
+    let list = |params: Value| {
+        let app = &app;
+        async move {
+            let mut p = json!({"FunctionName": "known"});
+            for (k, v) in params.as_object().unwrap() {
+                p[k] = v.clone();
+            }
+            app.api("ListAsyncEvents", p).await
+        }
+    };
+    let all = list(json!({})).await;
+    assert_eq!(all.ok()["TotalCount"], 5);
+    assert_eq!(ids(&all), ["e5", "e4", "e3", "e2", "e1"]);
+    let e1 = &all.ok()["EventList"][4];
+    assert_eq!(
+        *e1,
+        json!({"InvokeRequestId": "e1", "InvokeType": "API", "Qualifier": "$LATEST", "Status": "FINISHED",
+               "StartTime": "2026-11-29 10:00:00.000", "EndTime": "2026-11-29 10:00:02.000"})
+    );
+    assert_eq!(
+        all.ok()["EventList"][0]["Status"],
+        "RUNNING",
+        "queued shows as RUNNING"
+    );
+    assert_eq!(
+        all.ok()["EventList"][0]["EndTime"],
+        "",
+        "no end time while running"
+    );
+
+    let running = list(json!({"Status": ["RUNNING"]})).await;
+    assert_eq!(
+        (ids(&running), running.ok()["TotalCount"].as_i64()),
+        (vec!["e5".to_string(), "e4".into()], Some(2))
+    );
+    let by_type = list(json!({"InvokeType": ["CONSOLE"], "Order": "ASC"})).await;
+    assert_eq!(ids(&by_type), ["e2", "e5"]);
+    let paged = list(json!({"Limit": 2, "Offset": 1})).await;
+    assert_eq!(
+        (ids(&paged), paged.ok()["TotalCount"].as_i64()),
+        (vec!["e4".to_string(), "e3".into()], Some(5))
+    );
+    let by_end = list(
+        json!({"Orderby": "EndTime", "Order": "ASC", "Status": ["FINISHED", "FAILED", "ABORTED"]}),
+    )
+    .await;
+    assert_eq!(ids(&by_end), ["e1", "e2", "e3"]);
+    let one = list(json!({"InvokeRequestId": "e2"})).await;
+    assert_eq!(
+        (ids(&one), one.ok()["TotalCount"].as_i64()),
+        (vec!["e2".to_string()], Some(1))
+    );
+
+    // Left-closed, right-open: e1 at 10:00:00 is in, e2 at 10:00:10 is out.
+    let interval = list(json!({"StartTimeInterval": {"Start": "2026-11-29 10:00:00", "End": "2026-11-29 10:00:10"}})).await;
+    assert_eq!(
+        (ids(&interval), interval.ok()["TotalCount"].as_i64()),
+        (vec!["e1".to_string()], Some(1))
+    );
+    // A window of whole minutes and partial ones counts exactly (rollups plus edges).
+    let wide = list(json!({"StartTimeInterval": {"Start": "2026-11-29 10:00:05", "End": "2026-11-29 11:30:15"}})).await;
+    assert_eq!(ids(&wide), ["e4", "e3", "e2"]);
+    assert_eq!(wide.ok()["TotalCount"], 3);
+    let ended = list(
+        json!({"EndTimeInterval": {"Start": "2026-11-29 10:00:00", "End": "2026-11-29 10:00:16"}}),
+    )
+    .await;
+    assert_eq!(ids(&ended), ["e2", "e1"]);
+    // The same over GET, as the SDK flattens it.
+    let get = app
+        .api_with(
+            "ListAsyncEvents",
+            json!({"FunctionName": "known", "Status": ["FAILED", "ABORTED"]}),
+            &Options {
+                get: true,
+                ..Options::default()
+            },
+        )
+        .await;
+    assert_eq!(ids(&get), ["e3", "e2"]);
+
+    for (params, code) in [
+        (json!({"Limit": 101}), "InvalidParameterValue.Limit"),
+        (json!({"Limit": 0}), "InvalidParameterValue.Limit"),
+        (json!({"Order": "UP"}), "InvalidParameterValue.Order"),
+        (
+            json!({"Orderby": "Duration"}),
+            "InvalidParameterValue.Orderby",
+        ),
+        (json!({"Status": ["DONE"]}), "InvalidParameterValue.Status"),
+        (
+            json!({"InvokeType": ["no spaces please"]}),
+            "InvalidParameterValue.InvokeType",
+        ),
+        (
+            json!({"Namespace": "bad ns"}),
+            "InvalidParameterValue.Namespace",
+        ),
+        (
+            json!({"Namespace": "nowhere"}),
+            "ResourceNotFound.Namespace",
+        ),
+        (
+            json!({"FunctionName": "ghost"}),
+            "ResourceNotFound.Function",
+        ),
+        (json!({"Qualifier": "2"}), "ResourceNotFound.Version"),
+        (
+            json!({"StartTimeInterval": {"Start": "yesterday"}}),
+            "InvalidParameterValue",
+        ),
+        (
+            json!({"StartTimeInterval": {"Start": "2026-11-29 11:00:00", "End": "2026-11-29 10:00:00"}}),
+            "InvalidParameterValue",
+        ),
+        (json!({"Offset": -1}), "InvalidParameterValue.Offset"),
+    ] {
+        let a = list(params.clone()).await;
+        assert_eq!(a.error_code(), code, "{params}");
+    }
+}
+
+#[tokio::test]
+async fn exports_stream_every_matching_record() {
+    let (app, _) = known_set().await;
+    let csv = app
+        .get(&format!(
+            "{}/export.csv?status=finished&status=failed",
+            function_url("default", "known", "events")
+        ))
+        .await;
+    assert_eq!(csv.header("content-type"), "text/csv; charset=utf-8");
+    assert!(
+        csv.header("content-disposition")
+            .contains("known-events.csv")
+    );
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "InvokeRequestId,Status,StatusCode,InvokeType,Qualifier,StartTime,EndTime,DurationMs,Attempts"
+    );
+    assert_eq!(
+        lines[1..],
+        [
+            "e2,FAILED,430,CONSOLE,$LATEST,2026-11-29T10:00:10.000Z,2026-11-29T10:00:15.000Z,5000,1",
+            "e1,FINISHED,200,API,$LATEST,2026-11-29T10:00:00.000Z,2026-11-29T10:00:02.000Z,2000,1",
+        ]
+    );
+    let nd = app
+        .get(&format!(
+            "{}/export.ndjson?type=CONSOLE",
+            function_url("default", "known", "events")
+        ))
+        .await;
+    assert_eq!(nd.header("content-type"), "application/x-ndjson");
+    let records: Vec<Value> = nd
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["InvokeRequestId"], "e5");
+    assert_eq!(records[0]["EndTime"], Value::Null);
+    assert_eq!(records[1]["StatusCode"], 430);
+
+    // Past one page of the stream, nothing is lost.
+    let app2 = paused_app().await;
+    app2.create_function(
+        "default",
+        "bulk",
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    let f = function_id(&app2, "bulk").await;
+    let writes: Vec<EventWrite> = (0..2500)
+        .map(|i| {
+            EventWrite::Insert(NewEvent {
+                request_id: format!("b-{i:05}"),
+                function_id: f,
+                region: REGION.into(),
+                namespace: "default".into(),
+                invoke_type: "API".into(),
+                traced: true,
+                payload: "{}".into(),
+                enqueued_at: START + i,
+            })
+        })
+        .collect();
+    app2.state.store.apply_event_writes(&writes).await.unwrap();
+    app2.state.clock.advance(Duration::from_secs(10));
+    let all = app2
+        .get(&format!(
+            "{}/export.ndjson",
+            function_url("default", "bulk", "events")
+        ))
+        .await;
+    assert_eq!(all.body.lines().count(), 2500);
+}
+
+#[tokio::test]
+async fn bulk_terminate_shows_the_count_first() {
+    let (app, _) = known_set().await;
+    let confirm = app
+        .get(&format!(
+            "{}/terminate?range=3d",
+            function_url("default", "known", "events")
+        ))
+        .await;
+    assert!(
+        confirm.text(".confirm h2").contains("Terminate 2 events?"),
+        "{}",
+        confirm.text(".confirm")
+    );
+    let only_console = app
+        .get(&format!(
+            "{}/terminate?type=CONSOLE",
+            function_url("default", "known", "events")
+        ))
+        .await;
+    assert!(
+        only_console
+            .text(".confirm h2")
+            .contains("Terminate 1 event?")
+    );
+    let action = confirm.attr(".confirm form", "action").unwrap();
+    let done = app.post(&action, &[("GraceShutdown", "false")]).await;
+    assert!(done.location().contains("done=2"), "{}", done.location());
+    // The queued one ends at once; the running one (claimed by the test, not by a worker)
+    // is left to the engine, which would stop it.
+    let e5 = app.state.store.get_event("e5").await.unwrap().unwrap();
+    assert_eq!(
+        (e5.status, e5.status_code),
+        (EventStatus::Aborted, Some(499))
+    );
+    let left = app
+        .get(&format!(
+            "{}/terminate",
+            function_url("default", "known", "events")
+        ))
+        .await;
+    assert_eq!(
+        left.text(".confirm h2"),
+        "Terminate 1 event?",
+        "the running one, until the engine stops it"
+    );
+    let nothing = app
+        .get(&format!(
+            "{}/terminate?status=finished",
+            function_url("default", "known", "events")
+        ))
+        .await;
+    assert_eq!(nothing.text(".confirm h2"), "Nothing to terminate");
+}
+
+#[tokio::test]
+async fn re_run_invokes_again_with_the_same_payload() {
+    let (app, _) = known_set().await;
+    let again = app
+        .post(
+            &format!("{}/e2/rerun", function_url("default", "known", "events")),
+            &[],
+        )
+        .await;
+    assert_eq!(again.status.as_u16(), 303);
+    let new_id = again.location().rsplit('/').next().unwrap().to_string();
+    assert_ne!(new_id, "e2");
+    let e = app.state.store.get_event(&new_id).await.unwrap().unwrap();
+    assert_eq!(
+        (e.payload.as_str(), e.invoke_type.as_str()),
+        ("{\"id\": \"e2\"}", "CONSOLE")
+    );
+}
+
+#[tokio::test]
+async fn with_status_trace_off_the_tab_says_so_and_offers_to_turn_it_on() {
+    let (app, _) = known_set().await;
+    app.api(
+        "UpdateFunctionConfiguration",
+        json!({"FunctionName": "known", "TraceEnable": "FALSE"}),
+    )
+    .await
+    .ok();
+    let page = app.get(&events_url("")).await;
+    let notice = page.text(".trace-off");
+    assert!(notice.contains("Status trace is off"), "{notice}");
+    assert!(
+        notice.contains("cleared by 2026-12-02 11:40:00 UTC"),
+        "{notice}"
+    );
+    assert_eq!(page.count("table.events"), 0, "no query results");
+    assert_eq!(page.count("#event-stats"), 0);
+    assert_eq!(
+        app.get(&format!(
+            "{}/rows",
+            function_url("default", "known", "events")
+        ))
+        .await
+        .status
+        .as_u16(),
+        400
+    );
+    let listed = app
+        .api("ListAsyncEvents", json!({"FunctionName": "known"}))
+        .await;
+    assert_eq!(listed.error_code(), "FailedOperation.AsyncEventStatus");
+
+    let on = app
+        .post(
+            &format!("{}/trace-on", function_url("default", "known", "events")),
+            &[],
+        )
+        .await;
+    let page = app.follow(&on).await;
+    assert_eq!(page.count("table.events"), 1);
+    assert_eq!(page.texts(".facts .badge"), vec!["On", "On"]);
+}
