@@ -27,6 +27,10 @@ struct Options {
     connections: usize,
     warm_events: usize,
     cold_events: usize,
+    /// Stored-event sizes for the Event Management measurements; 0 skips them.
+    stored: Vec<u64>,
+    /// Run only these parts: accept, warm, cold, events (all by default).
+    only: Option<String>,
 }
 
 fn options() -> Options {
@@ -36,10 +40,25 @@ fn options() -> Options {
         connections: 64,
         warm_events: 20_000,
         cold_events: 300,
+        stored: vec![1_000_000, 10_000_000],
+        only: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--only" {
+            o.only = args.get(i + 1).cloned();
+            i += 2;
+            continue;
+        }
+        if args[i] == "--stored" {
+            o.stored = args
+                .get(i + 1)
+                .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+                .unwrap_or_default();
+            i += 2;
+            continue;
+        }
         let value = args.get(i + 1).and_then(|v| v.parse::<u64>().ok());
         match (args[i].as_str(), value) {
             ("--seconds", Some(v)) => o.seconds = v,
@@ -49,7 +68,7 @@ fn options() -> Options {
             ("--cold-events", Some(v)) => o.cold_events = v as usize,
             _ => {
                 eprintln!(
-                    "usage: scf-bench [--seconds N] [--rate PER_SECOND] [--connections N] [--warm-events N] [--cold-events N]"
+                    "usage: scf-bench [--only accept|warm|cold|events] [--seconds N] [--rate PER_SECOND] [--connections N] [--warm-events N] [--cold-events N] [--stored 1000000,10000000]"
                 );
                 std::process::exit(2);
             }
@@ -329,182 +348,386 @@ async fn spawn_rate(count: usize, concurrency: usize) -> anyhow::Result<f64> {
 }
 
 fn row(what: &str, measured: String, target: &str) {
-    println!("| {what:<58} | {measured:>22} | {target:<26} |");
+    println!("| {what:<62} | {measured:>22} | {target:<26} |");
+}
+
+/// Fills the store with `count` traced events over the last 3 days, for 4 functions (half of
+/// them for the first), with a realistic mix of statuses; done inside SQLite, with the rollup
+/// triggers doing their work for every row.
+async fn seed(bench: &Bench, functions: &[i64], count: u64, already: u64) -> anyhow::Result<()> {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use std::str::FromStr;
+    let options = SqliteConnectOptions::from_str(&format!(
+        "sqlite://{}",
+        bench.dir.join("bench.db").display()
+    ))?
+    .busy_timeout(Duration::from_secs(60))
+    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
+    let mut conn = sqlx::ConnectOptions::connect(&options).await?;
+    let now = Clock::System.now_millis();
+    let span: i64 = 72 * 3600 * 1000 - 60_000;
+    let batch: u64 = 200_000;
+    let mut done = 0;
+    while done < count {
+        let n = batch.min(count - done);
+        let first = already + done;
+        let total = already + count;
+        // Events are spread evenly over the window, oldest first; one in 100 failed, 1 in
+        // 250 aborted, 1 in 1000 still running, the rest finished, a tenth from the console.
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 + ?2 - 1) \
+             INSERT INTO events (request_id, function_id, invoke_type, status, status_code, attempt, \
+                traced, payload, enqueued_at, started_at, ended_at, run_after) \
+             SELECT printf('seed-%010d', i), \
+                CASE WHEN i % 2 = 0 THEN ?3 WHEN i % 6 = 1 THEN ?4 WHEN i % 6 = 3 THEN ?5 ELSE ?6 END, \
+                CASE WHEN i % 10 = 0 THEN 'CONSOLE' ELSE 'API' END, \
+                CASE WHEN i % 100 = 7 THEN 3 WHEN i % 250 = 11 THEN 4 WHEN i % 1000 = 13 THEN 1 ELSE 2 END, \
+                CASE WHEN i % 100 = 7 THEN 430 WHEN i % 250 = 11 THEN 499 WHEN i % 1000 = 13 THEN NULL ELSE 200 END, \
+                1, 1, '{\"seed\":true}', \
+                ?7 + i * ?8 / ?9, ?7 + i * ?8 / ?9 + 5, \
+                CASE WHEN i % 1000 = 13 THEN NULL ELSE ?7 + i * ?8 / ?9 + 5 + (i % 37) * 3 END, \
+                ?7 + i * ?8 / ?9 \
+             FROM n",
+        )
+        .bind(first as i64)
+        .bind(n as i64)
+        .bind(functions[0])
+        .bind(functions[1])
+        .bind(functions[2])
+        .bind(functions[3])
+        .bind(now - span)
+        .bind(span)
+        .bind(total as i64)
+        .execute(&mut conn)
+        .await?;
+        done += n;
+        eprint!("\rscf-bench: seeded {} of {count} events", done);
+    }
+    eprintln!();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("ANALYZE").execute(&mut conn).await?;
+    Ok(())
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Times `n` sequential GETs of a console URL (p50, p99 in ms).
+async fn time_get(addr: &str, path: &str, n: usize, hx: bool) -> anyhow::Result<(f64, f64)> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let mut client = Client {
+        stream,
+        buf: Vec::new(),
+    };
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{}\r\n",
+            if hx { "HX-Request: true\r\n" } else { "" }
+        );
+        client.stream.write_all(request.as_bytes()).await?;
+        let (status, _) = client.read_response().await?;
+        anyhow::ensure!(status == 200, "GET {path} answered {status}");
+        lat.push(started.elapsed().as_micros() as u64);
+    }
+    let mut l = Latencies(lat);
+    Ok((l.percentile(0.5), l.percentile(0.99)))
+}
+
+async fn time_api(addr: &str, action: &str, body: &str, n: usize) -> anyhow::Result<(f64, f64)> {
+    let mut client = Client::connect(addr).await?;
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let (status, text) = client.call(addr, action, body).await?;
+        anyhow::ensure!(
+            status == 200 && !text.contains("\"Error\""),
+            "{action}: {text}"
+        );
+        lat.push(started.elapsed().as_micros() as u64);
+    }
+    let mut l = Latencies(lat);
+    Ok((l.percentile(0.5), l.percentile(0.99)))
+}
+
+async fn event_management(o: &Options) -> anyhow::Result<()> {
+    let bench = Bench::start(EngineConfig {
+        workers: 0,
+        ..EngineConfig::default()
+    })
+    .await?;
+    let noop = "def main_handler(event, context):\n    return None\n";
+    let mut ids = Vec::new();
+    for name in ["orders", "billing", "mailer", "reports"] {
+        ids.push(bench.function(name, noop).await?.id);
+    }
+    let base = format!("/scf/{REGION}/default/functions/orders/events");
+    let now = Clock::System.now_millis();
+    let day_ago = scf_console::domain::event_query::format_scf_time_ms(
+        now - 24 * 3600 * 1000,
+        time::UtcOffset::UTC,
+    );
+    let list_body = serde_json::json!({
+        "FunctionName": "orders", "Status": ["FAILED"], "Limit": 20,
+        "StartTimeInterval": {"Start": &day_ago[..19]},
+    })
+    .to_string();
+    let n = 200;
+    let idle_rss = rss_mb();
+    let mut seeded = 0;
+    let mut results = Vec::new();
+    for &size in &o.stored {
+        seed(&bench, &ids, size - seeded, seeded).await?;
+        seeded = size;
+        // Warm the caches once, as a user's first look would.
+        time_get(&bench.addr, &base, 3, false).await?;
+        let page = time_get(&bench.addr, &base, n, false).await?;
+        let rows = time_get(
+            &bench.addr,
+            &format!("{base}/rows?status=failed&range=3d"),
+            n,
+            true,
+        )
+        .await?;
+        let api = time_api(&bench.addr, "ListAsyncEvents", &list_body, n).await?;
+        let stats = time_get(&bench.addr, &format!("{base}/stats?range=3d"), n, true).await?;
+        results.push((size, page, rows, api, stats, rss_mb()));
+    }
+    bench.stop().await;
+    println!();
+    println!(
+        "| {:<62} | {:>22} | {:<26} |",
+        "Event Management (p50 / p99 over 200 requests)", "measured", "target"
+    );
+    println!("|{}|{}|{}|", "-".repeat(64), "-".repeat(24), "-".repeat(28));
+    for (size, page, rows, api, stats, rss) in results {
+        let millions = size as f64 / 1e6;
+        let list_target = if size >= 10_000_000 {
+            "p99 < 15 ms"
+        } else {
+            "p99 < 10 ms"
+        };
+        row(
+            &format!("{millions}M events: Event Management page"),
+            format!("{:.2} / {:.2} ms", page.0, page.1),
+            list_target,
+        );
+        row(
+            &format!("{millions}M events: rows fragment, status=failed"),
+            format!("{:.2} / {:.2} ms", rows.0, rows.1),
+            list_target,
+        );
+        row(
+            &format!("{millions}M events: ListAsyncEvents FAILED, last 24 h"),
+            format!("{:.2} / {:.2} ms", api.0, api.1),
+            list_target,
+        );
+        row(
+            &format!("{millions}M events: statistics for 3 days"),
+            format!("{:.2} / {:.2} ms", stats.0, stats.1),
+            "p99 < 20 ms at 10M",
+        );
+        row(
+            &format!("{millions}M events: process RSS (idle: {idle_rss:.0} MB)"),
+            format!("{rss:.0} MB"),
+            "flat as events grow",
+        );
+    }
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = options();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let run = |part: &str| o.only.as_deref().is_none_or(|only| only == part);
     eprintln!(
-        "scf-bench: {cpus} cores; each line starts a fresh server (this takes about a minute)"
+        "scf-bench: {cpus} cores; each part starts a fresh server (the whole run takes a few minutes)"
     );
+    let mut lines: Vec<(String, String, &str)> = Vec::new();
 
-    // 1. Accepts: the engine is paused (no workers), so only the accept path is measured.
-    let paused = EngineConfig {
-        workers: 0,
-        ..EngineConfig::default()
-    };
-    let bench = Bench::start(paused.clone()).await?;
-    bench
-        .function(
-            "noop",
-            "def main_handler(event, context):\n    return None\n",
-        )
-        .await?;
-    let (n_sat, sat_rate, mut sat_lat, sat_err) =
-        accept_load(&bench.addr, o.connections, o.seconds, None).await?;
-    bench.stop().await;
-    let bench = Bench::start(paused).await?;
-    bench
-        .function(
-            "noop",
-            "def main_handler(event, context):\n    return None\n",
-        )
-        .await?;
-    let (n_fixed, fixed_rate, mut fixed_lat, fixed_err) =
-        accept_load(&bench.addr, o.connections, o.seconds, Some(o.rate)).await?;
-    bench.stop().await;
-
-    // 2. Warm end to end: no-op Python events on warm instances.
-    let bench = Bench::start(EngineConfig::default()).await?;
-    let f = bench
-        .function(
-            "noop",
-            "def main_handler(event, context):\n    return None\n",
-        )
-        .await?;
-    let warmup = 200;
-    for _ in 0..warmup {
-        bench
-            .state
-            .engine
-            .invoke_async(&f, "{}".into(), "API")
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    if run("accept") {
+        // The engine is paused (no workers), so only the accept path is measured.
+        let paused = EngineConfig {
+            workers: 0,
+            ..EngineConfig::default()
+        };
+        let noop = "def main_handler(event, context):\n    return None\n";
+        let bench = Bench::start(paused.clone()).await?;
+        bench.function("noop", noop).await?;
+        let (n_sat, sat_rate, mut sat_lat, sat_err) =
+            accept_load(&bench.addr, o.connections, o.seconds, None).await?;
+        bench.stop().await;
+        let bench = Bench::start(paused).await?;
+        bench.function("noop", noop).await?;
+        let (n_fixed, fixed_rate, mut fixed_lat, fixed_err) =
+            accept_load(&bench.addr, o.connections, o.seconds, Some(o.rate)).await?;
+        bench.stop().await;
+        lines.push((
+            format!(
+                "async accepts/s at saturation ({} conns, {n_sat} calls)",
+                o.connections
+            ),
+            format!("{sat_rate:.0}/s"),
+            ">= 10000/s",
+        ));
+        lines.push((
+            "  p50 / p99 latency at saturation".into(),
+            format!(
+                "{:.2} / {:.2} ms",
+                sat_lat.percentile(0.5),
+                sat_lat.percentile(0.99)
+            ),
+            "",
+        ));
+        lines.push((
+            format!(
+                "async accepts at a fixed {}/s ({n_fixed} calls, achieved)",
+                o.rate
+            ),
+            format!("{fixed_rate:.0}/s"),
+            "",
+        ));
+        lines.push((
+            "  p50 / p99 latency at the fixed rate".into(),
+            format!(
+                "{:.2} / {:.2} ms",
+                fixed_lat.percentile(0.5),
+                fixed_lat.percentile(0.99)
+            ),
+            "p99 < 10 ms at 5000/s",
+        ));
+        lines.push((
+            "  refused or failed calls".into(),
+            format!("{}", sat_err + fixed_err),
+            "0",
+        ));
     }
-    wait_ended(&bench.state, warmup).await;
-    let started = Instant::now();
-    let submit = {
-        let engine = bench.state.engine.clone();
-        let f = f.clone();
-        let n = o.warm_events;
-        tokio::spawn(async move {
-            let mut tasks = Vec::new();
-            for chunk in 0..32 {
-                let engine = engine.clone();
-                let f = f.clone();
-                tasks.push(tokio::spawn(async move {
-                    for _ in (chunk..n).step_by(32) {
-                        let _ = engine.invoke_async(&f, "{}".into(), "API").await;
-                    }
-                }));
-            }
-            for t in tasks {
-                let _ = t.await;
-            }
-        })
-    };
-    wait_ended(&bench.state, warmup + o.warm_events as u64).await;
-    submit.await?;
-    let warm_rate = o.warm_events as f64 / started.elapsed().as_secs_f64();
-    let warm_cold_starts = bench.state.engine.stats.cold_starts.load(Ordering::Relaxed);
-    bench.stop().await;
 
-    // 3. Cold start every event, beside the bare spawn rate of the same interpreter.
-    let cold_config = EngineConfig {
-        reuse_instances: false,
-        ..EngineConfig::default()
-    };
-    let concurrency = cold_config.workers;
-    let spawn = spawn_rate(o.cold_events, concurrency).await?;
-    let bench = Bench::start(cold_config).await?;
-    let f = bench
-        .function(
-            "noop",
-            "def main_handler(event, context):\n    return None\n",
-        )
-        .await?;
-    let started = Instant::now();
-    for _ in 0..o.cold_events {
-        bench
-            .state
-            .engine
-            .invoke_async(&f, "{}".into(), "API")
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    if run("warm") {
+        let bench = Bench::start(EngineConfig::default()).await?;
+        let f = bench
+            .function(
+                "noop",
+                "def main_handler(event, context):\n    return None\n",
+            )
+            .await?;
+        let warmup = 200;
+        for _ in 0..warmup {
+            bench
+                .state
+                .engine
+                .invoke_async(&f, "{}".into(), "API")
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
+        wait_ended(&bench.state, warmup).await;
+        let started = Instant::now();
+        let submit = {
+            let engine = bench.state.engine.clone();
+            let f = f.clone();
+            let n = o.warm_events;
+            tokio::spawn(async move {
+                let mut tasks = Vec::new();
+                for chunk in 0..32 {
+                    let engine = engine.clone();
+                    let f = f.clone();
+                    tasks.push(tokio::spawn(async move {
+                        for _ in (chunk..n).step_by(32) {
+                            let _ = engine.invoke_async(&f, "{}".into(), "API").await;
+                        }
+                    }));
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
+        };
+        wait_ended(&bench.state, warmup + o.warm_events as u64).await;
+        submit.await?;
+        let warm_rate = o.warm_events as f64 / started.elapsed().as_secs_f64();
+        let cold_starts = bench.state.engine.stats.cold_starts.load(Ordering::Relaxed);
+        bench.stop().await;
+        lines.push((
+            format!(
+                "warm no-op Python events/s end to end ({} events)",
+                o.warm_events
+            ),
+            format!("{warm_rate:.0}/s"),
+            ">= 3000/s",
+        ));
+        lines.push((
+            "  cold starts during the warm run".into(),
+            format!("{cold_starts}"),
+            "",
+        ));
     }
-    wait_ended(&bench.state, o.cold_events as u64).await;
-    let cold_rate = o.cold_events as f64 / started.elapsed().as_secs_f64();
-    bench.stop().await;
 
-    println!();
-    println!(
-        "| {:<58} | {:>22} | {:<26} |",
-        "measurement", "measured", "target"
-    );
-    println!("|{}|{}|{}|", "-".repeat(60), "-".repeat(24), "-".repeat(28));
-    row(
-        &format!(
-            "async accepts/s at saturation ({} connections, {n_sat} calls)",
-            o.connections
-        ),
-        format!("{sat_rate:.0}/s"),
-        ">= 10000/s",
-    );
-    row(
-        "  p50 / p99 latency at saturation",
-        format!(
-            "{:.2} / {:.2} ms",
-            sat_lat.percentile(0.5),
-            sat_lat.percentile(0.99)
-        ),
-        "",
-    );
-    row(
-        &format!(
-            "async accepts at a fixed {}/s ({n_fixed} calls, achieved)",
-            o.rate
-        ),
-        format!("{fixed_rate:.0}/s"),
-        "",
-    );
-    row(
-        "  p50 / p99 latency at the fixed rate",
-        format!(
-            "{:.2} / {:.2} ms",
-            fixed_lat.percentile(0.5),
-            fixed_lat.percentile(0.99)
-        ),
-        "p99 < 10 ms at 5000/s",
-    );
-    row(
-        "  refused or failed calls",
-        format!("{}", sat_err + fixed_err),
-        "0",
-    );
-    row(
-        &format!(
-            "warm no-op Python events/s end to end ({} events)",
-            o.warm_events
-        ),
-        format!("{warm_rate:.0}/s"),
-        ">= 3000/s",
-    );
-    row(
-        "  cold starts during the warm run",
-        format!("{warm_cold_starts}"),
-        "",
-    );
-    row(
-        &format!("bare `python3 -c pass` spawns/s ({concurrency} at a time)"),
-        format!("{spawn:.0}/s"),
-        "",
-    );
-    row(
-        &format!("cold-start events/s ({} events, no reuse)", o.cold_events),
-        format!("{cold_rate:.0}/s ({:.0}%)", cold_rate / spawn * 100.0),
-        ">= 90% of bare spawns",
-    );
+    if run("cold") {
+        let cold_config = EngineConfig {
+            reuse_instances: false,
+            ..EngineConfig::default()
+        };
+        let concurrency = cold_config.workers;
+        let spawn = spawn_rate(o.cold_events, concurrency).await?;
+        let bench = Bench::start(cold_config).await?;
+        let f = bench
+            .function(
+                "noop",
+                "def main_handler(event, context):\n    return None\n",
+            )
+            .await?;
+        let started = Instant::now();
+        for _ in 0..o.cold_events {
+            bench
+                .state
+                .engine
+                .invoke_async(&f, "{}".into(), "API")
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
+        wait_ended(&bench.state, o.cold_events as u64).await;
+        let cold_rate = o.cold_events as f64 / started.elapsed().as_secs_f64();
+        bench.stop().await;
+        lines.push((
+            format!("bare `python3 -c pass` spawns/s ({concurrency} at a time)"),
+            format!("{spawn:.0}/s"),
+            "",
+        ));
+        lines.push((
+            format!("cold-start events/s ({} events, no reuse)", o.cold_events),
+            format!("{cold_rate:.0}/s ({:.0}%)", cold_rate / spawn * 100.0),
+            ">= 90% of bare spawns",
+        ));
+    }
+
+    if !lines.is_empty() {
+        println!();
+        println!(
+            "| {:<62} | {:>22} | {:<26} |",
+            "measurement", "measured", "target"
+        );
+        println!("|{}|{}|{}|", "-".repeat(64), "-".repeat(24), "-".repeat(28));
+        for (what, measured, target) in &lines {
+            row(what, measured.clone(), target);
+        }
+    }
+    if run("events") && !o.stored.is_empty() {
+        event_management(&o).await?;
+    }
     Ok(())
 }
