@@ -248,3 +248,43 @@ def test_tccli(server):
     tccli(server, "DeleteFunction", "--FunctionName", "cli-fn", "--Namespace", "cli-ns")
     done = tccli(server, "DeleteNamespace", "--Namespace", "cli-ns")
     assert done.returncode == 0, done.stderr + done.stdout
+
+
+def test_async_events_with_status_trace(server):
+    import time
+
+    scf = client(server)
+    code = {"ZipFile": zip_base64({"index.py": "def main_handler(event, context):\n    print('got', event)\n    return event['n'] * 2\n"})}
+    scf.CreateFunction(
+        request(
+            models.CreateFunctionRequest, FunctionName="sdk-async", Runtime="Python3.10", Code=code,
+            AsyncRunEnable="TRUE", TraceEnable="TRUE",
+        )
+    )
+    answer = scf.Invoke(
+        request(models.InvokeRequest, FunctionName="sdk-async", InvocationType="Event", ClientContext=json.dumps({"n": 21}))
+    )
+    request_id = answer.Result.FunctionRequestId
+    assert len(request_id) == 36
+    deadline = time.time() + 30
+    while True:
+        status = scf.GetAsyncEventStatus(request(models.GetAsyncEventStatusRequest, InvokeRequestId=request_id)).Result
+        if status.Status != "RUNNING" or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert (status.Status, status.StatusCode, status.InvokeRequestId) == ("FINISHED", 200, request_id)
+    events = scf.ListAsyncEvents(request(models.ListAsyncEventsRequest, FunctionName="sdk-async", Status=["FINISHED"]))
+    assert events.TotalCount == 1
+    event = events.EventList[0]
+    assert (event.InvokeRequestId, event.InvokeType, event.Qualifier, event.Status) == (request_id, "API", "$LATEST", "FINISHED")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", event.StartTime) and event.EndTime
+    assert error_code(
+        lambda: scf.TerminateAsyncEvent(
+            request(models.TerminateAsyncEventRequest, FunctionName="sdk-async", InvokeRequestId=request_id)
+        )
+    ) == "FailedOperation.AsyncEventStatus"
+    # A synchronous call of a function without async execution answers with its result.
+    scf.CreateFunction(request(models.CreateFunctionRequest, FunctionName="sdk-sync", Runtime="Python3.10", Code=code))
+    result = scf.Invoke(request(models.InvokeRequest, FunctionName="sdk-sync", ClientContext=json.dumps({"n": 4}))).Result
+    assert (result.RetMsg, result.InvokeResult) == ("8", 0)
+    assert "got {'n': 4}" in result.Log
