@@ -4,6 +4,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::namespace::DEFAULT_NAMESPACE;
 use crate::domain::runtime::Interpreters;
+use crate::engine::sweeper::Sweeper;
 use crate::engine::{Engine, EngineConfig};
 use crate::store::DynStore;
 use crate::{engine, keys, store, web};
@@ -32,6 +33,7 @@ pub struct AppState {
     pub timezone: time::UtcOffset,
     pub engine: Arc<Engine>,
     pub keys: Arc<keys::KeyCache>,
+    pub sweeper: Arc<Sweeper>,
 }
 
 impl AppState {
@@ -79,6 +81,12 @@ impl AppState {
         let interpreters = Arc::new(interpreters);
         let engine =
             Engine::start(store.clone(), clock.clone(), interpreters.clone(), engine).await?;
+        let sweeper = Arc::new(Sweeper::new(
+            store.clone(),
+            clock.clone(),
+            event_retention,
+            Duration::from_secs(60),
+        ));
         Ok(Self {
             store,
             clock,
@@ -88,6 +96,7 @@ impl AppState {
             timezone: time::UtcOffset::UTC,
             engine,
             keys: Arc::default(),
+            sweeper,
         })
     }
 
@@ -158,8 +167,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!("scf-console listening on http://{addr}");
-    let engine = state.engine.clone();
+    state.sweeper.set_interval(settings.sweep_interval.0);
+    state.sweeper.start();
+    let (engine, sweeper) = (state.engine.clone(), state.sweeper.clone());
     serve(listener, state, shutdown_signal()).await?;
+    sweeper.stop().await;
     engine.shutdown().await;
     store.close().await;
     tracing::info!("scf-console stopped");

@@ -105,6 +105,10 @@ pub struct Settings {
         global = true
     )]
     pub event_retention: HumanDuration,
+
+    /// How often the retention sweeper runs, e.g. `60s`.
+    #[arg(long, env = "SCF_SWEEP_INTERVAL", default_value = "60s", global = true)]
+    pub sweep_interval: HumanDuration,
 }
 
 fn parse_timezone(s: &str) -> Result<time::UtcOffset, String> {

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod interpreters;
 mod pool;
 pub mod runtime;
+pub mod sweeper;
 mod writer;
 
 use crate::clock::{Clock, Millis};

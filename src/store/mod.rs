@@ -285,6 +285,15 @@ pub struct EventStats {
     pub durations: Vec<(i64, i64)>,
 }
 
+/// How big the store is on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreSize {
+    /// The database file and its write-ahead log.
+    pub bytes: u64,
+    /// Pages freed by deletions, reused before the file grows.
+    pub free_bytes: u64,
+}
+
 /// A namespace's billing state, checked before an invocation is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Billing {
@@ -414,6 +423,14 @@ pub trait Store: Send + Sync + 'static {
         suspended: bool,
         invocation_quota: Option<i64>,
     ) -> StoreResult<()>;
+
+    /// Deletes up to `limit` events that ended before `cutoff` (with their timelines; the
+    /// rollups follow by trigger). Queued and running events are never touched.
+    async fn sweep_events(&self, cutoff: Millis, limit: u32) -> StoreResult<u64>;
+    /// Drops rollup rows older than `cutoff` that no longer count anything, and run-time
+    /// histograms of minutes before it.
+    async fn trim_rollups(&self, cutoff: Millis) -> StoreResult<u64>;
+    async fn size(&self) -> StoreResult<StoreSize>;
 
     /// Flushes and closes connections on shutdown.
     async fn close(&self);

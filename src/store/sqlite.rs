@@ -5,7 +5,7 @@
 use super::{
     ApiKey, Billing, ClaimedEvent, CodeFile, EventPageQuery, EventRecord, EventStats, EventSummary,
     EventWrite, Function, FunctionKey, FunctionOrder, FunctionPage, FunctionQuery, Namespace,
-    Recovered, Store, StoreError, StoreResult, Termination, TimelineEntry,
+    Recovered, Store, StoreError, StoreResult, StoreSize, Termination, TimelineEntry,
 };
 use crate::clock::Millis;
 use crate::domain::event::EventStatus;
@@ -50,6 +50,7 @@ fn migrator() -> anyhow::Result<Migrator> {
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    path: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -60,6 +61,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        let path = options.get_filename().to_path_buf();
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
@@ -78,7 +80,11 @@ impl SqliteStore {
             .max_connections(readers as u32)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            path,
+        })
     }
 }
 
@@ -1319,6 +1325,52 @@ impl Store for SqliteStore {
         } else {
             Ok(())
         }
+    }
+
+    async fn sweep_events(&self, cutoff: Millis, limit: u32) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events \
+             WHERE ended_at < ? AND status IN (2, 3, 4) ORDER BY ended_at LIMIT ?)",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&self.writer)
+        .await?
+        .rows_affected())
+    }
+
+    async fn trim_rollups(&self, cutoff: Millis) -> StoreResult<u64> {
+        let minute = cutoff.div_euclid(60_000);
+        let mut tx = self.writer.begin().await?;
+        let a = sqlx::query("DELETE FROM event_rollups WHERE minute < ? AND count <= 0")
+            .bind(minute)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let b = sqlx::query("DELETE FROM event_durations WHERE minute < ?")
+            .bind(minute)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(a + b)
+    }
+
+    async fn size(&self) -> StoreResult<StoreSize> {
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&self.reader)
+            .await?;
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&self.reader)
+            .await?;
+        let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+            .fetch_one(&self.reader)
+            .await?;
+        let wal = std::fs::metadata(format!("{}-wal", self.path.display())).map_or(0, |m| m.len());
+        Ok(StoreSize {
+            bytes: (page_size * pages) as u64 + wal,
+            free_bytes: (page_size * free) as u64,
+        })
     }
 
     async fn close(&self) {

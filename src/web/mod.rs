@@ -10,6 +10,7 @@ mod functions;
 mod keys;
 mod namespaces;
 mod shell;
+mod system;
 mod test_tab;
 mod wizard;
 
@@ -47,6 +48,7 @@ pub fn routes() -> Router<AppState> {
         .merge(namespaces::routes())
         .merge(keys::routes())
         .merge(test_tab::routes())
+        .merge(system::routes())
         .merge(events_tab::routes())
         .merge(event_page::routes())
         .fallback(|| async {

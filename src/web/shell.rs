@@ -10,6 +10,7 @@ pub enum Section {
     Functions,
     Namespaces,
     ApiKeys,
+    System,
 }
 
 /// What the frame shows; every page template has one, and `base.html` renders it.
@@ -88,6 +89,14 @@ impl Shell {
 
     pub fn api_keys_url(&self) -> String {
         urls::api_keys(&self.region, &self.namespace)
+    }
+
+    pub fn system_url(&self) -> String {
+        format!("/scf/{}/{}/system", self.region, self.namespace)
+    }
+
+    pub fn in_system(&self) -> bool {
+        self.section == Section::System
     }
 
     pub fn in_api_keys(&self) -> bool {

@@ -8,6 +8,7 @@ mod events;
 mod functions;
 mod namespaces;
 mod pages;
+mod retention;
 mod sdk;
 mod server;
 mod wizard;

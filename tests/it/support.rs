@@ -485,3 +485,84 @@ pub mod api {
         base64::engine::general_purpose::STANDARD.encode(buf.into_inner())
     }
 }
+
+/// Events put in the store by hand, with an engine that does not run them.
+pub mod events {
+    use super::*;
+    use scf_console::domain::event::EventStatus;
+    use scf_console::store::{EventWrite, FunctionKey, NewEvent, TimelineEntry};
+
+    /// The engine is paused (no workers): events stay exactly as the test puts them.
+    pub async fn paused_app() -> TestApp {
+        let app = TestApp::with_engine(EngineConfig {
+            workers: 0,
+            ..test_engine()
+        })
+        .await;
+        app.add_key().await;
+        app
+    }
+
+    pub async fn function_id(app: &TestApp, name: &str) -> i64 {
+        app.state
+            .store
+            .get_function(&FunctionKey {
+                region: REGION.into(),
+                namespace: "default".into(),
+                name: name.into(),
+            })
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+
+    pub async fn add_event(app: &TestApp, function_id: i64, id: &str, invoke_type: &str) {
+        app.state
+            .store
+            .apply_event_writes(&[EventWrite::Insert(NewEvent {
+                request_id: id.into(),
+                function_id,
+                region: REGION.into(),
+                namespace: "default".into(),
+                invoke_type: invoke_type.into(),
+                traced: true,
+                payload: format!("{{\"id\": \"{id}\"}}"),
+                enqueued_at: app.state.clock.now_millis(),
+            })])
+            .await
+            .unwrap();
+    }
+
+    /// Claims the oldest queued event (RUNNING, started now) and returns its row id.
+    pub async fn claim(app: &TestApp) -> i64 {
+        let now = app.state.clock.now_millis();
+        app.state
+            .store
+            .claim_events(now, 1, now + 60_000)
+            .await
+            .unwrap()[0]
+            .id
+    }
+
+    pub async fn end(app: &TestApp, event_id: i64, status: EventStatus, code: i64) {
+        let entry = TimelineEntry {
+            at: app.state.clock.now_millis(),
+            status,
+            detail: "ended by the test".into(),
+        };
+        app.state
+            .store
+            .apply_event_writes(&[EventWrite::Finish {
+                event_id,
+                traced: true,
+                status_code: code,
+                result: None,
+                error: None,
+                logs: None,
+                entry,
+            }])
+            .await
+            .unwrap();
+    }
+}

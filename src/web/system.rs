@@ -1,0 +1,84 @@
+//! System: the retention sweeper's state, the store's size, and the engine's counters.
+
+use super::shell::{Section, Shell};
+use crate::app::AppState;
+use crate::clock::format_utc;
+use crate::error::AppResult;
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use std::sync::atomic::Ordering;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/scf/{region}/{namespace}/system", get(page))
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_048_576.0)
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "system.html")]
+pub struct SystemPage {
+    shell: Shell,
+    retention: String,
+    interval: String,
+    last_run: Option<String>,
+    last_removed: u64,
+    last_duration_ms: u64,
+    total_removed: u64,
+    runs: u64,
+    next_run: Option<String>,
+    last_error: Option<String>,
+    store_size: String,
+    store_free: String,
+    counters: Vec<(&'static str, u64)>,
+    interpreters: Vec<(&'static str, String)>,
+}
+
+async fn page(
+    State(state): State<AppState>,
+    Path((region, namespace)): Path<(String, String)>,
+) -> AppResult<SystemPage> {
+    let shell = Shell::load(&state, &region, &namespace, Section::System, "System").await?;
+    let sweep = state.sweeper.status();
+    let size = state.store.size().await?;
+    let stats = &state.engine.stats;
+    let interpreter = |i: Option<&crate::domain::runtime::Interpreter>| {
+        i.map_or("not found".to_string(), |i| {
+            format!(
+                "{} {}.{}.{}",
+                i.command, i.version.0, i.version.1, i.version.2
+            )
+        })
+    };
+    Ok(SystemPage {
+        shell,
+        retention: super::function_page::retention_text(&state),
+        interval: format!("{} s", state.sweeper.interval().as_secs()),
+        last_run: sweep.last_run.map(format_utc),
+        last_removed: sweep.last_removed,
+        last_duration_ms: sweep.last_duration_ms,
+        total_removed: sweep.total_removed,
+        runs: sweep.runs,
+        next_run: sweep.next_run.map(format_utc),
+        last_error: sweep.last_error,
+        store_size: mb(size.bytes),
+        store_free: mb(size.free_bytes),
+        counters: vec![
+            ("Accepted", stats.accepted.load(Ordering::Relaxed)),
+            ("Finished", stats.finished.load(Ordering::Relaxed)),
+            ("Failed", stats.failed.load(Ordering::Relaxed)),
+            ("Terminated", stats.aborted.load(Ordering::Relaxed)),
+            ("Retried", stats.retried.load(Ordering::Relaxed)),
+            ("Cold starts", stats.cold_starts.load(Ordering::Relaxed)),
+            ("Warm instances now", state.engine.idle_instances() as u64),
+        ],
+        interpreters: vec![
+            ("Python", interpreter(state.interpreters.python.as_ref())),
+            ("Node.js", interpreter(state.interpreters.nodejs.as_ref())),
+        ],
+    })
+}
