@@ -90,7 +90,10 @@ impl Bench {
         Self::start_with_retention(engine, Duration::from_secs(72 * 3600)).await
     }
 
-    async fn start_with_retention(engine: EngineConfig, retention: Duration) -> anyhow::Result<Bench> {
+    async fn start_with_retention(
+        engine: EngineConfig,
+        retention: Duration,
+    ) -> anyhow::Result<Bench> {
         let dir = std::env::temp_dir().join(format!("scf-bench-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
         let store =
@@ -360,7 +363,15 @@ fn row(what: &str, measured: String, target: &str) {
 /// triggers doing their work for every row.
 async fn seed(bench: &Bench, functions: &[i64], count: u64, already: u64) -> anyhow::Result<()> {
     let span: i64 = 72 * 3600 * 1000 - 60_000;
-    seed_window(bench, functions, count, already, Clock::System.now_millis() - span, span).await
+    seed_window(
+        bench,
+        functions,
+        count,
+        already,
+        Clock::System.now_millis() - span,
+        span,
+    )
+    .await
 }
 
 /// Seeds events enqueued evenly over `[from, from + span)`.
@@ -755,7 +766,11 @@ async fn main() -> anyhow::Result<()> {
 
 /// Accepts at a fixed rate without, then with, a sweep of 1M expired events running.
 async fn sweep_under_load(o: &Options) -> anyhow::Result<()> {
-    let bench = Bench::start(EngineConfig { workers: 0, ..EngineConfig::default() }).await?;
+    let bench = Bench::start(EngineConfig {
+        workers: 0,
+        ..EngineConfig::default()
+    })
+    .await?;
     let noop = "def main_handler(event, context):\n    return None\n";
     let mut ids = Vec::new();
     for name in ["noop", "old-a", "old-b", "old-c"] {
@@ -763,7 +778,15 @@ async fn sweep_under_load(o: &Options) -> anyhow::Result<()> {
     }
     let expired = 1_000_000;
     let day = 24 * 3600 * 1000;
-    seed_window(&bench, &ids, expired, 0, Clock::System.now_millis() - 5 * day, day).await?;
+    seed_window(
+        &bench,
+        &ids,
+        expired,
+        0,
+        Clock::System.now_millis() - 5 * day,
+        day,
+    )
+    .await?;
     let (_, base_rate, mut base_lat, base_err) =
         accept_load(&bench.addr, o.connections, o.seconds, Some(o.rate)).await?;
     let sweeper = bench.state.sweeper.clone();
@@ -777,7 +800,8 @@ async fn sweep_under_load(o: &Options) -> anyhow::Result<()> {
     let mut lats = Vec::new();
     let mut errors = base_err;
     loop {
-        let (_, rate, lat, err) = accept_load(&bench.addr, o.connections, o.seconds, Some(o.rate)).await?;
+        let (_, rate, lat, err) =
+            accept_load(&bench.addr, o.connections, o.seconds, Some(o.rate)).await?;
         rates.push(rate);
         lats.extend(lat.0);
         errors += err;
@@ -791,11 +815,26 @@ async fn sweep_under_load(o: &Options) -> anyhow::Result<()> {
     let mut sweep_lat = Latencies(lats);
     bench.stop().await;
     println!();
-    println!("| {:<62} | {:>22} | {:<26} |", "retention sweep under load", "measured", "target");
+    println!(
+        "| {:<62} | {:>22} | {:<26} |",
+        "retention sweep under load", "measured", "target"
+    );
     println!("|{}|{}|{}|", "-".repeat(64), "-".repeat(24), "-".repeat(28));
-    row(&format!("accepts at {}/s without a sweep: achieved, p99", o.rate), format!("{base_rate:.0}/s, {:.2} ms", base_lat.percentile(0.99)), "");
-    row(&format!("accepts at {}/s while sweeping: achieved, p99", o.rate), format!("{sweep_rate:.0}/s, {:.2} ms", sweep_lat.percentile(0.99)), "p99 +< 30 ms, rate -< 10%");
-    row("  expired events removed by the sweep, and how long it took", format!("{removed} in {:.1} s", took.as_secs_f64()), "");
+    row(
+        &format!("accepts at {}/s without a sweep: achieved, p99", o.rate),
+        format!("{base_rate:.0}/s, {:.2} ms", base_lat.percentile(0.99)),
+        "",
+    );
+    row(
+        &format!("accepts at {}/s while sweeping: achieved, p99", o.rate),
+        format!("{sweep_rate:.0}/s, {:.2} ms", sweep_lat.percentile(0.99)),
+        "p99 +< 30 ms, rate -< 10%",
+    );
+    row(
+        "  expired events removed by the sweep, and how long it took",
+        format!("{removed} in {:.1} s", took.as_secs_f64()),
+        "",
+    );
     row("  refused or failed calls", format!("{errors}"), "0");
     Ok(())
 }
@@ -807,7 +846,12 @@ async fn churn(o: &Options) -> anyhow::Result<()> {
     let bench = Bench::start_with_retention(EngineConfig::default(), retention).await?;
     bench.state.sweeper.set_interval(Duration::from_secs(1));
     bench.state.sweeper.start();
-    let f = bench.function("noop", "def main_handler(event, context):\n    return None\n").await?;
+    let f = bench
+        .function(
+            "noop",
+            "def main_handler(event, context):\n    return None\n",
+        )
+        .await?;
     let minutes = (o.seconds * 12).max(60);
     let rate = 1000u64;
     let started = Instant::now();
@@ -816,10 +860,19 @@ async fn churn(o: &Options) -> anyhow::Result<()> {
     while started.elapsed() < Duration::from_secs(minutes) {
         let second = Instant::now();
         for _ in 0..rate {
-            bench.state.engine.invoke_async(&f, "{\"churn\":true}".into(), "API").await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            bench
+                .state
+                .engine
+                .invoke_async(&f, "{\"churn\":true}".into(), "API")
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             sent += 1;
         }
-        if started.elapsed().as_secs() % 10 == 0 && samples.last().is_none_or(|(t, _)| *t != started.elapsed().as_secs()) {
+        if started.elapsed().as_secs() % 10 == 0
+            && samples
+                .last()
+                .is_none_or(|(t, _)| *t != started.elapsed().as_secs())
+        {
             let size = bench.state.store.size().await?;
             samples.push((started.elapsed().as_secs(), size.bytes));
         }
@@ -831,11 +884,24 @@ async fn churn(o: &Options) -> anyhow::Result<()> {
     bench.state.sweeper.stop().await;
     bench.stop().await;
     println!();
-    println!("| {:<62} | {:>22} | {:<26} |", format!("steady load: {rate} events/s, retention 10 s, sweep every 1 s"), "database size", "target");
+    println!(
+        "| {:<62} | {:>22} | {:<26} |",
+        format!("steady load: {rate} events/s, retention 10 s, sweep every 1 s"),
+        "database size",
+        "target"
+    );
     println!("|{}|{}|{}|", "-".repeat(64), "-".repeat(24), "-".repeat(28));
     for (t, bytes) in samples {
-        row(&format!("after {t} s"), format!("{:.1} MB", bytes as f64 / 1_048_576.0), "no growth without bound");
+        row(
+            &format!("after {t} s"),
+            format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+            "no growth without bound",
+        );
     }
-    row("events sent / removed by the sweeper", format!("{sent} / {removed}"), "");
+    row(
+        "events sent / removed by the sweeper",
+        format!("{sent} / {removed}"),
+        "",
+    );
     Ok(())
 }
