@@ -11,7 +11,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Rows deleted per transaction: short enough that a waiting writer is never held up long.
-pub const BATCH: u32 = 5000;
+pub const BATCH: u32 = 2000;
+/// The sweeper leaves the writer alone for this many times as long as its last batch took, so
+/// it never takes more than a fifth of the writer's time however much there is to delete.
+const YIELD_FACTOR: u32 = 4;
 
 /// What the sweeper did last, for the System page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,13 +101,15 @@ impl Sweeper {
         let mut removed = 0;
         let result = async {
             loop {
+                let batch_started = Instant::now();
                 let n = self.store.sweep_events(cutoff, BATCH).await?;
                 removed += n;
                 if n < u64::from(BATCH) || self.cancel.is_cancelled() {
                     break;
                 }
                 // Let accepts, claims and page reads have the writer between batches.
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                let pause = (batch_started.elapsed() * YIELD_FACTOR).max(Duration::from_millis(10));
+                tokio::time::sleep(pause).await;
             }
             self.store.trim_rollups(cutoff).await
         }
