@@ -859,22 +859,25 @@ async fn churn(o: &Options) -> anyhow::Result<()> {
     let mut sent = 0u64;
     while started.elapsed() < Duration::from_secs(minutes) {
         let second = Instant::now();
+        // Submitted concurrently, as many clients would, so commits are shared.
+        let mut calls = Vec::new();
         for _ in 0..rate {
-            bench
-                .state
-                .engine
-                .invoke_async(&f, "{\"churn\":true}".into(), "API")
-                .await
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            sent += 1;
+            let engine = bench.state.engine.clone();
+            let f = f.clone();
+            calls.push(tokio::spawn(async move {
+                engine
+                    .invoke_async(&f, "{\"churn\":true}".into(), "API")
+                    .await
+                    .is_ok()
+            }));
         }
-        if started.elapsed().as_secs() % 10 == 0
-            && samples
-                .last()
-                .is_none_or(|(t, _)| *t != started.elapsed().as_secs())
-        {
+        for c in calls {
+            sent += u64::from(c.await?);
+        }
+        let t = started.elapsed().as_secs() / 10 * 10;
+        if t > 0 && samples.last().is_none_or(|(last, _)| *last != t) {
             let size = bench.state.store.size().await?;
-            samples.push((started.elapsed().as_secs(), size.bytes));
+            samples.push((t, size.bytes));
         }
         tokio::time::sleep(Duration::from_secs(1).saturating_sub(second.elapsed())).await;
     }

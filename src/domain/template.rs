@@ -17,7 +17,8 @@ pub struct FunctionTemplate {
     /// Suggested function name; the user may change it.
     pub function_name: &'static str,
     pub timeout: u32,
-    /// Long-running tasks are meant for async execution with status trace.
+    /// Ticks Async Execution (and Status Trace) in the form. The templates leave it to the
+    /// user, as SCF's do: it cannot be changed after creation.
     pub async_run: bool,
 }
 
@@ -56,7 +57,7 @@ pub const TEMPLATES: &[FunctionTemplate] = &[
         code: include_str!("function_templates/python_long_running_task.py"),
         function_name: "long-task",
         timeout: 600,
-        async_run: true,
+        async_run: false,
     },
     FunctionTemplate {
         id: "nodejs-long-running-task",
@@ -68,7 +69,7 @@ pub const TEMPLATES: &[FunctionTemplate] = &[
         code: include_str!("function_templates/nodejs_long_running_task.js"),
         function_name: "long-task-node",
         timeout: 600,
-        async_run: true,
+        async_run: false,
     },
     FunctionTemplate {
         id: "python-error",
@@ -80,7 +81,7 @@ pub const TEMPLATES: &[FunctionTemplate] = &[
         code: include_str!("function_templates/python_error.py"),
         function_name: "failing-task",
         timeout: 3,
-        async_run: true,
+        async_run: false,
     },
 ];
 

@@ -99,6 +99,18 @@ impl TestApp {
         }
     }
 
+    /// Serves the console on a free local port, as a browser needs it; answers its base URL.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(scf_console::app::serve(
+            listener,
+            self.state.clone(),
+            std::future::pending(),
+        ));
+        format!("http://{addr}")
+    }
+
     pub async fn send(&self, req: Request<Body>) -> Page {
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();

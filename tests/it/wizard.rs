@@ -80,9 +80,9 @@ async fn a_template_prefills_the_configuration() {
             .unwrap()
             .starts_with("Python3.")
     );
-    // Made for async execution with status trace.
-    assert!(page.attr("#AsyncRunEnable", "checked").is_some());
-    assert!(page.attr("#TraceEnable", "checked").is_some());
+    // Async execution is the user's choice, made in Advanced Settings.
+    assert!(page.attr("#AsyncRunEnable", "checked").is_none());
+    assert!(page.attr("#TraceEnable", "checked").is_none());
     // Advanced Settings start collapsed.
     assert!(page.attr("details.advanced", "open").is_none());
 

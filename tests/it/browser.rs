@@ -1,0 +1,468 @@
+//! The documented flow, clicked through in headless Chromium over WebDriver (chromedriver).
+//! Each story starts from a fresh server and ends with a screenshot in
+//! `target/e2e-screenshots/`. Without Chromium the stories say so loudly and skip, except when
+//! `CI` is set: there a missing browser is a failure.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const ELEMENT: &str = "element-6066-11e4-a6c3-4a4ccf7a1c3b";
+const WAIT: Duration = Duration::from_secs(20);
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
+/// A WebDriver session on a chromedriver of our own.
+struct Browser {
+    driver: tokio::process::Child,
+    base: String,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One WebDriver request; answers the `value` of the response, or the error.
+async fn webdriver(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, Value> {
+    let host = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host)
+        .await
+        .map_err(|e| json!({"error": e.to_string()}))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    // chromedriver answers with Content-Length; take the JSON object whatever the framing.
+    let json_start = payload.find('{').unwrap_or(0);
+    let value: Value =
+        serde_json::from_str(payload[json_start..].trim_end_matches(|c: char| c != '}'))
+            .unwrap_or(Value::Null);
+    if head.starts_with("HTTP/1.1 200") {
+        Ok(value["value"].clone())
+    } else {
+        Err(value["value"].clone())
+    }
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium session, or says why it cannot.
+    async fn start() -> Option<Browser> {
+        let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let Some(driver_bin) = driver_bin.filter(|_| std::path::Path::new(CHROMIUM).exists())
+        else {
+            let why = "SKIPPED: the browser stories need Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)";
+            assert!(std::env::var_os("CI").is_none(), "{why}");
+            eprintln!("\n*** {why} ***\n");
+            return None;
+        };
+        let port = free_port();
+        let driver = tokio::process::Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for("chromedriver to answer", WAIT, || async {
+            webdriver(&base, "GET", "/status", None)
+                .await
+                .ok()
+                .filter(|v| v["ready"] == true)
+        })
+        .await;
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1360,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        }}});
+        let session = webdriver(&base, "POST", "/session", Some(&caps))
+            .await
+            .expect("a browser session");
+        Some(Browser {
+            driver,
+            base,
+            session: session["sessionId"].as_str().unwrap().to_string(),
+            _profile: profile,
+        })
+    }
+
+    async fn cmd(&self, method: &str, path: &str, body: Value) -> Result<Value, Value> {
+        let path = format!("/session/{}{path}", self.session);
+        let body = (method == "POST").then_some(&body);
+        webdriver(&self.base, method, &path, body).await
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", json!({"url": url})).await.unwrap();
+    }
+
+    async fn url(&self) -> String {
+        self.cmd("GET", "/url", json!({}))
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn find(&self, css: &str) -> Option<String> {
+        self.cmd(
+            "POST",
+            "/element",
+            json!({"using": "css selector", "value": css}),
+        )
+        .await
+        .ok()
+        .and_then(|v| v[ELEMENT].as_str().map(str::to_string))
+    }
+
+    /// Waits until the element is there (and, if asked, its text contains `text`).
+    async fn wait(&self, css: &str, text: &str) -> String {
+        wait_for(&format!("{css} showing {text:?}"), WAIT, || async {
+            let el = self.find(css).await?;
+            self.text(&el).await.contains(text).then_some(el)
+        })
+        .await
+    }
+
+    async fn text(&self, el: &str) -> String {
+        self.cmd("GET", &format!("/element/{el}/text"), json!({}))
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    async fn property(&self, el: &str, name: &str) -> Value {
+        self.cmd("GET", &format!("/element/{el}/property/{name}"), json!({}))
+            .await
+            .unwrap_or(Value::Null)
+    }
+
+    async fn click(&self, css: &str) {
+        let el = self.wait(css, "").await;
+        self.cmd("POST", &format!("/element/{el}/click"), json!({}))
+            .await
+            .unwrap();
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let el = self.wait(css, "").await;
+        self.cmd("POST", &format!("/element/{el}/clear"), json!({}))
+            .await
+            .unwrap();
+        self.cmd(
+            "POST",
+            &format!("/element/{el}/value"),
+            json!({"text": text}),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Waits until a JavaScript condition holds in the page.
+    async fn wait_js(&self, condition: &str) {
+        let script = format!("return !!({condition});");
+        wait_for(condition, WAIT, || async {
+            (self.js(&script).await == Value::Bool(true)).then_some(())
+        })
+        .await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Presses keys on whatever has the focus, as a keyboard user would.
+    async fn press(&self, key: &str) {
+        let actions = json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+            {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}
+        ]}]});
+        self.cmd("POST", "/actions", actions).await.unwrap();
+    }
+
+    async fn type_text(&self, text: &str) {
+        let keys: Vec<Value> = text
+            .chars()
+            .flat_map(|c| {
+                [
+                    json!({"type": "keyDown", "value": c.to_string()}),
+                    json!({"type": "keyUp", "value": c.to_string()}),
+                ]
+            })
+            .collect();
+        self.cmd(
+            "POST",
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": keys}]}),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Tabs forward until the focused element satisfies a JavaScript condition on `el`.
+    async fn tab_to(&self, condition: &str) {
+        let script = format!("const el = document.activeElement; return !!(el && ({condition}));");
+        for _ in 0..80 {
+            if self.js(&script).await == Value::Bool(true) {
+                return;
+            }
+            self.press(TAB).await;
+        }
+        panic!("Tab never reached an element where {condition}");
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.cmd("GET", "/screenshot", json!({})).await.unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/e2e-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    async fn close(mut self) {
+        let _ = self.cmd("DELETE", "", json!({})).await;
+        let _ = self.driver.kill().await;
+    }
+}
+
+/// Creates a function in the wizard from a template, ticking Async Execution and Status Trace.
+async fn create_from_template(b: &Browser, base: &str, template_title: &str, name: &str) {
+    b.goto(&format!("{base}/")).await;
+    b.click(".sidebar a[href$='/functions']").await;
+    b.click(".page-head a.btn-primary").await;
+    b.wait("h1", "Create function").await;
+    b.fill("#template-search", template_title).await;
+    let card = b
+        .wait("#template-cards .template-card", template_title)
+        .await;
+    b.cmd("POST", &format!("/element/{card}/click"), json!({}))
+        .await
+        .unwrap();
+    b.wait("h2", "Basic settings").await;
+    b.fill("#FunctionName", name).await;
+    b.click("details.advanced > summary").await;
+    b.wait("#AsyncRunEnable", "").await;
+    let trace_row = b.find(".trace-option").await.unwrap();
+    assert_eq!(
+        b.property(&trace_row, "offsetParent").await,
+        Value::Null,
+        "Status Trace hides until async execution is ticked"
+    );
+    b.click("#AsyncRunEnable").await;
+    let trace_row = b.wait(".trace-option", "Status Trace").await;
+    assert_ne!(
+        b.property(&trace_row, "offsetParent").await,
+        Value::Null,
+        "Status Trace appears"
+    );
+    b.click("#TraceEnable").await;
+    b.click(".form-actions button.btn-primary").await;
+    b.wait(".banner-ok", "Function created.").await;
+}
+
+async fn invoke_from_test_tab(b: &Browser, payload: &str) -> String {
+    b.click(".tabs a[href$='/test']").await;
+    b.fill("#ClientContext", payload).await;
+    b.click("button[value=invoke]").await;
+    let link = b.wait("a.request-id", "").await;
+    b.text(&link).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_flow_in_a_real_browser() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let function = |base: &str, name: &str| format!("{base}/scf/{REGION}/default/functions/{name}");
+
+    // 1. Function Service → Create → the Python long-running template → Advanced Settings →
+    //    Async Execution → Status Trace → Complete.
+    let app = TestApp::new().await;
+    let base = app.serve().await;
+    create_from_template(&b, &base, "Long-running async task (Python)", "story-one").await;
+    assert!(
+        b.url()
+            .await
+            .ends_with("/functions/story-one/config?created=1")
+    );
+    let facts = b.wait(".facts", "Python3").await;
+    assert!(b.text(&facts).await.contains("On"));
+    b.screenshot("1-created-with-status-trace").await;
+
+    // 2. Test tab → invoke → follow the RequestId → Event Management shows it Running, then
+    //    Finished without a reload; the details show logs and timeline.
+    let app = TestApp::new().await;
+    let base = app.serve().await;
+    create_from_template(&b, &base, "Long-running async task (Python)", "story-two").await;
+    let request_id = invoke_from_test_tab(&b, r#"{"steps": 3, "interval": 1}"#).await;
+    b.click("a.request-id").await;
+    b.wait(".event .status", "").await;
+    assert!(b.url().await.ends_with(&request_id));
+    b.goto(&format!(
+        "{}/events?refresh=2",
+        function(&base, "story-two")
+    ))
+    .await;
+    b.js("window.__stillTheSamePage = true; return true;").await;
+    b.wait("#event-rows .status", "Running").await;
+    b.wait("#event-rows .status", "Invocation completed").await;
+    b.wait_js("[...document.querySelectorAll('#event-stats .tile')].some(t => t.textContent.includes('Invocation completed') && t.querySelector('strong').textContent.trim() === '1')").await;
+    assert_eq!(
+        b.js("return window.__stillTheSamePage === true;").await,
+        Value::Bool(true),
+        "no page reload"
+    );
+    b.screenshot("2-event-management-live").await;
+    b.click("#event-rows td.rid a").await;
+    let logs = b.wait(".event-logs", "Task complete").await;
+    assert!(b.text(&logs).await.contains("Step 3/3 done"));
+    b.wait(".timeline", "cold start").await;
+    b.screenshot("2-event-details").await;
+
+    // 3. Invoke again → terminate gracefully → Aborted with 499.
+    let again = invoke_from_test_tab(&b, r#"{"steps": 30, "interval": 1}"#).await;
+    b.click("a.request-id").await;
+    b.wait(".event .status", "Running").await;
+    wait_for("the handler to start", WAIT, || async {
+        let t = b.find(".timeline").await?;
+        b.text(&t)
+            .await
+            .contains("Started on instance")
+            .then_some(())
+    })
+    .await;
+    b.click(".event-actions .btn-danger-outline").await;
+    b.wait(".event .status", "Invocation terminated").await;
+    let facts = b.wait(".event .facts", "499").await;
+    assert!(b.text(&facts).await.contains("499"));
+    b.wait(".event-logs", "[PLATFORM] Signal received successfully.")
+        .await;
+    assert!(b.url().await.ends_with(&again));
+    b.screenshot("3-terminated-gracefully").await;
+
+    // 4. The failing template → its event fails with the error and stack trace.
+    let app = TestApp::new().await;
+    let base = app.serve().await;
+    create_from_template(&b, &base, "Failing handler (Python)", "story-four").await;
+    invoke_from_test_tab(&b, r#"{"order": {"id": "A-1"}}"#).await;
+    b.click("a.request-id").await;
+    b.wait(".event .status", "Invocation failed").await;
+    let error = b.wait(".event .output-error", "OrderValidationError").await;
+    assert!(b.text(&error).await.contains("Traceback"));
+    b.screenshot("4-failed-with-stack-trace").await;
+
+    // 5. Bad input in the wizard: the messages sit by their fields, the rest is kept.
+    let app = TestApp::new().await;
+    let base = app.serve().await;
+    b.goto(&format!(
+        "{base}/scf/{REGION}/default/functions/new?template=python-hello-world"
+    ))
+    .await;
+    b.fill("#FunctionName", "9-lives").await;
+    b.wait("#err-FunctionName", "start with a letter").await; // checked live, as typed
+    b.click("details.advanced > summary").await;
+    b.fill("#MemorySize", "5000").await;
+    b.fill("#Description", "kept after the error").await;
+    b.click(".form-actions button.btn-primary").await;
+    b.wait(".banner-error", "not created").await;
+    b.wait("#err-MemorySize", "at most 3072 MB").await;
+    b.wait("#err-FunctionName", "start with a letter").await;
+    let name = b.find("#FunctionName").await.unwrap();
+    assert_eq!(b.property(&name, "value").await, "9-lives");
+    let description = b.find("#Description").await.unwrap();
+    assert_eq!(
+        b.property(&description, "value").await,
+        "kept after the error"
+    );
+    b.screenshot("5-wizard-errors").await;
+
+    // 6. Status trace turned off → Event Management says records are not kept, and when the
+    //    existing ones go.
+    let app = TestApp::new().await;
+    let base = app.serve().await;
+    create_from_template(&b, &base, "Hello World (Python)", "story-six").await;
+    b.click("#TraceEnable").await;
+    b.click(".form-actions button.btn-primary").await;
+    b.wait(".confirm", "Turn off status trace?").await;
+    b.click(".confirm button.btn-danger").await;
+    b.wait(".banner-info", "cleared by").await;
+    b.click(".tabs a[href$='/events']").await;
+    let notice = b.wait(".trace-off", "Status trace is off").await;
+    assert!(b.text(&notice).await.contains("not recorded"));
+    b.screenshot("6-status-trace-off").await;
+
+    // 7. Keyboard only: the wizard with Tab, Space and Enter.
+    let app = TestApp::new().await;
+    let base = app.serve().await;
+    b.goto(&format!("{base}/scf/{REGION}/default/functions"))
+        .await;
+    b.tab_to("el.textContent.trim() === 'Create'").await;
+    b.press(ENTER).await;
+    b.wait("h1", "Create function").await;
+    b.tab_to("el.textContent.includes('Empty function')").await;
+    b.press(ENTER).await;
+    b.wait("h2", "Basic settings").await;
+    b.tab_to("el.id === 'FunctionName'").await;
+    b.type_text("by-keyboard").await;
+    b.tab_to("el.tagName === 'SUMMARY'").await;
+    b.press(ENTER).await;
+    b.tab_to("el.id === 'AsyncRunEnable'").await;
+    b.press(" ").await;
+    b.tab_to("el.id === 'TraceEnable'").await;
+    b.press(" ").await;
+    b.tab_to("el.textContent.trim() === 'Complete'").await;
+    b.press(ENTER).await;
+    b.wait(".banner-ok", "Function created.").await;
+    b.wait("h1", "by-keyboard").await;
+    let badges = b.js("return [...document.querySelectorAll('.facts .badge')].map(e => e.textContent).join(',');").await;
+    assert_eq!(
+        badges, "On,On",
+        "async execution and status trace, ticked by keyboard"
+    );
+    b.screenshot("7-keyboard-only").await;
+
+    b.close().await;
+}
