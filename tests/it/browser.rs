@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-const ELEMENT: &str = "element-6066-11e4-a6c3-4a4ccf7a1c3b";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const WAIT: Duration = Duration::from_secs(20);
 const TAB: &str = "\u{E004}";
 const ENTER: &str = "\u{E007}";
@@ -50,15 +50,33 @@ async fn webdriver(
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
+    // Read the head, then exactly Content-Length bytes: chromedriver keeps connections open.
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    // chromedriver answers with Content-Length; take the JSON object whatever the framing.
-    let json_start = payload.find('{').unwrap_or(0);
+    let mut chunk = vec![0u8; 65536];
+    let (head, body_start, length) = loop {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "chromedriver closed the connection");
+        raw.extend_from_slice(&chunk[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            break (head, end + 4, length);
+        }
+    };
+    while raw.len() < body_start + length {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "chromedriver closed the connection");
+        raw.extend_from_slice(&chunk[..n]);
+    }
     let value: Value =
-        serde_json::from_str(payload[json_start..].trim_end_matches(|c: char| c != '}'))
-            .unwrap_or(Value::Null);
+        serde_json::from_slice(&raw[body_start..body_start + length]).unwrap_or(Value::Null);
     if head.starts_with("HTTP/1.1 200") {
         Ok(value["value"].clone())
     } else {
@@ -241,7 +259,9 @@ impl Browser {
 
     /// Tabs forward until the focused element satisfies a JavaScript condition on `el`.
     async fn tab_to(&self, condition: &str) {
-        let script = format!("const el = document.activeElement; return !!(el && ({condition}));");
+        let script = format!(
+            "const el = document.activeElement; return !!(el && el !== document.body && ({condition}));"
+        );
         for _ in 0..80 {
             if self.js(&script).await == Value::Bool(true) {
                 return;
