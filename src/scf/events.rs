@@ -91,16 +91,7 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
             ));
         }
     }
-    let ascending = match req.order.as_deref() {
-        None | Some("") | Some("DESC") => false,
-        Some("ASC") => true,
-        Some(_) => {
-            return Err(ApiError::new(
-                "InvalidParameterValue.Order",
-                "Order is ASC or DESC.",
-            ));
-        }
-    };
+    let ascending = params::order(req.order.as_deref(), false)?;
     let order_by = match req.orderby.as_deref() {
         None | Some("") | Some("StartTime") => EventOrderBy::StartTime,
         Some("EndTime") => EventOrderBy::EndTime,
@@ -111,20 +102,8 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
             ));
         }
     };
-    let limit = req.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Limit",
-            "Limit is 1 to 100.",
-        ));
-    }
-    let offset = req.offset.unwrap_or(0);
-    if !(0..=u32::MAX as i64).contains(&offset) {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Offset",
-            "Offset is a whole number from 0.",
-        ));
-    }
+    let limit = params::limit(req.limit, 1)?;
+    let offset = params::offset(req.offset)?;
     let filter = EventFilter {
         statuses,
         invoke_types: req.invoke_type,
@@ -140,8 +119,8 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
             f.id,
             &filter,
             &EventPageQuery {
-                offset: offset as u32,
-                limit: limit as u32,
+                offset,
+                limit,
                 after: None,
             },
         )

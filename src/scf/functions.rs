@@ -433,16 +433,7 @@ fn flag_filter(name: &str, values: &[String]) -> ApiResult<Option<bool>> {
 
 pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: ListFunctionsRequest = parse(call.action, params)?;
-    let ascending = match req.order.as_deref().map(str::to_ascii_uppercase).as_deref() {
-        None | Some("") | Some("DESC") => false,
-        Some("ASC") => true,
-        Some(_) => {
-            return Err(ApiError::new(
-                "InvalidParameterValue.Order",
-                "Order is ASC or DESC.",
-            ));
-        }
-    };
+    let ascending = params::order(req.order.as_deref(), false)?;
     let order_by = match req.orderby.as_deref() {
         None | Some("") | Some("AddTime") => FunctionOrder::AddTime,
         Some("ModTime") => FunctionOrder::ModTime,
@@ -454,27 +445,15 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
             ));
         }
     };
-    let offset = req.offset.unwrap_or(0);
-    if !(0..=u32::MAX as i64).contains(&offset) {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Offset",
-            "Offset is a whole number from 0.",
-        ));
-    }
-    let limit = req.limit.unwrap_or(20);
-    if !(0..=100).contains(&limit) {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Limit",
-            "Limit is 0 to 100.",
-        ));
-    }
+    let offset = params::offset(req.offset)?;
+    let limit = params::limit(req.limit, 0)?;
     let mut query = FunctionQuery {
         search: req.search_key.unwrap_or_default(),
         description: req.description.unwrap_or_default(),
         order_by,
         ascending,
-        offset: offset as u32,
-        limit: limit as u32,
+        offset,
+        limit,
         ..FunctionQuery::default()
     };
     if req.filters.len() > 10 {

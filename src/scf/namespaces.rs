@@ -30,30 +30,9 @@ struct ListNamespacesRequest {
 
 pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: ListNamespacesRequest = parse(call.action, params)?;
-    let limit = req.limit.unwrap_or(20);
-    if !(0..=100).contains(&limit) {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Limit",
-            "Limit is 0 to 100.",
-        ));
-    }
-    let offset = req.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Offset",
-            "Offset is a whole number from 0.",
-        ));
-    }
-    let descending = match req.order.as_deref().map(str::to_ascii_uppercase).as_deref() {
-        None | Some("") | Some("ASC") => false,
-        Some("DESC") => true,
-        Some(_) => {
-            return Err(ApiError::new(
-                "InvalidParameterValue.Order",
-                "Order is ASC or DESC.",
-            ));
-        }
-    };
+    let limit = params::limit(req.limit, 0)?;
+    let offset = params::offset(req.offset)?;
+    let descending = !params::order(req.order.as_deref(), true)?;
     let mut namespaces = call.state.store.list_namespaces(&call.region).await?;
     for key in &req.search_key {
         let value = key.value.to_lowercase();

@@ -181,6 +181,43 @@ pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error
     }
 }
 
+/// `Order`: `ASC` or `DESC` (any case), `default_ascending` when absent. Answers "ascending".
+pub fn order(given: Option<&str>, default_ascending: bool) -> ApiResult<bool> {
+    match given.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("") => Ok(default_ascending),
+        Some("ASC") => Ok(true),
+        Some("DESC") => Ok(false),
+        Some(_) => Err(ApiError::new(
+            "InvalidParameterValue.Order",
+            "Order is ASC or DESC.",
+        )),
+    }
+}
+
+/// `Offset`: a whole number from 0, default 0.
+pub fn offset(given: Option<i64>) -> ApiResult<u32> {
+    let offset = given.unwrap_or(0);
+    u32::try_from(offset).map_err(|_| {
+        ApiError::new(
+            "InvalidParameterValue.Offset",
+            "Offset is a whole number from 0.",
+        )
+    })
+}
+
+/// `Limit`: default 20, within `min..=100`.
+pub fn limit(given: Option<i64>, min: i64) -> ApiResult<u32> {
+    let limit = given.unwrap_or(20);
+    if (min..=100).contains(&limit) {
+        Ok(limit as u32)
+    } else {
+        Err(ApiError::new(
+            "InvalidParameterValue.Limit",
+            format!("Limit is {min} to 100."),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
