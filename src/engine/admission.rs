@@ -16,6 +16,19 @@ pub enum Refusal {
     Unavailable(String),
 }
 
+impl std::fmt::Display for Refusal {
+    /// Why, in the user's terms; the console and the API both say it this way.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::RequestLimitExceeded { limit } => write!(
+                f,
+                "The function's QPS limit ({limit} per second) is exceeded; try again shortly."
+            ),
+            Refusal::InsufficientBalance(why) | Refusal::Unavailable(why) => f.write_str(why),
+        }
+    }
+}
+
 /// A token bucket per function: `limit` tokens, refilled at `limit` per second.
 struct Bucket {
     tokens: f64,

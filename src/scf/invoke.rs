@@ -13,14 +13,11 @@ use serde_json::{Value, json};
 /// An engine refusal in SCF's words: the call fails and no event record exists.
 pub fn refusal(e: InvokeError) -> ApiError {
     match e {
-        InvokeError::Refused(Refusal::RequestLimitExceeded { limit }) => ApiError::new(
-            "RequestLimitExceeded",
-            format!(
-                "The function's QPS limit ({limit} per second) is exceeded; try again shortly."
-            ),
-        ),
-        InvokeError::Refused(Refusal::InsufficientBalance(why)) => {
-            ApiError::new("ResourceUnavailable.InsufficientBalance", why)
+        InvokeError::Refused(r @ Refusal::RequestLimitExceeded { .. }) => {
+            ApiError::new("RequestLimitExceeded", r.to_string())
+        }
+        InvokeError::Refused(r @ Refusal::InsufficientBalance(_)) => {
+            ApiError::new("ResourceUnavailable.InsufficientBalance", r.to_string())
         }
         InvokeError::Refused(Refusal::Unavailable(why)) | InvokeError::Store(why) => {
             tracing::error!(error = %why, "invocation could not be accepted");

@@ -915,18 +915,9 @@ async fn rerun(
         .await
     {
         Ok(id) => Ok(Redirect::to(&urls::event(&region, &namespace, &name, &id)).into_response()),
-        Err(crate::engine::InvokeError::Refused(r)) => {
-            let why = match r {
-                crate::engine::admission::Refusal::RequestLimitExceeded { limit } => {
-                    format!("the function's QPS limit ({limit} per second) is exceeded")
-                }
-                crate::engine::admission::Refusal::InsufficientBalance(why) => why,
-                crate::engine::admission::Refusal::Unavailable(why) => why,
-            };
-            Err(AppError::BadRequest(format!(
-                "Not re-run: {why}. No event was recorded."
-            )))
-        }
+        Err(crate::engine::InvokeError::Refused(r)) => Err(AppError::BadRequest(format!(
+            "Not re-run: {r} No event was recorded."
+        ))),
         Err(crate::engine::InvokeError::Store(e)) => Err(AppError::Internal(anyhow::anyhow!(e))),
     }
 }

@@ -157,15 +157,16 @@ async fn invoke(
             page.answer = Some(answer);
             Ok(page.into_response())
         }
-        Err(InvokeError::Refused(Refusal::RequestLimitExceeded { limit })) => {
-            page.refused = Some(format!(
-                "Not invoked: the function's QPS limit ({limit} per second) is exceeded. No event was recorded; try again in a moment."
-            ));
-            Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response())
-        }
-        Err(InvokeError::Refused(Refusal::InsufficientBalance(why))) => {
-            page.refused = Some(format!("Not invoked: {why} No event was recorded."));
-            Ok((StatusCode::PAYMENT_REQUIRED, page).into_response())
+        Err(InvokeError::Refused(
+            r @ (Refusal::RequestLimitExceeded { .. } | Refusal::InsufficientBalance(_)),
+        )) => {
+            let status = if matches!(r, Refusal::RequestLimitExceeded { .. }) {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::PAYMENT_REQUIRED
+            };
+            page.refused = Some(format!("Not invoked: {r} No event was recorded."));
+            Ok((status, page).into_response())
         }
         Err(InvokeError::Refused(Refusal::Unavailable(e))) | Err(InvokeError::Store(e)) => {
             Err(AppError::Internal(anyhow::anyhow!(e)))
