@@ -45,6 +45,9 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// Keep instances warm between events (SCF's behaviour). Off, every event cold-starts.
     pub reuse_instances: bool,
+    /// Fork Python instances from a fork server that has the interpreter started and the
+    /// bootstrap imported, instead of starting an interpreter per instance.
+    pub fork_server: bool,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +62,7 @@ impl Default for EngineConfig {
             shutdown_grace: Duration::from_secs(10),
             lease: Duration::from_secs(60),
             reuse_instances: true,
+            fork_server: true,
         }
     }
 }
@@ -128,6 +132,7 @@ pub struct Engine {
     /// Event runs, tracked apart so shutdown can wait for them before the writer stops.
     runs: TaskTracker,
     pub stats: Stats,
+    zygote: Mutex<Option<Arc<runtime::zygote::Zygote>>>,
 }
 
 /// How an event ends: its status, code, what it returned or raised, and its timeline note.
@@ -185,6 +190,7 @@ impl Engine {
             tasks,
             runs: TaskTracker::new(),
             stats: Stats::default(),
+            zygote: Mutex::new(None),
         });
         engine.tasks.spawn(Arc::clone(&engine).dispatch());
         engine.tasks.spawn(Arc::clone(&engine).reap_idle());
@@ -492,8 +498,13 @@ impl Engine {
                 ));
             }
         };
+        let zygote = match runtime.language {
+            crate::domain::runtime::Language::Python => self.zygote(),
+            crate::domain::runtime::Language::Nodejs => None,
+        };
         let started = Instant::now();
         match Instance::start(Spawn {
+            zygote: zygote.as_deref(),
             dir: &self.dir,
             interpreters: &self.interpreters,
             function: f,
@@ -515,6 +526,29 @@ impl Engine {
                 format!("RuntimeError: the runtime could not start: {e}"),
                 String::new(),
             )),
+        }
+    }
+
+    /// The Python fork server, started on first use and again if it died.
+    fn zygote(&self) -> Option<Arc<runtime::zygote::Zygote>> {
+        if !self.config.fork_server {
+            return None;
+        }
+        let python = self.interpreters.python.as_ref()?;
+        let mut slot = self.zygote.lock().expect("zygote lock");
+        if let Some(z) = slot.as_ref().filter(|z| z.is_alive()) {
+            return Some(Arc::clone(z));
+        }
+        match runtime::zygote::Zygote::start(&python.command, self.dir.root()) {
+            Ok(z) => {
+                let z = Arc::new(z);
+                *slot = Some(Arc::clone(&z));
+                Some(z)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the Python fork server did not start; interpreters start per instance");
+                None
+            }
         }
     }
 

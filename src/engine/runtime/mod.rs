@@ -19,9 +19,11 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 mod sandbox;
+pub mod zygote;
 
 const PYTHON_BOOTSTRAP: &str = include_str!("bootstrap.py");
 const NODE_BOOTSTRAP: &str = include_str!("bootstrap.js");
+const PYTHON_ZYGOTE: &str = include_str!("zygote.py");
 const END_OF_INVOCATION: &str = "\u{1e}SCF-INVOCATION-END\u{1e}";
 
 /// Where instances live on disk: the bootstraps, and one read-only code folder per function
@@ -32,13 +34,18 @@ pub struct RuntimeDir {
 }
 
 impl RuntimeDir {
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn create() -> std::io::Result<Self> {
         let root = std::env::temp_dir().join(format!("scf-console-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&root)?;
         sandbox::world_readable_dir(&root)?;
         std::fs::write(root.join("bootstrap.py"), PYTHON_BOOTSTRAP)?;
         std::fs::write(root.join("bootstrap.js"), NODE_BOOTSTRAP)?;
-        for f in ["bootstrap.py", "bootstrap.js"] {
+        std::fs::write(root.join("zygote.py"), PYTHON_ZYGOTE)?;
+        for f in ["bootstrap.py", "bootstrap.js", "zygote.py"] {
             sandbox::world_readable_file(&root.join(f))?;
         }
         Ok(RuntimeDir { root })
@@ -170,12 +177,52 @@ pub enum Signal {
 
 static INSTANCE_SEQ: AtomicU64 = AtomicU64::new(1);
 
+/// The instance's process: started by us, or forked by the Python fork server (which reaps
+/// it and tells us how it exited).
+enum Process {
+    Spawned(Child),
+    Forked {
+        pid: u32,
+        exit: Option<tokio::sync::oneshot::Receiver<i32>>,
+        code: Option<i32>,
+    },
+}
+
+impl Process {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Process::Spawned(child) => child.id(),
+            Process::Forked { pid, .. } => Some(*pid),
+        }
+    }
+
+    /// The exit code (negative: the signal that killed it), waiting up to `limit`.
+    async fn exit_code(&mut self, limit: Duration) -> Option<i32> {
+        match self {
+            Process::Spawned(child) => {
+                use std::os::unix::process::ExitStatusExt;
+                let status = tokio::time::timeout(limit, child.wait()).await.ok()?.ok()?;
+                status.code().or(status.signal().map(|s| -s))
+            }
+            Process::Forked { exit, code, .. } => {
+                if code.is_none()
+                    && let Some(rx) = exit.as_mut()
+                {
+                    *code = tokio::time::timeout(limit, rx).await.ok()?.ok();
+                    *exit = None;
+                }
+                *code
+            }
+        }
+    }
+}
+
 /// A started interpreter with the handler loaded.
 pub struct Instance {
     pub id: String,
     /// The function version it runs: instances of an older version are not reused.
     pub version: (i64, i64),
-    child: Child,
+    process: Process,
     requests: pipe::Sender,
     answers: tokio::io::Lines<BufReader<pipe::Receiver>>,
     logs: mpsc::UnboundedReceiver<String>,
@@ -203,6 +250,8 @@ fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
 
 pub struct Spawn<'a> {
     pub dir: &'a RuntimeDir,
+    /// The Python fork server, when one runs: Python instances are forked from it.
+    pub zygote: Option<&'a zygote::Zygote>,
     pub interpreters: &'a Interpreters,
     pub function: &'a Function,
     pub runtime: &'a Runtime,
@@ -225,59 +274,105 @@ impl Instance {
         let (module, method) = f.handler.split_once('.').unwrap_or((&f.handler, ""));
         let scratch = spec.dir.scratch_dir(&id).map_err(StartError::System)?;
 
-        let mut cmd = Command::new(&interpreter.command);
-        match lang {
-            Language::Python => {
-                cmd.arg("-u")
-                    .arg("-B")
-                    .arg(spec.dir.root.join("bootstrap.py"))
-                    .arg(module)
-                    .arg(method);
-            }
-            Language::Nodejs => {
-                cmd.arg(format!("--max-old-space-size={}", f.memory_size))
-                    .arg(spec.dir.root.join("bootstrap.js"))
-                    .arg(module)
-                    .arg(method);
-            }
-        }
         // A clean environment: the function's variables and SCF's context variables only.
-        cmd.env_clear();
-        for var in &f.environment {
-            cmd.env(&var.key, &var.value);
+        let mut env: Vec<(String, String)> = f
+            .environment
+            .iter()
+            .map(|v| (v.key.clone(), v.value.clone()))
+            .collect();
+        for (k, v) in [
+            ("PATH", "/usr/local/bin:/usr/bin:/bin".to_string()),
+            ("HOME", scratch.display().to_string()),
+            ("TMPDIR", scratch.display().to_string()),
+            ("LANG", "C.UTF-8".into()),
+            ("PYTHONUNBUFFERED", "1".into()),
+            ("PYTHONDONTWRITEBYTECODE", "1".into()),
+            ("SCF_FUNCTIONNAME", f.name.clone()),
+            ("SCF_NAMESPACE", f.namespace.clone()),
+            ("SCF_FUNCTIONVERSION", "$LATEST".into()),
+            ("SCF_RUNTIME", f.runtime.clone()),
+            ("SCF_MEMORY_SIZE", f.memory_size.to_string()),
+            ("SCF_TIMEOUT", f.timeout.to_string()),
+            ("TENCENTCLOUD_REGION", spec.region.to_string()),
+        ] {
+            env.push((k.to_string(), v));
         }
-        cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", &scratch)
-            .env("TMPDIR", &scratch)
-            .env("LANG", "C.UTF-8")
-            .env("PYTHONUNBUFFERED", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("SCF_FUNCTIONNAME", &f.name)
-            .env("SCF_NAMESPACE", &f.namespace)
-            .env("SCF_FUNCTIONVERSION", "$LATEST")
-            .env("SCF_RUNTIME", &f.runtime)
-            .env("SCF_MEMORY_SIZE", f.memory_size.to_string())
-            .env("SCF_TIMEOUT", f.timeout.to_string())
-            .env("TENCENTCLOUD_REGION", spec.region)
-            .current_dir(spec.code_dir)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .process_group(0);
-
         let (req_r, req_w) = pipe_pair().map_err(StartError::System)?;
         let (ans_r, ans_w) = pipe_pair().map_err(StartError::System)?;
         let (log_r, log_w) = pipe_pair().map_err(StartError::System)?;
-        cmd.stdout(Stdio::from(log_w.try_clone().map_err(StartError::System)?));
-        cmd.stderr(Stdio::from(log_w));
         let limits = sandbox::Limits::for_function(f, lang);
-        let (req_fd, ans_fd) = (req_r.as_raw_fd(), ans_w.as_raw_fd());
-        // SAFETY: the closure only makes async-signal-safe system calls (fcntl, dup2,
-        // setrlimit, setgid, setuid) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || sandbox::in_child(req_fd, ans_fd, &limits));
-        }
-        let child = cmd.spawn().map_err(StartError::System)?;
-        drop((req_r, ans_w));
+
+        let forked = match (lang, spec.zygote.filter(|z| z.is_alive())) {
+            (Language::Python, Some(zygote)) => {
+                let request = serde_json::json!({
+                    "module": module,
+                    "method": method,
+                    "cwd": spec.code_dir,
+                    "env": env.iter().cloned().collect::<std::collections::HashMap<_, _>>(),
+                    "limits": limits.to_json(),
+                    "uid": sandbox::SANDBOX_UID,
+                    "gid": sandbox::SANDBOX_GID,
+                });
+                let fds = vec![
+                    req_r.try_clone().map_err(StartError::System)?,
+                    ans_w.try_clone().map_err(StartError::System)?,
+                    log_w.try_clone().map_err(StartError::System)?,
+                ];
+                match zygote.fork(request, fds).await {
+                    Ok((pid, exit)) => Some(Process::Forked {
+                        pid,
+                        exit: Some(exit),
+                        code: None,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the Python fork server failed; starting the interpreter instead");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let process = match forked {
+            Some(p) => {
+                drop((req_r, ans_w, log_w));
+                p
+            }
+            None => {
+                let mut cmd = Command::new(&interpreter.command);
+                match lang {
+                    Language::Python => {
+                        cmd.arg("-u")
+                            .arg("-B")
+                            .arg(spec.dir.root.join("bootstrap.py"))
+                            .arg(module)
+                            .arg(method);
+                    }
+                    Language::Nodejs => {
+                        cmd.arg(format!("--max-old-space-size={}", f.memory_size))
+                            .arg(spec.dir.root.join("bootstrap.js"))
+                            .arg(module)
+                            .arg(method);
+                    }
+                }
+                cmd.env_clear()
+                    .envs(env.iter().map(|(k, v)| (k, v)))
+                    .current_dir(spec.code_dir)
+                    .stdin(Stdio::null())
+                    .kill_on_drop(true)
+                    .process_group(0);
+                cmd.stdout(Stdio::from(log_w.try_clone().map_err(StartError::System)?));
+                cmd.stderr(Stdio::from(log_w));
+                let (req_fd, ans_fd) = (req_r.as_raw_fd(), ans_w.as_raw_fd());
+                // SAFETY: the closure only makes async-signal-safe system calls (fcntl, dup2,
+                // setrlimit, setgid, setuid, prctl) between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || sandbox::in_child(req_fd, ans_fd, &limits));
+                }
+                let child = cmd.spawn().map_err(StartError::System)?;
+                drop((req_r, ans_w));
+                Process::Spawned(child)
+            }
+        };
 
         let requests = pipe::Sender::from_owned_fd(req_w).map_err(StartError::System)?;
         let answers =
@@ -297,7 +392,7 @@ impl Instance {
         let mut instance = Instance {
             id,
             version: (f.id, f.modified_at),
-            child,
+            process,
             requests,
             answers,
             logs,
@@ -360,7 +455,7 @@ impl Instance {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Resident memory of the instance now, in bytes (0 when unknown).
@@ -388,7 +483,14 @@ impl Instance {
     /// Kills the whole process group and reaps the process.
     pub async fn kill(&mut self) {
         self.signal_group(libc::SIGKILL);
-        let _ = self.child.kill().await;
+        match &mut self.process {
+            Process::Spawned(child) => {
+                let _ = child.kill().await;
+            }
+            forked => {
+                let _ = forked.exit_code(Duration::from_secs(2)).await;
+            }
+        }
     }
 
     async fn drain_logs_until_exit(&mut self) -> String {
@@ -507,18 +609,10 @@ impl Instance {
     }
 
     async fn exit_description(&mut self) -> String {
-        match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
-            Ok(Ok(status)) => {
-                use std::os::unix::process::ExitStatusExt;
-                match (status.code(), status.signal()) {
-                    (Some(code), _) => format!("the process exited with code {code} while running"),
-                    (_, Some(sig)) => {
-                        format!("the process was killed by signal {sig} while running")
-                    }
-                    _ => "the process exited while running".into(),
-                }
-            }
-            _ => "the process stopped answering".into(),
+        match self.process.exit_code(Duration::from_secs(2)).await {
+            Some(code) if code >= 0 => format!("the process exited with code {code} while running"),
+            Some(signal) => format!("the process was killed by signal {} while running", -signal),
+            None => "the process stopped answering".into(),
         }
     }
 }

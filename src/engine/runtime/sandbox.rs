@@ -7,8 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// The user instances run as when the server is root (`nobody`).
-const SANDBOX_UID: u32 = 65534;
-const SANDBOX_GID: u32 = 65534;
+pub const SANDBOX_UID: u32 = 65534;
+pub const SANDBOX_GID: u32 = 65534;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -40,6 +40,22 @@ impl Limits {
             // Counted per user: every instance of the sandbox user shares it.
             processes: 4096,
         }
+    }
+}
+
+impl Limits {
+    /// The same limits, for the fork server to apply in its children.
+    pub fn to_json(self) -> serde_json::Value {
+        let mut limits = serde_json::json!({
+            "fsize": self.file_size,
+            "nofile": self.open_files,
+            "nproc": self.processes,
+            "core": 0,
+        });
+        if let Some(bytes) = self.address_space {
+            limits["as"] = bytes.into();
+        }
+        limits
     }
 }
 

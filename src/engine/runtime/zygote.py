@@ -1,0 +1,92 @@
+# scf-console's Python fork server. Starting an interpreter and importing what every instance
+# needs costs more than the user's code usually does, so this process pays for it once and
+# forks a child per instance: the child enters the sandbox (process group, descriptors 3 and
+# 4, limits, unprivileged user, environment, working folder), then runs the bootstrap, which
+# loads the user's handler as usual. Requests arrive on fd 3, a SOCK_SEQPACKET socket, each
+# with three descriptors: requests (read end), answers (write end) and the log (write end).
+import ctypes
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+
+import bootstrap
+
+PR_SET_PDEATHSIG = 1
+libc = ctypes.CDLL(None, use_errno=True)
+server = socket.socket(fileno=3)
+LIMITS = {
+    "as": resource.RLIMIT_AS,
+    "fsize": resource.RLIMIT_FSIZE,
+    "nofile": resource.RLIMIT_NOFILE,
+    "nproc": resource.RLIMIT_NPROC,
+    "core": resource.RLIMIT_CORE,
+}
+
+
+def report_exits(signum=None, frame=None):
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        server.send(json.dumps({"exited": pid, "code": os.waitstatus_to_exitcode(status)}).encode())
+
+
+def child(request, fds):
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setpgid(0, 0)
+    requests, answers, log = fds
+    os.dup2(requests, 3)
+    os.dup2(answers, 4)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    for fd in fds:
+        if fd > 4:
+            os.close(fd)
+    for name, value in request["limits"].items():
+        resource.setrlimit(LIMITS[name], (value, value))
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(request["gid"])
+        os.setuid(request["uid"])
+    # Set after the user change, which clears it: the instance dies with this server.
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = ["bootstrap", request["module"], request["method"]]
+    try:
+        code = bootstrap.main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
+def main():
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGCHLD, report_exits)
+    while True:
+        message, fds, _, _ = socket.recv_fds(server, 65536, 3)
+        if not message:
+            return
+        request = json.loads(message)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                child(request, fds)
+            finally:
+                os._exit(127)
+        for fd in fds:
+            os.close(fd)
+        server.send(json.dumps({"id": request["id"], "pid": pid}).encode())
+
+
+if __name__ == "__main__":
+    main()
