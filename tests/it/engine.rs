@@ -1003,3 +1003,29 @@ async fn the_console_test_tab_invokes_and_links_to_the_live_event() {
     let refused = app.post(&terminate, &[("GraceShutdown", "false")]).await;
     assert_eq!(refused.status.as_u16(), 400);
 }
+
+/// Python instances are forked from the fork server by default; started as interpreters of
+/// their own (the fallback when it is off or fails), they behave the same.
+#[tokio::test]
+async fn python_instances_behave_the_same_without_the_fork_server() {
+    let app = TestApp::with_engine(EngineConfig {
+        fork_server: false,
+        ..test_engine()
+    })
+    .await;
+    app.add_key().await;
+    let code = "import os, resource\ndef main_handler(event, context):\n    print('exit' if event.get('exit') else 'ok')\n    if event.get('exit'):\n        os._exit(5)\n    return {'uid': os.getuid(), 'nofile': resource.getrlimit(resource.RLIMIT_NOFILE)[0]}\n";
+    function(&app, "spawned", "Python3.10", code, json!({})).await;
+    let ok = invoke(&app, "spawned", json!({})).await;
+    let e = until_status(&app, &ok, EventStatus::Finished).await;
+    let r: Value = serde_json::from_str(&e.result.unwrap()).unwrap();
+    assert_eq!(r["nofile"], 1024);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(r["uid"], 65534);
+    }
+    let exited = invoke(&app, "spawned", json!({"exit": true})).await;
+    let e = until_status(&app, &exited, EventStatus::Failed).await;
+    assert_eq!(e.status_code, Some(439));
+    assert!(e.error.unwrap().contains("exited with code 5"));
+}
