@@ -17,9 +17,6 @@ pub struct FunctionTemplate {
     /// Suggested function name; the user may change it.
     pub function_name: &'static str,
     pub timeout: u32,
-    /// Ticks Async Execution (and Status Trace) in the form. The templates leave it to the
-    /// user, as SCF's do: it cannot be changed after creation.
-    pub async_run: bool,
 }
 
 pub const TEMPLATES: &[FunctionTemplate] = &[
@@ -33,7 +30,6 @@ pub const TEMPLATES: &[FunctionTemplate] = &[
         code: include_str!("function_templates/python_hello_world.py"),
         function_name: "helloworld",
         timeout: 3,
-        async_run: false,
     },
     FunctionTemplate {
         id: "nodejs-hello-world",
@@ -45,7 +41,6 @@ pub const TEMPLATES: &[FunctionTemplate] = &[
         code: include_str!("function_templates/nodejs_hello_world.js"),
         function_name: "helloworld-node",
         timeout: 3,
-        async_run: false,
     },
     FunctionTemplate {
         id: "python-long-running-task",
@@ -57,7 +52,6 @@ pub const TEMPLATES: &[FunctionTemplate] = &[
         code: include_str!("function_templates/python_long_running_task.py"),
         function_name: "long-task",
         timeout: 600,
-        async_run: false,
     },
     FunctionTemplate {
         id: "nodejs-long-running-task",
@@ -69,7 +63,6 @@ pub const TEMPLATES: &[FunctionTemplate] = &[
         code: include_str!("function_templates/nodejs_long_running_task.js"),
         function_name: "long-task-node",
         timeout: 600,
-        async_run: false,
     },
     FunctionTemplate {
         id: "python-error",
@@ -81,7 +74,6 @@ pub const TEMPLATES: &[FunctionTemplate] = &[
         code: include_str!("function_templates/python_error.py"),
         function_name: "failing-task",
         timeout: 3,
-        async_run: false,
     },
 ];
 

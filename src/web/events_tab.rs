@@ -184,17 +184,23 @@ impl View {
                 .map_or(72 * HOUR, |r| r.2);
             (now - span, now + 1)
         };
-        let end = match (self.end_from.is_empty(), self.end_to.is_empty()) {
-            (true, true) => None,
-            _ => {
-                let from = parse_local(&self.end_from).unwrap_or(i64::MIN / 2);
-                let to = parse_local(&self.end_to).unwrap_or(i64::MAX / 2);
-                if from < to
-                    && (self.end_from.is_empty() || parse_local(&self.end_from).is_some())
-                    && (self.end_to.is_empty() || parse_local(&self.end_to).is_some())
-                {
-                    Some((from, to))
-                } else {
+        // An empty bound is open; a bound that is not a time makes the range invalid.
+        let bound = |text: &str, open: Millis| {
+            if text.is_empty() {
+                Some(open)
+            } else {
+                parse_local(text)
+            }
+        };
+        let end = if self.end_from.is_empty() && self.end_to.is_empty() {
+            None
+        } else {
+            match (
+                bound(&self.end_from, i64::MIN / 2),
+                bound(&self.end_to, i64::MAX / 2),
+            ) {
+                (Some(from), Some(to)) if from < to => Some((from, to)),
+                _ => {
                     self.problems
                         .push("The end-time range is not valid and is ignored.".into());
                     None
@@ -411,6 +417,21 @@ fn percentile(durations: &[(i64, i64)], p: f64) -> String {
     "—".into()
 }
 
+/// The statistics of a window, read from the rollups in the chart's bucket size.
+async fn stats_for(
+    state: &AppState,
+    f: &Function,
+    view: &View,
+    window: (Millis, Millis),
+) -> AppResult<Stats> {
+    let bucket = bucket_for(window.1 - window.0);
+    let s = state
+        .store
+        .event_stats(f.id, window.0, window.1, bucket)
+        .await?;
+    Ok(stats_view(view, window, &s))
+}
+
 fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
     let span = window.1 - window.0;
     let bucket = bucket_for(span);
@@ -499,9 +520,6 @@ async fn build(state: &AppState, f: &Function, view: &mut View) -> AppResult<(Ro
     let store = &state.store;
     let found = store.list_events(f.id, &filter, &view.page_query()).await?;
     let total = store.count_matching_events(f.id, &filter).await?;
-    let span = window.1 - window.0;
-    let bucket = bucket_for(span);
-    let s = store.event_stats(f.id, window.0, window.1, bucket).await?;
     let keyset = view.sort.starts_with("start");
     let full = found.len() as u32 == view.size;
     let older_url = if !full {
@@ -536,7 +554,7 @@ async fn build(state: &AppState, f: &Function, view: &mut View) -> AppResult<(Ro
             || !view.types.is_empty()
             || !view.request_id.is_empty(),
     };
-    Ok((rows, stats_view(view, window, &s)))
+    Ok((rows, stats_for(state, f, view, window).await?))
 }
 
 fn base_url(region: &str, namespace: &str, name: &str) -> String {
@@ -585,19 +603,20 @@ async fn page(
     })
 }
 
+/// The function, if its status trace is on: the event queries are refused otherwise.
 async fn traced(
     state: &AppState,
     region: &str,
     namespace: &str,
     name: &str,
-) -> AppResult<Function> {
-    let (_, f) = load(state, region, namespace, name).await?;
+) -> AppResult<(Shell, Function)> {
+    let (shell, f) = load(state, region, namespace, name).await?;
     if !f.trace_enable {
         return Err(AppError::BadRequest(format!(
             "Status trace is off for {name}: async event status is not recorded or queried."
         )));
     }
-    Ok(f)
+    Ok((shell, f))
 }
 
 async fn rows(
@@ -605,7 +624,7 @@ async fn rows(
     Path((region, namespace, name)): Path<(String, String, String)>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> AppResult<Rows> {
-    let f = traced(&state, &region, &namespace, &name).await?;
+    let (_, f) = traced(&state, &region, &namespace, &name).await?;
     let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));
     Ok(build(&state, &f, &mut view).await?.0)
 }
@@ -615,16 +634,10 @@ async fn stats(
     Path((region, namespace, name)): Path<(String, String, String)>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> AppResult<Stats> {
-    let f = traced(&state, &region, &namespace, &name).await?;
+    let (_, f) = traced(&state, &region, &namespace, &name).await?;
     let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));
     let (_, window) = view.filter(state.clock.now_millis());
-    let span = window.1 - window.0;
-    let bucket = bucket_for(span);
-    let s = state
-        .store
-        .event_stats(f.id, window.0, window.1, bucket)
-        .await?;
-    Ok(stats_view(&view, window, &s))
+    stats_for(&state, &f, &view, window).await
 }
 
 /// Every matching event, page by page in start-time order, so an export of millions of rows
@@ -731,7 +744,7 @@ async fn export_response(
     q: Vec<(String, String)>,
     kind: &'static str,
 ) -> AppResult<Response> {
-    let f = traced(&state, &region, &namespace, &name).await?;
+    let (_, f) = traced(&state, &region, &namespace, &name).await?;
     let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));
     let (filter, _) = view.filter(state.clock.now_millis());
     let (body, content_type, ext) = if kind == "csv" {
@@ -832,12 +845,7 @@ async fn confirm_bulk(
     Path((region, namespace, name)): Path<(String, String, String)>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> AppResult<ConfirmBulk> {
-    let (shell, f) = load(&state, &region, &namespace, &name).await?;
-    let f = if f.trace_enable {
-        f
-    } else {
-        traced(&state, &region, &namespace, &name).await?
-    };
+    let (shell, f) = traced(&state, &region, &namespace, &name).await?;
     let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));
     let ids = terminable(&state, &f, &mut view).await?;
     Ok(ConfirmBulk {
@@ -855,7 +863,7 @@ async fn bulk_terminate(
     Query(q): Query<Vec<(String, String)>>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> AppResult<Redirect> {
-    let f = traced(&state, &region, &namespace, &name).await?;
+    let (_, f) = traced(&state, &region, &namespace, &name).await?;
     let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));
     let graceful = Fields(form)
         .get("GraceShutdown")
@@ -900,7 +908,7 @@ async fn rerun(
     State(state): State<AppState>,
     Path((region, namespace, name, request_id)): Path<(String, String, String, String)>,
 ) -> AppResult<Response> {
-    let f = traced(&state, &region, &namespace, &name).await?;
+    let (_, f) = traced(&state, &region, &namespace, &name).await?;
     let event = state
         .store
         .get_event(&request_id)

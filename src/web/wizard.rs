@@ -219,7 +219,8 @@ fn starting_draft(state: &AppState, template_id: &str) -> AppResult<FunctionDraf
         ))
     })?;
     let runtime = ip.newest(t.language).map_or("", |r| r.name);
-    let mut draft = FunctionDraft::with_defaults(runtime, t.handler, t.code, t.async_run);
+    // Async execution is left to the user, as SCF's templates do: it cannot change later.
+    let mut draft = FunctionDraft::with_defaults(runtime, t.handler, t.code, false);
     draft.function_name = t.function_name.to_string();
     draft.config.timeout = t.timeout.to_string();
     draft.config.description = t.summary.to_string();
