@@ -13,6 +13,9 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// The store cannot write now; the message says why and what did not happen.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -39,6 +42,11 @@ impl IntoResponse for AppError {
         let (status, title, message) = match &self {
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m.clone()),
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m.clone()),
+            AppError::Unavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The store cannot write",
+                m.clone(),
+            ),
             AppError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 (

@@ -7,7 +7,7 @@ pub mod interpreters;
 mod pool;
 pub mod runtime;
 pub mod sweeper;
-mod writer;
+pub mod writer;
 
 use crate::clock::{Clock, Millis};
 use crate::domain::event::{
@@ -71,8 +71,21 @@ impl Default for EngineConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InvokeError {
     Refused(Refusal),
-    /// The accept could not be made durable.
+    /// The accept could not be made durable: nothing was recorded and nothing runs.
     Store(String),
+}
+
+impl std::fmt::Display for InvokeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InvokeError::Refused(r) => write!(f, "{r}"),
+            InvokeError::Store(why) => write!(
+                f,
+                "The invocation was not accepted because {why}. Nothing was recorded and \
+                 nothing will run; try again once the store can write."
+            ),
+        }
+    }
 }
 
 /// The answer of a synchronous invocation.
@@ -110,8 +123,20 @@ impl Stats {
 /// Running events' control channels, and terminations asked for before an event started.
 #[derive(Default)]
 struct Control {
-    running: HashMap<String, mpsc::Sender<Signal>>,
+    running: HashMap<String, RunControl>,
     pending: HashMap<String, Signal>,
+    /// Runs stopped because the server stops: they go back to the queue, not to ABORTED.
+    interrupted: std::collections::HashSet<String>,
+    /// Set when the server stops the runs that outlived the shutdown grace: a run that was
+    /// claimed but had not started yet does not start any more.
+    interrupting: bool,
+    /// Functions being deleted: their claimed events do not start any more.
+    deleting: std::collections::HashSet<i64>,
+}
+
+struct RunControl {
+    function_id: i64,
+    signals: mpsc::Sender<Signal>,
 }
 
 pub struct Engine {
@@ -127,6 +152,9 @@ pub struct Engine {
     control: Mutex<Control>,
     admission: Admission,
     cancel: CancellationToken,
+    /// Cancelled when shutdown gives up on writes that cannot land (the store cannot write):
+    /// what they would have recorded is recovered at the next start instead.
+    give_up: CancellationToken,
     /// The dispatcher, the reaper and the writer.
     tasks: TaskTracker,
     /// Event runs, tracked apart so shutdown can wait for them before the writer stops.
@@ -187,6 +215,7 @@ impl Engine {
             pools: pool::Pools::default(),
             control: Mutex::new(Control::default()),
             cancel: CancellationToken::new(),
+            give_up: CancellationToken::new(),
             tasks,
             runs: TaskTracker::new(),
             stats: Stats::default(),
@@ -194,12 +223,18 @@ impl Engine {
         });
         engine.tasks.spawn(Arc::clone(&engine).dispatch());
         engine.tasks.spawn(Arc::clone(&engine).reap_idle());
+        engine.tasks.spawn(Arc::clone(&engine).watch_store());
         Ok(engine)
     }
 
     /// Wakes the dispatcher: there may be work (also after a test moved the clock).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// False once the engine stops.
+    pub fn is_running(&self) -> bool {
+        !self.cancel.is_cancelled()
     }
 
     pub fn idle_instances(&self) -> usize {
@@ -230,7 +265,7 @@ impl Engine {
                 enqueued_at: self.clock.now_millis(),
             }))
             .await
-            .map_err(InvokeError::Store)?;
+            .map_err(|e| InvokeError::Store(e.to_string()))?;
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         self.wake.notify_one();
         Ok(request_id)
@@ -323,7 +358,7 @@ impl Engine {
             let sender = {
                 let mut control = self.control.lock().expect("control lock");
                 match control.running.get(request_id) {
-                    Some(tx) => Some(tx.clone()),
+                    Some(run) => Some(run.signals.clone()),
                     None => {
                         // Claimed but not started yet: the worker checks before it runs.
                         control.pending.insert(request_id.to_string(), signal);
@@ -338,8 +373,10 @@ impl Engine {
         Ok(outcome)
     }
 
-    /// Stops claiming, lets running events finish for a while, stops the rest (they are
-    /// recovered at the next start), and flushes every write.
+    /// Stops claiming and lets running events finish for a while. Events still running then
+    /// are stopped and go back to the queue (or fail with 439 when no retries remain), as after
+    /// a crash but recorded now, with a timeline entry saying the server stopped. Then every
+    /// write is flushed.
     pub async fn shutdown(&self) {
         self.cancel.cancel();
         self.runs.close();
@@ -347,22 +384,99 @@ impl Engine {
             .await
             .is_err()
         {
-            tracing::warn!(
-                "events still running at shutdown are stopped and will be recovered at the next start"
-            );
             let senders: Vec<_> = {
-                let control = self.control.lock().expect("control lock");
-                control.running.values().cloned().collect()
+                let mut control = self.control.lock().expect("control lock");
+                control.interrupting = true;
+                let ids: Vec<String> = control.running.keys().cloned().collect();
+                control.interrupted.extend(ids);
+                control
+                    .running
+                    .values()
+                    .map(|r| r.signals.clone())
+                    .collect()
             };
+            tracing::warn!(
+                events = senders.len(),
+                "events still running at shutdown are stopped and put back in the queue"
+            );
             for tx in senders {
                 let _ = tx.try_send(Signal::Kill);
             }
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.runs.wait()).await;
+            if tokio::time::timeout(Duration::from_secs(10), self.runs.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    "the store did not take the last transitions; the events concerned are recovered at the next start"
+                );
+                self.give_up.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(2), self.runs.wait()).await;
+            }
         }
         for mut instance in self.pools.take_all() {
             instance.kill().await;
         }
         self.tasks.close();
+    }
+
+    /// Deletes a function after ending its running events: a run must not outlive its event
+    /// (its late writes would have nowhere to go) nor go on running deleted code.
+    pub async fn delete_function(&self, f: &Function) -> Result<(), crate::store::StoreError> {
+        let senders: Vec<_> = {
+            let mut control = self.control.lock().expect("control lock");
+            control.deleting.insert(f.id);
+            control
+                .running
+                .values()
+                .filter(|r| r.function_id == f.id)
+                .map(|r| r.signals.clone())
+                .collect()
+        };
+        for tx in senders {
+            let _ = tx.send(Signal::Kill).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && self.runs_of(f.id) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let deleted = self.store.delete_function(&f.key()).await;
+        self.control
+            .lock()
+            .expect("control lock")
+            .deleting
+            .remove(&f.id);
+        deleted?;
+        // Its warm instances are of no use any more; a version no instance has returns them all.
+        let (_, instances) = self.pools.take_idle((f.id, i64::MIN));
+        for mut instance in instances {
+            instance.kill().await;
+            self.dir.remove_scratch(&instance.id);
+        }
+        self.dir.remove_code_dirs_of(f.id, None);
+        Ok(())
+    }
+
+    fn runs_of(&self, function_id: i64) -> usize {
+        let control = self.control.lock().expect("control lock");
+        control
+            .running
+            .values()
+            .filter(|r| r.function_id == function_id)
+            .count()
+    }
+
+    /// While writes fail, checks every two seconds whether the store takes them again, so
+    /// health reports recover without waiting for the next invocation.
+    async fn watch_store(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+            if self.store.write_health().fault().is_some() {
+                let _ = self.store.probe_write().await;
+            }
+        }
     }
 
     /// Claims queued events for free slots and runs them. A claimed event is really running:
@@ -598,9 +712,28 @@ impl Engine {
         verdict
     }
 
+    /// Records a transition of a run. While the store cannot write, the write is tried again
+    /// until it lands: a transition that was dropped would leave the event RUNNING, to be run a
+    /// second time after recovery. The run keeps its worker slot meanwhile, so nothing new is
+    /// claimed while the disk is full.
     async fn write(&self, write: EventWrite) {
-        if let Err(e) = self.writer.write(write).await {
-            tracing::error!(error = %e, "recording an event transition failed");
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self.writer.write(write.clone()).await {
+                Ok(()) => return,
+                Err(writer::WriteError::Fault(e)) if !self.give_up.is_cancelled() => {
+                    tracing::debug!(error = %e, "an event transition waits for the store");
+                    tokio::select! {
+                        _ = self.give_up.cancelled() => {}
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "recording an event transition failed");
+                    return;
+                }
+            }
         }
     }
 
@@ -622,6 +755,7 @@ impl Engine {
         let entry = self.entry(end.status, end.detail);
         self.write(EventWrite::Finish {
             event_id: event.id,
+            run: event.attempt,
             traced: event.traced,
             status_code: end.code,
             result: end.result,
@@ -656,6 +790,7 @@ impl Engine {
             );
             self.write(EventWrite::Requeue {
                 event_id: event.id,
+                run: event.attempt,
                 traced: event.traced,
                 attempt: event.attempt + 1,
                 run_after: entry.at + delay,
@@ -673,6 +808,62 @@ impl Engine {
                     code,
                     result: None,
                     error: Some(error),
+                    logs,
+                    detail,
+                },
+            )
+            .await;
+        }
+    }
+
+    /// The server stopped this event's run (or stopped before it started): back to the queue
+    /// for another attempt, or failed with 439 when no retries remain, as recovery after a
+    /// crash would do, but recorded now. Events of a function being deleted just stop.
+    async fn interrupted(&self, f: &Function, event: &ClaimedEvent, ran: Option<Option<String>>) {
+        if !self.cancel.is_cancelled() {
+            return;
+        }
+        let started = ran.is_some();
+        let logs = ran.flatten();
+        let (attempt, detail) = if started {
+            (
+                event.attempt + 1,
+                format!(
+                    "Requeued for attempt {}: the server stopped while it ran.",
+                    event.attempt + 1
+                ),
+            )
+        } else {
+            (
+                event.attempt,
+                "Put back in the queue: the server stopped before it started.".to_string(),
+            )
+        };
+        if !started || event.attempt <= f.retry_num {
+            let entry = self.entry(EventStatus::Queued, detail);
+            self.write(EventWrite::Requeue {
+                event_id: event.id,
+                run: event.attempt,
+                traced: event.traced,
+                attempt,
+                run_after: entry.at,
+                error: None,
+                logs,
+                entry,
+            })
+            .await;
+        } else {
+            let detail = format!(
+                "Failed ({}): the server stopped while it ran and no retries remain.",
+                status_code::PROCESS_EXITED
+            );
+            self.finish(
+                event,
+                Ending {
+                    status: EventStatus::Failed,
+                    code: status_code::PROCESS_EXITED,
+                    result: None,
+                    error: Some(detail.clone()),
                     logs,
                     detail,
                 },
@@ -754,6 +945,7 @@ impl Engine {
             );
             self.write(EventWrite::Note {
                 event_id: event.id,
+                run: event.attempt,
                 entry,
             })
             .await;
@@ -762,8 +954,25 @@ impl Engine {
         let (tx, mut rx) = mpsc::channel(2);
         let early = {
             let mut control = self.control.lock().expect("control lock");
-            control.running.insert(event.request_id.clone(), tx.clone());
-            control.pending.remove(&event.request_id)
+            if control.interrupting || control.deleting.contains(&f.id) {
+                None
+            } else {
+                control.running.insert(
+                    event.request_id.clone(),
+                    RunControl {
+                        function_id: f.id,
+                        signals: tx.clone(),
+                    },
+                );
+                Some(control.pending.remove(&event.request_id))
+            }
+        };
+        let Some(early) = early else {
+            // The server stops, or the function is being deleted (its events go with it).
+            instance.kill().await;
+            self.dir.remove_scratch(&instance.id);
+            self.interrupted(&f, &event, None).await;
+            return;
         };
         if let Some(signal) = early {
             let _ = tx.try_send(signal);
@@ -780,12 +989,18 @@ impl Engine {
             )
             .await;
         let ran_ms = run_started.elapsed().as_millis();
-        self.control
-            .lock()
-            .expect("control lock")
-            .running
-            .remove(&event.request_id);
+        let interrupted = {
+            let mut control = self.control.lock().expect("control lock");
+            control.running.remove(&event.request_id);
+            control.interrupted.remove(&event.request_id)
+        };
         let logs = (!logs.is_empty()).then_some(logs);
+        if interrupted {
+            instance.kill().await;
+            self.dir.remove_scratch(&instance.id);
+            self.interrupted(&f, &event, Some(logs)).await;
+            return;
+        }
         match self.verdict(&f, outcome, instance).await {
             Verdict::Finished(result) => {
                 let detail = format!("Finished (200) in {ran_ms} ms.");

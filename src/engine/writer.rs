@@ -2,13 +2,26 @@
 //! the previous transaction committed in one transaction, so many concurrent accepts and
 //! transitions share one fsync. Durability does not cost throughput.
 
-use crate::store::{DynStore, EventWrite};
+use crate::store::{DynStore, EventWrite, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// As many writes as one transaction takes; more wait for the next.
 const MAX_BATCH: usize = 2048;
 
-type Reply = oneshot::Sender<Result<(), String>>;
+type Reply = oneshot::Sender<Result<(), WriteError>>;
+
+/// Why a write did not land.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The store cannot write now (disk full, read-only, I/O error, locked): worth trying again.
+    #[error("{0}")]
+    Fault(String),
+    /// The write itself was refused (its function was deleted meanwhile).
+    #[error("{0}")]
+    Rejected(String),
+    #[error("the event writer has stopped")]
+    Stopped,
+}
 
 #[derive(Clone)]
 pub struct GroupCommit {
@@ -24,14 +37,13 @@ impl GroupCommit {
     }
 
     /// Writes and waits until the write is committed.
-    pub async fn write(&self, write: EventWrite) -> Result<(), String> {
+    pub async fn write(&self, write: EventWrite) -> Result<(), WriteError> {
         let (reply, done) = oneshot::channel();
         self.tx
             .send((write, reply))
             .await
-            .map_err(|_| "the event writer has stopped".to_string())?;
-        done.await
-            .map_err(|_| "the event writer has stopped".to_string())?
+            .map_err(|_| WriteError::Stopped)?;
+        done.await.map_err(|_| WriteError::Stopped)?
     }
 }
 
@@ -52,14 +64,33 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<(EventWrite, Reply)>) {
                     let _ = reply.send(Ok(()));
                 }
             }
+            Err(StoreError::Database(e)) => {
+                // The disk (or the database) failed: nothing of the batch is durable, so every
+                // write in it fails, and its callers hear why.
+                let why = store
+                    .write_health()
+                    .fault()
+                    .map_or_else(|| e.to_string(), |f| f.error);
+                let why = WriteError::Fault(format!("the event store cannot write: {why}"));
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(why.clone()));
+                }
+            }
             Err(e) => {
-                // One bad write must not fail its neighbours: apply them one by one.
+                // One bad write (its function was deleted meanwhile) must not fail its
+                // neighbours: apply them one by one.
                 tracing::warn!(error = %e, writes = batch.len(), "group commit failed; applying writes one by one");
                 for (write, reply) in batch.drain(..) {
-                    let result = store
+                    let result = match store
                         .apply_event_writes(std::slice::from_ref(&write))
                         .await
-                        .map_err(|e| e.to_string());
+                    {
+                        Ok(()) => Ok(()),
+                        Err(StoreError::Database(e)) => Err(WriteError::Fault(format!(
+                            "the event store cannot write: {e}"
+                        ))),
+                        Err(e) => Err(WriteError::Rejected(e.to_string())),
+                    };
                     if let Err(e) = &result {
                         tracing::error!(error = %e, ?write, "event write failed");
                     }

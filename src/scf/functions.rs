@@ -521,7 +521,7 @@ pub async fn delete(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: DeleteFunctionRequest = parse(call.action, params)?;
     check_qualifier(req.qualifier.as_deref())?;
     let f = function(call, &req.function_name, req.namespace).await?;
-    let deleted = call.state.store.delete_function(&f.key()).await;
+    let deleted = call.state.engine.delete_function(&f).await;
     done(&f, deleted)
 }
 

@@ -19,10 +19,13 @@ pub fn refusal(e: InvokeError) -> ApiError {
         InvokeError::Refused(r @ Refusal::InsufficientBalance(_)) => {
             ApiError::new("ResourceUnavailable.InsufficientBalance", r.to_string())
         }
-        InvokeError::Refused(Refusal::Unavailable(why)) | InvokeError::Store(why) => {
+        InvokeError::Refused(Refusal::Unavailable(why)) => {
             tracing::error!(error = %why, "invocation could not be accepted");
             ApiError::internal()
         }
+        // Said in full: the caller must know the RequestId it did not get is not its fault,
+        // and that nothing will run.
+        e @ InvokeError::Store(_) => ApiError::new("InternalError", e.to_string()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The store interface: everything scf-console keeps, behind one trait so that SQLite (the
 //! embedded default) and a server database can stand behind it alike.
 
+pub mod preflight;
 pub mod sqlite;
 
 use crate::clock::Millis;
@@ -11,7 +12,7 @@ use crate::domain::function::{
 };
 use crate::domain::runtime::Runtime;
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Errors a caller can act on; anything else is a database failure.
 #[derive(Debug, thiserror::Error)]
@@ -208,11 +209,14 @@ pub enum EventWrite {
     /// A note on the timeline without a change of status (started on an instance).
     Note {
         event_id: i64,
+        /// The attempt of the run that writes: writes of a run that lost the event are ignored.
+        run: u32,
         entry: TimelineEntry,
     },
     /// The event ended. Untraced events are deleted instead: nothing of them is kept.
     Finish {
         event_id: i64,
+        run: u32,
         traced: bool,
         status_code: i64,
         result: Option<String>,
@@ -223,6 +227,7 @@ pub enum EventWrite {
     /// Back to the queue for another attempt, not before `run_after`.
     Requeue {
         event_id: i64,
+        run: u32,
         traced: bool,
         attempt: u32,
         run_after: Millis,
@@ -300,6 +305,82 @@ pub struct Billing {
     pub suspended: bool,
     pub invocation_quota: Option<i64>,
     pub invocations_used: i64,
+}
+
+/// Writes are failing: since when, how often, and why in the user's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFault {
+    /// Unix milliseconds of the first failure in a row.
+    pub since: Millis,
+    pub failures: u64,
+    pub error: String,
+}
+
+/// Whether the store's writes reach the disk. A failure is logged loudly when it starts (and
+/// again every minute while it lasts), and the recovery when a write succeeds again.
+#[derive(Debug, Default)]
+pub struct WriteHealth {
+    state: Mutex<HealthState>,
+}
+
+#[derive(Debug, Default)]
+struct HealthState {
+    fault: Option<WriteFault>,
+    last_logged: Millis,
+    /// Failed writes since start, for the System page.
+    total_failures: u64,
+}
+
+fn unix_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+impl WriteHealth {
+    pub fn failed(&self, error: &str) {
+        let now = unix_millis();
+        let mut s = self.state.lock().expect("health lock");
+        s.total_failures += 1;
+        match &mut s.fault {
+            Some(fault) => {
+                fault.failures += 1;
+                fault.error = error.to_string();
+                if now - s.last_logged >= 60_000 {
+                    s.last_logged = now;
+                    tracing::error!(error, failures = s.fault.as_ref().map_or(0, |f| f.failures), "the store still cannot write: invocations are refused and nothing new runs");
+                }
+            }
+            None => {
+                s.last_logged = now;
+                s.fault = Some(WriteFault {
+                    since: now,
+                    failures: 1,
+                    error: error.to_string(),
+                });
+                tracing::error!(error, "the store cannot write: invocations are refused and nothing new runs until it can");
+            }
+        }
+    }
+
+    pub fn succeeded(&self) {
+        let mut s = self.state.lock().expect("health lock");
+        if let Some(fault) = s.fault.take() {
+            tracing::warn!(
+                failures = fault.failures,
+                seconds = (unix_millis() - fault.since) / 1000,
+                "the store writes again"
+            );
+        }
+    }
+
+    pub fn fault(&self) -> Option<WriteFault> {
+        self.state.lock().expect("health lock").fault.clone()
+    }
+
+    pub fn total_failures(&self) -> u64 {
+        self.state.lock().expect("health lock").total_failures
+    }
 }
 
 #[async_trait]
@@ -431,6 +512,12 @@ pub trait Store: Send + Sync + 'static {
     /// histograms of minutes before it.
     async fn trim_rollups(&self, cutoff: Millis) -> StoreResult<u64>;
     async fn size(&self) -> StoreResult<StoreSize>;
+
+    /// Whether writes reach the disk now.
+    fn write_health(&self) -> &WriteHealth;
+    /// Commits a small write and removes it again, to learn whether the disk takes writes
+    /// while nothing else is writing (a failing store checks itself this way until it heals).
+    async fn probe_write(&self) -> StoreResult<()>;
 
     /// Flushes and closes connections on shutdown.
     async fn close(&self);

@@ -5,7 +5,8 @@
 use super::{
     ApiKey, Billing, ClaimedEvent, CodeFile, EventPageQuery, EventRecord, EventStats, EventSummary,
     EventWrite, Function, FunctionKey, FunctionOrder, FunctionPage, FunctionQuery, Namespace,
-    Recovered, Store, StoreError, StoreResult, StoreSize, Termination, TimelineEntry,
+    Recovered, Store, StoreError, StoreResult, StoreSize, Termination, TimelineEntry, WriteHealth,
+    preflight,
 };
 use crate::clock::Millis;
 use crate::domain::event::EventStatus;
@@ -15,12 +16,14 @@ use async_trait::async_trait;
 use rust_embed::RustEmbed;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, SqlSafeStr, Sqlite};
+use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, SqlSafeStr, Sqlite};
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(RustEmbed)]
@@ -51,6 +54,9 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     path: std::path::PathBuf,
+    health: WriteHealth,
+    /// `max_page_count` applied to every writer connection, 0 for SQLite's default.
+    page_limit: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -62,30 +68,325 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let path = options.get_filename().to_path_buf();
-        if let Some(dir) = options.get_filename().parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!("cannot create the data folder {}: {e}", dir.display())
-            })?;
-        }
+        preflight::check(&path)?;
+        let page_limit = Arc::new(AtomicU64::new(0));
+        let limit = page_limit.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .after_connect(move |conn, _| {
+                let limit = limit.load(Ordering::Relaxed);
+                Box::pin(async move { apply_page_limit(conn, limit).await })
+            })
+            // A failed write can leave the connection inside a transaction SQLite already
+            // rolled back, or the driver counting one that no longer exists; every later
+            // "commit" would then be a savepoint release that never reaches the disk. Such a
+            // connection is closed instead of reused, and the pool opens a fresh one.
+            .after_release(|conn, _| Box::pin(async move { Ok(is_clean(conn).await) }))
             .connect_with(options.clone())
-            .await?;
-        migrator()?.run(&writer).await?;
+            .await
+            .map_err(|e| preflight::explain(&path, e))?;
+        migrator()?
+            .run(&writer)
+            .await
+            .map_err(|e| preflight::explain_migration(&path, e))?;
         let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
         let reader = SqlitePoolOptions::new()
             .max_connections(readers as u32)
             .connect_with(options.read_only(true))
-            .await?;
+            .await
+            .map_err(|e| preflight::explain(&path, e))?;
         Ok(Self {
             writer,
             reader,
             path,
+            health: WriteHealth::default(),
+            page_limit,
         })
     }
+
+    /// Caps the database at `pages` pages (`None`: SQLite's default), on the writer connection
+    /// now and on every one opened later. Past the cap every write fails with SQLITE_FULL,
+    /// exactly as on a full disk, which is how the fault tests make a disk fill up on cue.
+    pub async fn limit_pages(&self, pages: Option<u64>) -> StoreResult<()> {
+        self.page_limit.store(pages.unwrap_or(0), Ordering::Relaxed);
+        let mut conn = self.writer.acquire().await?;
+        apply_page_limit(&mut conn, pages.unwrap_or(0)).await?;
+        Ok(())
+    }
+
+    /// Records the outcome of a write that should have reached the disk.
+    fn track<T>(&self, result: Result<T, sqlx::Error>) -> StoreResult<T> {
+        match result {
+            Ok(v) => {
+                self.health.succeeded();
+                Ok(v)
+            }
+            Err(e) => {
+                let e = constraint(e);
+                if let StoreError::Database(db) = &e {
+                    self.health.failed(&describe_fault(db));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Applies a batch of the engine's writes in one transaction. Every kind of write goes in
+    /// as one statement for the whole batch: each statement is a round trip to SQLite's
+    /// thread, and a batch may hold thousands of writes.
+    ///
+    /// Writes about a run are fenced on the run that owns them: they change an event only while
+    /// it is RUNNING in the same attempt. A run that lost its event (terminated and recovered,
+    /// deleted with its function, requeued by recovery) writes nothing.
+    async fn apply_batch(&self, writes: &[EventWrite]) -> Result<(), sqlx::Error> {
+        let mut inserts = Vec::new();
+        let mut finishes = Vec::new();
+        let mut requeues = Vec::new();
+        let mut deletes: Vec<(i64, u32)> = Vec::new();
+        let mut timeline: Vec<(i64, u32, &TimelineEntry)> = Vec::new();
+        // Invocations are counted per namespace once per batch.
+        let mut invocations: Vec<(&str, &str, i64)> = Vec::new();
+        for write in writes {
+            match write {
+                EventWrite::Insert(e) => {
+                    inserts.push(e);
+                    match invocations
+                        .iter_mut()
+                        .find(|(r, n, _)| *r == e.region && *n == e.namespace)
+                    {
+                        Some((_, _, count)) => *count += 1,
+                        None => invocations.push((&e.region, &e.namespace, 1)),
+                    }
+                }
+                EventWrite::Note {
+                    event_id,
+                    run,
+                    entry,
+                } => timeline.push((*event_id, *run, entry)),
+                EventWrite::Finish {
+                    event_id,
+                    run,
+                    traced: false,
+                    ..
+                } => deletes.push((*event_id, *run)),
+                EventWrite::Finish {
+                    event_id,
+                    run,
+                    entry,
+                    ..
+                } => {
+                    finishes.push(write);
+                    timeline.push((*event_id, *run, entry));
+                }
+                EventWrite::Requeue {
+                    event_id,
+                    run,
+                    traced,
+                    entry,
+                    ..
+                } => {
+                    requeues.push(write);
+                    if *traced {
+                        timeline.push((*event_id, *run, entry));
+                    }
+                }
+            }
+        }
+
+        let mut tx = self.writer.begin().await?;
+        for chunk in inserts.chunks(1000) {
+            // The first timeline entry (queued) is not stored: it is read from the event's
+            // own columns, which saves a row per accept.
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (request_id, function_id, invoke_type, status, traced, \
+                 payload, enqueued_at, run_after) ",
+            );
+            b.push_values(chunk, |mut row, e| {
+                row.push_bind(&e.request_id)
+                    .push_bind(e.function_id)
+                    .push_bind(&e.invoke_type)
+                    .push_bind(EventStatus::Queued.code())
+                    .push_bind(e.traced)
+                    .push_bind(&e.payload)
+                    .push_bind(e.enqueued_at)
+                    .push_bind(e.enqueued_at);
+            });
+            b.build().execute(&mut *tx).await?;
+        }
+        for (region, namespace, count) in invocations {
+            sqlx::query(
+                "UPDATE namespaces SET invocations_used = invocations_used + ? \
+                 WHERE region = ? AND name = ?",
+            )
+            .bind(count)
+            .bind(region)
+            .bind(namespace)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut fenced_out = 0u64;
+        // Timeline entries go first, while the fence (RUNNING in this attempt) still holds for
+        // the transitions of this same batch.
+        for (n, chunk) in timeline.chunks(1000).enumerate() {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO event_timeline (event_id, at, status, detail) \
+                 SELECT v.column1, v.column2, v.column3, v.column4 FROM (",
+            );
+            b.push_values(chunk.iter().enumerate(), |mut row, (i, (event_id, run, entry))| {
+                row.push_bind(*event_id)
+                    .push_bind(entry.at)
+                    .push_bind(entry.status.code())
+                    .push_bind(&entry.detail)
+                    .push_bind(*run)
+                    .push_bind((n * 1000 + i) as i64);
+            });
+            b.push(
+                ") AS v JOIN events e ON e.id = v.column1 AND e.status = 1 \
+                 AND e.attempt = v.column5 ORDER BY v.column6",
+            );
+            let done = b.build().execute(&mut *tx).await?.rows_affected();
+            fenced_out += chunk.len() as u64 - done;
+        }
+        for chunk in finishes.chunks(1000) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "UPDATE events SET status = v.column2, status_code = v.column3, result = v.column4, \
+                 error = v.column5, logs = v.column6, ended_at = v.column7, lease_until = NULL FROM (",
+            );
+            b.push_values(chunk, |mut row, w| {
+                if let EventWrite::Finish {
+                    event_id,
+                    run,
+                    status_code,
+                    result,
+                    error,
+                    logs,
+                    entry,
+                    ..
+                } = w
+                {
+                    row.push_bind(*event_id)
+                        .push_bind(entry.status.code())
+                        .push_bind(*status_code)
+                        .push_bind(result)
+                        .push_bind(error)
+                        .push_bind(logs)
+                        .push_bind(entry.at)
+                        .push_bind(*run);
+                }
+            });
+            b.push(
+                ") AS v WHERE events.id = v.column1 AND events.status = 1 \
+                 AND events.attempt = v.column8",
+            );
+            let done = b.build().execute(&mut *tx).await?.rows_affected();
+            fenced_out += chunk.len() as u64 - done;
+        }
+        for chunk in requeues.chunks(1000) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "UPDATE events SET status = 0, attempt = v.column2, run_after = v.column3, \
+                 lease_until = NULL, error = v.column4, logs = v.column5 FROM (",
+            );
+            b.push_values(chunk, |mut row, w| {
+                if let EventWrite::Requeue {
+                    event_id,
+                    run,
+                    attempt,
+                    run_after,
+                    error,
+                    logs,
+                    ..
+                } = w
+                {
+                    row.push_bind(*event_id)
+                        .push_bind(*attempt)
+                        .push_bind(*run_after)
+                        .push_bind(error)
+                        .push_bind(logs)
+                        .push_bind(*run);
+                }
+            });
+            b.push(
+                ") AS v WHERE events.id = v.column1 AND events.status = 1 \
+                 AND events.attempt = v.column6",
+            );
+            let done = b.build().execute(&mut *tx).await?.rows_affected();
+            fenced_out += chunk.len() as u64 - done;
+        }
+        for chunk in deletes.chunks(1000) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "DELETE FROM events WHERE status = 1 AND (id, attempt) IN (",
+            );
+            b.push_values(chunk, |mut row, (id, run)| {
+                row.push_bind(*id).push_bind(*run);
+            });
+            b.push(")");
+            let done = b.build().execute(&mut *tx).await?.rows_affected();
+            fenced_out += chunk.len() as u64 - done;
+        }
+        tx.commit().await?;
+        if fenced_out > 0 {
+            tracing::warn!(
+                writes = fenced_out,
+                "writes of runs that no longer own their events were ignored"
+            );
+        }
+        Ok(())
+    }
+}
+
+async fn apply_page_limit(conn: &mut SqliteConnection, pages: u64) -> Result<(), sqlx::Error> {
+    // 0 is not a valid cap; SQLite's own default is the largest page count it allows.
+    let pages = if pages == 0 { 4_294_967_294 } else { pages };
+    sqlx::query(AssertSqlSafe(format!("PRAGMA max_page_count = {pages}")))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether a released writer connection is outside any transaction, both as SQLite and as
+/// the driver see it.
+async fn is_clean(conn: &mut SqliteConnection) -> bool {
+    // Locking the handle goes through the connection's command queue, so a rollback that the
+    // dropped transaction queued has run by now.
+    let autocommit = match conn.lock_handle().await {
+        // SAFETY: the handle is locked, so no other thread uses it during this call, and
+        // sqlite3_get_autocommit only reads the connection's state.
+        Ok(mut handle) => unsafe {
+            libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) != 0
+        },
+        Err(_) => false,
+    };
+    let clean = autocommit && !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!(
+            "the store's writer connection was left inside a failed transaction; it is replaced"
+        );
+    }
+    clean
+}
+
+/// A write failure in the user's terms: what happened to the disk, not SQLite's code alone.
+fn describe_fault(e: &sqlx::Error) -> String {
+    if let sqlx::Error::Database(db) = e {
+        let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+        // Primary result codes are the low byte of extended ones.
+        let why = match code & 0xff {
+            13 => "the disk or the database's size limit is full (SQLITE_FULL)",
+            8 => "the database file or its folder is read-only (SQLITE_READONLY)",
+            10 => "a disk I/O error occurred (SQLITE_IOERR)",
+            5 | 6 => "the database stayed locked by another process past the busy timeout",
+            14 => "the database file cannot be opened (SQLITE_CANTOPEN)",
+            11 | 26 => "the database file is damaged or is not a database",
+            _ => "",
+        };
+        if !why.is_empty() {
+            return format!("{why}: {}", db.message());
+        }
+    }
+    e.to_string()
 }
 
 const FUNCTION_COLUMNS: &str = "id, region, namespace, name, runtime, handler, description, \
@@ -673,160 +974,29 @@ impl Store for SqliteStore {
     }
 
     async fn apply_event_writes(&self, writes: &[EventWrite]) -> StoreResult<()> {
-        // Every kind of write goes in as one statement for the whole batch: each statement is a
-        // round trip to SQLite's thread, and a batch may hold thousands of writes.
-        let mut inserts = Vec::new();
-        let mut finishes = Vec::new();
-        let mut requeues = Vec::new();
-        let mut deletes = Vec::new();
-        let mut timeline: Vec<(i64, &TimelineEntry)> = Vec::new();
-        // Invocations are counted per namespace once per batch.
-        let mut invocations: Vec<(&str, &str, i64)> = Vec::new();
-        for write in writes {
-            match write {
-                EventWrite::Insert(e) => {
-                    inserts.push(e);
-                    match invocations
-                        .iter_mut()
-                        .find(|(r, n, _)| *r == e.region && *n == e.namespace)
-                    {
-                        Some((_, _, count)) => *count += 1,
-                        None => invocations.push((&e.region, &e.namespace, 1)),
-                    }
-                }
-                EventWrite::Note { event_id, entry } => timeline.push((*event_id, entry)),
-                EventWrite::Finish {
-                    event_id,
-                    traced: false,
-                    ..
-                } => deletes.push(*event_id),
-                EventWrite::Finish {
-                    event_id, entry, ..
-                } => {
-                    finishes.push(write);
-                    timeline.push((*event_id, entry));
-                }
-                EventWrite::Requeue {
-                    event_id,
-                    traced,
-                    entry,
-                    ..
-                } => {
-                    requeues.push(write);
-                    if *traced {
-                        timeline.push((*event_id, entry));
-                    }
-                }
-            }
-        }
+        let result = self.apply_batch(writes).await;
+        self.track(result)
+    }
 
-        let mut tx = self.writer.begin().await?;
-        for chunk in inserts.chunks(1000) {
-            // The first timeline entry (queued) is not stored: it is read from the event's
-            // own columns, which saves a row per accept.
-            let mut b = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (request_id, function_id, invoke_type, status, traced, \
-                 payload, enqueued_at, run_after) ",
-            );
-            b.push_values(chunk, |mut row, e| {
-                row.push_bind(&e.request_id)
-                    .push_bind(e.function_id)
-                    .push_bind(&e.invoke_type)
-                    .push_bind(EventStatus::Queued.code())
-                    .push_bind(e.traced)
-                    .push_bind(&e.payload)
-                    .push_bind(e.enqueued_at)
-                    .push_bind(e.enqueued_at);
-            });
-            b.build().execute(&mut *tx).await?;
+    fn write_health(&self) -> &WriteHealth {
+        &self.health
+    }
+
+    async fn probe_write(&self) -> StoreResult<()> {
+        let result = async {
+            let mut tx = self.writer.begin().await?;
+            // Big enough to need fresh pages, as a batch of accepts does.
+            sqlx::query("INSERT INTO store_probe (id, data) VALUES (1, zeroblob(65536))")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            sqlx::query("DELETE FROM store_probe")
+                .execute(&self.writer)
+                .await?;
+            Ok(())
         }
-        for (region, namespace, count) in invocations {
-            sqlx::query(
-                "UPDATE namespaces SET invocations_used = invocations_used + ? \
-                 WHERE region = ? AND name = ?",
-            )
-            .bind(count)
-            .bind(region)
-            .bind(namespace)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for chunk in finishes.chunks(1000) {
-            let mut b = QueryBuilder::<Sqlite>::new(
-                "UPDATE events SET status = v.column2, status_code = v.column3, result = v.column4, \
-                 error = v.column5, logs = v.column6, ended_at = v.column7, lease_until = NULL FROM (",
-            );
-            b.push_values(chunk, |mut row, w| {
-                if let EventWrite::Finish {
-                    event_id,
-                    status_code,
-                    result,
-                    error,
-                    logs,
-                    entry,
-                    ..
-                } = w
-                {
-                    row.push_bind(*event_id)
-                        .push_bind(entry.status.code())
-                        .push_bind(*status_code)
-                        .push_bind(result)
-                        .push_bind(error)
-                        .push_bind(logs)
-                        .push_bind(entry.at);
-                }
-            });
-            b.push(") AS v WHERE events.id = v.column1");
-            b.build().execute(&mut *tx).await?;
-        }
-        for chunk in requeues.chunks(1000) {
-            let mut b = QueryBuilder::<Sqlite>::new(
-                "UPDATE events SET status = 0, attempt = v.column2, run_after = v.column3, \
-                 lease_until = NULL, error = v.column4, logs = v.column5 FROM (",
-            );
-            b.push_values(chunk, |mut row, w| {
-                if let EventWrite::Requeue {
-                    event_id,
-                    attempt,
-                    run_after,
-                    error,
-                    logs,
-                    ..
-                } = w
-                {
-                    row.push_bind(*event_id)
-                        .push_bind(*attempt)
-                        .push_bind(*run_after)
-                        .push_bind(error)
-                        .push_bind(logs);
-                }
-            });
-            b.push(") AS v WHERE events.id = v.column1");
-            b.build().execute(&mut *tx).await?;
-        }
-        for chunk in deletes.chunks(1000) {
-            let mut b = QueryBuilder::<Sqlite>::new("DELETE FROM events WHERE id IN (");
-            let mut ids = b.separated(", ");
-            for id in chunk {
-                ids.push_bind(*id);
-            }
-            b.push(")");
-            b.build().execute(&mut *tx).await?;
-        }
-        for chunk in timeline.chunks(1000) {
-            let mut b = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO event_timeline (event_id, at, status, detail) ",
-            );
-            b.push_values(chunk, |mut row, (event_id, entry)| {
-                row.push_bind(*event_id)
-                    .push_bind(entry.at)
-                    .push_bind(entry.status.code())
-                    .push_bind(&entry.detail);
-            });
-            b.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        .await;
+        self.track(result)
     }
 
     async fn claim_events(

@@ -926,6 +926,6 @@ async fn rerun(
         Err(crate::engine::InvokeError::Refused(r)) => Err(AppError::BadRequest(format!(
             "Not re-run: {r} No event was recorded."
         ))),
-        Err(crate::engine::InvokeError::Store(e)) => Err(AppError::Internal(anyhow::anyhow!(e))),
+        Err(e @ crate::engine::InvokeError::Store(_)) => Err(AppError::Unavailable(e.to_string())),
     }
 }

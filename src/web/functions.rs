@@ -222,7 +222,12 @@ async fn delete(
         namespace,
         name,
     };
-    match state.store.delete_function(&key).await {
+    let function = state
+        .store
+        .get_function(&key)
+        .await?
+        .ok_or_else(|| not_found(&key))?;
+    match state.engine.delete_function(&function).await {
         Ok(()) => {
             tracing::info!(function = %key.name, namespace = %key.namespace, "function deleted");
             Ok(Redirect::to(&format!(

@@ -8,11 +8,42 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use std::sync::atomic::Ordering;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/scf/{region}/{namespace}/system", get(page))
+    Router::new()
+        .route("/scf/{region}/{namespace}/system", get(page))
+        .route("/readyz", get(readyz))
+}
+
+/// For load balancers and orchestrators: 200 when the store answers and takes writes and the
+/// engine runs; 503 with the reason otherwise. `/healthz` only says the process is up.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+    let mut problems = Vec::new();
+    if let Err(e) = state.store.size().await {
+        problems.push(format!("store: cannot read: {e}"));
+    }
+    if let Some(fault) = state.store.write_health().fault() {
+        problems.push(format!(
+            "store: cannot write since {} UTC ({} failed writes): {}",
+            format_utc(fault.since),
+            fault.failures,
+            fault.error
+        ));
+    }
+    if !state.engine.is_running() {
+        problems.push("engine: stopping".into());
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready\n{}\n", problems.join("\n")),
+        )
+    }
 }
 
 fn mb(bytes: u64) -> String {
@@ -34,6 +65,9 @@ pub struct SystemPage {
     last_error: Option<String>,
     store_size: String,
     store_free: String,
+    /// Since when (UTC), how many failures, and why the store cannot write; None when it can.
+    write_fault: Option<(String, u64, String)>,
+    write_failures: u64,
     counters: Vec<(&'static str, u64)>,
     interpreters: Vec<(&'static str, String)>,
 }
@@ -67,6 +101,12 @@ async fn page(
         last_error: sweep.last_error,
         store_size: mb(size.bytes),
         store_free: mb(size.free_bytes),
+        write_fault: state
+            .store
+            .write_health()
+            .fault()
+            .map(|f| (format_utc(f.since), f.failures, f.error)),
+        write_failures: state.store.write_health().total_failures(),
         counters: vec![
             ("Accepted", stats.accepted.load(Ordering::Relaxed)),
             ("Finished", stats.finished.load(Ordering::Relaxed)),

@@ -168,8 +168,9 @@ async fn invoke(
             page.refused = Some(format!("Not invoked: {r} No event was recorded."));
             Ok((status, page).into_response())
         }
-        Err(InvokeError::Refused(Refusal::Unavailable(e))) | Err(InvokeError::Store(e)) => {
+        Err(InvokeError::Refused(Refusal::Unavailable(e))) => {
             Err(AppError::Internal(anyhow::anyhow!(e)))
         }
+        Err(e @ InvokeError::Store(_)) => Err(AppError::Unavailable(e.to_string())),
     }
 }

@@ -120,6 +120,7 @@ async fn large_sweeps_go_in_batches_with_their_timelines() {
         .iter()
         .map(|c| EventWrite::Finish {
             event_id: c.id,
+            run: c.attempt,
             traced: true,
             status_code: 200,
             result: None,

@@ -567,6 +567,8 @@ pub mod events {
             .store
             .apply_event_writes(&[EventWrite::Finish {
                 event_id,
+                // Events claimed by hand run their first attempt.
+                run: 1,
                 traced: true,
                 status_code: code,
                 result: None,
