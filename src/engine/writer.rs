@@ -81,9 +81,7 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<(EventWrite, Reply)>) {
                 // neighbours: apply them one by one.
                 tracing::warn!(error = %e, writes = batch.len(), "group commit failed; applying writes one by one");
                 for (write, reply) in batch.drain(..) {
-                    let result = match store
-                        .apply_event_writes(std::slice::from_ref(&write))
-                        .await
+                    let result = match store.apply_event_writes(std::slice::from_ref(&write)).await
                     {
                         Ok(()) => Ok(()),
                         Err(StoreError::Database(e)) => Err(WriteError::Fault(format!(

@@ -348,7 +348,11 @@ impl WriteHealth {
                 fault.error = error.to_string();
                 if now - s.last_logged >= 60_000 {
                     s.last_logged = now;
-                    tracing::error!(error, failures = s.fault.as_ref().map_or(0, |f| f.failures), "the store still cannot write: invocations are refused and nothing new runs");
+                    tracing::error!(
+                        error,
+                        failures = s.fault.as_ref().map_or(0, |f| f.failures),
+                        "the store still cannot write: invocations are refused and nothing new runs"
+                    );
                 }
             }
             None => {
@@ -358,7 +362,10 @@ impl WriteHealth {
                     failures: 1,
                     error: error.to_string(),
                 });
-                tracing::error!(error, "the store cannot write: invocations are refused and nothing new runs until it can");
+                tracing::error!(
+                    error,
+                    "the store cannot write: invocations are refused and nothing new runs until it can"
+                );
             }
         }
     }

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use rust_embed::RustEmbed;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, SqlSafeStr, Sqlite};
 use std::borrow::Cow;
@@ -90,6 +90,14 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|e| preflight::explain_migration(&path, e))?;
+        // Taking the write lock once now tells a locked or read-only database apart at start,
+        // with its path, instead of at the first invocation.
+        async {
+            let mut conn = writer.acquire().await?;
+            conn.begin_with("BEGIN IMMEDIATE").await?.rollback().await
+        }
+        .await
+        .map_err(|e| preflight::explain(&path, e))?;
         let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
         let reader = SqlitePoolOptions::new()
             .max_connections(readers as u32)
@@ -113,6 +121,14 @@ impl SqliteStore {
         let mut conn = self.writer.acquire().await?;
         apply_page_limit(&mut conn, pages.unwrap_or(0)).await?;
         Ok(())
+    }
+
+    /// The database's size in pages, as the writer sees it.
+    pub async fn page_count(&self) -> StoreResult<u64> {
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(pages as u64)
     }
 
     /// Records the outcome of a write that should have reached the disk.
@@ -235,14 +251,17 @@ impl SqliteStore {
                 "INSERT INTO event_timeline (event_id, at, status, detail) \
                  SELECT v.column1, v.column2, v.column3, v.column4 FROM (",
             );
-            b.push_values(chunk.iter().enumerate(), |mut row, (i, (event_id, run, entry))| {
-                row.push_bind(*event_id)
-                    .push_bind(entry.at)
-                    .push_bind(entry.status.code())
-                    .push_bind(&entry.detail)
-                    .push_bind(*run)
-                    .push_bind((n * 1000 + i) as i64);
-            });
+            b.push_values(
+                chunk.iter().enumerate(),
+                |mut row, (i, (event_id, run, entry))| {
+                    row.push_bind(*event_id)
+                        .push_bind(entry.at)
+                        .push_bind(entry.status.code())
+                        .push_bind(&entry.detail)
+                        .push_bind(*run)
+                        .push_bind((n * 1000 + i) as i64);
+                },
+            );
             b.push(
                 ") AS v JOIN events e ON e.id = v.column1 AND e.status = 1 \
                  AND e.attempt = v.column5 ORDER BY v.column6",

@@ -15,7 +15,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 /// Creates a function through the API with one code file; async execution and status trace
 /// on unless `extra` says otherwise.
-async fn function(app: &TestApp, name: &str, runtime: &str, code: &str, extra: Value) {
+pub(crate) async fn function(app: &TestApp, name: &str, runtime: &str, code: &str, extra: Value) {
     let file = if runtime.starts_with("Nodejs") {
         "index.js"
     } else {
@@ -35,7 +35,7 @@ async fn function(app: &TestApp, name: &str, runtime: &str, code: &str, extra: V
     app.api("CreateFunction", params).await.ok();
 }
 
-async fn invoke(app: &TestApp, name: &str, event: Value) -> String {
+pub(crate) async fn invoke(app: &TestApp, name: &str, event: Value) -> String {
     let answer = app
         .api(
             "Invoke",
@@ -48,7 +48,7 @@ async fn invoke(app: &TestApp, name: &str, event: Value) -> String {
         .to_string()
 }
 
-async fn event(app: &TestApp, id: &str) -> EventRecord {
+pub(crate) async fn event(app: &TestApp, id: &str) -> EventRecord {
     app.state
         .store
         .get_event(id)
@@ -57,7 +57,7 @@ async fn event(app: &TestApp, id: &str) -> EventRecord {
         .expect("the event is recorded")
 }
 
-async fn until_status(app: &TestApp, id: &str, status: EventStatus) -> EventRecord {
+pub(crate) async fn until_status(app: &TestApp, id: &str, status: EventStatus) -> EventRecord {
     wait_for(&format!("{id} to be {status:?}"), LIMIT, || async {
         let e = event(app, id).await;
         (e.status == status).then_some(e)
@@ -65,7 +65,7 @@ async fn until_status(app: &TestApp, id: &str, status: EventStatus) -> EventReco
     .await
 }
 
-async fn until_ended(app: &TestApp, id: &str) -> EventRecord {
+pub(crate) async fn until_ended(app: &TestApp, id: &str) -> EventRecord {
     wait_for(&format!("{id} to end"), LIMIT, || async {
         let e = event(app, id).await;
         e.status.is_terminal().then_some(e)
@@ -74,7 +74,7 @@ async fn until_ended(app: &TestApp, id: &str) -> EventRecord {
 }
 
 /// Running on an instance, not just claimed.
-async fn until_started(app: &TestApp, id: &str) {
+pub(crate) async fn until_started(app: &TestApp, id: &str) {
     wait_for(&format!("{id} to start"), LIMIT, || async {
         let e = event(app, id).await;
         let timeline = app.state.store.event_timeline(e.id).await.unwrap();
@@ -86,7 +86,7 @@ async fn until_started(app: &TestApp, id: &str) {
     .await
 }
 
-async fn timeline(app: &TestApp, id: &str) -> Vec<String> {
+pub(crate) async fn timeline(app: &TestApp, id: &str) -> Vec<String> {
     let e = event(app, id).await;
     app.state
         .store
@@ -105,7 +105,7 @@ async fn app() -> TestApp {
 }
 
 /// A folder the sandboxed handler may write to, for handlers to leave proof they ran.
-fn shared_dir() -> tempfile::TempDir {
+pub(crate) fn shared_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::Builder::new()
         .prefix("scf-shared-")

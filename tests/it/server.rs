@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn http_get(addr: &str, path: &str) -> String {
+pub(crate) fn http_get(addr: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -128,13 +128,13 @@ async fn keys_create_prints_a_key_that_the_store_keeps() {
 }
 
 /// A running scf-console binary on a data folder, with the test suite's API key.
-struct Server {
-    child: std::process::Child,
-    addr: String,
+pub(crate) struct Server {
+    pub(crate) child: std::process::Child,
+    pub(crate) addr: String,
 }
 
 impl Server {
-    fn start(data: &std::path::Path) -> Server {
+    pub(crate) fn start(data: &std::path::Path) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_scf-console"))
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
@@ -157,8 +157,15 @@ impl Server {
         Server { child, addr }
     }
 
-    /// A signed SCF API call over a real socket.
-    fn api(&self, action: &str, params: serde_json::Value) -> serde_json::Value {
+    /// A signed SCF API call over a real socket; fails the test unless it succeeds.
+    pub(crate) fn api(&self, action: &str, params: serde_json::Value) -> serde_json::Value {
+        let value = self.api_answer(action, params);
+        assert!(value["Error"].is_null(), "{action}: {value}");
+        value
+    }
+
+    /// A signed SCF API call over a real socket: its `Response`, success or error.
+    pub(crate) fn api_answer(&self, action: &str, params: serde_json::Value) -> serde_json::Value {
         use scf_console::scf::tc3::{SignInput, sha256_hex, sign, utc_date};
         let body = params.to_string();
         let timestamp = std::time::SystemTime::now()
@@ -192,7 +199,6 @@ impl Server {
         stream.read_to_string(&mut response).unwrap();
         let json = response.split("\r\n\r\n").nth(1).unwrap_or_default();
         let value: serde_json::Value = serde_json::from_str(json).unwrap();
-        assert!(value["Response"]["Error"].is_null(), "{action}: {value}");
         value["Response"].clone()
     }
 }

@@ -82,6 +82,33 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
         let store = scf_console::store::open(&url).await.unwrap();
+        Self::on(dir, store, interpreters, engine).await
+    }
+
+    /// A console whose SQLite store the test also holds, to make its disk fail on cue.
+    pub async fn with_sqlite(
+        engine: EngineConfig,
+    ) -> (
+        Self,
+        std::sync::Arc<scf_console::store::sqlite::SqliteStore>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let store = std::sync::Arc::new(
+            scf_console::store::sqlite::SqliteStore::open(&url)
+                .await
+                .unwrap(),
+        );
+        let app = Self::on(dir, store.clone(), machine().await, engine).await;
+        (app, store)
+    }
+
+    async fn on(
+        dir: tempfile::TempDir,
+        store: scf_console::store::DynStore,
+        interpreters: Interpreters,
+        engine: EngineConfig,
+    ) -> Self {
         let state = AppState::with_engine(
             store,
             Clock::manual(START),
