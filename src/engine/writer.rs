@@ -87,6 +87,9 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<(EventWrite, Reply)>) {
                         Err(StoreError::Database(e)) => Err(WriteError::Fault(format!(
                             "the event store cannot write: {e}"
                         ))),
+                        Err(StoreError::NotFound) => Err(WriteError::Rejected(
+                            "its function was deleted meanwhile".into(),
+                        )),
                         Err(e) => Err(WriteError::Rejected(e.to_string())),
                     };
                     if let Err(e) = &result {
