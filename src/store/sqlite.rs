@@ -78,11 +78,16 @@ impl SqliteStore {
                 let limit = limit.load(Ordering::Relaxed);
                 Box::pin(async move { apply_page_limit(conn, limit).await })
             })
-            // A failed write can leave the connection inside a transaction SQLite already
-            // rolled back, or the driver counting one that no longer exists; every later
-            // "commit" would then be a savepoint release that never reaches the disk. Such a
-            // connection is closed instead of reused, and the pool opens a fresh one.
-            .after_release(|conn, _| Box::pin(async move { Ok(is_clean(conn).await) }))
+            // A failed write can leave the driver counting a transaction that SQLite already
+            // rolled back by itself (SQLITE_FULL, SQLITE_IOERR do that): the ROLLBACK sent when
+            // the transaction is dropped fails, and every later "commit" would be a savepoint
+            // release that never reaches the disk. Such a connection is closed instead of
+            // reused, and the pool opens a fresh one. The check is free: by the time the
+            // connection is acquired again, the pool's ping on release has flushed the queued
+            // rollback, so the driver's count is final. SQLite runs in this process, so the
+            // ping before each acquire would only cost a round trip to its thread.
+            .test_before_acquire(false)
+            .before_acquire(|conn, _| Box::pin(async move { Ok(is_clean(conn)) }))
             .connect_with(options.clone())
             .await
             .map_err(|e| preflight::explain(&path, e))?;
@@ -365,20 +370,9 @@ async fn apply_page_limit(conn: &mut SqliteConnection, pages: u64) -> Result<(),
     Ok(())
 }
 
-/// Whether a released writer connection is outside any transaction, both as SQLite and as
-/// the driver see it.
-async fn is_clean(conn: &mut SqliteConnection) -> bool {
-    // Locking the handle goes through the connection's command queue, so a rollback that the
-    // dropped transaction queued has run by now.
-    let autocommit = match conn.lock_handle().await {
-        // SAFETY: the handle is locked, so no other thread uses it during this call, and
-        // sqlite3_get_autocommit only reads the connection's state.
-        Ok(mut handle) => unsafe {
-            libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) != 0
-        },
-        Err(_) => false,
-    };
-    let clean = autocommit && !conn.is_in_transaction();
+/// Whether a writer connection is outside any transaction, as the driver counts them.
+fn is_clean(conn: &mut SqliteConnection) -> bool {
+    let clean = !conn.is_in_transaction();
     if !clean {
         tracing::warn!(
             "the store's writer connection was left inside a failed transaction; it is replaced"
