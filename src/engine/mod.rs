@@ -894,6 +894,11 @@ impl Engine {
             .await;
             return;
         }
+        if self.cancel.is_cancelled() {
+            // Claimed as the server began to stop: it waits for the next start instead.
+            self.interrupted(&f, &event, None).await;
+            return;
+        }
         let waited = now - event.enqueued_at;
         if waited > i64::from(f.msg_ttl) * 1000 {
             let detail = format!(
