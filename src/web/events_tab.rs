@@ -22,6 +22,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 
 pub fn routes() -> Router<AppState> {
     let base = "/scf/{region}/{namespace}/functions/{name}/events";
@@ -641,7 +642,8 @@ async fn stats(
 }
 
 /// Every matching event, page by page in start-time order, so an export of millions of rows
-/// streams in constant memory.
+/// streams in constant memory. The stream is fused: a body encoder (gzip) may poll once more
+/// after the end, and an unfused `unfold` panics when it is.
 fn export(
     state: AppState,
     f: Function,
@@ -681,7 +683,7 @@ fn export(
             }
         }
     });
-    Body::from_stream(stream)
+    Body::from_stream(stream.fuse())
 }
 
 fn csv_field(s: &str) -> String {

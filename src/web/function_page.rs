@@ -197,8 +197,22 @@ async fn save_config(
         retention: retention_text(&state),
     };
     if fields.get("_action") == "add-env" {
-        let rows = fields.get("_env_extra").parse::<usize>().unwrap_or(0) + 1;
-        return Ok(page(FieldErrors::default(), rows, false).into_response());
+        let (rows, error) = fields.added_env_rows(&draft.environment);
+        return Ok(match error {
+            Some(e) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                page(FieldErrors::from(e), rows, false),
+            )
+                .into_response(),
+            None => page(FieldErrors::default(), rows, false).into_response(),
+        });
+    }
+    if let Some(e) = fields.env_limit_error() {
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            page(FieldErrors::from(e), 0, false),
+        )
+            .into_response());
     }
     let config = match validate_config(&draft, f.async_run_enable) {
         Ok(c) => c,

@@ -301,16 +301,16 @@ async fn create(
     let draft = fields.function_draft();
     // "Add variable" without JavaScript: show the form again with one more blank row.
     if fields.get("_action") == "add-env" {
-        let rows = fields.get("_env_extra").parse::<usize>().unwrap_or(0) + 1;
-        return Ok(form_page(
-            &state,
-            shell,
-            template_id,
-            draft,
-            FieldErrors::default(),
-            rows,
-        )
-        .into_response());
+        let (rows, error) = fields.added_env_rows(&draft.config.environment);
+        let page = |errors| form_page(&state, shell, template_id, draft, errors, rows);
+        return Ok(match error {
+            Some(e) => invalid(page(FieldErrors::from(e))),
+            None => page(FieldErrors::default()).into_response(),
+        });
+    }
+    if let Some(e) = fields.env_limit_error() {
+        let page = form_page(&state, shell, template_id, draft, FieldErrors::from(e), 0);
+        return Ok(invalid(page));
     }
     let function = match validate_new_function(&draft, &state.interpreters) {
         Ok(f) => f,
@@ -394,9 +394,12 @@ async fn validate(
     let fields = Fields(pairs);
     let field = rule_field(trigger.as_deref().unwrap_or("")).to_string();
     let draft = fields.function_draft();
-    let errors = validate_new_function(&draft, &state.interpreters)
+    let mut errors = validate_new_function(&draft, &state.interpreters)
         .err()
         .unwrap_or_default();
+    if let Some(e) = fields.env_limit_error() {
+        errors.push(e);
+    }
     let mut message = errors.get(&field).map(str::to_string);
     // Async execution decides the timeout allowed and whether status trace may be on.
     let dependents: &[&str] = if field == "AsyncRunEnable" {
