@@ -156,7 +156,9 @@ pub fn env_rows(vars: &[EnvVar], extra_blank: usize) -> Vec<EnvVar> {
         .filter(|v| !(v.key.is_empty() && v.value.is_empty()))
         .cloned()
         .collect();
-    let blank = extra_blank.saturating_add(1).min(MAX_ENV_ROWS.saturating_sub(rows.len()));
+    let blank = extra_blank
+        .saturating_add(1)
+        .min(MAX_ENV_ROWS.saturating_sub(rows.len()));
     rows.extend(std::iter::repeat_n(EnvVar::default(), blank));
     rows
 }
@@ -187,7 +189,12 @@ mod tests {
         let (rows, error) = asking("1000000000000000").added_env_rows(&[]);
         assert_eq!(rows, MAX_ENV_ROWS - 1);
         assert_eq!(error.unwrap().code, "LimitExceeded.Environment");
-        assert!(asking("99999999999999999999999").added_env_rows(&[]).1.is_some());
+        assert!(
+            asking("99999999999999999999999")
+                .added_env_rows(&[])
+                .1
+                .is_some()
+        );
         assert_eq!(env_rows(&[], usize::MAX).len(), MAX_ENV_ROWS);
         let far = Fields(vec![("Environment.Variables.100.Key".into(), "K".into())]);
         assert!(far.env_limit_error().is_some());

@@ -7,6 +7,7 @@ mod browser;
 mod engine;
 mod events;
 mod functions;
+mod hostile;
 mod namespaces;
 mod pages;
 mod retention;
