@@ -325,7 +325,11 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 const RESERVED_DESCRIPTORS: u64 = 256;
 
 /// `wanted`, lowered to what the process's descriptor limit leaves for connections, so the
-/// cap is reached before `accept` fails for want of descriptors.
+/// cap is reached before `accept` fails for want of descriptors. The soft limit is first
+/// raised towards the hard one as far as `wanted` needs, as many systems start processes at
+/// 1024.
+// rlim_t is u64 on Linux but not on every platform.
+#[allow(clippy::unnecessary_cast)]
 fn connection_cap(wanted: usize) -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -335,16 +339,27 @@ fn connection_cap(wanted: usize) -> usize {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return wanted.max(1);
     }
-    let allowed = (limit.rlim_cur as u64)
-        .saturating_sub(RESERVED_DESCRIPTORS)
-        .max(16);
+    let needed = (wanted as u64).saturating_add(RESERVED_DESCRIPTORS);
+    if (limit.rlim_cur as u64) < needed {
+        let raised = libc::rlimit {
+            rlim_cur: needed.min(limit.rlim_max as u64) as libc::rlim_t,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct it is given; a soft limit up to the hard one
+        // is always allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = raised.rlim_cur;
+        }
+    }
+    let descriptors = limit.rlim_cur as u64;
+    let allowed = descriptors.saturating_sub(RESERVED_DESCRIPTORS).max(16);
     let cap = (wanted as u64).min(allowed).max(1) as usize;
     if cap < wanted {
         tracing::warn!(
             wanted,
             cap,
-            descriptors = limit.rlim_cur as u64,
-            "the descriptor limit lowers the connection cap; raise it (ulimit -n) to serve more"
+            descriptors,
+            "the open-file limit lowers the connection cap; raise it (ulimit -n) to serve more"
         );
     }
     cap

@@ -14,6 +14,7 @@ use scf_console::store::{EventWrite, NewEvent};
 use serde_json::Value;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -592,8 +593,45 @@ async fn handler_with_a_bug() -> &'static str {
     panic!("a handler bug")
 }
 
+/// The server's log, as an operator reads it.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
+    type Writer = Log;
+
+    fn make_writer(&'a self) -> Log {
+        self.clone()
+    }
+}
+
 #[tokio::test]
 async fn a_handler_that_panics_gets_a_500_and_the_server_keeps_serving() {
+    // The test's runtime has one thread, so the server's tasks log here.
+    let log = Log::default();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .finish(),
+    );
     let routes = Router::new()
         .route("/boom", routing::get(handler_with_a_bug))
         .route("/healthz", routing::get(|| async { "ok" }));
@@ -614,6 +652,18 @@ async fn a_handler_that_panics_gets_a_500_and_the_server_keeps_serving() {
     );
     assert!(!reply.text().contains("a handler bug"), "no details leak");
     assert!(!reply.header("x-request-id").is_empty());
+    let logged = log.text();
+    let line = logged
+        .lines()
+        .find(|l| l.contains("request handler panicked"))
+        .unwrap_or_else(|| panic!("the panic was not logged: {logged}"));
+    assert!(line.contains("method=GET"), "{line}");
+    assert!(line.contains("route=/boom"), "{line}");
+    assert!(line.contains("a handler bug"), "{line}");
+    assert!(
+        !logged.contains("secret=1"),
+        "the query was logged: {logged}"
+    );
 
     let reply = get(addr, "/healthz", "").await;
     assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
