@@ -2,7 +2,7 @@
 //! the URL, live refresh of the rows and counters, bulk terminate, re-run, and export.
 
 use super::event_page::{duration_text, status_class};
-use super::form::Fields;
+use super::form::{Fields, FormFields};
 use super::function_page::{Header, load, retention_text};
 use super::shell::Shell;
 use super::urls;
@@ -18,7 +18,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -863,7 +863,7 @@ async fn bulk_terminate(
     State(state): State<AppState>,
     Path((region, namespace, name)): Path<(String, String, String)>,
     Query(q): Query<Vec<(String, String)>>,
-    Form(form): Form<Vec<(String, String)>>,
+    FormFields(form): FormFields,
 ) -> AppResult<Redirect> {
     let (_, f) = traced(&state, &region, &namespace, &name).await?;
     let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));

@@ -4,6 +4,9 @@
 
 use crate::domain::function::{ConfigDraft, EnvVar, FunctionDraft};
 use crate::domain::rules::FieldError;
+use crate::error::AppError;
+use axum::extract::{FromRequest, RawForm, Request};
+use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 
 /// The most environment rows a form reads or shows: more than anyone types by hand, and the
@@ -17,6 +20,38 @@ fn too_many_env_rows() -> FieldError {
         "LimitExceeded.Environment",
         format!("A function can have at most {MAX_ENV_ROWS} environment variables."),
     )
+}
+
+/// The most fields a console form may send. The largest form, the wizard's, has a few dozen
+/// plus two per environment row; counting before decoding keeps a body of `&&&…` from
+/// becoming a million allocations.
+pub const MAX_FORM_FIELDS: usize = 1000;
+
+/// A submitted form's fields, read from a body within the body limit and held to
+/// [`MAX_FORM_FIELDS`].
+pub struct FormFields(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequest<S> for FormFields {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawForm(bytes) = RawForm::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let count = bytes
+            .split(|b| *b == b'&')
+            .filter(|p| !p.is_empty())
+            .count();
+        if count > MAX_FORM_FIELDS {
+            return Err(AppError::BadRequest(format!(
+                "The form sent {count} fields; a console form has at most {MAX_FORM_FIELDS}."
+            ))
+            .into_response());
+        }
+        Ok(FormFields(
+            form_urlencoded::parse(&bytes).into_owned().collect(),
+        ))
+    }
 }
 
 /// A submitted form as name/value pairs, in order.

@@ -2,7 +2,7 @@
 //! Configuration (with Advanced Settings), Complete. Also the live validation fragment that
 //! checks a field as the user types.
 
-use super::form::{Fields, env_rows, rule_field};
+use super::form::{Fields, FormFields, env_rows, rule_field};
 use super::shell::{Section, Shell};
 use super::{HxRequest, HxTriggerName, urls};
 use crate::app::AppState;
@@ -18,7 +18,7 @@ use crate::store::{FunctionKey, StoreError};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -283,7 +283,7 @@ fn form_page(
 async fn create(
     State(state): State<AppState>,
     Path((region, namespace)): Path<(String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    FormFields(pairs): FormFields,
 ) -> AppResult<Response> {
     let shell = Shell::load(
         &state,
@@ -389,7 +389,7 @@ async fn validate(
     State(state): State<AppState>,
     Path((region, namespace)): Path<(String, String)>,
     HxTriggerName(trigger): HxTriggerName,
-    Form(pairs): Form<Vec<(String, String)>>,
+    FormFields(pairs): FormFields,
 ) -> AppResult<FieldErrorSlot> {
     let fields = Fields(pairs);
     let field = rule_field(trigger.as_deref().unwrap_or("")).to_string();

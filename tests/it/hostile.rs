@@ -244,6 +244,17 @@ async fn asking_the_wizard_for_a_quadrillion_variable_rows_gets_a_message_not_a_
     assert_eq!(reply.status, 422);
     assert!(reply.body.len() < 1024 * 1024, "{} bytes", reply.body.len());
 
+    // A form of thousands of fields is refused before it is decoded.
+    let flood = vec!["a=1"; 5000].join("&");
+    let reply = post_form(addr, &new_url("default"), &flood).await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply
+            .page()
+            .errors()
+            .contains(&"The form sent 5000 fields; a console form has at most 1000.".to_string())
+    );
+
     // Asking for one more row, as the button does, still works.
     let reply = post_form(addr, &new_url("default"), "_action=add-env&_env_extra=1").await;
     assert_eq!(reply.status, 200);
