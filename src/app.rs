@@ -276,6 +276,8 @@ pub async fn serve_router(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
@@ -312,6 +314,11 @@ pub async fn serve_router(
     graceful.shutdown().await;
     Ok(())
 }
+
+/// Headers in one request: browsers and SDKs send a dozen or two.
+const MAX_HEADERS: usize = 100;
+/// The read buffer, which bounds a request's head (its line, query string and headers).
+const MAX_HEAD_BYTES: usize = 400 * 1024;
 
 fn is_connection_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};

@@ -17,7 +17,7 @@ mod wizard;
 use crate::app::AppState;
 use crate::domain::namespace::DEFAULT_NAMESPACE;
 use axum::Router;
-use axum::extract::{FromRequestParts, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -47,7 +47,13 @@ pub fn routes() -> Router<AppState> {
         .fallback(|| async {
             crate::error::AppError::NotFound("There is no page at this address.".into())
         })
+        .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
 }
+
+/// The largest console form: the inline code of the editor, percent-encoded (a byte can
+/// become three), with room for the other fields. The SCF API reads its bodies itself, with
+/// its own limits per action.
+pub const FORM_BODY_LIMIT: usize = 3 * crate::domain::function::CODE_MAX_BYTES + 64 * 1024;
 
 async fn root(State(state): State<AppState>, request: Request) -> Response {
     if crate::scf::is_api_call(request.headers()) {
