@@ -695,3 +695,50 @@ async fn a_handler_that_panics_gets_a_500_and_the_server_keeps_serving() {
     let reply = get(addr, "/healthz", "").await;
     assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
 }
+
+#[tokio::test]
+async fn shutting_down_lets_a_request_in_flight_finish_and_takes_no_new_ones() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (r, s) = (release.clone(), started.clone());
+    let routes = Router::new().route(
+        "/slow",
+        routing::get(move || {
+            let (release, started) = (r.clone(), s.clone());
+            async move {
+                started.notify_one();
+                release.notified().await;
+                "finished"
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let limits = ServerLimits::default();
+    let server = tokio::spawn(async move {
+        let app = app::with_layers(routes, limits.body_timeout);
+        app::serve_router(listener, app, &limits, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+
+    let in_flight = tokio::spawn(get(addr, "/slow", ""));
+    timeout(HANG, started.notified()).await.unwrap();
+    stop.send(()).unwrap();
+    // New clients are no longer taken once the listener is gone.
+    wait_for("the listener to close", HANG, || async {
+        TcpStream::connect(addr).await.is_err().then_some(())
+    })
+    .await;
+    assert!(
+        !server.is_finished(),
+        "the server waits for the request in flight"
+    );
+
+    release.notify_one();
+    let reply = timeout(HANG, in_flight).await.unwrap().unwrap();
+    assert_eq!((reply.status, reply.text().as_str()), (200, "finished"));
+    timeout(HANG, server).await.unwrap().unwrap().unwrap();
+}
