@@ -226,7 +226,7 @@ async fn read_body(action: &str, headers: &HeaderMap, body: Body) -> ApiResult<B
     }
 }
 
-/// The innermost cause says what happened ("the request body did not arrive within 120 s").
+/// The innermost cause says what happened ("the request body did not arrive within 120s").
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut inner = e;
     while let Some(source) = inner.source() {

@@ -306,11 +306,10 @@ mod tests {
     #[test]
     fn hostile_queries_are_refused_before_they_grow() {
         let pair = |k: String| vec![(k, "1".to_string())];
-        let deep = vec!["a"; 16_000].join(".");
-        let e = unflatten(&pair(deep)).unwrap_err();
+        let e = unflatten(&pair(vec!["a"; 9].join("."))).unwrap_err();
         assert_eq!(e.code, "InvalidParameter");
         assert!(e.message.contains("nested more than 8"), "{}", e.message);
-        let e = unflatten(&pair("x".repeat(10_000))).unwrap_err();
+        let e = unflatten(&pair(vec!["a"; 16_000].join("."))).unwrap_err();
         assert!(e.message.contains("at most 256"), "{}", e.message);
         let many = vec!["a=1"; MAX_PARAMETERS + 1].join("&");
         assert!(

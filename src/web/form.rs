@@ -121,12 +121,14 @@ impl Fields {
             .filter(|v| !(v.key.is_empty() && v.value.is_empty()))
             .count();
         let room = MAX_ENV_ROWS.saturating_sub(filled + 1);
-        let asked = self
-            .get("_env_extra")
-            .trim()
-            .parse::<u64>()
-            .unwrap_or(0)
-            .saturating_add(1);
+        let raw = self.get("_env_extra").trim();
+        let asked = match raw.parse::<u64>() {
+            Ok(n) => n,
+            // Digits too many for a u64 ask for more than the limit, not for nothing.
+            Err(_) if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) => u64::MAX,
+            Err(_) => 0,
+        }
+        .saturating_add(1);
         match usize::try_from(asked) {
             Ok(n) if n <= room => (n, None),
             _ => (room, Some(too_many_env_rows())),
