@@ -9,11 +9,23 @@ use crate::engine::{Engine, EngineConfig};
 use crate::store::DynStore;
 use crate::{engine, keys, store, web};
 use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::MatchedPath;
 use axum::http::{HeaderName, HeaderValue, Request, header};
+use axum::response::Response;
+use http_body::Body as _;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -34,6 +46,30 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub keys: Arc<keys::KeyCache>,
     pub sweeper: Arc<Sweeper>,
+    /// What one client may hold: connections, and time to send a request.
+    pub limits: ServerLimits,
+}
+
+/// Bounds on what clients can hold of the server, whatever they send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// Time to send a request's head, counted from when the connection opens or the previous
+    /// response ends, so it also closes keep-alive connections left idle.
+    pub header_timeout: Duration,
+    /// Time to send a whole request body, counted from when its head arrived.
+    pub body_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 impl AppState {
@@ -97,6 +133,7 @@ impl AppState {
             engine,
             keys: Arc::default(),
             sweeper,
+            limits: ServerLimits::default(),
         })
     }
 
@@ -109,8 +146,21 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP surface as a pure function of state, so tests can drive it in-process.
 pub fn router(state: AppState) -> Router {
-    web::routes()
-        .with_state(state)
+    let body_timeout = state.limits.body_timeout;
+    with_layers(web::routes().with_state(state), body_timeout)
+}
+
+/// The layers every route gets: request ids, tracing, compression, a deadline on request
+/// bodies and a 500 for a handler that panics. Public so a test can put them around its own
+/// routes.
+pub fn with_layers(routes: Router, body_timeout: Duration) -> Router {
+    routes
+        // Innermost, so the 500 still gets a request id, Vary and compression, and the panic
+        // is logged inside the request's span (method and route).
+        .layer(CatchPanicLayer::custom(answer_panic))
+        .layer(axum::middleware::map_request(move |req: Request<Body>| {
+            std::future::ready(with_body_deadline(req, body_timeout))
+        }))
         // One URL serves a page or an htmx fragment, so caches must key on HX-Request.
         .layer(SetResponseHeaderLayer::appending(
             header::VARY,
@@ -118,17 +168,85 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let id = req
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The span of one request. The path only: the query of a GET API call carries its
+/// parameters and signature, which have no place in a log.
+fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(req.uri().path(), MatchedPath::as_str);
+    tracing::info_span!("request", method = %req.method(), route = %route, path = %req.uri().path(), request_id = %id)
+}
+
+fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    tracing::error!(panic = %message, "request handler panicked; answered 500");
+    crate::error::internal_error_response()
+}
+
+/// The body must arrive whole within `limit` of its head: a client trickling a body cannot
+/// hold a connection and its buffer for long.
+fn with_body_deadline(req: Request<Body>, limit: Duration) -> Request<Body> {
+    if req.body().is_end_stream() {
+        return req;
+    }
+    req.map(|inner| {
+        Body::new(DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            limit,
+        })
+    })
+}
+
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+struct BodyTimeout(Duration);
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match this.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTimeout(this.limit))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Serves until `shutdown` resolves, then lets requests in flight finish.
@@ -137,9 +255,121 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.limits.clone();
+    serve_router(listener, router(state), &limits, shutdown).await
+}
+
+/// The accept loop: HTTP/1.1 with a deadline on request heads, at most
+/// `limits.max_connections` connections at once, and a graceful end.
+///
+/// A permit is taken before `accept`, so when every permit is out, new connections wait in
+/// the kernel's listen backlog (and are refused by it once that is full) instead of being
+/// accepted and then starved; they are served as soon as a connection closes.
+pub async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    limits: &ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(connection_cap(limits.max_connections)));
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(e) => {
+                    // Out of descriptors or memory: back off rather than spin; a connection
+                    // that died in the backlog is nothing to wait for.
+                    if !is_connection_error(&e) {
+                        tracing::error!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection closed with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Headers in one request: browsers and SDKs send a dozen or two.
+const MAX_HEADERS: usize = 100;
+/// The read buffer, which bounds a request's head (its line, query string and headers).
+const MAX_HEAD_BYTES: usize = 400 * 1024;
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+/// Descriptors kept back from connections for the database, instances and their pipes.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// `wanted`, lowered to what the process's descriptor limit leaves for connections, so the
+/// cap is reached before `accept` fails for want of descriptors. The soft limit is first
+/// raised towards the hard one as far as `wanted` needs, as many systems start processes at
+/// 1024.
+// rlim_t is u64 on Linux but not on every platform.
+#[allow(clippy::unnecessary_cast)]
+fn connection_cap(wanted: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given, which lives on this stack.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return wanted.max(1);
+    }
+    let needed = (wanted as u64).saturating_add(RESERVED_DESCRIPTORS);
+    if (limit.rlim_cur as u64) < needed {
+        let raised = libc::rlimit {
+            rlim_cur: needed.min(limit.rlim_max as u64) as libc::rlim_t,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct it is given; a soft limit up to the hard one
+        // is always allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = raised.rlim_cur;
+        }
+    }
+    let descriptors = limit.rlim_cur as u64;
+    let allowed = descriptors.saturating_sub(RESERVED_DESCRIPTORS).max(16);
+    let cap = (wanted as u64).min(allowed).max(1) as usize;
+    if cap < wanted {
+        tracing::warn!(
+            wanted,
+            cap,
+            descriptors,
+            "the open-file limit lowers the connection cap; raise it (ulimit -n) to serve more"
+        );
+    }
+    cap
 }
 
 /// Starts scf-console with the given settings and runs until Ctrl-C or SIGTERM.
@@ -158,6 +388,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     )
     .await?;
     state.timezone = settings.timezone;
+    state.limits = settings.server_limits();
     if let (Some(id), Some(key)) = (&settings.secret_id, &settings.secret_key) {
         keys::put_configured(&state, id, key).await?;
         tracing::info!(secret_id = %id, "API key from the configuration is ready");

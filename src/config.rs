@@ -109,6 +109,26 @@ pub struct Settings {
     /// How often the retention sweeper runs, e.g. `60s`.
     #[arg(long, env = "SCF_SWEEP_INTERVAL", default_value = "60s", global = true)]
     pub sweep_interval: HumanDuration,
+
+    /// Connections served at once; further clients wait in the listen backlog until one
+    /// closes. Lowered at start to what the open-file limit allows.
+    #[arg(
+        long,
+        env = "SCF_MAX_CONNECTIONS",
+        default_value = "1024",
+        value_parser = clap::value_parser!(u32).range(1..),
+        global = true
+    )]
+    pub max_connections: u32,
+
+    /// Time a client has to send a request's head (from connecting, or from the end of the
+    /// previous response); a keep-alive connection idle this long is closed too.
+    #[arg(long, env = "SCF_HEADER_TIMEOUT", default_value = "10s", global = true)]
+    pub header_timeout: HumanDuration,
+
+    /// Time a client has to send a whole request body, from the end of its head.
+    #[arg(long, env = "SCF_BODY_TIMEOUT", default_value = "120s", global = true)]
+    pub body_timeout: HumanDuration,
 }
 
 fn parse_timezone(s: &str) -> Result<time::UtcOffset, String> {
@@ -180,6 +200,14 @@ impl Settings {
             }
         }
         out
+    }
+
+    pub fn server_limits(&self) -> crate::app::ServerLimits {
+        crate::app::ServerLimits {
+            max_connections: self.max_connections as usize,
+            header_timeout: self.header_timeout.0,
+            body_timeout: self.body_timeout.0,
+        }
     }
 
     pub fn python_command(&self) -> String {

@@ -39,35 +39,42 @@ struct ErrorPage<'a> {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, title, message) = match &self {
-            AppError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m.clone()),
-            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m.clone()),
-            AppError::Unavailable(m) => (
+        match &self {
+            AppError::NotFound(m) => error_page(StatusCode::NOT_FOUND, "Not found", m),
+            AppError::BadRequest(m) => error_page(StatusCode::BAD_REQUEST, "Bad request", m),
+            AppError::Unavailable(m) => error_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The store cannot write",
-                m.clone(),
+                m,
             ),
             AppError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "The console could not complete this request. Nothing was changed; try again, and if it keeps failing, check the server log for this request's id."
-                        .to_string(),
-                )
+                internal_error_response()
             }
-        };
-        let page = ErrorPage {
-            status: status.as_u16(),
-            title,
-            message: &message,
-        };
-        match page.render() {
-            Ok(html) => (status, Html(html)).into_response(),
-            Err(e) => {
-                tracing::error!(error = %e, "error page failed to render");
-                (status, message).into_response()
-            }
+        }
+    }
+}
+
+/// The 500 page, without details; the caller has logged what happened.
+pub fn internal_error_response() -> Response {
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "The console could not complete this request. Nothing was changed; try again, and if it keeps failing, check the server log for this request's id.",
+    )
+}
+
+fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let page = ErrorPage {
+        status: status.as_u16(),
+        title,
+        message,
+    };
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "error page failed to render");
+            (status, message.to_string()).into_response()
         }
     }
 }

@@ -10,13 +10,17 @@ fn failure(code: &str, message: &str) -> ApiError {
     ApiError::new(code, message)
 }
 
-pub async fn authenticate(
-    state: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> ApiResult<()> {
+/// A caller whose headers passed: a well-formed authorization, a fresh timestamp and a known,
+/// enabled key. Only the signature, which covers the body, is left to check.
+pub struct Caller<'h> {
+    auth: tc3::Authorization<'h>,
+    timestamp: i64,
+    secret_key: String,
+}
+
+/// Everything the headers alone can refuse, refused before a byte of the body is read, so an
+/// unsigned, stale or unknown caller cannot make the server buffer a large body.
+pub async fn identify<'h>(state: &AppState, headers: &'h HeaderMap) -> ApiResult<Caller<'h>> {
     let header = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -73,7 +77,27 @@ pub async fn authenticate(
                 "The SecretId does not exist or is disabled.",
             )
         })?;
+    Ok(Caller {
+        auth,
+        timestamp,
+        secret_key: key.secret_key,
+    })
+}
 
+/// Checks the signature, which covers the body.
+pub fn verify(
+    caller: &Caller<'_>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<()> {
+    let Caller {
+        auth,
+        timestamp,
+        secret_key,
+    } = caller;
+    let timestamp = *timestamp;
     let payload_hash = if headers
         .get("x-tc-content-sha256")
         .is_some_and(|v| v == "UNSIGNED-PAYLOAD")
@@ -106,7 +130,7 @@ pub async fn authenticate(
     let verifies = |values: &[(&str, String)]| {
         let pairs: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, v.as_str())).collect();
         tc3::verify(
-            &key.secret_key,
+            secret_key,
             &SignInput {
                 method: method.as_str(),
                 query,

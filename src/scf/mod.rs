@@ -12,10 +12,12 @@ pub mod params;
 pub mod tc3;
 
 use crate::app::AppState;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use error::{ApiError, ApiResult};
+use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 use time::UtcOffset;
 
@@ -39,20 +41,42 @@ pub fn is_api_call(headers: &HeaderMap) -> bool {
     headers.contains_key("x-tc-action")
 }
 
+/// A code package comes inline as a base64 zip of up to 50 MB, with room for the other
+/// parameters.
+pub const CODE_BODY_LIMIT: usize = 72 * 1024 * 1024;
+/// A synchronous event may be 6 MB; the rest is room for its JSON escaping and the other
+/// parameters.
+pub const INVOKE_BODY_LIMIT: usize = 7 * 1024 * 1024;
+/// Every other action takes a few parameters.
+pub const PARAMS_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The largest body `action` accepts; the body is read no further than this.
+pub fn body_limit(action: &str) -> usize {
+    match action {
+        "CreateFunction" | "UpdateFunctionCode" => CODE_BODY_LIMIT,
+        "Invoke" => INVOKE_BODY_LIMIT,
+        _ => PARAMS_BODY_LIMIT,
+    }
+}
+
 /// Answers one API call. SCF answers errors with HTTP 200 and the error in the body, and the SDK
-/// expects exactly that.
-pub async fn handle(
-    state: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Response {
+/// expects exactly that. The body is read only once the headers have passed, and never beyond
+/// the action's limit.
+pub async fn handle(state: &AppState, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
     let request_id = uuid::Uuid::new_v4().to_string();
-    let action = header_str(headers, "x-tc-action")
+    let action = header_str(&parts.headers, "x-tc-action")
         .unwrap_or_default()
         .to_string();
-    let result = call(state, method, uri, headers, body, &action).await;
+    let result = call(
+        state,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        body,
+        &action,
+    )
+    .await;
     let response = match result {
         Ok(Value::Object(mut fields)) => {
             fields.insert("RequestId".into(), Value::String(request_id.clone()));
@@ -91,10 +115,12 @@ async fn call(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    body: &Bytes,
+    body: Body,
     action: &str,
 ) -> ApiResult<Value> {
-    auth::authenticate(state, method, uri, headers, body).await?;
+    let caller = auth::identify(state, headers).await?;
+    let body = read_body(action, headers, body).await?;
+    auth::verify(&caller, method, uri, headers, &body)?;
     match header_str(headers, "x-tc-version") {
         Some(VERSION) => {}
         Some(other) => {
@@ -123,7 +149,7 @@ async fn call(
             ));
         }
     };
-    let params = read_params(method, uri, body)?;
+    let params = read_params(method, uri, &body)?;
     let call = Call {
         state,
         region,
@@ -157,8 +183,61 @@ async fn call(
     Ok(answer)
 }
 
+fn too_large(action: &str, limit: usize) -> ApiError {
+    let what = if action.is_empty() {
+        "this call"
+    } else {
+        action
+    };
+    ApiError::new(
+        "RequestSizeLimitExceeded",
+        format!(
+            "The request body is larger than the {} that {what} accepts.",
+            size_text(limit)
+        ),
+    )
+}
+
+fn size_text(bytes: usize) -> String {
+    if bytes >= 1024 * 1024 {
+        format!("{} MB", bytes / (1024 * 1024))
+    } else {
+        format!("{} KB", bytes / 1024)
+    }
+}
+
+/// Reads the body up to the action's limit. A declared length over it is refused unread.
+async fn read_body(action: &str, headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
+    let limit = body_limit(action);
+    let declared = header_str(headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(action, limit));
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(action, limit)),
+        Err(e) => {
+            let cause = error_chain(e.as_ref());
+            Err(ApiError::new(
+                "InvalidParameter",
+                format!("The request body could not be read: {cause}."),
+            ))
+        }
+    }
+}
+
+/// The innermost cause says what happened ("the request body did not arrive within 120s").
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    inner.to_string()
+}
+
 fn read_params(method: &Method, uri: &Uri, body: &Bytes) -> ApiResult<Value> {
     if *method == Method::GET {
+        params::check_query_size(uri.query().unwrap_or_default())?;
         let pairs: Vec<(String, String)> = serde_urlencoded_pairs(uri.query().unwrap_or_default())?;
         return params::unflatten(&pairs);
     }

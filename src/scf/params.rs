@@ -35,6 +35,49 @@ const UNSUPPORTED: &[&str] = &[
     "IgnoreSysLog",
 ];
 
+/// The most parameters one call may send. SCF's largest requests (a function with its
+/// environment) stay far below; bounding the count keeps a query string from becoming an
+/// allocation of any size.
+pub const MAX_PARAMETERS: usize = 1000;
+/// The most dot-separated parts a flattened name may have. SCF's deepest names have four
+/// (`Environment.Variables.0.Key`); bounding the depth bounds the recursion that reads them.
+pub const MAX_DEPTH: usize = 8;
+/// The longest parameter name accepted.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Refuses a query string with more parameters than [`MAX_PARAMETERS`], counted before any
+/// of it is decoded.
+pub fn check_query_size(query: &str) -> ApiResult<()> {
+    let count = query.split('&').filter(|p| !p.is_empty()).count();
+    if count > MAX_PARAMETERS {
+        return Err(ApiError::new(
+            "InvalidParameter",
+            format!("The request has {count} parameters; at most {MAX_PARAMETERS} are accepted."),
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    if name.len() > MAX_NAME_BYTES {
+        let start: String = name.chars().take(40).collect();
+        return Err(ApiError::new(
+            "InvalidParameter",
+            format!(
+                "The parameter name {start}… is {} bytes long; at most {MAX_NAME_BYTES} are accepted.",
+                name.len()
+            ),
+        ));
+    }
+    if name.split('.').count() > MAX_DEPTH {
+        return Err(ApiError::new(
+            "InvalidParameter",
+            format!("The parameter {name} is nested more than {MAX_DEPTH} levels deep."),
+        ));
+    }
+    Ok(())
+}
+
 fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null => true,
@@ -46,7 +89,22 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// Turns `[("Environment.Variables.0.Key", "A")]` into `{"Environment":{"Variables":[{"Key":"A"}]}}`.
+///
+/// Names are checked for length and depth first, so the tree built, and the recursion that
+/// turns it into arrays, are never deeper than [`MAX_DEPTH`].
 pub fn unflatten(pairs: &[(String, String)]) -> ApiResult<Value> {
+    if pairs.len() > MAX_PARAMETERS {
+        return Err(ApiError::new(
+            "InvalidParameter",
+            format!(
+                "The request has {} parameters; at most {MAX_PARAMETERS} are accepted.",
+                pairs.len()
+            ),
+        ));
+    }
+    for (name, _) in pairs {
+        check_name(name)?;
+    }
     let mut root = Value::Object(Map::new());
     for (name, value) in pairs {
         let mut node = &mut root;
@@ -243,6 +301,25 @@ mod tests {
                 "Status": ["RUNNING"]
             })
         );
+    }
+
+    #[test]
+    fn hostile_queries_are_refused_before_they_grow() {
+        let pair = |k: String| vec![(k, "1".to_string())];
+        let e = unflatten(&pair(["a"; 9].join("."))).unwrap_err();
+        assert_eq!(e.code, "InvalidParameter");
+        assert!(e.message.contains("nested more than 8"), "{}", e.message);
+        let e = unflatten(&pair(vec!["a"; 16_000].join("."))).unwrap_err();
+        assert!(e.message.contains("at most 256"), "{}", e.message);
+        let many = vec!["a=1"; MAX_PARAMETERS + 1].join("&");
+        assert!(
+            check_query_size(&many)
+                .unwrap_err()
+                .message
+                .contains("1001 parameters")
+        );
+        assert!(check_query_size(&vec!["a=1"; MAX_PARAMETERS].join("&")).is_ok());
+        assert!(unflatten(&pair("A.B.C.D.E.F.G.H".into())).is_ok());
     }
 
     #[derive(Deserialize, Debug)]

@@ -2,7 +2,7 @@
 //! refreshed in place while it runs; terminate (forced or graceful) while it is queued or
 //! running.
 
-use super::form::Fields;
+use super::form::{Fields, FormFields};
 use super::function_page::{Header, load};
 use super::shell::Shell;
 use super::{HxRequest, urls};
@@ -14,7 +14,7 @@ use crate::store::{EventRecord, Function, Termination, TimelineEntry};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
@@ -191,7 +191,7 @@ async fn show(
 async fn terminate(
     State(state): State<AppState>,
     Path((region, namespace, name, request_id)): Path<(String, String, String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    FormFields(pairs): FormFields,
 ) -> AppResult<Redirect> {
     let (_, f) = load(&state, &region, &namespace, &name).await?;
     event_of(&state, &f, &request_id).await?;

@@ -2,7 +2,7 @@
 //! the URL, live refresh of the rows and counters, bulk terminate, re-run, and export.
 
 use super::event_page::{duration_text, status_class};
-use super::form::Fields;
+use super::form::{Fields, FormFields};
 use super::function_page::{Header, load, retention_text};
 use super::shell::Shell;
 use super::urls;
@@ -18,10 +18,11 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 
 pub fn routes() -> Router<AppState> {
     let base = "/scf/{region}/{namespace}/functions/{name}/events";
@@ -641,7 +642,8 @@ async fn stats(
 }
 
 /// Every matching event, page by page in start-time order, so an export of millions of rows
-/// streams in constant memory.
+/// streams in constant memory. The stream is fused: a body encoder (gzip) may poll once more
+/// after the end, and an unfused `unfold` panics when it is.
 fn export(
     state: AppState,
     f: Function,
@@ -681,7 +683,7 @@ fn export(
             }
         }
     });
-    Body::from_stream(stream)
+    Body::from_stream(stream.fuse())
 }
 
 fn csv_field(s: &str) -> String {
@@ -861,7 +863,7 @@ async fn bulk_terminate(
     State(state): State<AppState>,
     Path((region, namespace, name)): Path<(String, String, String)>,
     Query(q): Query<Vec<(String, String)>>,
-    Form(form): Form<Vec<(String, String)>>,
+    FormFields(form): FormFields,
 ) -> AppResult<Redirect> {
     let (_, f) = traced(&state, &region, &namespace, &name).await?;
     let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));

@@ -3,10 +3,56 @@
 //! from form to store to API.
 
 use crate::domain::function::{ConfigDraft, EnvVar, FunctionDraft};
+use crate::domain::rules::FieldError;
+use crate::error::AppError;
+use axum::extract::{FromRequest, RawForm, Request};
+use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 
-/// More rows than anyone types by hand; the 4 KB size rule stops real abuse earlier.
-const MAX_ENV_ROWS: usize = 100;
+/// The most environment rows a form reads or shows: more than anyone types by hand, and the
+/// 4 KB size rule refuses real abuse earlier. Every row count a client sends is held to it, so
+/// no request can make a form page grow without bound.
+pub const MAX_ENV_ROWS: usize = 100;
+
+fn too_many_env_rows() -> FieldError {
+    FieldError::new(
+        "Environment",
+        "LimitExceeded.Environment",
+        format!("A function can have at most {MAX_ENV_ROWS} environment variables."),
+    )
+}
+
+/// The most fields a console form may send. The largest form, the wizard's, has a few dozen
+/// plus two per environment row; counting before decoding keeps a body of `&&&…` from
+/// becoming a million allocations.
+pub const MAX_FORM_FIELDS: usize = 1000;
+
+/// A submitted form's fields, read from a body within the body limit and held to
+/// [`MAX_FORM_FIELDS`].
+pub struct FormFields(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequest<S> for FormFields {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawForm(bytes) = RawForm::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let count = bytes
+            .split(|b| *b == b'&')
+            .filter(|p| !p.is_empty())
+            .count();
+        if count > MAX_FORM_FIELDS {
+            return Err(AppError::BadRequest(format!(
+                "The form sent {count} fields; a console form has at most {MAX_FORM_FIELDS}."
+            ))
+            .into_response());
+        }
+        Ok(FormFields(
+            form_urlencoded::parse(&bytes).into_owned().collect(),
+        ))
+    }
+}
 
 /// A submitted form as name/value pairs, in order.
 pub struct Fields(pub Vec<(String, String)>);
@@ -52,6 +98,41 @@ impl Fields {
             }
         }
         rows.into_values().collect()
+    }
+
+    /// Refuses a filled environment row beyond [`MAX_ENV_ROWS`], which
+    /// [`Fields::environment`] would otherwise leave out without a word.
+    pub fn env_limit_error(&self) -> Option<FieldError> {
+        self.0
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .filter_map(|(name, _)| name.strip_prefix("Environment.Variables."))
+            .filter_map(|rest| rest.split_once('.'))
+            .any(|(index, _)| index.parse::<usize>().map_or(true, |i| i >= MAX_ENV_ROWS))
+            .then(too_many_env_rows)
+    }
+
+    /// "Add variable" without JavaScript: the blank rows to show beyond the one always there.
+    /// The count comes back from the form, so it is held to what [`MAX_ENV_ROWS`] leaves room
+    /// for; asking for more says so instead of drawing a bigger page.
+    pub fn added_env_rows(&self, vars: &[EnvVar]) -> (usize, Option<FieldError>) {
+        let filled = vars
+            .iter()
+            .filter(|v| !(v.key.is_empty() && v.value.is_empty()))
+            .count();
+        let room = MAX_ENV_ROWS.saturating_sub(filled + 1);
+        let raw = self.get("_env_extra").trim();
+        let asked = match raw.parse::<u64>() {
+            Ok(n) => n,
+            // Digits too many for a u64 ask for more than the limit, not for nothing.
+            Err(_) if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) => u64::MAX,
+            Err(_) => 0,
+        }
+        .saturating_add(1);
+        match usize::try_from(asked) {
+            Ok(n) if n <= room => (n, None),
+            _ => (room, Some(too_many_env_rows())),
+        }
     }
 
     /// A checkbox sends `TRUE` when ticked and nothing when not.
@@ -112,7 +193,10 @@ pub fn env_rows(vars: &[EnvVar], extra_blank: usize) -> Vec<EnvVar> {
         .filter(|v| !(v.key.is_empty() && v.value.is_empty()))
         .cloned()
         .collect();
-    rows.extend(std::iter::repeat_n(EnvVar::default(), 1 + extra_blank));
+    let blank = extra_blank
+        .saturating_add(1)
+        .min(MAX_ENV_ROWS.saturating_sub(rows.len()));
+    rows.extend(std::iter::repeat_n(EnvVar::default(), blank));
     rows
 }
 
@@ -133,5 +217,25 @@ mod tests {
         assert_eq!(env.len(), 2);
         assert_eq!((env[0].key.as_str(), env[0].value.as_str()), ("A", "1"));
         assert_eq!((env[1].key.as_str(), env[1].value.as_str()), ("B", "2"));
+    }
+
+    #[test]
+    fn row_counts_from_the_client_are_bounded() {
+        let asking = |extra: &str| Fields(vec![("_env_extra".into(), extra.into())]);
+        assert_eq!(asking("2").added_env_rows(&[]), (3, None));
+        let (rows, error) = asking("1000000000000000").added_env_rows(&[]);
+        assert_eq!(rows, MAX_ENV_ROWS - 1);
+        assert_eq!(error.unwrap().code, "LimitExceeded.Environment");
+        assert!(
+            asking("99999999999999999999999")
+                .added_env_rows(&[])
+                .1
+                .is_some()
+        );
+        assert_eq!(env_rows(&[], usize::MAX).len(), MAX_ENV_ROWS);
+        let far = Fields(vec![("Environment.Variables.100.Key".into(), "K".into())]);
+        assert!(far.env_limit_error().is_some());
+        let blank = Fields(vec![("Environment.Variables.100.Key".into(), "".into())]);
+        assert!(blank.env_limit_error().is_none());
     }
 }

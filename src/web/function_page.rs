@@ -1,6 +1,6 @@
 //! A function's page: the Configuration tab (settings, status trace on/off) and the Code tab.
 
-use super::form::Fields;
+use super::form::{Fields, FormFields};
 use super::shell::{Section, Shell};
 use super::urls;
 use super::wizard::AdvancedFields;
@@ -13,7 +13,7 @@ use crate::store::{Function, FunctionKey, StoreError};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -182,7 +182,7 @@ async fn config(
 async fn save_config(
     State(state): State<AppState>,
     Path((region, namespace, name)): Path<(String, String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    FormFields(pairs): FormFields,
 ) -> AppResult<Response> {
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
     let fields = Fields(pairs);
@@ -197,8 +197,22 @@ async fn save_config(
         retention: retention_text(&state),
     };
     if fields.get("_action") == "add-env" {
-        let rows = fields.get("_env_extra").parse::<usize>().unwrap_or(0) + 1;
-        return Ok(page(FieldErrors::default(), rows, false).into_response());
+        let (rows, error) = fields.added_env_rows(&draft.environment);
+        return Ok(match error {
+            Some(e) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                page(FieldErrors::from(e), rows, false),
+            )
+                .into_response(),
+            None => page(FieldErrors::default(), rows, false).into_response(),
+        });
+    }
+    if let Some(e) = fields.env_limit_error() {
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            page(FieldErrors::from(e), 0, false),
+        )
+            .into_response());
     }
     let config = match validate_config(&draft, f.async_run_enable) {
         Ok(c) => c,
@@ -278,7 +292,7 @@ async fn code(
 async fn save_code(
     State(state): State<AppState>,
     Path((region, namespace, name)): Path<(String, String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    FormFields(pairs): FormFields,
 ) -> AppResult<Response> {
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
     let fields = Fields(pairs);

@@ -1,6 +1,6 @@
 //! API Keys: create (the SecretKey is shown once), disable, enable, delete.
 
-use super::form::Fields;
+use super::form::{Fields, FormFields};
 use super::shell::{Section, Shell};
 use super::urls;
 use crate::app::AppState;
@@ -12,7 +12,7 @@ use crate::store::{ApiKey, StoreError};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -126,7 +126,7 @@ async fn list(
 async fn create(
     State(state): State<AppState>,
     Path((region, namespace)): Path<(String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    FormFields(pairs): FormFields,
 ) -> AppResult<Response> {
     let description = Fields(pairs).get("Description").to_string();
     match keys::create(state.store.as_ref(), &description, state.clock.now_millis()).await {

@@ -17,11 +17,9 @@ mod wizard;
 use crate::app::AppState;
 use crate::domain::namespace::DEFAULT_NAMESPACE;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -31,14 +29,9 @@ pub use shell::Shell;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        // Browsers get the console; calls with X-TC-Action get the SCF API. Code packages
-        // come inline as base64 zips of up to 50 MB, hence the larger body limit here only.
-        .route(
-            "/",
-            get(root)
-                .post(root)
-                .layer(DefaultBodyLimit::max(SCF_BODY_LIMIT)),
-        )
+        // Browsers get the console; calls with X-TC-Action get the SCF API, which reads the
+        // body itself, after the signature headers pass and up to the action's own limit.
+        .route("/", get(root).post(root))
         .route("/healthz", get(|| async { "ok" }))
         .route("/switch", get(switch))
         .route("/static/{*path}", get(assets::serve))
@@ -54,22 +47,19 @@ pub fn routes() -> Router<AppState> {
         .fallback(|| async {
             crate::error::AppError::NotFound("There is no page at this address.".into())
         })
+        .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
 }
 
-/// A 50 MB zip in base64, with room for the other parameters.
-const SCF_BODY_LIMIT: usize = 72 * 1024 * 1024;
+/// The largest console form: the inline code of the editor, percent-encoded (a byte can
+/// become three), with room for the other fields. The SCF API reads its bodies itself, with
+/// its own limits per action.
+pub const FORM_BODY_LIMIT: usize = 3 * crate::domain::function::CODE_MAX_BYTES + 64 * 1024;
 
-async fn root(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if crate::scf::is_api_call(&headers) {
-        return crate::scf::handle(&state, &method, &uri, &headers, &body).await;
+async fn root(State(state): State<AppState>, request: Request) -> Response {
+    if crate::scf::is_api_call(request.headers()) {
+        return crate::scf::handle(&state, request).await;
     }
-    if method == Method::GET {
+    if request.method() == Method::GET {
         Redirect::to(&urls::functions(state.default_region(), DEFAULT_NAMESPACE)).into_response()
     } else {
         (

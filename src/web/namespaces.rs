@@ -1,6 +1,6 @@
 //! Namespaces of a region: list, create, delete (`default` can be neither created nor deleted).
 
-use super::form::Fields;
+use super::form::{Fields, FormFields};
 use super::shell::{Section, Shell};
 use super::urls;
 use crate::app::AppState;
@@ -14,7 +14,7 @@ use crate::store::{Namespace, StoreError};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -106,7 +106,7 @@ async fn settings(
 async fn save_settings(
     State(state): State<AppState>,
     Path((region, namespace, target)): Path<(String, String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    FormFields(pairs): FormFields,
 ) -> AppResult<Response> {
     let fields = Fields(pairs);
     let suspended = fields.get("Suspended").eq_ignore_ascii_case("TRUE");
@@ -230,7 +230,7 @@ async fn list(
 async fn create(
     State(state): State<AppState>,
     Path((region, namespace)): Path<(String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    FormFields(pairs): FormFields,
 ) -> AppResult<Response> {
     let fields = Fields(pairs);
     let name = fields.get("Namespace").trim().to_string();

@@ -1,7 +1,7 @@
 //! The Test tab: invoke a function with a JSON event. Async invocations answer with the
 //! event's RequestId and a link to it; synchronous ones with the result and logs.
 
-use super::form::Fields;
+use super::form::{Fields, FormFields};
 use super::function_page::{Header, load};
 use super::shell::Shell;
 use super::urls;
@@ -15,7 +15,7 @@ use crate::error::{AppError, AppResult};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -93,7 +93,7 @@ async fn page(
 async fn invoke(
     State(state): State<AppState>,
     Path((region, namespace, name)): Path<(String, String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    FormFields(pairs): FormFields,
 ) -> AppResult<Response> {
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
     let fields = Fields(pairs);

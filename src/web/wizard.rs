@@ -2,7 +2,7 @@
 //! Configuration (with Advanced Settings), Complete. Also the live validation fragment that
 //! checks a field as the user types.
 
-use super::form::{Fields, env_rows, rule_field};
+use super::form::{Fields, FormFields, env_rows, rule_field};
 use super::shell::{Section, Shell};
 use super::{HxRequest, HxTriggerName, urls};
 use crate::app::AppState;
@@ -18,7 +18,7 @@ use crate::store::{FunctionKey, StoreError};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -283,7 +283,7 @@ fn form_page(
 async fn create(
     State(state): State<AppState>,
     Path((region, namespace)): Path<(String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    FormFields(pairs): FormFields,
 ) -> AppResult<Response> {
     let shell = Shell::load(
         &state,
@@ -301,16 +301,16 @@ async fn create(
     let draft = fields.function_draft();
     // "Add variable" without JavaScript: show the form again with one more blank row.
     if fields.get("_action") == "add-env" {
-        let rows = fields.get("_env_extra").parse::<usize>().unwrap_or(0) + 1;
-        return Ok(form_page(
-            &state,
-            shell,
-            template_id,
-            draft,
-            FieldErrors::default(),
-            rows,
-        )
-        .into_response());
+        let (rows, error) = fields.added_env_rows(&draft.config.environment);
+        let page = |errors| form_page(&state, shell, template_id, draft, errors, rows);
+        return Ok(match error {
+            Some(e) => invalid(page(FieldErrors::from(e))),
+            None => page(FieldErrors::default()).into_response(),
+        });
+    }
+    if let Some(e) = fields.env_limit_error() {
+        let page = form_page(&state, shell, template_id, draft, FieldErrors::from(e), 0);
+        return Ok(invalid(page));
     }
     let function = match validate_new_function(&draft, &state.interpreters) {
         Ok(f) => f,
@@ -389,14 +389,17 @@ async fn validate(
     State(state): State<AppState>,
     Path((region, namespace)): Path<(String, String)>,
     HxTriggerName(trigger): HxTriggerName,
-    Form(pairs): Form<Vec<(String, String)>>,
+    FormFields(pairs): FormFields,
 ) -> AppResult<FieldErrorSlot> {
     let fields = Fields(pairs);
     let field = rule_field(trigger.as_deref().unwrap_or("")).to_string();
     let draft = fields.function_draft();
-    let errors = validate_new_function(&draft, &state.interpreters)
+    let mut errors = validate_new_function(&draft, &state.interpreters)
         .err()
         .unwrap_or_default();
+    if let Some(e) = fields.env_limit_error() {
+        errors.push(e);
+    }
     let mut message = errors.get(&field).map(str::to_string);
     // Async execution decides the timeout allowed and whether status trace may be on.
     let dependents: &[&str] = if field == "AsyncRunEnable" {

@@ -8,6 +8,7 @@ mod engine;
 mod events;
 mod faults_store;
 mod functions;
+mod hostile;
 mod namespaces;
 mod pages;
 mod retention;
