@@ -109,6 +109,12 @@ pub struct Settings {
     /// How often the retention sweeper runs, e.g. `60s`.
     #[arg(long, env = "SCF_SWEEP_INTERVAL", default_value = "60s", global = true)]
     pub sweep_interval: HumanDuration,
+
+    /// Live function instances at most (idle or running, over all functions). At the cap the
+    /// least recently used idle instance is stopped to make room, and events wait for one.
+    /// Default: the smaller of (open-file limit - 256) / 8 and one per 64 MB of memory.
+    #[arg(long, env = "SCF_MAX_INSTANCES", value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub max_instances: Option<u32>,
 }
 
 fn parse_timezone(s: &str) -> Result<time::UtcOffset, String> {
@@ -194,6 +200,15 @@ impl Settings {
 
     pub fn node_command(&self) -> String {
         self.node.clone().unwrap_or_else(|| "node".into())
+    }
+
+    /// The engine's configuration: its defaults, with what these settings change.
+    pub fn engine(&self) -> crate::engine::EngineConfig {
+        let mut config = crate::engine::EngineConfig::default();
+        if let Some(n) = self.max_instances {
+            config.max_instances = n as usize;
+        }
+        config
     }
 }
 
