@@ -6,6 +6,7 @@ mod api;
 mod browser;
 mod engine;
 mod events;
+mod faults_runtime;
 mod functions;
 mod namespaces;
 mod pages;
