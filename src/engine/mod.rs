@@ -558,7 +558,7 @@ impl Engine {
                 },
             })?;
         let room = match room {
-            pool::Room::Warm(instance) => return Ok((instance, None)),
+            pool::Room::Warm(instance) => return Ok((*instance, None)),
             pool::Room::Free(permit) => permit,
         };
         let code_dir = match self.code_dir(f).await {
@@ -596,7 +596,9 @@ impl Engine {
                 logs,
             }),
             Err(StartError::Capacity(e)) => {
-                tracing::warn!(error = %e, "no resources left to start an instance");
+                // A start needs about twice what an idle instance holds.
+                let stopped = self.pools.shed(2, &self.dir).await;
+                tracing::warn!(error = %e, stopped, "no resources left to start an instance; idle instances stopped to make some");
                 Err(NoInstance::Capacity {
                     error: format!("the server is out of resources to start an instance ({e})"),
                 })

@@ -27,7 +27,7 @@ pub struct Pools {
 /// Where a new event of a function version runs.
 pub enum Room {
     /// An instance of its version went idle while it waited.
-    Warm(Instance),
+    Warm(Box<Instance>),
     /// Room for a new instance.
     Free(OwnedSemaphorePermit),
 }
@@ -73,7 +73,7 @@ impl Pools {
                 dir.remove_scratch(&old.id);
             }
             if let Some(instance) = warm {
-                return Ok(Room::Warm(instance));
+                return Ok(Room::Warm(Box::new(instance)));
             }
             if let Some(mut victim) = self.take_least_recently_used() {
                 tracing::debug!(instance = %victim.id, "stopping the least recently used idle instance to make room");
@@ -92,6 +92,22 @@ impl Pools {
                 _ = cancel.cancelled() => return Err(NoRoom::Stopping),
             }
         }
+    }
+
+    /// Stops up to `count` of the least recently used idle instances: the machine ran out of
+    /// descriptors or processes below the cap (a cap set too high, or others using them), and
+    /// idle instances are what can be given back.
+    pub async fn shed(&self, count: usize, dir: &RuntimeDir) -> usize {
+        let mut stopped = 0;
+        while stopped < count {
+            let Some(mut victim) = self.take_least_recently_used() else {
+                break;
+            };
+            victim.kill().await;
+            dir.remove_scratch(&victim.id);
+            stopped += 1;
+        }
+        stopped
     }
 
     fn take_least_recently_used(&self) -> Option<Instance> {

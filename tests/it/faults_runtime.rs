@@ -288,32 +288,95 @@ async fn answers_given_in_time_are_kept_when_the_server_was_frozen_past_the_time
     }
 }
 
-/// A scf-console binary on its own data folder and temporary folder.
+/// A scf-console binary on its own data folder and temporary folder, with the test suite's API
+/// key, and optionally a lower open-file limit.
 struct Server {
     child: std::process::Child,
+    addr: String,
 }
 
 impl Server {
     fn start(data: &Path, tmp: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_scf-console"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        Server::start_with(data, tmp, None, &[])
+    }
+
+    fn start_with(data: &Path, tmp: &Path, nofile: Option<u64>, env: &[(&str, &str)]) -> Server {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scf-console"));
+        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .env("TMPDIR", tmp)
             .env("RUST_LOG", "info")
+            .env("SCF_SECRET_ID", SECRET_ID)
+            .env("SCF_SECRET_KEY", SECRET_KEY)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        loop {
-            let line = lines.next().expect("server exited").unwrap();
-            if line.contains("listening on http://") {
-                break;
+            .stderr(Stdio::null());
+        if let Some(n) = nofile {
+            // SAFETY: setrlimit is async-signal-safe and only touches the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
             }
         }
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("server exited").unwrap();
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
         // Keep reading the log so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child }
+        Server { child, addr }
+    }
+
+    /// A signed SCF API call over a real socket.
+    fn api(&self, action: &str, params: Value) -> Value {
+        use scf_console::scf::tc3::{SignInput, sha256_hex, sign, utc_date};
+        use std::io::{Read, Write};
+        let body = params.to_string();
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let signature = sign(
+            SECRET_KEY,
+            &SignInput {
+                method: "POST",
+                query: "",
+                headers: &[("content-type", "application/json"), ("host", &self.addr)],
+                payload_hash: &sha256_hex(body.as_bytes()),
+                timestamp,
+            },
+        );
+        let mut stream = std::net::TcpStream::connect(&self.addr).unwrap();
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             X-TC-Action: {action}\r\nX-TC-Version: 2018-04-16\r\nX-TC-Timestamp: {timestamp}\r\n\
+             Authorization: TC3-HMAC-SHA256 Credential={SECRET_ID}/{}/scf/tc3_request, SignedHeaders=content-type;host, Signature={signature}\r\n\
+             Connection: close\r\n\r\n{body}",
+            self.addr,
+            body.len(),
+            utc_date(timestamp)
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let json = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let value: Value = serde_json::from_str(json).unwrap();
+        assert!(value["Response"]["Error"].is_null(), "{action}: {value}");
+        value["Response"].clone()
     }
 }
 
@@ -321,6 +384,67 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// 120 functions, each kept warm, would need some 360 descriptors in the server alone; with
+/// an open-file limit of 384 the server keeps (384 - 256) / 8 = 16 and stops the least
+/// recently used to start the next. Every event finishes; none is blamed on the user's code.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_few_descriptors_events_of_many_functions_all_finish() {
+    many_functions_under_384_descriptors(&[]).await;
+}
+
+/// With the cap set too high for the machine, starts fail for want of descriptors: that is
+/// not the code's fault (never 405), idle instances are stopped to give some back, and the
+/// event goes back to the queue and finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_instance_cap_set_too_high_running_out_of_descriptors_is_survived() {
+    many_functions_under_384_descriptors(&[("SCF_MAX_INSTANCES", "100000")]).await;
+}
+
+async fn many_functions_under_384_descriptors(env: &[(&str, &str)]) {
+    // The sandbox user must reach the runtime folder inside.
+    let dir = shared_dir();
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, dir.path(), Some(384), env);
+    let code = "def main_handler(event, context):\n    return event['n']\n";
+    let zip = zip_base64(&[("index.py", code)]);
+    let mut ids = Vec::new();
+    for n in 0..120 {
+        let name = format!("fn-{n}");
+        server.api(
+            "CreateFunction",
+            json!({"FunctionName": name, "Runtime": "Python3.10", "AsyncRunEnable": "TRUE",
+                   "TraceEnable": "TRUE", "Code": {"ZipFile": zip}}),
+        );
+        let answer = server.api(
+            "Invoke",
+            json!({"FunctionName": name, "InvocationType": "Event", "ClientContext": json!({"n": n}).to_string()}),
+        );
+        let id = answer["Result"]["FunctionRequestId"].as_str().unwrap();
+        ids.push((n, id.to_string()));
+    }
+    let url = format!("sqlite://{}", data.join("scf-console.db").display());
+    let store = scf_console::store::open(&url).await.unwrap();
+    for (n, id) in &ids {
+        let done = wait_for(
+            &format!("event {n} to end"),
+            Duration::from_secs(120),
+            || async {
+                let e = store.get_event(id).await.unwrap()?;
+                e.status.is_terminal().then_some(e)
+            },
+        )
+        .await;
+        assert_eq!(
+            done.status_code,
+            Some(200),
+            "event {n}: {:?} {:?}",
+            done.error,
+            done.logs
+        );
+        assert_eq!(done.result, Some(n.to_string()));
     }
 }
 
