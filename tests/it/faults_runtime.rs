@@ -499,3 +499,22 @@ fn a_server_killed_with_9_leaves_no_runtime_folder_after_the_next_start() {
     assert!(std::fs::symlink_metadata(&decoy).is_ok());
     drop(live);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_handler_printing_50_mb_gets_a_capped_log() {
+    let app = app_with(test_engine()).await;
+    let code = "exports.main_handler = async () => { process.stdout.write('x'.repeat(50000000)); console.log('after'); return 'printed'; };";
+    app.api(
+        "CreateFunction",
+        json!({"FunctionName": "node-shouter", "Runtime": "Nodejs18.15", "Handler": "index.main_handler",
+               "AsyncRunEnable": "TRUE", "TraceEnable": "TRUE", "Timeout": 60,
+               "Code": {"ZipFile": zip_base64(&[("index.js", code)])}}),
+    )
+    .await
+    .ok();
+    let id = invoke(&app, "node-shouter", json!({})).await;
+    let done = until_ended(&app, &id).await;
+    assert_eq!(done.status_code, Some(200), "{:?}", done.error);
+    assert_eq!(done.result.as_deref(), Some("printed"));
+    assert_capped(&done.logs.unwrap());
+}

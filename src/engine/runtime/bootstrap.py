@@ -16,10 +16,16 @@ END_OF_INVOCATION = "\n\x1eSCF-INVOCATION-END\x1e\n"
 
 
 def mark(marker):
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.stdout.write(marker)
-    sys.stdout.flush()
+    # Straight to the descriptor, after what the handler printed: a handler that replaced
+    # sys.stdout must not lose its invocations' framing.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    data = marker.encode()
+    while data:
+        data = data[os.write(1, data):]
 
 
 def error_of(exc):

@@ -127,6 +127,8 @@ impl Lines {
             if complete {
                 each(&self.partial, self.cut);
                 self.partial.clear();
+                // One long line must not keep its buffer for the instance's whole life.
+                self.partial.shrink_to(CHUNK);
                 self.cut = false;
             }
             bytes = rest;
@@ -293,6 +295,8 @@ impl Answers {
             let end = self.scanned + i;
             let mut line: Vec<u8> = self.buf.drain(..=end).collect();
             line.pop();
+            // A large answer must not keep its buffer while the instance sits idle.
+            self.buf.shrink_to(CHUNK);
             self.scanned = 0;
             return Some(AnswerLine::Line(line));
         }
