@@ -518,3 +518,37 @@ async fn a_node_handler_printing_50_mb_gets_a_capped_log() {
     assert_eq!(done.result.as_deref(), Some("printed"));
     assert_capped(&done.logs.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_answer_fails_the_event_clearly_and_a_huge_error_is_cut() {
+    let _turn = MEMORY.lock().await;
+    let app = app_with(test_engine()).await;
+    let code = "def main_handler(event, context):\n    if event.get('raise'):\n        raise ValueError('e' * 1_000_000)\n    return 'r' * 20_000_000\n";
+    python_function(&app, "oversized", code, json!({"Timeout": 60})).await;
+
+    reset_peak_memory();
+    let (rss_before, _) = memory();
+    let id = invoke(&app, "oversized", json!({})).await;
+    let done = until_ended(&app, &id).await;
+    let (_, peak) = memory();
+    assert_eq!(done.status, EventStatus::Failed);
+    assert_eq!(done.status_code, Some(430));
+    let error = done.error.unwrap();
+    assert!(
+        error.starts_with("ResultTooLarge: the handler's answer is larger than 8 MB"),
+        "{error}"
+    );
+    // At most the answer bound is read, not the 20 MB answer.
+    assert!(
+        peak.saturating_sub(rss_before) < 32 * MB,
+        "peak grew by {} MB",
+        (peak - rss_before) / MB
+    );
+
+    let id = invoke(&app, "oversized", json!({"raise": true})).await;
+    let done = until_ended(&app, &id).await;
+    assert_eq!(done.status_code, Some(430));
+    let error = done.error.unwrap();
+    assert!(error.starts_with("ValueError: eeee"), "{}", &error[..40]);
+    assert_capped(&error);
+}
