@@ -198,8 +198,6 @@ enum NoInstance {
     Capacity { error: String },
 }
 
-/// How long an event waits for room under the instance cap before it goes back to the queue.
-const ROOM_WAIT: Duration = Duration::from_secs(10);
 /// How long an event put back for lack of room waits in the queue.
 const CAPACITY_BACKOFF_MS: i64 = 1000;
 
@@ -544,9 +542,11 @@ impl Engine {
                 f.runtime
             ))
         })?;
+        // Waiting longer than half the lease would let another node think the event abandoned.
+        let wait = self.config.lease / 2;
         let room = self
             .pools
-            .room(version, &self.dir, ROOM_WAIT, &self.cancel)
+            .room(version, &self.dir, wait, &self.cancel)
             .await
             .map_err(|why| NoInstance::Capacity {
                 error: match why {

@@ -79,7 +79,7 @@ impl Pools {
                 tracing::debug!(instance = %victim.id, "stopping the least recently used idle instance to make room");
                 victim.kill().await;
                 dir.remove_scratch(&victim.id);
-                // Its permit comes back as it drops; take it before anyone else's turn.
+                // Its permit comes back as it drops: to us, or to an event that waited longer.
                 drop(victim);
                 continue;
             }
