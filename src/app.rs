@@ -379,12 +379,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(database = %url, "store ready");
     let interpreters =
         engine::interpreters::detect(&settings.python_command(), &settings.node_command()).await;
-    let mut state = AppState::new(
+    let mut state = AppState::with_engine(
         store.clone(),
         Clock::System,
         settings.regions(),
         interpreters,
         settings.event_retention.0,
+        settings.engine(),
     )
     .await?;
     state.timezone = settings.timezone;

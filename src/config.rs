@@ -129,6 +129,12 @@ pub struct Settings {
     /// Time a client has to send a whole request body, from the end of its head.
     #[arg(long, env = "SCF_BODY_TIMEOUT", default_value = "120s", global = true)]
     pub body_timeout: HumanDuration,
+
+    /// Live function instances at most (idle or running, over all functions). At the cap the
+    /// least recently used idle instance is stopped to make room, and events wait for one.
+    /// Default: the smaller of (open-file limit - 256) / 8 and one per 64 MB of memory.
+    #[arg(long, env = "SCF_MAX_INSTANCES", value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub max_instances: Option<u32>,
 }
 
 fn parse_timezone(s: &str) -> Result<time::UtcOffset, String> {
@@ -222,6 +228,15 @@ impl Settings {
 
     pub fn node_command(&self) -> String {
         self.node.clone().unwrap_or_else(|| "node".into())
+    }
+
+    /// The engine's configuration: its defaults, with what these settings change.
+    pub fn engine(&self) -> crate::engine::EngineConfig {
+        let mut config = crate::engine::EngineConfig::default();
+        if let Some(n) = self.max_instances {
+            config.max_instances = n as usize;
+        }
+        config
     }
 }
 

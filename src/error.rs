@@ -42,11 +42,9 @@ impl IntoResponse for AppError {
         match &self {
             AppError::NotFound(m) => error_page(StatusCode::NOT_FOUND, "Not found", m),
             AppError::BadRequest(m) => error_page(StatusCode::BAD_REQUEST, "Bad request", m),
-            AppError::Unavailable(m) => error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store cannot write",
-                m,
-            ),
+            AppError::Unavailable(m) => {
+                error_page(StatusCode::SERVICE_UNAVAILABLE, "The store cannot write", m)
+            }
             AppError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 internal_error_response()

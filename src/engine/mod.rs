@@ -11,7 +11,7 @@ pub mod writer;
 
 use crate::clock::{Clock, Millis};
 use crate::domain::event::{
-    EventStatus, RESULT_MAX_BYTES, retry_backoff_ms, status_code, truncate,
+    EventStatus, LOG_MAX_BYTES, RESULT_MAX_BYTES, retry_backoff_ms, status_code, truncate,
 };
 use crate::domain::runtime::Interpreters;
 use crate::store::{
@@ -48,6 +48,35 @@ pub struct EngineConfig {
     /// Fork Python instances from a fork server that has the interpreter started and the
     /// bootstrap imported, instead of starting an interpreter per instance.
     pub fork_server: bool,
+    /// Live instances (idle or running) at most, over all functions; see
+    /// [`default_max_instances`].
+    pub max_instances: usize,
+}
+
+/// The cap on live instances when none is set: each instance holds 3 descriptors in the
+/// server, and a start briefly needs 3 more plus what the fork server and the child take, so
+/// `(RLIMIT_NOFILE - 256) / 8` leaves the 256 for connections and the database with room to
+/// spare; and each instance costs memory, so at most one per 64 MB of the machine's memory.
+pub fn default_max_instances() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 1024,
+        rlim_max: 1024,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let nofile = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        1024
+    };
+    let by_descriptors = nofile.saturating_sub(256) / 8;
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(u64::MAX, |kb| kb / (64 * 1024));
+    by_descriptors.min(memory).clamp(1, usize::MAX as u64) as usize
 }
 
 impl Default for EngineConfig {
@@ -63,6 +92,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(60),
             reuse_instances: true,
             fork_server: true,
+            max_instances: default_max_instances(),
         }
     }
 }
@@ -180,12 +210,33 @@ enum Verdict {
     Aborted(String),
 }
 
+/// Why `instance_for` has no instance to run on.
+#[derive(Debug)]
+enum NoInstance {
+    /// The code could not be loaded (or its runtime is unknown): the user's error, with the
+    /// status code to record and the logs of the failed start.
+    Load {
+        code: i64,
+        error: String,
+        logs: String,
+    },
+    /// The machine is out of descriptors, processes or memory, or every instance stayed busy
+    /// while the event waited for room: nothing to do with the user's code. The event belongs
+    /// back in the queue for a little while, without spending a retry.
+    Capacity { error: String },
+}
+
+/// How long an event put back for lack of room waits in the queue.
+const CAPACITY_BACKOFF_MS: i64 = 1000;
+
+/// The handler's error as recorded: cut like logs and results.
 fn error_text(e: &HandlerError) -> String {
-    if e.stack.trim().is_empty() {
+    let text = if e.stack.trim().is_empty() {
         format!("{}: {}", e.kind, e.message)
     } else {
         format!("{}: {}\n{}", e.kind, e.message, e.stack.trim_end())
-    }
+    };
+    truncate(&text, LOG_MAX_BYTES)
 }
 
 impl Engine {
@@ -206,13 +257,13 @@ impl Engine {
             writer: writer::GroupCommit::start(store.clone(), &tasks),
             dir: RuntimeDir::create()?,
             slots: Arc::new(Semaphore::new(config.workers)),
+            pools: pool::Pools::new(config.max_instances),
             admission: Admission::new(clock.clone()),
             store,
             clock,
             interpreters,
             config,
             wake: Notify::new(),
-            pools: pool::Pools::default(),
             control: Mutex::new(Control::default()),
             cancel: CancellationToken::new(),
             give_up: CancellationToken::new(),
@@ -298,7 +349,10 @@ impl Engine {
         let started = Instant::now();
         let (mut instance, _) = match self.instance_for(function).await {
             Ok(found) => found,
-            Err((code, error, logs)) => {
+            Err(NoInstance::Capacity { error }) => {
+                return Err(InvokeError::Refused(Refusal::Unavailable(error)));
+            }
+            Err(NoInstance::Load { code, error, logs }) => {
                 return Ok(SyncResult {
                     request_id,
                     status_code: code,
@@ -580,12 +634,8 @@ impl Engine {
         }
     }
 
-    /// A warm instance, or a newly started one. On failure: the status code, the error and
-    /// the logs of the failed start.
-    async fn instance_for(
-        &self,
-        f: &Function,
-    ) -> Result<(Instance, Option<Duration>), (i64, String, String)> {
+    /// A warm instance, or a newly started one, within the cap on live instances.
+    async fn instance_for(&self, f: &Function) -> Result<(Instance, Option<Duration>), NoInstance> {
         let version = (f.id, f.modified_at);
         let (idle, stale) = self.pools.take_idle(version);
         for mut old in stale {
@@ -595,21 +645,42 @@ impl Engine {
         if let Some(instance) = idle {
             return Ok((instance, None));
         }
+        let load = |error: String| NoInstance::Load {
+            code: status_code::LOAD_ERROR,
+            error,
+            logs: String::new(),
+        };
         let runtime = f.runtime().ok_or_else(|| {
-            (
-                status_code::LOAD_ERROR,
-                format!("RuntimeError: the runtime {} is unknown", f.runtime),
-                String::new(),
-            )
+            load(format!(
+                "RuntimeError: the runtime {} is unknown",
+                f.runtime
+            ))
         })?;
+        // Waiting longer than half the lease would let another node think the event abandoned.
+        let wait = self.config.lease / 2;
+        let room = self
+            .pools
+            .room(version, &self.dir, wait, &self.cancel)
+            .await
+            .map_err(|why| NoInstance::Capacity {
+                error: match why {
+                    pool::NoRoom::Busy => format!(
+                        "all {} instances this server allows are busy",
+                        self.config.max_instances
+                    ),
+                    pool::NoRoom::Stopping => "the server is stopping".into(),
+                },
+            })?;
+        let room = match room {
+            pool::Room::Warm(instance) => return Ok((*instance, None)),
+            pool::Room::Free(permit) => permit,
+        };
         let code_dir = match self.code_dir(f).await {
             Ok(dir) => dir,
             Err(e) => {
-                return Err((
-                    status_code::LOAD_ERROR,
-                    format!("RuntimeError: the code could not be prepared: {e}"),
-                    String::new(),
-                ));
+                return Err(load(format!(
+                    "RuntimeError: the code could not be prepared: {e}"
+                )));
             }
         };
         let zygote = match runtime.language {
@@ -628,18 +699,27 @@ impl Engine {
         })
         .await
         {
-            Ok(instance) => {
+            Ok(mut instance) => {
+                instance.hold(room);
                 self.stats.cold_starts.fetch_add(1, Ordering::Relaxed);
                 Ok((instance, Some(started.elapsed())))
             }
-            Err(StartError::Load { error, logs }) => {
-                Err((status_code::LOAD_ERROR, error_text(&error), logs))
+            Err(StartError::Load { error, logs }) => Err(NoInstance::Load {
+                code: status_code::LOAD_ERROR,
+                error: error_text(&error),
+                logs,
+            }),
+            Err(StartError::Capacity(e)) => {
+                // A start needs about twice what an idle instance holds.
+                let stopped = self.pools.shed(2, &self.dir).await;
+                tracing::warn!(error = %e, stopped, "no resources left to start an instance; idle instances stopped to make some");
+                Err(NoInstance::Capacity {
+                    error: format!("the server is out of resources to start an instance ({e})"),
+                })
             }
-            Err(StartError::System(e)) => Err((
-                status_code::LOAD_ERROR,
-                format!("RuntimeError: the runtime could not start: {e}"),
-                String::new(),
-            )),
+            Err(StartError::System(e)) => Err(load(format!(
+                "RuntimeError: the runtime could not start: {e}"
+            ))),
         }
     }
 
@@ -930,9 +1010,29 @@ impl Engine {
             .expect("never closed");
         let (mut instance, cold) = match self.instance_for(&f).await {
             Ok(found) => found,
-            Err((code, error, logs)) => {
+            Err(NoInstance::Load { code, error, logs }) => {
                 let logs = (!logs.is_empty()).then_some(logs);
                 self.fail_or_retry(&f, &event, code, error, logs).await;
+                return;
+            }
+            // Back to the queue with the same attempt: RetryNum is the user's, not ours.
+            // MsgTTL still bounds how long it can go on.
+            Err(NoInstance::Capacity { error }) => {
+                let entry = self.entry(
+                    EventStatus::Queued,
+                    format!("Waiting for room to run: {error}. Trying again in 1 s; this does not count as a retry."),
+                );
+                self.write(EventWrite::Requeue {
+                    event_id: event.id,
+                    run: event.attempt,
+                    traced: event.traced,
+                    attempt: event.attempt,
+                    run_after: entry.at + CAPACITY_BACKOFF_MS,
+                    error: None,
+                    logs: None,
+                    entry,
+                })
+                .await;
                 return;
             }
         };

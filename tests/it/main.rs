@@ -6,6 +6,7 @@ mod api;
 mod browser;
 mod engine;
 mod events;
+mod faults_runtime;
 mod faults_store;
 mod functions;
 mod hostile;

@@ -7,7 +7,11 @@ const fs = require('fs');
 const path = require('path');
 const readline = require('readline');
 
-const END_OF_INVOCATION = '\x1eSCF-INVOCATION-END\x1e';
+// Markers on lines of their own frame each invocation's output, so that what is printed between
+// invocations (timers, unawaited promises) is not taken for the next invocation's log. The
+// leading newline ends a line the handler left unterminated.
+const START_OF_INVOCATION = '\n\x1eSCF-INVOCATION-START\x1e\n';
+const END_OF_INVOCATION = '\n\x1eSCF-INVOCATION-END\x1e\n';
 const [moduleName, functionName] = process.argv.slice(2);
 
 function answer(obj) {
@@ -33,6 +37,8 @@ try {
   answer({ ready: false, error: errorOf(e) });
   process.exit(1);
 }
+// What loading printed goes to the first invocation's log.
+fs.writeSync(1, END_OF_INVOCATION);
 answer({ ready: true });
 
 function invoke(event, context) {
@@ -50,6 +56,8 @@ function invoke(event, context) {
 const requests = readline.createInterface({ input: fs.createReadStream(null, { fd: 3 }) });
 requests.on('line', async (line) => {
   const request = JSON.parse(line);
+  fs.writeSync(1, START_OF_INVOCATION);
+  const started = process.hrtime.bigint();
   let reply;
   try {
     const result = await invoke(request.event, request.context);
@@ -59,7 +67,9 @@ requests.on('line', async (line) => {
     console.error(e && e.stack ? e.stack : String(e));
     reply = { ok: false, error: errorOf(e) };
   }
-  fs.writeSync(1, END_OF_INVOCATION + '\n');
+  // The handler's own run time: the server judges a late-seen answer by it.
+  reply.ran_ms = Number(process.hrtime.bigint() - started) / 1e6;
+  fs.writeSync(1, END_OF_INVOCATION);
   answer(reply);
 });
 requests.on('close', () => process.exit(0));

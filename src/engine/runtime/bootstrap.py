@@ -6,8 +6,26 @@ import importlib
 import json
 import os
 import sys
+import time
 
-END_OF_INVOCATION = "\x1eSCF-INVOCATION-END\x1e"
+# Markers on lines of their own frame each invocation's output, so that what a handler's
+# threads print between invocations is not taken for the next invocation's log. The leading
+# newline ends a line the handler left unterminated.
+START_OF_INVOCATION = "\n\x1eSCF-INVOCATION-START\x1e\n"
+END_OF_INVOCATION = "\n\x1eSCF-INVOCATION-END\x1e\n"
+
+
+def mark(marker):
+    # Straight to the descriptor, after what the handler printed: a handler that replaced
+    # sys.stdout must not lose its invocations' framing.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    data = marker.encode()
+    while data:
+        data = data[os.write(1, data):]
 
 
 def error_of(exc):
@@ -45,10 +63,14 @@ def main():
         sys.stderr.flush()
         answer({"ready": False, "error": error_of(exc)})
         return 1
+    # What loading printed goes to the first invocation's log.
+    mark(END_OF_INVOCATION)
     answer({"ready": True})
 
     for line in requests:
         request = json.loads(line)
+        mark(START_OF_INVOCATION)
+        started = time.monotonic()
         try:
             result = handler(request["event"], request["context"])
             json.dumps(result, default=str)
@@ -58,10 +80,9 @@ def main():
 
             traceback.print_exc()
             reply = {"ok": False, "error": error_of(exc)}
-        sys.stdout.flush()
-        sys.stderr.flush()
-        sys.stdout.write(END_OF_INVOCATION + "\n")
-        sys.stdout.flush()
+        # The handler's own run time: the server judges a late-seen answer by it.
+        reply["ran_ms"] = (time.monotonic() - started) * 1000
+        mark(END_OF_INVOCATION)
         answer(reply)
     return 0
 

@@ -3,9 +3,9 @@
 //! answers travel on their own file descriptors (3 and 4), so everything the handler prints on
 //! stdout and stderr is its log.
 
-use crate::domain::event::{LOG_MAX_BYTES, truncate};
 use crate::domain::runtime::{Interpreters, Language, Runtime};
 use crate::store::{CodeFile, Function};
+use output::{AnswerLine, Answers, Logs, Now};
 use serde::Deserialize;
 use serde_json::Value;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -13,34 +13,62 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
+mod output;
 mod sandbox;
 pub mod zygote;
+
+pub use output::ANSWER_MAX_BYTES;
 
 const PYTHON_BOOTSTRAP: &str = include_str!("bootstrap.py");
 const NODE_BOOTSTRAP: &str = include_str!("bootstrap.js");
 const PYTHON_ZYGOTE: &str = include_str!("zygote.py");
-const END_OF_INVOCATION: &str = "\u{1e}SCF-INVOCATION-END\u{1e}";
 
 /// Where instances live on disk: the bootstraps, and one read-only code folder per function
 /// version. It sits under the system's temporary folder so that the unprivileged user the
 /// sandbox switches to can reach it whatever the data folder's permissions.
+///
+/// A process killed outright cannot remove its folder, so each folder holds a lock file that
+/// its process keeps an exclusive `flock` on for as long as it lives; the kernel lets go of it
+/// however the process dies. At start, folders whose lock can be taken are left over, and go.
 pub struct RuntimeDir {
     root: PathBuf,
+    _lock: std::fs::File,
 }
+
+/// Runtime folders are named `scf-console-<uuid>` (`.new` while being set up).
+const DIR_PREFIX: &str = "scf-console-";
+const SETTING_UP: &str = ".new";
+const LOCK_FILE: &str = ".lock";
+/// A folder without a lock file (being created right now, or older than locks) is left alone
+/// unless it is at least this old.
+const UNLOCKED_AGE: Duration = Duration::from_secs(24 * 3600);
 
 impl RuntimeDir {
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// Removes the folders of dead processes, then makes this process's own.
     pub fn create() -> std::io::Result<Self> {
-        let root = std::env::temp_dir().join(format!("scf-console-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&root)?;
+        let base = std::env::temp_dir();
+        remove_stale(&base);
+        let name = format!("{DIR_PREFIX}{}", uuid::Uuid::new_v4());
+        // Set up under another name, so that nobody sees it before its lock is held.
+        let staging = base.join(format!("{name}{SETTING_UP}"));
+        std::fs::create_dir(&staging)?;
+        let lock = lock_file(&staging.join(LOCK_FILE), true)?;
+        if !try_lock(&lock)? {
+            return Err(std::io::Error::other(
+                "a new runtime folder is locked by someone else",
+            ));
+        }
+        let root = base.join(name);
+        std::fs::rename(&staging, &root)?;
         sandbox::world_readable_dir(&root)?;
         std::fs::write(root.join("bootstrap.py"), PYTHON_BOOTSTRAP)?;
         std::fs::write(root.join("bootstrap.js"), NODE_BOOTSTRAP)?;
@@ -48,7 +76,7 @@ impl RuntimeDir {
         for f in ["bootstrap.py", "bootstrap.js", "zygote.py"] {
             sandbox::world_readable_file(&root.join(f))?;
         }
-        Ok(RuntimeDir { root })
+        Ok(RuntimeDir { root, _lock: lock })
     }
 
     /// Writes a function version's code once; instances of that version share it.
@@ -110,6 +138,91 @@ impl RuntimeDir {
     }
 }
 
+fn lock_file(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(create)
+        .create(create)
+        .mode(0o600)
+        // A lock file that is a symlink is nobody's lock: refuse it rather than follow it.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Takes the exclusive lock without waiting: false if a live process holds it.
+fn try_lock(file: &std::fs::File) -> std::io::Result<bool> {
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Whether a name is one of ours: `scf-console-<uuid>`, or the same ending in `.new`.
+fn is_runtime_dir_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(DIR_PREFIX) else {
+        return false;
+    };
+    let id = rest.strip_suffix(SETTING_UP).unwrap_or(rest);
+    uuid::Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == id)
+}
+
+/// Removes runtime folders left by processes that are gone: only real folders (never a
+/// symlink), owned by this user, named like ours, whose lock nobody holds.
+pub fn remove_stale(base: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return removed;
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_str().is_some_and(is_runtime_dir_name) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.file_type().is_dir() || meta.uid() != me {
+            continue;
+        }
+        let gone = match lock_file(&path.join(LOCK_FILE), false) {
+            // Held until the folder is gone, so a process starting meanwhile skips it too.
+            Ok(lock) => match try_lock(&lock) {
+                Ok(true) => {
+                    let removed = std::fs::remove_dir_all(&path);
+                    drop(lock);
+                    removed.is_ok()
+                }
+                _ => false,
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let old = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age >= UNLOCKED_AGE);
+                // remove_dir_all never follows symlinks inside the folder.
+                old && std::fs::remove_dir_all(&path).is_ok()
+            }
+            Err(_) => false,
+        };
+        if gone {
+            tracing::info!(folder = %path.display(), "removed the runtime folder of a stopped server");
+            removed.push(path);
+        }
+    }
+    removed
+}
+
 impl Drop for RuntimeDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
@@ -149,6 +262,9 @@ struct Answer {
     result: Option<Value>,
     #[serde(default)]
     error: Option<HandlerError>,
+    /// How long the handler ran, by the bootstrap's own clock.
+    #[serde(default)]
+    ran_ms: Option<f64>,
 }
 
 /// How one invocation ended.
@@ -224,18 +340,48 @@ pub struct Instance {
     pub version: (i64, i64),
     process: Process,
     requests: pipe::Sender,
-    answers: tokio::io::Lines<BufReader<pipe::Receiver>>,
-    logs: mpsc::UnboundedReceiver<String>,
+    answers: Answers,
+    logs: Logs,
+    /// End-of-output markers expected so far: one for loading, one per invocation.
+    ends: u64,
+    /// Its place under the engine's cap on live instances, given back when it is dropped.
+    capacity: Option<OwnedSemaphorePermit>,
     pub started: Instant,
     pub last_used: Instant,
     pub invocations: u64,
 }
 
-/// Why an instance did not start: the user's code failed to load, or the machine failed.
+/// Why an instance did not start: the user's code failed to load, the machine is out of
+/// descriptors, processes or memory for now, or the machine failed otherwise.
 #[derive(Debug)]
 pub enum StartError {
-    Load { error: HandlerError, logs: String },
+    Load {
+        error: HandlerError,
+        logs: String,
+    },
+    /// Worth trying again shortly; nothing to do with the user's code.
+    Capacity(std::io::Error),
     System(std::io::Error),
+}
+
+impl StartError {
+    /// Sorts an I/O failure: running out of descriptors, processes or memory passes.
+    pub fn from_io(e: std::io::Error) -> StartError {
+        if is_exhaustion(&e) {
+            StartError::Capacity(e)
+        } else {
+            StartError::System(e)
+        }
+    }
+}
+
+/// EMFILE, ENFILE (descriptors), EAGAIN (processes, from fork) and ENOMEM: the machine is full
+/// right now, which says nothing about the code being started.
+pub fn is_exhaustion(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+    )
 }
 
 fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -272,7 +418,7 @@ impl Instance {
         })?;
         let f = spec.function;
         let (module, method) = f.handler.split_once('.').unwrap_or((&f.handler, ""));
-        let scratch = spec.dir.scratch_dir(&id).map_err(StartError::System)?;
+        let scratch = spec.dir.scratch_dir(&id).map_err(StartError::from_io)?;
 
         // A clean environment: the function's variables and SCF's context variables only.
         let mut env: Vec<(String, String)> = f
@@ -297,9 +443,9 @@ impl Instance {
         ] {
             env.push((k.to_string(), v));
         }
-        let (req_r, req_w) = pipe_pair().map_err(StartError::System)?;
-        let (ans_r, ans_w) = pipe_pair().map_err(StartError::System)?;
-        let (log_r, log_w) = pipe_pair().map_err(StartError::System)?;
+        let (req_r, req_w) = pipe_pair().map_err(StartError::from_io)?;
+        let (ans_r, ans_w) = pipe_pair().map_err(StartError::from_io)?;
+        let (log_r, log_w) = pipe_pair().map_err(StartError::from_io)?;
         let limits = sandbox::Limits::for_function(f, lang);
 
         let forked = match (lang, spec.zygote.filter(|z| z.is_alive())) {
@@ -314,9 +460,9 @@ impl Instance {
                     "gid": sandbox::SANDBOX_GID,
                 });
                 let fds = vec![
-                    req_r.try_clone().map_err(StartError::System)?,
-                    ans_w.try_clone().map_err(StartError::System)?,
-                    log_w.try_clone().map_err(StartError::System)?,
+                    req_r.try_clone().map_err(StartError::from_io)?,
+                    ans_w.try_clone().map_err(StartError::from_io)?,
+                    log_w.try_clone().map_err(StartError::from_io)?,
                 ];
                 match zygote.fork(request, fds).await {
                     Ok((pid, exit)) => Some(Process::Forked {
@@ -324,6 +470,8 @@ impl Instance {
                         exit: Some(exit),
                         code: None,
                     }),
+                    // Starting an interpreter instead would only fail the same way, slower.
+                    Err(e) if is_exhaustion(&e) => return Err(StartError::Capacity(e)),
                     Err(e) => {
                         tracing::warn!(error = %e, "the Python fork server failed; starting the interpreter instead");
                         None
@@ -360,7 +508,7 @@ impl Instance {
                     .stdin(Stdio::null())
                     .kill_on_drop(true)
                     .process_group(0);
-                cmd.stdout(Stdio::from(log_w.try_clone().map_err(StartError::System)?));
+                cmd.stdout(Stdio::from(log_w.try_clone().map_err(StartError::from_io)?));
                 cmd.stderr(Stdio::from(log_w));
                 let (req_fd, ans_fd) = (req_r.as_raw_fd(), ans_w.as_raw_fd());
                 // SAFETY: the closure only makes async-signal-safe system calls (fcntl, dup2,
@@ -368,26 +516,16 @@ impl Instance {
                 unsafe {
                     cmd.pre_exec(move || sandbox::in_child(req_fd, ans_fd, &limits));
                 }
-                let child = cmd.spawn().map_err(StartError::System)?;
+                let child = cmd.spawn().map_err(StartError::from_io)?;
                 drop((req_r, ans_w));
                 Process::Spawned(child)
             }
         };
 
-        let requests = pipe::Sender::from_owned_fd(req_w).map_err(StartError::System)?;
+        let requests = pipe::Sender::from_owned_fd(req_w).map_err(StartError::from_io)?;
         let answers =
-            BufReader::new(pipe::Receiver::from_owned_fd(ans_r).map_err(StartError::System)?)
-                .lines();
-        let log_pipe = pipe::Receiver::from_owned_fd(log_r).map_err(StartError::System)?;
-        let (log_tx, logs) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(log_pipe).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if log_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+            Answers::new(pipe::Receiver::from_owned_fd(ans_r).map_err(StartError::from_io)?);
+        let logs = Logs::read(pipe::Receiver::from_owned_fd(log_r).map_err(StartError::from_io)?);
 
         let mut instance = Instance {
             id,
@@ -396,18 +534,28 @@ impl Instance {
             requests,
             answers,
             logs,
+            ends: 1,
+            capacity: None,
             started: Instant::now(),
             last_used: Instant::now(),
             invocations: 0,
         };
         // Loading the code counts against the function's timeout too.
-        let ready = tokio::time::timeout(
+        let ready = match tokio::time::timeout(
             Duration::from_secs(u64::from(f.timeout).max(1)),
-            instance.answers.next_line(),
+            instance.answers.next(),
         )
-        .await;
+        .await
+        {
+            Ok(answer) => Ok(answer),
+            // As with invocations, a server that was not looking is no proof of a slow load.
+            Err(elapsed) => match instance.answers.now() {
+                Now::Ready(answer) => Ok(answer),
+                Now::Partial | Now::Nothing => Err(elapsed),
+            },
+        };
         match ready {
-            Ok(Ok(Some(line))) => match serde_json::from_str::<Answer>(&line) {
+            Ok(AnswerLine::Line(line)) => match serde_json::from_slice::<Answer>(&line) {
                 Ok(Answer {
                     ready: Some(true), ..
                 }) => Ok(instance),
@@ -421,7 +569,8 @@ impl Instance {
                 _ => {
                     instance.kill().await;
                     Err(StartError::System(std::io::Error::other(format!(
-                        "the bootstrap answered {line:?}"
+                        "the bootstrap answered {}",
+                        shown(&line)
                     ))))
                 }
             },
@@ -493,15 +642,14 @@ impl Instance {
         }
     }
 
+    /// Counts the instance against the engine's cap for as long as it lives.
+    pub fn hold(&mut self, permit: OwnedSemaphorePermit) {
+        self.capacity = Some(permit);
+    }
+
     async fn drain_logs_until_exit(&mut self) -> String {
-        let mut out = String::new();
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(line) = self.logs.recv().await {
-                push_line(&mut out, &line);
-            }
-        })
-        .await;
-        truncate(&out, LOG_MAX_BYTES)
+        self.logs.wait_closed(Duration::from_secs(2)).await;
+        self.logs.take()
     }
 
     /// Runs one event. `signals` may ask to terminate it.
@@ -514,43 +662,31 @@ impl Instance {
         signals: &mut mpsc::Receiver<Signal>,
     ) -> (Outcome, String) {
         self.invocations += 1;
+        self.ends += 1;
         let event: Value = serde_json::from_str(event).unwrap_or(Value::Null);
         let mut line =
             serde_json::to_string(&serde_json::json!({ "event": event, "context": context }))
                 .expect("JSON values serialize");
         line.push('\n');
-        let mut logs = String::new();
         if self.requests.write_all(line.as_bytes()).await.is_err() {
             let tail = self.drain_logs_until_exit().await;
             return (Outcome::Exited("the runtime process is gone".into()), tail);
         }
+        let sent = Instant::now();
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut term_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let mut graceful = false;
-        let mut ended = false;
         let outcome = loop {
+            // Biased, answer first: when the server comes back from a pause, the answer and the
+            // deadline can be ready together, and an answer must win.
             tokio::select! {
-                answer = self.answers.next_line() => {
-                    match answer {
-                        Ok(Some(text)) => match serde_json::from_str::<Answer>(&text) {
-                            Ok(a) if a.ok == Some(true) => break Outcome::Returned(a.result.unwrap_or(Value::Null)),
-                            Ok(Answer { error: Some(e), .. }) => break Outcome::Raised(e),
-                            _ => break Outcome::Exited(format!("the runtime answered {text:?}")),
-                        },
-                        _ => break Outcome::Exited(self.exit_description().await),
-                    }
-                }
-                Some(line) = self.logs.recv() => {
-                    if line == END_OF_INVOCATION {
-                        ended = true;
-                    } else {
-                        push_line(&mut logs, &line);
-                    }
+                biased;
+                answer = self.answers.next() => {
+                    break self.judge(answer, sent.elapsed(), timeout).await;
                 }
                 _ = &mut deadline, if term_deadline.is_none() => {
-                    self.kill().await;
-                    break Outcome::TimedOut;
+                    break self.at_deadline(timeout).await;
                 }
                 _ = async { term_deadline.as_mut().expect("set").await }, if term_deadline.is_some() => {
                     self.kill().await;
@@ -559,7 +695,7 @@ impl Instance {
                 signal = signals.recv() => match signal {
                     Some(Signal::Term) if term_deadline.is_none() => {
                         graceful = true;
-                        push_line(&mut logs, "[PLATFORM] Signal received successfully.");
+                        self.logs.note("[PLATFORM] Signal received successfully.");
                         self.signal_group(libc::SIGTERM);
                         term_deadline = Some(Box::pin(tokio::time::sleep(grace)));
                     }
@@ -581,31 +717,91 @@ impl Instance {
             }
             other => other,
         };
-        // Collect the rest of this invocation's output: up to the end marker if the handler
-        // finished, or whatever the dead process left otherwise.
-        match outcome {
-            Outcome::Returned(_) | Outcome::Raised(_) if !ended => {
-                let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    while let Some(line) = self.logs.recv().await {
-                        if line == END_OF_INVOCATION {
-                            break;
-                        }
-                        push_line(&mut logs, &line);
-                    }
-                })
-                .await;
+        // The rest of this invocation's output: up to the end marker if the handler finished,
+        // whatever the dead process left otherwise.
+        let finished = match outcome {
+            Outcome::Returned(_) | Outcome::Raised(_) => {
+                self.logs
+                    .wait_ended(self.ends, Duration::from_secs(2))
+                    .await
             }
-            Outcome::Returned(_) | Outcome::Raised(_) => {}
-            _ => {
-                let tail = self.drain_logs_until_exit().await;
-                push_line(&mut logs, tail.trim_end_matches('\n'));
-            }
+            _ => false,
+        };
+        if !finished {
+            self.logs.wait_closed(Duration::from_secs(2)).await;
         }
         self.last_used = Instant::now();
-        (
-            outcome,
-            truncate(logs.trim_end_matches('\n'), LOG_MAX_BYTES),
-        )
+        (outcome, self.logs.take())
+    }
+
+    /// The deadline passed by the server's clock. That alone does not prove the handler ran
+    /// long: the server may have been frozen (stopped, swapped out, starved of CPU) while the
+    /// handler answered in time, and the reactor has not looked at the pipe since. So the pipe
+    /// is read directly first; an answer found there is judged by the handler's own run time,
+    /// which the bootstrap measures and which no pause of the server can stretch. Only a
+    /// handler with nothing to say is killed as timed out.
+    async fn at_deadline(&mut self, timeout: Duration) -> Outcome {
+        let answer = match self.answers.now() {
+            Now::Ready(answer) => Some(answer),
+            // The bootstrap writes the answer after the handler returned; let it finish.
+            Now::Partial => tokio::time::timeout(Duration::from_secs(2), self.answers.next())
+                .await
+                .ok(),
+            Now::Nothing => None,
+        };
+        match answer {
+            Some(answer) => {
+                self.judge(answer, timeout + Duration::from_millis(1), timeout)
+                    .await
+            }
+            None => {
+                self.kill().await;
+                Outcome::TimedOut
+            }
+        }
+    }
+
+    /// What an answer line means, `seen_after` the request was sent.
+    async fn judge(
+        &mut self,
+        answer: AnswerLine,
+        seen_after: Duration,
+        timeout: Duration,
+    ) -> Outcome {
+        let line = match answer {
+            AnswerLine::Line(line) => line,
+            AnswerLine::TooLong => {
+                self.kill().await;
+                return Outcome::Raised(HandlerError {
+                    kind: "ResultTooLarge".into(),
+                    message: format!(
+                        "the handler's answer is larger than {} MB; return less (results are kept up to 64 KB)",
+                        ANSWER_MAX_BYTES / (1024 * 1024)
+                    ),
+                    stack: String::new(),
+                });
+            }
+            AnswerLine::Closed => return Outcome::Exited(self.exit_description().await),
+        };
+        let Ok(answer) = serde_json::from_slice::<Answer>(&line) else {
+            return Outcome::Exited(format!("the runtime answered {}", shown(&line)));
+        };
+        let ran = answer
+            .ran_ms
+            .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        if !answered_in_time(ran, seen_after, timeout) {
+            self.kill().await;
+            return Outcome::TimedOut;
+        }
+        match answer {
+            Answer {
+                ok: Some(true),
+                result,
+                ..
+            } => Outcome::Returned(result.unwrap_or(Value::Null)),
+            Answer { error: Some(e), .. } => Outcome::Raised(e),
+            _ => Outcome::Exited(format!("the runtime answered {}", shown(&line))),
+        }
     }
 
     async fn exit_description(&mut self) -> String {
@@ -617,13 +813,42 @@ impl Instance {
     }
 }
 
-fn push_line(out: &mut String, line: &str) {
-    if line.is_empty() && out.is_empty() {
-        return;
+/// An answer seen within the timeout by the server's clock is in time. One seen later is in
+/// time if the handler's own run time, as the bootstrap measured it, is within the timeout: the
+/// server was not looking, the handler was not late.
+fn answered_in_time(ran: Option<Duration>, seen_after: Duration, timeout: Duration) -> bool {
+    seen_after <= timeout || ran.is_none_or(|ran| ran <= timeout)
+}
+
+/// An unexpected answer, short enough for a message.
+fn shown(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&line[..line.len().min(200)]);
+    format!("{text:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_seen_late_counts_by_the_handlers_own_time() {
+        let s = Duration::from_secs;
+        // Seen in time: whatever the bootstrap says.
+        assert!(answered_in_time(Some(s(9)), s(2), s(3)));
+        // The server was frozen: seen after 10 s, the handler ran 2 s of its 3.
+        assert!(answered_in_time(Some(s(2)), s(10), s(3)));
+        // Really late: the handler itself ran past its timeout.
+        assert!(!answered_in_time(Some(s(5)), s(10), s(3)));
+        assert!(answered_in_time(None, s(10), s(3)));
     }
-    // Keep a little more than the cap so truncation can mark the cut.
-    if out.len() <= LOG_MAX_BYTES {
-        out.push_str(line);
-        out.push('\n');
+
+    #[test]
+    fn running_out_of_descriptors_or_processes_is_not_the_codes_fault() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::EAGAIN, libc::ENOMEM] {
+            let e = std::io::Error::from_raw_os_error(errno);
+            assert!(matches!(StartError::from_io(e), StartError::Capacity(_)));
+        }
+        let e = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert!(matches!(StartError::from_io(e), StartError::System(_)));
     }
 }

@@ -36,11 +36,25 @@ impl Limits {
                 Language::Nodejs => None,
             },
             file_size: 512 * mb,
-            open_files: 1024,
+            open_files: within_hard_limit(libc::RLIMIT_NOFILE, 1024),
             // Counted per user: every instance of the sandbox user shares it.
-            processes: 4096,
+            processes: within_hard_limit(libc::RLIMIT_NPROC, 4096),
         }
     }
+}
+
+/// `want`, or less if this process may not go that high: a limit above the hard limit cannot
+/// be set without privileges a container often lacks, and every instance would fail to start.
+fn within_hard_limit(resource: libc::__rlimit_resource_t, want: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(resource, &mut limit) } != 0 {
+        return want;
+    }
+    want.min(limit.rlim_max)
 }
 
 impl Limits {

@@ -5,6 +5,7 @@
 # loads the user's handler as usual. Requests arrive on fd 3, a SOCK_SEQPACKET socket, each
 # with three descriptors: requests (read end), answers (write end) and the log (write end).
 import ctypes
+import errno
 import json
 import os
 import resource
@@ -77,7 +78,20 @@ def main():
         if not message:
             return
         request = json.loads(message)
-        pid = os.fork()
+        # Out of descriptors (the kernel drops what does not fit) or processes: say so, and
+        # keep serving; the server tries again later.
+        if len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            server.send(json.dumps({"id": request["id"], "errno": errno.EMFILE}).encode())
+            continue
+        try:
+            pid = os.fork()
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            server.send(json.dumps({"id": request["id"], "errno": e.errno or errno.EAGAIN}).encode())
+            continue
         if pid == 0:
             try:
                 child(request, fds)

@@ -176,6 +176,14 @@ impl Zygote {
                             if let Some(reply) = w.pids.remove(&id) {
                                 let _ = reply.send(Ok(pid as u32));
                             }
+                        } else if let (Some(id), Some(errno)) =
+                            (answer["id"].as_u64(), answer["errno"].as_i64())
+                        {
+                            // The fork failed (no descriptors or processes left): an error the
+                            // engine can tell apart from a broken fork server.
+                            if let Some(reply) = w.pids.remove(&id) {
+                                let _ = reply.send(Err(io::Error::from_raw_os_error(errno as i32)));
+                            }
                         } else if let (Some(pid), Some(code)) =
                             (answer["exited"].as_u64(), answer["code"].as_i64())
                         {

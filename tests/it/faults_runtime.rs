@@ -1,0 +1,554 @@
+//! The runtime under attack, on real processes: handlers that print without end or between
+//! events, more functions than the server may keep warm, instances and a server that are
+//! frozen, and servers killed outright. Each story checks what a user sees of the event, and
+//! that the server neither grows without bound nor leaves anything behind.
+
+use crate::support::api::*;
+use crate::support::*;
+use scf_console::domain::event::{EventStatus, LOG_MAX_BYTES, TRUNCATED_MARK};
+use scf_console::engine::EngineConfig;
+use scf_console::store::EventRecord;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const MB: u64 = 1024 * 1024;
+
+async fn python_function(app: &TestApp, name: &str, code: &str, extra: Value) {
+    let mut params = json!({
+        "FunctionName": name,
+        "Runtime": "Python3.10",
+        "Handler": "index.main_handler",
+        "AsyncRunEnable": "TRUE",
+        "TraceEnable": "TRUE",
+        "Code": {"ZipFile": zip_base64(&[("index.py", code)])},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        params[k] = v.clone();
+    }
+    app.api("CreateFunction", params).await.ok();
+}
+
+async fn invoke(app: &TestApp, name: &str, event: Value) -> String {
+    let answer = app
+        .api(
+            "Invoke",
+            json!({"FunctionName": name, "InvocationType": "Event", "ClientContext": event.to_string()}),
+        )
+        .await;
+    answer.ok()["Result"]["FunctionRequestId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn until_ended(app: &TestApp, id: &str) -> EventRecord {
+    wait_for(&format!("{id} to end"), LIMIT, || async {
+        let e = app.state.store.get_event(id).await.unwrap()?;
+        e.status.is_terminal().then_some(e)
+    })
+    .await
+}
+
+async fn app_with(config: EngineConfig) -> TestApp {
+    let app = TestApp::with_engine(config).await;
+    app.add_key().await;
+    app
+}
+
+/// A folder the sandboxed handler may write to, for handlers to leave proof they ran.
+fn shared_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("scf-shared-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+/// The user-visible shape of a cut log: at most the cap, and the mark exactly once, at the end.
+fn assert_capped(logs: &str) {
+    assert!(
+        logs.len() <= LOG_MAX_BYTES + TRUNCATED_MARK.len(),
+        "log of {} bytes",
+        logs.len()
+    );
+    assert!(logs.ends_with(TRUNCATED_MARK), "the cut is marked");
+    assert_eq!(logs.matches(TRUNCATED_MARK).count(), 1, "marked once");
+}
+
+/// This process's memory, in bytes: (resident now, peak resident since the last reset).
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap()
+            * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Starts counting peak memory from now (Linux: "5" resets VmHWM to the current RSS).
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Memory stories measure this whole process, so they take turns.
+static MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_50_mb_line_without_newline_gets_a_capped_log_and_the_server_stays_small() {
+    let _turn = MEMORY.lock().await;
+    let app = app_with(test_engine()).await;
+    let code = "import sys\ndef main_handler(event, context):\n    sys.stdout.write('x' * 50_000_000)\n    return 'printed'\n";
+    python_function(&app, "shouter", code, json!({"Timeout": 60})).await;
+
+    reset_peak_memory();
+    let (rss_before, _) = memory();
+    let id = invoke(&app, "shouter", json!({})).await;
+    let done = until_ended(&app, &id).await;
+    let (rss_after, peak) = memory();
+
+    assert_eq!(done.status, EventStatus::Finished);
+    assert_eq!(done.status_code, Some(200));
+    assert_eq!(done.result.as_deref(), Some("printed"));
+    let logs = done.logs.unwrap();
+    assert_capped(&logs);
+    assert!(logs.starts_with("xxxx"));
+    // Buffering the line whole costs 50 MB, and as much again to copy it into the log.
+    assert!(
+        peak.saturating_sub(rss_before) < 32 * MB,
+        "peak grew by {} MB",
+        (peak - rss_before) / MB
+    );
+    assert!(rss_after.saturating_sub(rss_before) < 64 * MB);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_printing_forever_times_out_with_a_capped_log_and_the_server_stays_small() {
+    let _turn = MEMORY.lock().await;
+    let app = app_with(test_engine()).await;
+    let code = "import sys\ndef main_handler(event, context):\n    line = 'y' * 65536\n    while True:\n        sys.stdout.write(line)\n";
+    python_function(&app, "chatterbox", code, json!({"Timeout": 3})).await;
+
+    reset_peak_memory();
+    let (rss_before, _) = memory();
+    let id = invoke(&app, "chatterbox", json!({})).await;
+    let done = until_ended(&app, &id).await;
+    let (_, peak) = memory();
+
+    assert_eq!(done.status, EventStatus::Failed);
+    assert_eq!(done.status_code, Some(433));
+    assert_capped(&done.logs.unwrap());
+    assert!(
+        peak.saturating_sub(rss_before) < 64 * MB,
+        "peak grew by {} MB",
+        (peak - rss_before) / MB
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_printed_between_events_is_not_in_the_next_events_log() {
+    let _turn = MEMORY.lock().await;
+    let app = app_with(test_engine()).await;
+    let shared = shared_dir();
+    let code = r#"
+import sys, threading
+
+def chatter(done):
+    # Starts once the event that started it has answered, so all of this is printed idle.
+    started.wait()
+    for i in range(2000):
+        print("background chatter", i, "z" * 10000)
+    sys.stdout.write("no newline at the end")
+    sys.stdout.flush()
+    open(done, "w").write("done")
+
+started = threading.Event()
+
+def main_handler(event, context):
+    if "done" in event:
+        threading.Thread(target=chatter, args=(event["done"],)).start()
+        return "started"
+    started.set()
+    print("a quiet event")
+    return "ok"
+"#;
+    python_function(&app, "noisy", code, json!({"Timeout": 30})).await;
+    let done = shared.path().join("done");
+    let first = invoke(&app, "noisy", json!({"done": done})).await;
+    assert_eq!(until_ended(&app, &first).await.status_code, Some(200));
+
+    // The second event wakes the chatter, then runs while it prints, so its log may hold
+    // some; a third one, after the chatter finished, must hold none of it.
+    reset_peak_memory();
+    let (rss_before, _) = memory();
+    let second = invoke(&app, "noisy", json!({})).await;
+    assert_eq!(until_ended(&app, &second).await.status_code, Some(200));
+    wait_for("the idle chatter to finish", LIMIT, || async {
+        done.exists().then_some(())
+    })
+    .await;
+    let third = invoke(&app, "noisy", json!({})).await;
+    let third = until_ended(&app, &third).await;
+    assert_eq!(third.status_code, Some(200));
+    assert_eq!(third.logs.as_deref(), Some("a quiet event"));
+    let (_, peak) = memory();
+    // 20 MB were printed while idle; none of it is kept.
+    assert!(peak.saturating_sub(rss_before) < 64 * MB);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_room_for_two_instances_events_of_five_functions_all_finish() {
+    let app = app_with(EngineConfig {
+        max_instances: 2,
+        ..test_engine()
+    })
+    .await;
+    let code = "def main_handler(event, context):\n    print('function', event['n'])\n    return event['n']\n";
+    for n in 0..5 {
+        python_function(&app, &format!("fn-{n}"), code, json!({})).await;
+    }
+    let mut ids = Vec::new();
+    for round in 0..2 {
+        for n in 0..5 {
+            let id = invoke(&app, &format!("fn-{n}"), json!({"n": n, "round": round})).await;
+            ids.push((n, id));
+        }
+    }
+    for (n, id) in ids {
+        let done = until_ended(&app, &id).await;
+        assert_eq!(done.status, EventStatus::Finished, "{:?}", done.error);
+        assert_eq!(done.status_code, Some(200));
+        assert_eq!(done.result, Some(n.to_string()));
+        assert_eq!(done.logs, Some(format!("function {n}")));
+    }
+    assert!(app.state.engine.idle_instances() <= 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_stopped_past_its_timeout_times_out_with_433() {
+    let app = app_with(test_engine()).await;
+    let shared = shared_dir();
+    let code = "import os, time\ndef main_handler(event, context):\n    open(event['pid'], 'w').write(str(os.getpid()))\n    time.sleep(1)\n    return 'too late'\n";
+    python_function(&app, "frozen", code, json!({"Timeout": 2})).await;
+    let pid_file = shared.path().join("pid");
+    let id = invoke(&app, "frozen", json!({"pid": pid_file})).await;
+    let pid: i32 = wait_for("the handler to run", LIMIT, || async {
+        std::fs::read_to_string(&pid_file).ok()?.parse().ok()
+    })
+    .await;
+    // SAFETY: a signal to the handler's process, which this test just learned the id of.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let done = until_ended(&app, &id).await;
+    assert_eq!(done.status, EventStatus::Failed);
+    assert_eq!(done.status_code, Some(433));
+    assert!(done.error.unwrap().contains("timed out after 2 seconds"));
+}
+
+/// The whole server (this test's single runtime thread) is frozen past the handlers' timeout
+/// while they answer in time: their answers are recorded, not timeouts. Eight at once, as the
+/// order in which a thawed server looks at an answer and a deadline must not matter.
+#[tokio::test(flavor = "current_thread")]
+async fn answers_given_in_time_are_kept_when_the_server_was_frozen_past_the_timeout() {
+    let app = app_with(test_engine()).await;
+    let shared = shared_dir();
+    let code = "import os, time\ndef main_handler(event, context):\n    open(event['running'], 'w').write('yes')\n    while not os.path.exists(event['go']):\n        time.sleep(0.01)\n    return 'answered in time'\n";
+    python_function(&app, "prompt", code, json!({"Timeout": 5})).await;
+    let go = shared.path().join("go");
+    let mut events = Vec::new();
+    for n in 0..8 {
+        let running = shared.path().join(format!("running-{n}"));
+        let id = invoke(&app, "prompt", json!({"running": running, "go": go})).await;
+        events.push((id, running));
+    }
+    wait_for("every handler to run", LIMIT, || async {
+        events
+            .iter()
+            .all(|(_, running)| running.exists())
+            .then_some(())
+    })
+    .await;
+    std::fs::write(&go, "go").unwrap();
+    // The freeze itself: nothing of the server runs on this thread for 6 s, as if it were
+    // stopped. The handlers answer at once; the server's deadlines pass meanwhile.
+    std::thread::sleep(Duration::from_secs(6));
+    for (id, _) in &events {
+        let done = until_ended(&app, id).await;
+        assert_eq!(done.status, EventStatus::Finished, "{:?}", done.error);
+        assert_eq!(done.status_code, Some(200));
+        assert_eq!(done.result.as_deref(), Some("answered in time"));
+    }
+}
+
+/// A scf-console binary on its own data folder and temporary folder, with the test suite's API
+/// key, and optionally a lower open-file limit.
+struct Server {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(data: &Path, tmp: &Path) -> Server {
+        Server::start_with(data, tmp, None, &[])
+    }
+
+    fn start_with(data: &Path, tmp: &Path, nofile: Option<u64>, env: &[(&str, &str)]) -> Server {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scf-console"));
+        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env("TMPDIR", tmp)
+            .env("RUST_LOG", "info")
+            .env("SCF_SECRET_ID", SECRET_ID)
+            .env("SCF_SECRET_KEY", SECRET_KEY)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(n) = nofile {
+            // SAFETY: setrlimit is async-signal-safe and only touches the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("server exited").unwrap();
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep reading the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, addr }
+    }
+
+    /// A signed SCF API call over a real socket.
+    fn api(&self, action: &str, params: Value) -> Value {
+        use scf_console::scf::tc3::{SignInput, sha256_hex, sign, utc_date};
+        use std::io::{Read, Write};
+        let body = params.to_string();
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let signature = sign(
+            SECRET_KEY,
+            &SignInput {
+                method: "POST",
+                query: "",
+                headers: &[("content-type", "application/json"), ("host", &self.addr)],
+                payload_hash: &sha256_hex(body.as_bytes()),
+                timestamp,
+            },
+        );
+        let mut stream = std::net::TcpStream::connect(&self.addr).unwrap();
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             X-TC-Action: {action}\r\nX-TC-Version: 2018-04-16\r\nX-TC-Timestamp: {timestamp}\r\n\
+             Authorization: TC3-HMAC-SHA256 Credential={SECRET_ID}/{}/scf/tc3_request, SignedHeaders=content-type;host, Signature={signature}\r\n\
+             Connection: close\r\n\r\n{body}",
+            self.addr,
+            body.len(),
+            utc_date(timestamp)
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let json = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let value: Value = serde_json::from_str(json).unwrap();
+        assert!(value["Response"]["Error"].is_null(), "{action}: {value}");
+        value["Response"].clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// 120 functions, each kept warm, would need some 360 descriptors in the server alone; with
+/// an open-file limit of 384 the server keeps (384 - 256) / 8 = 16 and stops the least
+/// recently used to start the next. Every event finishes; none is blamed on the user's code.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_few_descriptors_events_of_many_functions_all_finish() {
+    many_functions_under_384_descriptors(&[]).await;
+}
+
+/// With the cap set too high for the machine, starts fail for want of descriptors: that is
+/// not the code's fault (never 405), idle instances are stopped to give some back, and the
+/// event goes back to the queue and finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_instance_cap_set_too_high_running_out_of_descriptors_is_survived() {
+    many_functions_under_384_descriptors(&[("SCF_MAX_INSTANCES", "100000")]).await;
+}
+
+async fn many_functions_under_384_descriptors(env: &[(&str, &str)]) {
+    // The sandbox user must reach the runtime folder inside.
+    let dir = shared_dir();
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, dir.path(), Some(384), env);
+    let code = "def main_handler(event, context):\n    return event['n']\n";
+    let zip = zip_base64(&[("index.py", code)]);
+    let mut ids = Vec::new();
+    for n in 0..120 {
+        let name = format!("fn-{n}");
+        server.api(
+            "CreateFunction",
+            json!({"FunctionName": name, "Runtime": "Python3.10", "AsyncRunEnable": "TRUE",
+                   "TraceEnable": "TRUE", "Code": {"ZipFile": zip}}),
+        );
+        let answer = server.api(
+            "Invoke",
+            json!({"FunctionName": name, "InvocationType": "Event", "ClientContext": json!({"n": n}).to_string()}),
+        );
+        let id = answer["Result"]["FunctionRequestId"].as_str().unwrap();
+        ids.push((n, id.to_string()));
+    }
+    let url = format!("sqlite://{}", data.join("scf-console.db").display());
+    let store = scf_console::store::open(&url).await.unwrap();
+    for (n, id) in &ids {
+        let done = wait_for(
+            &format!("event {n} to end"),
+            Duration::from_secs(120),
+            || async {
+                let e = store.get_event(id).await.unwrap()?;
+                e.status.is_terminal().then_some(e)
+            },
+        )
+        .await;
+        assert_eq!(
+            done.status_code,
+            Some(200),
+            "event {n}: {:?} {:?}",
+            done.error,
+            done.logs
+        );
+        assert_eq!(done.result, Some(n.to_string()));
+    }
+}
+
+fn runtime_folders(tmp: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_dir())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("scf-console-")
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_server_killed_with_9_leaves_no_runtime_folder_after_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let live = Server::start(&dir.path().join("live"), &tmp);
+    let live_folders = runtime_folders(&tmp);
+    assert_eq!(live_folders.len(), 1);
+
+    let mut killed = Server::start(&dir.path().join("killed"), &tmp);
+    let killed_folder = runtime_folders(&tmp)
+        .into_iter()
+        .find(|f| !live_folders.contains(f))
+        .expect("the second server's runtime folder");
+    killed.child.kill().unwrap(); // SIGKILL: no clean-up of its own
+    killed.child.wait().unwrap();
+    assert!(killed_folder.exists());
+
+    // Links out of a stale folder, and a link named like one, lead to what is not ours to
+    // delete.
+    let precious = dir.path().join("precious");
+    std::fs::create_dir(&precious).unwrap();
+    std::fs::write(precious.join("keep"), "keep").unwrap();
+    std::os::unix::fs::symlink(&precious, killed_folder.join("link")).unwrap();
+    let decoy = tmp.join(format!("scf-console-{}", uuid::Uuid::new_v4()));
+    std::os::unix::fs::symlink(&precious, &decoy).unwrap();
+
+    let _next = Server::start(&dir.path().join("next"), &tmp);
+    assert!(!killed_folder.exists(), "the dead server's folder is gone");
+    assert!(live_folders[0].exists(), "the live server's folder stays");
+    assert!(precious.join("keep").exists());
+    assert!(std::fs::symlink_metadata(&decoy).is_ok());
+    drop(live);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_handler_printing_50_mb_gets_a_capped_log() {
+    let app = app_with(test_engine()).await;
+    let code = "exports.main_handler = async () => { process.stdout.write('x'.repeat(50000000)); console.log('after'); return 'printed'; };";
+    app.api(
+        "CreateFunction",
+        json!({"FunctionName": "node-shouter", "Runtime": "Nodejs18.15", "Handler": "index.main_handler",
+               "AsyncRunEnable": "TRUE", "TraceEnable": "TRUE", "Timeout": 60,
+               "Code": {"ZipFile": zip_base64(&[("index.js", code)])}}),
+    )
+    .await
+    .ok();
+    let id = invoke(&app, "node-shouter", json!({})).await;
+    let done = until_ended(&app, &id).await;
+    assert_eq!(done.status_code, Some(200), "{:?}", done.error);
+    assert_eq!(done.result.as_deref(), Some("printed"));
+    assert_capped(&done.logs.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_answer_fails_the_event_clearly_and_a_huge_error_is_cut() {
+    let _turn = MEMORY.lock().await;
+    let app = app_with(test_engine()).await;
+    let code = "def main_handler(event, context):\n    if event.get('raise'):\n        raise ValueError('e' * 1_000_000)\n    return 'r' * 20_000_000\n";
+    python_function(&app, "oversized", code, json!({"Timeout": 60})).await;
+
+    reset_peak_memory();
+    let (rss_before, _) = memory();
+    let id = invoke(&app, "oversized", json!({})).await;
+    let done = until_ended(&app, &id).await;
+    let (_, peak) = memory();
+    assert_eq!(done.status, EventStatus::Failed);
+    assert_eq!(done.status_code, Some(430));
+    let error = done.error.unwrap();
+    assert!(
+        error.starts_with("ResultTooLarge: the handler's answer is larger than 8 MB"),
+        "{error}"
+    );
+    // At most the answer bound is read, not the 20 MB answer.
+    assert!(
+        peak.saturating_sub(rss_before) < 32 * MB,
+        "peak grew by {} MB",
+        (peak - rss_before) / MB
+    );
+
+    let id = invoke(&app, "oversized", json!({"raise": true})).await;
+    let done = until_ended(&app, &id).await;
+    assert_eq!(done.status_code, Some(430));
+    let error = done.error.unwrap();
+    assert!(error.starts_with("ValueError: eeee"), "{}", &error[..40]);
+    assert_capped(&error);
+}
