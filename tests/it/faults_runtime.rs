@@ -552,3 +552,102 @@ async fn a_huge_answer_fails_the_event_clearly_and_a_huge_error_is_cut() {
     assert!(error.starts_with("ValueError: eeee"), "{}", &error[..40]);
     assert_capped(&error);
 }
+
+/// The Node.js bootstrap on its own, with a server that is slow to read the log pipe (busy, or
+/// starved of CPU): a handler that printed more than the pipe holds still gets its answer out,
+/// after its output. Once a handler has used `process.stdout`, Node makes the pipe non-blocking
+/// and queues what it cannot write; a marker written straight to the descriptor then failed
+/// with EAGAIN and left the instance hanging with no answer.
+#[test]
+fn a_node_instance_answers_after_its_output_when_the_server_reads_slowly() {
+    use std::io::{BufRead, Read, Write};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    if which("node").is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI needs node");
+        eprintln!("SKIPPED: node is not installed");
+        return;
+    }
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two new descriptors into the array.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: both descriptors are new and owned by nobody else.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+    let code = tempfile::tempdir().unwrap();
+    std::fs::write(
+        code.path().join("index.js"),
+        "exports.main_handler = async () => { process.stdout.write('x'.repeat(5000000)); console.log('after'); return 'printed'; };",
+    )
+    .unwrap();
+    let (req_r, req_w) = pipe();
+    let (ans_r, ans_w) = pipe();
+    let (log_r, log_w) = pipe();
+    let (fd3, fd4) = (req_r.as_raw_fd(), ans_w.as_raw_fd());
+    let mut command = Command::new("node");
+    command
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/src/engine/runtime/bootstrap.js"))
+        .args(["index", "main_handler"])
+        .current_dir(code.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log_w.try_clone().unwrap()))
+        .stderr(Stdio::from(log_w));
+    // SAFETY: fcntl and dup2 are async-signal-safe. Copies above 10 first, so that neither
+    // source is already 3 or 4 (dup2 onto itself would keep close-on-exec).
+    unsafe {
+        command.pre_exec(move || {
+            let (a, b) = (
+                libc::fcntl(fd3, libc::F_DUPFD, 10),
+                libc::fcntl(fd4, libc::F_DUPFD, 10),
+            );
+            if a < 0 || b < 0 || libc::dup2(a, 3) < 0 || libc::dup2(b, 4) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    // The builder holds copies of the log pipe's write end: only the instance may keep one.
+    drop((command, req_r, ans_w));
+    let mut answers = std::io::BufReader::new(std::fs::File::from(ans_r));
+    let mut requests = std::fs::File::from(req_w);
+    let mut line = String::new();
+    answers.read_line(&mut line).unwrap();
+    assert!(line.contains("\"ready\":true"), "{line}");
+
+    requests
+        .write_all(b"{\"event\":{},\"context\":{\"request_id\":\"r1\"}}\n")
+        .unwrap();
+    // The server is busy: nobody reads the log pipe for a while.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = answers.read_line(&mut line);
+        let _ = done_tx.send(line);
+    });
+    let early = done_rx.recv_timeout(Duration::from_millis(500));
+    assert!(early.is_err(), "the answer waits for the output: {early:?}");
+    let mut logs = std::fs::File::from(log_r);
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = logs.read_to_end(&mut all);
+        all
+    });
+    let answer = done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the instance answers once its output is read");
+    assert!(answer.contains("\"result\":\"printed\""), "{answer}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let logs = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    assert!(logs.contains("after\n"), "the handler's whole output came first");
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
+}

@@ -37,9 +37,17 @@ try {
   answer({ ready: false, error: errorOf(e) });
   process.exit(1);
 }
+// Markers go through process.stdout like the handler's own output, never straight to fd 1:
+// once the handler has used process.stdout, Node has made the pipe non-blocking and may still
+// hold output it could not write yet, so a direct write would jump that queue or fail with
+// EAGAIN (and a failed marker left the instance hanging). The answer leaves only once the
+// marker, and so everything printed before it, has reached the pipe.
+function mark(marker, then) {
+  process.stdout.write(marker, () => then());
+}
+
 // What loading printed goes to the first invocation's log.
-fs.writeSync(1, END_OF_INVOCATION);
-answer({ ready: true });
+mark(END_OF_INVOCATION, () => answer({ ready: true }));
 
 function invoke(event, context) {
   return new Promise((resolve, reject) => {
@@ -56,7 +64,7 @@ function invoke(event, context) {
 const requests = readline.createInterface({ input: fs.createReadStream(null, { fd: 3 }) });
 requests.on('line', async (line) => {
   const request = JSON.parse(line);
-  fs.writeSync(1, START_OF_INVOCATION);
+  process.stdout.write(START_OF_INVOCATION);
   const started = process.hrtime.bigint();
   let reply;
   try {
@@ -69,7 +77,6 @@ requests.on('line', async (line) => {
   }
   // The handler's own run time: the server judges a late-seen answer by it.
   reply.ran_ms = Number(process.hrtime.bigint() - started) / 1e6;
-  fs.writeSync(1, END_OF_INVOCATION);
-  answer(reply);
+  mark(END_OF_INVOCATION, () => answer(reply));
 });
 requests.on('close', () => process.exit(0));

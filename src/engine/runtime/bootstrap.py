@@ -25,7 +25,13 @@ def mark(marker):
             pass
     data = marker.encode()
     while data:
-        data = data[os.write(1, data):]
+        try:
+            data = data[os.write(1, data):]
+        except BlockingIOError:
+            # The handler made the pipe non-blocking and the server has not read it yet.
+            import select
+
+            select.select([], [1], [])
 
 
 def error_of(exc):
