@@ -3,13 +3,13 @@
 //! frozen, and servers killed outright. Each story checks what a user sees of the event, and
 //! that the server neither grows without bound nor leaves anything behind.
 
+use crate::engine::{function, invoke, shared_dir, until_ended};
+use crate::server::Server;
 use crate::support::api::*;
 use crate::support::*;
 use scf_console::domain::event::{EventStatus, LOG_MAX_BYTES, TRUNCATED_MARK};
 use scf_console::engine::EngineConfig;
-use scf_console::store::EventRecord;
-use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -17,57 +17,10 @@ use std::time::Duration;
 const LIMIT: Duration = Duration::from_secs(60);
 const MB: u64 = 1024 * 1024;
 
-async fn python_function(app: &TestApp, name: &str, code: &str, extra: Value) {
-    let mut params = json!({
-        "FunctionName": name,
-        "Runtime": "Python3.10",
-        "Handler": "index.main_handler",
-        "AsyncRunEnable": "TRUE",
-        "TraceEnable": "TRUE",
-        "Code": {"ZipFile": zip_base64(&[("index.py", code)])},
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        params[k] = v.clone();
-    }
-    app.api("CreateFunction", params).await.ok();
-}
-
-async fn invoke(app: &TestApp, name: &str, event: Value) -> String {
-    let answer = app
-        .api(
-            "Invoke",
-            json!({"FunctionName": name, "InvocationType": "Event", "ClientContext": event.to_string()}),
-        )
-        .await;
-    answer.ok()["Result"]["FunctionRequestId"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn until_ended(app: &TestApp, id: &str) -> EventRecord {
-    wait_for(&format!("{id} to end"), LIMIT, || async {
-        let e = app.state.store.get_event(id).await.unwrap()?;
-        e.status.is_terminal().then_some(e)
-    })
-    .await
-}
-
 async fn app_with(config: EngineConfig) -> TestApp {
     let app = TestApp::with_engine(config).await;
     app.add_key().await;
     app
-}
-
-/// A folder the sandboxed handler may write to, for handlers to leave proof they ran.
-fn shared_dir() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new()
-        .prefix("scf-shared-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    dir
 }
 
 /// The user-visible shape of a cut log: at most the cap, and the mark exactly once, at the end.
@@ -108,7 +61,7 @@ async fn a_50_mb_line_without_newline_gets_a_capped_log_and_the_server_stays_sma
     let _turn = MEMORY.lock().await;
     let app = app_with(test_engine()).await;
     let code = "import sys\ndef main_handler(event, context):\n    sys.stdout.write('x' * 50_000_000)\n    return 'printed'\n";
-    python_function(&app, "shouter", code, json!({"Timeout": 60})).await;
+    function(&app, "shouter", "Python3.10", code, json!({"Timeout": 60})).await;
 
     reset_peak_memory();
     let (rss_before, _) = memory();
@@ -136,7 +89,14 @@ async fn a_handler_printing_forever_times_out_with_a_capped_log_and_the_server_s
     let _turn = MEMORY.lock().await;
     let app = app_with(test_engine()).await;
     let code = "import sys\ndef main_handler(event, context):\n    line = 'y' * 65536\n    while True:\n        sys.stdout.write(line)\n";
-    python_function(&app, "chatterbox", code, json!({"Timeout": 3})).await;
+    function(
+        &app,
+        "chatterbox",
+        "Python3.10",
+        code,
+        json!({"Timeout": 3}),
+    )
+    .await;
 
     reset_peak_memory();
     let (rss_before, _) = memory();
@@ -181,7 +141,7 @@ def main_handler(event, context):
     print("a quiet event")
     return "ok"
 "#;
-    python_function(&app, "noisy", code, json!({"Timeout": 30})).await;
+    function(&app, "noisy", "Python3.10", code, json!({"Timeout": 30})).await;
     let done = shared.path().join("done");
     let first = invoke(&app, "noisy", json!({"done": done})).await;
     assert_eq!(until_ended(&app, &first).await.status_code, Some(200));
@@ -214,7 +174,7 @@ async fn with_room_for_two_instances_events_of_five_functions_all_finish() {
     .await;
     let code = "def main_handler(event, context):\n    print('function', event['n'])\n    return event['n']\n";
     for n in 0..5 {
-        python_function(&app, &format!("fn-{n}"), code, json!({})).await;
+        function(&app, &format!("fn-{n}"), "Python3.10", code, json!({})).await;
     }
     let mut ids = Vec::new();
     for round in 0..2 {
@@ -238,7 +198,7 @@ async fn an_instance_stopped_past_its_timeout_times_out_with_433() {
     let app = app_with(test_engine()).await;
     let shared = shared_dir();
     let code = "import os, time\ndef main_handler(event, context):\n    open(event['pid'], 'w').write(str(os.getpid()))\n    time.sleep(1)\n    return 'too late'\n";
-    python_function(&app, "frozen", code, json!({"Timeout": 2})).await;
+    function(&app, "frozen", "Python3.10", code, json!({"Timeout": 2})).await;
     let pid_file = shared.path().join("pid");
     let id = invoke(&app, "frozen", json!({"pid": pid_file})).await;
     let pid: i32 = wait_for("the handler to run", LIMIT, || async {
@@ -261,7 +221,7 @@ async fn answers_given_in_time_are_kept_when_the_server_was_frozen_past_the_time
     let app = app_with(test_engine()).await;
     let shared = shared_dir();
     let code = "import os, time\ndef main_handler(event, context):\n    open(event['running'], 'w').write('yes')\n    while not os.path.exists(event['go']):\n        time.sleep(0.01)\n    return 'answered in time'\n";
-    python_function(&app, "prompt", code, json!({"Timeout": 5})).await;
+    function(&app, "prompt", "Python3.10", code, json!({"Timeout": 5})).await;
     let go = shared.path().join("go");
     let mut events = Vec::new();
     for n in 0..8 {
@@ -289,30 +249,12 @@ async fn answers_given_in_time_are_kept_when_the_server_was_frozen_past_the_time
 }
 
 /// A scf-console binary on its own data folder and temporary folder, with the test suite's API
-/// key, and optionally a lower open-file limit.
-struct Server {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(data: &Path, tmp: &Path) -> Server {
-        Server::start_with(data, tmp, None, &[])
-    }
-
-    fn start_with(data: &Path, tmp: &Path, nofile: Option<u64>, env: &[(&str, &str)]) -> Server {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scf-console"));
-        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .env("TMPDIR", tmp)
-            .env("RUST_LOG", "info")
-            .env("SCF_SECRET_ID", SECRET_ID)
-            .env("SCF_SECRET_KEY", SECRET_KEY)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+/// key, and optionally a lower open-file limit and more settings.
+fn start_server(data: &Path, tmp: &Path, nofile: Option<u64>, env: &[(&str, &str)]) -> Server {
+    Server::start_with(data, |cmd| {
+        cmd.env("TMPDIR", tmp).envs(env.iter().copied());
         if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe and only touches the child.
             unsafe {
                 cmd.pre_exec(move || {
@@ -327,64 +269,7 @@ impl Server {
                 });
             }
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("server exited").unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        // Keep reading the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
-    }
-
-    /// A signed SCF API call over a real socket.
-    fn api(&self, action: &str, params: Value) -> Value {
-        use scf_console::scf::tc3::{SignInput, sha256_hex, sign, utc_date};
-        use std::io::{Read, Write};
-        let body = params.to_string();
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let signature = sign(
-            SECRET_KEY,
-            &SignInput {
-                method: "POST",
-                query: "",
-                headers: &[("content-type", "application/json"), ("host", &self.addr)],
-                payload_hash: &sha256_hex(body.as_bytes()),
-                timestamp,
-            },
-        );
-        let mut stream = std::net::TcpStream::connect(&self.addr).unwrap();
-        write!(
-            stream,
-            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-             X-TC-Action: {action}\r\nX-TC-Version: 2018-04-16\r\nX-TC-Timestamp: {timestamp}\r\n\
-             Authorization: TC3-HMAC-SHA256 Credential={SECRET_ID}/{}/scf/tc3_request, SignedHeaders=content-type;host, Signature={signature}\r\n\
-             Connection: close\r\n\r\n{body}",
-            self.addr,
-            body.len(),
-            utc_date(timestamp)
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let json = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-        let value: Value = serde_json::from_str(json).unwrap();
-        assert!(value["Response"]["Error"].is_null(), "{action}: {value}");
-        value["Response"].clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    })
 }
 
 /// 120 functions, each kept warm, would need some 360 descriptors in the server alone; with
@@ -407,7 +292,7 @@ async fn many_functions_under_384_descriptors(env: &[(&str, &str)]) {
     // The sandbox user must reach the runtime folder inside.
     let dir = shared_dir();
     let data = dir.path().join("data");
-    let server = Server::start_with(&data, dir.path(), Some(384), env);
+    let server = start_server(&data, dir.path(), Some(384), env);
     let code = "def main_handler(event, context):\n    return event['n']\n";
     let zip = zip_base64(&[("index.py", code)]);
     let mut ids = Vec::new();
@@ -470,11 +355,11 @@ fn a_server_killed_with_9_leaves_no_runtime_folder_after_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let tmp = dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
-    let live = Server::start(&dir.path().join("live"), &tmp);
+    let live = start_server(&dir.path().join("live"), &tmp, None, &[]);
     let live_folders = runtime_folders(&tmp);
     assert_eq!(live_folders.len(), 1);
 
-    let mut killed = Server::start(&dir.path().join("killed"), &tmp);
+    let mut killed = start_server(&dir.path().join("killed"), &tmp, None, &[]);
     let killed_folder = runtime_folders(&tmp)
         .into_iter()
         .find(|f| !live_folders.contains(f))
@@ -492,7 +377,7 @@ fn a_server_killed_with_9_leaves_no_runtime_folder_after_the_next_start() {
     let decoy = tmp.join(format!("scf-console-{}", uuid::Uuid::new_v4()));
     std::os::unix::fs::symlink(&precious, &decoy).unwrap();
 
-    let _next = Server::start(&dir.path().join("next"), &tmp);
+    let _next = start_server(&dir.path().join("next"), &tmp, None, &[]);
     assert!(!killed_folder.exists(), "the dead server's folder is gone");
     assert!(live_folders[0].exists(), "the live server's folder stays");
     assert!(precious.join("keep").exists());
@@ -524,7 +409,14 @@ async fn a_huge_answer_fails_the_event_clearly_and_a_huge_error_is_cut() {
     let _turn = MEMORY.lock().await;
     let app = app_with(test_engine()).await;
     let code = "def main_handler(event, context):\n    if event.get('raise'):\n        raise ValueError('e' * 1_000_000)\n    return 'r' * 20_000_000\n";
-    python_function(&app, "oversized", code, json!({"Timeout": 60})).await;
+    function(
+        &app,
+        "oversized",
+        "Python3.10",
+        code,
+        json!({"Timeout": 60}),
+    )
+    .await;
 
     reset_peak_memory();
     let (rss_before, _) = memory();
@@ -587,7 +479,10 @@ fn a_node_instance_answers_after_its_output_when_the_server_reads_slowly() {
     let (fd3, fd4) = (req_r.as_raw_fd(), ans_w.as_raw_fd());
     let mut command = Command::new("node");
     command
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/src/engine/runtime/bootstrap.js"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/engine/runtime/bootstrap.js"
+        ))
         .args(["index", "main_handler"])
         .current_dir(code.path())
         .stdin(Stdio::null())
@@ -641,7 +536,10 @@ fn a_node_instance_answers_after_its_output_when_the_server_reads_slowly() {
     let _ = child.kill();
     let _ = child.wait();
     let logs = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
-    assert!(logs.contains("after\n"), "the handler's whole output came first");
+    assert!(
+        logs.contains("after\n"),
+        "the handler's whole output came first"
+    );
 }
 
 fn which(program: &str) -> Option<PathBuf> {

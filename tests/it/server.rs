@@ -135,16 +135,25 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(data: &std::path::Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_scf-console"))
+        Server::start_with(data, |_| {})
+    }
+
+    /// Starts it with more settings (environment, limits) given by `configure`.
+    pub(crate) fn start_with(
+        data: &std::path::Path,
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_scf-console"));
+        command
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .env("RUST_LOG", "info")
             .env("SCF_SECRET_ID", crate::support::api::SECRET_ID)
             .env("SCF_SECRET_KEY", crate::support::api::SECRET_KEY)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::null());
+        configure(&mut command);
+        let mut child = command.spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let addr = loop {
             let line = lines.next().expect("server exited").unwrap();
