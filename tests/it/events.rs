@@ -5,7 +5,6 @@ use crate::support::api::*;
 use crate::support::events::*;
 use crate::support::*;
 use scf_console::domain::event::EventStatus;
-use scf_console::store::{EventWrite, NewEvent};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -443,21 +442,8 @@ async fn exports_stream_every_matching_record() {
     )
     .await;
     let f = function_id(&app2, "bulk").await;
-    let writes: Vec<EventWrite> = (0..2500)
-        .map(|i| {
-            EventWrite::Insert(NewEvent {
-                request_id: format!("b-{i:05}"),
-                function_id: f,
-                region: REGION.into(),
-                namespace: "default".into(),
-                invoke_type: "API".into(),
-                traced: true,
-                payload: "{}".into(),
-                enqueued_at: START + i,
-            })
-        })
-        .collect();
-    app2.state.store.apply_event_writes(&writes).await.unwrap();
+    let ids: Vec<String> = (0..2500).map(|i| format!("b-{i:05}")).collect();
+    add_events(&app2, f, &ids, |i| START + i as i64).await;
     app2.state.clock.advance(Duration::from_secs(10));
     let all = app2
         .get(&format!(

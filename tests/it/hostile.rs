@@ -3,14 +3,13 @@
 //! serving everyone else.
 
 use crate::support::api::{SECRET_ID, SECRET_KEY};
-use crate::support::events::{function_id, paused_app};
+use crate::support::events::{add_events, function_id, paused_app};
 use crate::support::*;
 use axum::Router;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::routing;
 use scf_console::app::{self, ServerLimits};
 use scf_console::scf::tc3::{SignInput, sha256_hex, sign, utc_date};
-use scf_console::store::{EventWrite, NewEvent};
 use serde_json::Value;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -584,21 +583,10 @@ async fn exports_reach_a_browser_whole_through_gzip() {
 
     let mut added = 0;
     for count in [3, 1500] {
-        let writes: Vec<EventWrite> = (added..added + count)
-            .map(|i| {
-                EventWrite::Insert(NewEvent {
-                    request_id: format!("x-{i:05}"),
-                    function_id: f,
-                    region: REGION.into(),
-                    namespace: "default".into(),
-                    invoke_type: "API".into(),
-                    traced: true,
-                    payload: "{}".into(),
-                    enqueued_at: START + i as i64,
-                })
-            })
+        let ids: Vec<String> = (added..added + count)
+            .map(|i| format!("x-{i:05}"))
             .collect();
-        app.state.store.apply_event_writes(&writes).await.unwrap();
+        add_events(&app, f, &ids, |i| START + (added + i) as i64).await;
         added += count;
         app.state.clock.advance(Duration::from_secs(10));
 

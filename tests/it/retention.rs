@@ -5,7 +5,7 @@
 use crate::support::events::*;
 use crate::support::*;
 use scf_console::domain::event::EventStatus;
-use scf_console::store::{EventWrite, NewEvent, TimelineEntry};
+use scf_console::store::{EventWrite, TimelineEntry};
 use serde_json::json;
 use std::time::Duration;
 
@@ -95,21 +95,8 @@ async fn large_sweeps_go_in_batches_with_their_timelines() {
     let app = paused_app().await;
     let f = traced_function(&app, "bulk").await;
     let n = 12_000;
-    let inserts: Vec<EventWrite> = (0..n)
-        .map(|i| {
-            EventWrite::Insert(NewEvent {
-                request_id: format!("old-{i}"),
-                function_id: f,
-                region: REGION.into(),
-                namespace: "default".into(),
-                invoke_type: "API".into(),
-                traced: true,
-                payload: "{}".into(),
-                enqueued_at: START,
-            })
-        })
-        .collect();
-    app.state.store.apply_event_writes(&inserts).await.unwrap();
+    let ids: Vec<String> = (0..n).map(|i| format!("old-{i}")).collect();
+    add_events(&app, f, &ids, |_| START).await;
     let claimed = app
         .state
         .store

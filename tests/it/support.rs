@@ -573,6 +573,33 @@ pub mod events {
             .unwrap();
     }
 
+    /// Puts `ids` in the store at once as queued traced API events of the function, the i-th
+    /// accepted at `at(i)`.
+    pub async fn add_events(
+        app: &TestApp,
+        function_id: i64,
+        ids: &[String],
+        at: impl Fn(usize) -> i64,
+    ) {
+        let writes: Vec<EventWrite> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                EventWrite::Insert(NewEvent {
+                    request_id: id.clone(),
+                    function_id,
+                    region: REGION.into(),
+                    namespace: "default".into(),
+                    invoke_type: "API".into(),
+                    traced: true,
+                    payload: "{}".into(),
+                    enqueued_at: at(i),
+                })
+            })
+            .collect();
+        app.state.store.apply_event_writes(&writes).await.unwrap();
+    }
+
     /// Claims the oldest queued event (RUNNING, started now) and returns its row id.
     pub async fn claim(app: &TestApp) -> i64 {
         let now = app.state.clock.now_millis();
