@@ -519,13 +519,13 @@ impl Engine {
             .count()
     }
 
-    /// While writes fail, checks every two seconds whether the store takes them again, so
-    /// health reports recover without waiting for the next invocation.
+    /// While writes fail, checks every second whether the store takes them again, so health
+    /// reports recover without waiting for the next invocation.
     async fn watch_store(self: Arc<Self>) {
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             if self.store.write_health().fault().is_some() {
                 let _ = self.store.probe_write().await;

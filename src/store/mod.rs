@@ -323,9 +323,15 @@ pub struct WriteHealth {
     state: Mutex<HealthState>,
 }
 
+/// How long writes must go on succeeding before a fault counts as over. On a nearly full disk
+/// small writes fit where large ones do not, and health must not flap with each of them.
+const HEALED_AFTER_MS: Millis = 1_500;
+
 #[derive(Debug, Default)]
 struct HealthState {
     fault: Option<WriteFault>,
+    /// The first success since the last failure, while a fault is open.
+    succeeding_since: Option<Millis>,
     last_logged: Millis,
     /// Failed writes since start, for the System page.
     total_failures: u64,
@@ -339,9 +345,13 @@ fn unix_millis() -> Millis {
 
 impl WriteHealth {
     pub fn failed(&self, error: &str) {
-        let now = unix_millis();
+        self.failed_at(error, unix_millis());
+    }
+
+    fn failed_at(&self, error: &str, now: Millis) {
         let mut s = self.state.lock().expect("health lock");
         s.total_failures += 1;
+        s.succeeding_since = None;
         match &mut s.fault {
             Some(fault) => {
                 fault.failures += 1;
@@ -371,11 +381,22 @@ impl WriteHealth {
     }
 
     pub fn succeeded(&self) {
+        self.succeeded_at(unix_millis());
+    }
+
+    fn succeeded_at(&self, now: Millis) {
         let mut s = self.state.lock().expect("health lock");
-        if let Some(fault) = s.fault.take() {
+        if s.fault.is_none() {
+            return;
+        }
+        let since = *s.succeeding_since.get_or_insert(now);
+        if now - since >= HEALED_AFTER_MS
+            && let Some(fault) = s.fault.take()
+        {
+            s.succeeding_since = None;
             tracing::warn!(
                 failures = fault.failures,
-                seconds = (unix_millis() - fault.since) / 1000,
+                seconds = (now - fault.since) / 1000,
                 "the store writes again"
             );
         }
@@ -542,5 +563,28 @@ pub async fn open(url: &str) -> anyhow::Result<DynStore> {
         )
     } else {
         anyhow::bail!("DATABASE_URL must start with sqlite:// (got {url:?})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WriteHealth;
+
+    #[test]
+    fn a_write_fault_ends_only_after_writes_kept_succeeding() {
+        let health = WriteHealth::default();
+        health.failed_at("the disk is full", 10_000);
+        health.failed_at("the disk is full", 10_100);
+        // A small write fits on the nearly full disk; the next large one does not.
+        health.succeeded_at(10_200);
+        assert!(health.fault().is_some());
+        health.failed_at("the disk is full", 10_300);
+        health.succeeded_at(10_400);
+        health.succeeded_at(11_000);
+        let fault = health.fault().expect("still failing within the window");
+        assert_eq!((fault.since, fault.failures), (10_000, 3));
+        health.succeeded_at(11_900);
+        assert_eq!(health.fault(), None);
+        assert_eq!(health.total_failures(), 3);
     }
 }

@@ -386,8 +386,9 @@ fn describe_fault(e: &sqlx::Error) -> String {
     if let sqlx::Error::Database(db) = e {
         let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
         // Primary result codes are the low byte of extended ones.
+        // SQLite's own text says the same in fewer words, so it is left out for these.
         let why = match code & 0xff {
-            13 => "the disk or the database's size limit is full (SQLITE_FULL)",
+            13 => "the disk is full, or the database reached its size limit (SQLITE_FULL)",
             8 => "the database file or its folder is read-only (SQLITE_READONLY)",
             10 => "a disk I/O error occurred (SQLITE_IOERR)",
             5 | 6 => "the database stayed locked by another process past the busy timeout",
@@ -396,7 +397,7 @@ fn describe_fault(e: &sqlx::Error) -> String {
             _ => "",
         };
         if !why.is_empty() {
-            return format!("{why}: {}", db.message());
+            return why.to_string();
         }
     }
     e.to_string()
