@@ -93,7 +93,8 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<(EventWrite, Reply)>) {
                         Err(e) => Err(WriteError::Rejected(e.to_string())),
                     };
                     if let Err(e) = &result {
-                        tracing::error!(error = %e, ?write, "event write failed");
+                        // Named by kind and event, never with its payload or logs.
+                        tracing::error!(error = %e, write = %write.describe(), "event write failed");
                     }
                     let _ = reply.send(result);
                 }

@@ -62,19 +62,43 @@ pub fn body_limit(action: &str) -> usize {
 /// Answers one API call. SCF answers errors with HTTP 200 and the error in the body, and the SDK
 /// expects exactly that. The body is read only once the headers have passed, and never beyond
 /// the action's limit.
+/// A bug that panics inside an action still answers in SCF's JSON (`InternalError`), which
+/// the SDKs can read, rather than the console's HTML error page; it is logged with the action.
+async fn panics_as_errors(
+    action: &str,
+    call: impl std::future::Future<Output = ApiResult<Value>>,
+) -> ApiResult<Value> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(action = %action, panic = %what, "an API action panicked");
+            Err(ApiError::internal())
+        }
+    }
+}
+
 pub async fn handle(state: &AppState, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let request_id = uuid::Uuid::new_v4().to_string();
     let action = header_str(&parts.headers, "x-tc-action")
         .unwrap_or_default()
         .to_string();
-    let result = call(
-        state,
-        &parts.method,
-        &parts.uri,
-        &parts.headers,
-        body,
+    let result = panics_as_errors(
         &action,
+        call(
+            state,
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            body,
+            &action,
+        ),
     )
     .await;
     let response = match result {
@@ -271,4 +295,24 @@ pub fn format_time(ms: crate::clock::Millis, tz: UtcOffset) -> String {
         .ok()
         .and_then(|t| t.format(FORMAT).ok())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panics_as_errors;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_panicking_action_answers_internal_error() {
+        let answer = panics_as_errors("Invoke", async {
+            if json!(1).is_number() {
+                panic!("a bug in an action");
+            }
+            Ok(json!({}))
+        })
+        .await;
+        assert_eq!(answer.unwrap_err().code, "InternalError");
+        let fine = panics_as_errors("Invoke", async { Ok(json!({"Result": 1})) }).await;
+        assert_eq!(fine.unwrap(), json!({"Result": 1}));
+    }
 }

@@ -237,6 +237,24 @@ pub enum EventWrite {
     },
 }
 
+impl EventWrite {
+    /// The write's kind and the event it is about, for logs: payloads and logs stay out.
+    pub fn describe(&self) -> String {
+        match self {
+            EventWrite::Insert(e) => format!("insert {}", e.request_id),
+            EventWrite::Note { event_id, run, .. } => {
+                format!("note on event {event_id}, attempt {run}")
+            }
+            EventWrite::Finish { event_id, run, .. } => {
+                format!("end of event {event_id}, attempt {run}")
+            }
+            EventWrite::Requeue { event_id, run, .. } => {
+                format!("requeue of event {event_id}, attempt {run}")
+            }
+        }
+    }
+}
+
 /// What asking to terminate an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Termination {
