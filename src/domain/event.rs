@@ -154,9 +154,68 @@ pub fn retry_backoff_ms(attempt: u32) -> i64 {
     (1000_i64 << attempt.saturating_sub(1).min(6)).min(60_000)
 }
 
+/// What becomes of an event whose run the server stopped: killed with it, stopped at the end
+/// of a graceful shutdown, or found RUNNING by recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterStop {
+    /// Back to the queue for this attempt.
+    Requeue { attempt: u32, detail: String },
+    /// Ended: no retries remain, or a user had asked to terminate it.
+    End {
+        status: EventStatus,
+        code: i64,
+        detail: String,
+    },
+}
+
+/// The one rule for runs the server stopped, so a crash and a graceful stop end alike.
+pub fn after_stop(attempt: u32, retry_num: u32, terminate_requested: bool) -> AfterStop {
+    if terminate_requested {
+        AfterStop::End {
+            status: EventStatus::Aborted,
+            code: status_code::TERMINATED,
+            detail: "Terminated by a user; the server stopped while it ran (499).".into(),
+        }
+    } else if attempt <= retry_num {
+        AfterStop::Requeue {
+            attempt: attempt + 1,
+            detail: format!(
+                "Requeued for attempt {}: the server stopped while it ran.",
+                attempt + 1
+            ),
+        }
+    } else {
+        AfterStop::End {
+            status: EventStatus::Failed,
+            code: status_code::PROCESS_EXITED,
+            detail: "Failed: the server stopped while it ran and no retries remain (439).".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stopped_run_is_retried_while_retries_remain() {
+        assert!(matches!(
+            after_stop(1, 1, false),
+            AfterStop::Requeue { attempt: 2, .. }
+        ));
+        assert!(matches!(
+            after_stop(2, 1, false),
+            AfterStop::End { code: 439, .. }
+        ));
+        assert!(matches!(
+            after_stop(1, 2, true),
+            AfterStop::End {
+                code: 499,
+                status: EventStatus::Aborted,
+                ..
+            }
+        ));
+    }
 
     #[test]
     fn the_status_machine() {

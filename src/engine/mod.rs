@@ -11,7 +11,8 @@ pub mod writer;
 
 use crate::clock::{Clock, Millis};
 use crate::domain::event::{
-    EventStatus, LOG_MAX_BYTES, RESULT_MAX_BYTES, retry_backoff_ms, status_code, truncate,
+    AfterStop, EventStatus, LOG_MAX_BYTES, RESULT_MAX_BYTES, after_stop, retry_backoff_ms,
+    status_code, truncate,
 };
 use crate::domain::runtime::Interpreters;
 use crate::store::{
@@ -155,10 +156,8 @@ impl Stats {
 struct Control {
     running: HashMap<String, RunControl>,
     pending: HashMap<String, Signal>,
-    /// Runs stopped because the server stops: they go back to the queue, not to ABORTED.
-    interrupted: std::collections::HashSet<String>,
-    /// Set when the server stops the runs that outlived the shutdown grace: a run that was
-    /// claimed but had not started yet does not start any more.
+    /// Set when the server stops the runs that outlived the shutdown grace: those runs go back
+    /// to the queue (not to ABORTED), and a claimed run that had not started does not start.
     interrupting: bool,
     /// Functions being deleted: their claimed events do not start any more.
     deleting: std::collections::HashSet<i64>,
@@ -441,8 +440,6 @@ impl Engine {
             let senders: Vec<_> = {
                 let mut control = self.control.lock().expect("control lock");
                 control.interrupting = true;
-                let ids: Vec<String> = control.running.keys().cloned().collect();
-                control.interrupted.extend(ids);
                 control
                     .running
                     .values()
@@ -502,9 +499,8 @@ impl Engine {
         deleted?;
         // Its warm instances are of no use any more; a version no instance has returns them all.
         let (_, instances) = self.pools.take_idle((f.id, i64::MIN));
-        for mut instance in instances {
-            instance.kill().await;
-            self.dir.remove_scratch(&instance.id);
+        for instance in instances {
+            instance.retire(&self.dir).await;
         }
         self.dir.remove_code_dirs_of(f.id, None);
         Ok(())
@@ -613,10 +609,9 @@ impl Engine {
                 _ = self.cancel.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            for mut instance in self.pools.take_expired(self.config.idle_timeout) {
+            for instance in self.pools.take_expired(self.config.idle_timeout) {
                 tracing::debug!(instance = %instance.id, "recycling an idle instance");
-                instance.kill().await;
-                self.dir.remove_scratch(&instance.id);
+                instance.retire(&self.dir).await;
             }
         }
     }
@@ -638,9 +633,8 @@ impl Engine {
     async fn instance_for(&self, f: &Function) -> Result<(Instance, Option<Duration>), NoInstance> {
         let version = (f.id, f.modified_at);
         let (idle, stale) = self.pools.take_idle(version);
-        for mut old in stale {
-            old.kill().await;
-            self.dir.remove_scratch(&old.id);
+        for old in stale {
+            old.retire(&self.dir).await;
         }
         if let Some(instance) = idle {
             return Ok((instance, None));
@@ -753,7 +747,7 @@ impl Engine {
 
     /// What an outcome means, and what becomes of the instance: reused after success,
     /// recycled after any error.
-    async fn verdict(&self, f: &Function, outcome: Outcome, mut instance: Instance) -> Verdict {
+    async fn verdict(&self, f: &Function, outcome: Outcome, instance: Instance) -> Verdict {
         let verdict = match outcome {
             Outcome::Returned(value) => {
                 let text = match &value {
@@ -786,8 +780,7 @@ impl Engine {
         {
             self.pools.put_idle(instance);
         } else {
-            instance.kill().await;
-            self.dir.remove_scratch(&instance.id);
+            instance.retire(&self.dir).await;
         }
         verdict
     }
@@ -859,26 +852,14 @@ impl Engine {
         if event.attempt <= f.retry_num {
             self.stats.retried.fetch_add(1, Ordering::Relaxed);
             let delay = retry_backoff_ms(event.attempt);
-            let entry = self.entry(
-                EventStatus::Queued,
-                format!(
-                    "Retrying in {} s (attempt {} of {}) because it failed ({code}): {first_line}",
-                    delay / 1000,
-                    event.attempt + 1,
-                    f.retry_num + 1
-                ),
+            let detail = format!(
+                "Retrying in {} s (attempt {} of {}) because it failed ({code}): {first_line}",
+                delay / 1000,
+                event.attempt + 1,
+                f.retry_num + 1
             );
-            self.write(EventWrite::Requeue {
-                event_id: event.id,
-                run: event.attempt,
-                traced: event.traced,
-                attempt: event.attempt + 1,
-                run_after: entry.at + delay,
-                error: Some(error),
-                logs,
-                entry,
-            })
-            .await;
+            self.requeue(event, event.attempt + 1, delay, Some(error), logs, detail)
+                .await;
         } else {
             let detail = format!("Failed ({code}): {first_line}");
             self.finish(
@@ -896,59 +877,67 @@ impl Engine {
         }
     }
 
-    /// The server stopped this event's run (or stopped before it started): back to the queue
-    /// for another attempt, or failed with 439 when no retries remain, as recovery after a
-    /// crash would do, but recorded now. Events of a function being deleted just stop.
-    async fn interrupted(&self, f: &Function, event: &ClaimedEvent, ran: Option<Option<String>>) {
-        if !self.cancel.is_cancelled() {
-            return;
-        }
-        let started = ran.is_some();
-        let logs = ran.flatten();
-        let (attempt, detail) = if started {
-            (
-                event.attempt + 1,
-                format!(
-                    "Requeued for attempt {}: the server stopped while it ran.",
-                    event.attempt + 1
-                ),
-            )
-        } else {
-            (
-                event.attempt,
-                "Put back in the queue: the server stopped before it started.".to_string(),
-            )
-        };
-        if !started || event.attempt <= f.retry_num {
-            let entry = self.entry(EventStatus::Queued, detail);
-            self.write(EventWrite::Requeue {
-                event_id: event.id,
-                run: event.attempt,
-                traced: event.traced,
-                attempt,
-                run_after: entry.at,
-                error: None,
-                logs,
-                entry,
-            })
+    /// Back to the queue for `attempt`, `delay_ms` from now, with a timeline entry.
+    async fn requeue(
+        &self,
+        event: &ClaimedEvent,
+        attempt: u32,
+        delay_ms: i64,
+        error: Option<String>,
+        logs: Option<String>,
+        detail: String,
+    ) {
+        let entry = self.entry(EventStatus::Queued, detail);
+        self.write(EventWrite::Requeue {
+            event_id: event.id,
+            run: event.attempt,
+            traced: event.traced,
+            attempt,
+            run_after: entry.at + delay_ms,
+            error,
+            logs,
+            entry,
+        })
+        .await;
+    }
+
+    /// Claimed as the server stops, before it started: it waits in the queue, same attempt.
+    async fn put_back(&self, event: &ClaimedEvent) {
+        let detail = "Put back in the queue: the server stopped before it started.".to_string();
+        self.requeue(event, event.attempt, 0, None, None, detail)
             .await;
-        } else {
-            let detail = format!(
-                "Failed ({}): the server stopped while it ran and no retries remain.",
-                status_code::PROCESS_EXITED
-            );
-            self.finish(
-                event,
-                Ending {
-                    status: EventStatus::Failed,
-                    code: status_code::PROCESS_EXITED,
-                    result: None,
-                    error: Some(detail.clone()),
-                    logs,
-                    detail,
-                },
-            )
-            .await;
+    }
+
+    /// The server stopped this event's run: what recovery does after a crash, recorded now.
+    async fn stopped_while_running(
+        &self,
+        f: &Function,
+        event: &ClaimedEvent,
+        logs: Option<String>,
+    ) {
+        match after_stop(event.attempt, f.retry_num, event.terminate.is_some()) {
+            AfterStop::Requeue { attempt, detail } => {
+                self.requeue(event, attempt, 0, None, logs, detail).await;
+            }
+            AfterStop::End {
+                status,
+                code,
+                detail,
+            } => {
+                let error = Some(detail.clone());
+                self.finish(
+                    event,
+                    Ending {
+                        status,
+                        code,
+                        result: None,
+                        error,
+                        logs,
+                        detail,
+                    },
+                )
+                .await;
+            }
         }
     }
 
@@ -975,8 +964,7 @@ impl Engine {
             return;
         }
         if self.cancel.is_cancelled() {
-            // Claimed as the server began to stop: it waits for the next start instead.
-            self.interrupted(&f, &event, None).await;
+            self.put_back(&event).await;
             return;
         }
         let waited = now - event.enqueued_at;
@@ -1018,20 +1006,17 @@ impl Engine {
             // Back to the queue with the same attempt: RetryNum is the user's, not ours.
             // MsgTTL still bounds how long it can go on.
             Err(NoInstance::Capacity { error }) => {
-                let entry = self.entry(
-                    EventStatus::Queued,
-                    format!("Waiting for room to run: {error}. Trying again in 1 s; this does not count as a retry."),
+                let detail = format!(
+                    "Waiting for room to run: {error}. Trying again in 1 s; this does not count as a retry."
                 );
-                self.write(EventWrite::Requeue {
-                    event_id: event.id,
-                    run: event.attempt,
-                    traced: event.traced,
-                    attempt: event.attempt,
-                    run_after: entry.at + CAPACITY_BACKOFF_MS,
-                    error: None,
-                    logs: None,
-                    entry,
-                })
+                self.requeue(
+                    &event,
+                    event.attempt,
+                    CAPACITY_BACKOFF_MS,
+                    None,
+                    None,
+                    detail,
+                )
                 .await;
                 return;
             }
@@ -1074,9 +1059,10 @@ impl Engine {
         };
         let Some(early) = early else {
             // The server stops, or the function is being deleted (its events go with it).
-            instance.kill().await;
-            self.dir.remove_scratch(&instance.id);
-            self.interrupted(&f, &event, None).await;
+            instance.retire(&self.dir).await;
+            if self.cancel.is_cancelled() {
+                self.put_back(&event).await;
+            }
             return;
         };
         if let Some(signal) = early {
@@ -1097,13 +1083,12 @@ impl Engine {
         let interrupted = {
             let mut control = self.control.lock().expect("control lock");
             control.running.remove(&event.request_id);
-            control.interrupted.remove(&event.request_id)
+            control.interrupting
         };
         let logs = (!logs.is_empty()).then_some(logs);
         if interrupted {
-            instance.kill().await;
-            self.dir.remove_scratch(&instance.id);
-            self.interrupted(&f, &event, Some(logs)).await;
+            instance.retire(&self.dir).await;
+            self.stopped_while_running(&f, &event, logs).await;
             return;
         }
         match self.verdict(&f, outcome, instance).await {

@@ -68,19 +68,16 @@ impl Pools {
                 return Ok(Room::Free(permit));
             }
             let (warm, stale) = self.take_idle(version);
-            for mut old in stale {
-                old.kill().await;
-                dir.remove_scratch(&old.id);
+            for old in stale {
+                old.retire(dir).await;
             }
             if let Some(instance) = warm {
                 return Ok(Room::Warm(Box::new(instance)));
             }
-            if let Some(mut victim) = self.take_least_recently_used() {
+            if let Some(victim) = self.take_least_recently_used() {
                 tracing::debug!(instance = %victim.id, "stopping the least recently used idle instance to make room");
-                victim.kill().await;
-                dir.remove_scratch(&victim.id);
                 // Its permit comes back as it drops: to us, or to an event that waited longer.
-                drop(victim);
+                victim.retire(dir).await;
                 continue;
             }
             tokio::select! {
@@ -100,11 +97,10 @@ impl Pools {
     pub async fn shed(&self, count: usize, dir: &RuntimeDir) -> usize {
         let mut stopped = 0;
         while stopped < count {
-            let Some(mut victim) = self.take_least_recently_used() else {
+            let Some(victim) = self.take_least_recently_used() else {
                 break;
             };
-            victim.kill().await;
-            dir.remove_scratch(&victim.id);
+            victim.retire(dir).await;
             stopped += 1;
         }
         stopped

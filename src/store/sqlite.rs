@@ -9,7 +9,7 @@ use super::{
     preflight,
 };
 use crate::clock::Millis;
-use crate::domain::event::EventStatus;
+use crate::domain::event::{AfterStop, EventStatus, after_stop};
 use crate::domain::event_query::{EventFilter, EventOrderBy};
 use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction};
 use async_trait::async_trait;
@@ -1395,64 +1395,58 @@ impl Store for SqliteStore {
             let traced: bool = row.try_get("traced")?;
             let terminate: Option<String> = row.try_get("terminate")?;
             let retry_num: u32 = row.try_get("retry_num")?;
-            let requeued = terminate.is_none() && attempt <= retry_num;
-            if requeued {
-                sqlx::query(
-                    "UPDATE events SET status = 0, attempt = ?, run_after = ?, lease_until = NULL \
-                     WHERE id = ?",
-                )
-                .bind(attempt + 1)
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                if traced {
-                    let entry = TimelineEntry {
-                        at: now,
-                        status: EventStatus::Queued,
-                        detail: format!(
-                            "Requeued for attempt {}: the server stopped while it ran.",
-                            attempt + 1
-                        ),
-                    };
-                    add_timeline(&mut tx, id, &entry).await?;
-                }
-            } else if !traced {
-                sqlx::query("DELETE FROM events WHERE id = ?")
+            let after = after_stop(attempt, retry_num, terminate.is_some());
+            let requeued = matches!(after, AfterStop::Requeue { .. });
+            match after {
+                AfterStop::Requeue { attempt, detail } => {
+                    sqlx::query(
+                        "UPDATE events SET status = 0, attempt = ?, run_after = ?, \
+                         lease_until = NULL WHERE id = ?",
+                    )
+                    .bind(attempt)
+                    .bind(now)
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-            } else {
-                let (status, code, detail) = match terminate {
-                    Some(_) => (
-                        EventStatus::Aborted,
-                        499,
-                        "Terminated by a user; the server stopped while it ran (499).".to_string(),
-                    ),
-                    None => (
-                        EventStatus::Failed,
-                        439,
-                        "Failed: the server stopped while it ran and no retries remain (439)."
-                            .to_string(),
-                    ),
-                };
-                sqlx::query(
-                    "UPDATE events SET status = ?, status_code = ?, ended_at = ?, lease_until = NULL, \
-                     error = COALESCE(error, ?) WHERE id = ?",
-                )
-                .bind(status.code())
-                .bind(code)
-                .bind(now)
-                .bind(&detail)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                let entry = TimelineEntry {
-                    at: now,
+                    if traced {
+                        let entry = TimelineEntry {
+                            at: now,
+                            status: EventStatus::Queued,
+                            detail,
+                        };
+                        add_timeline(&mut tx, id, &entry).await?;
+                    }
+                }
+                // Untraced events keep no record once they end.
+                AfterStop::End { .. } if !traced => {
+                    sqlx::query("DELETE FROM events WHERE id = ?")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                AfterStop::End {
                     status,
+                    code,
                     detail,
-                };
-                add_timeline(&mut tx, id, &entry).await?;
+                } => {
+                    sqlx::query(
+                        "UPDATE events SET status = ?, status_code = ?, ended_at = ?, \
+                         lease_until = NULL, error = COALESCE(error, ?) WHERE id = ?",
+                    )
+                    .bind(status.code())
+                    .bind(code)
+                    .bind(now)
+                    .bind(&detail)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    let entry = TimelineEntry {
+                        at: now,
+                        status,
+                        detail,
+                    };
+                    add_timeline(&mut tx, id, &entry).await?;
+                }
             }
             recovered.push(Recovered {
                 request_id,

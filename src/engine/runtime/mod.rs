@@ -642,6 +642,13 @@ impl Instance {
         }
     }
 
+    /// Stops the instance for good: kills it and removes its scratch folder. Its place under
+    /// the cap is given back as it drops.
+    pub async fn retire(mut self, dir: &RuntimeDir) {
+        self.kill().await;
+        dir.remove_scratch(&self.id);
+    }
+
     /// Counts the instance against the engine's cap for as long as it lives.
     pub fn hold(&mut self, permit: OwnedSemaphorePermit) {
         self.capacity = Some(permit);

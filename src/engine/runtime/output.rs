@@ -50,6 +50,19 @@ struct Collected {
 }
 
 impl Collected {
+    /// A new instance's output: what loading prints comes first.
+    fn new() -> Self {
+        Collected {
+            phase: Phase::Loading,
+            text: String::new(),
+            cut: false,
+            carry: false,
+            ended: 0,
+            notes: Vec::new(),
+            closed: false,
+        }
+    }
+
     fn push(&mut self, line: &str, line_cut: bool) {
         if line.is_empty() && self.text.is_empty() {
             return;
@@ -151,15 +164,7 @@ pub struct Logs {
 
 impl Logs {
     pub fn read(pipe: pipe::Receiver) -> Logs {
-        let state = Arc::new(Mutex::new(Collected {
-            phase: Phase::Loading,
-            text: String::new(),
-            cut: false,
-            carry: false,
-            ended: 0,
-            notes: Vec::new(),
-            closed: false,
-        }));
+        let state = Arc::new(Mutex::new(Collected::new()));
         let changed = Arc::new(Notify::new());
         tokio::spawn(read_logs(pipe, Arc::clone(&state), Arc::clone(&changed)));
         Logs { state, changed }
@@ -375,21 +380,9 @@ mod tests {
         assert_eq!(rest, Some((b"last".to_vec(), false)));
     }
 
-    fn collected() -> Collected {
-        Collected {
-            phase: Phase::Loading,
-            text: String::new(),
-            cut: false,
-            carry: false,
-            ended: 0,
-            notes: Vec::new(),
-            closed: false,
-        }
-    }
-
     #[test]
     fn idle_output_is_dropped_and_load_output_goes_to_the_first_invocation() {
-        let mut c = collected();
+        let mut c = Collected::new();
         c.line(b"imported", false);
         assert!(c.line(END_OF_INVOCATION.as_bytes(), false));
         c.line(b"printed while idle", false);
@@ -406,7 +399,7 @@ mod tests {
 
     #[test]
     fn the_log_is_cut_once_at_the_cap() {
-        let mut c = collected();
+        let mut c = Collected::new();
         c.line(START_OF_INVOCATION.as_bytes(), false);
         let line = "é".repeat(LOG_MAX_BYTES / 4);
         for _ in 0..5 {
