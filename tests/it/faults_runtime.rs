@@ -549,3 +549,28 @@ fn which(program: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// Handlers replace `process.stdout.write` (to add a prefix, say) with a version that drops the
+/// callback; the instance's own framing must not depend on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_handler_that_replaces_stdout_write_still_answers_with_its_logs() {
+    let app = app_with(test_engine()).await;
+    let code = "const orig = process.stdout.write.bind(process.stdout);\n\
+                process.stdout.write = (chunk) => orig('[app] ' + chunk);\n\
+                exports.main_handler = async () => { console.log('working'); return 'done'; };";
+    function(
+        &app,
+        "prefixed",
+        "Nodejs18.15",
+        code,
+        json!({"Timeout": 10}),
+    )
+    .await;
+    for _ in 0..2 {
+        let id = invoke(&app, "prefixed", json!({})).await;
+        let done = until_ended(&app, &id).await;
+        assert_eq!(done.status_code, Some(200), "{:?}", done.error);
+        assert_eq!(done.result.as_deref(), Some("done"));
+        assert!(done.logs.unwrap_or_default().contains("[app] working"));
+    }
+}

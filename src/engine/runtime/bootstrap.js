@@ -25,6 +25,10 @@ function errorOf(e) {
   return { type: 'Error', message: String(e), stack: '' };
 }
 
+// Node's own write, kept before the handler loads: a handler that replaces
+// process.stdout.write (to add timestamps, say) must not swallow a marker or its callback.
+const writeOut = process.stdout.write.bind(process.stdout);
+
 let handler;
 try {
   const mod = require(path.resolve(process.cwd(), moduleName));
@@ -43,7 +47,7 @@ try {
 // EAGAIN (and a failed marker left the instance hanging). The answer leaves only once the
 // marker, and so everything printed before it, has reached the pipe.
 function mark(marker, then) {
-  process.stdout.write(marker, () => then());
+  writeOut(marker, () => then());
 }
 
 // What loading printed goes to the first invocation's log.
@@ -64,7 +68,7 @@ function invoke(event, context) {
 const requests = readline.createInterface({ input: fs.createReadStream(null, { fd: 3 }) });
 requests.on('line', async (line) => {
   const request = JSON.parse(line);
-  process.stdout.write(START_OF_INVOCATION);
+  writeOut(START_OF_INVOCATION);
   const started = process.hrtime.bigint();
   let reply;
   try {

@@ -194,6 +194,15 @@ pub fn remove_stale(base: &Path) -> Vec<PathBuf> {
         if !meta.file_type().is_dir() || meta.uid() != me {
             continue;
         }
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= UNLOCKED_AGE);
+        // A folder still being set up by a process starting now is not locked yet.
+        if path.extension().is_some_and(|e| e == "new") && !old {
+            continue;
+        }
         let gone = match lock_file(&path.join(LOCK_FILE), false) {
             // Held until the folder is gone, so a process starting meanwhile skips it too.
             Ok(lock) => match try_lock(&lock) {
@@ -205,11 +214,6 @@ pub fn remove_stale(base: &Path) -> Vec<PathBuf> {
                 _ => false,
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let old = meta
-                    .modified()
-                    .ok()
-                    .and_then(|m| m.elapsed().ok())
-                    .is_some_and(|age| age >= UNLOCKED_AGE);
                 // remove_dir_all never follows symlinks inside the folder.
                 old && std::fs::remove_dir_all(&path).is_ok()
             }
@@ -409,6 +413,16 @@ impl Instance {
     /// Starts an instance and waits until its handler is loaded (the cold start).
     pub async fn start(spec: Spawn<'_>) -> Result<Instance, StartError> {
         let id = format!("i-{:06x}", INSTANCE_SEQ.fetch_add(1, Ordering::Relaxed));
+        let dir = spec.dir;
+        let started = Self::start_as(spec, id.clone()).await;
+        // A start that failed leaves no scratch folder behind (capacity failures retry often).
+        if started.is_err() {
+            dir.remove_scratch(&id);
+        }
+        started
+    }
+
+    async fn start_as(spec: Spawn<'_>, id: String) -> Result<Instance, StartError> {
         let lang = spec.runtime.language;
         let interpreter = spec.interpreters.for_language(lang).ok_or_else(|| {
             StartError::System(std::io::Error::new(
@@ -726,16 +740,14 @@ impl Instance {
         };
         // The rest of this invocation's output: up to the end marker if the handler finished,
         // whatever the dead process left otherwise.
-        let finished = match outcome {
+        // (A live process's pipe does not close: waiting for that would only add 2 s.)
+        match outcome {
             Outcome::Returned(_) | Outcome::Raised(_) => {
                 self.logs
                     .wait_ended(self.ends, Duration::from_secs(2))
-                    .await
+                    .await;
             }
-            _ => false,
-        };
-        if !finished {
-            self.logs.wait_closed(Duration::from_secs(2)).await;
+            _ => self.logs.wait_closed(Duration::from_secs(2)).await,
         }
         self.last_used = Instant::now();
         (outcome, self.logs.take())
@@ -795,7 +807,8 @@ impl Instance {
         };
         let ran = answer
             .ran_ms
-            .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+            // The handler can write any number there: never panic on it.
+            .map(|ms| Duration::try_from_secs_f64(ms.max(0.0) / 1000.0).unwrap_or(Duration::MAX));
         if !answered_in_time(ran, seen_after, timeout) {
             self.kill().await;
             return Outcome::TimedOut;
