@@ -188,11 +188,7 @@ fn request_span<B>(req: &Request<B>) -> tracing::Span {
 }
 
 fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into());
+    let message = crate::error::panic_message(panic.as_ref());
     tracing::error!(panic = %message, "request handler panicked; answered 500");
     crate::error::internal_error_response()
 }
@@ -311,9 +307,22 @@ pub async fn serve_router(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // A client that stops reading (a long export, say) must not hold the stop up for ever:
+    // the engine and the store still have to be shut down cleanly after this.
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "connections still open {} s after the stop are closed",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
     Ok(())
 }
+
+/// How long requests in flight may finish once the server stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Headers in one request: browsers and SDKs send a dozen or two.
 const MAX_HEADERS: usize = 100;

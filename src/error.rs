@@ -53,6 +53,15 @@ impl IntoResponse for AppError {
     }
 }
 
+/// What a caught panic says, for the log.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 /// The 500 page, without details; the caller has logged what happened.
 pub fn internal_error_response() -> Response {
     error_page(

@@ -59,9 +59,6 @@ pub fn body_limit(action: &str) -> usize {
     }
 }
 
-/// Answers one API call. SCF answers errors with HTTP 200 and the error in the body, and the SDK
-/// expects exactly that. The body is read only once the headers have passed, and never beyond
-/// the action's limit.
 /// A bug that panics inside an action still answers in SCF's JSON (`InternalError`), which
 /// the SDKs can read, rather than the console's HTML error page; it is logged with the action.
 async fn panics_as_errors(
@@ -72,17 +69,16 @@ async fn panics_as_errors(
     match std::panic::AssertUnwindSafe(call).catch_unwind().await {
         Ok(result) => result,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = crate::error::panic_message(panic.as_ref());
             tracing::error!(action = %action, panic = %what, "an API action panicked");
             Err(ApiError::internal())
         }
     }
 }
 
+/// Answers one API call. SCF answers errors with HTTP 200 and the error in the body, and the SDK
+/// expects exactly that. The body is read only once the headers have passed, and never beyond
+/// the action's limit.
 pub async fn handle(state: &AppState, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let request_id = uuid::Uuid::new_v4().to_string();

@@ -93,15 +93,7 @@ fn is_empty(v: &Value) -> bool {
 /// Names are checked for length and depth first, so the tree built, and the recursion that
 /// turns it into arrays, are never deeper than [`MAX_DEPTH`].
 pub fn unflatten(pairs: &[(String, String)]) -> ApiResult<Value> {
-    if pairs.len() > MAX_PARAMETERS {
-        return Err(ApiError::new(
-            "InvalidParameter",
-            format!(
-                "The request has {} parameters; at most {MAX_PARAMETERS} are accepted.",
-                pairs.len()
-            ),
-        ));
-    }
+    // The count was bounded by `check_query_size` before the pairs were decoded.
     for (name, _) in pairs {
         check_name(name)?;
     }
