@@ -135,6 +135,20 @@ pub struct Settings {
     /// Default: the smaller of (open-file limit - 256) / 8 and one per 64 MB of memory.
     #[arg(long, env = "SCF_MAX_INSTANCES", value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub max_instances: Option<u32>,
+
+    /// How long a running event stays with this process without a heartbeat: processes sharing
+    /// a store take over the events of one that stopped renewing after this long (at once when
+    /// it shares the data folder and is gone for sure). At least 3s.
+    #[arg(long, env = "SCF_LEASE", default_value = "60s", value_parser = parse_lease, global = true)]
+    pub lease: HumanDuration,
+}
+
+fn parse_lease(s: &str) -> Result<HumanDuration, String> {
+    let lease: HumanDuration = s.parse()?;
+    if lease.0 < Duration::from_secs(3) {
+        return Err("a lease shorter than 3s would run out between heartbeats".into());
+    }
+    Ok(lease)
 }
 
 fn parse_timezone(s: &str) -> Result<time::UtcOffset, String> {
@@ -232,7 +246,11 @@ impl Settings {
 
     /// The engine's configuration: its defaults, with what these settings change.
     pub fn engine(&self) -> crate::engine::EngineConfig {
-        let mut config = crate::engine::EngineConfig::default();
+        let mut config = crate::engine::EngineConfig {
+            lease: self.lease.0,
+            nodes_dir: Some(self.data_dir.join("nodes")),
+            ..Default::default()
+        };
         if let Some(n) = self.max_instances {
             config.max_instances = n as usize;
         }

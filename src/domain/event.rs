@@ -91,6 +91,9 @@ pub mod status_code {
     pub const TERMINATED: i64 = 499;
 }
 
+/// The timeline note of an event a user terminated before it ran.
+pub const TERMINATED_BEFORE_START: &str = "Terminated by a user before it started (499).";
+
 /// Largest event payload for async invocations (SCF: 128 KB).
 pub const ASYNC_PAYLOAD_MAX: usize = 128 * 1024;
 /// Largest payload for synchronous invocations (SCF: 6 MB).
@@ -154,8 +157,33 @@ pub fn retry_backoff_ms(attempt: u32) -> i64 {
     (1000_i64 << attempt.saturating_sub(1).min(6)).min(60_000)
 }
 
+/// Whether a failed attempt is tried again: RetryNum counts the retries after the first.
+pub fn retries_remain(attempt: u32, retry_num: u32) -> bool {
+    attempt <= retry_num
+}
+
+/// Why a run ended without its handler's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// This server stopped it (graceful stop), or found it RUNNING under a server that is
+    /// gone for sure (killed: its node lock is free).
+    ServerStopped,
+    /// The server running it stopped renewing its lease (killed, frozen, or cut off from the
+    /// store), so another took it over when the lease ran out.
+    LeaseExpired,
+}
+
+impl StopCause {
+    fn text(self) -> &'static str {
+        match self {
+            StopCause::ServerStopped => "the server stopped while it ran",
+            StopCause::LeaseExpired => "the server running it stopped renewing its lease",
+        }
+    }
+}
+
 /// What becomes of an event whose run the server stopped: killed with it, stopped at the end
-/// of a graceful shutdown, or found RUNNING by recovery.
+/// of a graceful shutdown, or taken over from a server that is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AfterStop {
     /// Back to the queue for this attempt.
@@ -168,27 +196,31 @@ pub enum AfterStop {
     },
 }
 
-/// The one rule for runs the server stopped, so a crash and a graceful stop end alike.
-pub fn after_stop(attempt: u32, retry_num: u32, terminate_requested: bool) -> AfterStop {
+/// The one rule for runs that ended without an answer, used by the graceful stop and by lease
+/// takeover alike.
+pub fn after_stop(
+    attempt: u32,
+    retry_num: u32,
+    terminate_requested: bool,
+    cause: StopCause,
+) -> AfterStop {
+    let why = cause.text();
     if terminate_requested {
         AfterStop::End {
             status: EventStatus::Aborted,
             code: status_code::TERMINATED,
-            detail: "Terminated by a user; the server stopped while it ran (499).".into(),
+            detail: format!("Terminated by a user; {why} (499)."),
         }
-    } else if attempt <= retry_num {
+    } else if retries_remain(attempt, retry_num) {
         AfterStop::Requeue {
             attempt: attempt + 1,
-            detail: format!(
-                "Requeued for attempt {}: the server stopped while it ran.",
-                attempt + 1
-            ),
+            detail: format!("Requeued for attempt {}: {why}.", attempt + 1),
         }
     } else {
         AfterStop::End {
             status: EventStatus::Failed,
             code: status_code::PROCESS_EXITED,
-            detail: "Failed: the server stopped while it ran and no retries remain (439).".into(),
+            detail: format!("Failed: {why} and no retries remain (439)."),
         }
     }
 }
@@ -200,21 +232,42 @@ mod tests {
     #[test]
     fn a_stopped_run_is_retried_while_retries_remain() {
         assert!(matches!(
-            after_stop(1, 1, false),
+            after_stop(1, 1, false, StopCause::ServerStopped),
             AfterStop::Requeue { attempt: 2, .. }
         ));
         assert!(matches!(
-            after_stop(2, 1, false),
+            after_stop(2, 1, false, StopCause::LeaseExpired),
             AfterStop::End { code: 439, .. }
         ));
         assert!(matches!(
-            after_stop(1, 2, true),
+            after_stop(1, 2, true, StopCause::ServerStopped),
             AfterStop::End {
                 code: 499,
                 status: EventStatus::Aborted,
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_takeover_names_its_reason() {
+        assert_eq!(
+            after_stop(1, 1, false, StopCause::LeaseExpired),
+            AfterStop::Requeue {
+                attempt: 2,
+                detail: "Requeued for attempt 2: the server running it stopped renewing its lease."
+                    .into()
+            }
+        );
+        assert_eq!(
+            after_stop(1, 0, false, StopCause::ServerStopped),
+            AfterStop::End {
+                status: EventStatus::Failed,
+                code: 439,
+                detail: "Failed: the server stopped while it ran and no retries remain (439)."
+                    .into()
+            }
+        );
     }
 
     #[test]

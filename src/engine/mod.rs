@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod interpreters;
+mod node;
 mod pool;
 pub mod runtime;
 pub mod sweeper;
@@ -11,12 +12,13 @@ pub mod writer;
 
 use crate::clock::{Clock, Millis};
 use crate::domain::event::{
-    AfterStop, EventStatus, LOG_MAX_BYTES, RESULT_MAX_BYTES, after_stop, retry_backoff_ms,
-    status_code, truncate,
+    AfterStop, EventStatus, LOG_MAX_BYTES, RESULT_MAX_BYTES, StopCause, TERMINATED_BEFORE_START,
+    after_stop, retries_remain, retry_backoff_ms, status_code, truncate,
 };
 use crate::domain::runtime::Interpreters;
 use crate::store::{
-    ClaimedEvent, DynStore, EventWrite, Function, NewEvent, Termination, TimelineEntry,
+    ClaimedEvent, DynStore, EventWrite, Function, NewEvent, RunLease, StrandedRun, Termination,
+    TimelineEntry,
 };
 use admission::{Admission, Refusal};
 use runtime::{Context, HandlerError, Instance, Outcome, RuntimeDir, Signal, Spawn, StartError};
@@ -42,8 +44,12 @@ pub struct EngineConfig {
     pub grace_period: Duration,
     /// How long running events may finish when the server stops.
     pub shutdown_grace: Duration,
-    /// How long a claim holds an event before another node may take it over.
+    /// How long a claim holds an event before another node may take it over; renewed every
+    /// third of it (or every second, whichever is sooner) while the event runs.
     pub lease: Duration,
+    /// Where this process keeps its node lock, so that processes sharing the folder take over
+    /// the events of a dead one at once rather than a lease later. `None`: leases only.
+    pub nodes_dir: Option<std::path::PathBuf>,
     /// Keep instances warm between events (SCF's behaviour). Off, every event cold-starts.
     pub reuse_instances: bool,
     /// Fork Python instances from a fork server that has the interpreter started and the
@@ -91,6 +97,7 @@ impl Default for EngineConfig {
             grace_period: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             lease: Duration::from_secs(60),
+            nodes_dir: None,
             reuse_instances: true,
             fork_server: true,
             max_instances: default_max_instances(),
@@ -151,10 +158,14 @@ impl Stats {
     }
 }
 
-/// Running events' control channels, and terminations asked for before an event started.
+/// The events this node holds, running events' control channels, and terminations asked for
+/// before an event started.
 #[derive(Default)]
 struct Control {
+    /// Every event claimed here and not yet done with, by request id: the leases to renew.
+    held: HashMap<String, Held>,
     running: HashMap<String, RunControl>,
+    /// Terminations of held events that have not started yet; they go with the event.
     pending: HashMap<String, Signal>,
     /// Set when the server stops the runs that outlived the shutdown grace: those runs go back
     /// to the queue (not to ABORTED), and a claimed run that had not started does not start.
@@ -163,13 +174,24 @@ struct Control {
     deleting: std::collections::HashSet<i64>,
 }
 
+#[derive(Clone, Copy)]
+struct Held {
+    event_id: i64,
+    attempt: u32,
+}
+
 struct RunControl {
     function_id: i64,
     signals: mpsc::Sender<Signal>,
+    /// A terminate request was delivered (the heartbeat brings it back until the run ends).
+    signalled: bool,
+    /// The lease was lost to another node: the run is stopped and records nothing.
+    lost: bool,
 }
 
 pub struct Engine {
     store: DynStore,
+    node: node::Node,
     clock: Clock,
     interpreters: Arc<Interpreters>,
     config: EngineConfig,
@@ -225,6 +247,15 @@ enum NoInstance {
     Capacity { error: String },
 }
 
+/// What a stored terminate mode asks of a run.
+fn signal_of(mode: &str) -> Signal {
+    if mode == "grace" {
+        Signal::Term
+    } else {
+        Signal::Kill
+    }
+}
+
 /// How long an event put back for lack of room waits in the queue.
 const CAPACITY_BACKOFF_MS: i64 = 1000;
 
@@ -239,20 +270,28 @@ fn error_text(e: &HandlerError) -> String {
 }
 
 impl Engine {
-    /// Recovers what a previous process left running, then starts the dispatcher and the
-    /// idle-instance reaper.
+    /// Joins the queue as a new node, takes over what gone nodes left running, then starts
+    /// the dispatcher, the heartbeat and the idle-instance reaper.
     pub async fn start(
         store: DynStore,
         clock: Clock,
         interpreters: Arc<Interpreters>,
         config: EngineConfig,
     ) -> anyhow::Result<Arc<Engine>> {
-        let recovered = store.recover_running(clock.now_millis(), None).await?;
-        for r in &recovered {
-            tracing::warn!(request_id = %r.request_id, requeued = r.requeued, "recovered an event left running by a stopped server");
-        }
+        let node = node::Node::join(config.nodes_dir.as_deref()).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot set up the node lock in {}: {e}",
+                config
+                    .nodes_dir
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            )
+        })?;
+        tracing::info!(node = node.id(), "joined the event queue");
         let tasks = TaskTracker::new();
         let engine = Arc::new(Engine {
+            node,
             writer: writer::GroupCommit::start(store.clone(), &tasks),
             dir: RuntimeDir::create()?,
             slots: Arc::new(Semaphore::new(config.workers)),
@@ -271,7 +310,10 @@ impl Engine {
             stats: Stats::default(),
             zygote: Mutex::new(None),
         });
+        engine.take_over_stranded().await?;
+        engine.node.forget_gone(&engine.store.lease_owners().await?);
         engine.tasks.spawn(Arc::clone(&engine).dispatch());
+        engine.tasks.spawn(Arc::clone(&engine).heartbeat());
         engine.tasks.spawn(Arc::clone(&engine).reap_idle());
         engine.tasks.spawn(Arc::clone(&engine).watch_store());
         Ok(engine)
@@ -402,28 +444,39 @@ impl Engine {
         graceful: bool,
     ) -> Result<Termination, crate::store::StoreError> {
         let mode = if graceful { "grace" } else { "force" };
+        let aborted = self.entry(EventStatus::Aborted, TERMINATED_BEFORE_START.into());
         let outcome = self
             .store
-            .request_termination(request_id, mode, self.clock.now_millis())
+            .request_termination(request_id, mode, &aborted, status_code::TERMINATED)
             .await?;
         if outcome == Termination::Running {
-            let signal = if graceful { Signal::Term } else { Signal::Kill };
-            let sender = {
-                let mut control = self.control.lock().expect("control lock");
-                match control.running.get(request_id) {
-                    Some(run) => Some(run.signals.clone()),
-                    None => {
-                        // Claimed but not started yet: the worker checks before it runs.
-                        control.pending.insert(request_id.to_string(), signal);
-                        None
-                    }
-                }
-            };
-            if let Some(tx) = sender {
-                let _ = tx.send(signal).await;
-            }
+            // Held here: signalled now (or as it starts). Held by another node: its heartbeat
+            // brings the request there.
+            self.deliver_termination(request_id, signal_of(mode));
         }
         Ok(outcome)
+    }
+
+    /// Hands a terminate request to a run of this node, once; a held event that has not
+    /// started keeps it until it does.
+    fn deliver_termination(&self, request_id: &str, signal: Signal) {
+        let sender = {
+            let mut control = self.control.lock().expect("control lock");
+            if let Some(run) = control.running.get_mut(request_id) {
+                (!run.signalled).then(|| {
+                    run.signalled = true;
+                    run.signals.clone()
+                })
+            } else {
+                if control.held.contains_key(request_id) {
+                    control.pending.insert(request_id.to_string(), signal);
+                }
+                None
+            }
+        };
+        if let Some(tx) = sender {
+            let _ = tx.try_send(signal);
+        }
     }
 
     /// Stops claiming and lets running events finish for a while. Events still running then
@@ -468,6 +521,11 @@ impl Engine {
             instance.kill().await;
         }
         self.tasks.close();
+        // With events still held (their last writes did not land), the lock file stays: once
+        // this process is gone, the next node to look takes them over at once.
+        if self.control.lock().expect("control lock").held.is_empty() {
+            self.node.leave();
+        }
     }
 
     /// Deletes a function after ending its running events: a run must not outlive its event
@@ -558,7 +616,11 @@ impl Engine {
             let want = slots.num_permits() as u32;
             let now = self.clock.now_millis();
             let lease = now + self.config.lease.as_millis() as Millis;
-            let claimed = match self.store.claim_events(now, want, lease).await {
+            let claimed = match self
+                .store
+                .claim_events(now, want, self.node.id(), lease)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "claiming events failed");
@@ -567,6 +629,16 @@ impl Engine {
                 }
             };
             busy = claimed.len() as u32 == want;
+            {
+                let mut control = self.control.lock().expect("control lock");
+                for event in &claimed {
+                    let held = Held {
+                        event_id: event.id,
+                        attempt: event.attempt,
+                    };
+                    control.held.insert(event.request_id.clone(), held);
+                }
+            }
             // Each function is read once per claim.
             let mut functions: HashMap<i64, Option<Arc<Function>>> = HashMap::new();
             for event in claimed {
@@ -585,8 +657,12 @@ impl Engine {
                         f
                     }
                 };
-                // Deleted with its function (or unreadable now): nothing to run.
-                let Some(function) = function else { continue };
+                // Deleted with its function (or unreadable now): nothing to run. Its lease is
+                // not renewed, so it is taken over once it runs out.
+                let Some(function) = function else {
+                    self.release(&event.request_id);
+                    continue;
+                };
                 let engine = Arc::clone(&self);
                 self.runs.spawn(async move {
                     let request_id = event.request_id.clone();
@@ -595,10 +671,163 @@ impl Engine {
                     if let Err(e) = run.await {
                         tracing::error!(request_id = %request_id, error = %e, "an event run panicked");
                     }
+                    engine.release(&request_id);
                     // A slot is free again.
                     engine.wake.notify_one();
                 });
             }
+        }
+    }
+
+    /// Done with a claimed event: its lease is no longer renewed here.
+    fn release(&self, request_id: &str) {
+        let mut control = self.control.lock().expect("control lock");
+        control.held.remove(request_id);
+        control.pending.remove(request_id);
+    }
+
+    /// Renews the leases of the events held here, brings back terminate requests made on any
+    /// node, stops runs whose lease was lost, and takes over the events of gone nodes.
+    async fn heartbeat(self: Arc<Self>) {
+        let every = (self.config.lease / 3).min(Duration::from_secs(1));
+        let mut beats = 0u64;
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = self.renew().await {
+                tracing::warn!(error = %e, "renewing event leases failed");
+            }
+            match self.take_over_stranded().await {
+                Ok(0) => {}
+                Ok(_) => self.wake.notify_one(),
+                Err(e) => tracing::warn!(error = %e, "taking over stranded events failed"),
+            }
+            beats += 1;
+            if beats.is_multiple_of(60)
+                && let Ok(owners) = self.store.lease_owners().await
+            {
+                self.node.forget_gone(&owners);
+            }
+        }
+        // Runs finishing during a graceful stop keep their leases.
+        while !self.runs.is_empty() {
+            tokio::select! {
+                _ = self.give_up.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let _ = self.renew().await;
+        }
+    }
+
+    async fn renew(&self) -> Result<(), crate::store::StoreError> {
+        let held: Vec<(String, Held)> = {
+            let control = self.control.lock().expect("control lock");
+            control.held.iter().map(|(r, h)| (r.clone(), *h)).collect()
+        };
+        if held.is_empty() {
+            return Ok(());
+        }
+        let runs: Vec<(i64, u32)> = held.iter().map(|(_, h)| (h.event_id, h.attempt)).collect();
+        let until = self.clock.now_millis() + self.config.lease.as_millis() as Millis;
+        let renewed = self
+            .store
+            .renew_leases(self.node.id(), &runs, until)
+            .await?;
+        let by_id: HashMap<i64, Option<String>> = renewed
+            .into_iter()
+            .map(|r| (r.event_id, r.terminate))
+            .collect();
+        for (request_id, h) in held {
+            match by_id.get(&h.event_id) {
+                Some(Some(mode)) => self.deliver_termination(&request_id, signal_of(mode)),
+                Some(None) => {}
+                None => self.lose(&request_id),
+            }
+        }
+        Ok(())
+    }
+
+    /// The event is no longer this node's (its lease ran out and another node took it over,
+    /// or it was deleted): the run here stops, and what it would record is fenced out anyway.
+    fn lose(&self, request_id: &str) {
+        let sender = {
+            let mut control = self.control.lock().expect("control lock");
+            if !control.held.contains_key(request_id) {
+                return; // released meanwhile: it ended here
+            }
+            control.held.remove(request_id);
+            control.pending.remove(request_id);
+            control.running.get_mut(request_id).map(|run| {
+                run.lost = true;
+                run.signals.clone()
+            })
+        };
+        tracing::warn!(
+            request_id,
+            "lost the lease of a running event; its run here is stopped"
+        );
+        if let Some(tx) = sender {
+            let _ = tx.try_send(Signal::Kill);
+        }
+    }
+
+    /// Takes over RUNNING events whose node is gone (lease run out, or node lock free): back
+    /// to the queue for another attempt, or ended when no retries remain, each with a timeline
+    /// entry naming the reason. Returns how many.
+    async fn take_over_stranded(&self) -> Result<usize, crate::store::StoreError> {
+        let owners = self.store.lease_owners().await?;
+        let gone: Vec<String> = owners
+            .into_iter()
+            .filter(|o| self.node.is_gone(o))
+            .collect();
+        let now = self.clock.now_millis();
+        let stranded = self.store.stranded_runs(now, &gone, 1000).await?;
+        let count = stranded.len();
+        for run in stranded {
+            let cause = if gone.contains(&run.lease.owner) {
+                StopCause::ServerStopped
+            } else {
+                StopCause::LeaseExpired
+            };
+            tracing::warn!(request_id = %run.request_id, owner = %run.lease.owner, attempt = run.lease.attempt, ?cause, "taking over an event whose server is gone");
+            self.write(self.takeover(run, cause, now)).await;
+        }
+        Ok(count)
+    }
+
+    fn takeover(&self, run: StrandedRun, cause: StopCause, now: Millis) -> EventWrite {
+        match after_stop(
+            run.lease.attempt,
+            run.retry_num,
+            run.terminate.is_some(),
+            cause,
+        ) {
+            AfterStop::Requeue { attempt, detail } => EventWrite::Requeue {
+                event_id: run.id,
+                run: run.lease,
+                traced: run.traced,
+                attempt,
+                run_after: now,
+                error: None,
+                logs: None,
+                entry: self.entry(EventStatus::Queued, detail),
+            },
+            AfterStop::End {
+                status,
+                code,
+                detail,
+            } => EventWrite::Finish {
+                event_id: run.id,
+                run: run.lease,
+                traced: run.traced,
+                status_code: code,
+                result: None,
+                error: Some(detail.clone()),
+                logs: None,
+                entry: self.entry(status, detail),
+            },
         }
     }
 
@@ -810,6 +1039,15 @@ impl Engine {
         }
     }
 
+    /// The lease a run of this node writes under.
+    fn lease_of(&self, event: &ClaimedEvent) -> RunLease {
+        RunLease {
+            owner: self.node.id().to_string(),
+            attempt: event.attempt,
+            until: None,
+        }
+    }
+
     fn entry(&self, status: EventStatus, detail: String) -> TimelineEntry {
         TimelineEntry {
             at: self.clock.now_millis(),
@@ -828,7 +1066,7 @@ impl Engine {
         let entry = self.entry(end.status, end.detail);
         self.write(EventWrite::Finish {
             event_id: event.id,
-            run: event.attempt,
+            run: self.lease_of(event),
             traced: event.traced,
             status_code: end.code,
             result: end.result,
@@ -849,7 +1087,7 @@ impl Engine {
         logs: Option<String>,
     ) {
         let first_line = error.lines().next().unwrap_or_default().to_string();
-        if event.attempt <= f.retry_num {
+        if retries_remain(event.attempt, f.retry_num) {
             self.stats.retried.fetch_add(1, Ordering::Relaxed);
             let delay = retry_backoff_ms(event.attempt);
             let detail = format!(
@@ -890,7 +1128,7 @@ impl Engine {
         let entry = self.entry(EventStatus::Queued, detail);
         self.write(EventWrite::Requeue {
             event_id: event.id,
-            run: event.attempt,
+            run: self.lease_of(event),
             traced: event.traced,
             attempt,
             run_after: entry.at + delay_ms,
@@ -915,7 +1153,8 @@ impl Engine {
         event: &ClaimedEvent,
         logs: Option<String>,
     ) {
-        match after_stop(event.attempt, f.retry_num, event.terminate.is_some()) {
+        let cause = StopCause::ServerStopped;
+        match after_stop(event.attempt, f.retry_num, event.terminate.is_some(), cause) {
             AfterStop::Requeue { attempt, detail } => {
                 self.requeue(event, attempt, 0, None, logs, detail).await;
             }
@@ -957,7 +1196,7 @@ impl Engine {
                     result: None,
                     error: None,
                     logs: None,
-                    detail: "Terminated by a user before it started (499).".into(),
+                    detail: TERMINATED_BEFORE_START.into(),
                 },
             )
             .await;
@@ -1035,7 +1274,7 @@ impl Engine {
             );
             self.write(EventWrite::Note {
                 event_id: event.id,
-                run: event.attempt,
+                run: self.lease_of(&event),
                 entry,
             })
             .await;
@@ -1052,6 +1291,8 @@ impl Engine {
                     RunControl {
                         function_id: f.id,
                         signals: tx.clone(),
+                        signalled: false,
+                        lost: false,
                     },
                 );
                 Some(control.pending.remove(&event.request_id))
@@ -1066,6 +1307,15 @@ impl Engine {
             return;
         };
         if let Some(signal) = early {
+            if let Some(run) = self
+                .control
+                .lock()
+                .expect("control lock")
+                .running
+                .get_mut(&event.request_id)
+            {
+                run.signalled = true;
+            }
             let _ = tx.try_send(signal);
         }
         let context = self.context(&f, &event.request_id, &event.invoke_type);
@@ -1080,12 +1330,20 @@ impl Engine {
             )
             .await;
         let ran_ms = run_started.elapsed().as_millis();
-        let interrupted = {
+        let (interrupted, lost) = {
             let mut control = self.control.lock().expect("control lock");
-            control.running.remove(&event.request_id);
-            control.interrupting
+            let lost = control
+                .running
+                .remove(&event.request_id)
+                .is_some_and(|run| run.lost);
+            (control.interrupting, lost)
         };
         let logs = (!logs.is_empty()).then_some(logs);
+        if lost {
+            // Another node runs it now; nothing of this run is recorded.
+            instance.retire(&self.dir).await;
+            return;
+        }
         if interrupted {
             instance.retire(&self.dir).await;
             self.stopped_while_running(&f, &event, logs).await;

@@ -202,6 +202,19 @@ pub struct EventRecord {
     pub ended_at: Option<Millis>,
 }
 
+/// Which run of an event a write belongs to: the node holding its lease, and the attempt. A
+/// write lands only while the event is RUNNING under that same lease, so a run that lost its
+/// event (terminated and taken over, deleted with its function, reclaimed by another node)
+/// changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLease {
+    /// The node id that claimed the event ('' for rows claimed before nodes had ids).
+    pub owner: String,
+    pub attempt: u32,
+    /// For a takeover: the lease's expiry as read, so a lease renewed meanwhile is not taken.
+    pub until: Option<Millis>,
+}
+
 /// The engine's writes, applied many to one transaction by the group-commit writer.
 #[derive(Debug, Clone)]
 pub enum EventWrite {
@@ -209,14 +222,13 @@ pub enum EventWrite {
     /// A note on the timeline without a change of status (started on an instance).
     Note {
         event_id: i64,
-        /// The attempt of the run that writes: writes of a run that lost the event are ignored.
-        run: u32,
+        run: RunLease,
         entry: TimelineEntry,
     },
     /// The event ended. Untraced events are deleted instead: nothing of them is kept.
     Finish {
         event_id: i64,
-        run: u32,
+        run: RunLease,
         traced: bool,
         status_code: i64,
         result: Option<String>,
@@ -227,7 +239,7 @@ pub enum EventWrite {
     /// Back to the queue for another attempt, not before `run_after`.
     Requeue {
         event_id: i64,
-        run: u32,
+        run: RunLease,
         traced: bool,
         attempt: u32,
         run_after: Millis,
@@ -243,13 +255,13 @@ impl EventWrite {
         match self {
             EventWrite::Insert(e) => format!("insert {}", e.request_id),
             EventWrite::Note { event_id, run, .. } => {
-                format!("note on event {event_id}, attempt {run}")
+                format!("note on event {event_id}, attempt {}", run.attempt)
             }
             EventWrite::Finish { event_id, run, .. } => {
-                format!("end of event {event_id}, attempt {run}")
+                format!("end of event {event_id}, attempt {}", run.attempt)
             }
             EventWrite::Requeue { event_id, run, .. } => {
-                format!("requeue of event {event_id}, attempt {run}")
+                format!("requeue of event {event_id}, attempt {}", run.attempt)
             }
         }
     }
@@ -266,11 +278,24 @@ pub enum Termination {
     NotRunning(EventStatus),
 }
 
-/// What start-up recovery did with an event a dead process left RUNNING.
+/// A running event whose lease this node renewed, with a terminate request if a user (on any
+/// node) asked for one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recovered {
+pub struct RenewedLease {
+    pub event_id: i64,
+    pub terminate: Option<String>,
+}
+
+/// A RUNNING event whose node is gone: its lease ran out, or its owner is known dead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrandedRun {
+    pub id: i64,
     pub request_id: String,
-    pub requeued: bool,
+    pub traced: bool,
+    pub terminate: Option<String>,
+    /// The function's RetryNum, which decides whether it runs again.
+    pub retry_num: u32,
+    pub lease: RunLease,
 }
 
 /// One row of an event list: never the heavy columns (payload, result, logs).
@@ -490,15 +515,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies the engine's writes in one transaction (one fsync for all of them).
     async fn apply_event_writes(&self, writes: &[EventWrite]) -> StoreResult<()>;
-    /// Moves up to `limit` due queued events to RUNNING, with a lease until `lease_until`.
+    /// Moves up to `limit` due queued events to RUNNING, held by `owner` until `lease_until`.
     async fn claim_events(
         &self,
         now: Millis,
         limit: u32,
+        owner: &str,
         lease_until: Millis,
     ) -> StoreResult<Vec<ClaimedEvent>>;
-    /// Extends the lease of running events (the engine is alive and working on them).
-    async fn renew_leases(&self, event_ids: &[i64], lease_until: Millis) -> StoreResult<()>;
+    /// Extends the leases `owner` still holds of `runs` (`(event id, attempt)`) and returns
+    /// them, with their terminate requests; a run left out was lost (taken over or deleted).
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        runs: &[(i64, u32)],
+        lease_until: Millis,
+    ) -> StoreResult<Vec<RenewedLease>>;
+    /// The nodes holding RUNNING events (other than `''`), to learn which of them are gone.
+    async fn lease_owners(&self) -> StoreResult<Vec<String>>;
+    /// RUNNING events whose lease ended before `now`, or whose owner is one of `dead_owners`.
+    async fn stranded_runs(
+        &self,
+        now: Millis,
+        dead_owners: &[String],
+        limit: u32,
+    ) -> StoreResult<Vec<StrandedRun>>;
     async fn get_event(&self, request_id: &str) -> StoreResult<Option<EventRecord>>;
     /// A page of a function's traced events, light columns only.
     async fn list_events(
@@ -524,20 +565,16 @@ pub trait Store: Send + Sync + 'static {
     /// How many event records a function has (shown before it is deleted).
     async fn count_events(&self, function_id: i64) -> StoreResult<i64>;
     async fn event_timeline(&self, event_id: i64) -> StoreResult<Vec<TimelineEntry>>;
-    /// Marks a request to terminate: a queued event is aborted at once.
+    /// Marks a request to terminate (`mode`: `grace` or `force`): a queued event is aborted at
+    /// once with `aborted` on its timeline and `status_code`; a running one is flagged for the
+    /// node running it.
     async fn request_termination(
         &self,
         request_id: &str,
         mode: &str,
-        now: Millis,
+        aborted: &TimelineEntry,
+        status_code: i64,
     ) -> StoreResult<Termination>;
-    /// Events left RUNNING by a process that died: requeued (attempt + 1) while retries remain,
-    /// failed otherwise. `lease_expired_before` limits it to leases that ran out.
-    async fn recover_running(
-        &self,
-        now: Millis,
-        lease_expired_before: Option<Millis>,
-    ) -> StoreResult<Vec<Recovered>>;
     async fn namespace_billing(
         &self,
         region: &str,

@@ -5,11 +5,11 @@
 use super::{
     ApiKey, Billing, ClaimedEvent, CodeFile, EventPageQuery, EventRecord, EventStats, EventSummary,
     EventWrite, Function, FunctionKey, FunctionOrder, FunctionPage, FunctionQuery, Namespace,
-    Recovered, Store, StoreError, StoreResult, StoreSize, Termination, TimelineEntry, WriteHealth,
-    preflight,
+    RenewedLease, RunLease, Store, StoreError, StoreResult, StoreSize, StrandedRun, Termination,
+    TimelineEntry, WriteHealth, preflight,
 };
 use crate::clock::Millis;
-use crate::domain::event::{AfterStop, EventStatus, after_stop};
+use crate::domain::event::EventStatus;
 use crate::domain::event_query::{EventFilter, EventOrderBy};
 use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction};
 use async_trait::async_trait;
@@ -49,6 +49,11 @@ fn migrator() -> anyhow::Result<Migrator> {
     }
     Ok(Migrator::with_migrations(migrations))
 }
+
+/// Write transactions take the write lock when they begin: a deferred one that read first
+/// fails at once (SQLITE_BUSY_SNAPSHOT) when another process wrote meanwhile, instead of
+/// waiting for its turn as `busy_timeout` lets an immediate one do.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -99,7 +104,7 @@ impl SqliteStore {
         // with its path, instead of at the first invocation.
         async {
             let mut conn = writer.acquire().await?;
-            conn.begin_with("BEGIN IMMEDIATE").await?.rollback().await
+            conn.begin_with(BEGIN_WRITE).await?.rollback().await
         }
         .await
         .map_err(|e| preflight::explain(&path, e))?;
@@ -166,8 +171,8 @@ impl SqliteStore {
         let mut inserts = Vec::new();
         let mut finishes = Vec::new();
         let mut requeues = Vec::new();
-        let mut deletes: Vec<(i64, u32)> = Vec::new();
-        let mut timeline: Vec<(i64, u32, &TimelineEntry)> = Vec::new();
+        let mut deletes: Vec<(i64, &RunLease)> = Vec::new();
+        let mut timeline: Vec<(i64, &RunLease, &TimelineEntry)> = Vec::new();
         // Invocations are counted per namespace once per batch.
         let mut invocations: Vec<(&str, &str, i64)> = Vec::new();
         for write in writes {
@@ -186,13 +191,13 @@ impl SqliteStore {
                     event_id,
                     run,
                     entry,
-                } => timeline.push((*event_id, *run, entry)),
+                } => timeline.push((*event_id, run, entry)),
                 EventWrite::Finish {
                     event_id,
                     run,
                     traced: false,
                     ..
-                } => deletes.push((*event_id, *run)),
+                } => deletes.push((*event_id, run)),
                 EventWrite::Finish {
                     event_id,
                     run,
@@ -200,7 +205,7 @@ impl SqliteStore {
                     ..
                 } => {
                     finishes.push(write);
-                    timeline.push((*event_id, *run, entry));
+                    timeline.push((*event_id, run, entry));
                 }
                 EventWrite::Requeue {
                     event_id,
@@ -211,13 +216,14 @@ impl SqliteStore {
                 } => {
                     requeues.push(write);
                     if *traced {
-                        timeline.push((*event_id, *run, entry));
+                        timeline.push((*event_id, run, entry));
                     }
                 }
             }
         }
 
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let running = EventStatus::Running.code();
         for chunk in inserts.chunks(1000) {
             // The first timeline entry (queued) is not stored: it is read from the event's
             // own columns, which saves a row per accept.
@@ -263,14 +269,15 @@ impl SqliteStore {
                         .push_bind(entry.at)
                         .push_bind(entry.status.code())
                         .push_bind(&entry.detail)
-                        .push_bind(*run)
-                        .push_bind((n * 1000 + i) as i64);
+                        .push_bind((n * 1000 + i) as i64)
+                        .push_bind(run.attempt)
+                        .push_bind(&run.owner)
+                        .push_bind(run.until);
                 },
             );
-            b.push(
-                ") AS v JOIN events e ON e.id = v.column1 AND e.status = 1 \
-                 AND e.attempt = v.column5 ORDER BY v.column6",
-            );
+            b.push(") AS v JOIN events e ON e.id = v.column1 AND ");
+            push_lease_fence(&mut b, "e", 6, running);
+            b.push(" ORDER BY v.column5");
             let done = b.build().execute(&mut *tx).await?.rows_affected();
             fenced_out += chunk.len() as u64 - done;
         }
@@ -298,20 +305,20 @@ impl SqliteStore {
                         .push_bind(error)
                         .push_bind(logs)
                         .push_bind(entry.at)
-                        .push_bind(*run);
+                        .push_bind(run.attempt)
+                        .push_bind(&run.owner)
+                        .push_bind(run.until);
                 }
             });
-            b.push(
-                ") AS v WHERE events.id = v.column1 AND events.status = 1 \
-                 AND events.attempt = v.column8",
-            );
+            b.push(") AS v WHERE events.id = v.column1 AND ");
+            push_lease_fence(&mut b, "events", 8, running);
             let done = b.build().execute(&mut *tx).await?.rows_affected();
             fenced_out += chunk.len() as u64 - done;
         }
         for chunk in requeues.chunks(1000) {
             let mut b = QueryBuilder::<Sqlite>::new(
-                "UPDATE events SET status = 0, attempt = v.column2, run_after = v.column3, \
-                 lease_until = NULL, error = v.column4, logs = v.column5 FROM (",
+                "UPDATE events SET status = v.column6, attempt = v.column2, run_after = v.column3, \
+                 lease_until = NULL, lease_owner = '', error = v.column4, logs = v.column5 FROM (",
             );
             b.push_values(chunk, |mut row, w| {
                 if let EventWrite::Requeue {
@@ -329,23 +336,28 @@ impl SqliteStore {
                         .push_bind(*run_after)
                         .push_bind(error)
                         .push_bind(logs)
-                        .push_bind(*run);
+                        .push_bind(EventStatus::Queued.code())
+                        .push_bind(run.attempt)
+                        .push_bind(&run.owner)
+                        .push_bind(run.until);
                 }
             });
-            b.push(
-                ") AS v WHERE events.id = v.column1 AND events.status = 1 \
-                 AND events.attempt = v.column6",
-            );
+            b.push(") AS v WHERE events.id = v.column1 AND ");
+            push_lease_fence(&mut b, "events", 7, running);
             let done = b.build().execute(&mut *tx).await?.rows_affected();
             fenced_out += chunk.len() as u64 - done;
         }
         for chunk in deletes.chunks(1000) {
-            let mut b = QueryBuilder::<Sqlite>::new(
-                "DELETE FROM events WHERE status = 1 AND (id, attempt) IN (",
-            );
+            let mut b =
+                QueryBuilder::<Sqlite>::new("DELETE FROM events WHERE id IN (SELECT e.id FROM (");
             b.push_values(chunk, |mut row, (id, run)| {
-                row.push_bind(*id).push_bind(*run);
+                row.push_bind(*id)
+                    .push_bind(run.attempt)
+                    .push_bind(&run.owner)
+                    .push_bind(run.until);
             });
+            b.push(") AS v JOIN events e ON e.id = v.column1 AND ");
+            push_lease_fence(&mut b, "e", 2, running);
             b.push(")");
             let done = b.build().execute(&mut *tx).await?.rows_affected();
             fenced_out += chunk.len() as u64 - done;
@@ -359,6 +371,19 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+/// The lease fence of a run's write: the event is RUNNING under the same owner and attempt
+/// (and, for a takeover, the lease it read), where the attempt, owner and lease are the values
+/// columns `first`, `first + 1` and `first + 2` of `v`.
+fn push_lease_fence(b: &mut QueryBuilder<Sqlite>, table: &str, first: usize, running: i64) {
+    let (attempt, owner, until) = (first, first + 1, first + 2);
+    b.push(format_args!("{table}.status = "))
+        .push_bind(running)
+        .push(format_args!(
+            " AND {table}.attempt = v.column{attempt} AND {table}.lease_owner = v.column{owner} \
+             AND (v.column{until} IS NULL OR {table}.lease_until = v.column{until})"
+        ));
 }
 
 async fn apply_page_limit(conn: &mut SqliteConnection, pages: u64) -> Result<(), sqlx::Error> {
@@ -653,7 +678,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_namespace(&self, region: &str, name: &str) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
         let functions: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM functions WHERE region = ? AND namespace = ?")
                 .bind(region)
@@ -774,7 +799,7 @@ impl Store for SqliteStore {
         f: &NewFunction,
         now: Millis,
     ) -> StoreResult<Function> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
         let sql = format!(
             "INSERT INTO functions (region, namespace, name, runtime, handler, description, \
              memory_size, timeout, environment, async_run_enable, trace_enable, retry_num, \
@@ -854,7 +879,7 @@ impl Store for SqliteStore {
         code: &CodeUpdate,
         now: Millis,
     ) -> StoreResult<Function> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
         let sql = format!(
             "UPDATE functions SET handler = ?, modified_at = ? \
              WHERE region = ? AND namespace = ? AND name = ? RETURNING {FUNCTION_COLUMNS}"
@@ -998,7 +1023,7 @@ impl Store for SqliteStore {
 
     async fn probe_write(&self) -> StoreResult<()> {
         let result = async {
-            let mut tx = self.writer.begin().await?;
+            let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
             // Big enough to need fresh pages, as a batch of accepts does.
             sqlx::query("INSERT INTO store_probe (id, data) VALUES (1, zeroblob(65536))")
                 .execute(&mut *tx)
@@ -1017,17 +1042,23 @@ impl Store for SqliteStore {
         &self,
         now: Millis,
         limit: u32,
+        owner: &str,
         lease_until: Millis,
     ) -> StoreResult<Vec<ClaimedEvent>> {
+        let queued = EventStatus::Queued.code();
         let rows = sqlx::query(
-            "UPDATE events SET status = 1, started_at = ?, lease_until = ? \
-             WHERE id IN (SELECT id FROM events WHERE status = 0 AND run_after <= ? \
+            "UPDATE events SET status = ?, started_at = ?, lease_owner = ?, lease_until = ? \
+             WHERE status = ? AND id IN (SELECT id FROM events WHERE status = ? AND run_after <= ? \
                           ORDER BY run_after, id LIMIT ?) \
              RETURNING id, request_id, function_id, invoke_type, attempt, traced, payload, \
                        enqueued_at, terminate",
         )
+        .bind(EventStatus::Running.code())
         .bind(now)
+        .bind(owner)
         .bind(lease_until)
+        .bind(queued)
+        .bind(queued)
         .bind(now)
         .bind(limit)
         .fetch_all(&self.writer)
@@ -1053,20 +1084,86 @@ impl Store for SqliteStore {
         Ok(claimed)
     }
 
-    async fn renew_leases(&self, event_ids: &[i64], lease_until: Millis) -> StoreResult<()> {
-        if event_ids.is_empty() {
-            return Ok(());
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        runs: &[(i64, u32)],
+        lease_until: Millis,
+    ) -> StoreResult<Vec<RenewedLease>> {
+        let mut renewed = Vec::with_capacity(runs.len());
+        for chunk in runs.chunks(1000) {
+            let mut b = QueryBuilder::<Sqlite>::new("UPDATE events SET lease_until = ");
+            b.push_bind(lease_until).push(" FROM (");
+            b.push_values(chunk, |mut row, (id, attempt)| {
+                row.push_bind(*id).push_bind(*attempt).push_bind(owner);
+            });
+            b.push(") AS v WHERE events.id = v.column1 AND events.status = ")
+                .push_bind(EventStatus::Running.code())
+                .push(
+                    " AND events.attempt = v.column2 AND events.lease_owner = v.column3 \
+                     RETURNING events.id, events.terminate",
+                );
+            let rows = b.build().fetch_all(&self.writer).await?;
+            for row in rows {
+                renewed.push(RenewedLease {
+                    event_id: row.try_get("id")?,
+                    terminate: row.try_get("terminate")?,
+                });
+            }
         }
-        let mut b = QueryBuilder::<Sqlite>::new("UPDATE events SET lease_until = ");
-        b.push_bind(lease_until)
-            .push(" WHERE status = 1 AND id IN (");
-        let mut list = b.separated(", ");
-        for id in event_ids {
-            list.push_bind(*id);
+        Ok(renewed)
+    }
+
+    async fn lease_owners(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT lease_owner FROM events WHERE status = ? AND lease_owner != ''",
+        )
+        .bind(EventStatus::Running.code())
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn stranded_runs(
+        &self,
+        now: Millis,
+        dead_owners: &[String],
+        limit: u32,
+    ) -> StoreResult<Vec<StrandedRun>> {
+        let mut b = QueryBuilder::<Sqlite>::new(
+            "SELECT e.id, e.request_id, e.attempt, e.traced, e.terminate, e.lease_owner, \
+             e.lease_until, f.retry_num FROM events e JOIN functions f ON f.id = e.function_id \
+             WHERE e.status = ",
+        );
+        b.push_bind(EventStatus::Running.code())
+            .push(" AND (e.lease_until IS NULL OR e.lease_until < ")
+            .push_bind(now);
+        if !dead_owners.is_empty() {
+            b.push(" OR e.lease_owner IN (");
+            let mut list = b.separated(", ");
+            for owner in dead_owners {
+                list.push_bind(owner);
+            }
+            b.push(")");
         }
-        b.push(")");
-        b.build().execute(&self.writer).await?;
-        Ok(())
+        b.push(") ORDER BY e.id LIMIT ").push_bind(limit);
+        let rows = b.build().fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StrandedRun {
+                    id: r.try_get("id")?,
+                    request_id: r.try_get("request_id")?,
+                    traced: r.try_get("traced")?,
+                    terminate: r.try_get("terminate")?,
+                    retry_num: r.try_get("retry_num")?,
+                    lease: RunLease {
+                        owner: r.try_get("lease_owner")?,
+                        attempt: r.try_get("attempt")?,
+                        until: r.try_get("lease_until")?,
+                    },
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     async fn get_event(&self, request_id: &str) -> StoreResult<Option<EventRecord>> {
@@ -1321,9 +1418,10 @@ impl Store for SqliteStore {
         &self,
         request_id: &str,
         mode: &str,
-        now: Millis,
+        aborted: &TimelineEntry,
+        status_code: i64,
     ) -> StoreResult<Termination> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
         let row = sqlx::query("SELECT id, status, traced FROM events WHERE request_id = ?")
             .bind(request_id)
             .fetch_optional(&mut *tx)
@@ -1334,34 +1432,34 @@ impl Store for SqliteStore {
         let status = status_of(row.try_get("status")?)?;
         let outcome = match status {
             EventStatus::Queued if !traced => {
-                sqlx::query("DELETE FROM events WHERE id = ?")
+                sqlx::query("DELETE FROM events WHERE id = ? AND status = ?")
                     .bind(id)
+                    .bind(status.code())
                     .execute(&mut *tx)
                     .await?;
                 Termination::AbortedWhileQueued
             }
             EventStatus::Queued => {
                 sqlx::query(
-                    "UPDATE events SET status = 4, status_code = 499, ended_at = ?, terminate = ? \
-                     WHERE id = ?",
+                    "UPDATE events SET status = ?, status_code = ?, ended_at = ?, terminate = ? \
+                     WHERE id = ? AND status = ?",
                 )
-                .bind(now)
+                .bind(aborted.status.code())
+                .bind(status_code)
+                .bind(aborted.at)
                 .bind(mode)
                 .bind(id)
+                .bind(status.code())
                 .execute(&mut *tx)
                 .await?;
-                let entry = TimelineEntry {
-                    at: now,
-                    status: EventStatus::Aborted,
-                    detail: "Terminated by a user before it started (499).".into(),
-                };
-                add_timeline(&mut tx, id, &entry).await?;
+                add_timeline(&mut tx, id, aborted).await?;
                 Termination::AbortedWhileQueued
             }
             EventStatus::Running => {
-                sqlx::query("UPDATE events SET terminate = ? WHERE id = ?")
+                sqlx::query("UPDATE events SET terminate = ? WHERE id = ? AND status = ?")
                     .bind(mode)
                     .bind(id)
+                    .bind(status.code())
                     .execute(&mut *tx)
                     .await?;
                 Termination::Running
@@ -1370,91 +1468,6 @@ impl Store for SqliteStore {
         };
         tx.commit().await?;
         Ok(outcome)
-    }
-
-    async fn recover_running(
-        &self,
-        now: Millis,
-        lease_expired_before: Option<Millis>,
-    ) -> StoreResult<Vec<Recovered>> {
-        let mut tx = self.writer.begin().await?;
-        let rows = sqlx::query(
-            "SELECT e.id, e.request_id, e.attempt, e.traced, e.terminate, f.retry_num \
-             FROM events e JOIN functions f ON f.id = e.function_id \
-             WHERE e.status = 1 AND (? IS NULL OR e.lease_until < ?)",
-        )
-        .bind(lease_expired_before)
-        .bind(lease_expired_before)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut recovered = Vec::new();
-        for row in &rows {
-            let id: i64 = row.try_get("id")?;
-            let request_id: String = row.try_get("request_id")?;
-            let attempt: u32 = row.try_get("attempt")?;
-            let traced: bool = row.try_get("traced")?;
-            let terminate: Option<String> = row.try_get("terminate")?;
-            let retry_num: u32 = row.try_get("retry_num")?;
-            let after = after_stop(attempt, retry_num, terminate.is_some());
-            let requeued = matches!(after, AfterStop::Requeue { .. });
-            match after {
-                AfterStop::Requeue { attempt, detail } => {
-                    sqlx::query(
-                        "UPDATE events SET status = 0, attempt = ?, run_after = ?, \
-                         lease_until = NULL WHERE id = ?",
-                    )
-                    .bind(attempt)
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                    if traced {
-                        let entry = TimelineEntry {
-                            at: now,
-                            status: EventStatus::Queued,
-                            detail,
-                        };
-                        add_timeline(&mut tx, id, &entry).await?;
-                    }
-                }
-                // Untraced events keep no record once they end.
-                AfterStop::End { .. } if !traced => {
-                    sqlx::query("DELETE FROM events WHERE id = ?")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                AfterStop::End {
-                    status,
-                    code,
-                    detail,
-                } => {
-                    sqlx::query(
-                        "UPDATE events SET status = ?, status_code = ?, ended_at = ?, \
-                         lease_until = NULL, error = COALESCE(error, ?) WHERE id = ?",
-                    )
-                    .bind(status.code())
-                    .bind(code)
-                    .bind(now)
-                    .bind(&detail)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                    let entry = TimelineEntry {
-                        at: now,
-                        status,
-                        detail,
-                    };
-                    add_timeline(&mut tx, id, &entry).await?;
-                }
-            }
-            recovered.push(Recovered {
-                request_id,
-                requeued,
-            });
-        }
-        tx.commit().await?;
-        Ok(recovered)
     }
 
     async fn namespace_billing(
@@ -1519,7 +1532,7 @@ impl Store for SqliteStore {
 
     async fn trim_rollups(&self, cutoff: Millis) -> StoreResult<u64> {
         let minute = cutoff.div_euclid(60_000);
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
         let a = sqlx::query("DELETE FROM event_rollups WHERE minute < ? AND count <= 0")
             .bind(minute)
             .execute(&mut *tx)

@@ -206,14 +206,36 @@ async fn a_late_write_of_a_run_that_lost_its_event_changes_nothing() {
     let f = function_id(&app, "fenced").await;
     add_event(&app, f, "00000000-0000-4000-8000-00000000fe11", "API").await;
     let id = claim(&app).await;
-    // Another process takes the event over (its owner looked dead): requeued or failed.
-    let recovered = app
+    // Another node takes the event over (its owner looked dead) and requeues it, as the
+    // engine's takeover does.
+    let now = app.state.clock.now_millis();
+    let stranded = app
         .state
         .store
-        .recover_running(app.state.clock.now_millis(), None)
+        .stranded_runs(now, &[HAND.to_string()], 10)
         .await
         .unwrap();
-    assert_eq!(recovered.len(), 1);
+    assert_eq!(stranded.len(), 1);
+    use scf_console::store::{EventWrite, TimelineEntry};
+    let takeover = EventWrite::Requeue {
+        event_id: id,
+        run: stranded[0].lease.clone(),
+        traced: true,
+        attempt: 2,
+        run_after: now,
+        error: None,
+        logs: None,
+        entry: TimelineEntry {
+            at: now,
+            status: EventStatus::Queued,
+            detail: "Requeued for attempt 2: the server stopped while it ran.".into(),
+        },
+    };
+    app.state
+        .store
+        .apply_event_writes(&[takeover])
+        .await
+        .unwrap();
     let before = event(&app, "00000000-0000-4000-8000-00000000fe11").await;
     let steps_before = timeline(&app, "00000000-0000-4000-8000-00000000fe11").await;
     // The first run ends late and writes: fenced out, nothing changes.

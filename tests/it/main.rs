@@ -11,6 +11,7 @@ mod faults_store;
 mod functions;
 mod hostile;
 mod namespaces;
+mod nodes;
 mod pages;
 mod retention;
 mod sdk;

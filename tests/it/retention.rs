@@ -100,14 +100,14 @@ async fn large_sweeps_go_in_batches_with_their_timelines() {
     let claimed = app
         .state
         .store
-        .claim_events(START, n as u32, START + 60_000)
+        .claim_events(START, n as u32, HAND, HELD_FOREVER)
         .await
         .unwrap();
     let finishes: Vec<EventWrite> = claimed
         .iter()
         .map(|c| EventWrite::Finish {
             event_id: c.id,
-            run: c.attempt,
+            run: hand_lease(c.attempt),
             traced: true,
             status_code: 200,
             result: None,

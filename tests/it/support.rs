@@ -103,15 +103,34 @@ impl TestApp {
         (app, store)
     }
 
+    /// A console on a database file that other consoles share, on the system clock: to the
+    /// store and the engine it is another process on the same store.
+    pub async fn sharing(db: &std::path::Path, engine: EngineConfig) -> Self {
+        let url = format!("sqlite://{}", db.display());
+        let store = scf_console::store::open(&url).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        Self::on_clock(dir, store, machine().await, engine, Clock::System).await
+    }
+
     async fn on(
         dir: tempfile::TempDir,
         store: scf_console::store::DynStore,
         interpreters: Interpreters,
         engine: EngineConfig,
     ) -> Self {
+        Self::on_clock(dir, store, interpreters, engine, Clock::manual(START)).await
+    }
+
+    async fn on_clock(
+        dir: tempfile::TempDir,
+        store: scf_console::store::DynStore,
+        interpreters: Interpreters,
+        engine: EngineConfig,
+        clock: Clock,
+    ) -> Self {
         let state = AppState::with_engine(
             store,
-            Clock::manual(START),
+            clock,
             vec![REGION.into(), "ap-shanghai".into()],
             interpreters,
             Duration::from_secs(72 * 3600),
@@ -600,12 +619,26 @@ pub mod events {
         app.state.store.apply_event_writes(&writes).await.unwrap();
     }
 
+    /// The node that claims events by hand in these tests. It holds them until the test ends
+    /// them: its lease never runs out, and no lock says it is gone.
+    pub const HAND: &str = "claimed-by-the-test";
+    pub const HELD_FOREVER: i64 = i64::MAX / 2;
+
+    /// The lease a run claimed by hand writes under.
+    pub fn hand_lease(attempt: u32) -> scf_console::store::RunLease {
+        scf_console::store::RunLease {
+            owner: HAND.into(),
+            attempt,
+            until: None,
+        }
+    }
+
     /// Claims the oldest queued event (RUNNING, started now) and returns its row id.
     pub async fn claim(app: &TestApp) -> i64 {
         let now = app.state.clock.now_millis();
         app.state
             .store
-            .claim_events(now, 1, now + 60_000)
+            .claim_events(now, 1, HAND, HELD_FOREVER)
             .await
             .unwrap()[0]
             .id
@@ -622,7 +655,7 @@ pub mod events {
             .apply_event_writes(&[EventWrite::Finish {
                 event_id,
                 // Events claimed by hand run their first attempt.
-                run: 1,
+                run: hand_lease(1),
                 traced: true,
                 status_code: code,
                 result: None,

@@ -138,7 +138,7 @@ impl RuntimeDir {
     }
 }
 
-fn lock_file(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
+pub(super) fn lock_file(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
@@ -151,7 +151,7 @@ fn lock_file(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
 }
 
 /// Takes the exclusive lock without waiting: false if a live process holds it.
-fn try_lock(file: &std::fs::File) -> std::io::Result<bool> {
+pub(super) fn try_lock(file: &std::fs::File) -> std::io::Result<bool> {
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
         return Ok(true);
