@@ -2,6 +2,7 @@
 //! and in the SCF API.
 
 use super::rules::FieldError;
+use crate::clock::Millis;
 
 /// An async event's status. Stored as a small integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +75,103 @@ impl EventStatus {
     }
 }
 
+/// A queued event a worker has claimed; it is RUNNING from the claim on.
+#[derive(Debug, Clone)]
+pub struct ClaimedEvent {
+    pub id: i64,
+    pub request_id: String,
+    pub function_id: i64,
+    pub invoke_type: String,
+    pub attempt: u32,
+    pub traced: bool,
+    pub payload: String,
+    pub enqueued_at: Millis,
+    pub terminate: Option<String>,
+}
+
+/// One status transition, with what the user should know about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    pub at: Millis,
+    pub status: EventStatus,
+    pub detail: String,
+}
+
+/// The words of an event's timeline, in one place: the engine writes them, the store keeps
+/// them, the console and the API show them.
+pub mod timeline {
+    use super::status_code;
+
+    /// The first entry, read from the event itself (it is not stored twice).
+    pub fn queued(invoke_type: &str) -> String {
+        format!("Queued (invoked by {invoke_type}).")
+    }
+
+    /// `cold_load_ms`: how long a cold start took to load the code; `None` when warm.
+    pub fn started(instance: &str, cold_load_ms: Option<u128>, attempt: u32) -> String {
+        let how = match cold_load_ms {
+            Some(ms) => format!("cold start, {ms} ms to load"),
+            None => "warm".into(),
+        };
+        format!("Started on instance {instance} ({how}), attempt {attempt}.")
+    }
+
+    pub fn finished(ran_ms: u128) -> String {
+        format!("Finished ({}) in {ran_ms} ms.", status_code::SUCCESS)
+    }
+
+    /// `error` is cut to its first line.
+    pub fn retrying(delay_ms: i64, next: u32, attempts: u32, code: i64, error: &str) -> String {
+        format!(
+            "Retrying in {} s (attempt {next} of {attempts}) because it failed ({code}): {}",
+            delay_ms / 1000,
+            first_line(error)
+        )
+    }
+
+    pub fn failed(code: i64, error: &str) -> String {
+        format!("Failed ({code}): {}", first_line(error))
+    }
+
+    pub fn expired(waited_ms: i64, msg_ttl_s: u32) -> String {
+        format!(
+            "Expired: it waited {} s, longer than MsgTTL ({msg_ttl_s} s) allows ({}).",
+            waited_ms / 1000,
+            status_code::EXPIRED
+        )
+    }
+
+    pub fn waiting_for_room(why: &str, retry_in_ms: i64) -> String {
+        format!(
+            "Waiting for room to run: {why}. Trying again in {} s; this does not count as a retry.",
+            retry_in_ms / 1000
+        )
+    }
+
+    /// An event a user terminated before it ran.
+    pub const TERMINATED_BEFORE_START: &str = "Terminated by a user before it started (499).";
+
+    pub const PUT_BACK: &str = "Put back in the queue: the server stopped before it started.";
+
+    /// What a user's terminate did to a running handler (the event's error).
+    pub fn terminated(graceful: bool) -> &'static str {
+        if graceful {
+            "Terminated by a user (graceful: SIGTERM, then stopped)."
+        } else {
+            "Terminated by a user (forced: the instance was killed and recycled)."
+        }
+    }
+
+    /// The timeline entry of the same.
+    pub fn terminated_entry(graceful: bool) -> String {
+        format!("{} ({})", terminated(graceful), status_code::TERMINATED)
+    }
+
+    fn first_line(text: &str) -> &str {
+        text.lines().next().unwrap_or_default()
+    }
+}
+
 /// Status codes an event ends with, as SCF reports them.
 pub mod status_code {
     pub const SUCCESS: i64 = 200;
@@ -90,9 +188,6 @@ pub mod status_code {
     /// Terminated by a user.
     pub const TERMINATED: i64 = 499;
 }
-
-/// The timeline note of an event a user terminated before it ran.
-pub const TERMINATED_BEFORE_START: &str = "Terminated by a user before it started (499).";
 
 /// Largest event payload for async invocations (SCF: 128 KB).
 pub const ASYNC_PAYLOAD_MAX: usize = 128 * 1024;

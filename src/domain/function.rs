@@ -6,6 +6,7 @@
 
 use super::rules::{FieldError, FieldErrors, is_scf_identifier};
 use super::runtime::{Interpreters, Runtime};
+use crate::clock::Millis;
 use serde::{Deserialize, Serialize};
 
 pub const MEMORY_DEFAULT: u32 = 128;
@@ -614,6 +615,66 @@ pub fn validate_code_update(
         files,
         replace_all,
     })
+}
+
+/// Where a function lives: region, namespace and name together identify it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionKey {
+    pub region: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A stored function's settings (its code is read separately, only where it is shown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    pub id: i64,
+    pub region: String,
+    pub namespace: String,
+    pub name: String,
+    pub runtime: String,
+    pub handler: String,
+    pub description: String,
+    pub memory_size: u32,
+    pub timeout: u32,
+    pub environment: Vec<EnvVar>,
+    pub async_run_enable: bool,
+    pub trace_enable: bool,
+    pub retry_num: u32,
+    pub msg_ttl: u32,
+    pub qps_limit: u32,
+    /// When status trace was last turned off; its records age out from then.
+    pub trace_disabled_at: Option<Millis>,
+    pub created_at: Millis,
+    pub modified_at: Millis,
+}
+
+impl Function {
+    pub fn runtime(&self) -> Option<&'static Runtime> {
+        Runtime::by_name(&self.runtime)
+    }
+
+    /// The stored settings as a draft: where edits (console or API) start from.
+    pub fn config_draft(&self) -> ConfigDraft {
+        ConfigDraft {
+            description: self.description.clone(),
+            memory_size: self.memory_size.to_string(),
+            timeout: self.timeout.to_string(),
+            environment: self.environment.clone(),
+            trace_enable: bool_str(self.trace_enable).into(),
+            retry_num: self.retry_num.to_string(),
+            msg_ttl: self.msg_ttl.to_string(),
+            qps_limit: self.qps_limit.to_string(),
+        }
+    }
+
+    pub fn key(&self) -> FunctionKey {
+        FunctionKey {
+            region: self.region.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

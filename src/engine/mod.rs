@@ -12,8 +12,8 @@ pub mod writer;
 
 use crate::clock::{Clock, Millis};
 use crate::domain::event::{
-    AfterStop, EventStatus, LOG_MAX_BYTES, RESULT_MAX_BYTES, StopCause, TERMINATED_BEFORE_START,
-    after_stop, retries_remain, retry_backoff_ms, status_code, truncate,
+    AfterStop, EventStatus, LOG_MAX_BYTES, RESULT_MAX_BYTES, StopCause, after_stop, retries_remain,
+    retry_backoff_ms, status_code, timeline, truncate,
 };
 use crate::domain::runtime::Interpreters;
 use crate::store::{
@@ -228,7 +228,7 @@ struct Ending {
 enum Verdict {
     Finished(String),
     Failed { code: i64, error: String },
-    Aborted(String),
+    Aborted { graceful: bool },
 }
 
 /// Why `instance_for` has no instance to run on.
@@ -423,7 +423,11 @@ impl Engine {
         let (status_code, result, error) = match verdict {
             Verdict::Finished(result) => (status_code::SUCCESS, Some(result), None),
             Verdict::Failed { code, error } => (code, None, Some(error)),
-            Verdict::Aborted(why) => (status_code::TERMINATED, None, Some(why)),
+            Verdict::Aborted { graceful } => (
+                status_code::TERMINATED,
+                None,
+                Some(timeline::terminated(graceful).into()),
+            ),
         };
         Ok(SyncResult {
             request_id,
@@ -444,7 +448,10 @@ impl Engine {
         graceful: bool,
     ) -> Result<Termination, crate::store::StoreError> {
         let mode = if graceful { "grace" } else { "force" };
-        let aborted = self.entry(EventStatus::Aborted, TERMINATED_BEFORE_START.into());
+        let aborted = self.entry(
+            EventStatus::Aborted,
+            timeline::TERMINATED_BEFORE_START.into(),
+        );
         let outcome = self
             .store
             .request_termination(request_id, mode, &aborted, status_code::TERMINATED)
@@ -560,7 +567,6 @@ impl Engine {
         for instance in instances {
             instance.retire(&self.dir).await;
         }
-        self.dir.remove_code_dirs_of(f.id, None);
         Ok(())
     }
 
@@ -969,9 +975,9 @@ impl Engine {
         }
     }
 
-    async fn code_dir(&self, f: &Function) -> anyhow::Result<std::path::PathBuf> {
+    async fn code_dir(&self, f: &Function) -> anyhow::Result<Arc<runtime::CodeDir>> {
         let files = self.store.get_code(f.id).await?;
-        Ok(self.dir.code_dir(f, &files)?)
+        Ok(self.dir.code_dir((f.id, f.modified_at), &files)?)
     }
 
     /// What an outcome means, and what becomes of the instance: reused after success,
@@ -997,11 +1003,7 @@ impl Engine {
                 code: status_code::PROCESS_EXITED,
                 error: format!("The user process exited while running: {why}"),
             },
-            Outcome::Terminated { graceful } => Verdict::Aborted(if graceful {
-                "Terminated by a user (graceful: SIGTERM, then stopped).".into()
-            } else {
-                "Terminated by a user (forced: the instance was killed and recycled).".into()
-            }),
+            Outcome::Terminated { graceful } => Verdict::Aborted { graceful },
         };
         if matches!(verdict, Verdict::Finished(_))
             && self.config.reuse_instances
@@ -1086,20 +1088,15 @@ impl Engine {
         error: String,
         logs: Option<String>,
     ) {
-        let first_line = error.lines().next().unwrap_or_default().to_string();
         if retries_remain(event.attempt, f.retry_num) {
             self.stats.retried.fetch_add(1, Ordering::Relaxed);
             let delay = retry_backoff_ms(event.attempt);
-            let detail = format!(
-                "Retrying in {} s (attempt {} of {}) because it failed ({code}): {first_line}",
-                delay / 1000,
-                event.attempt + 1,
-                f.retry_num + 1
-            );
+            let next = event.attempt + 1;
+            let detail = timeline::retrying(delay, next, f.retry_num + 1, code, &error);
             self.requeue(event, event.attempt + 1, delay, Some(error), logs, detail)
                 .await;
         } else {
-            let detail = format!("Failed ({code}): {first_line}");
+            let detail = timeline::failed(code, &error);
             self.finish(
                 event,
                 Ending {
@@ -1141,7 +1138,7 @@ impl Engine {
 
     /// Claimed as the server stops, before it started: it waits in the queue, same attempt.
     async fn put_back(&self, event: &ClaimedEvent) {
-        let detail = "Put back in the queue: the server stopped before it started.".to_string();
+        let detail = timeline::PUT_BACK.to_string();
         self.requeue(event, event.attempt, 0, None, None, detail)
             .await;
     }
@@ -1196,7 +1193,7 @@ impl Engine {
                     result: None,
                     error: None,
                     logs: None,
-                    detail: TERMINATED_BEFORE_START.into(),
+                    detail: timeline::TERMINATED_BEFORE_START.into(),
                 },
             )
             .await;
@@ -1208,12 +1205,7 @@ impl Engine {
         }
         let waited = now - event.enqueued_at;
         if waited > i64::from(f.msg_ttl) * 1000 {
-            let detail = format!(
-                "Expired: it waited {} s, longer than MsgTTL ({} s) allows ({}).",
-                waited / 1000,
-                f.msg_ttl,
-                status_code::EXPIRED
-            );
+            let detail = timeline::expired(waited, f.msg_ttl);
             self.finish(
                 &event,
                 Ending {
@@ -1245,9 +1237,7 @@ impl Engine {
             // Back to the queue with the same attempt: RetryNum is the user's, not ours.
             // MsgTTL still bounds how long it can go on.
             Err(NoInstance::Capacity { error }) => {
-                let detail = format!(
-                    "Waiting for room to run: {error}. Trying again in 1 s; this does not count as a retry."
-                );
+                let detail = timeline::waiting_for_room(&error, CAPACITY_BACKOFF_MS);
                 self.requeue(
                     &event,
                     event.attempt,
@@ -1261,16 +1251,10 @@ impl Engine {
             }
         };
         if event.traced {
-            let how = match cold {
-                Some(d) => format!("cold start, {} ms to load", d.as_millis()),
-                None => "warm".into(),
-            };
+            let cold_load_ms = cold.map(|d| d.as_millis());
             let entry = self.entry(
                 EventStatus::Running,
-                format!(
-                    "Started on instance {} ({how}), attempt {}.",
-                    instance.id, event.attempt
-                ),
+                timeline::started(&instance.id, cold_load_ms, event.attempt),
             );
             self.write(EventWrite::Note {
                 event_id: event.id,
@@ -1351,7 +1335,7 @@ impl Engine {
         }
         match self.verdict(&f, outcome, instance).await {
             Verdict::Finished(result) => {
-                let detail = format!("Finished (200) in {ran_ms} ms.");
+                let detail = timeline::finished(ran_ms);
                 self.finish(
                     &event,
                     Ending {
@@ -1368,16 +1352,16 @@ impl Engine {
             Verdict::Failed { code, error } => {
                 self.fail_or_retry(&f, &event, code, error, logs).await;
             }
-            Verdict::Aborted(why) => {
+            Verdict::Aborted { graceful } => {
                 self.finish(
                     &event,
                     Ending {
                         status: EventStatus::Aborted,
                         code: status_code::TERMINATED,
                         result: None,
-                        error: Some(why.clone()),
+                        error: Some(timeline::terminated(graceful).into()),
                         logs,
-                        detail: format!("{why} (499)"),
+                        detail: timeline::terminated_entry(graceful),
                     },
                 )
                 .await;

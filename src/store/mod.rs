@@ -7,10 +7,7 @@ pub mod sqlite;
 use crate::clock::Millis;
 use crate::domain::event::EventStatus;
 use crate::domain::event_query::EventFilter;
-use crate::domain::function::{
-    CodeUpdate, ConfigDraft, EnvVar, FunctionConfig, NewFunction, bool_str,
-};
-use crate::domain::runtime::Runtime;
+use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction};
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
 
@@ -31,14 +28,6 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Where a function lives: region, namespace and name together identify it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FunctionKey {
-    pub region: String,
-    pub namespace: String,
-    pub name: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespace {
     pub region: String,
@@ -48,59 +37,9 @@ pub struct Namespace {
     pub function_count: i64,
 }
 
-/// A stored function's settings (its code is read separately, only where it is shown).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Function {
-    pub id: i64,
-    pub region: String,
-    pub namespace: String,
-    pub name: String,
-    pub runtime: String,
-    pub handler: String,
-    pub description: String,
-    pub memory_size: u32,
-    pub timeout: u32,
-    pub environment: Vec<EnvVar>,
-    pub async_run_enable: bool,
-    pub trace_enable: bool,
-    pub retry_num: u32,
-    pub msg_ttl: u32,
-    pub qps_limit: u32,
-    /// When status trace was last turned off; its records age out from then.
-    pub trace_disabled_at: Option<Millis>,
-    pub created_at: Millis,
-    pub modified_at: Millis,
-}
-
-impl Function {
-    pub fn runtime(&self) -> Option<&'static Runtime> {
-        Runtime::by_name(&self.runtime)
-    }
-
-    /// The stored settings as a draft: where edits (console or API) start from.
-    pub fn config_draft(&self) -> ConfigDraft {
-        ConfigDraft {
-            description: self.description.clone(),
-            memory_size: self.memory_size.to_string(),
-            timeout: self.timeout.to_string(),
-            environment: self.environment.clone(),
-            trace_enable: bool_str(self.trace_enable).into(),
-            retry_num: self.retry_num.to_string(),
-            msg_ttl: self.msg_ttl.to_string(),
-            qps_limit: self.qps_limit.to_string(),
-        }
-    }
-
-    pub fn key(&self) -> FunctionKey {
-        FunctionKey {
-            region: self.region.clone(),
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-        }
-    }
-}
-
+pub use crate::domain::event::{ClaimedEvent, TimelineEntry};
 pub use crate::domain::function::CodeFile;
+pub use crate::domain::function::{Function, FunctionKey};
 
 /// How the function list is sorted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -154,28 +93,6 @@ pub struct NewEvent {
     pub traced: bool,
     pub payload: String,
     pub enqueued_at: Millis,
-}
-
-/// A queued event a worker has claimed; it is RUNNING from the claim on.
-#[derive(Debug, Clone)]
-pub struct ClaimedEvent {
-    pub id: i64,
-    pub request_id: String,
-    pub function_id: i64,
-    pub invoke_type: String,
-    pub attempt: u32,
-    pub traced: bool,
-    pub payload: String,
-    pub enqueued_at: Millis,
-    pub terminate: Option<String>,
-}
-
-/// One status transition, with what the user should know about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimelineEntry {
-    pub at: Millis,
-    pub status: EventStatus,
-    pub detail: String,
 }
 
 /// A stored event as the console and the API show it.
@@ -284,6 +201,14 @@ pub enum Termination {
 pub struct RenewedLease {
     pub event_id: i64,
     pub terminate: Option<String>,
+}
+
+/// What the store keeps of an event's timeline (see [`Store::event_timeline`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTimeline {
+    pub enqueued_at: Millis,
+    pub invoke_type: String,
+    pub entries: Vec<TimelineEntry>,
 }
 
 /// A RUNNING event whose node is gone: its lease ran out, or its owner is known dead.
@@ -564,7 +489,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<EventStats>;
     /// How many event records a function has (shown before it is deleted).
     async fn count_events(&self, function_id: i64) -> StoreResult<i64>;
-    async fn event_timeline(&self, event_id: i64) -> StoreResult<Vec<TimelineEntry>>;
+    /// An event's stored timeline: its entries after the first, which is made of the event's
+    /// own columns (it is not stored twice). `None` when the event does not exist.
+    async fn stored_timeline(&self, event_id: i64) -> StoreResult<Option<StoredTimeline>>;
+    /// An event's whole timeline, oldest first (empty when the event does not exist).
+    async fn event_timeline(&self, event_id: i64) -> StoreResult<Vec<TimelineEntry>> {
+        let Some(stored) = self.stored_timeline(event_id).await? else {
+            return Ok(Vec::new());
+        };
+        let mut all = Vec::with_capacity(stored.entries.len() + 1);
+        all.push(TimelineEntry {
+            at: stored.enqueued_at,
+            status: EventStatus::Queued,
+            detail: crate::domain::event::timeline::queued(&stored.invoke_type),
+        });
+        all.extend(stored.entries);
+        Ok(all)
+    }
     /// Marks a request to terminate (`mode`: `grace` or `force`): a queued event is aborted at
     /// once with `aborted` on its timeline and `status_code`; a running one is flagged for the
     /// node running it.

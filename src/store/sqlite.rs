@@ -5,8 +5,8 @@
 use super::{
     ApiKey, Billing, ClaimedEvent, CodeFile, EventPageQuery, EventRecord, EventStats, EventSummary,
     EventWrite, Function, FunctionKey, FunctionOrder, FunctionPage, FunctionQuery, Namespace,
-    RenewedLease, RunLease, Store, StoreError, StoreResult, StoreSize, StrandedRun, Termination,
-    TimelineEntry, WriteHealth, preflight,
+    RenewedLease, RunLease, Store, StoreError, StoreResult, StoreSize, StoredTimeline, StrandedRun,
+    Termination, TimelineEntry, WriteHealth, preflight,
 };
 use crate::clock::Millis;
 use crate::domain::event::EventStatus;
@@ -1390,19 +1390,23 @@ impl Store for SqliteStore {
         )
     }
 
-    async fn event_timeline(&self, event_id: i64) -> StoreResult<Vec<TimelineEntry>> {
-        // The first entry comes from the event itself (see apply_event_writes).
+    async fn stored_timeline(&self, event_id: i64) -> StoreResult<Option<StoredTimeline>> {
+        // One read transaction, so the event and its entries are one snapshot.
+        let mut tx = self.reader.begin().await?;
+        let Some(head) = sqlx::query("SELECT enqueued_at, invoke_type FROM events WHERE id = ?")
+            .bind(event_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
         let rows = sqlx::query(
-            "SELECT enqueued_at AS at, 0 AS status, 'Queued (invoked by ' || invoke_type || ').' \
-             AS detail, 0 AS seq FROM events WHERE id = ? \
-             UNION ALL SELECT at, status, detail, id AS seq FROM event_timeline WHERE event_id = ? \
-             ORDER BY seq",
+            "SELECT at, status, detail FROM event_timeline WHERE event_id = ? ORDER BY id",
         )
         .bind(event_id)
-        .bind(event_id)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(rows
+        let entries = rows
             .iter()
             .map(|r| {
                 Ok(TimelineEntry {
@@ -1411,7 +1415,12 @@ impl Store for SqliteStore {
                     detail: r.try_get("detail")?,
                 })
             })
-            .collect::<Result<_, sqlx::Error>>()?)
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(Some(StoredTimeline {
+            enqueued_at: head.try_get("enqueued_at")?,
+            invoke_type: head.try_get("invoke_type")?,
+            entries,
+        }))
     }
 
     async fn request_termination(
@@ -1521,9 +1530,12 @@ impl Store for SqliteStore {
     async fn sweep_events(&self, cutoff: Millis, limit: u32) -> StoreResult<u64> {
         Ok(sqlx::query(
             "DELETE FROM events WHERE id IN (SELECT id FROM events \
-             WHERE ended_at < ? AND status IN (2, 3, 4) ORDER BY ended_at LIMIT ?)",
+             WHERE ended_at < ? AND status IN (?, ?, ?) ORDER BY ended_at LIMIT ?)",
         )
         .bind(cutoff)
+        .bind(EventStatus::Finished.code())
+        .bind(EventStatus::Failed.code())
+        .bind(EventStatus::Aborted.code())
         .bind(limit)
         .execute(&self.writer)
         .await?

@@ -3,15 +3,17 @@
 //! answers travel on their own file descriptors (3 and 4), so everything the handler prints on
 //! stdout and stderr is its log.
 
+use crate::domain::function::{CodeFile, Function};
 use crate::domain::runtime::{Interpreters, Language, Runtime};
-use crate::store::{CodeFile, Function};
 use output::{AnswerLine, Answers, Logs, Now};
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
@@ -38,6 +40,35 @@ const PYTHON_ZYGOTE: &str = include_str!("zygote.py");
 pub struct RuntimeDir {
     root: PathBuf,
     _lock: std::fs::File,
+    code_dirs: CodeDirs,
+}
+
+/// The code folders in use, by path: shared by the instances of a version while any lives.
+type CodeDirs = Arc<std::sync::Mutex<HashMap<PathBuf, Weak<CodeDir>>>>;
+
+/// A function version's code folder. It goes when the last instance using it does, so the
+/// code of old versions (and of deleted functions) does not pile up while the server runs.
+pub struct CodeDir {
+    path: PathBuf,
+    live: CodeDirs,
+}
+
+impl CodeDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for CodeDir {
+    fn drop(&mut self) {
+        // Under the lock, so that a start of the same version either finds this folder alive
+        // or writes it anew after it is gone, never in between.
+        let mut live = self.live.lock().expect("code dirs lock");
+        if live.get(&self.path).is_some_and(|w| w.strong_count() == 0) {
+            live.remove(&self.path);
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 /// Runtime folders are named `scf-console-<uuid>` (`.new` while being set up).
@@ -76,16 +107,38 @@ impl RuntimeDir {
         for f in ["bootstrap.py", "bootstrap.js", "zygote.py"] {
             sandbox::world_readable_file(&root.join(f))?;
         }
-        Ok(RuntimeDir { root, _lock: lock })
+        Ok(RuntimeDir {
+            root,
+            _lock: lock,
+            code_dirs: CodeDirs::default(),
+        })
     }
 
-    /// Writes a function version's code once; instances of that version share it.
-    pub fn code_dir(&self, function: &Function, files: &[CodeFile]) -> std::io::Result<PathBuf> {
-        let dir = self
-            .root
-            .join(format!("fn-{}-{}", function.id, function.modified_at));
-        if dir.join(".complete").exists() {
+    /// A function version's code folder, written once while instances of that version share
+    /// it.
+    /// `version`: the function's id and modification time.
+    pub fn code_dir(
+        &self,
+        version: (i64, i64),
+        files: &[CodeFile],
+    ) -> std::io::Result<Arc<CodeDir>> {
+        let path = self.root.join(format!("fn-{}-{}", version.0, version.1));
+        let mut live = self.code_dirs.lock().expect("code dirs lock");
+        if let Some(dir) = live.get(&path).and_then(Weak::upgrade) {
             return Ok(dir);
+        }
+        self.write_code(&path, files)?;
+        let dir = Arc::new(CodeDir {
+            path: path.clone(),
+            live: Arc::clone(&self.code_dirs),
+        });
+        live.insert(path, Arc::downgrade(&dir));
+        Ok(dir)
+    }
+
+    fn write_code(&self, dir: &Path, files: &[CodeFile]) -> std::io::Result<()> {
+        if dir.join(".complete").exists() {
+            return Ok(());
         }
         let staging = self.root.join(format!("staging-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&staging)?;
@@ -98,12 +151,12 @@ impl RuntimeDir {
         }
         std::fs::write(staging.join(".complete"), b"")?;
         sandbox::world_readable_tree(&staging)?;
-        match std::fs::rename(&staging, &dir) {
-            Ok(()) => Ok(dir),
+        match std::fs::rename(&staging, dir) {
+            Ok(()) => Ok(()),
             // Another worker wrote the same version first: use theirs.
             Err(_) if dir.join(".complete").exists() => {
                 let _ = std::fs::remove_dir_all(&staging);
-                Ok(dir)
+                Ok(())
             }
             Err(e) => Err(e),
         }
@@ -119,22 +172,6 @@ impl RuntimeDir {
 
     pub fn remove_scratch(&self, instance: &str) {
         let _ = std::fs::remove_dir_all(self.root.join(format!("tmp-{instance}")));
-    }
-
-    /// Versions no instance uses any more can go.
-    pub fn remove_code_dirs_of(&self, function_id: i64, keep_version: Option<i64>) {
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
-            return;
-        };
-        let prefix = format!("fn-{function_id}-");
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(version) = name.strip_prefix(&prefix)
-                && keep_version.is_none_or(|k| version != k.to_string())
-            {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
     }
 }
 
@@ -353,6 +390,8 @@ pub struct Instance {
     pub started: Instant,
     pub last_used: Instant,
     pub invocations: u64,
+    /// Last, so the process is gone before its code folder may go.
+    _code: Arc<CodeDir>,
 }
 
 /// Why an instance did not start: the user's code failed to load, the machine is out of
@@ -405,7 +444,7 @@ pub struct Spawn<'a> {
     pub interpreters: &'a Interpreters,
     pub function: &'a Function,
     pub runtime: &'a Runtime,
-    pub code_dir: &'a Path,
+    pub code_dir: &'a Arc<CodeDir>,
     pub region: &'a str,
 }
 
@@ -467,7 +506,7 @@ impl Instance {
                 let request = serde_json::json!({
                     "module": module,
                     "method": method,
-                    "cwd": spec.code_dir,
+                    "cwd": spec.code_dir.path(),
                     "env": env.iter().cloned().collect::<std::collections::HashMap<_, _>>(),
                     "limits": limits.to_json(),
                     "uid": sandbox::SANDBOX_UID,
@@ -518,7 +557,7 @@ impl Instance {
                 }
                 cmd.env_clear()
                     .envs(env.iter().map(|(k, v)| (k, v)))
-                    .current_dir(spec.code_dir)
+                    .current_dir(spec.code_dir.path())
                     .stdin(Stdio::null())
                     .kill_on_drop(true)
                     .process_group(0);
@@ -553,6 +592,7 @@ impl Instance {
             started: Instant::now(),
             last_used: Instant::now(),
             invocations: 0,
+            _code: Arc::clone(spec.code_dir),
         };
         // Loading the code counts against the function's timeout too.
         let ready = match tokio::time::timeout(
@@ -860,6 +900,27 @@ mod tests {
         // Really late: the handler itself ran past its timeout.
         assert!(!answered_in_time(Some(s(5)), s(10), s(3)));
         assert!(answered_in_time(None, s(10), s(3)));
+    }
+
+    #[test]
+    fn a_code_folder_goes_with_the_last_instance_of_its_version() {
+        let dir = RuntimeDir::create().unwrap();
+        let files = [CodeFile {
+            path: "index.py".into(),
+            content: b"def main_handler(e, c): pass\n".to_vec(),
+        }];
+        let first = dir.code_dir((7, 1), &files).unwrap();
+        let second = dir.code_dir((7, 1), &files).unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "one folder per version");
+        let path = first.path().to_path_buf();
+        assert!(path.join("index.py").exists());
+        drop(first);
+        assert!(path.exists(), "an instance still uses it");
+        drop(second);
+        assert!(!path.exists(), "nothing uses it any more");
+        // The same version again is written anew.
+        let again = dir.code_dir((7, 1), &files).unwrap();
+        assert!(again.path().join("index.py").exists());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The sandbox around each instance: its own process group, resource limits, descriptors 3
 //! and 4 for the protocol, and an unprivileged user when the server runs as root.
 
+use crate::domain::function::Function;
 use crate::domain::runtime::Language;
-use crate::store::Function;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
