@@ -2,6 +2,8 @@
 //! act on. Internal failures are logged in full (inside the request's span, which carries its
 //! request id) and shown without details.
 
+use crate::engine::admission::Refusal;
+use crate::service::{Refused, ServiceError};
 use crate::store::StoreError;
 use askama::Template;
 use axum::http::StatusCode;
@@ -13,6 +15,15 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// What the store holds stands in the way (a name taken, a namespace not empty).
+    #[error("{0}")]
+    Conflict(String),
+    /// The input broke a rule, and there is no form to show it next to.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The state of what the request names does not allow it now.
+    #[error("{0}")]
+    Refused(Refused),
     /// The store cannot write now; the message says why and what did not happen.
     #[error("{0}")]
     Unavailable(String),
@@ -22,10 +33,34 @@ pub enum AppError {
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
+impl From<ServiceError> for AppError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            StoreError::NotFound => AppError::NotFound("That item no longer exists.".into()),
-            other => AppError::Internal(other.into()),
+            ServiceError::NotFound(missing) => AppError::NotFound(missing.to_string()),
+            ServiceError::Invalid(errors) => AppError::Unprocessable(
+                errors
+                    .first()
+                    .map_or_else(|| errors.to_string(), |e| e.message.clone()),
+            ),
+            ServiceError::Conflict(e) => AppError::Conflict(e.message),
+            ServiceError::Refused(r) => AppError::Refused(r),
+            ServiceError::Unavailable(m) => AppError::Unavailable(m),
+            ServiceError::Internal(e) => AppError::Internal(e),
         }
+    }
+}
+
+/// The status a refusal answers with, on an error page or on the page that was refused.
+pub fn refused_status(r: &Refused) -> StatusCode {
+    match r {
+        Refused::Invocation(Refusal::RequestLimitExceeded { .. }) => StatusCode::TOO_MANY_REQUESTS,
+        Refused::Invocation(Refusal::InsufficientBalance(_)) => StatusCode::PAYMENT_REQUIRED,
+        Refused::Invocation(Refusal::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        Refused::TraceOff { .. } | Refused::EventEnded(_) => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -42,6 +77,13 @@ impl IntoResponse for AppError {
         match &self {
             AppError::NotFound(m) => error_page(StatusCode::NOT_FOUND, "Not found", m),
             AppError::BadRequest(m) => error_page(StatusCode::BAD_REQUEST, "Bad request", m),
+            AppError::Conflict(m) => error_page(StatusCode::CONFLICT, "Conflict", m),
+            AppError::Unprocessable(m) => {
+                error_page(StatusCode::UNPROCESSABLE_ENTITY, "Not accepted", m)
+            }
+            AppError::Refused(r) => {
+                error_page(refused_status(r), "Not possible now", &r.to_string())
+            }
             AppError::Unavailable(m) => {
                 error_page(StatusCode::SERVICE_UNAVAILABLE, "The store cannot write", m)
             }

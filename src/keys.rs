@@ -5,21 +5,13 @@ use crate::clock::Millis;
 use crate::domain::api_key::{
     generate, validate_description, validate_secret_id, validate_secret_key,
 };
-use crate::domain::rules::FieldError;
+use crate::service::{Missing, ServiceError, ServiceResult};
 use crate::store::{ApiKey, Store, StoreError};
 
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("{}", .0.message)]
-    Invalid(FieldError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 /// Creates a new enabled key with a generated SecretId and SecretKey.
-pub async fn create(store: &dyn Store, description: &str, now: Millis) -> Result<ApiKey, KeyError> {
+pub async fn create(store: &dyn Store, description: &str, now: Millis) -> ServiceResult<ApiKey> {
     let description = description.trim();
-    validate_description(description).map_err(KeyError::Invalid)?;
+    validate_description(description)?;
     // A generated SecretId is 32 random characters: a clash is practically impossible, but a
     // second try costs nothing.
     for _ in 0..2 {
@@ -38,6 +30,35 @@ pub async fn create(store: &dyn Store, description: &str, now: Millis) -> Result
         }
     }
     Err(StoreError::Conflict.into())
+}
+
+/// Enables or disables a key; requests signed with a disabled key are refused at once.
+pub async fn set_enabled(
+    state: &crate::app::AppState,
+    secret_id: &str,
+    enabled: bool,
+) -> ServiceResult<()> {
+    let changed = state.store.set_api_key_enabled(secret_id, enabled).await;
+    // After the change, so that no lookup in between caches the old state again.
+    state.keys.forget(secret_id);
+    changed.map_err(|e| not_found_as_missing(e, secret_id))?;
+    tracing::info!(secret_id = %secret_id, enabled, "API key changed");
+    Ok(())
+}
+
+pub async fn delete(state: &crate::app::AppState, secret_id: &str) -> ServiceResult<()> {
+    let deleted = state.store.delete_api_key(secret_id).await;
+    state.keys.forget(secret_id);
+    deleted.map_err(|e| not_found_as_missing(e, secret_id))?;
+    tracing::info!(secret_id = %secret_id, "API key deleted");
+    Ok(())
+}
+
+fn not_found_as_missing(e: StoreError, secret_id: &str) -> ServiceError {
+    match e {
+        StoreError::NotFound => ServiceError::NotFound(Missing::ApiKey(secret_id.into())),
+        e => e.into(),
+    }
 }
 
 /// Creates or updates the key named by `SCF_SECRET_ID` / `SCF_SECRET_KEY`.

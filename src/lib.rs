@@ -16,6 +16,8 @@ pub mod error;
 pub mod keys;
 /// SCF API 3.0: signatures, actions, models and error codes.
 pub mod scf;
+/// The use cases both doors share, with typed outcomes.
+pub mod service;
 /// Persistence behind one interface.
 pub mod store;
 /// Console pages, fragments and static assets.

@@ -1,6 +1,8 @@
 //! SCF API errors: a code from the SCF error catalogue and a message in the user's terms.
 
 use crate::domain::rules::{FieldError, FieldErrors};
+use crate::engine::admission::Refusal;
+use crate::service::{Missing, Refused, ServiceError};
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +54,45 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = ?e, "store error in API call");
         ApiError::internal()
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound(missing) => {
+                let code = match &missing {
+                    Missing::Namespace { .. } => "ResourceNotFound.Namespace",
+                    Missing::Function(_) => "ResourceNotFound.Function",
+                    Missing::Event { .. } => "ResourceNotFound.AsyncEvent",
+                    Missing::ApiKey(_) | Missing::Item => "ResourceNotFound",
+                };
+                ApiError::new(code, missing.to_string())
+            }
+            ServiceError::Invalid(errors) => errors.into(),
+            // Not a parameter's fault: said without the parameter's name.
+            ServiceError::Conflict(e) => ApiError::new(e.code, e.message),
+            ServiceError::Refused(r) => {
+                let code = match &r {
+                    Refused::TraceOff { .. } | Refused::EventEnded(_) => {
+                        "FailedOperation.AsyncEventStatus"
+                    }
+                    Refused::Invocation(Refusal::RequestLimitExceeded { .. }) => {
+                        "RequestLimitExceeded"
+                    }
+                    Refused::Invocation(Refusal::InsufficientBalance(_)) => {
+                        "ResourceUnavailable.InsufficientBalance"
+                    }
+                    Refused::Invocation(Refusal::Unavailable(_)) => "InternalError",
+                };
+                ApiError::new(code, r.to_string())
+            }
+            ServiceError::Unavailable(message) => ApiError::new("InternalError", message),
+            ServiceError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error in API call");
+                ApiError::internal()
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use super::{Call, functions};
 use crate::domain::event_query::{
     EventFilter, EventOrderBy, check_range, format_scf_time_ms, parse_scf_time, statuses_from_scf,
 };
+use crate::service::events;
 use crate::store::EventPageQuery;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -60,15 +61,8 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: ListAsyncEventsRequest = parse(call.action, params)?;
     functions::check_qualifier(req.qualifier.as_deref())?;
     let f = functions::function(call, &req.function_name, req.namespace).await?;
-    if !f.trace_enable {
-        return Err(ApiError::new(
-            "FailedOperation.AsyncEventStatus",
-            format!(
-                "Status trace is off for function {}: async event status is not recorded or queried.",
-                f.name
-            ),
-        ));
-    }
+    // Refused before the parameters are looked at: no query at all while trace is off.
+    events::require_trace(&f)?;
     let mut statuses = Vec::new();
     for name in &req.status {
         let found = statuses_from_scf(name).ok_or_else(|| {
@@ -113,21 +107,15 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         order_by,
         ascending,
     };
-    let store = &call.state.store;
-    let events = store
-        .list_events(
-            f.id,
-            &filter,
-            &EventPageQuery {
-                offset,
-                limit,
-                after: None,
-            },
-        )
-        .await?;
-    let total = store.count_matching_events(f.id, &filter).await?;
+    let page = EventPageQuery {
+        offset,
+        limit,
+        after: None,
+    };
+    let found = events::list(call.state, &f, &filter, &page).await?;
     let tz = call.tz();
-    let list: Vec<Value> = events
+    let list: Vec<Value> = found
+        .events
         .iter()
         .map(|e| {
             json!({
@@ -140,5 +128,5 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
             })
         })
         .collect();
-    Ok(json!({ "TotalCount": total, "EventList": list }))
+    Ok(json!({ "TotalCount": found.total, "EventList": list }))
 }

@@ -6,11 +6,11 @@ use super::error::{ApiError, ApiResult};
 use super::params::{self, parse};
 use super::{Call, format_time};
 use crate::domain::function::{
-    CodeFile, CodeInput, ConfigDraft, EnvVar, FunctionDraft, bool_str, validate_code_update,
-    validate_config, validate_function_name, validate_new_function,
+    CodeFile, CodeInput, ConfigDraft, EnvVar, FunctionDraft, bool_str, validate_function_name,
 };
 use crate::domain::namespace::{DEFAULT_NAMESPACE, is_valid_namespace_name};
-use crate::store::{Function, FunctionKey, FunctionOrder, FunctionQuery, StoreError};
+use crate::service;
+use crate::store::{Function, FunctionKey, FunctionOrder, FunctionQuery};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -135,6 +135,13 @@ fn unzip(base64_zip: &str) -> ApiResult<Vec<CodeFile>> {
 
 /// The namespace a call names (default `default`), checked to exist.
 async fn namespace(call: &Call<'_>, given: Option<String>) -> ApiResult<String> {
+    let name = namespace_name(given)?;
+    service::namespaces::get(call.state, &call.region, &name).await?;
+    Ok(name)
+}
+
+/// The namespace a call names, `default` when it names none.
+fn namespace_name(given: Option<String>) -> ApiResult<String> {
     let name = given
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
@@ -142,18 +149,6 @@ async fn namespace(call: &Call<'_>, given: Option<String>) -> ApiResult<String> 
         return Err(ApiError::new(
             "InvalidParameterValue.Namespace",
             "Namespace names are 1-30 characters of letters, digits, - and _.",
-        ));
-    }
-    if call
-        .state
-        .store
-        .get_namespace(&call.region, &name)
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::new(
-            "ResourceNotFound.Namespace",
-            format!("Namespace {name} does not exist in {}.", call.region),
         ));
     }
     Ok(name)
@@ -170,52 +165,20 @@ pub(super) fn check_qualifier(qualifier: Option<&str>) -> ApiResult<()> {
     }
 }
 
-/// Looks a function up by the name a call gives. The function is read first: the namespace
-/// is only looked at to say which of the two is missing.
+/// Looks a function up by the name a call gives, once the names are well formed.
 pub(super) async fn function(
     call: &Call<'_>,
     name: &str,
     namespace_name: Option<String>,
 ) -> ApiResult<Function> {
-    let namespace = namespace_name
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
-    if !is_valid_namespace_name(&namespace) {
-        return Err(ApiError::new(
-            "InvalidParameterValue.Namespace",
-            "Namespace names are 1-30 characters of letters, digits, - and _.",
-        ));
-    }
+    let namespace = self::namespace_name(namespace_name)?;
     validate_function_name(name).map_err(ApiError::from)?;
     let key = FunctionKey {
         region: call.region.clone(),
         namespace,
         name: name.to_string(),
     };
-    if let Some(f) = call.state.store.get_function(&key).await? {
-        return Ok(f);
-    }
-    self::namespace(call, Some(key.namespace.clone())).await?;
-    Err(not_found(&key))
-}
-
-fn not_found(key: &FunctionKey) -> ApiError {
-    ApiError::new(
-        "ResourceNotFound.Function",
-        format!(
-            "Function {} does not exist in namespace {}.",
-            key.name, key.namespace
-        ),
-    )
-}
-
-/// The answer to a write on a function: nothing but the RequestId, or the function is gone.
-fn done<T>(f: &Function, result: crate::store::StoreResult<T>) -> ApiResult<Value> {
-    match result {
-        Ok(_) => Ok(json!({})),
-        Err(StoreError::NotFound) => Err(not_found(&f.key())),
-        Err(e) => Err(e.into()),
-    }
+    Ok(service::functions::get(call.state, &key).await?)
 }
 
 fn environment_json(vars: &[EnvVar]) -> Value {
@@ -294,35 +257,8 @@ pub async fn create(call: &Call<'_>, params: Value) -> ApiResult<Value> {
             qps_limit: String::new(),
         },
     };
-    let new = validate_new_function(&draft, &call.state.interpreters)?;
-    match call
-        .state
-        .store
-        .create_function(
-            &call.region,
-            &namespace,
-            &new,
-            call.state.clock.now_millis(),
-        )
-        .await
-    {
-        Ok(f) => {
-            tracing::info!(function = %f.name, namespace = %namespace, "function created through the API");
-            Ok(json!({}))
-        }
-        Err(StoreError::Conflict) => Err(ApiError::new(
-            "ResourceInUse.Function",
-            format!(
-                "A function named {} already exists in namespace {namespace}.",
-                new.name
-            ),
-        )),
-        Err(StoreError::NotFound) => Err(ApiError::new(
-            "ResourceNotFound.Namespace",
-            format!("Namespace {namespace} does not exist in {}.", call.region),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    service::functions::create(call.state, &call.region, &namespace, &draft).await?;
+    Ok(json!({}))
 }
 
 #[derive(Deserialize)]
@@ -521,18 +457,13 @@ pub async fn delete(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: DeleteFunctionRequest = parse(call.action, params)?;
     check_qualifier(req.qualifier.as_deref())?;
     let f = function(call, &req.function_name, req.namespace).await?;
-    let deleted = call.state.engine.delete_function(&f).await;
-    done(&f, deleted)
+    service::functions::delete(call.state, &f).await?;
+    Ok(json!({}))
 }
 
 async fn save_config(call: &Call<'_>, f: &Function, draft: &ConfigDraft) -> ApiResult<Value> {
-    let config = validate_config(draft, f.async_run_enable)?;
-    let saved = call
-        .state
-        .store
-        .update_function_config(&f.key(), &config, call.state.clock.now_millis())
-        .await;
-    done(f, saved)
+    service::functions::update_configuration(call.state, f, draft).await?;
+    Ok(json!({}))
 }
 
 #[derive(Deserialize)]
@@ -637,15 +568,9 @@ pub async fn update_code(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         },
     };
     let package = code.package()?;
-    let runtime = f.runtime().ok_or_else(ApiError::internal)?;
     let handler = req.handler.unwrap_or_else(|| f.handler.clone());
-    let update = validate_code_update(&handler, runtime, CodeInput::Package(package))?;
-    let saved = call
-        .state
-        .store
-        .update_function_code(&f.key(), &update, call.state.clock.now_millis())
-        .await;
-    done(&f, saved)
+    service::functions::update_code(call.state, &f, &handler, CodeInput::Package(package)).await?;
+    Ok(json!({}))
 }
 
 #[derive(Deserialize)]

@@ -3,8 +3,7 @@
 use super::error::{ApiError, ApiResult};
 use super::params::{self, parse};
 use super::{Call, format_time};
-use crate::domain::namespace::{validate_namespace_deletion, validate_new_namespace};
-use crate::store::StoreError;
+use crate::service;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -92,28 +91,8 @@ struct CreateNamespaceRequest {
 pub async fn create(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: CreateNamespaceRequest = parse(call.action, params)?;
     let description = req.description.unwrap_or_default();
-    validate_new_namespace(&req.namespace, &description)?;
-    match call
-        .state
-        .store
-        .create_namespace(
-            &call.region,
-            &req.namespace,
-            &description,
-            call.state.clock.now_millis(),
-        )
-        .await
-    {
-        Ok(_) => Ok(json!({})),
-        Err(StoreError::Conflict) => Err(ApiError::new(
-            "ResourceInUse.Namespace",
-            format!(
-                "Namespace {} already exists in {}.",
-                req.namespace, call.region
-            ),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    service::namespaces::create(call.state, &call.region, &req.namespace, &description).await?;
+    Ok(json!({}))
 }
 
 #[derive(Deserialize)]
@@ -124,28 +103,6 @@ struct DeleteNamespaceRequest {
 
 pub async fn delete(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: DeleteNamespaceRequest = parse(call.action, params)?;
-    validate_namespace_deletion(&req.namespace)?;
-    match call
-        .state
-        .store
-        .delete_namespace(&call.region, &req.namespace)
-        .await
-    {
-        Ok(()) => Ok(json!({})),
-        Err(StoreError::NotEmpty) => Err(ApiError::new(
-            "FailedOperation.DeleteNamespace",
-            format!(
-                "Namespace {} still has functions; delete them first. Nothing was deleted.",
-                req.namespace
-            ),
-        )),
-        Err(StoreError::NotFound) => Err(ApiError::new(
-            "ResourceNotFound.Namespace",
-            format!(
-                "Namespace {} does not exist in {}.",
-                req.namespace, call.region
-            ),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    service::namespaces::delete(call.state, &call.region, &req.namespace).await?;
+    Ok(json!({}))
 }

@@ -9,8 +9,9 @@ use super::{HxRequest, urls};
 use crate::app::AppState;
 use crate::clock::{Millis, format_rfc3339};
 use crate::domain::event::EventStatus;
-use crate::error::{AppError, AppResult};
-use crate::store::{EventRecord, Function, Termination, TimelineEntry};
+use crate::error::AppResult;
+use crate::service::events;
+use crate::store::{EventRecord, TimelineEntry};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -142,35 +143,13 @@ fn detail(url: String, e: EventRecord, timeline: Vec<TimelineEntry>) -> Detail {
     }
 }
 
-/// The event, if the user may see it: it belongs to this function and was traced.
-async fn event_of(state: &AppState, f: &Function, request_id: &str) -> AppResult<EventRecord> {
-    let event = state
-        .store
-        .get_event(request_id)
-        .await?
-        .filter(|e| e.function_id == f.id)
-        .ok_or_else(|| {
-            AppError::NotFound(format!(
-                "Function {} has no async event {request_id}. Records are kept for the retention period after events end.",
-                f.name
-            ))
-        })?;
-    if !f.trace_enable || !event.traced {
-        return Err(AppError::NotFound(format!(
-            "Status trace is off for {}: async event status is not recorded or queried. Turn it on in the Configuration tab to record new events.",
-            f.name
-        )));
-    }
-    Ok(event)
-}
-
 async fn show(
     State(state): State<AppState>,
     Path((region, namespace, name, request_id)): Path<(String, String, String, String)>,
     HxRequest(hx): HxRequest,
 ) -> AppResult<Response> {
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
-    let event = event_of(&state, &f, &request_id).await?;
+    let event = events::get(&state, &f, &request_id).await?;
     let timeline = state.store.event_timeline(event.id).await?;
     let detail = detail(
         urls::event(&region, &namespace, &name, &request_id),
@@ -194,21 +173,10 @@ async fn terminate(
     FormFields(pairs): FormFields,
 ) -> AppResult<Redirect> {
     let (_, f) = load(&state, &region, &namespace, &name).await?;
-    event_of(&state, &f, &request_id).await?;
     let graceful = Fields(pairs)
         .get("GraceShutdown")
         .eq_ignore_ascii_case("true");
-    match state.engine.terminate(&request_id, graceful).await? {
-        Termination::AbortedWhileQueued | Termination::Running => {
-            tracing::info!(request_id = %request_id, graceful, "termination requested in the console");
-        }
-        Termination::NotRunning(status) => {
-            return Err(AppError::BadRequest(format!(
-                "The event is {} already: only queued or running events can be terminated.",
-                status.label().to_lowercase()
-            )));
-        }
-    }
+    events::terminate(&state, &f, &request_id, graceful).await?;
     Ok(Redirect::to(&urls::event(
         &region,
         &namespace,

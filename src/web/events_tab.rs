@@ -8,12 +8,13 @@ use super::shell::Shell;
 use super::urls;
 use crate::app::AppState;
 use crate::clock::{Millis, format_rfc3339, format_utc};
-use crate::domain::event::{EventStatus, INVOKE_TYPE_CONSOLE};
+use crate::domain::event::EventStatus;
 use crate::domain::event_query::{
     ALL_STATUSES, EventFilter, EventOrderBy, INVOKE_TYPES, console_name, status_from_console,
 };
-use crate::error::{AppError, AppResult};
-use crate::store::{EventPageQuery, EventStats, EventSummary, Function, Termination};
+use crate::error::AppResult;
+use crate::service::{self, events};
+use crate::store::{EventPageQuery, EventStats, EventSummary, Function};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -426,10 +427,7 @@ async fn stats_for(
     window: (Millis, Millis),
 ) -> AppResult<Stats> {
     let bucket = bucket_for(window.1 - window.0);
-    let s = state
-        .store
-        .event_stats(f.id, window.0, window.1, bucket)
-        .await?;
+    let s = events::stats(state, f, window, bucket).await?;
     Ok(stats_view(view, window, &s))
 }
 
@@ -518,9 +516,10 @@ pub struct Page {
 async fn build(state: &AppState, f: &Function, view: &mut View) -> AppResult<(Rows, Stats)> {
     let now = state.clock.now_millis();
     let (filter, window) = view.filter(now);
-    let store = &state.store;
-    let found = store.list_events(f.id, &filter, &view.page_query()).await?;
-    let total = store.count_matching_events(f.id, &filter).await?;
+    let events::EventPage {
+        events: found,
+        total,
+    } = events::list(state, f, &filter, &view.page_query()).await?;
     let keyset = view.sort.starts_with("start");
     let full = found.len() as u32 == view.size;
     let older_url = if !full {
@@ -612,11 +611,7 @@ async fn traced(
     name: &str,
 ) -> AppResult<(Shell, Function)> {
     let (shell, f) = load(state, region, namespace, name).await?;
-    if !f.trace_enable {
-        return Err(AppError::BadRequest(format!(
-            "Status trace is off for {name}: async event status is not recorded or queried."
-        )));
-    }
+    events::require_trace(&f)?;
     Ok((shell, f))
 }
 
@@ -797,41 +792,6 @@ async fn export_ndjson(
     export_response(state, region, namespace, name, q, "ndjson").await
 }
 
-/// At most this many events are terminated by one bulk request.
-const BULK_MAX: u32 = 10_000;
-
-/// The queued and running events the view matches.
-async fn terminable(state: &AppState, f: &Function, view: &mut View) -> AppResult<Vec<String>> {
-    let (mut filter, _) = view.filter(state.clock.now_millis());
-    let live = [EventStatus::Queued, EventStatus::Running];
-    filter.statuses = if filter.statuses.is_empty() {
-        live.to_vec()
-    } else {
-        filter
-            .statuses
-            .into_iter()
-            .filter(|s| live.contains(s))
-            .collect()
-    };
-    if filter.statuses.is_empty() {
-        return Ok(Vec::new());
-    }
-    filter.order_by = EventOrderBy::StartTime;
-    let events = state
-        .store
-        .list_events(
-            f.id,
-            &filter,
-            &EventPageQuery {
-                offset: 0,
-                limit: BULK_MAX,
-                after: None,
-            },
-        )
-        .await?;
-    Ok(events.into_iter().map(|e| e.request_id).collect())
-}
-
 #[derive(Template, WebTemplate)]
 #[template(path = "events/terminate.html")]
 pub struct ConfirmBulk {
@@ -849,7 +809,8 @@ async fn confirm_bulk(
 ) -> AppResult<ConfirmBulk> {
     let (shell, f) = traced(&state, &region, &namespace, &name).await?;
     let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));
-    let ids = terminable(&state, &f, &mut view).await?;
+    let (filter, _) = view.filter(state.clock.now_millis());
+    let ids = events::terminable(&state, &f, &filter).await?;
     Ok(ConfirmBulk {
         header: Header::new(&state, &shell, &f, "events"),
         shell,
@@ -870,17 +831,8 @@ async fn bulk_terminate(
     let graceful = Fields(form)
         .get("GraceShutdown")
         .eq_ignore_ascii_case("true");
-    let ids = terminable(&state, &f, &mut view).await?;
-    let mut done = 0;
-    for id in &ids {
-        match state.engine.terminate(id, graceful).await {
-            Ok(Termination::AbortedWhileQueued | Termination::Running) => done += 1,
-            // Ended meanwhile, or gone: nothing to do.
-            Ok(Termination::NotRunning(_)) | Err(crate::store::StoreError::NotFound) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    tracing::info!(function = %f.name, done, graceful, "bulk termination");
+    let (filter, _) = view.filter(state.clock.now_millis());
+    let done = events::terminate_matching(&state, &f, &filter, graceful).await?;
     Ok(Redirect::to(&format!("{}&done={done}", view.url(""))))
 }
 
@@ -889,20 +841,9 @@ async fn trace_on(
     Path((region, namespace, name)): Path<(String, String, String)>,
 ) -> AppResult<Redirect> {
     let (_, f) = load(&state, &region, &namespace, &name).await?;
-    if !f.async_run_enable {
-        return Err(AppError::BadRequest(
-            "Status trace needs async execution, which is chosen when a function is created."
-                .into(),
-        ));
-    }
     let mut draft = f.config_draft();
     draft.trace_enable = "TRUE".into();
-    let config = crate::domain::function::validate_config(&draft, true)
-        .map_err(|e| AppError::BadRequest(e.to_string()))?;
-    state
-        .store
-        .update_function_config(&f.key(), &config, state.clock.now_millis())
-        .await?;
+    service::functions::update_configuration(&state, &f, &draft).await?;
     Ok(Redirect::to(&base_url(&region, &namespace, &name)))
 }
 
@@ -910,24 +851,7 @@ async fn rerun(
     State(state): State<AppState>,
     Path((region, namespace, name, request_id)): Path<(String, String, String, String)>,
 ) -> AppResult<Response> {
-    let (_, f) = traced(&state, &region, &namespace, &name).await?;
-    let event = state
-        .store
-        .get_event(&request_id)
-        .await?
-        .filter(|e| e.function_id == f.id)
-        .ok_or_else(|| {
-            AppError::NotFound(format!("Function {name} has no async event {request_id}."))
-        })?;
-    match state
-        .engine
-        .invoke_async(&f, event.payload, INVOKE_TYPE_CONSOLE)
-        .await
-    {
-        Ok(id) => Ok(Redirect::to(&urls::event(&region, &namespace, &name, &id)).into_response()),
-        Err(crate::engine::InvokeError::Refused(r)) => Err(AppError::BadRequest(format!(
-            "Not re-run: {r} No event was recorded."
-        ))),
-        Err(e @ crate::engine::InvokeError::Store(_)) => Err(AppError::Unavailable(e.to_string())),
-    }
+    let (_, f) = load(&state, &region, &namespace, &name).await?;
+    let id = events::rerun(&state, &f, &request_id).await?;
+    Ok(Redirect::to(&urls::event(&region, &namespace, &name, &id)).into_response())
 }

@@ -6,10 +6,11 @@ use super::urls;
 use super::wizard::AdvancedFields;
 use crate::app::AppState;
 use crate::clock::{Millis, format_rfc3339, format_utc};
-use crate::domain::function::{CodeInput, handler_file, validate_code_update, validate_config};
+use crate::domain::function::{CodeInput, handler_file, validate_config};
 use crate::domain::rules::FieldErrors;
 use crate::error::AppResult;
-use crate::store::{Function, FunctionKey, StoreError};
+use crate::service::{self, ServiceError};
+use crate::store::{Function, FunctionKey};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -136,11 +137,7 @@ pub(super) async fn load(
         namespace: namespace.into(),
         name: name.into(),
     };
-    let function = state
-        .store
-        .get_function(&key)
-        .await?
-        .ok_or_else(|| super::functions::not_found(&key))?;
+    let function = service::functions::get(state, &key).await?;
     Ok((shell, function))
 }
 
@@ -214,31 +211,26 @@ async fn save_config(
         )
             .into_response());
     }
-    let config = match validate_config(&draft, f.async_run_enable) {
-        Ok(c) => c,
-        Err(errors) => {
-            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page(errors, 0, false)).into_response());
-        }
-    };
     // Turning status trace off stops recording and starts the clock on existing records, so it
-    // is confirmed first; the confirmation re-posts the same form.
-    if f.trace_enable && !config.trace_enable && fields.get("ConfirmTraceOff") != "yes" {
-        return Ok(page(FieldErrors::default(), 0, true).into_response());
+    // is confirmed first; the confirmation re-posts the same form. A form with errors shows
+    // them rather than the question.
+    if f.trace_enable && !draft.is_trace_enabled() && fields.get("ConfirmTraceOff") != "yes" {
+        return Ok(match validate_config(&draft, f.async_run_enable) {
+            Ok(_) => page(FieldErrors::default(), 0, true).into_response(),
+            Err(errors) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, page(errors, 0, false)).into_response()
+            }
+        });
     }
-    match state
-        .store
-        .update_function_config(&f.key(), &config, state.clock.now_millis())
-        .await
-    {
-        Ok(updated) => {
-            tracing::info!(function = %updated.name, trace_enable = updated.trace_enable, "configuration saved");
-            Ok(Redirect::to(&format!(
-                "{}?saved=1",
-                urls::function_tab(&region, &namespace, &name, "config")
-            ))
-            .into_response())
+    match service::functions::update_configuration(&state, &f, &draft).await {
+        Ok(_) => Ok(Redirect::to(&format!(
+            "{}?saved=1",
+            urls::function_tab(&region, &namespace, &name, "config")
+        ))
+        .into_response()),
+        Err(ServiceError::Invalid(errors)) => {
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page(errors, 0, false)).into_response())
         }
-        Err(StoreError::NotFound) => Err(super::functions::not_found(&f.key())),
         Err(e) => Err(e.into()),
     }
 }
@@ -298,24 +290,13 @@ async fn save_code(
     let fields = Fields(pairs);
     let handler = fields.get("Handler").to_string();
     let code = fields.get("Code").replace("\r\n", "\n");
-    let runtime = f
-        .runtime()
-        .ok_or_else(|| anyhow::anyhow!("function {} has unknown runtime {}", f.name, f.runtime))?;
-    match validate_code_update(&handler, runtime, CodeInput::Inline(&code)) {
-        Ok(update) => match state
-            .store
-            .update_function_code(&f.key(), &update, state.clock.now_millis())
-            .await
-        {
-            Ok(_) => Ok(Redirect::to(&format!(
-                "{}?saved=1",
-                urls::function_tab(&region, &namespace, &name, "code")
-            ))
-            .into_response()),
-            Err(StoreError::NotFound) => Err(super::functions::not_found(&f.key())),
-            Err(e) => Err(e.into()),
-        },
-        Err(errors) => {
+    match service::functions::update_code(&state, &f, &handler, CodeInput::Inline(&code)).await {
+        Ok(_) => Ok(Redirect::to(&format!(
+            "{}?saved=1",
+            urls::function_tab(&region, &namespace, &name, "code")
+        ))
+        .into_response()),
+        Err(ServiceError::Invalid(errors)) => {
             let file = f
                 .runtime()
                 .map(|r| handler_file(&handler, r))
@@ -332,5 +313,6 @@ async fn save_code(
             };
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
+        Err(e) => Err(e.into()),
     }
 }

@@ -4,8 +4,9 @@ use super::shell::{Section, Shell};
 use super::{HxRequest, urls};
 use crate::app::AppState;
 use crate::clock::{format_rfc3339, format_utc};
-use crate::error::{AppError, AppResult};
-use crate::store::{Function, FunctionKey, FunctionQuery, StoreError};
+use crate::error::AppResult;
+use crate::service;
+use crate::store::{Function, FunctionKey, FunctionQuery};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -200,11 +201,7 @@ async fn confirm_delete(
         namespace,
         name,
     };
-    let function = state
-        .store
-        .get_function(&key)
-        .await?
-        .ok_or_else(|| not_found(&key))?;
+    let function = service::functions::get(&state, &key).await?;
     Ok(DeletePage {
         shell,
         events: state.store.count_events(function.id).await?,
@@ -222,28 +219,11 @@ async fn delete(
         namespace,
         name,
     };
-    let function = state
-        .store
-        .get_function(&key)
-        .await?
-        .ok_or_else(|| not_found(&key))?;
-    match state.engine.delete_function(&function).await {
-        Ok(()) => {
-            tracing::info!(function = %key.name, namespace = %key.namespace, "function deleted");
-            Ok(Redirect::to(&format!(
-                "{}?deleted={}",
-                urls::functions(&key.region, &key.namespace),
-                urlencode(&key.name)
-            )))
-        }
-        Err(StoreError::NotFound) => Err(not_found(&key)),
-        Err(e) => Err(e.into()),
-    }
-}
-
-pub fn not_found(key: &FunctionKey) -> AppError {
-    AppError::NotFound(format!(
-        "Function {} does not exist in namespace {} of {}.",
-        key.name, key.namespace, key.region
-    ))
+    let function = service::functions::get(&state, &key).await?;
+    service::functions::delete(&state, &function).await?;
+    Ok(Redirect::to(&format!(
+        "{}?deleted={}",
+        urls::functions(&key.region, &key.namespace),
+        urlencode(&key.name)
+    )))
 }

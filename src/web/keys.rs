@@ -6,9 +6,10 @@ use super::urls;
 use crate::app::AppState;
 use crate::clock::{format_rfc3339, format_utc};
 use crate::domain::rules::FieldErrors;
-use crate::error::{AppError, AppResult};
-use crate::keys::{self, KeyError};
-use crate::store::{ApiKey, StoreError};
+use crate::error::AppResult;
+use crate::keys;
+use crate::service::{Missing, ServiceError};
+use crate::store::ApiKey;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -145,25 +146,12 @@ async fn create(
             .await?
             .into_response())
         }
-        Err(KeyError::Invalid(e)) => {
-            let page = page(
-                &state,
-                &region,
-                &namespace,
-                description,
-                e.into(),
-                None,
-                None,
-            )
-            .await?;
+        Err(ServiceError::Invalid(errors)) => {
+            let page = page(&state, &region, &namespace, description, errors, None, None).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
-        Err(KeyError::Store(e)) => Err(e.into()),
+        Err(e) => Err(e.into()),
     }
-}
-
-fn key_not_found(id: &str) -> AppError {
-    AppError::NotFound(format!("There is no API key {id}."))
 }
 
 async fn set_enabled(
@@ -173,18 +161,12 @@ async fn set_enabled(
     id: &str,
     enabled: bool,
 ) -> AppResult<Redirect> {
-    let changed = state.store.set_api_key_enabled(id, enabled).await;
-    // After the change, so that no lookup in between caches the old state again.
-    state.keys.forget(id);
-    match changed {
-        Ok(()) => Ok(Redirect::to(&format!(
-            "{}?done={}",
-            urls::api_keys(region, namespace),
-            if enabled { "enabled" } else { "disabled" }
-        ))),
-        Err(StoreError::NotFound) => Err(key_not_found(id)),
-        Err(e) => Err(e.into()),
-    }
+    keys::set_enabled(state, id, enabled).await?;
+    Ok(Redirect::to(&format!(
+        "{}?done={}",
+        urls::api_keys(region, namespace),
+        if enabled { "enabled" } else { "disabled" }
+    )))
 }
 
 async fn enable(
@@ -224,7 +206,7 @@ async fn confirm_delete(
         .store
         .get_api_key(&id)
         .await?
-        .ok_or_else(|| key_not_found(&id))?;
+        .ok_or_else(|| ServiceError::NotFound(Missing::ApiKey(id.clone())))?;
     Ok(DeletePage {
         shell,
         secret_id: key.secret_id,
@@ -235,17 +217,9 @@ async fn delete(
     State(state): State<AppState>,
     Path((region, namespace, id)): Path<(String, String, String)>,
 ) -> AppResult<Redirect> {
-    let deleted = state.store.delete_api_key(&id).await;
-    state.keys.forget(&id);
-    match deleted {
-        Ok(()) => {
-            tracing::info!(secret_id = %id, "API key deleted");
-            Ok(Redirect::to(&format!(
-                "{}?done=deleted",
-                urls::api_keys(&region, &namespace)
-            )))
-        }
-        Err(StoreError::NotFound) => Err(key_not_found(&id)),
-        Err(e) => Err(e.into()),
-    }
+    keys::delete(&state, &id).await?;
+    Ok(Redirect::to(&format!(
+        "{}?done=deleted",
+        urls::api_keys(&region, &namespace)
+    )))
 }

@@ -5,12 +5,11 @@ use super::shell::{Section, Shell};
 use super::urls;
 use crate::app::AppState;
 use crate::clock::{format_rfc3339, format_utc};
-use crate::domain::namespace::{
-    DEFAULT_NAMESPACE, parse_quota, validate_namespace_deletion, validate_new_namespace,
-};
-use crate::domain::rules::{FieldError, FieldErrors};
-use crate::error::{AppError, AppResult};
-use crate::store::{Namespace, StoreError};
+use crate::domain::namespace::{DEFAULT_NAMESPACE, validate_namespace_deletion};
+use crate::domain::rules::FieldErrors;
+use crate::error::AppResult;
+use crate::service::{self, ServiceError};
+use crate::store::Namespace;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -63,13 +62,7 @@ async fn settings_page(
         format!("Namespace {target}"),
     )
     .await?;
-    let billing = state
-        .store
-        .namespace_billing(region, target)
-        .await?
-        .ok_or_else(|| {
-            AppError::NotFound(format!("Namespace {target} does not exist in {region}."))
-        })?;
+    let billing = service::namespaces::billing(state, region, target).await?;
     Ok(SettingsPage {
         shell,
         target: target.to_string(),
@@ -110,29 +103,20 @@ async fn save_settings(
 ) -> AppResult<Response> {
     let fields = Fields(pairs);
     let suspended = fields.get("Suspended").eq_ignore_ascii_case("TRUE");
-    let quota = match parse_quota(fields.get("InvocationQuota")) {
-        Ok(q) => q,
-        Err(e) => {
-            let mut page = settings_page(&state, &region, &namespace, &target).await?;
-            page.suspended = suspended;
-            page.quota = fields.get("InvocationQuota").to_string();
-            page.errors = e.into();
-            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
-        }
-    };
-    match state
-        .store
-        .set_namespace_billing(&region, &target, suspended, quota)
-        .await
-    {
+    let quota = fields.get("InvocationQuota");
+    match service::namespaces::set_billing(&state, &region, &target, suspended, quota).await {
         Ok(()) => Ok(Redirect::to(&format!(
             "{}?saved=1",
             urls::namespace_settings(&region, &namespace, &target)
         ))
         .into_response()),
-        Err(StoreError::NotFound) => Err(AppError::NotFound(format!(
-            "Namespace {target} does not exist in {region}."
-        ))),
+        Err(ServiceError::Invalid(errors)) => {
+            let mut page = settings_page(&state, &region, &namespace, &target).await?;
+            page.suspended = suspended;
+            page.quota = quota.to_string();
+            page.errors = errors;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -235,19 +219,6 @@ async fn create(
     let fields = Fields(pairs);
     let name = fields.get("Namespace").trim().to_string();
     let description = fields.get("Description").trim().to_string();
-    let refuse = |error: FieldError| async {
-        let page = page(
-            &state,
-            &region,
-            &namespace,
-            name.clone(),
-            description.clone(),
-            error.into(),
-            None,
-        )
-        .await?;
-        Ok::<_, AppError>((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
-    };
     // Check the region before anything is written.
     Shell::load(
         &state,
@@ -257,29 +228,20 @@ async fn create(
         "Namespaces",
     )
     .await?;
-    if let Err(e) = validate_new_namespace(&name, &description) {
-        return refuse(e).await;
-    }
-    match state
-        .store
-        .create_namespace(&region, &name, &description, state.clock.now_millis())
-        .await
-    {
-        Ok(_) => Ok(Redirect::to(&format!(
-            "{}?created={name}",
-            urls::namespaces(&region, &namespace)
-        ))
-        .into_response()),
-        Err(StoreError::Conflict) => {
-            refuse(FieldError::new(
-                "Namespace",
-                "ResourceInUse.Namespace",
-                format!("Namespace {name} already exists in {region}."),
+    let errors = match service::namespaces::create(&state, &region, &name, &description).await {
+        Ok(_) => {
+            return Ok(Redirect::to(&format!(
+                "{}?created={name}",
+                urls::namespaces(&region, &namespace)
             ))
-            .await
+            .into_response());
         }
-        Err(e) => Err(e.into()),
-    }
+        Err(ServiceError::Invalid(errors)) => errors,
+        Err(ServiceError::Conflict(taken)) => FieldErrors::from(taken),
+        Err(e) => return Err(e.into()),
+    };
+    let page = page(&state, &region, &namespace, name, description, errors, None).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 
 #[derive(Template, WebTemplate)]
@@ -303,14 +265,8 @@ async fn confirm_delete(
         format!("Delete namespace {target}"),
     )
     .await?;
-    validate_namespace_deletion(&target).map_err(|e| AppError::BadRequest(e.message))?;
-    let ns = state
-        .store
-        .get_namespace(&region, &target)
-        .await?
-        .ok_or_else(|| {
-            AppError::NotFound(format!("Namespace {target} does not exist in {region}."))
-        })?;
+    validate_namespace_deletion(&target).map_err(ServiceError::from)?;
+    let ns = service::namespaces::get(&state, &region, &target).await?;
     Ok(DeletePage {
         target_functions_url: urls::functions(&region, &target),
         shell,
@@ -323,28 +279,16 @@ async fn delete(
     State(state): State<AppState>,
     Path((region, namespace, target)): Path<(String, String, String)>,
 ) -> AppResult<Response> {
-    validate_namespace_deletion(&target).map_err(|e| AppError::BadRequest(e.message))?;
-    match state.store.delete_namespace(&region, &target).await {
-        Ok(()) => {
-            tracing::info!(namespace = %target, region = %region, "namespace deleted");
-            // Deleting the namespace you stand in takes you back to default.
-            let here = if target == namespace {
-                DEFAULT_NAMESPACE
-            } else {
-                namespace.as_str()
-            };
-            Ok(Redirect::to(&format!(
-                "{}?deleted={target}",
-                urls::namespaces(&region, here)
-            ))
-            .into_response())
-        }
-        Err(StoreError::NotEmpty) => Err(AppError::BadRequest(format!(
-            "Namespace {target} still has functions. Delete them first; nothing was deleted."
-        ))),
-        Err(StoreError::NotFound) => Err(AppError::NotFound(format!(
-            "Namespace {target} does not exist in {region}."
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    service::namespaces::delete(&state, &region, &target).await?;
+    // Deleting the namespace you stand in takes you back to default.
+    let here = if target == namespace {
+        DEFAULT_NAMESPACE
+    } else {
+        namespace.as_str()
+    };
+    Ok(Redirect::to(&format!(
+        "{}?deleted={target}",
+        urls::namespaces(&region, here)
+    ))
+    .into_response())
 }

@@ -6,12 +6,13 @@ use super::function_page::{Header, load};
 use super::shell::Shell;
 use super::urls;
 use crate::app::AppState;
-use crate::domain::event::{INVOKE_TYPE_CONSOLE, validate_payload};
+use crate::domain::event::INVOKE_TYPE_CONSOLE;
 use crate::domain::rules::FieldErrors;
 use crate::domain::template::SAMPLE_EVENTS;
-use crate::engine::admission::Refusal;
-use crate::engine::{InvokeError, SyncResult};
-use crate::error::{AppError, AppResult};
+use crate::engine::SyncResult;
+use crate::error::{AppResult, refused_status};
+use crate::service::ServiceError;
+use crate::service::events::{self, Invocation};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -108,7 +109,8 @@ async fn invoke(
         payload = json.to_string();
         sample = n.to_string();
     }
-    let asynchronous = f.async_run_enable || fields.get("InvocationType") == "Event";
+    let wants_async = fields.get("InvocationType") == "Event";
+    let asynchronous = events::runs_async(&f, wants_async);
     let mut page = TestPage {
         header: Header::new(&state, &shell, &f, "test"),
         shell,
@@ -129,48 +131,28 @@ async fn invoke(
     if fields.get("_action") == "load-sample" {
         return Ok(page.into_response());
     }
-    let payload = match validate_payload(&payload, asynchronous) {
-        Ok(p) => p,
-        Err(e) => {
-            page.errors = e.into();
-            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
-        }
-    };
-    let outcome = if asynchronous {
-        state
-            .engine
-            .invoke_async(&f, payload, INVOKE_TYPE_CONSOLE)
-            .await
-            .map(|request_id| Answer::Accepted {
+    match events::invoke(&state, &f, &payload, wants_async, INVOKE_TYPE_CONSOLE).await {
+        Ok(Invocation::Accepted { request_id }) => {
+            page.answer = Some(Answer::Accepted {
                 url: urls::event(&region, &namespace, &name, &request_id),
                 request_id,
-            })
-    } else {
-        state
-            .engine
-            .invoke_sync(&f, &payload, INVOKE_TYPE_CONSOLE)
-            .await
-            .map(Answer::Ran)
-    };
-    match outcome {
-        Ok(answer) => {
-            page.answer = Some(answer);
+            });
             Ok(page.into_response())
         }
-        Err(InvokeError::Refused(
-            r @ (Refusal::RequestLimitExceeded { .. } | Refusal::InsufficientBalance(_)),
-        )) => {
-            let status = if matches!(r, Refusal::RequestLimitExceeded { .. }) {
-                StatusCode::TOO_MANY_REQUESTS
-            } else {
-                StatusCode::PAYMENT_REQUIRED
-            };
-            page.refused = Some(format!("Not invoked: {r} No event was recorded."));
+        Ok(Invocation::Ran(result)) => {
+            page.answer = Some(Answer::Ran(result));
+            Ok(page.into_response())
+        }
+        Err(ServiceError::Invalid(errors)) => {
+            page.errors = errors;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        // Said on the page, next to the payload the user may want to send again.
+        Err(ServiceError::Refused(r)) => {
+            let status = refused_status(&r);
+            page.refused = Some(r.to_string());
             Ok((status, page).into_response())
         }
-        Err(InvokeError::Refused(Refusal::Unavailable(e))) => {
-            Err(AppError::Internal(anyhow::anyhow!(e)))
-        }
-        Err(e @ InvokeError::Store(_)) => Err(AppError::Unavailable(e.to_string())),
+        Err(e) => Err(e.into()),
     }
 }

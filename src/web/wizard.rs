@@ -10,11 +10,11 @@ use crate::domain::function::EnvVar;
 use crate::domain::function::{
     ConfigDraft, FunctionDraft, validate_function_name, validate_new_function,
 };
-use crate::domain::rules::{FieldError, FieldErrors};
+use crate::domain::rules::FieldErrors;
 use crate::domain::runtime::{Availability, CATALOGUE, Language};
 use crate::domain::template::{self, FunctionTemplate, empty_code};
 use crate::error::{AppError, AppResult};
-use crate::store::{FunctionKey, StoreError};
+use crate::service::{self, ServiceError};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -312,46 +312,24 @@ async fn create(
         let page = form_page(&state, shell, template_id, draft, FieldErrors::from(e), 0);
         return Ok(invalid(page));
     }
-    let function = match validate_new_function(&draft, &state.interpreters) {
-        Ok(f) => f,
-        Err(errors) => {
-            return Ok(invalid(form_page(
-                &state,
-                shell,
-                template_id,
-                draft,
-                errors,
-                0,
-            )));
-        }
+    let refused = |errors| {
+        invalid(form_page(
+            &state,
+            shell,
+            template_id,
+            draft.clone(),
+            errors,
+            0,
+        ))
     };
-    match state
-        .store
-        .create_function(&region, &namespace, &function, state.clock.now_millis())
-        .await
-    {
-        Ok(created) => {
-            tracing::info!(function = %created.name, namespace = %namespace, runtime = %created.runtime, "function created");
-            Ok(Redirect::to(&format!(
-                "{}?created=1",
-                urls::function_tab(&region, &namespace, &created.name, "config")
-            ))
-            .into_response())
-        }
-        Err(StoreError::Conflict) => {
-            let errors = FieldErrors::from(name_taken(&function.name, &namespace));
-            Ok(invalid(form_page(
-                &state,
-                shell,
-                template_id,
-                draft,
-                errors,
-                0,
-            )))
-        }
-        Err(StoreError::NotFound) => Err(AppError::NotFound(format!(
-            "Namespace {namespace} no longer exists in region {region}."
-        ))),
+    match service::functions::create(&state, &region, &namespace, &draft).await {
+        Ok(created) => Ok(Redirect::to(&format!(
+            "{}?created=1",
+            urls::function_tab(&region, &namespace, &created.name, "config")
+        ))
+        .into_response()),
+        Err(ServiceError::Invalid(errors)) => Ok(refused(errors)),
+        Err(ServiceError::Conflict(taken)) => Ok(refused(FieldErrors::from(taken))),
         Err(e) => Err(e.into()),
     }
 }
@@ -360,16 +338,6 @@ async fn create(
 /// still show the page.
 fn invalid(page: impl IntoResponse) -> Response {
     (StatusCode::UNPROCESSABLE_ENTITY, page).into_response()
-}
-
-pub fn name_taken(name: &str, namespace: &str) -> FieldError {
-    FieldError::new(
-        "FunctionName",
-        "ResourceInUse.Function",
-        format!(
-            "A function named {name} already exists in namespace {namespace}. Choose another name."
-        ),
-    )
 }
 
 /// The message slot of one field, swapped in place as the user types.
@@ -413,18 +381,11 @@ async fn validate(
         .collect();
     // The name's uniqueness is known only to the store; check it once the shape is right. The
     // Configuration tab has no name field, so this runs only in the wizard.
-    if field == "FunctionName"
-        && message.is_none()
-        && validate_function_name(draft.function_name.trim()).is_ok()
-    {
-        let key = FunctionKey {
-            region,
-            namespace: namespace.clone(),
-            name: draft.function_name.trim().to_string(),
-        };
-        if state.store.get_function(&key).await?.is_some() {
-            message = Some(name_taken(&key.name, &namespace).message);
-        }
+    let name = draft.function_name.trim();
+    if field == "FunctionName" && message.is_none() && validate_function_name(name).is_ok() {
+        message = service::functions::name_taken_in(&state, &region, &namespace, name)
+            .await?
+            .map(|taken| taken.message);
     }
     Ok(FieldErrorSlot {
         field,

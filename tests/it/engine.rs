@@ -769,7 +769,7 @@ async fn with_status_trace_off_events_run_but_nothing_is_recorded() {
             function_url("default", "untraced", "events")
         ))
         .await;
-    assert_eq!(page.status.as_u16(), 404);
+    assert_eq!(page.status.as_u16(), 400);
     assert!(page.text(".error-page").contains("Status trace is off"));
 }
 

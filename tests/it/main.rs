@@ -4,6 +4,7 @@ mod support;
 
 mod api;
 mod browser;
+mod doors;
 mod engine;
 mod events;
 mod faults_runtime;

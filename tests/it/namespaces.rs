@@ -90,7 +90,7 @@ async fn default_cannot_be_deleted() {
     let default_row = page.text("table.data tbody tr");
     assert!(default_row.contains("always exists"), "{default_row}");
     let refused = app.post(&format!("{}/default/delete", ns_url()), &[]).await;
-    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(refused.text(".error-page").contains("cannot be deleted"));
 }
 
@@ -108,8 +108,8 @@ async fn a_namespace_with_functions_is_kept_until_they_are_deleted() {
         "no delete button while it holds functions"
     );
     let refused = app.post(&delete, &[]).await;
-    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-    assert!(refused.text(".error-page").contains("nothing was deleted"));
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(refused.text(".error-page").contains("Nothing was deleted"));
     assert_eq!(
         app.get(&functions_url("busy")).await.texts("a.fn-name"),
         vec!["worker"]

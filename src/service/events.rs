@@ -1,0 +1,259 @@
+//! Invocations and async events: invoke, re-run, terminate, and the queries status trace
+//! allows.
+
+use super::{Missing, Refused, ServiceError, ServiceResult};
+use crate::app::AppState;
+use crate::clock::Millis;
+use crate::domain::event::{EventStatus, INVOKE_TYPE_CONSOLE, validate_payload};
+use crate::domain::event_query::{EventFilter, EventOrderBy};
+use crate::engine::admission::Refusal;
+use crate::engine::{InvokeError, SyncResult};
+use crate::store::{
+    EventPageQuery, EventRecord, EventStats, EventSummary, Function, StoreError, Termination,
+};
+
+/// What an invocation answered.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Accepted and durable; it runs later.
+    Accepted { request_id: String },
+    /// Run while the caller waited.
+    Ran(SyncResult),
+}
+
+/// The answer when the engine did not take an invocation.
+fn not_accepted(e: InvokeError) -> ServiceError {
+    match e {
+        // The store could not be read, or no instance can be had: the reason is for the log,
+        // in the engine's words; the caller learns that nothing happened.
+        InvokeError::Refused(Refusal::Unavailable(why)) => {
+            tracing::error!(error = %why, "invocation could not be admitted");
+            ServiceError::Unavailable(
+                "The invocation was not accepted because the server cannot take it on right now. \
+                 Nothing was recorded and nothing will run; try again shortly."
+                    .into(),
+            )
+        }
+        InvokeError::Refused(r) => ServiceError::Refused(Refused::Invocation(r)),
+        // Said in full: the caller must know that the RequestId it did not get is not its
+        // fault, and that nothing will run.
+        e @ InvokeError::Store(_) => ServiceError::Unavailable(e.to_string()),
+    }
+}
+
+/// Async execution functions always run asynchronously; others when the caller asks for it.
+pub fn runs_async(f: &Function, wants_async: bool) -> bool {
+    f.async_run_enable || wants_async
+}
+
+/// Invokes a function with a JSON payload, asynchronously as `runs_async` says.
+pub async fn invoke(
+    state: &AppState,
+    f: &Function,
+    payload: &str,
+    wants_async: bool,
+    invoke_type: &str,
+) -> ServiceResult<Invocation> {
+    let asynchronous = runs_async(f, wants_async);
+    let payload = validate_payload(payload, asynchronous)?;
+    if asynchronous {
+        let request_id = state
+            .engine
+            .invoke_async(f, payload, invoke_type)
+            .await
+            .map_err(not_accepted)?;
+        return Ok(Invocation::Accepted { request_id });
+    }
+    let ran = state
+        .engine
+        .invoke_sync(f, &payload, invoke_type)
+        .await
+        .map_err(not_accepted)?;
+    Ok(Invocation::Ran(ran))
+}
+
+/// The refusal of every event query while status trace is off.
+pub fn require_trace(f: &Function) -> ServiceResult<()> {
+    if f.trace_enable {
+        Ok(())
+    } else {
+        Err(trace_off(f))
+    }
+}
+
+fn trace_off(f: &Function) -> ServiceError {
+    ServiceError::Refused(Refused::TraceOff {
+        function: f.name.clone(),
+    })
+}
+
+/// An event of `f`, whatever its trace: the RequestId of another function's event is as
+/// unknown here as one that never existed.
+async fn owned(state: &AppState, f: &Function, request_id: &str) -> ServiceResult<EventRecord> {
+    state
+        .store
+        .get_event(request_id)
+        .await?
+        .filter(|e| e.function_id == f.id)
+        .ok_or_else(|| missing(f, request_id))
+}
+
+fn missing(f: &Function, request_id: &str) -> ServiceError {
+    ServiceError::NotFound(Missing::Event {
+        request_id: request_id.into(),
+        function: Some(f.name.clone()),
+    })
+}
+
+/// Status trace must be on for the function, and must have been on when the event was
+/// accepted.
+fn visible(f: &Function, event: EventRecord) -> ServiceResult<EventRecord> {
+    if f.trace_enable && event.traced {
+        Ok(event)
+    } else {
+        Err(trace_off(f))
+    }
+}
+
+/// An event of `f` as its detail shows it.
+pub async fn get(state: &AppState, f: &Function, request_id: &str) -> ServiceResult<EventRecord> {
+    visible(f, owned(state, f, request_id).await?)
+}
+
+/// An event of any function of the region, asked for by its RequestId alone.
+pub async fn get_in_region(
+    state: &AppState,
+    region: &str,
+    request_id: &str,
+) -> ServiceResult<EventRecord> {
+    let missing = || {
+        ServiceError::NotFound(Missing::Event {
+            request_id: request_id.into(),
+            function: None,
+        })
+    };
+    let event = state
+        .store
+        .get_event(request_id)
+        .await?
+        .filter(|e| e.region == region)
+        .ok_or_else(missing)?;
+    let f = state
+        .store
+        .get_function_by_id(event.function_id)
+        .await?
+        .ok_or_else(missing)?;
+    visible(&f, event)
+}
+
+/// One page of a function's events, and how many match in all.
+pub struct EventPage {
+    pub events: Vec<EventSummary>,
+    pub total: i64,
+}
+
+pub async fn list(
+    state: &AppState,
+    f: &Function,
+    filter: &EventFilter,
+    page: &EventPageQuery,
+) -> ServiceResult<EventPage> {
+    require_trace(f)?;
+    let events = state.store.list_events(f.id, filter, page).await?;
+    let total = state.store.count_matching_events(f.id, filter).await?;
+    Ok(EventPage { events, total })
+}
+
+/// Statistics of `[from, to)` in buckets of `bucket` milliseconds.
+pub async fn stats(
+    state: &AppState,
+    f: &Function,
+    (from, to): (Millis, Millis),
+    bucket: Millis,
+) -> ServiceResult<EventStats> {
+    require_trace(f)?;
+    Ok(state.store.event_stats(f.id, from, to, bucket).await?)
+}
+
+/// Invokes the function again with an event's payload, as a new console invocation.
+pub async fn rerun(state: &AppState, f: &Function, request_id: &str) -> ServiceResult<String> {
+    require_trace(f)?;
+    let event = owned(state, f, request_id).await?;
+    state
+        .engine
+        .invoke_async(f, event.payload, INVOKE_TYPE_CONSOLE)
+        .await
+        .map_err(not_accepted)
+}
+
+/// Terminates a queued or running event of `f`: forced, or graceful (SIGTERM first).
+pub async fn terminate(
+    state: &AppState,
+    f: &Function,
+    request_id: &str,
+    graceful: bool,
+) -> ServiceResult<()> {
+    owned(state, f, request_id).await?;
+    match state.engine.terminate(request_id, graceful).await {
+        Ok(Termination::AbortedWhileQueued | Termination::Running) => {
+            tracing::info!(request_id = %request_id, graceful, "termination requested");
+            Ok(())
+        }
+        Ok(Termination::NotRunning(status)) => {
+            Err(ServiceError::Refused(Refused::EventEnded(status)))
+        }
+        // Swept or deleted with its function since it was read.
+        Err(StoreError::NotFound) => Err(missing(f, request_id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// At most this many events are terminated by one bulk request.
+pub const BULK_MAX: u32 = 10_000;
+
+/// The queued and running events among those `filter` matches, oldest first.
+pub async fn terminable(
+    state: &AppState,
+    f: &Function,
+    filter: &EventFilter,
+) -> ServiceResult<Vec<String>> {
+    require_trace(f)?;
+    let live = [EventStatus::Queued, EventStatus::Running];
+    let mut filter = filter.clone();
+    if filter.statuses.is_empty() {
+        filter.statuses = live.to_vec();
+    } else {
+        filter.statuses.retain(|s| live.contains(s));
+    }
+    if filter.statuses.is_empty() {
+        return Ok(Vec::new());
+    }
+    filter.order_by = EventOrderBy::StartTime;
+    let page = EventPageQuery {
+        offset: 0,
+        limit: BULK_MAX,
+        after: None,
+    };
+    let events = state.store.list_events(f.id, &filter, &page).await?;
+    Ok(events.into_iter().map(|e| e.request_id).collect())
+}
+
+/// Terminates the queued and running events `filter` matches; answers how many were asked to
+/// stop. Those that ended or went away meanwhile are left alone.
+pub async fn terminate_matching(
+    state: &AppState,
+    f: &Function,
+    filter: &EventFilter,
+    graceful: bool,
+) -> ServiceResult<usize> {
+    let mut done = 0;
+    for id in terminable(state, f, filter).await? {
+        match state.engine.terminate(&id, graceful).await {
+            Ok(Termination::AbortedWhileQueued | Termination::Running) => done += 1,
+            Ok(Termination::NotRunning(_)) | Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!(function = %f.name, done, graceful, "bulk termination");
+    Ok(done)
+}

@@ -1,0 +1,130 @@
+//! Functions: look up, create, change settings or code, delete.
+
+use super::{Missing, ServiceError, ServiceResult};
+use crate::app::AppState;
+use crate::domain::function::{
+    CodeInput, ConfigDraft, FunctionDraft, validate_code_update, validate_config,
+    validate_new_function,
+};
+use crate::domain::rules::FieldError;
+use crate::store::{Function, FunctionKey, StoreError};
+
+/// The function a key names. When it is missing, the namespace is looked at to say which of
+/// the two does not exist; it is read only then, as lookups are the common case.
+pub async fn get(state: &AppState, key: &FunctionKey) -> ServiceResult<Function> {
+    if let Some(f) = state.store.get_function(key).await? {
+        return Ok(f);
+    }
+    super::namespaces::get(state, &key.region, &key.namespace).await?;
+    Err(ServiceError::NotFound(Missing::Function(key.clone())))
+}
+
+/// The refusal for a name already used in the namespace.
+fn name_taken(name: &str, namespace: &str) -> FieldError {
+    FieldError::new(
+        "FunctionName",
+        "ResourceInUse.Function",
+        format!(
+            "A function named {name} already exists in namespace {namespace}. Choose another name."
+        ),
+    )
+}
+
+/// Whether `name` is taken in the namespace, said as the refusal Complete would give, so the
+/// wizard can warn while the user types.
+pub async fn name_taken_in(
+    state: &AppState,
+    region: &str,
+    namespace: &str,
+    name: &str,
+) -> ServiceResult<Option<FieldError>> {
+    let key = FunctionKey {
+        region: region.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    };
+    Ok(state
+        .store
+        .get_function(&key)
+        .await?
+        .map(|_| name_taken(name, namespace)))
+}
+
+/// Creates a function from a draft. Its name's uniqueness is decided by the store, at insert.
+pub async fn create(
+    state: &AppState,
+    region: &str,
+    namespace: &str,
+    draft: &FunctionDraft,
+) -> ServiceResult<Function> {
+    let new = validate_new_function(draft, &state.interpreters)?;
+    match state
+        .store
+        .create_function(region, namespace, &new, state.clock.now_millis())
+        .await
+    {
+        Ok(f) => {
+            tracing::info!(function = %f.name, namespace = %namespace, runtime = %f.runtime, "function created");
+            Ok(f)
+        }
+        Err(StoreError::Conflict) => Err(ServiceError::Conflict(name_taken(&new.name, namespace))),
+        Err(StoreError::NotFound) => Err(ServiceError::NotFound(Missing::Namespace {
+            region: region.into(),
+            name: namespace.into(),
+        })),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A store answer about a function that was there a moment ago.
+fn written<T>(f: &Function, result: Result<T, StoreError>) -> ServiceResult<T> {
+    result.map_err(|e| match e {
+        StoreError::NotFound => ServiceError::NotFound(Missing::Function(f.key())),
+        e => e.into(),
+    })
+}
+
+/// Saves the settings that can change after creation; async execution stays as created.
+pub async fn update_configuration(
+    state: &AppState,
+    f: &Function,
+    draft: &ConfigDraft,
+) -> ServiceResult<Function> {
+    let config = validate_config(draft, f.async_run_enable)?;
+    let updated = written(
+        f,
+        state
+            .store
+            .update_function_config(&f.key(), &config, state.clock.now_millis())
+            .await,
+    )?;
+    tracing::info!(function = %updated.name, trace_enable = updated.trace_enable, "configuration saved");
+    Ok(updated)
+}
+
+/// Saves a new handler and code: the handler's file (the console) or a whole package (the API).
+pub async fn update_code(
+    state: &AppState,
+    f: &Function,
+    handler: &str,
+    code: CodeInput<'_>,
+) -> ServiceResult<Function> {
+    let runtime = f
+        .runtime()
+        .ok_or_else(|| anyhow::anyhow!("function {} has unknown runtime {}", f.name, f.runtime))?;
+    let update = validate_code_update(handler, runtime, code)?;
+    written(
+        f,
+        state
+            .store
+            .update_function_code(&f.key(), &update, state.clock.now_millis())
+            .await,
+    )
+}
+
+/// Deletes a function through the engine, which first ends its running events.
+pub async fn delete(state: &AppState, f: &Function) -> ServiceResult<()> {
+    written(f, state.engine.delete_function(f).await)?;
+    tracing::info!(function = %f.name, namespace = %f.namespace, "function deleted");
+    Ok(())
+}
