@@ -153,7 +153,12 @@ impl Bench {
         Ok(self
             .state
             .store
-            .update_function_config(&key, &config, Clock::System.now_millis())
+            .update_function_config(
+                &key,
+                &config,
+                f.trace_disabled_at,
+                Clock::System.now_millis(),
+            )
             .await?)
     }
 

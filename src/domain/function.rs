@@ -668,6 +668,17 @@ impl Function {
         }
     }
 
+    /// When the function's event records start to age out after a save with `trace_enable`:
+    /// from now when status trace is turned off, never while it is on, and still from when
+    /// it was turned off while it stays off.
+    pub fn trace_disabled_after(&self, trace_enable: bool, now: Millis) -> Option<Millis> {
+        match (self.trace_enable, trace_enable) {
+            (_, true) => None,
+            (true, false) => Some(now),
+            (false, false) => self.trace_disabled_at,
+        }
+    }
+
     pub fn key(&self) -> FunctionKey {
         FunctionKey {
             region: self.region.clone(),

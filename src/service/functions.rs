@@ -91,11 +91,17 @@ pub async fn update_configuration(
     draft: &ConfigDraft,
 ) -> ServiceResult<Function> {
     let config = validate_config(draft, f.async_run_enable)?;
+    let now = state.clock.now_millis();
     let updated = written(
         f,
         state
             .store
-            .update_function_config(&f.key(), &config, state.clock.now_millis())
+            .update_function_config(
+                &f.key(),
+                &config,
+                f.trace_disabled_after(config.trace_enable, now),
+                now,
+            )
             .await,
     )?;
     tracing::info!(function = %updated.name, trace_enable = updated.trace_enable, "configuration saved");

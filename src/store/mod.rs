@@ -413,10 +413,12 @@ pub trait Store: Send + Sync + 'static {
         function: &NewFunction,
         now: Millis,
     ) -> StoreResult<Function>;
+    /// Saves the settings; `trace_disabled_at` as [`Function::trace_disabled_after`] decides.
     async fn update_function_config(
         &self,
         key: &FunctionKey,
         config: &FunctionConfig,
+        trace_disabled_at: Option<Millis>,
         now: Millis,
     ) -> StoreResult<Function>;
     async fn update_function_code(

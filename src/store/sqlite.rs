@@ -836,27 +836,21 @@ impl Store for SqliteStore {
         &self,
         key: &FunctionKey,
         c: &FunctionConfig,
+        trace_disabled_at: Option<Millis>,
         now: Millis,
     ) -> StoreResult<Function> {
-        // Turning status trace off stamps the time its records start to age out; turning it
-        // on clears the stamp. Leaving it as it was keeps the stamp.
         let sql = format!(
             "UPDATE functions SET description = ?, memory_size = ?, timeout = ?, environment = ?, \
-             trace_disabled_at = CASE \
-                 WHEN trace_enable = 1 AND ? = 0 THEN ? \
-                 WHEN ? = 1 THEN NULL \
-                 ELSE trace_disabled_at END, \
-             trace_enable = ?, retry_num = ?, msg_ttl = ?, qps_limit = ?, modified_at = ? \
-             WHERE region = ? AND namespace = ? AND name = ? RETURNING {FUNCTION_COLUMNS}"
+             trace_disabled_at = ?, trace_enable = ?, retry_num = ?, msg_ttl = ?, qps_limit = ?, \
+             modified_at = ? WHERE region = ? AND namespace = ? AND name = ? \
+             RETURNING {FUNCTION_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(&c.description)
             .bind(c.memory_size)
             .bind(c.timeout)
             .bind(serde_json::to_string(&c.environment).expect("plain strings"))
-            .bind(c.trace_enable)
-            .bind(now)
-            .bind(c.trace_enable)
+            .bind(trace_disabled_at)
             .bind(c.trace_enable)
             .bind(c.retry_num)
             .bind(c.msg_ttl)
