@@ -17,4 +17,5 @@ mod pages;
 mod retention;
 mod sdk;
 mod server;
+mod store_contract;
 mod wizard;

@@ -1,0 +1,474 @@
+//! The store contract: what every backend must do, whatever database it is built on. Each
+//! check takes two handles on one store, as two processes sharing it would hold them; a
+//! backend joins by adding its own `contract!` line with a function that opens it.
+
+use scf_console::domain::event::EventStatus;
+use scf_console::domain::function::{FunctionConfig, NewFunction};
+use scf_console::domain::runtime::Runtime;
+use scf_console::store::{
+    DynStore, EventWrite, NewEvent, RunLease, StoreError, Termination, TimelineEntry,
+};
+
+/// Two handles on one fresh store, and what keeps it alive.
+pub struct Backend {
+    one: DynStore,
+    two: DynStore,
+    _keep: tempfile::TempDir,
+}
+
+async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+    Backend {
+        one: scf_console::store::open(&url).await.unwrap(),
+        two: scf_console::store::open(&url).await.unwrap(),
+        _keep: dir,
+    }
+}
+
+macro_rules! contract {
+    ($backend:ident: $($check:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $check() {
+                    super::$check(super::$backend().await).await
+                }
+            )*
+        }
+    };
+}
+
+contract!(sqlite:
+    names_are_unique_and_namespaces_keep_their_functions,
+    a_claim_is_exclusive_across_handles,
+    writes_land_only_under_the_lease_that_claimed,
+    renewal_keeps_held_leases_and_brings_terminate_requests,
+    stranded_runs_are_those_of_expired_leases_or_gone_owners,
+    a_takeover_fences_out_the_old_run_and_a_renewed_lease_is_not_taken,
+    termination_aborts_queued_events_and_flags_running_ones,
+    the_timeline_starts_with_the_accept,
+    sweeping_removes_only_ended_events,
+    event_ids_are_never_reused,
+);
+
+const REGION: &str = "ap-guangzhou";
+const ME: &str = "0123456789abcdef0123456789abcdef";
+const OTHER: &str = "fedcba9876543210fedcba9876543210";
+
+async fn function(store: &DynStore, name: &str, retry_num: u32) -> i64 {
+    store
+        .ensure_namespace(REGION, "default", 1_000)
+        .await
+        .unwrap();
+    let new = NewFunction {
+        name: name.into(),
+        runtime: Runtime::by_name("Python3.10").unwrap(),
+        handler: "index.main_handler".into(),
+        files: vec![],
+        async_run_enable: true,
+        config: FunctionConfig {
+            description: String::new(),
+            memory_size: 128,
+            timeout: 3,
+            environment: vec![],
+            trace_enable: true,
+            retry_num,
+            msg_ttl: 3600,
+            qps_limit: 1000,
+        },
+    };
+    store
+        .create_function(REGION, "default", &new, 1_000)
+        .await
+        .unwrap()
+        .id
+}
+
+async fn accept(store: &DynStore, function_id: i64, ids: &[&str], at: i64) {
+    let writes: Vec<EventWrite> = ids
+        .iter()
+        .map(|id| {
+            EventWrite::Insert(NewEvent {
+                request_id: id.to_string(),
+                function_id,
+                region: REGION.into(),
+                namespace: "default".into(),
+                invoke_type: "API".into(),
+                traced: true,
+                payload: "{}".into(),
+                enqueued_at: at,
+            })
+        })
+        .collect();
+    store.apply_event_writes(&writes).await.unwrap();
+}
+
+fn lease(owner: &str, attempt: u32) -> RunLease {
+    RunLease {
+        owner: owner.into(),
+        attempt,
+        until: None,
+    }
+}
+
+fn finish(event_id: i64, run: RunLease, at: i64) -> EventWrite {
+    EventWrite::Finish {
+        event_id,
+        run,
+        traced: true,
+        status_code: 200,
+        result: Some("ok".into()),
+        error: None,
+        logs: None,
+        entry: TimelineEntry {
+            at,
+            status: EventStatus::Finished,
+            detail: "Finished (200) in 1 ms.".into(),
+        },
+    }
+}
+
+fn requeue(event_id: i64, run: RunLease, attempt: u32, at: i64) -> EventWrite {
+    EventWrite::Requeue {
+        event_id,
+        run,
+        traced: true,
+        attempt,
+        run_after: at,
+        error: None,
+        logs: None,
+        entry: TimelineEntry {
+            at,
+            status: EventStatus::Queued,
+            detail: "Requeued.".into(),
+        },
+    }
+}
+
+async fn status(store: &DynStore, id: &str) -> (EventStatus, u32) {
+    let e = store.get_event(id).await.unwrap().unwrap();
+    (e.status, e.attempt)
+}
+
+async fn names_are_unique_and_namespaces_keep_their_functions(b: Backend) {
+    function(&b.one, "orders", 0).await;
+    let again = NewFunction {
+        name: "orders".into(),
+        runtime: Runtime::by_name("Python3.10").unwrap(),
+        handler: "index.main_handler".into(),
+        files: vec![],
+        async_run_enable: false,
+        config: FunctionConfig {
+            description: String::new(),
+            memory_size: 128,
+            timeout: 3,
+            environment: vec![],
+            trace_enable: false,
+            retry_num: 0,
+            msg_ttl: 3600,
+            qps_limit: 1000,
+        },
+    };
+    assert!(matches!(
+        b.two
+            .create_function(REGION, "default", &again, 2_000)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        b.two
+            .create_function(REGION, "nowhere", &again, 2_000)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    b.one
+        .create_namespace(REGION, "team", "", 2_000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.two.create_namespace(REGION, "team", "", 2_000).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        b.two.delete_namespace(REGION, "default").await,
+        Err(StoreError::NotEmpty)
+    ));
+}
+
+async fn a_claim_is_exclusive_across_handles(b: Backend) {
+    let f = function(&b.one, "work", 0).await;
+    let ids: Vec<String> = (0..200).map(|i| format!("e-{i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    accept(&b.one, f, &refs, 10_000).await;
+    // Both handles claim at once, in small bites, until the queue is empty.
+    let grab = |store: DynStore, owner: &'static str| async move {
+        let mut mine = Vec::new();
+        loop {
+            let got = store.claim_events(20_000, 7, owner, 80_000).await.unwrap();
+            if got.is_empty() {
+                return mine;
+            }
+            mine.extend(got.into_iter().map(|c| c.request_id));
+        }
+    };
+    let (one, two) = tokio::join!(grab(b.one.clone(), ME), grab(b.two.clone(), OTHER));
+    let mut all: Vec<String> = one.iter().chain(&two).cloned().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 200, "every event claimed once");
+    assert_eq!(one.len() + two.len(), 200, "no event claimed twice");
+    // Not due yet: a retry waits for its time.
+    accept(&b.one, f, &["later"], 10_000).await;
+    let c = b.one.claim_events(20_000, 1, ME, 80_000).await.unwrap();
+    b.one
+        .apply_event_writes(&[requeue(c[0].id, lease(ME, 1), 2, 50_000)])
+        .await
+        .unwrap();
+    assert!(
+        b.two
+            .claim_events(40_000, 1, OTHER, 80_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        b.two
+            .claim_events(50_000, 1, OTHER, 80_000)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn writes_land_only_under_the_lease_that_claimed(b: Backend) {
+    let f = function(&b.one, "fenced", 1).await;
+    accept(&b.one, f, &["x"], 10_000).await;
+    let c = b.one.claim_events(20_000, 1, ME, 80_000).await.unwrap();
+    let id = c[0].id;
+    // Another owner, or another attempt, writes nothing.
+    b.two
+        .apply_event_writes(&[finish(id, lease(OTHER, 1), 21_000)])
+        .await
+        .unwrap();
+    b.two
+        .apply_event_writes(&[finish(id, lease(ME, 2), 21_000)])
+        .await
+        .unwrap();
+    assert_eq!(status(&b.one, "x").await, (EventStatus::Running, 1));
+    // The owner requeues it; then its late finish of the first attempt changes nothing.
+    b.one
+        .apply_event_writes(&[requeue(id, lease(ME, 1), 2, 22_000)])
+        .await
+        .unwrap();
+    b.one
+        .apply_event_writes(&[finish(id, lease(ME, 1), 23_000)])
+        .await
+        .unwrap();
+    assert_eq!(status(&b.one, "x").await, (EventStatus::Queued, 2));
+    let c = b.two.claim_events(30_000, 1, OTHER, 90_000).await.unwrap();
+    assert_eq!(c[0].attempt, 2);
+    b.two
+        .apply_event_writes(&[finish(id, lease(OTHER, 2), 31_000)])
+        .await
+        .unwrap();
+    assert_eq!(status(&b.one, "x").await, (EventStatus::Finished, 2));
+    let steps = b.one.event_timeline(id).await.unwrap();
+    let details: Vec<&str> = steps.iter().map(|s| s.detail.as_str()).collect();
+    assert_eq!(
+        details,
+        [
+            "Queued (invoked by API).",
+            "Requeued.",
+            "Finished (200) in 1 ms."
+        ]
+    );
+}
+
+async fn renewal_keeps_held_leases_and_brings_terminate_requests(b: Backend) {
+    let f = function(&b.one, "held", 0).await;
+    accept(&b.one, f, &["a", "b"], 10_000).await;
+    let c = b.one.claim_events(20_000, 2, ME, 30_000).await.unwrap();
+    let (a, bb) = (c[0].id, c[1].id);
+    let aborted = TimelineEntry {
+        at: 21_000,
+        status: EventStatus::Aborted,
+        detail: "Terminated by a user before it started (499).".into(),
+    };
+    assert_eq!(
+        b.two
+            .request_termination("b", "grace", &aborted, 499)
+            .await
+            .unwrap(),
+        Termination::Running
+    );
+    let renewed = b
+        .one
+        .renew_leases(ME, &[(a, 1), (bb, 1)], 60_000)
+        .await
+        .unwrap();
+    let mut seen: Vec<(i64, Option<String>)> = renewed
+        .into_iter()
+        .map(|r| (r.event_id, r.terminate))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, [(a, None), (bb, Some("grace".into()))]);
+    // A lease renewed until 60 s is not stranded at 40 s.
+    assert!(
+        b.two
+            .stranded_runs(40_000, &[], 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another owner renews nothing it does not hold.
+    assert!(
+        b.two
+            .renew_leases(OTHER, &[(a, 1)], 90_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(b.one.lease_owners().await.unwrap(), [ME.to_string()]);
+}
+
+async fn stranded_runs_are_those_of_expired_leases_or_gone_owners(b: Backend) {
+    let f = function(&b.one, "stranded", 2).await;
+    accept(&b.one, f, &["mine", "theirs"], 10_000).await;
+    b.one.claim_events(20_000, 1, ME, 30_000).await.unwrap();
+    b.two.claim_events(20_000, 1, OTHER, 90_000).await.unwrap();
+    let at = |now, gone: &[String]| {
+        let store = b.two.clone();
+        let gone = gone.to_vec();
+        async move {
+            let runs = store.stranded_runs(now, &gone, 10).await.unwrap();
+            runs.into_iter()
+                .map(|r| (r.request_id, r.lease.owner, r.retry_num))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(at(25_000, &[]).await, []);
+    assert_eq!(
+        at(31_000, &[]).await,
+        [("mine".to_string(), ME.to_string(), 2)]
+    );
+    assert_eq!(at(25_000, &[OTHER.to_string()]).await.len(), 1);
+    assert_eq!(at(31_000, &[OTHER.to_string()]).await.len(), 2);
+}
+
+async fn a_takeover_fences_out_the_old_run_and_a_renewed_lease_is_not_taken(b: Backend) {
+    let f = function(&b.one, "taken", 2).await;
+    accept(&b.one, f, &["slow", "alive"], 10_000).await;
+    let c = b.one.claim_events(20_000, 2, ME, 30_000).await.unwrap();
+    let (slow, alive) = (c[0].id, c[1].id);
+    let stranded = b.two.stranded_runs(31_000, &[], 10).await.unwrap();
+    assert_eq!(stranded.len(), 2);
+    // Meanwhile the owner renews one of them: that one is not taken.
+    b.one.renew_leases(ME, &[(alive, 1)], 90_000).await.unwrap();
+    let takeovers: Vec<EventWrite> = stranded
+        .iter()
+        .map(|r| requeue(r.id, r.lease.clone(), r.lease.attempt + 1, 31_000))
+        .collect();
+    b.two.apply_event_writes(&takeovers).await.unwrap();
+    assert_eq!(status(&b.one, "slow").await, (EventStatus::Queued, 2));
+    assert_eq!(status(&b.one, "alive").await, (EventStatus::Running, 1));
+    // The old run of the taken event ends late: nothing changes.
+    b.one
+        .apply_event_writes(&[finish(slow, lease(ME, 1), 32_000)])
+        .await
+        .unwrap();
+    assert_eq!(status(&b.one, "slow").await, (EventStatus::Queued, 2));
+    b.one
+        .apply_event_writes(&[finish(alive, lease(ME, 1), 32_000)])
+        .await
+        .unwrap();
+    assert_eq!(status(&b.one, "alive").await, (EventStatus::Finished, 1));
+}
+
+async fn termination_aborts_queued_events_and_flags_running_ones(b: Backend) {
+    let f = function(&b.one, "stop", 0).await;
+    accept(&b.one, f, &["first", "second"], 10_000).await;
+    b.one.claim_events(20_000, 1, ME, 90_000).await.unwrap();
+    let aborted = TimelineEntry {
+        at: 21_000,
+        status: EventStatus::Aborted,
+        detail: "Terminated by a user before it started (499).".into(),
+    };
+    // The first accepted was claimed; the second waits.
+    let (first, second) = ("first", "second");
+    assert_eq!(
+        b.two
+            .request_termination(first, "force", &aborted, 499)
+            .await
+            .unwrap(),
+        Termination::Running
+    );
+    assert_eq!(
+        b.two
+            .request_termination(second, "force", &aborted, 499)
+            .await
+            .unwrap(),
+        Termination::AbortedWhileQueued
+    );
+    let e = b.one.get_event(second).await.unwrap().unwrap();
+    assert_eq!((e.status, e.status_code), (EventStatus::Aborted, Some(499)));
+    assert_eq!(
+        b.two
+            .request_termination(second, "force", &aborted, 499)
+            .await
+            .unwrap(),
+        Termination::NotRunning(EventStatus::Aborted)
+    );
+    assert!(matches!(
+        b.two
+            .request_termination("nobody", "force", &aborted, 499)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn the_timeline_starts_with_the_accept(b: Backend) {
+    let f = function(&b.one, "told", 0).await;
+    accept(&b.one, f, &["t"], 10_000).await;
+    let e = b.two.get_event("t").await.unwrap().unwrap();
+    let steps = b.two.event_timeline(e.id).await.unwrap();
+    assert_eq!(
+        steps,
+        [TimelineEntry {
+            at: 10_000,
+            status: EventStatus::Queued,
+            detail: "Queued (invoked by API).".into()
+        }]
+    );
+    assert!(b.two.event_timeline(e.id + 1000).await.unwrap().is_empty());
+}
+
+async fn sweeping_removes_only_ended_events(b: Backend) {
+    let f = function(&b.one, "swept", 0).await;
+    accept(&b.one, f, &["done", "running", "queued"], 10_000).await;
+    let c = b.one.claim_events(20_000, 2, ME, 90_000).await.unwrap();
+    b.one
+        .apply_event_writes(&[finish(c[0].id, lease(ME, 1), 30_000)])
+        .await
+        .unwrap();
+    assert_eq!(b.two.sweep_events(1_000_000, 100).await.unwrap(), 1);
+    assert!(b.one.get_event("done").await.unwrap().is_none());
+    assert!(b.one.get_event("running").await.unwrap().is_some());
+    assert!(b.one.get_event("queued").await.unwrap().is_some());
+}
+
+async fn event_ids_are_never_reused(b: Backend) {
+    let f = function(&b.one, "ids", 0).await;
+    accept(&b.one, f, &["first"], 10_000).await;
+    let first = b.one.get_event("first").await.unwrap().unwrap().id;
+    let c = b.one.claim_events(20_000, 1, ME, 90_000).await.unwrap();
+    b.one
+        .apply_event_writes(&[finish(c[0].id, lease(ME, 1), 30_000)])
+        .await
+        .unwrap();
+    b.one.sweep_events(1_000_000, 100).await.unwrap();
+    accept(&b.two, f, &["second"], 40_000).await;
+    let second = b.two.get_event("second").await.unwrap().unwrap().id;
+    assert!(second > first, "{second} after {first}");
+}
