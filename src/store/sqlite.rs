@@ -10,6 +10,7 @@ use super::{
 };
 use crate::clock::Millis;
 use crate::domain::event::EventStatus;
+use crate::domain::namespace::invocations_by_namespace;
 use crate::domain::event_query::{EventFilter, EventOrderBy};
 use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction};
 use async_trait::async_trait;
@@ -173,20 +174,9 @@ impl SqliteStore {
         let mut requeues = Vec::new();
         let mut deletes: Vec<(i64, &RunLease)> = Vec::new();
         let mut timeline: Vec<(i64, &RunLease, &TimelineEntry)> = Vec::new();
-        // Invocations are counted per namespace once per batch.
-        let mut invocations: Vec<(&str, &str, i64)> = Vec::new();
         for write in writes {
             match write {
-                EventWrite::Insert(e) => {
-                    inserts.push(e);
-                    match invocations
-                        .iter_mut()
-                        .find(|(r, n, _)| *r == e.region && *n == e.namespace)
-                    {
-                        Some((_, _, count)) => *count += 1,
-                        None => invocations.push((&e.region, &e.namespace, 1)),
-                    }
-                }
+                EventWrite::Insert(e) => inserts.push(e),
                 EventWrite::Note {
                     event_id,
                     run,
@@ -243,7 +233,8 @@ impl SqliteStore {
             });
             b.build().execute(&mut *tx).await?;
         }
-        for (region, namespace, count) in invocations {
+        let accepted = inserts.iter().map(|e| (e.region.as_str(), e.namespace.as_str()));
+        for (region, namespace, count) in invocations_by_namespace(accepted) {
             sqlx::query(
                 "UPDATE namespaces SET invocations_used = invocations_used + ? \
                  WHERE region = ? AND name = ?",
