@@ -208,8 +208,8 @@ impl Settings {
         out
     }
 
-    pub fn server_limits(&self) -> crate::app::ServerLimits {
-        crate::app::ServerLimits {
+    pub fn server_limits(&self) -> crate::state::ServerLimits {
+        crate::state::ServerLimits {
             max_connections: self.max_connections as usize,
             header_timeout: self.header_timeout.0,
             body_timeout: self.body_timeout.0,

@@ -42,7 +42,7 @@ pub async fn create(store: &dyn Store, description: &str, now: Millis) -> Result
 
 /// Creates or updates the key named by `SCF_SECRET_ID` / `SCF_SECRET_KEY`.
 pub async fn put_configured(
-    state: &crate::app::AppState,
+    state: &crate::state::AppState,
     secret_id: &str,
     secret_key: &str,
 ) -> anyhow::Result<()> {

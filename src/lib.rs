@@ -1,6 +1,6 @@
 //! scf-console: a self-hosted console for asynchronous serverless functions with status trace.
 
-/// Application state, router assembly and the server's life cycle.
+/// Router assembly and the server's life cycle.
 pub mod app;
 /// Time, injectable so that time-based rules are testable.
 pub mod clock;
@@ -16,6 +16,8 @@ pub mod error;
 pub mod keys;
 /// SCF API 3.0: signatures, actions, models and error codes.
 pub mod scf;
+/// What every request handler may reach, shared by the console and the API.
+pub mod state;
 /// Persistence behind one interface.
 pub mod store;
 /// Console pages, fragments and static assets.

@@ -5,10 +5,11 @@
 //!
 //! Each measurement starts its own server on a fresh SQLite file in the temporary folder.
 
-use scf_console::app::{AppState, serve};
+use scf_console::app::serve;
 use scf_console::clock::Clock;
 use scf_console::engine::{EngineConfig, interpreters};
 use scf_console::scf::tc3::{SignInput, sha256_hex, sign, utc_date};
+use scf_console::state::AppState;
 use scf_console::store::FunctionKey;
 use std::path::PathBuf;
 use std::sync::Arc;

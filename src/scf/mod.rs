@@ -11,7 +11,7 @@ mod namespaces;
 pub mod params;
 pub mod tc3;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};

@@ -6,13 +6,13 @@ use super::form::{Fields, FormFields};
 use super::function_page::{Header, load, retention_text};
 use super::shell::Shell;
 use super::urls;
-use crate::app::AppState;
 use crate::clock::{Millis, format_rfc3339, format_utc};
 use crate::domain::event::{EventStatus, INVOKE_TYPE_CONSOLE};
 use crate::domain::event_query::{
     ALL_STATUSES, EventFilter, EventOrderBy, INVOKE_TYPES, console_name, status_from_console,
 };
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::store::{EventPageQuery, EventStats, EventSummary, Function, Termination};
 use askama::Template;
 use askama_web::WebTemplate;

@@ -2,9 +2,9 @@
 
 use super::shell::{Section, Shell};
 use super::{HxRequest, urls};
-use crate::app::AppState;
 use crate::clock::{format_rfc3339, format_utc};
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::store::{Function, FunctionKey, FunctionQuery, StoreError};
 use askama::Template;
 use askama_web::WebTemplate;

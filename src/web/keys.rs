@@ -3,11 +3,11 @@
 use super::form::{Fields, FormFields};
 use super::shell::{Section, Shell};
 use super::urls;
-use crate::app::AppState;
 use crate::clock::{format_rfc3339, format_utc};
 use crate::domain::rules::FieldErrors;
 use crate::error::{AppError, AppResult};
 use crate::keys::{self, KeyError};
+use crate::state::AppState;
 use crate::store::{ApiKey, StoreError};
 use askama::Template;
 use askama_web::WebTemplate;

@@ -14,8 +14,8 @@ mod system;
 mod test_tab;
 mod wizard;
 
-use crate::app::AppState;
 use crate::domain::namespace::DEFAULT_NAMESPACE;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;

@@ -3,13 +3,13 @@
 use super::form::{Fields, FormFields};
 use super::shell::{Section, Shell};
 use super::urls;
-use crate::app::AppState;
 use crate::clock::{format_rfc3339, format_utc};
 use crate::domain::namespace::{
     DEFAULT_NAMESPACE, parse_quota, validate_namespace_deletion, validate_new_namespace,
 };
 use crate::domain::rules::{FieldError, FieldErrors};
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::store::{Namespace, StoreError};
 use askama::Template;
 use askama_web::WebTemplate;

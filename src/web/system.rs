@@ -1,9 +1,9 @@
 //! System: the retention sweeper's state, the store's size, and the engine's counters.
 
 use super::shell::{Section, Shell};
-use crate::app::AppState;
 use crate::clock::format_utc;
 use crate::error::AppResult;
+use crate::state::AppState;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;

@@ -5,7 +5,6 @@
 use super::form::{Fields, FormFields, env_rows, rule_field};
 use super::shell::{Section, Shell};
 use super::{HxRequest, HxTriggerName, urls};
-use crate::app::AppState;
 use crate::domain::function::EnvVar;
 use crate::domain::function::{
     ConfigDraft, FunctionDraft, validate_function_name, validate_new_function,
@@ -14,6 +13,7 @@ use crate::domain::rules::{FieldError, FieldErrors};
 use crate::domain::runtime::{Availability, CATALOGUE, Language};
 use crate::domain::template::{self, FunctionTemplate, empty_code};
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::store::{FunctionKey, StoreError};
 use askama::Template;
 use askama_web::WebTemplate;
