@@ -3,10 +3,10 @@
 //! running.
 
 use super::form::{Fields, FormFields};
-use super::function_page::{Header, load};
+use super::parts::{Header, duration_text, load, status_class};
 use super::shell::Shell;
 use super::{HxRequest, urls};
-use crate::clock::{Millis, format_rfc3339};
+use crate::clock::format_rfc3339;
 use crate::domain::event::EventStatus;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -28,25 +28,6 @@ pub fn routes() -> Router<AppState> {
             "/scf/{region}/{namespace}/functions/{name}/events/{request_id}/terminate",
             post(terminate),
         )
-}
-
-/// Milliseconds as the console says them: `850 ms`, `12.4 s`.
-pub fn duration_text(ms: Millis) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    }
-}
-
-pub fn status_class(status: EventStatus) -> &'static str {
-    match status {
-        EventStatus::Queued => "status-queued",
-        EventStatus::Running => "status-running",
-        EventStatus::Finished => "status-finished",
-        EventStatus::Failed => "status-failed",
-        EventStatus::Aborted => "status-aborted",
-    }
 }
 
 pub struct Step {

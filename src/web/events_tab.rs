@@ -1,9 +1,8 @@
 //! Event Management: a function's async events with statistics, a chart, filters that live in
 //! the URL, live refresh of the rows and counters, bulk terminate, re-run, and export.
 
-use super::event_page::{duration_text, status_class};
 use super::form::{Fields, FormFields};
-use super::function_page::{Header, load, retention_text};
+use super::parts::{Header, duration_text, load, retention_text, status_class};
 use super::shell::Shell;
 use super::urls;
 use crate::clock::{Millis, format_rfc3339, format_utc};

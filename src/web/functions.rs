@@ -1,9 +1,10 @@
 //! The function list (search, pages, delete) of a namespace.
 
+use super::parts::not_found;
 use super::shell::{Section, Shell};
 use super::{HxRequest, urls};
 use crate::clock::{format_rfc3339, format_utc};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::state::AppState;
 use crate::store::{Function, FunctionKey, FunctionQuery, StoreError};
 use askama::Template;
@@ -239,11 +240,4 @@ async fn delete(
         Err(StoreError::NotFound) => Err(not_found(&key)),
         Err(e) => Err(e.into()),
     }
-}
-
-pub fn not_found(key: &FunctionKey) -> AppError {
-    AppError::NotFound(format!(
-        "Function {} does not exist in namespace {} of {}.",
-        key.name, key.namespace, key.region
-    ))
 }

@@ -9,6 +9,7 @@ mod function_page;
 mod functions;
 mod keys;
 mod namespaces;
+mod parts;
 mod shell;
 mod system;
 mod test_tab;

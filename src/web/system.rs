@@ -1,5 +1,6 @@
 //! System: the retention sweeper's state, the store's size, and the engine's counters.
 
+use super::parts::retention_text;
 use super::shell::{Section, Shell};
 use crate::clock::format_utc;
 use crate::error::AppResult;
@@ -90,7 +91,7 @@ async fn page(
     };
     Ok(SystemPage {
         shell,
-        retention: super::function_page::retention_text(&state),
+        retention: retention_text(&state),
         interval: format!("{} s", state.sweeper.interval().as_secs()),
         last_run: sweep.last_run.map(format_utc),
         last_removed: sweep.last_removed,

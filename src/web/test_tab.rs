@@ -2,7 +2,7 @@
 //! event's RequestId and a link to it; synchronous ones with the result and logs.
 
 use super::form::{Fields, FormFields};
-use super::function_page::{Header, load};
+use super::parts::{Header, load};
 use super::shell::Shell;
 use super::urls;
 use crate::domain::event::{INVOKE_TYPE_CONSOLE, validate_payload};
