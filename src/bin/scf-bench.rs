@@ -6,7 +6,7 @@
 //! Each measurement starts its own server on a fresh SQLite file in the temporary folder.
 
 use scf_console::app::serve;
-use scf_console::clock::Clock;
+use scf_console::clock::{Clock, TimeFormat, format_time};
 use scf_console::engine::{EngineConfig, interpreters};
 use scf_console::scf::tc3::{SignInput, sha256_hex, sign, utc_date};
 use scf_console::state::AppState;
@@ -504,13 +504,14 @@ async fn event_management(o: &Options) -> anyhow::Result<()> {
     }
     let base = format!("/scf/{REGION}/default/functions/orders/events");
     let now = Clock::System.now_millis();
-    let day_ago = scf_console::domain::event_query::format_scf_time_ms(
+    let day_ago = format_time(
         now - 24 * 3600 * 1000,
         time::UtcOffset::UTC,
+        TimeFormat::DateTime,
     );
     let list_body = serde_json::json!({
         "FunctionName": "orders", "Status": ["FAILED"], "Limit": 20,
-        "StartTimeInterval": {"Start": &day_ago[..19]},
+        "StartTimeInterval": {"Start": day_ago},
     })
     .to_string();
     let n = 200;

@@ -282,17 +282,6 @@ fn serde_urlencoded_pairs(query: &str) -> ApiResult<Vec<(String, String)>> {
     .map_err(|_| ApiError::new("InvalidParameter", "The query string is malformed."))
 }
 
-/// `2020-12-01 08:35:00`: SCF's time format, in the configured zone.
-pub fn format_time(ms: crate::clock::Millis, tz: UtcOffset) -> String {
-    const FORMAT: &[time::format_description::FormatItem<'static>] =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .map(|t| t.to_offset(tz))
-        .ok()
-        .and_then(|t| t.format(FORMAT).ok())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::panics_as_errors;

@@ -6,7 +6,7 @@ use super::form::{Fields, FormFields};
 use super::parts::{Header, duration_text, load, status_class};
 use super::shell::Shell;
 use super::{HxRequest, urls};
-use crate::clock::format_rfc3339;
+use crate::clock::{TimeFormat, format_time};
 use crate::domain::event::EventStatus;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -17,6 +17,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use time::UtcOffset;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -98,10 +99,12 @@ fn detail(url: String, e: EventRecord, timeline: Vec<TimelineEntry>) -> Detail {
         invoke_type: e.invoke_type,
         qualifier: e.qualifier,
         attempt: e.attempt,
-        enqueued: crate::clock::format_utc(e.enqueued_at),
-        enqueued_iso: format_rfc3339(e.enqueued_at),
-        started: started.map(crate::clock::format_utc),
-        ended: e.ended_at.map(crate::clock::format_utc),
+        enqueued: format_time(e.enqueued_at, UtcOffset::UTC, TimeFormat::DateTime),
+        enqueued_iso: format_time(e.enqueued_at, UtcOffset::UTC, TimeFormat::Rfc3339),
+        started: started.map(|t| format_time(t, UtcOffset::UTC, TimeFormat::DateTime)),
+        ended: e
+            .ended_at
+            .map(|t| format_time(t, UtcOffset::UTC, TimeFormat::DateTime)),
         queue_wait: first_start.map(|s| duration_text(s - e.enqueued_at)),
         run_time: match (started, e.ended_at) {
             (Some(s), Some(end)) => Some(duration_text(end - s)),
@@ -114,8 +117,8 @@ fn detail(url: String, e: EventRecord, timeline: Vec<TimelineEntry>) -> Detail {
         timeline: timeline
             .into_iter()
             .map(|t| Step {
-                at: crate::clock::format_utc(t.at),
-                at_iso: format_rfc3339(t.at),
+                at: format_time(t.at, UtcOffset::UTC, TimeFormat::DateTime),
+                at_iso: format_time(t.at, UtcOffset::UTC, TimeFormat::Rfc3339),
                 label: t.status.label(),
                 detail: t.detail,
             })

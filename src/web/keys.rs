@@ -3,7 +3,7 @@
 use super::form::{Fields, FormFields};
 use super::shell::{Section, Shell};
 use super::urls;
-use crate::clock::{format_rfc3339, format_utc};
+use crate::clock::{TimeFormat, format_time};
 use crate::domain::rules::FieldErrors;
 use crate::error::{AppError, AppResult};
 use crate::keys::{self, KeyError};
@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use time::UtcOffset;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -74,18 +75,17 @@ async fn page(
     created: Option<ApiKey>,
 ) -> AppResult<ListPage> {
     let shell = Shell::load(state, region, namespace, Section::ApiKeys, "API Keys").await?;
-    let base = urls::api_keys(region, namespace);
     let rows = state
         .store
         .list_api_keys()
         .await?
         .into_iter()
         .map(|k| Row {
-            enable_url: format!("{base}/{}/enable", k.secret_id),
-            disable_url: format!("{base}/{}/disable", k.secret_id),
-            delete_url: format!("{base}/{}/delete", k.secret_id),
-            created: format_utc(k.created_at),
-            created_iso: format_rfc3339(k.created_at),
+            enable_url: urls::api_key(region, namespace, &k.secret_id, "enable"),
+            disable_url: urls::api_key(region, namespace, &k.secret_id, "disable"),
+            delete_url: urls::api_key(region, namespace, &k.secret_id, "delete"),
+            created: format_time(k.created_at, UtcOffset::UTC, TimeFormat::DateTime),
+            created_iso: format_time(k.created_at, UtcOffset::UTC, TimeFormat::Rfc3339),
             secret_id: k.secret_id,
             description: k.description,
             enabled: k.enabled,

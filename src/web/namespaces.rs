@@ -3,7 +3,7 @@
 use super::form::{Fields, FormFields};
 use super::shell::{Section, Shell};
 use super::urls;
-use crate::clock::{format_rfc3339, format_utc};
+use crate::clock::{TimeFormat, format_time};
 use crate::domain::namespace::{
     DEFAULT_NAMESPACE, parse_quota, validate_namespace_deletion, validate_new_namespace,
 };
@@ -19,6 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use time::UtcOffset;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -176,8 +177,8 @@ fn rows(region: &str, current: &str, namespaces: Vec<Namespace>) -> Vec<Row> {
             settings_url: urls::namespace_settings(region, current, &n.name),
             delete_url: (n.name != DEFAULT_NAMESPACE)
                 .then(|| urls::delete_namespace(region, current, &n.name)),
-            created: format_utc(n.created_at),
-            created_iso: format_rfc3339(n.created_at),
+            created: format_time(n.created_at, UtcOffset::UTC, TimeFormat::DateTime),
+            created_iso: format_time(n.created_at, UtcOffset::UTC, TimeFormat::Rfc3339),
             name: n.name,
             description: n.description,
             function_count: n.function_count,

@@ -4,13 +4,14 @@
 
 use super::form::env_rows;
 use super::shell::{Section, Shell};
-use crate::clock::{Millis, format_rfc3339, format_utc};
+use crate::clock::{Millis, TimeFormat, format_time};
 use crate::domain::event::EventStatus;
 use crate::domain::function::{ConfigDraft, EnvVar};
 use crate::domain::rules::FieldErrors;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::{Function, FunctionKey};
+use time::UtcOffset;
 
 /// The function's header and tab bar, shared by its tabs.
 pub struct Header {
@@ -44,18 +45,21 @@ impl Header {
             trace_enable: f.trace_enable,
             memory_size: f.memory_size,
             timeout: f.timeout,
-            created: format_utc(f.created_at),
-            modified: format_utc(f.modified_at),
-            modified_iso: format_rfc3339(f.modified_at),
+            created: format_time(f.created_at, UtcOffset::UTC, TimeFormat::DateTime),
+            modified: format_time(f.modified_at, UtcOffset::UTC, TimeFormat::DateTime),
+            modified_iso: format_time(f.modified_at, UtcOffset::UTC, TimeFormat::Rfc3339),
             config_url: shell.tab_url(&f.name, "config"),
             code_url: shell.tab_url(&f.name, "code"),
             test_url: shell.tab_url(&f.name, "test"),
             events_url: shell.tab_url(&f.name, "events"),
             delete_url: shell.tab_url(&f.name, "delete"),
-            trace_cleared_by: f
-                .trace_disabled_at
-                .filter(|_| !f.trace_enable)
-                .map(|at| format_utc(at + retention_millis(state))),
+            trace_cleared_by: f.trace_disabled_at.filter(|_| !f.trace_enable).map(|at| {
+                format_time(
+                    at + retention_millis(state),
+                    UtcOffset::UTC,
+                    TimeFormat::DateTime,
+                )
+            }),
             tab,
         }
     }

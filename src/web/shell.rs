@@ -92,7 +92,7 @@ impl Shell {
     }
 
     pub fn system_url(&self) -> String {
-        format!("/scf/{}/{}/system", self.region, self.namespace)
+        urls::system(&self.region, &self.namespace)
     }
 
     pub fn in_system(&self) -> bool {

@@ -11,6 +11,7 @@ use scf_console::domain::runtime::Interpreters;
 use scf_console::engine::EngineConfig;
 use scf_console::engine::interpreters;
 use scf_console::state::AppState;
+use scf_console::web::urls::encode;
 use scraper::{Html, Selector};
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -220,22 +221,10 @@ fn form_request(uri: &str) -> axum::http::request::Builder {
 fn form_body(fields: &[(&str, &str)]) -> Body {
     let encoded = fields
         .iter()
-        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect::<Vec<_>>()
         .join("&");
     Body::from(encoded)
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b' ' => "+".into(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 pub fn functions_url(namespace: &str) -> String {
@@ -447,7 +436,7 @@ pub mod api {
                 flatten("", &params, &mut pairs);
                 let query = pairs
                     .iter()
-                    .map(|(k, v)| format!("{}={}", super::urlencode(k), super::urlencode(v)))
+                    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
                     .collect::<Vec<_>>()
                     .join("&");
                 (
