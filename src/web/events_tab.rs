@@ -28,15 +28,15 @@ pub fn routes() -> Router<AppState> {
     let base = "/scf/{region}/{namespace}/functions/{name}/events";
     Router::new()
         .route(base, get(page))
-        .route(&format!("{base}/rows"), get(rows))
-        .route(&format!("{base}/stats"), get(stats))
-        .route(&format!("{base}/export.csv"), get(export_csv))
-        .route(&format!("{base}/export.ndjson"), get(export_ndjson))
+        .route(&format!("{base}/-/rows"), get(rows))
+        .route(&format!("{base}/-/stats"), get(stats))
+        .route(&format!("{base}/-/export.csv"), get(export_csv))
+        .route(&format!("{base}/-/export.ndjson"), get(export_ndjson))
         .route(
-            &format!("{base}/terminate"),
+            &format!("{base}/-/terminate"),
             get(confirm_bulk).post(bulk_terminate),
         )
-        .route(&format!("{base}/trace-on"), post(trace_on))
+        .route(&format!("{base}/-/trace-on"), post(trace_on))
         .route(&format!("{base}/{{request_id}}/rerun"), post(rerun))
 }
 
@@ -259,7 +259,7 @@ impl View {
     }
 
     pub fn rows_url(&self) -> String {
-        format!("{}/rows?{}", self.base, self.paged_query())
+        format!("{}/-/rows?{}", self.base, self.paged_query())
     }
 
     pub fn has_status(&self, name: &str) -> bool {
@@ -465,7 +465,7 @@ fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
     let c = &s.by_status;
     let ended = c[2] + c[3] + c[4];
     Stats {
-        stats_url: view.url("/stats"),
+        stats_url: view.url("/-/stats"),
         refresh: view.refresh,
         window: format!(
             "{} – {} UTC",
@@ -581,10 +581,10 @@ async fn page(
     Ok(Page {
         header: Header::new(&state, &shell, &f, "events"),
         shell,
-        export_csv: view.url("/export.csv"),
-        export_ndjson: view.url("/export.ndjson"),
-        terminate_url: view.url("/terminate"),
-        trace_on_url: format!("{}/trace-on", view.base),
+        export_csv: view.url("/-/export.csv"),
+        export_ndjson: view.url("/-/export.ndjson"),
+        terminate_url: view.url("/-/terminate"),
+        trace_on_url: format!("{}/-/trace-on", view.base),
         view,
         rows,
         stats,
@@ -849,7 +849,7 @@ async fn confirm_bulk(
         shell,
         count: ids.len(),
         back_url: view.url(""),
-        action_url: view.url("/terminate"),
+        action_url: view.url("/-/terminate"),
     })
 }
 

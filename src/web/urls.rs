@@ -1,4 +1,9 @@
 //! The console's URLs, built in one place, and the one percent-encoder for what goes into them.
+//!
+//! A collection's URL (`…/functions`, `…/functions/{name}/events`) is followed by the key of
+//! one of its items, or by `-` and then one of the console's own words: the wizard is
+//! `…/functions/-/new`, the event rows `…/events/-/rows`. Function names start with a letter
+//! and request ids are UUIDs, so no item can be called `-` and none can shadow a route.
 
 /// Percent-encodes every byte but letters, digits, `-`, `.`, `_`, `~` and `:`, so the result is
 /// safe both as a path segment and as a query value (where `&`, `=`, `+` and `#` would change
@@ -22,11 +27,11 @@ pub fn functions(region: &str, namespace: &str) -> String {
 }
 
 pub fn new_function(region: &str, namespace: &str) -> String {
-    format!("{}/new", functions(region, namespace))
+    format!("{}/-/new", functions(region, namespace))
 }
 
 pub fn validate(region: &str, namespace: &str) -> String {
-    format!("{}/validate", functions(region, namespace))
+    format!("{}/-/validate", functions(region, namespace))
 }
 
 pub fn function(region: &str, namespace: &str, name: &str) -> String {

@@ -25,11 +25,11 @@ use serde::Deserialize;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
-            "/scf/{region}/{namespace}/functions/new",
+            "/scf/{region}/{namespace}/functions/-/new",
             get(new_function).post(create),
         )
         .route(
-            "/scf/{region}/{namespace}/functions/validate",
+            "/scf/{region}/{namespace}/functions/-/validate",
             post(validate),
         )
 }

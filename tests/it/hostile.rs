@@ -565,7 +565,7 @@ async fn exports_reach_a_browser_whole_through_gzip() {
     let addr = serve(&app, ServerLimits::default()).await;
     let events = function_url("default", "exported", "events");
     let export = |kind: &'static str| {
-        let url = format!("{events}/export.{kind}");
+        let url = format!("{events}/-/export.{kind}");
         async move {
             let reply = get(addr, &url, BROWSER).await;
             assert_eq!(reply.status, 200, "{kind}");

@@ -40,7 +40,7 @@ async fn an_empty_namespace_explains_what_to_do() {
     assert_eq!(page.text(".empty-state h2"), "No functions yet");
     assert_eq!(
         page.attr(".empty-state a", "href").as_deref(),
-        Some("/scf/ap-guangzhou/default/functions/new")
+        Some("/scf/ap-guangzhou/default/functions/-/new")
     );
 }
 

@@ -232,11 +232,21 @@ pub fn functions_url(namespace: &str) -> String {
 }
 
 pub fn new_url(namespace: &str) -> String {
-    format!("/scf/{REGION}/{namespace}/functions/new")
+    format!("/scf/{REGION}/{namespace}/functions/-/new")
+}
+
+pub fn validate_url(namespace: &str) -> String {
+    format!("/scf/{REGION}/{namespace}/functions/-/validate")
 }
 
 pub fn function_url(namespace: &str, name: &str, tab: &str) -> String {
     format!("/scf/{REGION}/{namespace}/functions/{name}/{tab}")
+}
+
+/// A part of a function's event list with a URL of its own: `rows`, `stats`, `export.csv`,
+/// `terminate`, ….
+pub fn events_part_url(namespace: &str, name: &str, part: &str) -> String {
+    format!("{}/-/{part}", function_url(namespace, name, "events"))
 }
 
 pub const PYTHON_CODE: &str = "def main_handler(event, context):\n    return event\n";
@@ -314,6 +324,15 @@ impl Page {
             .select(&sel)
             .next()
             .and_then(|e| e.value().attr(attr).map(str::to_string))
+    }
+
+    /// The target of the first link matching `selector` whose text is `text`.
+    pub fn link(&self, selector: &str, text: &str) -> Option<String> {
+        let sel = Selector::parse(selector).unwrap();
+        self.html()
+            .select(&sel)
+            .find(|e| e.text().collect::<String>().trim() == text)
+            .and_then(|e| e.value().attr("href").map(str::to_string))
     }
 
     /// The message shown under a field, or "" when it has none.
