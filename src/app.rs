@@ -1,8 +1,9 @@
 //! Router assembly and the server's life: start, serve, shut down.
 
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{Settings, redact_database_url};
 use crate::state::{AppState, ServerLimits};
+use crate::store::DynStore;
 use crate::{engine, keys, store, web};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -55,6 +56,30 @@ pub fn with_layers(routes: Router, body_timeout: Duration) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(|req: Request<Body>| {
+            std::future::ready(without_unusable_request_id(req))
+        }))
+}
+
+/// A client's own `x-request-id` is kept, so a caller can find its request in the log, if it
+/// is a plain token of at most 64 characters: it goes into every log line of the request and
+/// becomes the SCF API's RequestId. Anything else is dropped and the server makes a fresh id.
+fn without_unusable_request_id(mut req: Request<Body>) -> Request<Body> {
+    let plain = |id: &[u8]| {
+        (1..=64).contains(&id.len())
+            && id
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    };
+    let usable = req
+        .headers()
+        .get_all(REQUEST_ID)
+        .iter()
+        .all(|id| plain(id.as_bytes()));
+    if !usable {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    req
 }
 
 /// The span of one request. The path only: the query of a GET API call carries its
@@ -268,9 +293,7 @@ fn connection_cap(wanted: usize) -> usize {
 
 /// Starts scf-console with the given settings and runs until Ctrl-C or SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let url = settings.database_url();
-    let store = store::open(&url).await?;
-    tracing::info!(database = %url, "store ready");
+    let store = open_store(&settings.database_url()).await?;
     let interpreters =
         engine::interpreters::detect(&settings.python_command(), &settings.node_command()).await;
     let mut state = AppState::with_engine(
@@ -302,6 +325,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("scf-console stopped");
     Ok(())
+}
+
+/// Opens the store at `url`. The log line and any error name the database with its password
+/// redacted, as the store's own messages may quote the URL they were given.
+pub async fn open_store(url: &str) -> anyhow::Result<DynStore> {
+    let shown = redact_database_url(url);
+    let store = store::open(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", format!("{e:#}").replace(url, &shown)))?;
+    tracing::info!(database = %shown, "store ready");
+    Ok(store)
 }
 
 async fn shutdown_signal() {

@@ -184,7 +184,7 @@ async fn terminate(
         .eq_ignore_ascii_case("true");
     match state.engine.terminate(&request_id, graceful).await? {
         Termination::AbortedWhileQueued | Termination::Running => {
-            tracing::info!(request_id = %request_id, graceful, "termination requested in the console");
+            tracing::info!(invoke_request_id = %request_id, graceful, "termination requested in the console");
         }
         Termination::NotRunning(status) => {
             return Err(AppError::BadRequest(format!(

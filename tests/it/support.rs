@@ -13,6 +13,7 @@ use scf_console::engine::interpreters;
 use scf_console::state::AppState;
 use scf_console::web::urls::encode;
 use scraper::{Html, Selector};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use tower::ServiceExt;
@@ -111,6 +112,7 @@ impl TestApp {
         interpreters: Interpreters,
         engine: EngineConfig,
     ) -> Self {
+        AskEachTime::install();
         let state = AppState::with_engine(
             store,
             Clock::manual(START),
@@ -348,6 +350,91 @@ impl Page {
             .chain(self.texts(".error-page p"))
             .collect()
     }
+}
+
+/// The server's log, as an operator reads it.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Log {
+    /// What this thread logs from now until the guard is dropped.
+    pub fn capture() -> (Log, tracing::subscriber::DefaultGuard) {
+        AskEachTime::install();
+        let log = Log::default();
+        let guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(log.clone())
+                .with_ansi(false)
+                .finish(),
+        );
+        (log, guard)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
+    type Writer = Log;
+
+    fn make_writer(&'a self) -> Log {
+        self.clone()
+    }
+}
+
+/// The process-wide subscriber of the tests, which logs nothing. tracing caches, for every
+/// thread at once, whether a log statement is wanted; a statement first met on a thread where
+/// nobody listens would be cached as off and never reach a test's [`Log`]. Answering
+/// "sometimes" makes each statement ask the subscriber of its own thread every time.
+struct AskEachTime;
+
+impl AskEachTime {
+    /// Once per test binary, before the first test's console logs anything.
+    fn install() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(AskEachTime);
+        });
+    }
+}
+
+impl tracing::Subscriber for AskEachTime {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {}
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 /// The SCF API as a client sees it: signed calls to `POST /`.
