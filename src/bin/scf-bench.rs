@@ -526,13 +526,13 @@ async fn event_management(o: &Options) -> anyhow::Result<()> {
         let page = time_get(&bench.addr, &base, n, false).await?;
         let rows = time_get(
             &bench.addr,
-            &format!("{base}/rows?status=failed&range=3d"),
+            &format!("{base}/-/rows?status=failed&range=3d"),
             n,
             true,
         )
         .await?;
         let api = time_api(&bench.addr, "ListAsyncEvents", &list_body, n).await?;
-        let stats = time_get(&bench.addr, &format!("{base}/stats?range=3d"), n, true).await?;
+        let stats = time_get(&bench.addr, &format!("{base}/-/stats?range=3d"), n, true).await?;
         results.push((size, page, rows, api, stats, rss_mb()));
     }
     bench.stop().await;
