@@ -1,11 +1,8 @@
-//! Application state, router assembly and the server's life: start, serve, shut down.
+//! Router assembly and the server's life: start, serve, shut down.
 
 use crate::clock::Clock;
-use crate::config::Settings;
-use crate::domain::namespace::DEFAULT_NAMESPACE;
-use crate::domain::runtime::Interpreters;
-use crate::engine::sweeper::Sweeper;
-use crate::engine::{Engine, EngineConfig};
+use crate::config::{Settings, redact_database_url};
+use crate::state::{AppState, ServerLimits};
 use crate::store::DynStore;
 use crate::{engine, keys, store, web};
 use axum::Router;
@@ -30,117 +27,6 @@ use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
-
-/// Everything a request handler may need; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: DynStore,
-    pub clock: Clock,
-    /// Regions offered, the first being the default.
-    pub regions: Arc<Vec<String>>,
-    pub interpreters: Arc<Interpreters>,
-    /// How long event records are kept after they end (and after status trace is turned off).
-    pub event_retention: Duration,
-    /// The zone of the API's time strings.
-    pub timezone: time::UtcOffset,
-    pub engine: Arc<Engine>,
-    pub keys: Arc<keys::KeyCache>,
-    pub sweeper: Arc<Sweeper>,
-    /// What one client may hold: connections, and time to send a request.
-    pub limits: ServerLimits,
-}
-
-/// Bounds on what clients can hold of the server, whatever they send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerLimits {
-    /// Connections served at once; more wait in the listen backlog until one closes.
-    pub max_connections: usize,
-    /// Time to send a request's head, counted from when the connection opens or the previous
-    /// response ends, so it also closes keep-alive connections left idle.
-    pub header_timeout: Duration,
-    /// Time to send a whole request body, counted from when its head arrived.
-    pub body_timeout: Duration,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        ServerLimits {
-            max_connections: 1024,
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(120),
-        }
-    }
-}
-
-impl AppState {
-    /// Prepares the store for the given regions (each gets its `default` namespace) and starts
-    /// the engine with its default configuration.
-    pub async fn new(
-        store: DynStore,
-        clock: Clock,
-        regions: Vec<String>,
-        interpreters: Interpreters,
-        event_retention: Duration,
-    ) -> anyhow::Result<Self> {
-        Self::with_engine(
-            store,
-            clock,
-            regions,
-            interpreters,
-            event_retention,
-            EngineConfig::default(),
-        )
-        .await
-    }
-
-    pub async fn with_engine(
-        store: DynStore,
-        clock: Clock,
-        regions: Vec<String>,
-        interpreters: Interpreters,
-        event_retention: Duration,
-        engine: EngineConfig,
-    ) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            !regions.is_empty(),
-            "at least one region must be configured"
-        );
-        for region in &regions {
-            anyhow::ensure!(
-                crate::domain::namespace::is_valid_namespace_name(region),
-                "region {region:?} may contain only letters, digits, - and _"
-            );
-            store
-                .ensure_namespace(region, DEFAULT_NAMESPACE, clock.now_millis())
-                .await?;
-        }
-        let interpreters = Arc::new(interpreters);
-        let engine =
-            Engine::start(store.clone(), clock.clone(), interpreters.clone(), engine).await?;
-        let sweeper = Arc::new(Sweeper::new(
-            store.clone(),
-            clock.clone(),
-            event_retention,
-            Duration::from_secs(60),
-        ));
-        Ok(Self {
-            store,
-            clock,
-            regions: Arc::new(regions),
-            interpreters,
-            event_retention,
-            timezone: time::UtcOffset::UTC,
-            engine,
-            keys: Arc::default(),
-            sweeper,
-            limits: ServerLimits::default(),
-        })
-    }
-
-    pub fn default_region(&self) -> &str {
-        &self.regions[0]
-    }
-}
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -170,6 +56,30 @@ pub fn with_layers(routes: Router, body_timeout: Duration) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(|req: Request<Body>| {
+            std::future::ready(without_unusable_request_id(req))
+        }))
+}
+
+/// A client's own `x-request-id` is kept, so a caller can find its request in the log, if it
+/// is a plain token of at most 64 characters: it goes into every log line of the request and
+/// becomes the SCF API's RequestId. Anything else is dropped and the server makes a fresh id.
+fn without_unusable_request_id(mut req: Request<Body>) -> Request<Body> {
+    let plain = |id: &[u8]| {
+        (1..=64).contains(&id.len())
+            && id
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    };
+    let usable = req
+        .headers()
+        .get_all(REQUEST_ID)
+        .iter()
+        .all(|id| plain(id.as_bytes()));
+    if !usable {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    req
 }
 
 /// The span of one request. The path only: the query of a GET API call carries its
@@ -383,9 +293,7 @@ fn connection_cap(wanted: usize) -> usize {
 
 /// Starts scf-console with the given settings and runs until Ctrl-C or SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let url = settings.database_url();
-    let store = store::open(&url).await?;
-    tracing::info!(database = %url, "store ready");
+    let store = open_store(&settings.database_url()).await?;
     let interpreters =
         engine::interpreters::detect(&settings.python_command(), &settings.node_command()).await;
     let mut state = AppState::with_engine(
@@ -417,6 +325,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("scf-console stopped");
     Ok(())
+}
+
+/// Opens the store at `url`. The log line and any error name the database with its password
+/// redacted, as the store's own messages may quote the URL they were given.
+pub async fn open_store(url: &str) -> anyhow::Result<DynStore> {
+    let shown = redact_database_url(url);
+    let store = store::open(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", format!("{e:#}").replace(url, &shown)))?;
+    tracing::info!(database = %shown, "store ready");
+    Ok(store)
 }
 
 async fn shutdown_signal() {

@@ -57,7 +57,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
 
     /// Database URL; defaults to `sqlite://<data-dir>/scf-console.db`.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    // Hidden from `--help`, which would otherwise print a PostgreSQL password set in the
+    // environment.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
 
     /// Regions offered by the region selector, comma separated; the first is the default.
@@ -222,8 +224,8 @@ impl Settings {
         out
     }
 
-    pub fn server_limits(&self) -> crate::app::ServerLimits {
-        crate::app::ServerLimits {
+    pub fn server_limits(&self) -> crate::state::ServerLimits {
+        crate::state::ServerLimits {
             max_connections: self.max_connections as usize,
             header_timeout: self.header_timeout.0,
             body_timeout: self.body_timeout.0,
@@ -258,9 +260,85 @@ impl Settings {
     }
 }
 
+/// `url` with its password, if it has one, replaced by `***`: what logs and messages may show
+/// of a database URL. A password can sit in the user part (`postgres://user:secret@host/db`) or
+/// in the query (`?password=secret`). SQLite URLs are paths and show as they are.
+pub fn redact_database_url(url: &str) -> String {
+    const HIDDEN: &str = "***";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    if scheme.eq_ignore_ascii_case("sqlite") {
+        return url.to_string();
+    }
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let mut out = format!("{scheme}://");
+    // The last `@` ends the user part: a password may contain an unencoded `@`.
+    match authority.rsplit_once('@') {
+        Some((user_part, host)) => {
+            match user_part.split_once(':') {
+                Some((user, _password)) => out.push_str(&format!("{user}:{HIDDEN}")),
+                None => out.push_str(user_part),
+            }
+            out.push('@');
+            out.push_str(host);
+        }
+        None => out.push_str(authority),
+    }
+    let (before_fragment, fragment) = tail.split_at(tail.find('#').unwrap_or(tail.len()));
+    match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.to_ascii_lowercase().contains("password") => {
+                        format!("{key}={HIDDEN}")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            out.push_str(path);
+            out.push('?');
+            out.push_str(&query.join("&"));
+        }
+        None => out.push_str(before_fragment),
+    }
+    out.push_str(fragment);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_passwords_never_show() {
+        for (url, shown) in [
+            (
+                "postgres://scf:s3cret@db.internal:5432/scf",
+                "postgres://scf:***@db.internal:5432/scf",
+            ),
+            (
+                "postgresql://scf:p@ss:w0rd@db/scf?sslmode=require",
+                "postgresql://scf:***@db/scf?sslmode=require",
+            ),
+            (
+                "postgres://db/scf?user=scf&password=s3cret&sslpassword=k3y",
+                "postgres://db/scf?user=scf&password=***&sslpassword=***",
+            ),
+            ("postgres://scf@db/scf", "postgres://scf@db/scf"),
+            ("postgres://db", "postgres://db"),
+            ("mysql://root:toor@localhost", "mysql://root:***@localhost"),
+            (
+                "sqlite:///var/lib/scf/scf-console.db",
+                "sqlite:///var/lib/scf/scf-console.db",
+            ),
+            ("sqlite://./data/a:b@c.db", "sqlite://./data/a:b@c.db"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_database_url(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn durations_read_like_people_write_them() {

@@ -34,7 +34,7 @@ pub async fn create(store: &dyn Store, description: &str, now: Millis) -> Servic
 
 /// Enables or disables a key; requests signed with a disabled key are refused at once.
 pub async fn set_enabled(
-    state: &crate::app::AppState,
+    state: &crate::state::AppState,
     secret_id: &str,
     enabled: bool,
 ) -> ServiceResult<()> {
@@ -46,7 +46,7 @@ pub async fn set_enabled(
     Ok(())
 }
 
-pub async fn delete(state: &crate::app::AppState, secret_id: &str) -> ServiceResult<()> {
+pub async fn delete(state: &crate::state::AppState, secret_id: &str) -> ServiceResult<()> {
     let deleted = state.store.delete_api_key(secret_id).await;
     state.keys.forget(secret_id);
     deleted.map_err(|e| not_found_as_missing(e, secret_id))?;
@@ -63,7 +63,7 @@ fn not_found_as_missing(e: StoreError, secret_id: &str) -> ServiceError {
 
 /// Creates or updates the key named by `SCF_SECRET_ID` / `SCF_SECRET_KEY`.
 pub async fn put_configured(
-    state: &crate::app::AppState,
+    state: &crate::state::AppState,
     secret_id: &str,
     secret_key: &str,
 ) -> anyhow::Result<()> {

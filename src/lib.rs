@@ -1,6 +1,6 @@
 //! scf-console: a self-hosted console for asynchronous serverless functions with status trace.
 
-/// Application state, router assembly and the server's life cycle.
+/// Router assembly and the server's life cycle.
 pub mod app;
 /// Time, injectable so that time-based rules are testable.
 pub mod clock;
@@ -18,6 +18,8 @@ pub mod keys;
 pub mod scf;
 /// The use cases both doors share, with typed outcomes.
 pub mod service;
+/// What every request handler may reach, shared by the console and the API.
+pub mod state;
 /// Persistence behind one interface.
 pub mod store;
 /// Console pages, fragments and static assets.

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys {
             action: KeysCommand::Create { description },
         } => {
-            let store = scf_console::store::open(&cli.settings.database_url()).await?;
+            let store = scf_console::app::open_store(&cli.settings.database_url()).await?;
             let now = scf_console::clock::Clock::System.now_millis();
             let key = scf_console::keys::create(store.as_ref(), &description, now).await?;
             store.close().await;

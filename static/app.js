@@ -101,7 +101,7 @@
     var seconds = Number(select.value);
     document.querySelectorAll("[data-refresh-target]").forEach(function (el) {
       if (!el.getAttribute("hx-get")) {
-        var url = (el.id === "event-stats" ? location.pathname + "/stats" : location.pathname + "/rows") + location.search;
+        var url = (el.id === "event-stats" ? location.pathname + "/-/stats" : location.pathname + "/-/rows") + location.search;
         el.setAttribute("hx-get", url);
         el.setAttribute("hx-swap", "outerHTML");
       }

@@ -5,11 +5,19 @@
 //!
 //! Each measurement starts its own server on a fresh SQLite file in the temporary folder.
 
-use scf_console::app::{AppState, serve};
-use scf_console::clock::Clock;
+use clap::{Parser, ValueEnum};
+use scf_console::app::serve;
+use scf_console::clock::{Clock, TimeFormat, format_time};
+use scf_console::domain::event::EventStatus;
+use scf_console::domain::function::{
+    ConfigDraft, FunctionDraft, QPS_LIMIT_MAX, validate_new_function,
+};
+use scf_console::domain::namespace::DEFAULT_NAMESPACE;
+use scf_console::domain::runtime::Language;
 use scf_console::engine::{EngineConfig, interpreters};
 use scf_console::scf::tc3::{SignInput, sha256_hex, sign, utc_date};
-use scf_console::store::FunctionKey;
+use scf_console::state::AppState;
+use scf_console::store::{EventWrite, Function, NewEvent, RunLease, TimelineEntry};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,61 +29,43 @@ const SECRET_ID: &str = "AKIDbenchmark000000000000000000000";
 const SECRET_KEY: &str = "benchmark-secret-key-0123456789ab";
 const REGION: &str = "ap-guangzhou";
 
+/// Measures scf-console against the performance targets of its design, on this machine, and
+/// prints a table. Each part starts its own server on a fresh SQLite file.
+#[derive(Parser)]
+#[command(name = "scf-bench")]
 struct Options {
+    /// Run only this part (all by default).
+    #[arg(long, value_enum)]
+    only: Option<Part>,
+    /// Seconds of load for each accept measurement.
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Calls per second of the fixed-rate accept measurements.
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 5000)]
     rate: u64,
+    /// Client connections sending the accept load.
+    #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// Events of the warm end-to-end measurement.
+    #[arg(long, default_value_t = 20_000)]
     warm_events: usize,
+    /// Events of the cold-start measurement.
+    #[arg(long, default_value_t = 300)]
     cold_events: usize,
-    /// Stored-event sizes for the Event Management measurements; 0 skips them.
+    /// Stored-event sizes for the Event Management measurements, comma separated; 0 skips
+    /// them.
+    #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
     stored: Vec<u64>,
-    /// Run only these parts: accept, warm, cold, events (all by default).
-    only: Option<String>,
 }
 
-fn options() -> Options {
-    let mut o = Options {
-        seconds: 5,
-        rate: 5000,
-        connections: 64,
-        warm_events: 20_000,
-        cold_events: 300,
-        stored: vec![1_000_000, 10_000_000],
-        only: None,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        if args[i] == "--only" {
-            o.only = args.get(i + 1).cloned();
-            i += 2;
-            continue;
-        }
-        if args[i] == "--stored" {
-            o.stored = args
-                .get(i + 1)
-                .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
-                .unwrap_or_default();
-            i += 2;
-            continue;
-        }
-        let value = args.get(i + 1).and_then(|v| v.parse::<u64>().ok());
-        match (args[i].as_str(), value) {
-            ("--seconds", Some(v)) => o.seconds = v,
-            ("--rate", Some(v)) => o.rate = v,
-            ("--connections", Some(v)) => o.connections = v as usize,
-            ("--warm-events", Some(v)) => o.warm_events = v as usize,
-            ("--cold-events", Some(v)) => o.cold_events = v as usize,
-            _ => {
-                eprintln!(
-                    "usage: scf-bench [--only accept|warm|cold|events] [--seconds N] [--rate PER_SECOND] [--connections N] [--warm-events N] [--cold-events N] [--stored 1000000,10000000]"
-                );
-                std::process::exit(2);
-            }
-        }
-        i += 2;
-    }
-    o
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Part {
+    Accept,
+    Warm,
+    Cold,
+    Events,
+    Sweep,
+    Churn,
 }
 
 /// A server on a fresh data folder, serving on a free port.
@@ -116,49 +106,33 @@ impl Bench {
         Ok(Bench { state, addr, dir })
     }
 
-    async fn function(
-        &self,
-        name: &str,
-        code: &str,
-    ) -> anyhow::Result<scf_console::store::Function> {
-        use base64::Engine as _;
-        use std::io::Write;
-        let mut buf = std::io::Cursor::new(Vec::new());
-        {
-            let mut w = zip::ZipWriter::new(&mut buf);
-            w.start_file("index.py", zip::write::SimpleFileOptions::default())?;
-            w.write_all(code.as_bytes())?;
-            w.finish()?;
-        }
-        let zip = base64::engine::general_purpose::STANDARD.encode(buf.into_inner());
-        let params = serde_json::json!({
-            "FunctionName": name, "Runtime": "Python3.10", "AsyncRunEnable": "TRUE",
-            "TraceEnable": "TRUE", "Code": {"ZipFile": zip},
-        });
-        let mut conn = Client::connect(&self.addr).await?;
-        let (_, body) = conn
-            .call(&self.addr, "CreateFunction", &params.to_string())
-            .await?;
-        anyhow::ensure!(!body.contains("\"Error\""), "CreateFunction failed: {body}");
-        // The benchmark drives far more than the default QPS limit.
-        let key = FunctionKey {
-            region: REGION.into(),
-            namespace: "default".into(),
-            name: name.into(),
+    /// An async, traced Python function with `code` as its handler's file, allowed far more
+    /// calls per second than the default QPS limit, as the benchmark drives.
+    async fn function(&self, name: &str, code: &str) -> anyhow::Result<Function> {
+        let python = self
+            .state
+            .interpreters
+            .newest(Language::Python)
+            .ok_or_else(|| anyhow::anyhow!("no Python interpreter was found"))?;
+        let draft = FunctionDraft {
+            function_name: name.into(),
+            runtime: python.name.into(),
+            handler: "index.main_handler".into(),
+            code: code.into(),
+            async_run_enable: "TRUE".into(),
+            config: ConfigDraft {
+                trace_enable: "TRUE".into(),
+                qps_limit: QPS_LIMIT_MAX.to_string(),
+                ..ConfigDraft::default()
+            },
+            ..FunctionDraft::default()
         };
-        let f = self.state.store.get_function(&key).await?.expect("created");
-        let mut config = scf_console::domain::function::validate_config(&f.config_draft(), true)
+        let new = validate_new_function(&draft, &self.state.interpreters)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        config.qps_limit = scf_console::domain::function::QPS_LIMIT_MAX;
         Ok(self
             .state
             .store
-            .update_function_config(
-                &key,
-                &config,
-                f.trace_disabled_at,
-                Clock::System.now_millis(),
-            )
+            .create_function(REGION, DEFAULT_NAMESPACE, &new, Clock::System.now_millis())
             .await?)
     }
 
@@ -364,8 +338,7 @@ fn row(what: &str, measured: String, target: &str) {
 }
 
 /// Fills the store with `count` traced events over the last 3 days, for 4 functions (half of
-/// them for the first), with a realistic mix of statuses; done inside SQLite, with the rollup
-/// triggers doing their work for every row.
+/// them for the first), with a realistic mix of statuses.
 async fn seed(bench: &Bench, functions: &[i64], count: u64, already: u64) -> anyhow::Result<()> {
     let span: i64 = 72 * 3600 * 1000 - 60_000;
     seed_window(
@@ -379,7 +352,11 @@ async fn seed(bench: &Bench, functions: &[i64], count: u64, already: u64) -> any
     .await
 }
 
-/// Seeds events enqueued evenly over `[from, from + span)`.
+/// Events seeded at once: each batch is inserted, claimed and ended as the engine would, so the
+/// store keeps its rollups and timelines, and a batch's events start together.
+const SEED_BATCH: u64 = 1000;
+
+/// Seeds events enqueued evenly over `[from, from + span)`, through the store's own writes.
 async fn seed_window(
     bench: &Bench,
     functions: &[i64],
@@ -388,59 +365,107 @@ async fn seed_window(
     from: i64,
     span: i64,
 ) -> anyhow::Result<()> {
-    use sqlx::sqlite::SqliteConnectOptions;
-    use std::str::FromStr;
-    let options = SqliteConnectOptions::from_str(&format!(
-        "sqlite://{}",
-        bench.dir.join("bench.db").display()
-    ))?
-    .busy_timeout(Duration::from_secs(60))
-    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
-    let mut conn = sqlx::ConnectOptions::connect(&options).await?;
-    let batch: u64 = 200_000;
+    let store = &bench.state.store;
+    let total = already + count;
+    let enqueued_at = |i: u64| from + i as i64 * span / total as i64;
+    // Events left running keep their lease for the whole run: nothing takes them back.
+    // Seeded events left running stay so for the whole run: their lease outlasts it.
+    let lease_until = Clock::System.now_millis() + 30 * 24 * 3600 * 1000;
     let mut done = 0;
     while done < count {
-        let n = batch.min(count - done);
-        let first = already + done;
-        let total = already + count;
-        // Events are spread evenly over the window, oldest first; one in 100 failed, 1 in
-        // 250 aborted, 1 in 1000 still running, the rest finished, a tenth from the console.
-        sqlx::query(
-            "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 + ?2 - 1) \
-             INSERT INTO events (request_id, function_id, invoke_type, status, status_code, attempt, \
-                traced, payload, enqueued_at, started_at, ended_at, run_after) \
-             SELECT printf('seed-%010d', i), \
-                CASE WHEN i % 2 = 0 THEN ?3 WHEN i % 6 = 1 THEN ?4 WHEN i % 6 = 3 THEN ?5 ELSE ?6 END, \
-                CASE WHEN i % 10 = 0 THEN 'CONSOLE' ELSE 'API' END, \
-                CASE WHEN i % 100 = 7 THEN 3 WHEN i % 250 = 11 THEN 4 WHEN i % 1000 = 13 THEN 1 ELSE 2 END, \
-                CASE WHEN i % 100 = 7 THEN 430 WHEN i % 250 = 11 THEN 499 WHEN i % 1000 = 13 THEN NULL ELSE 200 END, \
-                1, 1, '{\"seed\":true}', \
-                ?7 + i * ?8 / ?9, ?7 + i * ?8 / ?9 + 5, \
-                CASE WHEN i % 1000 = 13 THEN NULL ELSE ?7 + i * ?8 / ?9 + 5 + (i % 37) * 3 END, \
-                ?7 + i * ?8 / ?9 \
-             FROM n",
-        )
-        .bind(first as i64)
-        .bind(n as i64)
-        .bind(functions[0])
-        .bind(functions[1])
-        .bind(functions[2])
-        .bind(functions[3])
-        .bind(from)
-        .bind(span)
-        .bind(total as i64)
-        .execute(&mut conn)
-        .await?;
+        let n = SEED_BATCH.min(count - done);
+        let batch = already + done..already + done + n;
+        let inserts: Vec<EventWrite> = batch
+            .clone()
+            .map(|i| {
+                EventWrite::Insert(NewEvent {
+                    request_id: seed_request_id(i),
+                    function_id: functions[seed_function(i)],
+                    region: REGION.into(),
+                    namespace: DEFAULT_NAMESPACE.into(),
+                    invoke_type: if i % 10 == 0 { "CONSOLE" } else { "API" }.into(),
+                    traced: true,
+                    payload: "{\"seed\":true}".into(),
+                    enqueued_at: enqueued_at(i),
+                })
+            })
+            .collect();
+        store.apply_event_writes(&inserts).await?;
+        let started_at = enqueued_at(batch.end - 1) + 5;
+        let claimed = store
+            .claim_events(started_at, n as u32, SEED_OWNER, lease_until)
+            .await?;
+        anyhow::ensure!(
+            claimed.len() == n as usize
+                && claimed
+                    .iter()
+                    .zip(batch.clone())
+                    .all(|(c, i)| c.request_id == seed_request_id(i)),
+            "claiming the seeded events took others: is the engine running?"
+        );
+        let ends: Vec<EventWrite> = claimed
+            .iter()
+            .zip(batch)
+            .filter_map(|(c, i)| {
+                let (status, status_code) = seed_outcome(i)?;
+                Some(EventWrite::Finish {
+                    event_id: c.id,
+                    run: RunLease {
+                        owner: SEED_OWNER.into(),
+                        attempt: c.attempt,
+                        until: None,
+                    },
+                    traced: true,
+                    status_code,
+                    result: None,
+                    error: None,
+                    logs: None,
+                    entry: TimelineEntry {
+                        at: started_at + (i % 37) as i64 * 3,
+                        status,
+                        detail: "seeded by scf-bench".into(),
+                    },
+                })
+            })
+            .collect();
+        store.apply_event_writes(&ends).await?;
         done += n;
         eprint!("\rscf-bench: seeded {} of {count} events", done);
     }
     eprintln!();
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut conn)
-        .await?;
-    sqlx::query("ANALYZE").execute(&mut conn).await?;
     Ok(())
+}
+
+fn seed_request_id(i: u64) -> String {
+    format!("seed-{i:010}")
+}
+
+/// Which of the 4 functions the i-th seeded event belongs to: half to the first.
+fn seed_function(i: u64) -> usize {
+    match (i % 2, i % 6) {
+        (0, _) => 0,
+        (_, 1) => 1,
+        (_, 3) => 2,
+        _ => 3,
+    }
+}
+
+/// How the i-th seeded event ended: one in 100 failed, 1 in 250 aborted, 1 in 1000 is still
+/// running (None), the rest finished.
+/// The node the seeded events are claimed by: not a real node, so nothing ever renews or
+/// takes over its leases before they run out.
+const SEED_OWNER: &str = "seeded-by-the-benchmark";
+
+fn seed_outcome(i: u64) -> Option<(EventStatus, i64)> {
+    if i % 100 == 7 {
+        Some((EventStatus::Failed, 430))
+    } else if i % 250 == 11 {
+        Some((EventStatus::Aborted, 499))
+    } else if i % 1000 == 13 {
+        None
+    } else {
+        Some((EventStatus::Finished, 200))
+    }
 }
 
 fn rss_mb() -> f64 {
@@ -508,20 +533,21 @@ async fn event_management(o: &Options) -> anyhow::Result<()> {
     }
     let base = format!("/scf/{REGION}/default/functions/orders/events");
     let now = Clock::System.now_millis();
-    let day_ago = scf_console::domain::event_query::format_scf_time_ms(
+    let day_ago = format_time(
         now - 24 * 3600 * 1000,
         time::UtcOffset::UTC,
+        TimeFormat::DateTime,
     );
     let list_body = serde_json::json!({
         "FunctionName": "orders", "Status": ["FAILED"], "Limit": 20,
-        "StartTimeInterval": {"Start": &day_ago[..19]},
+        "StartTimeInterval": {"Start": day_ago},
     })
     .to_string();
     let n = 200;
     let idle_rss = rss_mb();
     let mut seeded = 0;
     let mut results = Vec::new();
-    for &size in &o.stored {
+    for &size in o.stored.iter().filter(|&&n| n > 0) {
         seed(&bench, &ids, size - seeded, seeded).await?;
         seeded = size;
         // Warm the caches once, as a user's first look would.
@@ -529,13 +555,13 @@ async fn event_management(o: &Options) -> anyhow::Result<()> {
         let page = time_get(&bench.addr, &base, n, false).await?;
         let rows = time_get(
             &bench.addr,
-            &format!("{base}/rows?status=failed&range=3d"),
+            &format!("{base}/-/rows?status=failed&range=3d"),
             n,
             true,
         )
         .await?;
         let api = time_api(&bench.addr, "ListAsyncEvents", &list_body, n).await?;
-        let stats = time_get(&bench.addr, &format!("{base}/stats?range=3d"), n, true).await?;
+        let stats = time_get(&bench.addr, &format!("{base}/-/stats?range=3d"), n, true).await?;
         results.push((size, page, rows, api, stats, rss_mb()));
     }
     bench.stop().await;
@@ -583,15 +609,15 @@ async fn event_management(o: &Options) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let o = options();
+    let o = Options::parse();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let run = |part: &str| o.only.as_deref().is_none_or(|only| only == part);
+    let run = |part: Part| o.only.is_none_or(|only| only == part);
     eprintln!(
         "scf-bench: {cpus} cores; each part starts a fresh server (the whole run takes a few minutes)"
     );
     let mut lines: Vec<(String, String, &str)> = Vec::new();
 
-    if run("accept") {
+    if run(Part::Accept) {
         // The engine is paused (no workers), so only the accept path is measured.
         let paused = EngineConfig {
             workers: 0,
@@ -649,7 +675,7 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
-    if run("warm") {
+    if run(Part::Warm) {
         let bench = Bench::start(EngineConfig::default()).await?;
         let f = bench
             .function(
@@ -708,7 +734,7 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
-    if run("cold") {
+    if run(Part::Cold) {
         let cold_config = EngineConfig {
             reuse_instances: false,
             ..EngineConfig::default()
@@ -757,13 +783,13 @@ async fn main() -> anyhow::Result<()> {
             row(what, measured.clone(), target);
         }
     }
-    if run("events") && !o.stored.is_empty() {
+    if run(Part::Events) && o.stored.iter().any(|&n| n > 0) {
         event_management(&o).await?;
     }
-    if run("sweep") {
+    if run(Part::Sweep) {
         sweep_under_load(&o).await?;
     }
-    if run("churn") {
+    if run(Part::Churn) {
         churn(&o).await?;
     }
     Ok(())

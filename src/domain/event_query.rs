@@ -90,18 +90,6 @@ pub fn parse_scf_time(
         })
 }
 
-/// `2020-12-01 08:35:00.000`: SCF's format for event times.
-pub fn format_scf_time_ms(ms: Millis, tz: time::UtcOffset) -> String {
-    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
-    );
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .map(|t| t.to_offset(tz))
-        .ok()
-        .and_then(|t| t.format(FORMAT).ok())
-        .unwrap_or_default()
-}
-
 /// Checks a time range: its start must come before its end.
 pub fn check_range(
     from: Millis,
@@ -122,13 +110,17 @@ pub fn check_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{TimeFormat, format_time};
 
     #[test]
     fn scf_times_round_trip_in_a_zone() {
         let utc = time::UtcOffset::UTC;
         let ms = parse_scf_time("2020-12-01 08:35:00", utc, "Start").unwrap();
         assert_eq!(ms, 1_606_811_700_000);
-        assert_eq!(format_scf_time_ms(ms + 7, utc), "2020-12-01 08:35:00.007");
+        assert_eq!(
+            format_time(ms + 7, utc, TimeFormat::DateTimeMillis),
+            "2020-12-01 08:35:00.007"
+        );
         let cst = time::UtcOffset::from_hms(8, 0, 0).unwrap();
         assert_eq!(
             parse_scf_time("2020-12-01 16:35:00", cst, "Start").unwrap(),

@@ -675,7 +675,7 @@ impl Engine {
                     // A panic in one run must not take the engine down with it.
                     let run = tokio::spawn(Arc::clone(&engine).run(event, function, slot));
                     if let Err(e) = run.await {
-                        tracing::error!(request_id = %request_id, error = %e, "an event run panicked");
+                        tracing::error!(invoke_request_id = %request_id, error = %e, "an event run panicked");
                     }
                     engine.release(&request_id);
                     // A slot is free again.
@@ -797,7 +797,7 @@ impl Engine {
             } else {
                 StopCause::LeaseExpired
             };
-            tracing::warn!(request_id = %run.request_id, owner = %run.lease.owner, attempt = run.lease.attempt, ?cause, "taking over an event whose server is gone");
+            tracing::warn!(invoke_request_id = %run.request_id, owner = %run.lease.owner, attempt = run.lease.attempt, ?cause, "taking over an event whose server is gone");
             self.write(self.takeover(run, cause, now)).await;
         }
         Ok(count)

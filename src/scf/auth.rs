@@ -2,7 +2,7 @@
 
 use super::error::{ApiError, ApiResult};
 use super::tc3::{self, MAX_SKEW_SECS, SignInput};
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Uri};
 

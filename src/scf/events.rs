@@ -3,8 +3,9 @@
 use super::error::{ApiError, ApiResult};
 use super::params::{self, parse};
 use super::{Call, functions};
+use crate::clock::{TimeFormat, format_time};
 use crate::domain::event_query::{
-    EventFilter, EventOrderBy, check_range, format_scf_time_ms, parse_scf_time, statuses_from_scf,
+    EventFilter, EventOrderBy, check_range, parse_scf_time, statuses_from_scf,
 };
 use crate::service::events;
 use crate::store::EventPageQuery;
@@ -123,8 +124,8 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
                 "InvokeType": e.invoke_type,
                 "Qualifier": e.qualifier,
                 "Status": e.status.scf_name(),
-                "StartTime": format_scf_time_ms(e.enqueued_at, tz),
-                "EndTime": e.ended_at.map(|t| format_scf_time_ms(t, tz)).unwrap_or_default(),
+                "StartTime": format_time(e.enqueued_at, tz, TimeFormat::DateTimeMillis),
+                "EndTime": e.ended_at.map(|t| format_time(t, tz, TimeFormat::DateTimeMillis)).unwrap_or_default(),
             })
         })
         .collect();

@@ -2,9 +2,10 @@
 //! UpdateFunctionConfiguration, UpdateFunctionCode and the async invoke config. The rules are
 //! the domain's, shared with the console.
 
+use super::Call;
 use super::error::{ApiError, ApiResult};
 use super::params::{self, parse};
-use super::{Call, format_time};
+use crate::clock::{TimeFormat, format_time};
 use crate::domain::function::{
     CodeFile, CodeInput, ConfigDraft, EnvVar, FunctionDraft, bool_str, validate_function_name,
 };
@@ -319,8 +320,8 @@ pub async fn get(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         "Layers": [],
         "Tags": [],
         "StatusReasons": [],
-        "AddTime": format_time(f.created_at, tz),
-        "ModTime": format_time(f.modified_at, tz),
+        "AddTime": format_time(f.created_at, tz, TimeFormat::DateTime),
+        "ModTime": format_time(f.modified_at, tz, TimeFormat::DateTime),
     }))
 }
 
@@ -437,8 +438,8 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
                 "Tags": [],
                 "AsyncRunEnable": bool_str(f.async_run_enable),
                 "TraceEnable": bool_str(f.trace_enable),
-                "AddTime": format_time(f.created_at, tz),
-                "ModTime": format_time(f.modified_at, tz),
+                "AddTime": format_time(f.created_at, tz, TimeFormat::DateTime),
+                "ModTime": format_time(f.modified_at, tz, TimeFormat::DateTime),
             })
         })
         .collect();

@@ -11,7 +11,7 @@ mod namespaces;
 pub mod params;
 pub mod tc3;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
@@ -81,7 +81,7 @@ async fn panics_as_errors(
 /// the action's limit.
 pub async fn handle(state: &AppState, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = request_id_of(&parts);
     let action = header_str(&parts.headers, "x-tc-action")
         .unwrap_or_default()
         .to_string();
@@ -104,7 +104,7 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
         }
         Ok(_) => unreachable!("actions answer with objects"),
         Err(e) => {
-            tracing::info!(action = %action, code = %e.code, message = %e.message, request_id = %request_id, "API call refused");
+            tracing::info!(action = %action, code = %e.code, message = %e.message, "API call refused");
             serde_json::json!({
                 "Response": {
                     "Error": { "Code": e.code, "Message": e.message },
@@ -124,6 +124,17 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The request's id (`x-request-id`, set for every request before it reaches a handler), so
+/// the RequestId a caller quotes is the one the server's log shows for its call.
+fn request_id_of(parts: &axum::http::request::Parts) -> String {
+    parts
+        .extensions
+        .get::<tower_http::request_id::RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -280,17 +291,6 @@ fn serde_urlencoded_pairs(query: &str) -> ApiResult<Vec<(String, String)>> {
     )
     .map(|q| q.0)
     .map_err(|_| ApiError::new("InvalidParameter", "The query string is malformed."))
-}
-
-/// `2020-12-01 08:35:00`: SCF's time format, in the configured zone.
-pub fn format_time(ms: crate::clock::Millis, tz: UtcOffset) -> String {
-    const FORMAT: &[time::format_description::FormatItem<'static>] =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .map(|t| t.to_offset(tz))
-        .ok()
-        .and_then(|t| t.format(FORMAT).ok())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

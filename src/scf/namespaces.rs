@@ -1,8 +1,9 @@
 //! Namespace actions: ListNamespaces, CreateNamespace, DeleteNamespace.
 
+use super::Call;
 use super::error::{ApiError, ApiResult};
 use super::params::{self, parse};
-use super::{Call, format_time};
+use crate::clock::{TimeFormat, format_time};
 use crate::service;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -73,8 +74,8 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
                 "Name": n.name,
                 "Description": n.description,
                 "Type": "default",
-                "AddTime": format_time(n.created_at, tz),
-                "ModTime": format_time(n.created_at, tz),
+                "AddTime": format_time(n.created_at, tz, TimeFormat::DateTime),
+                "ModTime": format_time(n.created_at, tz, TimeFormat::DateTime),
             })
         })
         .collect();

@@ -1,6 +1,7 @@
 //! TC3-HMAC-SHA256, the request signature of Tencent Cloud API 3.0: signing (for our own tests
 //! and tools) and verification of what clients send.
 
+use crate::clock::{TimeFormat, format_time};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -37,9 +38,11 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// `YYYY-MM-DD` of a Unix timestamp, in UTC: the date in the credential scope.
 pub fn utc_date(timestamp: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(timestamp)
-        .map(|t| format!("{:04}-{:02}-{:02}", t.year(), t.month() as u8, t.day()))
-        .unwrap_or_default()
+    format_time(
+        timestamp.saturating_mul(1000),
+        time::UtcOffset::UTC,
+        TimeFormat::Date,
+    )
 }
 
 /// What goes into a signature.

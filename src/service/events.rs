@@ -2,12 +2,12 @@
 //! allows.
 
 use super::{Missing, Refused, ServiceError, ServiceResult};
-use crate::app::AppState;
 use crate::clock::Millis;
 use crate::domain::event::{EventStatus, INVOKE_TYPE_CONSOLE, validate_payload};
 use crate::domain::event_query::{EventFilter, EventOrderBy};
 use crate::engine::admission::Refusal;
 use crate::engine::{InvokeError, SyncResult};
+use crate::state::AppState;
 use crate::store::{
     EventPageQuery, EventRecord, EventStats, EventSummary, Function, StoreError, Termination,
 };
@@ -196,7 +196,7 @@ pub async fn terminate(
     owned(state, f, request_id).await?;
     match state.engine.terminate(request_id, graceful).await {
         Ok(Termination::AbortedWhileQueued | Termination::Running) => {
-            tracing::info!(request_id = %request_id, graceful, "termination requested");
+            tracing::info!(invoke_request_id = %request_id, graceful, "termination requested");
             Ok(())
         }
         Ok(Termination::NotRunning(status)) => {

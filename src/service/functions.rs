@@ -1,12 +1,12 @@
 //! Functions: look up, create, change settings or code, delete.
 
 use super::{Missing, ServiceError, ServiceResult};
-use crate::app::AppState;
 use crate::domain::function::{
     CodeInput, ConfigDraft, FunctionDraft, validate_code_update, validate_config,
     validate_new_function,
 };
 use crate::domain::rules::FieldError;
+use crate::state::AppState;
 use crate::store::{Function, FunctionKey, StoreError};
 
 /// The function a key names. When it is missing, the namespace is looked at to say which of

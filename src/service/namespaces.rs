@@ -1,9 +1,9 @@
 //! Namespaces of a region: look up, create, delete, and their billing state.
 
 use super::{Missing, ServiceError, ServiceResult};
-use crate::app::AppState;
 use crate::domain::namespace::{parse_quota, validate_namespace_deletion, validate_new_namespace};
 use crate::domain::rules::FieldError;
+use crate::state::AppState;
 use crate::store::{Billing, Namespace, StoreError};
 
 fn missing(region: &str, name: &str) -> ServiceError {

@@ -10,9 +10,9 @@ use super::{
 };
 use crate::clock::Millis;
 use crate::domain::event::EventStatus;
-use crate::domain::namespace::invocations_by_namespace;
 use crate::domain::event_query::{EventFilter, EventOrderBy};
 use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction};
+use crate::domain::namespace::invocations_by_namespace;
 use async_trait::async_trait;
 use rust_embed::RustEmbed;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -233,7 +233,9 @@ impl SqliteStore {
             });
             b.build().execute(&mut *tx).await?;
         }
-        let accepted = inserts.iter().map(|e| (e.region.as_str(), e.namespace.as_str()));
+        let accepted = inserts
+            .iter()
+            .map(|e| (e.region.as_str(), e.namespace.as_str()));
         for (region, namespace, count) in invocations_by_namespace(accepted) {
             sqlx::query(
                 "UPDATE namespaces SET invocations_used = invocations_used + ? \

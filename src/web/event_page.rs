@@ -3,14 +3,14 @@
 //! running.
 
 use super::form::{Fields, FormFields};
-use super::function_page::{Header, load};
+use super::parts::{Header, duration_text, load, status_class};
 use super::shell::Shell;
 use super::{HxRequest, urls};
-use crate::app::AppState;
-use crate::clock::{Millis, format_rfc3339};
+use crate::clock::{TimeFormat, format_time};
 use crate::domain::event::EventStatus;
 use crate::error::AppResult;
 use crate::service::events;
+use crate::state::AppState;
 use crate::store::{EventRecord, TimelineEntry};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -18,6 +18,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use time::UtcOffset;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -29,25 +30,6 @@ pub fn routes() -> Router<AppState> {
             "/scf/{region}/{namespace}/functions/{name}/events/{request_id}/terminate",
             post(terminate),
         )
-}
-
-/// Milliseconds as the console says them: `850 ms`, `12.4 s`.
-pub fn duration_text(ms: Millis) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    }
-}
-
-pub fn status_class(status: EventStatus) -> &'static str {
-    match status {
-        EventStatus::Queued => "status-queued",
-        EventStatus::Running => "status-running",
-        EventStatus::Finished => "status-finished",
-        EventStatus::Failed => "status-failed",
-        EventStatus::Aborted => "status-aborted",
-    }
 }
 
 pub struct Step {
@@ -118,10 +100,12 @@ fn detail(url: String, e: EventRecord, timeline: Vec<TimelineEntry>) -> Detail {
         invoke_type: e.invoke_type,
         qualifier: e.qualifier,
         attempt: e.attempt,
-        enqueued: crate::clock::format_utc(e.enqueued_at),
-        enqueued_iso: format_rfc3339(e.enqueued_at),
-        started: started.map(crate::clock::format_utc),
-        ended: e.ended_at.map(crate::clock::format_utc),
+        enqueued: format_time(e.enqueued_at, UtcOffset::UTC, TimeFormat::DateTime),
+        enqueued_iso: format_time(e.enqueued_at, UtcOffset::UTC, TimeFormat::Rfc3339),
+        started: started.map(|t| format_time(t, UtcOffset::UTC, TimeFormat::DateTime)),
+        ended: e
+            .ended_at
+            .map(|t| format_time(t, UtcOffset::UTC, TimeFormat::DateTime)),
         queue_wait: first_start.map(|s| duration_text(s - e.enqueued_at)),
         run_time: match (started, e.ended_at) {
             (Some(s), Some(end)) => Some(duration_text(end - s)),
@@ -134,8 +118,8 @@ fn detail(url: String, e: EventRecord, timeline: Vec<TimelineEntry>) -> Detail {
         timeline: timeline
             .into_iter()
             .map(|t| Step {
-                at: crate::clock::format_utc(t.at),
-                at_iso: format_rfc3339(t.at),
+                at: format_time(t.at, UtcOffset::UTC, TimeFormat::DateTime),
+                at_iso: format_time(t.at, UtcOffset::UTC, TimeFormat::Rfc3339),
                 label: t.status.label(),
                 detail: t.detail,
             })

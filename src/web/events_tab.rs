@@ -1,19 +1,18 @@
 //! Event Management: a function's async events with statistics, a chart, filters that live in
 //! the URL, live refresh of the rows and counters, bulk terminate, re-run, and export.
 
-use super::event_page::{duration_text, status_class};
 use super::form::{Fields, FormFields};
-use super::function_page::{Header, load, retention_text};
+use super::parts::{Header, duration_text, load, retention_text, status_class};
 use super::shell::Shell;
 use super::urls;
-use crate::app::AppState;
-use crate::clock::{Millis, format_rfc3339, format_utc};
+use crate::clock::{Millis, TimeFormat, format_time};
 use crate::domain::event::EventStatus;
 use crate::domain::event_query::{
     ALL_STATUSES, EventFilter, EventOrderBy, INVOKE_TYPES, console_name, status_from_console,
 };
 use crate::error::AppResult;
 use crate::service::{self, events};
+use crate::state::AppState;
 use crate::store::{EventPageQuery, EventStats, EventSummary, Function};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -24,20 +23,21 @@ use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
+use time::UtcOffset;
 
 pub fn routes() -> Router<AppState> {
     let base = "/scf/{region}/{namespace}/functions/{name}/events";
     Router::new()
         .route(base, get(page))
-        .route(&format!("{base}/rows"), get(rows))
-        .route(&format!("{base}/stats"), get(stats))
-        .route(&format!("{base}/export.csv"), get(export_csv))
-        .route(&format!("{base}/export.ndjson"), get(export_ndjson))
+        .route(&format!("{base}/-/rows"), get(rows))
+        .route(&format!("{base}/-/stats"), get(stats))
+        .route(&format!("{base}/-/export.csv"), get(export_csv))
+        .route(&format!("{base}/-/export.ndjson"), get(export_ndjson))
         .route(
-            &format!("{base}/terminate"),
+            &format!("{base}/-/terminate"),
             get(confirm_bulk).post(bulk_terminate),
         )
-        .route(&format!("{base}/trace-on"), post(trace_on))
+        .route(&format!("{base}/-/trace-on"), post(trace_on))
         .route(&format!("{base}/{{request_id}}/rerun"), post(rerun))
 }
 
@@ -84,18 +84,6 @@ fn parse_local(text: &str) -> Option<Millis> {
             .ok()
             .map(|t| (t.assume_utc().unix_timestamp_nanos() / 1_000_000) as Millis)
     })
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 impl View {
@@ -236,7 +224,7 @@ impl View {
             parts.push(format!("status={}", console_name(*s)));
         }
         for t in &self.types {
-            parts.push(format!("type={}", enc(t)));
+            parts.push(format!("type={}", urls::encode(t)));
         }
         for (k, v) in [
             ("request_id", &self.request_id),
@@ -246,7 +234,7 @@ impl View {
             ("end_to", &self.end_to),
         ] {
             if !v.is_empty() {
-                parts.push(format!("{k}={}", enc(v)));
+                parts.push(format!("{k}={}", urls::encode(v)));
             }
         }
         parts.push(format!("range={}", self.range));
@@ -272,7 +260,7 @@ impl View {
     }
 
     pub fn rows_url(&self) -> String {
-        format!("{}/rows?{}", self.base, self.paged_query())
+        format!("{}/-/rows?{}", self.base, self.paged_query())
     }
 
     pub fn has_status(&self, name: &str) -> bool {
@@ -328,7 +316,7 @@ fn ago(now: Millis, at: Millis) -> String {
 
 fn row(base: &str, now: Millis, e: &EventSummary) -> Row {
     Row {
-        url: format!("{base}/{}", e.request_id),
+        url: format!("{base}/{}", urls::encode(&e.request_id)),
         request_id: e.request_id.clone(),
         short_id: e.request_id.chars().take(8).collect(),
         status: e.status.label(),
@@ -337,9 +325,14 @@ fn row(base: &str, now: Millis, e: &EventSummary) -> Row {
         invoke_type: e.invoke_type.clone(),
         qualifier: e.qualifier.clone(),
         start_ago: ago(now, e.enqueued_at),
-        start_iso: format_rfc3339(e.enqueued_at),
-        start: format_utc(e.enqueued_at),
-        end: e.ended_at.map(|t| (format_utc(t), format_rfc3339(t))),
+        start_iso: format_time(e.enqueued_at, UtcOffset::UTC, TimeFormat::Rfc3339),
+        start: format_time(e.enqueued_at, UtcOffset::UTC, TimeFormat::DateTime),
+        end: e.ended_at.map(|t| {
+            (
+                format_time(t, UtcOffset::UTC, TimeFormat::DateTime),
+                format_time(t, UtcOffset::UTC, TimeFormat::Rfc3339),
+            )
+        }),
         duration: match (e.started_at, e.ended_at) {
             (Some(s), Some(t)) => duration_text(t - s),
             (Some(s), None) => format!("{} so far", duration_text(now - s)),
@@ -459,7 +452,7 @@ fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
                 }
             }
             Bar {
-                label: format_utc(*at),
+                label: format_time(*at, UtcOffset::UTC, TimeFormat::DateTime),
                 x,
                 parts,
                 counts: *counts,
@@ -470,9 +463,13 @@ fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
     let c = &s.by_status;
     let ended = c[2] + c[3] + c[4];
     Stats {
-        stats_url: view.url("/stats"),
+        stats_url: view.url("/-/stats"),
         refresh: view.refresh,
-        window: format!("{} – {} UTC", format_utc(window.0), format_utc(window.1)),
+        window: format!(
+            "{} – {} UTC",
+            format_time(window.0, UtcOffset::UTC, TimeFormat::DateTime),
+            format_time(window.1, UtcOffset::UTC, TimeFormat::DateTime)
+        ),
         tiles: ALL_STATUSES
             .iter()
             .map(|st| (st.label(), status_class(*st), c[st.code() as usize]))
@@ -487,8 +484,8 @@ fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
         bars,
         bar_width: (bar_width - 1.0).max(1.0),
         max,
-        first_label: format_utc(window.0),
-        last_label: format_utc(window.1),
+        first_label: format_time(window.0, UtcOffset::UTC, TimeFormat::DateTime),
+        last_label: format_time(window.1, UtcOffset::UTC, TimeFormat::DateTime),
     }
 }
 
@@ -583,10 +580,10 @@ async fn page(
     Ok(Page {
         header: Header::new(&state, &shell, &f, "events"),
         shell,
-        export_csv: view.url("/export.csv"),
-        export_ndjson: view.url("/export.ndjson"),
-        terminate_url: view.url("/terminate"),
-        trace_on_url: format!("{}/trace-on", view.base),
+        export_csv: view.url("/-/export.csv"),
+        export_ndjson: view.url("/-/export.ndjson"),
+        terminate_url: view.url("/-/terminate"),
+        trace_on_url: format!("{}/-/trace-on", view.base),
         view,
         rows,
         stats,
@@ -704,8 +701,10 @@ fn csv_line(e: &EventSummary) -> String {
         e.status_code.map(|c| c.to_string()).unwrap_or_default(),
         csv_field(&e.invoke_type),
         csv_field(&e.qualifier),
-        format_rfc3339_ms(e.enqueued_at),
-        e.ended_at.map(format_rfc3339_ms).unwrap_or_default(),
+        format_time(e.enqueued_at, UtcOffset::UTC, TimeFormat::Rfc3339Millis),
+        e.ended_at
+            .map(|t| format_time(t, UtcOffset::UTC, TimeFormat::Rfc3339Millis))
+            .unwrap_or_default(),
         duration_ms(e),
         e.attempt
     )
@@ -718,19 +717,14 @@ fn ndjson_line(e: &EventSummary) -> String {
         "StatusCode": e.status_code,
         "InvokeType": e.invoke_type,
         "Qualifier": e.qualifier,
-        "StartTime": format_rfc3339_ms(e.enqueued_at),
-        "EndTime": e.ended_at.map(format_rfc3339_ms),
+        "StartTime": format_time(e.enqueued_at, UtcOffset::UTC, TimeFormat::Rfc3339Millis),
+        "EndTime": e.ended_at.map(|t| format_time(t, UtcOffset::UTC, TimeFormat::Rfc3339Millis)),
         "DurationMs": match (e.started_at, e.ended_at) { (Some(s), Some(t)) => Some(t - s), _ => None },
         "Attempts": e.attempt,
     })
     .to_string();
     s.push('\n');
     s
-}
-
-fn format_rfc3339_ms(ms: Millis) -> String {
-    crate::domain::event_query::format_scf_time_ms(ms, time::UtcOffset::UTC).replacen(' ', "T", 1)
-        + "Z"
 }
 
 async fn export_response(
@@ -816,7 +810,7 @@ async fn confirm_bulk(
         shell,
         count: ids.len(),
         back_url: view.url(""),
-        action_url: view.url("/terminate"),
+        action_url: view.url("/-/terminate"),
     })
 }
 

@@ -1,16 +1,14 @@
 //! A function's page: the Configuration tab (settings, status trace on/off) and the Code tab.
 
 use super::form::{Fields, FormFields};
-use super::shell::{Section, Shell};
+use super::parts::{AdvancedFields, Header, load, retention_text};
+use super::shell::Shell;
 use super::urls;
-use super::wizard::AdvancedFields;
-use crate::app::AppState;
-use crate::clock::{Millis, format_rfc3339, format_utc};
 use crate::domain::function::{CodeInput, handler_file, validate_config};
 use crate::domain::rules::FieldErrors;
 use crate::error::AppResult;
 use crate::service::{self, ServiceError};
-use crate::store::{Function, FunctionKey};
+use crate::state::AppState;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -51,94 +49,6 @@ impl Notice {
             None
         }
     }
-}
-
-/// The function's header and tab bar, shared by its tabs.
-pub struct Header {
-    pub name: String,
-    pub runtime: String,
-    pub handler: String,
-    pub async_run_enable: bool,
-    pub trace_enable: bool,
-    pub memory_size: u32,
-    pub timeout: u32,
-    pub created: String,
-    pub modified: String,
-    pub modified_iso: String,
-    pub config_url: String,
-    pub code_url: String,
-    pub test_url: String,
-    pub events_url: String,
-    pub delete_url: String,
-    /// When status trace is off: the time by which its last records are cleared.
-    pub trace_cleared_by: Option<String>,
-    pub tab: &'static str,
-}
-
-impl Header {
-    pub(super) fn new(state: &AppState, shell: &Shell, f: &Function, tab: &'static str) -> Self {
-        Header {
-            name: f.name.clone(),
-            runtime: f.runtime.clone(),
-            handler: f.handler.clone(),
-            async_run_enable: f.async_run_enable,
-            trace_enable: f.trace_enable,
-            memory_size: f.memory_size,
-            timeout: f.timeout,
-            created: format_utc(f.created_at),
-            modified: format_utc(f.modified_at),
-            modified_iso: format_rfc3339(f.modified_at),
-            config_url: shell.tab_url(&f.name, "config"),
-            code_url: shell.tab_url(&f.name, "code"),
-            test_url: shell.tab_url(&f.name, "test"),
-            events_url: shell.tab_url(&f.name, "events"),
-            delete_url: shell.tab_url(&f.name, "delete"),
-            trace_cleared_by: f
-                .trace_disabled_at
-                .filter(|_| !f.trace_enable)
-                .map(|at| format_utc(at + retention_millis(state))),
-            tab,
-        }
-    }
-}
-
-fn retention_millis(state: &AppState) -> Millis {
-    state.event_retention.as_millis() as Millis
-}
-
-/// "3 days", "72 hours", "90 minutes": the retention as the UI says it.
-pub fn retention_text(state: &AppState) -> String {
-    let secs = state.event_retention.as_secs();
-    match secs {
-        s if s >= 86_400 && s % 86_400 == 0 => plural(s / 86_400, "day"),
-        s if s >= 3_600 && s % 3_600 == 0 => plural(s / 3_600, "hour"),
-        s if s >= 60 && s % 60 == 0 => plural(s / 60, "minute"),
-        s => plural(s, "second"),
-    }
-}
-
-fn plural(n: u64, unit: &str) -> String {
-    if n == 1 {
-        format!("1 {unit}")
-    } else {
-        format!("{n} {unit}s")
-    }
-}
-
-pub(super) async fn load(
-    state: &AppState,
-    region: &str,
-    namespace: &str,
-    name: &str,
-) -> AppResult<(Shell, Function)> {
-    let shell = Shell::load(state, region, namespace, Section::Functions, name).await?;
-    let key = FunctionKey {
-        region: region.into(),
-        namespace: namespace.into(),
-        name: name.into(),
-    };
-    let function = service::functions::get(state, &key).await?;
-    Ok((shell, function))
 }
 
 async fn overview(Path((region, namespace, name)): Path<(String, String, String)>) -> Redirect {

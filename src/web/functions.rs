@@ -2,10 +2,10 @@
 
 use super::shell::{Section, Shell};
 use super::{HxRequest, urls};
-use crate::app::AppState;
-use crate::clock::{format_rfc3339, format_utc};
+use crate::clock::{TimeFormat, format_time};
 use crate::error::AppResult;
 use crate::service;
+use crate::state::AppState;
 use crate::store::{Function, FunctionKey, FunctionQuery};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -14,6 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use time::UtcOffset;
 
 pub const PAGE_SIZE: u32 = 20;
 
@@ -62,10 +63,10 @@ impl Row {
             description: f.description.clone(),
             async_run_enable: f.async_run_enable,
             trace_enable: f.trace_enable,
-            created: format_utc(f.created_at),
-            created_iso: format_rfc3339(f.created_at),
-            modified: format_utc(f.modified_at),
-            modified_iso: format_rfc3339(f.modified_at),
+            created: format_time(f.created_at, UtcOffset::UTC, TimeFormat::DateTime),
+            created_iso: format_time(f.created_at, UtcOffset::UTC, TimeFormat::Rfc3339),
+            modified: format_time(f.modified_at, UtcOffset::UTC, TimeFormat::DateTime),
+            modified_iso: format_time(f.modified_at, UtcOffset::UTC, TimeFormat::Rfc3339),
         }
     }
 }
@@ -88,7 +89,7 @@ impl FunctionTable {
         let mut url = format!("{}?page={page}", self.list_url);
         if !self.search.is_empty() {
             url.push_str("&q=");
-            url.push_str(&urlencode(&self.search));
+            url.push_str(&urls::encode(&self.search));
         }
         url
     }
@@ -100,18 +101,6 @@ impl FunctionTable {
     pub fn next_url(&self) -> Option<String> {
         (self.page < self.pages).then(|| self.page_url(self.page + 1))
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[derive(Template, WebTemplate)]
@@ -224,6 +213,6 @@ async fn delete(
     Ok(Redirect::to(&format!(
         "{}?deleted={}",
         urls::functions(&key.region, &key.namespace),
-        urlencode(&key.name)
+        urls::encode(&key.name)
     )))
 }

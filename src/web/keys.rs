@@ -3,12 +3,12 @@
 use super::form::{Fields, FormFields};
 use super::shell::{Section, Shell};
 use super::urls;
-use crate::app::AppState;
-use crate::clock::{format_rfc3339, format_utc};
+use crate::clock::{TimeFormat, format_time};
 use crate::domain::rules::FieldErrors;
 use crate::error::AppResult;
 use crate::keys;
 use crate::service::{Missing, ServiceError};
+use crate::state::AppState;
 use crate::store::ApiKey;
 use askama::Template;
 use askama_web::WebTemplate;
@@ -18,6 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use time::UtcOffset;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -75,18 +76,17 @@ async fn page(
     created: Option<ApiKey>,
 ) -> AppResult<ListPage> {
     let shell = Shell::load(state, region, namespace, Section::ApiKeys, "API Keys").await?;
-    let base = urls::api_keys(region, namespace);
     let rows = state
         .store
         .list_api_keys()
         .await?
         .into_iter()
         .map(|k| Row {
-            enable_url: format!("{base}/{}/enable", k.secret_id),
-            disable_url: format!("{base}/{}/disable", k.secret_id),
-            delete_url: format!("{base}/{}/delete", k.secret_id),
-            created: format_utc(k.created_at),
-            created_iso: format_rfc3339(k.created_at),
+            enable_url: urls::api_key(region, namespace, &k.secret_id, "enable"),
+            disable_url: urls::api_key(region, namespace, &k.secret_id, "disable"),
+            delete_url: urls::api_key(region, namespace, &k.secret_id, "delete"),
+            created: format_time(k.created_at, UtcOffset::UTC, TimeFormat::DateTime),
+            created_iso: format_time(k.created_at, UtcOffset::UTC, TimeFormat::Rfc3339),
             secret_id: k.secret_id,
             description: k.description,
             enabled: k.enabled,

@@ -9,13 +9,15 @@ mod function_page;
 mod functions;
 mod keys;
 mod namespaces;
+mod parts;
 mod shell;
 mod system;
 mod test_tab;
+pub mod urls;
 mod wizard;
 
-use crate::app::AppState;
 use crate::domain::namespace::DEFAULT_NAMESPACE;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
@@ -114,66 +116,5 @@ impl<S: Send + Sync> FromRequestParts<S> for HxTriggerName {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
         ))
-    }
-}
-
-/// The console's URLs, built in one place.
-pub mod urls {
-    fn enc(s: &str) -> String {
-        // Names are restricted to URL-safe characters by the domain rules; encode anyway so a
-        // bad name in a URL can never break out of its segment.
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    }
-
-    pub fn functions(region: &str, namespace: &str) -> String {
-        format!("/scf/{}/{}/functions", enc(region), enc(namespace))
-    }
-
-    pub fn new_function(region: &str, namespace: &str) -> String {
-        format!("{}/new", functions(region, namespace))
-    }
-
-    pub fn validate(region: &str, namespace: &str) -> String {
-        format!("{}/validate", functions(region, namespace))
-    }
-
-    pub fn function(region: &str, namespace: &str, name: &str) -> String {
-        format!("{}/{}", functions(region, namespace), enc(name))
-    }
-
-    pub fn function_tab(region: &str, namespace: &str, name: &str, tab: &str) -> String {
-        format!("{}/{tab}", function(region, namespace, name))
-    }
-
-    pub fn namespaces(region: &str, namespace: &str) -> String {
-        format!("/scf/{}/{}/namespaces", enc(region), enc(namespace))
-    }
-
-    pub fn event(region: &str, namespace: &str, name: &str, request_id: &str) -> String {
-        format!(
-            "{}/events/{}",
-            function(region, namespace, name),
-            enc(request_id)
-        )
-    }
-
-    pub fn api_keys(region: &str, namespace: &str) -> String {
-        format!("/scf/{}/{}/api-keys", enc(region), enc(namespace))
-    }
-
-    pub fn namespace_settings(region: &str, namespace: &str, target: &str) -> String {
-        format!("{}/{}/settings", namespaces(region, namespace), enc(target))
-    }
-
-    pub fn delete_namespace(region: &str, namespace: &str, target: &str) -> String {
-        format!("{}/{}/delete", namespaces(region, namespace), enc(target))
     }
 }

@@ -3,12 +3,12 @@
 use super::form::{Fields, FormFields};
 use super::shell::{Section, Shell};
 use super::urls;
-use crate::app::AppState;
-use crate::clock::{format_rfc3339, format_utc};
+use crate::clock::{TimeFormat, format_time};
 use crate::domain::namespace::{DEFAULT_NAMESPACE, validate_namespace_deletion};
 use crate::domain::rules::FieldErrors;
 use crate::error::AppResult;
 use crate::service::{self, ServiceError};
+use crate::state::AppState;
 use crate::store::Namespace;
 use askama::Template;
 use askama_web::WebTemplate;
@@ -18,6 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use time::UtcOffset;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -160,8 +161,8 @@ fn rows(region: &str, current: &str, namespaces: Vec<Namespace>) -> Vec<Row> {
             settings_url: urls::namespace_settings(region, current, &n.name),
             delete_url: (n.name != DEFAULT_NAMESPACE)
                 .then(|| urls::delete_namespace(region, current, &n.name)),
-            created: format_utc(n.created_at),
-            created_iso: format_rfc3339(n.created_at),
+            created: format_time(n.created_at, UtcOffset::UTC, TimeFormat::DateTime),
+            created_iso: format_time(n.created_at, UtcOffset::UTC, TimeFormat::Rfc3339),
             name: n.name,
             description: n.description,
             function_count: n.function_count,

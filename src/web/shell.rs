@@ -1,8 +1,8 @@
 //! The frame around every console page: sidebar, region selector and namespace selector.
 
 use super::urls;
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 /// Which sidebar entry is current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,7 @@ impl Shell {
     }
 
     pub fn system_url(&self) -> String {
-        format!("/scf/{}/{}/system", self.region, self.namespace)
+        urls::system(&self.region, &self.namespace)
     }
 
     pub fn in_system(&self) -> bool {

@@ -1,9 +1,10 @@
 //! System: the retention sweeper's state, the store's size, and the engine's counters.
 
+use super::parts::retention_text;
 use super::shell::{Section, Shell};
-use crate::app::AppState;
-use crate::clock::format_utc;
+use crate::clock::{TimeFormat, format_time};
 use crate::error::AppResult;
+use crate::state::AppState;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -11,6 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use std::sync::atomic::Ordering;
+use time::UtcOffset;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -28,7 +30,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
     if let Some(fault) = state.store.write_health().fault() {
         problems.push(format!(
             "store: cannot write since {} UTC ({} failed writes): {}",
-            format_utc(fault.since),
+            format_time(fault.since, UtcOffset::UTC, TimeFormat::DateTime),
             fault.failures,
             fault.error
         ));
@@ -90,22 +92,28 @@ async fn page(
     };
     Ok(SystemPage {
         shell,
-        retention: super::function_page::retention_text(&state),
+        retention: retention_text(&state),
         interval: format!("{} s", state.sweeper.interval().as_secs()),
-        last_run: sweep.last_run.map(format_utc),
+        last_run: sweep
+            .last_run
+            .map(|t| format_time(t, UtcOffset::UTC, TimeFormat::DateTime)),
         last_removed: sweep.last_removed,
         last_duration_ms: sweep.last_duration_ms,
         total_removed: sweep.total_removed,
         runs: sweep.runs,
-        next_run: sweep.next_run.map(format_utc),
+        next_run: sweep
+            .next_run
+            .map(|t| format_time(t, UtcOffset::UTC, TimeFormat::DateTime)),
         last_error: sweep.last_error,
         store_size: mb(size.bytes),
         store_free: mb(size.free_bytes),
-        write_fault: state
-            .store
-            .write_health()
-            .fault()
-            .map(|f| (format_utc(f.since), f.failures, f.error)),
+        write_fault: state.store.write_health().fault().map(|f| {
+            (
+                format_time(f.since, UtcOffset::UTC, TimeFormat::DateTime),
+                f.failures,
+                f.error,
+            )
+        }),
         write_failures: state.store.write_health().total_failures(),
         counters: vec![
             ("Accepted", stats.accepted.load(Ordering::Relaxed)),

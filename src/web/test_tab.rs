@@ -2,10 +2,9 @@
 //! event's RequestId and a link to it; synchronous ones with the result and logs.
 
 use super::form::{Fields, FormFields};
-use super::function_page::{Header, load};
+use super::parts::{Header, load};
 use super::shell::Shell;
 use super::urls;
-use crate::app::AppState;
 use crate::domain::event::INVOKE_TYPE_CONSOLE;
 use crate::domain::rules::FieldErrors;
 use crate::domain::template::SAMPLE_EVENTS;
@@ -13,6 +12,7 @@ use crate::engine::SyncResult;
 use crate::error::{AppResult, refused_status};
 use crate::service::ServiceError;
 use crate::service::events::{self, Invocation};
+use crate::state::AppState;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;

@@ -2,19 +2,17 @@
 //! Configuration (with Advanced Settings), Complete. Also the live validation fragment that
 //! checks a field as the user types.
 
-use super::form::{Fields, FormFields, env_rows, rule_field};
+use super::form::{Fields, FormFields, rule_field};
+use super::parts::{AdvancedFields, retention_text};
 use super::shell::{Section, Shell};
 use super::{HxRequest, HxTriggerName, urls};
-use crate::app::AppState;
-use crate::domain::function::EnvVar;
-use crate::domain::function::{
-    ConfigDraft, FunctionDraft, validate_function_name, validate_new_function,
-};
+use crate::domain::function::{FunctionDraft, validate_function_name, validate_new_function};
 use crate::domain::rules::FieldErrors;
 use crate::domain::runtime::{Availability, CATALOGUE, Language};
 use crate::domain::template::{self, FunctionTemplate, empty_code};
 use crate::error::{AppError, AppResult};
 use crate::service::{self, ServiceError};
+use crate::state::AppState;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -24,26 +22,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-/// The fields under Advanced Settings: an error in any of them opens the section.
-const ADVANCED_FIELDS: &[&str] = &[
-    "MemorySize",
-    "Timeout",
-    "QpsLimit",
-    "Environment",
-    "AsyncRunEnable",
-    "TraceEnable",
-    "RetryNum",
-    "MsgTTL",
-];
-
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
-            "/scf/{region}/{namespace}/functions/new",
+            "/scf/{region}/{namespace}/functions/-/new",
             get(new_function).post(create),
         )
         .route(
-            "/scf/{region}/{namespace}/functions/validate",
+            "/scf/{region}/{namespace}/functions/-/validate",
             post(validate),
         )
 }
@@ -92,45 +78,6 @@ pub struct RuntimeOption {
     pub selected: bool,
     /// The handler skeleton to show when this runtime is picked for an empty function.
     pub skeleton: &'static str,
-}
-
-/// The settings block shared by the wizard and the Configuration tab.
-pub struct AdvancedFields {
-    pub config: ConfigDraft,
-    pub env_rows: Vec<EnvVar>,
-    /// On the Configuration tab async execution is shown but cannot change.
-    pub async_locked: bool,
-    pub async_run: bool,
-    pub open: bool,
-    /// Blank environment rows added with "Add variable" beyond the one always shown.
-    pub extra_rows: usize,
-}
-
-impl AdvancedFields {
-    pub fn new(
-        config: ConfigDraft,
-        async_run: bool,
-        async_locked: bool,
-        errors: &FieldErrors,
-        extra_rows: usize,
-    ) -> Self {
-        AdvancedFields {
-            env_rows: env_rows(&config.environment, extra_rows),
-            // The Configuration tab is all settings: shown open. The wizard keeps them folded
-            // unless something inside needs the user.
-            open: async_locked
-                || extra_rows > 0
-                || ADVANCED_FIELDS.iter().any(|f| errors.get(f).is_some()),
-            config,
-            async_locked,
-            async_run,
-            extra_rows,
-        }
-    }
-
-    pub fn trace_checked(&self) -> bool {
-        self.config.is_trace_enabled()
-    }
 }
 
 #[derive(Template, WebTemplate)]
@@ -271,7 +218,7 @@ fn form_page(
         runtimes: runtime_options(state, template.map(|t| t.language), &draft.runtime),
         template_title: template.map_or("Empty function", |t| t.title).to_string(),
         choose_url: shell.new_function_url(),
-        retention: super::function_page::retention_text(state),
+        retention: retention_text(state),
         shell,
         template_id,
         draft,

@@ -822,3 +822,22 @@ async fn api_keys_are_managed_in_the_console_and_the_secret_is_shown_once() {
     assert_eq!(refused.status.as_u16(), 422);
     assert!(refused.field_error("Description").contains("at most 100"));
 }
+
+#[tokio::test]
+async fn a_refused_call_is_logged_under_the_request_id_it_answered_with() {
+    let app = app_with_key().await;
+    let (log, _logging) = Log::capture();
+    let answer = app
+        .api("GetFunction", json!({"FunctionName": "ghost"}))
+        .await;
+    assert_eq!(answer.error_code(), "ResourceNotFound.Function");
+    let id = answer.json["Response"]["RequestId"].as_str().unwrap();
+    assert_eq!(answer.page.header("x-request-id"), id);
+    let logged = log.text();
+    let line = logged
+        .lines()
+        .find(|l| l.contains("API call refused"))
+        .unwrap_or_else(|| panic!("the refusal was not logged: {logged}"));
+    assert!(line.contains(&format!("request_id={id}")), "{line}");
+    assert_eq!(line.matches("request_id=").count(), 1, "{line}");
+}

@@ -418,7 +418,7 @@ async fn the_documented_flow_in_a_real_browser() {
     let app = TestApp::new().await;
     let base = app.serve().await;
     b.goto(&format!(
-        "{base}/scf/{REGION}/default/functions/new?template=python-hello-world"
+        "{base}/scf/{REGION}/default/functions/-/new?template=python-hello-world"
     ))
     .await;
     b.fill("#FunctionName", "9-lives").await;

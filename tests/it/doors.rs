@@ -48,10 +48,7 @@ async fn with_status_trace_off_every_door_refuses_event_queries_in_the_same_word
     let page = app.get(&event_url("quiet", id)).await;
     let fragment = app.get_hx(&event_url("quiet", id)).await;
     let rows = app
-        .get_hx(&format!(
-            "{}/rows",
-            function_url("default", "quiet", "events")
-        ))
+        .get_hx(&events_part_url("default", "quiet", "rows"))
         .await;
     for (door, answer) in [("page", &page), ("fragment", &fragment), ("rows", &rows)] {
         assert_eq!(answer.status.as_u16(), 400, "{door}");
@@ -116,7 +113,7 @@ async fn a_taken_function_name_is_refused_alike_by_the_wizard_its_live_check_and
     assert_eq!(form.field_error("FunctionName"), words);
     let live = app
         .post_hx(
-            &format!("/scf/{REGION}/default/functions/validate"),
+            &validate_url("default"),
             "FunctionName",
             &valid_function("taken"),
         )

@@ -191,8 +191,8 @@ async fn statistics_count_each_status_with_failure_rate_and_durations() {
     // The fragment has its own URL.
     let stats = app
         .get_hx(&format!(
-            "{}/stats?range=3d&refresh=5",
-            function_url("default", "known", "events")
+            "{}?range=3d&refresh=5",
+            events_part_url("default", "known", "stats")
         ))
         .await;
     assert_eq!(stats.count(".sidebar"), 0);
@@ -240,7 +240,7 @@ async fn pages_follow_a_cursor_and_the_rows_have_their_own_url() {
     // Live refresh swaps the rows from their own URL, keeping the page's position.
     let rows_url = second.attr("#event-rows", "hx-get").unwrap();
     assert!(
-        rows_url.contains("/events/rows?") && rows_url.contains("after="),
+        rows_url.contains("/events/-/rows?") && rows_url.contains("after="),
         "{rows_url}"
     );
     let rows = app.get_hx(&rows_url).await;
@@ -395,8 +395,8 @@ async fn exports_stream_every_matching_record() {
     let (app, _) = known_set().await;
     let csv = app
         .get(&format!(
-            "{}/export.csv?status=finished&status=failed",
-            function_url("default", "known", "events")
+            "{}?status=finished&status=failed",
+            events_part_url("default", "known", "export.csv")
         ))
         .await;
     assert_eq!(csv.header("content-type"), "text/csv; charset=utf-8");
@@ -418,8 +418,8 @@ async fn exports_stream_every_matching_record() {
     );
     let nd = app
         .get(&format!(
-            "{}/export.ndjson?type=CONSOLE",
-            function_url("default", "known", "events")
+            "{}?type=CONSOLE",
+            events_part_url("default", "known", "export.ndjson")
         ))
         .await;
     assert_eq!(nd.header("content-type"), "application/x-ndjson");
@@ -446,10 +446,7 @@ async fn exports_stream_every_matching_record() {
     add_events(&app2, f, &ids, |i| START + i as i64).await;
     app2.state.clock.advance(Duration::from_secs(10));
     let all = app2
-        .get(&format!(
-            "{}/export.ndjson",
-            function_url("default", "bulk", "events")
-        ))
+        .get(&events_part_url("default", "bulk", "export.ndjson"))
         .await;
     assert_eq!(all.body.lines().count(), 2500);
 }
@@ -459,8 +456,8 @@ async fn bulk_terminate_shows_the_count_first() {
     let (app, _) = known_set().await;
     let confirm = app
         .get(&format!(
-            "{}/terminate?range=3d",
-            function_url("default", "known", "events")
+            "{}?range=3d",
+            events_part_url("default", "known", "terminate")
         ))
         .await;
     assert!(
@@ -470,8 +467,8 @@ async fn bulk_terminate_shows_the_count_first() {
     );
     let only_console = app
         .get(&format!(
-            "{}/terminate?type=CONSOLE",
-            function_url("default", "known", "events")
+            "{}?type=CONSOLE",
+            events_part_url("default", "known", "terminate")
         ))
         .await;
     assert!(
@@ -490,10 +487,7 @@ async fn bulk_terminate_shows_the_count_first() {
         (EventStatus::Aborted, Some(499))
     );
     let left = app
-        .get(&format!(
-            "{}/terminate",
-            function_url("default", "known", "events")
-        ))
+        .get(&events_part_url("default", "known", "terminate"))
         .await;
     assert_eq!(
         left.text(".confirm h2"),
@@ -502,8 +496,8 @@ async fn bulk_terminate_shows_the_count_first() {
     );
     let nothing = app
         .get(&format!(
-            "{}/terminate?status=finished",
-            function_url("default", "known", "events")
+            "{}?status=finished",
+            events_part_url("default", "known", "terminate")
         ))
         .await;
     assert_eq!(nothing.text(".confirm h2"), "Nothing to terminate");
@@ -547,13 +541,10 @@ async fn with_status_trace_off_the_tab_says_so_and_offers_to_turn_it_on() {
     assert_eq!(page.count("table.events"), 0, "no query results");
     assert_eq!(page.count("#event-stats"), 0);
     assert_eq!(
-        app.get(&format!(
-            "{}/rows",
-            function_url("default", "known", "events")
-        ))
-        .await
-        .status
-        .as_u16(),
+        app.get(&events_part_url("default", "known", "rows"))
+            .await
+            .status
+            .as_u16(),
         400
     );
     let listed = app
@@ -562,12 +553,41 @@ async fn with_status_trace_off_the_tab_says_so_and_offers_to_turn_it_on() {
     assert_eq!(listed.error_code(), "FailedOperation.AsyncEventStatus");
 
     let on = app
-        .post(
-            &format!("{}/trace-on", function_url("default", "known", "events")),
-            &[],
-        )
+        .post(&events_part_url("default", "known", "trace-on"), &[])
         .await;
     let page = app.follow(&on).await;
     assert_eq!(page.count("table.events"), 1);
     assert_eq!(page.texts(".facts .badge"), vec!["On", "On"]);
+}
+
+#[tokio::test]
+async fn an_event_whose_id_is_a_word_of_the_list_opens_from_the_list() {
+    let app = paused_app().await;
+    app.create_function(
+        "default",
+        "worded",
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    let f = function_id(&app, "worded").await;
+    let ids = [
+        "rows",
+        "stats",
+        "terminate",
+        "trace-on",
+        "export.csv",
+        "export.ndjson",
+    ];
+    for id in ids {
+        add_event(&app, f, id, "API").await;
+    }
+    let list = app.get(&function_url("default", "worded", "events")).await;
+    for id in ids {
+        let link = list
+            .attr(&format!("table.events a[title='{id}']"), "href")
+            .unwrap_or_else(|| panic!("{id} is listed"));
+        let event = app.get(&link).await;
+        assert_eq!(event.status.as_u16(), 200, "{id}");
+        assert_eq!(event.text("#event-detail code.request-id"), id);
+    }
 }

@@ -387,7 +387,7 @@ async fn stopping_the_server_puts_long_events_back_in_the_queue_and_the_next_sta
     );
 
     // The next start runs the requeued event to its end.
-    let restarted = scf_console::app::AppState::with_engine(
+    let restarted = scf_console::state::AppState::with_engine(
         app.state.store.clone(),
         app.state.clock.clone(),
         vec![REGION.into()],

@@ -380,3 +380,49 @@ async fn the_code_tab_edits_the_handler_file() {
     assert!(refused.field_error("Handler").contains("file.method"));
     assert_eq!(refused.text("#Code"), "x = 1", "the edit is kept");
 }
+
+/// Every word the console uses in its own URLs, so none of them can be taken from a user who
+/// names a function with it.
+const CONSOLE_WORDS: &[&str] = &[
+    "new",
+    "validate",
+    "rows",
+    "stats",
+    "terminate",
+    "trace-on",
+    "config",
+    "code",
+    "test",
+    "events",
+    "delete",
+    "rerun",
+    "settings",
+];
+
+#[tokio::test]
+async fn a_function_named_like_a_console_page_opens_from_the_list() {
+    let app = TestApp::new().await;
+    for name in CONSOLE_WORDS {
+        app.create_function(
+            "default",
+            name,
+            &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+        )
+        .await;
+    }
+    let list = app.get(&functions_url("default")).await;
+    for name in CONSOLE_WORDS {
+        let link = list
+            .link("a.fn-name", name)
+            .unwrap_or_else(|| panic!("{name} is listed"));
+        let opened = app.get(&link).await;
+        assert!(opened.status.is_redirection(), "{name}: {}", opened.status);
+        let overview = app.follow(&opened).await;
+        assert_eq!(overview.status, StatusCode::OK, "{name}");
+        assert_eq!(overview.text(".page-head h1"), *name);
+        assert_eq!(overview.text(".tabs [aria-current=page]"), "Configuration");
+        let events = app.get(&function_url("default", name, "events")).await;
+        assert_eq!(events.status, StatusCode::OK, "{name}");
+        assert_eq!(events.text(".page-head h1"), *name);
+    }
+}

@@ -8,12 +8,13 @@ use crate::support::*;
 use axum::Router;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::routing;
-use scf_console::app::{self, ServerLimits};
+use scf_console::app;
 use scf_console::scf::tc3::{SignInput, sha256_hex, sign, utc_date};
+use scf_console::state::ServerLimits;
 use serde_json::Value;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -564,7 +565,7 @@ async fn exports_reach_a_browser_whole_through_gzip() {
     let addr = serve(&app, ServerLimits::default()).await;
     let events = function_url("default", "exported", "events");
     let export = |kind: &'static str| {
-        let url = format!("{events}/export.{kind}");
+        let url = format!("{events}/-/export.{kind}");
         async move {
             let reply = get(addr, &url, BROWSER).await;
             assert_eq!(reply.status, 200, "{kind}");
@@ -608,45 +609,10 @@ async fn handler_with_a_bug() -> &'static str {
     panic!("a handler bug")
 }
 
-/// The server's log, as an operator reads it.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl Log {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for Log {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
-    type Writer = Log;
-
-    fn make_writer(&'a self) -> Log {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn a_handler_that_panics_gets_a_500_and_the_server_keeps_serving() {
     // The test's runtime has one thread, so the server's tasks log here.
-    let log = Log::default();
-    let _logging = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(log.clone())
-            .with_ansi(false)
-            .finish(),
-    );
+    let (log, _logging) = Log::capture();
     let routes = Router::new()
         .route("/boom", routing::get(handler_with_a_bug))
         .route("/healthz", routing::get(|| async { "ok" }));

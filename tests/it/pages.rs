@@ -40,7 +40,7 @@ async fn an_empty_namespace_explains_what_to_do() {
     assert_eq!(page.text(".empty-state h2"), "No functions yet");
     assert_eq!(
         page.attr(".empty-state a", "href").as_deref(),
-        Some("/scf/ap-guangzhou/default/functions/new")
+        Some("/scf/ap-guangzhou/default/functions/-/new")
     );
 }
 
@@ -127,6 +127,27 @@ async fn pages_vary_on_hx_request_and_carry_a_request_id() {
     let page = app.get(&functions_url("default")).await;
     assert!(page.header("vary").contains("HX-Request"));
     assert_eq!(page.header("x-request-id").len(), 36, "a UUID request id");
+}
+
+#[tokio::test]
+async fn a_callers_request_id_is_kept_only_when_it_is_a_plain_token() {
+    let app = TestApp::new().await;
+    let with_id = |id: &str| {
+        Request::get(functions_url("default"))
+            .header("x-request-id", id)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let page = app.send(with_id("batch-7.step:3")).await;
+    assert_eq!(page.header("x-request-id"), "batch-7.step:3");
+    for unusable in ["two words", "\"quoted\"", &"x".repeat(65)] {
+        let page = app.send(with_id(unusable)).await;
+        assert_eq!(
+            page.header("x-request-id").len(),
+            36,
+            "{unusable:?} replaced"
+        );
+    }
 }
 
 #[tokio::test]

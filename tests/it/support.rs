@@ -5,12 +5,15 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use scf_console::app::{AppState, router};
+use scf_console::app::router;
 use scf_console::clock::Clock;
 use scf_console::domain::runtime::Interpreters;
 use scf_console::engine::EngineConfig;
 use scf_console::engine::interpreters;
+use scf_console::state::AppState;
+use scf_console::web::urls::encode;
 use scraper::{Html, Selector};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use tower::ServiceExt;
@@ -128,6 +131,7 @@ impl TestApp {
         engine: EngineConfig,
         clock: Clock,
     ) -> Self {
+        AskEachTime::install();
         let state = AppState::with_engine(
             store,
             clock,
@@ -238,22 +242,10 @@ fn form_request(uri: &str) -> axum::http::request::Builder {
 fn form_body(fields: &[(&str, &str)]) -> Body {
     let encoded = fields
         .iter()
-        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect::<Vec<_>>()
         .join("&");
     Body::from(encoded)
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b' ' => "+".into(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 pub fn functions_url(namespace: &str) -> String {
@@ -261,11 +253,21 @@ pub fn functions_url(namespace: &str) -> String {
 }
 
 pub fn new_url(namespace: &str) -> String {
-    format!("/scf/{REGION}/{namespace}/functions/new")
+    format!("/scf/{REGION}/{namespace}/functions/-/new")
+}
+
+pub fn validate_url(namespace: &str) -> String {
+    format!("/scf/{REGION}/{namespace}/functions/-/validate")
 }
 
 pub fn function_url(namespace: &str, name: &str, tab: &str) -> String {
     format!("/scf/{REGION}/{namespace}/functions/{name}/{tab}")
+}
+
+/// A part of a function's event list with a URL of its own: `rows`, `stats`, `export.csv`,
+/// `terminate`, ….
+pub fn events_part_url(namespace: &str, name: &str, part: &str) -> String {
+    format!("{}/-/{part}", function_url(namespace, name, "events"))
 }
 
 pub const PYTHON_CODE: &str = "def main_handler(event, context):\n    return event\n";
@@ -345,6 +347,15 @@ impl Page {
             .and_then(|e| e.value().attr(attr).map(str::to_string))
     }
 
+    /// The target of the first link matching `selector` whose text is `text`.
+    pub fn link(&self, selector: &str, text: &str) -> Option<String> {
+        let sel = Selector::parse(selector).unwrap();
+        self.html()
+            .select(&sel)
+            .find(|e| e.text().collect::<String>().trim() == text)
+            .and_then(|e| e.value().attr("href").map(str::to_string))
+    }
+
     /// The message shown under a field, or "" when it has none.
     pub fn field_error(&self, field: &str) -> String {
         self.text(&format!("#err-{}", field.replace('.', "\\.")))
@@ -358,6 +369,91 @@ impl Page {
             .chain(self.texts(".error-page p"))
             .collect()
     }
+}
+
+/// The server's log, as an operator reads it.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Log {
+    /// What this thread logs from now until the guard is dropped.
+    pub fn capture() -> (Log, tracing::subscriber::DefaultGuard) {
+        AskEachTime::install();
+        let log = Log::default();
+        let guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(log.clone())
+                .with_ansi(false)
+                .finish(),
+        );
+        (log, guard)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
+    type Writer = Log;
+
+    fn make_writer(&'a self) -> Log {
+        self.clone()
+    }
+}
+
+/// The process-wide subscriber of the tests, which logs nothing. tracing caches, for every
+/// thread at once, whether a log statement is wanted; a statement first met on a thread where
+/// nobody listens would be cached as off and never reach a test's [`Log`]. Answering
+/// "sometimes" makes each statement ask the subscriber of its own thread every time.
+struct AskEachTime;
+
+impl AskEachTime {
+    /// Once per test binary, before the first test's console logs anything.
+    fn install() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(AskEachTime);
+        });
+    }
+}
+
+impl tracing::Subscriber for AskEachTime {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {}
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 /// The SCF API as a client sees it: signed calls to `POST /`.
@@ -465,7 +561,7 @@ pub mod api {
                 flatten("", &params, &mut pairs);
                 let query = pairs
                     .iter()
-                    .map(|(k, v)| format!("{}={}", super::urlencode(k), super::urlencode(v)))
+                    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
                     .collect::<Vec<_>>()
                     .join("&");
                 (

@@ -397,7 +397,7 @@ async fn several_mistakes_are_all_shown_at_once() {
 async fn fields_are_checked_live_as_the_user_types() {
     let app = TestApp::new().await;
     app.create_function("default", "taken", &[]).await;
-    let validate = format!("/scf/{REGION}/default/functions/validate");
+    let validate = validate_url("default");
 
     let mut fields = valid_function("9lives");
     let slot = app.post_hx(&validate, "FunctionName", &fields).await;

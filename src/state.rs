@@ -1,0 +1,123 @@
+//! What every request handler may reach: the store, the clock, the engine and the settings
+//! the server was started with.
+
+use crate::clock::Clock;
+use crate::domain::namespace::DEFAULT_NAMESPACE;
+use crate::domain::runtime::Interpreters;
+use crate::engine::sweeper::Sweeper;
+use crate::engine::{Engine, EngineConfig};
+use crate::keys;
+use crate::store::DynStore;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a request handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub clock: Clock,
+    /// Regions offered, the first being the default.
+    pub regions: Arc<Vec<String>>,
+    pub interpreters: Arc<Interpreters>,
+    /// How long event records are kept after they end (and after status trace is turned off).
+    pub event_retention: Duration,
+    /// The zone of the API's time strings.
+    pub timezone: time::UtcOffset,
+    pub engine: Arc<Engine>,
+    pub keys: Arc<keys::KeyCache>,
+    pub sweeper: Arc<Sweeper>,
+    /// What one client may hold: connections, and time to send a request.
+    pub limits: ServerLimits,
+}
+
+/// Bounds on what clients can hold of the server, whatever they send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// Time to send a request's head, counted from when the connection opens or the previous
+    /// response ends, so it also closes keep-alive connections left idle.
+    pub header_timeout: Duration,
+    /// Time to send a whole request body, counted from when its head arrived.
+    pub body_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl AppState {
+    /// Prepares the store for the given regions (each gets its `default` namespace) and starts
+    /// the engine with its default configuration.
+    pub async fn new(
+        store: DynStore,
+        clock: Clock,
+        regions: Vec<String>,
+        interpreters: Interpreters,
+        event_retention: Duration,
+    ) -> anyhow::Result<Self> {
+        Self::with_engine(
+            store,
+            clock,
+            regions,
+            interpreters,
+            event_retention,
+            EngineConfig::default(),
+        )
+        .await
+    }
+
+    pub async fn with_engine(
+        store: DynStore,
+        clock: Clock,
+        regions: Vec<String>,
+        interpreters: Interpreters,
+        event_retention: Duration,
+        engine: EngineConfig,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !regions.is_empty(),
+            "at least one region must be configured"
+        );
+        for region in &regions {
+            anyhow::ensure!(
+                crate::domain::namespace::is_valid_namespace_name(region),
+                "region {region:?} may contain only letters, digits, - and _"
+            );
+            store
+                .ensure_namespace(region, DEFAULT_NAMESPACE, clock.now_millis())
+                .await?;
+        }
+        let interpreters = Arc::new(interpreters);
+        let engine =
+            Engine::start(store.clone(), clock.clone(), interpreters.clone(), engine).await?;
+        let sweeper = Arc::new(Sweeper::new(
+            store.clone(),
+            clock.clone(),
+            event_retention,
+            Duration::from_secs(60),
+        ));
+        Ok(Self {
+            store,
+            clock,
+            regions: Arc::new(regions),
+            interpreters,
+            event_retention,
+            timezone: time::UtcOffset::UTC,
+            engine,
+            keys: Arc::default(),
+            sweeper,
+            limits: ServerLimits::default(),
+        })
+    }
+
+    pub fn default_region(&self) -> &str {
+        &self.regions[0]
+    }
+}
