@@ -368,7 +368,6 @@ async fn seed_window(
     let store = &bench.state.store;
     let total = already + count;
     let enqueued_at = |i: u64| from + i as i64 * span / total as i64;
-    // Events left running keep their lease for the whole run: nothing takes them back.
     // Seeded events left running stay so for the whole run: their lease outlasts it.
     let lease_until = Clock::System.now_millis() + 30 * 24 * 3600 * 1000;
     let mut done = 0;
@@ -549,6 +548,8 @@ async fn event_management(o: &Options) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for &size in o.stored.iter().filter(|&&n| n > 0) {
         seed(&bench, &ids, size - seeded, seeded).await?;
+        // As the retention sweeper does within a sweep interval of such growth.
+        bench.state.store.optimize().await?;
         seeded = size;
         // Warm the caches once, as a user's first look would.
         time_get(&bench.addr, &base, 3, false).await?;

@@ -111,7 +111,10 @@ impl Sweeper {
                 let pause = (batch_started.elapsed() * YIELD_FACTOR).max(Duration::from_millis(10));
                 tokio::time::sleep(pause).await;
             }
-            self.store.trim_rollups(cutoff).await
+            self.store.trim_rollups(cutoff).await?;
+            // The events table grows and shrinks by orders of magnitude: the planner's
+            // statistics follow, or lists by status fall back to slow plans.
+            self.store.optimize().await
         }
         .await;
         let mut status = self.status.lock().expect("sweeper status");

@@ -38,6 +38,10 @@ impl GroupCommit {
 
     /// Writes and waits until the write is committed.
     pub async fn write(&self, write: EventWrite) -> Result<(), WriteError> {
+        // Refused alone, so it cannot fail the batch it would have joined.
+        write
+            .check()
+            .map_err(|e| WriteError::Rejected(e.to_string()))?;
         let (reply, done) = oneshot::channel();
         self.tx
             .send((write, reply))

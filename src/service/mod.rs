@@ -146,7 +146,9 @@ impl From<StoreError> for ServiceError {
                 "FailedOperation",
                 "It still holds items; nothing was deleted.",
             )),
-            e @ StoreError::Database(_) => ServiceError::Internal(e.into()),
+            e @ (StoreError::Database(_) | StoreError::IllegalTransition { .. }) => {
+                ServiceError::Internal(e.into())
+            }
         }
     }
 }

@@ -22,6 +22,9 @@ pub enum StoreError {
     /// A namespace still holds functions.
     #[error("namespace is not empty")]
     NotEmpty,
+    /// A write asked for a move the status machine does not allow; nothing was written.
+    #[error("an event cannot go from {from:?} to {to:?}")]
+    IllegalTransition { from: EventStatus, to: EventStatus },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -167,6 +170,36 @@ pub enum EventWrite {
 }
 
 impl EventWrite {
+    /// The status move a write makes, if any (runs write from RUNNING).
+    pub fn transition(&self) -> Option<(EventStatus, EventStatus)> {
+        match self {
+            EventWrite::Insert(_) | EventWrite::Note { .. } => None,
+            EventWrite::Finish { entry, .. } | EventWrite::Requeue { entry, .. } => {
+                Some((EventStatus::Running, entry.status))
+            }
+        }
+    }
+
+    /// Refuses a move the status machine does not allow, before anything is written: every
+    /// backend checks its batches with it.
+    pub fn check(&self) -> StoreResult<()> {
+        match self.transition() {
+            Some((from, to)) if !from.can_move_to(to) || self.lands_on() != Some(to) => {
+                Err(StoreError::IllegalTransition { from, to })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Where the write leaves the event: a finish ends it, a requeue queues it.
+    fn lands_on(&self) -> Option<EventStatus> {
+        match self {
+            EventWrite::Finish { entry, .. } if entry.status.is_terminal() => Some(entry.status),
+            EventWrite::Requeue { .. } => Some(EventStatus::Queued),
+            _ => None,
+        }
+    }
+
     /// The write's kind and the event it is about, for logs: payloads and logs stay out.
     pub fn describe(&self) -> String {
         match self {
@@ -538,6 +571,9 @@ pub trait Store: Send + Sync + 'static {
     /// histograms of minutes before it.
     async fn trim_rollups(&self, cutoff: Millis) -> StoreResult<u64>;
     async fn size(&self) -> StoreResult<StoreSize>;
+    /// Refreshes the query planner's statistics of tables whose size changed a lot since they
+    /// were last gathered; cheap when none did.
+    async fn optimize(&self) -> StoreResult<()>;
 
     /// Whether writes reach the disk now.
     fn write_health(&self) -> &WriteHealth;

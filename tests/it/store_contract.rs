@@ -50,6 +50,7 @@ contract!(sqlite:
     the_timeline_starts_with_the_accept,
     sweeping_removes_only_ended_events,
     event_ids_are_never_reused,
+    illegal_moves_are_refused_before_anything_is_written,
 );
 
 const REGION: &str = "ap-guangzhou";
@@ -471,4 +472,27 @@ async fn event_ids_are_never_reused(b: Backend) {
     accept(&b.two, f, &["second"], 40_000).await;
     let second = b.two.get_event("second").await.unwrap().unwrap().id;
     assert!(second > first, "{second} after {first}");
+}
+
+async fn illegal_moves_are_refused_before_anything_is_written(b: Backend) {
+    let f = function(&b.one, "machine", 0).await;
+    accept(&b.one, f, &["m"], 10_000).await;
+    let c = b.one.claim_events(20_000, 1, ME, 90_000).await.unwrap();
+    let mut back_to_queue = finish(c[0].id, lease(ME, 1), 21_000);
+    if let EventWrite::Finish { entry, .. } = &mut back_to_queue {
+        entry.status = EventStatus::Queued;
+    }
+    let mut requeue_as_ended = requeue(c[0].id, lease(ME, 1), 2, 21_000);
+    if let EventWrite::Requeue { entry, .. } = &mut requeue_as_ended {
+        entry.status = EventStatus::Finished;
+    }
+    for illegal in [back_to_queue, requeue_as_ended] {
+        // Alone, or beside a legal write: the whole batch is refused.
+        let batch = [finish(c[0].id, lease(ME, 1), 21_000), illegal];
+        assert!(matches!(
+            b.two.apply_event_writes(&batch).await,
+            Err(StoreError::IllegalTransition { .. })
+        ));
+        assert_eq!(status(&b.one, "m").await, (EventStatus::Running, 1));
+    }
 }
