@@ -172,6 +172,15 @@ pub mod timeline {
     }
 }
 
+/// Statuses are stored as their codes.
+impl TryFrom<i64> for EventStatus {
+    type Error = String;
+
+    fn try_from(code: i64) -> Result<Self, String> {
+        EventStatus::from_code(code).ok_or_else(|| format!("unknown event status {code}"))
+    }
+}
+
 /// Status codes an event ends with, as SCF reports them.
 pub mod status_code {
     pub const SUCCESS: i64 = 200;

@@ -1,0 +1,157 @@
+//! The catalog: namespaces, functions with their code, API keys and namespace billing; what
+//! the console and the API create, change and delete.
+
+use super::StoreResult;
+use crate::clock::Millis;
+use crate::domain::function::{CodeFile, Function, FunctionKey};
+use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction};
+use async_trait::async_trait;
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Namespace {
+    pub region: String,
+    pub name: String,
+    pub description: String,
+    pub created_at: Millis,
+    pub function_count: i64,
+}
+
+/// How the function list is sorted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FunctionOrder {
+    #[default]
+    AddTime,
+    ModTime,
+    FunctionName,
+}
+
+/// A page of the function list, with the SCF ListFunctions filters.
+#[derive(Debug, Clone, Default)]
+pub struct FunctionQuery {
+    /// Substring of the name, case-insensitive.
+    pub search: String,
+    /// Substring of the description, case-insensitive.
+    pub description: String,
+    /// Only these runtimes, when not empty.
+    pub runtimes: Vec<String>,
+    pub async_run_enable: Option<bool>,
+    pub trace_enable: Option<bool>,
+    pub order_by: FunctionOrder,
+    pub ascending: bool,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ApiKey {
+    pub secret_id: String,
+    pub secret_key: String,
+    pub description: String,
+    pub enabled: bool,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct FunctionPage {
+    pub functions: Vec<Function>,
+    pub total: i64,
+}
+
+/// A namespace's billing state, checked before an invocation is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Billing {
+    pub suspended: bool,
+    pub invocation_quota: Option<i64>,
+    pub invocations_used: i64,
+}
+
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// Creates a namespace if missing; used for `default` in every region at start.
+    async fn ensure_namespace(&self, region: &str, name: &str, now: Millis) -> StoreResult<()>;
+
+    async fn list_namespaces(&self, region: &str) -> StoreResult<Vec<Namespace>>;
+
+    async fn get_namespace(&self, region: &str, name: &str) -> StoreResult<Option<Namespace>>;
+
+    /// Fails with `Conflict` when the name is taken in the region.
+    async fn create_namespace(
+        &self,
+        region: &str,
+        name: &str,
+        description: &str,
+        now: Millis,
+    ) -> StoreResult<Namespace>;
+
+    /// Fails with `NotEmpty` while the namespace holds functions, so nothing is lost by accident.
+    async fn delete_namespace(&self, region: &str, name: &str) -> StoreResult<()>;
+
+    async fn list_functions(
+        &self,
+        region: &str,
+        namespace: &str,
+        query: &FunctionQuery,
+    ) -> StoreResult<FunctionPage>;
+
+    async fn get_function(&self, key: &FunctionKey) -> StoreResult<Option<Function>>;
+
+    async fn get_code(&self, function_id: i64) -> StoreResult<Vec<CodeFile>>;
+
+    /// Fails with `Conflict` when the name is taken in the namespace, `NotFound` when the
+    /// namespace does not exist.
+    async fn create_function(
+        &self,
+        region: &str,
+        namespace: &str,
+        function: &NewFunction,
+        now: Millis,
+    ) -> StoreResult<Function>;
+
+    /// Saves the settings; `trace_disabled_at` as [`Function::trace_disabled_after`] decides.
+    async fn update_function_config(
+        &self,
+        key: &FunctionKey,
+        config: &FunctionConfig,
+        trace_disabled_at: Option<Millis>,
+        now: Millis,
+    ) -> StoreResult<Function>;
+
+    async fn update_function_code(
+        &self,
+        key: &FunctionKey,
+        code: &CodeUpdate,
+        now: Millis,
+    ) -> StoreResult<Function>;
+
+    async fn delete_function(&self, key: &FunctionKey) -> StoreResult<()>;
+
+    /// Fails with `Conflict` when the SecretId exists.
+    async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+
+    /// Creates or replaces a key given by configuration, enabling it.
+    async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+
+    async fn get_api_key(&self, secret_id: &str) -> StoreResult<Option<ApiKey>>;
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+
+    async fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> StoreResult<()>;
+
+    async fn delete_api_key(&self, secret_id: &str) -> StoreResult<()>;
+
+    async fn get_function_by_id(&self, id: i64) -> StoreResult<Option<Function>>;
+
+    async fn namespace_billing(
+        &self,
+        region: &str,
+        namespace: &str,
+    ) -> StoreResult<Option<Billing>>;
+
+    async fn set_namespace_billing(
+        &self,
+        region: &str,
+        namespace: &str,
+        suspended: bool,
+        invocation_quota: Option<i64>,
+    ) -> StoreResult<()>;
+}

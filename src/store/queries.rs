@@ -1,0 +1,128 @@
+//! Event queries: one event, its timeline, lists, counts and statistics; what the Event
+//! Management page and the API's event actions read.
+
+use super::StoreResult;
+use crate::clock::Millis;
+use crate::domain::event::EventStatus;
+use crate::domain::event::TimelineEntry;
+use crate::domain::event_query::EventFilter;
+use async_trait::async_trait;
+
+/// A stored event as the console and the API show it.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub id: i64,
+    pub request_id: String,
+    pub function_id: i64,
+    pub function_name: String,
+    pub region: String,
+    pub namespace: String,
+    pub qualifier: String,
+    pub invoke_type: String,
+    pub status: EventStatus,
+    pub status_code: Option<i64>,
+    pub attempt: u32,
+    pub traced: bool,
+    pub payload: String,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub logs: Option<String>,
+    pub enqueued_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+}
+
+/// What the store keeps of an event's timeline (see [`Store::event_timeline`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTimeline {
+    pub enqueued_at: Millis,
+    pub invoke_type: String,
+    pub entries: Vec<TimelineEntry>,
+}
+
+/// One row of an event list: never the heavy columns (payload, result, logs).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EventSummary {
+    pub id: i64,
+    pub request_id: String,
+    #[sqlx(try_from = "i64")]
+    pub status: EventStatus,
+    pub status_code: Option<i64>,
+    pub invoke_type: String,
+    pub qualifier: String,
+    pub attempt: u32,
+    pub enqueued_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+}
+
+/// Which page of a list: after a cursor (keyset, for start-time order), or at an offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventPageQuery {
+    pub offset: u32,
+    pub limit: u32,
+    /// `(enqueued_at, id)` of the last row of the previous page.
+    pub after: Option<(Millis, i64)>,
+}
+
+/// Statistics of a time window, from the rollups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventStats {
+    /// Counts in the order of `event_query::ALL_STATUSES`.
+    pub by_status: [i64; 5],
+    /// `(bucket start, counts per status)`, oldest first, empty buckets left out.
+    pub series: Vec<(Millis, [i64; 5])>,
+    /// `(upper bound in ms, count)` of run times of ended events, shortest first.
+    pub durations: Vec<(i64, i64)>,
+}
+
+#[async_trait]
+pub trait EventQueries: Send + Sync {
+    async fn get_event(&self, request_id: &str) -> StoreResult<Option<EventRecord>>;
+
+    /// A page of a function's traced events, light columns only.
+    async fn list_events(
+        &self,
+        function_id: i64,
+        filter: &EventFilter,
+        page: &EventPageQuery,
+    ) -> StoreResult<Vec<EventSummary>>;
+
+    /// How many traced events match, from the rollups where the filter allows.
+    async fn count_matching_events(
+        &self,
+        function_id: i64,
+        filter: &EventFilter,
+    ) -> StoreResult<i64>;
+
+    /// Statistics of `[from, to)` (by enqueue time), in buckets of `bucket` milliseconds.
+    async fn event_stats(
+        &self,
+        function_id: i64,
+        from: Millis,
+        to: Millis,
+        bucket: Millis,
+    ) -> StoreResult<EventStats>;
+
+    /// How many event records a function has (shown before it is deleted).
+    async fn count_events(&self, function_id: i64) -> StoreResult<i64>;
+
+    /// An event's stored timeline: its entries after the first, which is made of the event's
+    /// own columns (it is not stored twice). `None` when the event does not exist.
+    async fn stored_timeline(&self, event_id: i64) -> StoreResult<Option<StoredTimeline>>;
+
+    /// An event's whole timeline, oldest first (empty when the event does not exist).
+    async fn event_timeline(&self, event_id: i64) -> StoreResult<Vec<TimelineEntry>> {
+        let Some(stored) = self.stored_timeline(event_id).await? else {
+            return Ok(Vec::new());
+        };
+        let mut all = Vec::with_capacity(stored.entries.len() + 1);
+        all.push(TimelineEntry {
+            at: stored.enqueued_at,
+            status: EventStatus::Queued,
+            detail: crate::domain::event::timeline::queued(&stored.invoke_type),
+        });
+        all.extend(stored.entries);
+        Ok(all)
+    }
+}

@@ -1,0 +1,193 @@
+//! The event queue: accepts, claims with leases, renewals, takeovers, run transitions and
+//! termination requests; what the engine of every node writes.
+
+use super::{StoreError, StoreResult};
+use crate::clock::Millis;
+use crate::domain::event::EventStatus;
+use crate::domain::event::{ClaimedEvent, TimelineEntry};
+use async_trait::async_trait;
+
+/// An accepted invocation, written before the caller gets its RequestId.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub request_id: String,
+    pub function_id: i64,
+    pub region: String,
+    pub namespace: String,
+    pub invoke_type: String,
+    pub traced: bool,
+    pub payload: String,
+    pub enqueued_at: Millis,
+}
+
+/// Which run of an event a write belongs to: the node holding its lease, and the attempt. A
+/// write lands only while the event is RUNNING under that same lease, so a run that lost its
+/// event (terminated and taken over, deleted with its function, reclaimed by another node)
+/// changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLease {
+    /// The node id that claimed the event ('' for rows claimed before nodes had ids).
+    pub owner: String,
+    pub attempt: u32,
+    /// For a takeover: the lease's expiry as read, so a lease renewed meanwhile is not taken.
+    pub until: Option<Millis>,
+}
+
+/// The engine's writes, applied many to one transaction by the group-commit writer.
+#[derive(Debug, Clone)]
+pub enum EventWrite {
+    Insert(NewEvent),
+    /// A note on the timeline without a change of status (started on an instance).
+    Note {
+        event_id: i64,
+        run: RunLease,
+        entry: TimelineEntry,
+    },
+    /// The event ended. Untraced events are deleted instead: nothing of them is kept.
+    Finish {
+        event_id: i64,
+        run: RunLease,
+        traced: bool,
+        status_code: i64,
+        result: Option<String>,
+        error: Option<String>,
+        logs: Option<String>,
+        entry: TimelineEntry,
+    },
+    /// Back to the queue for another attempt, not before `run_after`.
+    Requeue {
+        event_id: i64,
+        run: RunLease,
+        traced: bool,
+        attempt: u32,
+        run_after: Millis,
+        error: Option<String>,
+        logs: Option<String>,
+        entry: TimelineEntry,
+    },
+}
+
+impl EventWrite {
+    /// The status move a write makes, if any (runs write from RUNNING).
+    pub fn transition(&self) -> Option<(EventStatus, EventStatus)> {
+        match self {
+            EventWrite::Insert(_) | EventWrite::Note { .. } => None,
+            EventWrite::Finish { entry, .. } | EventWrite::Requeue { entry, .. } => {
+                Some((EventStatus::Running, entry.status))
+            }
+        }
+    }
+
+    /// Refuses a move the status machine does not allow, before anything is written: every
+    /// backend checks its batches with it.
+    pub fn check(&self) -> StoreResult<()> {
+        match self.transition() {
+            Some((from, to)) if !from.can_move_to(to) || self.lands_on() != Some(to) => {
+                Err(StoreError::IllegalTransition { from, to })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Where the write leaves the event: a finish ends it, a requeue queues it.
+    fn lands_on(&self) -> Option<EventStatus> {
+        match self {
+            EventWrite::Finish { entry, .. } if entry.status.is_terminal() => Some(entry.status),
+            EventWrite::Requeue { .. } => Some(EventStatus::Queued),
+            _ => None,
+        }
+    }
+
+    /// The write's kind and the event it is about, for logs: payloads and logs stay out.
+    pub fn describe(&self) -> String {
+        match self {
+            EventWrite::Insert(e) => format!("insert {}", e.request_id),
+            EventWrite::Note { event_id, run, .. } => {
+                format!("note on event {event_id}, attempt {}", run.attempt)
+            }
+            EventWrite::Finish { event_id, run, .. } => {
+                format!("end of event {event_id}, attempt {}", run.attempt)
+            }
+            EventWrite::Requeue { event_id, run, .. } => {
+                format!("requeue of event {event_id}, attempt {}", run.attempt)
+            }
+        }
+    }
+}
+
+/// What asking to terminate an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Termination {
+    /// It had not started: it is ABORTED now.
+    AbortedWhileQueued,
+    /// It runs: the engine must stop it.
+    Running,
+    /// It had already ended (or is untraced and unknown).
+    NotRunning(EventStatus),
+}
+
+/// A running event whose lease this node renewed, with a terminate request if a user (on any
+/// node) asked for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewedLease {
+    pub event_id: i64,
+    pub terminate: Option<String>,
+}
+
+/// A RUNNING event whose node is gone: its lease ran out, or its owner is known dead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrandedRun {
+    pub id: i64,
+    pub request_id: String,
+    pub traced: bool,
+    pub terminate: Option<String>,
+    /// The function's RetryNum, which decides whether it runs again.
+    pub retry_num: u32,
+    pub lease: RunLease,
+}
+
+#[async_trait]
+pub trait EventQueue: Send + Sync {
+    /// Applies the engine's writes in one transaction (one fsync for all of them).
+    async fn apply_event_writes(&self, writes: &[EventWrite]) -> StoreResult<()>;
+
+    /// Moves up to `limit` due queued events to RUNNING, held by `owner` until `lease_until`.
+    async fn claim_events(
+        &self,
+        now: Millis,
+        limit: u32,
+        owner: &str,
+        lease_until: Millis,
+    ) -> StoreResult<Vec<ClaimedEvent>>;
+
+    /// Extends the leases `owner` still holds of `runs` (`(event id, attempt)`) and returns
+    /// them, with their terminate requests; a run left out was lost (taken over or deleted).
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        runs: &[(i64, u32)],
+        lease_until: Millis,
+    ) -> StoreResult<Vec<RenewedLease>>;
+
+    /// The nodes holding RUNNING events (other than `''`), to learn which of them are gone.
+    async fn lease_owners(&self) -> StoreResult<Vec<String>>;
+
+    /// RUNNING events whose lease ended before `now`, or whose owner is one of `dead_owners`.
+    async fn stranded_runs(
+        &self,
+        now: Millis,
+        dead_owners: &[String],
+        limit: u32,
+    ) -> StoreResult<Vec<StrandedRun>>;
+
+    /// Marks a request to terminate (`mode`: `grace` or `force`): a queued event is aborted at
+    /// once with `aborted` on its timeline and `status_code`; a running one is flagged for the
+    /// node running it.
+    async fn request_termination(
+        &self,
+        request_id: &str,
+        mode: &str,
+        aborted: &TimelineEntry,
+        status_code: i64,
+    ) -> StoreResult<Termination>;
+}

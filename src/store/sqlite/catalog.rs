@@ -1,0 +1,525 @@
+//! Catalog on SQLite.
+
+use super::*;
+use crate::store::*;
+use sqlx::FromRow;
+
+#[async_trait]
+impl Catalog for SqliteStore {
+    async fn ensure_namespace(&self, region: &str, name: &str, now: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO namespaces (region, name, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(region)
+        .bind(name)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_namespaces(&self, region: &str) -> StoreResult<Vec<Namespace>> {
+        // `default` first, then by name: the order of the namespace selector.
+        let sql =
+            format!("{NAMESPACE_SELECT} WHERE n.region = ? ORDER BY n.name != 'default', n.name");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(region)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(Namespace::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn get_namespace(&self, region: &str, name: &str) -> StoreResult<Option<Namespace>> {
+        let sql = format!("{NAMESPACE_SELECT} WHERE n.region = ? AND n.name = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(region)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(Namespace::from_row).transpose()?)
+    }
+
+    async fn create_namespace(
+        &self,
+        region: &str,
+        name: &str,
+        description: &str,
+        now: Millis,
+    ) -> StoreResult<Namespace> {
+        sqlx::query(
+            "INSERT INTO namespaces (region, name, description, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(region)
+        .bind(name)
+        .bind(description)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(constraint)?;
+        Ok(Namespace {
+            region: region.into(),
+            name: name.into(),
+            description: description.into(),
+            created_at: now,
+            function_count: 0,
+        })
+    }
+
+    async fn delete_namespace(&self, region: &str, name: &str) -> StoreResult<()> {
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let functions: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM functions WHERE region = ? AND namespace = ?")
+                .bind(region)
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+        if functions > 0 {
+            return Err(StoreError::NotEmpty);
+        }
+        let deleted = sqlx::query("DELETE FROM namespaces WHERE region = ? AND name = ?")
+            .bind(region)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_functions(
+        &self,
+        region: &str,
+        namespace: &str,
+        query: &FunctionQuery,
+    ) -> StoreResult<FunctionPage> {
+        // One WHERE clause for the page and its count, so they always agree.
+        fn filter(b: &mut QueryBuilder<Sqlite>, region: &str, namespace: &str, q: &FunctionQuery) {
+            b.push(" WHERE region = ").push_bind(region);
+            b.push(" AND namespace = ").push_bind(namespace);
+            if !q.search.trim().is_empty() {
+                b.push(" AND name LIKE ")
+                    .push_bind(like_pattern(q.search.trim()))
+                    .push(" ESCAPE '\\'");
+            }
+            if !q.description.trim().is_empty() {
+                b.push(" AND description LIKE ")
+                    .push_bind(like_pattern(q.description.trim()))
+                    .push(" ESCAPE '\\'");
+            }
+            if !q.runtimes.is_empty() {
+                b.push(" AND runtime IN (");
+                let mut list = b.separated(", ");
+                for r in &q.runtimes {
+                    list.push_bind(r.as_str());
+                }
+                b.push(")");
+            }
+            if let Some(a) = q.async_run_enable {
+                b.push(" AND async_run_enable = ").push_bind(a);
+            }
+            if let Some(t) = q.trace_enable {
+                b.push(" AND trace_enable = ").push_bind(t);
+            }
+        }
+        let mut page = QueryBuilder::new(format!("SELECT {FUNCTION_COLUMNS} FROM functions"));
+        filter(&mut page, region, namespace, query);
+        let direction = if query.ascending { "ASC" } else { "DESC" };
+        let column = match query.order_by {
+            FunctionOrder::AddTime => "created_at",
+            FunctionOrder::ModTime => "modified_at",
+            FunctionOrder::FunctionName => "name",
+        };
+        page.push(format!(" ORDER BY {column} {direction}, id {direction}"));
+        page.push(" LIMIT ").push_bind(query.limit);
+        page.push(" OFFSET ").push_bind(query.offset);
+        let rows = page.build().fetch_all(&self.reader).await?;
+
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM functions");
+        filter(&mut count, region, namespace, query);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.reader).await?;
+        Ok(FunctionPage {
+            functions: rows
+                .iter()
+                .map(function_from_row)
+                .collect::<Result<_, _>>()?,
+            total,
+        })
+    }
+
+    async fn get_function(&self, key: &FunctionKey) -> StoreResult<Option<Function>> {
+        let sql = format!(
+            "SELECT {FUNCTION_COLUMNS} FROM functions WHERE region = ? AND namespace = ? AND name = ?"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(&key.region)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(function_from_row).transpose()?)
+    }
+
+    async fn get_code(&self, function_id: i64) -> StoreResult<Vec<CodeFile>> {
+        let rows = sqlx::query(
+            "SELECT path, content FROM function_files WHERE function_id = ? ORDER BY path",
+        )
+        .bind(function_id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(CodeFile {
+                    path: r.try_get("path")?,
+                    content: r.try_get("content")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn create_function(
+        &self,
+        region: &str,
+        namespace: &str,
+        f: &NewFunction,
+        now: Millis,
+    ) -> StoreResult<Function> {
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let sql = format!(
+            "INSERT INTO functions (region, namespace, name, runtime, handler, description, \
+             memory_size, timeout, environment, async_run_enable, trace_enable, retry_num, \
+             msg_ttl, qps_limit, created_at, modified_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {FUNCTION_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(region)
+            .bind(namespace)
+            .bind(&f.name)
+            .bind(f.runtime.name)
+            .bind(&f.handler)
+            .bind(&f.config.description)
+            .bind(f.config.memory_size)
+            .bind(f.config.timeout)
+            .bind(serde_json::to_string(&f.config.environment).expect("plain strings"))
+            .bind(f.async_run_enable)
+            .bind(f.config.trace_enable)
+            .bind(f.config.retry_num)
+            .bind(f.config.msg_ttl)
+            .bind(f.config.qps_limit)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(constraint)?;
+        let function = function_from_row(&row)?;
+        write_files(&mut tx, function.id, &f.files).await?;
+        tx.commit().await?;
+        Ok(function)
+    }
+
+    async fn update_function_config(
+        &self,
+        key: &FunctionKey,
+        c: &FunctionConfig,
+        trace_disabled_at: Option<Millis>,
+        now: Millis,
+    ) -> StoreResult<Function> {
+        let sql = format!(
+            "UPDATE functions SET description = ?, memory_size = ?, timeout = ?, environment = ?, \
+             trace_disabled_at = ?, trace_enable = ?, retry_num = ?, msg_ttl = ?, qps_limit = ?, \
+             modified_at = ? WHERE region = ? AND namespace = ? AND name = ? \
+             RETURNING {FUNCTION_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(&c.description)
+            .bind(c.memory_size)
+            .bind(c.timeout)
+            .bind(serde_json::to_string(&c.environment).expect("plain strings"))
+            .bind(trace_disabled_at)
+            .bind(c.trace_enable)
+            .bind(c.retry_num)
+            .bind(c.msg_ttl)
+            .bind(c.qps_limit)
+            .bind(now)
+            .bind(&key.region)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&self.writer)
+            .await?;
+        row.as_ref()
+            .map(function_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn update_function_code(
+        &self,
+        key: &FunctionKey,
+        code: &CodeUpdate,
+        now: Millis,
+    ) -> StoreResult<Function> {
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let sql = format!(
+            "UPDATE functions SET handler = ?, modified_at = ? \
+             WHERE region = ? AND namespace = ? AND name = ? RETURNING {FUNCTION_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(&code.handler)
+            .bind(now)
+            .bind(&key.region)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let function = function_from_row(&row)?;
+        if code.replace_all {
+            sqlx::query("DELETE FROM function_files WHERE function_id = ?")
+                .bind(function.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        write_files(&mut tx, function.id, &code.files).await?;
+        tx.commit().await?;
+        Ok(function)
+    }
+
+    async fn delete_function(&self, key: &FunctionKey) -> StoreResult<()> {
+        let deleted =
+            sqlx::query("DELETE FROM functions WHERE region = ? AND namespace = ? AND name = ?")
+                .bind(&key.region)
+                .bind(&key.namespace)
+                .bind(&key.name)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+        if deleted == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (secret_id, secret_key, description, enabled, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&key.secret_id)
+        .bind(&key.secret_key)
+        .bind(&key.description)
+        .bind(key.enabled)
+        .bind(key.created_at)
+        .execute(&self.writer)
+        .await
+        .map_err(constraint)?;
+        Ok(())
+    }
+
+    async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (secret_id, secret_key, description, enabled, created_at) \
+             VALUES (?, ?, ?, 1, ?) ON CONFLICT (secret_id) DO UPDATE SET \
+             secret_key = excluded.secret_key, description = excluded.description, enabled = 1",
+        )
+        .bind(&key.secret_id)
+        .bind(&key.secret_key)
+        .bind(&key.description)
+        .bind(key.created_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_api_key(&self, secret_id: &str) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query(
+            "SELECT secret_id, secret_key, description, enabled, created_at FROM api_keys \
+             WHERE secret_id = ?",
+        )
+        .bind(secret_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.as_ref().map(ApiKey::from_row).transpose()?)
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query(
+            "SELECT secret_id, secret_key, description, enabled, created_at FROM api_keys \
+             ORDER BY created_at, secret_id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(ApiKey::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> StoreResult<()> {
+        let changed = sqlx::query("UPDATE api_keys SET enabled = ? WHERE secret_id = ?")
+            .bind(enabled)
+            .bind(secret_id)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn delete_api_key(&self, secret_id: &str) -> StoreResult<()> {
+        let deleted = sqlx::query("DELETE FROM api_keys WHERE secret_id = ?")
+            .bind(secret_id)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn get_function_by_id(&self, id: i64) -> StoreResult<Option<Function>> {
+        let sql = format!("SELECT {FUNCTION_COLUMNS} FROM functions WHERE id = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(function_from_row).transpose()?)
+    }
+
+    async fn namespace_billing(
+        &self,
+        region: &str,
+        namespace: &str,
+    ) -> StoreResult<Option<Billing>> {
+        let row = sqlx::query(
+            "SELECT suspended, invocation_quota, invocations_used FROM namespaces \
+             WHERE region = ? AND name = ?",
+        )
+        .bind(region)
+        .bind(namespace)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row
+            .map(|r| {
+                Ok::<_, sqlx::Error>(Billing {
+                    suspended: r.try_get("suspended")?,
+                    invocation_quota: r.try_get("invocation_quota")?,
+                    invocations_used: r.try_get("invocations_used")?,
+                })
+            })
+            .transpose()?)
+    }
+
+    async fn set_namespace_billing(
+        &self,
+        region: &str,
+        namespace: &str,
+        suspended: bool,
+        invocation_quota: Option<i64>,
+    ) -> StoreResult<()> {
+        let changed = sqlx::query(
+            "UPDATE namespaces SET suspended = ?, invocation_quota = ? WHERE region = ? AND name = ?",
+        )
+        .bind(suspended)
+        .bind(invocation_quota)
+        .bind(region)
+        .bind(namespace)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+const FUNCTION_COLUMNS: &str = "id, region, namespace, name, runtime, handler, description, \
+     memory_size, timeout, environment, async_run_enable, trace_enable, retry_num, msg_ttl, \
+     qps_limit, trace_disabled_at, created_at, modified_at";
+
+fn function_from_row(row: &SqliteRow) -> Result<Function, sqlx::Error> {
+    let environment: String = row.try_get("environment")?;
+    Ok(Function {
+        id: row.try_get("id")?,
+        region: row.try_get("region")?,
+        namespace: row.try_get("namespace")?,
+        name: row.try_get("name")?,
+        runtime: row.try_get("runtime")?,
+        handler: row.try_get("handler")?,
+        description: row.try_get("description")?,
+        memory_size: row.try_get("memory_size")?,
+        timeout: row.try_get("timeout")?,
+        environment: serde_json::from_str(&environment)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        async_run_enable: row.try_get("async_run_enable")?,
+        trace_enable: row.try_get("trace_enable")?,
+        retry_num: row.try_get("retry_num")?,
+        msg_ttl: row.try_get("msg_ttl")?,
+        qps_limit: row.try_get("qps_limit")?,
+        trace_disabled_at: row.try_get("trace_disabled_at")?,
+        created_at: row.try_get("created_at")?,
+        modified_at: row.try_get("modified_at")?,
+    })
+}
+
+async fn write_files(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    function_id: i64,
+    files: &[CodeFile],
+) -> Result<(), sqlx::Error> {
+    for file in files {
+        sqlx::query(
+            "INSERT INTO function_files (function_id, path, content) VALUES (?, ?, ?) \
+             ON CONFLICT (function_id, path) DO UPDATE SET content = excluded.content",
+        )
+        .bind(function_id)
+        .bind(&file.path)
+        .bind(&file.content)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Escapes `%`, `_` and `\` so a search for `a_b` matches that text, not any character.
+fn like_pattern(search: &str) -> String {
+    let mut out = String::with_capacity(search.len() + 2);
+    out.push('%');
+    for c in search.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+const NAMESPACE_SELECT: &str = "SELECT n.region, n.name, n.description, n.created_at, \
+     (SELECT COUNT(*) FROM functions f WHERE f.region = n.region AND f.namespace = n.name) \
+     AS function_count FROM namespaces n";
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("a_b%"), "%a\\_b\\%%");
+        assert_eq!(like_pattern(""), "%%");
+    }
+}

@@ -1,0 +1,317 @@
+//! EventQueries on SQLite.
+
+use super::*;
+use crate::store::*;
+use sqlx::FromRow;
+
+#[async_trait]
+impl EventQueries for SqliteStore {
+    async fn get_event(&self, request_id: &str) -> StoreResult<Option<EventRecord>> {
+        let row = sqlx::query(
+            "SELECT e.id, e.request_id, e.function_id, f.name AS function_name, f.region, \
+             f.namespace, e.qualifier, e.invoke_type, e.status, e.status_code, e.attempt, \
+             e.traced, e.payload, e.result, e.error, e.logs, e.enqueued_at, e.started_at, \
+             e.ended_at FROM events e JOIN functions f ON f.id = e.function_id \
+             WHERE e.request_id = ?",
+        )
+        .bind(request_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.as_ref().map(event_from_row).transpose()?)
+    }
+
+    async fn list_events(
+        &self,
+        function_id: i64,
+        filter: &EventFilter,
+        page: &EventPageQuery,
+    ) -> StoreResult<Vec<EventSummary>> {
+        let desc = !filter.ascending;
+        let (order_col, dir, cmp) = match (filter.order_by, desc) {
+            (EventOrderBy::StartTime, true) => ("enqueued_at", "DESC", "<"),
+            (EventOrderBy::StartTime, false) => ("enqueued_at", "ASC", ">"),
+            (EventOrderBy::EndTime, true) => ("ended_at", "DESC", "<"),
+            (EventOrderBy::EndTime, false) => ("ended_at", "ASC", ">"),
+        };
+        let keyset = page
+            .after
+            .filter(|_| filter.order_by == EventOrderBy::StartTime);
+        let wanted = page.offset.saturating_add(page.limit);
+        // One branch per status, each read in order from the status index and cut at the
+        // rows wanted, then merged: a multi-status filter never sorts all matching rows.
+        let branches: Vec<Option<EventStatus>> = if filter.statuses.is_empty() {
+            vec![None]
+        } else {
+            filter.statuses.iter().copied().map(Some).collect()
+        };
+        let mut b = QueryBuilder::<Sqlite>::new(format!("SELECT {EVENT_SUMMARY_COLUMNS} FROM ("));
+        for (i, status) in branches.iter().enumerate() {
+            if i > 0 {
+                b.push(" UNION ALL ");
+            }
+            b.push(format!(
+                "SELECT * FROM (SELECT {EVENT_SUMMARY_COLUMNS} FROM events WHERE function_id = "
+            ));
+            b.push_bind(function_id);
+            b.push(" AND traced = 1");
+            if let Some(st) = status {
+                b.push(" AND status = ").push_bind(st.code());
+            }
+            push_event_filter(&mut b, filter);
+            if let Some((value, id)) = keyset {
+                b.push(format!(" AND ({order_col}, id) {cmp} ("))
+                    .push_bind(value)
+                    .push(", ")
+                    .push_bind(id)
+                    .push(")");
+            }
+            b.push(format!(" ORDER BY {order_col} {dir}, id {dir} LIMIT "))
+                .push_bind(wanted)
+                .push(")");
+        }
+        b.push(format!(") ORDER BY {order_col} {dir}, id {dir} LIMIT "))
+            .push_bind(page.limit)
+            .push(" OFFSET ")
+            .push_bind(page.offset);
+        let rows = b.build().fetch_all(&self.reader).await?;
+        Ok(rows
+            .iter()
+            .map(EventSummary::from_row)
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn count_matching_events(
+        &self,
+        function_id: i64,
+        filter: &EventFilter,
+    ) -> StoreResult<i64> {
+        let count_rows = |from: Option<Millis>, to: Option<Millis>| {
+            let mut b =
+                QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM events WHERE function_id = ");
+            b.push_bind(function_id).push(" AND traced = 1");
+            push_statuses(&mut b, &filter.statuses);
+            push_event_filter(
+                &mut b,
+                &EventFilter {
+                    start: None,
+                    ..filter.clone()
+                },
+            );
+            if let Some(from) = from {
+                b.push(" AND enqueued_at >= ").push_bind(from);
+            }
+            if let Some(to) = to {
+                b.push(" AND enqueued_at < ").push_bind(to);
+            }
+            b
+        };
+        // The rollups know counts per minute of enqueue, status and invocation type: anything
+        // finer (a RequestId, an end-time range) is counted on the events themselves.
+        if filter.request_id.is_some() || filter.end.is_some() {
+            let (from, to) = filter
+                .start
+                .map_or((None, None), |(f, t)| (Some(f), Some(t)));
+            return Ok(count_rows(from, to)
+                .build_query_scalar()
+                .fetch_one(&self.reader)
+                .await?);
+        }
+        let (first_minute, end_minute) = match filter.start {
+            None => (i64::MIN, i64::MAX),
+            Some((from, to)) => ((from + 59_999).div_euclid(60_000), to.div_euclid(60_000)),
+        };
+        let mut total: i64 = 0;
+        if first_minute < end_minute {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "SELECT COALESCE(SUM(count), 0) FROM event_rollups WHERE function_id = ",
+            );
+            b.push_bind(function_id);
+            b.push(" AND minute >= ").push_bind(first_minute);
+            b.push(" AND minute < ").push_bind(end_minute);
+            push_statuses(&mut b, &filter.statuses);
+            push_invoke_types(&mut b, &filter.invoke_types);
+            total += b
+                .build_query_scalar::<i64>()
+                .fetch_one(&self.reader)
+                .await?;
+            // The partial minutes at both ends are counted row by row.
+            if let Some((from, to)) = filter.start {
+                for (f, t) in [(from, first_minute * 60_000), (end_minute * 60_000, to)] {
+                    if f < t {
+                        total += count_rows(Some(f), Some(t))
+                            .build_query_scalar::<i64>()
+                            .fetch_one(&self.reader)
+                            .await?;
+                    }
+                }
+            }
+        } else if let Some((from, to)) = filter.start {
+            total = count_rows(Some(from), Some(to))
+                .build_query_scalar()
+                .fetch_one(&self.reader)
+                .await?;
+        }
+        Ok(total)
+    }
+
+    async fn event_stats(
+        &self,
+        function_id: i64,
+        from: Millis,
+        to: Millis,
+        bucket: Millis,
+    ) -> StoreResult<EventStats> {
+        let (first, end) = (from.div_euclid(60_000), (to + 59_999).div_euclid(60_000));
+        let bucket_minutes = (bucket / 60_000).max(1);
+        let rows = sqlx::query(
+            "SELECT (minute / ?) * ? AS bucket, status, SUM(count) AS n FROM event_rollups \
+             WHERE function_id = ? AND minute >= ? AND minute < ? \
+             GROUP BY bucket, status ORDER BY bucket",
+        )
+        .bind(bucket_minutes)
+        .bind(bucket_minutes)
+        .bind(function_id)
+        .bind(first)
+        .bind(end)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut stats = EventStats::default();
+        for r in &rows {
+            let minute: i64 = r.try_get("bucket")?;
+            let status = status_of(r.try_get("status")?)?;
+            let n: i64 = r.try_get("n")?;
+            if n == 0 {
+                continue;
+            }
+            let at = minute * 60_000;
+            if stats.series.last().is_none_or(|(b, _)| *b != at) {
+                stats.series.push((at, [0; 5]));
+            }
+            let slot = status.code() as usize;
+            stats.series.last_mut().expect("pushed").1[slot] += n;
+            stats.by_status[slot] += n;
+        }
+        let rows = sqlx::query(
+            "SELECT bucket, SUM(count) AS n FROM event_durations \
+             WHERE function_id = ? AND minute >= ? AND minute < ? GROUP BY bucket ORDER BY bucket",
+        )
+        .bind(function_id)
+        .bind(first)
+        .bind(end)
+        .fetch_all(&self.reader)
+        .await?;
+        for r in &rows {
+            stats
+                .durations
+                .push((r.try_get("bucket")?, r.try_get("n")?));
+        }
+        Ok(stats)
+    }
+
+    async fn count_events(&self, function_id: i64) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE function_id = ?")
+                .bind(function_id)
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn stored_timeline(&self, event_id: i64) -> StoreResult<Option<StoredTimeline>> {
+        // One read transaction, so the event and its entries are one snapshot.
+        let mut tx = self.reader.begin().await?;
+        let Some(head) = sqlx::query("SELECT enqueued_at, invoke_type FROM events WHERE id = ?")
+            .bind(event_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT at, status, detail FROM event_timeline WHERE event_id = ? ORDER BY id",
+        )
+        .bind(event_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let entries = rows
+            .iter()
+            .map(|r| {
+                Ok(TimelineEntry {
+                    at: r.try_get("at")?,
+                    status: status_of(r.try_get("status")?)?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(Some(StoredTimeline {
+            enqueued_at: head.try_get("enqueued_at")?,
+            invoke_type: head.try_get("invoke_type")?,
+            entries,
+        }))
+    }
+}
+
+const EVENT_SUMMARY_COLUMNS: &str = "id, request_id, status, status_code, invoke_type, qualifier, \
+     attempt, enqueued_at, started_at, ended_at";
+
+fn push_statuses(b: &mut QueryBuilder<Sqlite>, statuses: &[EventStatus]) {
+    if !statuses.is_empty() {
+        b.push(" AND status IN (");
+        let mut list = b.separated(", ");
+        for s in statuses {
+            list.push_bind(s.code());
+        }
+        b.push(")");
+    }
+}
+
+fn push_invoke_types(b: &mut QueryBuilder<Sqlite>, types: &[String]) {
+    if !types.is_empty() {
+        b.push(" AND invoke_type IN (");
+        let mut list = b.separated(", ");
+        for t in types {
+            list.push_bind(t.clone());
+        }
+        b.push(")");
+    }
+}
+
+/// The filter's conditions other than status (which the caller places itself).
+fn push_event_filter(b: &mut QueryBuilder<Sqlite>, f: &EventFilter) {
+    push_invoke_types(b, &f.invoke_types);
+    if let Some(id) = &f.request_id {
+        b.push(" AND request_id = ").push_bind(id.clone());
+    }
+    if let Some((from, to)) = f.start {
+        b.push(" AND enqueued_at >= ").push_bind(from);
+        b.push(" AND enqueued_at < ").push_bind(to);
+    }
+    if let Some((from, to)) = f.end {
+        b.push(" AND ended_at >= ").push_bind(from);
+        b.push(" AND ended_at < ").push_bind(to);
+    }
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<EventRecord, sqlx::Error> {
+    Ok(EventRecord {
+        id: row.try_get("id")?,
+        request_id: row.try_get("request_id")?,
+        function_id: row.try_get("function_id")?,
+        function_name: row.try_get("function_name")?,
+        region: row.try_get("region")?,
+        namespace: row.try_get("namespace")?,
+        qualifier: row.try_get("qualifier")?,
+        invoke_type: row.try_get("invoke_type")?,
+        status: status_of(row.try_get("status")?)?,
+        status_code: row.try_get("status_code")?,
+        attempt: row.try_get("attempt")?,
+        traced: row.try_get("traced")?,
+        payload: row.try_get("payload")?,
+        result: row.try_get("result")?,
+        error: row.try_get("error")?,
+        logs: row.try_get("logs")?,
+        enqueued_at: row.try_get("enqueued_at")?,
+        started_at: row.try_get("started_at")?,
+        ended_at: row.try_get("ended_at")?,
+    })
+}

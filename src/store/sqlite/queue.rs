@@ -1,0 +1,433 @@
+//! EventQueue on SQLite.
+
+use super::*;
+use crate::store::*;
+
+#[async_trait]
+impl EventQueue for SqliteStore {
+    async fn apply_event_writes(&self, writes: &[EventWrite]) -> StoreResult<()> {
+        for write in writes {
+            write.check()?;
+        }
+        let result = self.apply_batch(writes).await;
+        self.track(result)
+    }
+
+    async fn claim_events(
+        &self,
+        now: Millis,
+        limit: u32,
+        owner: &str,
+        lease_until: Millis,
+    ) -> StoreResult<Vec<ClaimedEvent>> {
+        let queued = EventStatus::Queued.code();
+        let rows = sqlx::query(
+            "UPDATE events SET status = ?, started_at = ?, lease_owner = ?, lease_until = ? \
+             WHERE status = ? AND id IN (SELECT id FROM events WHERE status = ? AND run_after <= ? \
+                          ORDER BY run_after, id LIMIT ?) \
+             RETURNING id, request_id, function_id, invoke_type, attempt, traced, payload, \
+                       enqueued_at, terminate",
+        )
+        .bind(EventStatus::Running.code())
+        .bind(now)
+        .bind(owner)
+        .bind(lease_until)
+        .bind(queued)
+        .bind(queued)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.writer)
+        .await?;
+        let mut claimed = rows
+            .iter()
+            .map(|r| {
+                Ok(ClaimedEvent {
+                    id: r.try_get("id")?,
+                    request_id: r.try_get("request_id")?,
+                    function_id: r.try_get("function_id")?,
+                    invoke_type: r.try_get("invoke_type")?,
+                    attempt: r.try_get("attempt")?,
+                    traced: r.try_get("traced")?,
+                    payload: r.try_get("payload")?,
+                    enqueued_at: r.try_get("enqueued_at")?,
+                    terminate: r.try_get("terminate")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        // RETURNING gives no order guarantee: run them oldest first.
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        runs: &[(i64, u32)],
+        lease_until: Millis,
+    ) -> StoreResult<Vec<RenewedLease>> {
+        let mut renewed = Vec::with_capacity(runs.len());
+        for chunk in runs.chunks(1000) {
+            let mut b = QueryBuilder::<Sqlite>::new("UPDATE events SET lease_until = ");
+            b.push_bind(lease_until).push(" FROM (");
+            b.push_values(chunk, |mut row, (id, attempt)| {
+                row.push_bind(*id).push_bind(*attempt).push_bind(owner);
+            });
+            b.push(") AS v WHERE events.id = v.column1 AND events.status = ")
+                .push_bind(EventStatus::Running.code())
+                .push(
+                    " AND events.attempt = v.column2 AND events.lease_owner = v.column3 \
+                     RETURNING events.id, events.terminate",
+                );
+            let rows = b.build().fetch_all(&self.writer).await?;
+            for row in rows {
+                renewed.push(RenewedLease {
+                    event_id: row.try_get("id")?,
+                    terminate: row.try_get("terminate")?,
+                });
+            }
+        }
+        Ok(renewed)
+    }
+
+    async fn lease_owners(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT lease_owner FROM events WHERE status = ? AND lease_owner != ''",
+        )
+        .bind(EventStatus::Running.code())
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn stranded_runs(
+        &self,
+        now: Millis,
+        dead_owners: &[String],
+        limit: u32,
+    ) -> StoreResult<Vec<StrandedRun>> {
+        let mut b = QueryBuilder::<Sqlite>::new(
+            "SELECT e.id, e.request_id, e.attempt, e.traced, e.terminate, e.lease_owner, \
+             e.lease_until, f.retry_num FROM events e JOIN functions f ON f.id = e.function_id \
+             WHERE e.status = ",
+        );
+        b.push_bind(EventStatus::Running.code())
+            .push(" AND (e.lease_until IS NULL OR e.lease_until < ")
+            .push_bind(now);
+        if !dead_owners.is_empty() {
+            b.push(" OR e.lease_owner IN (");
+            let mut list = b.separated(", ");
+            for owner in dead_owners {
+                list.push_bind(owner);
+            }
+            b.push(")");
+        }
+        b.push(") ORDER BY e.id LIMIT ").push_bind(limit);
+        let rows = b.build().fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StrandedRun {
+                    id: r.try_get("id")?,
+                    request_id: r.try_get("request_id")?,
+                    traced: r.try_get("traced")?,
+                    terminate: r.try_get("terminate")?,
+                    retry_num: r.try_get("retry_num")?,
+                    lease: RunLease {
+                        owner: r.try_get("lease_owner")?,
+                        attempt: r.try_get("attempt")?,
+                        until: r.try_get("lease_until")?,
+                    },
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn request_termination(
+        &self,
+        request_id: &str,
+        mode: &str,
+        aborted: &TimelineEntry,
+        status_code: i64,
+    ) -> StoreResult<Termination> {
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let row = sqlx::query("SELECT id, status, traced FROM events WHERE request_id = ?")
+            .bind(request_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let id: i64 = row.try_get("id")?;
+        let traced: bool = row.try_get("traced")?;
+        let status = status_of(row.try_get("status")?)?;
+        let outcome = match status {
+            EventStatus::Queued if !traced => {
+                sqlx::query("DELETE FROM events WHERE id = ? AND status = ?")
+                    .bind(id)
+                    .bind(status.code())
+                    .execute(&mut *tx)
+                    .await?;
+                Termination::AbortedWhileQueued
+            }
+            EventStatus::Queued => {
+                sqlx::query(
+                    "UPDATE events SET status = ?, status_code = ?, ended_at = ?, terminate = ? \
+                     WHERE id = ? AND status = ?",
+                )
+                .bind(aborted.status.code())
+                .bind(status_code)
+                .bind(aborted.at)
+                .bind(mode)
+                .bind(id)
+                .bind(status.code())
+                .execute(&mut *tx)
+                .await?;
+                add_timeline(&mut tx, id, aborted).await?;
+                Termination::AbortedWhileQueued
+            }
+            EventStatus::Running => {
+                sqlx::query("UPDATE events SET terminate = ? WHERE id = ? AND status = ?")
+                    .bind(mode)
+                    .bind(id)
+                    .bind(status.code())
+                    .execute(&mut *tx)
+                    .await?;
+                Termination::Running
+            }
+            other => Termination::NotRunning(other),
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+impl SqliteStore {
+    /// Applies a batch of the engine's writes in one transaction. Every kind of write goes in
+    /// as one statement for the whole batch: each statement is a round trip to SQLite's
+    /// thread, and a batch may hold thousands of writes.
+    ///
+    /// Writes about a run are fenced on the run that owns them: they change an event only while
+    /// it is RUNNING in the same attempt. A run that lost its event (terminated and recovered,
+    /// deleted with its function, requeued by recovery) writes nothing.
+    async fn apply_batch(&self, writes: &[EventWrite]) -> Result<(), sqlx::Error> {
+        let mut inserts = Vec::new();
+        let mut finishes = Vec::new();
+        let mut requeues = Vec::new();
+        let mut deletes: Vec<(i64, &RunLease)> = Vec::new();
+        let mut timeline: Vec<(i64, &RunLease, &TimelineEntry)> = Vec::new();
+        for write in writes {
+            match write {
+                EventWrite::Insert(e) => inserts.push(e),
+                EventWrite::Note {
+                    event_id,
+                    run,
+                    entry,
+                } => timeline.push((*event_id, run, entry)),
+                EventWrite::Finish {
+                    event_id,
+                    run,
+                    traced: false,
+                    ..
+                } => deletes.push((*event_id, run)),
+                EventWrite::Finish {
+                    event_id,
+                    run,
+                    entry,
+                    ..
+                } => {
+                    finishes.push(write);
+                    timeline.push((*event_id, run, entry));
+                }
+                EventWrite::Requeue {
+                    event_id,
+                    run,
+                    traced,
+                    entry,
+                    ..
+                } => {
+                    requeues.push(write);
+                    if *traced {
+                        timeline.push((*event_id, run, entry));
+                    }
+                }
+            }
+        }
+
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let running = EventStatus::Running.code();
+        for chunk in inserts.chunks(1000) {
+            // The first timeline entry (queued) is not stored: it is read from the event's
+            // own columns, which saves a row per accept.
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (request_id, function_id, invoke_type, status, traced, \
+                 payload, enqueued_at, run_after) ",
+            );
+            b.push_values(chunk, |mut row, e| {
+                row.push_bind(&e.request_id)
+                    .push_bind(e.function_id)
+                    .push_bind(&e.invoke_type)
+                    .push_bind(EventStatus::Queued.code())
+                    .push_bind(e.traced)
+                    .push_bind(&e.payload)
+                    .push_bind(e.enqueued_at)
+                    .push_bind(e.enqueued_at);
+            });
+            b.build().execute(&mut *tx).await?;
+        }
+        let accepted = inserts
+            .iter()
+            .map(|e| (e.region.as_str(), e.namespace.as_str()));
+        for (region, namespace, count) in invocations_by_namespace(accepted) {
+            sqlx::query(
+                "UPDATE namespaces SET invocations_used = invocations_used + ? \
+                 WHERE region = ? AND name = ?",
+            )
+            .bind(count)
+            .bind(region)
+            .bind(namespace)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut fenced_out = 0u64;
+        // Timeline entries go first, while the fence (RUNNING in this attempt) still holds for
+        // the transitions of this same batch.
+        for (n, chunk) in timeline.chunks(1000).enumerate() {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO event_timeline (event_id, at, status, detail) \
+                 SELECT v.column1, v.column2, v.column3, v.column4 FROM (",
+            );
+            b.push_values(
+                chunk.iter().enumerate(),
+                |mut row, (i, (event_id, run, entry))| {
+                    row.push_bind(*event_id)
+                        .push_bind(entry.at)
+                        .push_bind(entry.status.code())
+                        .push_bind(&entry.detail)
+                        .push_bind((n * 1000 + i) as i64)
+                        .push_bind(run.attempt)
+                        .push_bind(&run.owner)
+                        .push_bind(run.until);
+                },
+            );
+            b.push(") AS v JOIN events e ON e.id = v.column1 AND ");
+            push_lease_fence(&mut b, "e", 6, running);
+            b.push(" ORDER BY v.column5");
+            let done = b.build().execute(&mut *tx).await?.rows_affected();
+            fenced_out += chunk.len() as u64 - done;
+        }
+        for chunk in finishes.chunks(1000) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "UPDATE events SET status = v.column2, status_code = v.column3, result = v.column4, \
+                 error = v.column5, logs = v.column6, ended_at = v.column7, lease_until = NULL FROM (",
+            );
+            b.push_values(chunk, |mut row, w| {
+                if let EventWrite::Finish {
+                    event_id,
+                    run,
+                    status_code,
+                    result,
+                    error,
+                    logs,
+                    entry,
+                    ..
+                } = w
+                {
+                    row.push_bind(*event_id)
+                        .push_bind(entry.status.code())
+                        .push_bind(*status_code)
+                        .push_bind(result)
+                        .push_bind(error)
+                        .push_bind(logs)
+                        .push_bind(entry.at)
+                        .push_bind(run.attempt)
+                        .push_bind(&run.owner)
+                        .push_bind(run.until);
+                }
+            });
+            b.push(") AS v WHERE events.id = v.column1 AND ");
+            push_lease_fence(&mut b, "events", 8, running);
+            let done = b.build().execute(&mut *tx).await?.rows_affected();
+            fenced_out += chunk.len() as u64 - done;
+        }
+        for chunk in requeues.chunks(1000) {
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "UPDATE events SET status = v.column6, attempt = v.column2, run_after = v.column3, \
+                 lease_until = NULL, lease_owner = '', error = v.column4, logs = v.column5 FROM (",
+            );
+            b.push_values(chunk, |mut row, w| {
+                if let EventWrite::Requeue {
+                    event_id,
+                    run,
+                    attempt,
+                    run_after,
+                    error,
+                    logs,
+                    ..
+                } = w
+                {
+                    row.push_bind(*event_id)
+                        .push_bind(*attempt)
+                        .push_bind(*run_after)
+                        .push_bind(error)
+                        .push_bind(logs)
+                        .push_bind(EventStatus::Queued.code())
+                        .push_bind(run.attempt)
+                        .push_bind(&run.owner)
+                        .push_bind(run.until);
+                }
+            });
+            b.push(") AS v WHERE events.id = v.column1 AND ");
+            push_lease_fence(&mut b, "events", 7, running);
+            let done = b.build().execute(&mut *tx).await?.rows_affected();
+            fenced_out += chunk.len() as u64 - done;
+        }
+        for chunk in deletes.chunks(1000) {
+            let mut b =
+                QueryBuilder::<Sqlite>::new("DELETE FROM events WHERE id IN (SELECT e.id FROM (");
+            b.push_values(chunk, |mut row, (id, run)| {
+                row.push_bind(*id)
+                    .push_bind(run.attempt)
+                    .push_bind(&run.owner)
+                    .push_bind(run.until);
+            });
+            b.push(") AS v JOIN events e ON e.id = v.column1 AND ");
+            push_lease_fence(&mut b, "e", 2, running);
+            b.push(")");
+            let done = b.build().execute(&mut *tx).await?.rows_affected();
+            fenced_out += chunk.len() as u64 - done;
+        }
+        tx.commit().await?;
+        if fenced_out > 0 {
+            tracing::warn!(
+                writes = fenced_out,
+                "writes of runs that no longer own their events were ignored"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The lease fence of a run's write: the event is RUNNING under the same owner and attempt
+/// (and, for a takeover, the lease it read), where the attempt, owner and lease are the values
+/// columns `first`, `first + 1` and `first + 2` of `v`.
+fn push_lease_fence(b: &mut QueryBuilder<Sqlite>, table: &str, first: usize, running: i64) {
+    let (attempt, owner, until) = (first, first + 1, first + 2);
+    b.push(format_args!("{table}.status = "))
+        .push_bind(running)
+        .push(format_args!(
+            " AND {table}.attempt = v.column{attempt} AND {table}.lease_owner = v.column{owner} \
+             AND (v.column{until} IS NULL OR {table}.lease_until = v.column{until})"
+        ));
+}
+
+async fn add_timeline(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    event_id: i64,
+    entry: &TimelineEntry,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO event_timeline (event_id, at, status, detail) VALUES (?, ?, ?, ?)")
+        .bind(event_id)
+        .bind(entry.at)
+        .bind(entry.status.code())
+        .bind(&entry.detail)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! Retention on SQLite.
+
+use super::*;
+use crate::store::*;
+
+#[async_trait]
+impl Retention for SqliteStore {
+    async fn sweep_events(&self, cutoff: Millis, limit: u32) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events \
+             WHERE ended_at < ? AND status IN (?, ?, ?) ORDER BY ended_at LIMIT ?)",
+        )
+        .bind(cutoff)
+        .bind(EventStatus::Finished.code())
+        .bind(EventStatus::Failed.code())
+        .bind(EventStatus::Aborted.code())
+        .bind(limit)
+        .execute(&self.writer)
+        .await?
+        .rows_affected())
+    }
+
+    async fn trim_rollups(&self, cutoff: Millis) -> StoreResult<u64> {
+        let minute = cutoff.div_euclid(60_000);
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let a = sqlx::query("DELETE FROM event_rollups WHERE minute < ? AND count <= 0")
+            .bind(minute)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let b = sqlx::query("DELETE FROM event_durations WHERE minute < ?")
+            .bind(minute)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(a + b)
+    }
+
+    async fn optimize(&self) -> StoreResult<()> {
+        sqlx::query(OPTIMIZE).execute(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn size(&self) -> StoreResult<StoreSize> {
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&self.reader)
+            .await?;
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&self.reader)
+            .await?;
+        let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+            .fetch_one(&self.reader)
+            .await?;
+        let wal = std::fs::metadata(format!("{}-wal", self.path.display())).map_or(0, |m| m.len());
+        Ok(StoreSize {
+            bytes: (page_size * pages) as u64 + wal,
+            free_bytes: (page_size * free) as u64,
+        })
+    }
+}
