@@ -685,6 +685,11 @@ impl Engine {
         }
     }
 
+    fn holds(&self, request_id: &str) -> bool {
+        let control = self.control.lock().expect("control lock");
+        control.held.contains_key(request_id)
+    }
+
     /// Done with a claimed event: its lease is no longer renewed here.
     fn release(&self, request_id: &str) {
         let mut control = self.control.lock().expect("control lock");
@@ -790,15 +795,25 @@ impl Engine {
             .collect();
         let now = self.clock.now_millis();
         let stranded = self.store.stranded_runs(now, &gone, 1000).await?;
-        let count = stranded.len();
+        let mut count = 0;
         for run in stranded {
+            // A run of this node that is still going is never taken from it, even when its
+            // renewals failed (a full disk): it keeps running and retries its writes.
+            if run.lease.owner == self.node.id() && self.holds(&run.request_id) {
+                continue;
+            }
             let cause = if gone.contains(&run.lease.owner) {
                 StopCause::ServerStopped
             } else {
                 StopCause::LeaseExpired
             };
             tracing::warn!(invoke_request_id = %run.request_id, owner = %run.lease.owner, attempt = run.lease.attempt, ?cause, "taking over an event whose server is gone");
-            self.write(self.takeover(run, cause, now)).await;
+            // Not retried here: while the store cannot write, the next heartbeat looks again,
+            // and renewals are not held up meanwhile.
+            match self.writer.write(self.takeover(run, cause, now)).await {
+                Ok(()) => count += 1,
+                Err(e) => tracing::warn!(error = %e, "a takeover did not land; it is tried again"),
+            }
         }
         Ok(count)
     }

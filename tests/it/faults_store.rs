@@ -198,6 +198,54 @@ async fn an_end_that_cannot_be_written_lands_once_the_disk_has_room() {
     .await;
 }
 
+/// Leases cannot be renewed while the disk is full; the node's own runs are not taken from it
+/// for that: they finish once the disk has room, in their first attempt, having run once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_for_longer_than_the_lease_takes_no_run_from_its_node() {
+    let (app, sqlite) = TestApp::with_sqlite(EngineConfig {
+        lease: Duration::from_secs(3),
+        ..test_engine()
+    })
+    .await;
+    app.add_key().await;
+    let proof = shared_dir();
+    function(
+        &app,
+        "reports",
+        "Python3.10",
+        &gated_handler(proof.path()),
+        json!({"Timeout": 120}),
+    )
+    .await;
+    let id = invoke(&app, "reports", json!({})).await;
+    until_started(&app, &id).await;
+    let pages = sqlite.page_count().await.unwrap();
+    sqlite.limit_pages(Some(pages)).await.unwrap();
+    std::fs::write(proof.path().join("go"), "").unwrap();
+    // Far past the lease while nothing can be written: renewals fail, and every heartbeat
+    // finds this node's lease run out.
+    app.state.clock.advance(Duration::from_secs(600));
+    let failures = app.state.store.write_health().total_failures();
+    wait_for("heartbeats during the fault", LIMIT, || async {
+        (app.state.store.write_health().total_failures() >= failures + 8).then_some(())
+    })
+    .await;
+
+    sqlite.limit_pages(None).await.unwrap();
+    let e = until_ended(&app, &id).await;
+    let steps = timeline(&app, &id).await;
+    assert_eq!(
+        (e.status, e.attempt),
+        (EventStatus::Finished, 1),
+        "{steps:?}"
+    );
+    assert!(
+        !steps.iter().any(|s| s.contains("lease")),
+        "never taken over: {steps:?}"
+    );
+    assert_eq!(runs(proof.path(), &id), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_late_write_of_a_run_that_lost_its_event_changes_nothing() {
     use crate::support::events::*;
