@@ -1,5 +1,5 @@
 //! The execution engine: accepts async invocations durably, runs them on warm runtime
-//! instances, records every status transition, retries, expires, terminates, and recovers what
+//! instances, records every status transition, retries, expires, terminates, and takes over what
 //! a dead process left running.
 
 pub mod admission;
@@ -204,7 +204,8 @@ pub struct Engine {
     admission: Admission,
     cancel: CancellationToken,
     /// Cancelled when shutdown gives up on writes that cannot land (the store cannot write):
-    /// what they would have recorded is recovered at the next start instead.
+    /// the events concerned are taken over by the next node to look (at the next start, this
+    /// process's node lock being free by then).
     give_up: CancellationToken,
     /// The dispatcher, the reaper and the writer.
     tasks: TaskTracker,
@@ -518,7 +519,7 @@ impl Engine {
                 .is_err()
             {
                 tracing::error!(
-                    "the store did not take the last transitions; the events concerned are recovered at the next start"
+                    "the store did not take the last transitions; the events concerned are taken over at the next start"
                 );
                 self.give_up.cancel();
                 let _ = tokio::time::timeout(Duration::from_secs(2), self.runs.wait()).await;
@@ -655,7 +656,7 @@ impl Engine {
                         let f = match self.store.get_function_by_id(event.function_id).await {
                             Ok(f) => f.map(Arc::new),
                             Err(e) => {
-                                tracing::error!(error = %e, "loading a function failed; its events are recovered at restart");
+                                tracing::error!(error = %e, "loading a function failed; its events are taken over when their lease runs out");
                                 None
                             }
                         };
@@ -1033,7 +1034,7 @@ impl Engine {
 
     /// Records a transition of a run. While the store cannot write, the write is tried again
     /// until it lands: a transition that was dropped would leave the event RUNNING, to be run a
-    /// second time after recovery. The run keeps its worker slot meanwhile, so nothing new is
+    /// second time after a takeover. The run keeps its worker slot meanwhile, so nothing new is
     /// claimed while the disk is full.
     async fn write(&self, write: EventWrite) {
         let mut delay = Duration::from_millis(50);
@@ -1158,7 +1159,7 @@ impl Engine {
             .await;
     }
 
-    /// The server stopped this event's run: what recovery does after a crash, recorded now.
+    /// The server stopped this event's run: what a takeover does after a crash, recorded now.
     async fn stopped_while_running(
         &self,
         f: &Function,

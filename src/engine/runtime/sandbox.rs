@@ -121,7 +121,7 @@ pub fn in_child(requests: i32, answers: i32, limits: &Limits) -> std::io::Result
         }
     }
     // If the server dies, its instances die with it rather than run on unobserved: the events
-    // they ran are recovered and retried at the next start. Set after the user change, which
+    // they ran are taken over and retried by the next node to look. Set after the user change, which
     // clears it.
     // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag on the calling process.
     unsafe {

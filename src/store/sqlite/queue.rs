@@ -203,9 +203,10 @@ impl SqliteStore {
     /// as one statement for the whole batch: each statement is a round trip to SQLite's
     /// thread, and a batch may hold thousands of writes.
     ///
-    /// Writes about a run are fenced on the run that owns them: they change an event only while
-    /// it is RUNNING in the same attempt. A run that lost its event (terminated and recovered,
-    /// deleted with its function, requeued by recovery) writes nothing.
+    /// Writes about a run are fenced on the lease that owns them: they change an event only
+    /// while it is RUNNING under the same owner and attempt (and, for a takeover, the lease it
+    /// read). A run that lost its event (taken over by another node, deleted with its
+    /// function) writes nothing.
     async fn apply_batch(&self, writes: &[EventWrite]) -> Result<(), sqlx::Error> {
         let mut inserts = Vec::new();
         let mut finishes = Vec::new();
