@@ -26,7 +26,7 @@ impl EventStatus {
         })
     }
 
-    pub fn code(self) -> i64 {
+    pub const fn code(self) -> i64 {
         self as i64
     }
 

@@ -67,7 +67,24 @@ pub enum EventWrite {
     },
 }
 
+impl RunLease {
+    /// What a write of this run is fenced on besides its attempt.
+    pub fn fence(&self) -> (&str, Option<Millis>) {
+        (&self.owner, self.until)
+    }
+}
+
 impl EventWrite {
+    /// The lease of the run that writes (none for an accept).
+    pub fn lease(&self) -> Option<&RunLease> {
+        match self {
+            EventWrite::Insert(_) => None,
+            EventWrite::Note { run, .. }
+            | EventWrite::Finish { run, .. }
+            | EventWrite::Requeue { run, .. } => Some(run),
+        }
+    }
+
     /// The status move a write makes, if any (runs write from RUNNING).
     pub fn transition(&self) -> Option<(EventStatus, EventStatus)> {
         match self {

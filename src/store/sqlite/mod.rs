@@ -56,6 +56,12 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 /// statistics SQLite picks plans that make a list by status 25 times slower at 100k events.
 const OPTIMIZE: &str = "PRAGMA optimize=0x10002";
 
+/// Statuses the event queue's statements name, written into their text rather than bound: the
+/// partial indexes of the queue and of running events depend on the status, and a bound value
+/// that a plan depends on makes SQLite prepare the statement afresh at every execution.
+const QUEUED: i64 = EventStatus::Queued.code();
+const RUNNING: i64 = EventStatus::Running.code();
+
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,

@@ -20,24 +20,22 @@ impl EventQueue for SqliteStore {
         owner: &str,
         lease_until: Millis,
     ) -> StoreResult<Vec<ClaimedEvent>> {
-        let queued = EventStatus::Queued.code();
-        let rows = sqlx::query(
-            "UPDATE events SET status = ?, started_at = ?, lease_owner = ?, lease_until = ? \
-             WHERE status = ? AND id IN (SELECT id FROM events WHERE status = ? AND run_after <= ? \
-                          ORDER BY run_after, id LIMIT ?) \
+        let (queued, running) = (QUEUED, RUNNING);
+        let sql = format!(
+            "UPDATE events SET status = {running}, started_at = ?, lease_owner = ?, lease_until = ? \
+             WHERE status = {queued} AND id IN (SELECT id FROM events \
+                 WHERE status = {queued} AND run_after <= ? ORDER BY run_after, id LIMIT ?) \
              RETURNING id, request_id, function_id, invoke_type, attempt, traced, payload, \
-                       enqueued_at, terminate",
-        )
-        .bind(EventStatus::Running.code())
-        .bind(now)
-        .bind(owner)
-        .bind(lease_until)
-        .bind(queued)
-        .bind(queued)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.writer)
-        .await?;
+                       enqueued_at, terminate"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now)
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.writer)
+            .await?;
         let mut claimed = rows
             .iter()
             .map(|r| {
@@ -73,7 +71,7 @@ impl EventQueue for SqliteStore {
                 row.push_bind(*id).push_bind(*attempt).push_bind(owner);
             });
             b.push(") AS v WHERE events.id = v.column1 AND events.status = ")
-                .push_bind(EventStatus::Running.code())
+                .push(RUNNING)
                 .push(
                     " AND events.attempt = v.column2 AND events.lease_owner = v.column3 \
                      RETURNING events.id, events.terminate",
@@ -90,12 +88,12 @@ impl EventQueue for SqliteStore {
     }
 
     async fn lease_owners(&self) -> StoreResult<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT DISTINCT lease_owner FROM events WHERE status = ? AND lease_owner != ''",
-        )
-        .bind(EventStatus::Running.code())
-        .fetch_all(&self.reader)
-        .await?)
+        let sql = format!(
+            "SELECT DISTINCT lease_owner FROM events WHERE status = {RUNNING} AND lease_owner != ''"
+        );
+        Ok(sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_all(&self.reader)
+            .await?)
     }
 
     async fn stranded_runs(
@@ -109,7 +107,7 @@ impl EventQueue for SqliteStore {
              e.lease_until, f.retry_num FROM events e JOIN functions f ON f.id = e.function_id \
              WHERE e.status = ",
         );
-        b.push_bind(EventStatus::Running.code())
+        b.push(RUNNING)
             .push(" AND (e.lease_until IS NULL OR e.lease_until < ")
             .push_bind(now);
         if !dead_owners.is_empty() {
@@ -167,6 +165,12 @@ impl EventQueue for SqliteStore {
                 Termination::AbortedWhileQueued
             }
             EventStatus::Queued => {
+                if !status.can_move_to(aborted.status) {
+                    return Err(StoreError::IllegalTransition {
+                        from: status,
+                        to: aborted.status,
+                    });
+                }
                 sqlx::query(
                     "UPDATE events SET status = ?, status_code = ?, ended_at = ?, terminate = ? \
                      WHERE id = ? AND status = ?",
@@ -252,7 +256,6 @@ impl SqliteStore {
         }
 
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-        let running = EventStatus::Running.code();
         for chunk in inserts.chunks(1000) {
             // The first timeline entry (queued) is not stored: it is read from the event's
             // own columns, which saves a row per accept.
@@ -286,113 +289,129 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        // Rows of one statement share their fence's owner (and takeover lease), bound once per
+        // statement rather than per row: a batch is nearly always one node's own writes, and
+        // SQLite parses every batch statement afresh, so each bind per row costs on every accept.
+        let mut fences: Vec<Fence> = Vec::new();
+        for run in timeline
+            .iter()
+            .map(|t| t.1)
+            .chain(deletes.iter().map(|d| d.1))
+            .chain(finishes.iter().chain(&requeues).filter_map(|w| w.lease()))
+        {
+            let fence = (run.owner.as_str(), run.until);
+            if !fences.contains(&fence) {
+                fences.push(fence);
+            }
+        }
         let mut fenced_out = 0u64;
-        // Timeline entries go first, while the fence (RUNNING in this attempt) still holds for
+        // Timeline entries go first, while the fence (RUNNING under this lease) still holds for
         // the transitions of this same batch.
-        for (n, chunk) in timeline.chunks(1000).enumerate() {
-            let mut b = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO event_timeline (event_id, at, status, detail) \
-                 SELECT v.column1, v.column2, v.column3, v.column4 FROM (",
-            );
-            b.push_values(
-                chunk.iter().enumerate(),
-                |mut row, (i, (event_id, run, entry))| {
-                    row.push_bind(*event_id)
-                        .push_bind(entry.at)
-                        .push_bind(entry.status.code())
-                        .push_bind(&entry.detail)
-                        .push_bind((n * 1000 + i) as i64)
-                        .push_bind(run.attempt)
-                        .push_bind(&run.owner)
-                        .push_bind(run.until);
-                },
-            );
-            b.push(") AS v JOIN events e ON e.id = v.column1 AND ");
-            push_lease_fence(&mut b, "e", 6, running);
-            b.push(" ORDER BY v.column5");
-            let done = b.build().execute(&mut *tx).await?.rows_affected();
-            fenced_out += chunk.len() as u64 - done;
+        for &fence in &fences {
+            let rows: Vec<_> = timeline.iter().filter(|t| t.1.fence() == fence).collect();
+            for chunk in rows.chunks(1000) {
+                let mut b = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO event_timeline (event_id, at, status, detail) \
+                     SELECT v.column1, v.column2, v.column3, v.column4 FROM (",
+                );
+                b.push_values(
+                    chunk.iter().enumerate(),
+                    |mut row, (i, (event_id, run, entry))| {
+                        row.push_bind(*event_id)
+                            .push_bind(entry.at)
+                            .push_bind(entry.status.code())
+                            .push_bind(&entry.detail)
+                            .push_bind(run.attempt)
+                            .push_bind(i as i64);
+                    },
+                );
+                b.push(") AS v JOIN events e ON e.id = v.column1 AND e.attempt = v.column5 AND ");
+                push_lease_fence(&mut b, "e", fence);
+                // In the order written, so an event's entries read in order.
+                b.push(" ORDER BY v.column6");
+                let done = b.build().execute(&mut *tx).await?.rows_affected();
+                fenced_out += chunk.len() as u64 - done;
+            }
         }
-        for chunk in finishes.chunks(1000) {
-            let mut b = QueryBuilder::<Sqlite>::new(
-                "UPDATE events SET status = v.column2, status_code = v.column3, result = v.column4, \
-                 error = v.column5, logs = v.column6, ended_at = v.column7, lease_until = NULL FROM (",
-            );
-            b.push_values(chunk, |mut row, w| {
-                if let EventWrite::Finish {
-                    event_id,
-                    run,
-                    status_code,
-                    result,
-                    error,
-                    logs,
-                    entry,
-                    ..
-                } = w
-                {
-                    row.push_bind(*event_id)
-                        .push_bind(entry.status.code())
-                        .push_bind(*status_code)
-                        .push_bind(result)
-                        .push_bind(error)
-                        .push_bind(logs)
-                        .push_bind(entry.at)
-                        .push_bind(run.attempt)
-                        .push_bind(&run.owner)
-                        .push_bind(run.until);
-                }
-            });
-            b.push(") AS v WHERE events.id = v.column1 AND ");
-            push_lease_fence(&mut b, "events", 8, running);
-            let done = b.build().execute(&mut *tx).await?.rows_affected();
-            fenced_out += chunk.len() as u64 - done;
-        }
-        for chunk in requeues.chunks(1000) {
-            let mut b = QueryBuilder::<Sqlite>::new(
-                "UPDATE events SET status = v.column6, attempt = v.column2, run_after = v.column3, \
-                 lease_until = NULL, lease_owner = '', error = v.column4, logs = v.column5 FROM (",
-            );
-            b.push_values(chunk, |mut row, w| {
-                if let EventWrite::Requeue {
-                    event_id,
-                    run,
-                    attempt,
-                    run_after,
-                    error,
-                    logs,
-                    ..
-                } = w
-                {
-                    row.push_bind(*event_id)
-                        .push_bind(*attempt)
-                        .push_bind(*run_after)
-                        .push_bind(error)
-                        .push_bind(logs)
-                        .push_bind(EventStatus::Queued.code())
-                        .push_bind(run.attempt)
-                        .push_bind(&run.owner)
-                        .push_bind(run.until);
-                }
-            });
-            b.push(") AS v WHERE events.id = v.column1 AND ");
-            push_lease_fence(&mut b, "events", 7, running);
-            let done = b.build().execute(&mut *tx).await?.rows_affected();
-            fenced_out += chunk.len() as u64 - done;
-        }
-        for chunk in deletes.chunks(1000) {
-            let mut b =
-                QueryBuilder::<Sqlite>::new("DELETE FROM events WHERE id IN (SELECT e.id FROM (");
-            b.push_values(chunk, |mut row, (id, run)| {
-                row.push_bind(*id)
-                    .push_bind(run.attempt)
-                    .push_bind(&run.owner)
-                    .push_bind(run.until);
-            });
-            b.push(") AS v JOIN events e ON e.id = v.column1 AND ");
-            push_lease_fence(&mut b, "e", 2, running);
-            b.push(")");
-            let done = b.build().execute(&mut *tx).await?.rows_affected();
-            fenced_out += chunk.len() as u64 - done;
+        for &fence in &fences {
+            let of_fence = |w: &&&EventWrite| w.lease().map(RunLease::fence) == Some(fence);
+            let rows: Vec<_> = finishes.iter().filter(of_fence).collect();
+            for chunk in rows.chunks(1000) {
+                let mut b = QueryBuilder::<Sqlite>::new(
+                    "UPDATE events SET status = v.column2, status_code = v.column3, \
+                     result = v.column4, error = v.column5, logs = v.column6, ended_at = v.column7, \
+                     lease_until = NULL FROM (",
+                );
+                b.push_values(chunk, |mut row, w| {
+                    if let EventWrite::Finish {
+                        event_id,
+                        run,
+                        status_code,
+                        result,
+                        error,
+                        logs,
+                        entry,
+                        ..
+                    } = w
+                    {
+                        row.push_bind(*event_id)
+                            .push_bind(entry.status.code())
+                            .push_bind(*status_code)
+                            .push_bind(result)
+                            .push_bind(error)
+                            .push_bind(logs)
+                            .push_bind(entry.at)
+                            .push_bind(run.attempt);
+                    }
+                });
+                b.push(") AS v WHERE events.id = v.column1 AND events.attempt = v.column8 AND ");
+                push_lease_fence(&mut b, "events", fence);
+                let done = b.build().execute(&mut *tx).await?.rows_affected();
+                fenced_out += chunk.len() as u64 - done;
+            }
+            let rows: Vec<_> = requeues.iter().filter(of_fence).collect();
+            for chunk in rows.chunks(1000) {
+                let mut b = QueryBuilder::<Sqlite>::new("UPDATE events SET status = ");
+                b.push(QUEUED).push(
+                    ", attempt = v.column2, run_after = v.column3, lease_until = NULL, \
+                     lease_owner = '', error = v.column4, logs = v.column5 FROM (",
+                );
+                b.push_values(chunk, |mut row, w| {
+                    if let EventWrite::Requeue {
+                        event_id,
+                        run,
+                        attempt,
+                        run_after,
+                        error,
+                        logs,
+                        ..
+                    } = w
+                    {
+                        row.push_bind(*event_id)
+                            .push_bind(*attempt)
+                            .push_bind(*run_after)
+                            .push_bind(error)
+                            .push_bind(logs)
+                            .push_bind(run.attempt);
+                    }
+                });
+                b.push(") AS v WHERE events.id = v.column1 AND events.attempt = v.column6 AND ");
+                push_lease_fence(&mut b, "events", fence);
+                let done = b.build().execute(&mut *tx).await?.rows_affected();
+                fenced_out += chunk.len() as u64 - done;
+            }
+            let rows: Vec<_> = deletes.iter().filter(|d| d.1.fence() == fence).collect();
+            for chunk in rows.chunks(1000) {
+                let mut b = QueryBuilder::<Sqlite>::new("DELETE FROM events WHERE ");
+                push_lease_fence(&mut b, "events", fence);
+                b.push(" AND (id, attempt) IN (");
+                b.push_values(chunk, |mut row, (id, run)| {
+                    row.push_bind(*id).push_bind(run.attempt);
+                });
+                b.push(")");
+                let done = b.build().execute(&mut *tx).await?.rows_affected();
+                fenced_out += chunk.len() as u64 - done;
+            }
         }
         tx.commit().await?;
         if fenced_out > 0 {
@@ -405,17 +424,20 @@ impl SqliteStore {
     }
 }
 
-/// The lease fence of a run's write: the event is RUNNING under the same owner and attempt
-/// (and, for a takeover, the lease it read), where the attempt, owner and lease are the values
-/// columns `first`, `first + 1` and `first + 2` of `v`.
-fn push_lease_fence(b: &mut QueryBuilder<Sqlite>, table: &str, first: usize, running: i64) {
-    let (attempt, owner, until) = (first, first + 1, first + 2);
-    b.push(format_args!("{table}.status = "))
-        .push_bind(running)
-        .push(format_args!(
-            " AND {table}.attempt = v.column{attempt} AND {table}.lease_owner = v.column{owner} \
-             AND (v.column{until} IS NULL OR {table}.lease_until = v.column{until})"
-        ));
+/// A write's fence: the owner of the lease, and for a takeover the lease's expiry as read.
+type Fence<'a> = (&'a str, Option<Millis>);
+
+/// The fence of a run's writes, past the per-row attempt: the event is RUNNING under the same
+/// owner (and, for a takeover, the same lease it read).
+fn push_lease_fence(b: &mut QueryBuilder<Sqlite>, table: &str, (owner, until): Fence<'_>) {
+    b.push(format_args!(
+        "{table}.status = {RUNNING} AND {table}.lease_owner = "
+    ))
+    .push_bind(owner.to_string());
+    if let Some(until) = until {
+        b.push(format_args!(" AND {table}.lease_until = "))
+            .push_bind(until);
+    }
 }
 
 async fn add_timeline(

@@ -6,18 +6,23 @@ use crate::store::*;
 #[async_trait]
 impl Retention for SqliteStore {
     async fn sweep_events(&self, cutoff: Millis, limit: u32) -> StoreResult<u64> {
-        Ok(sqlx::query(
+        let ended = [
+            EventStatus::Finished,
+            EventStatus::Failed,
+            EventStatus::Aborted,
+        ]
+        .map(|s| s.code().to_string())
+        .join(", ");
+        let sql = format!(
             "DELETE FROM events WHERE id IN (SELECT id FROM events \
-             WHERE ended_at < ? AND status IN (?, ?, ?) ORDER BY ended_at LIMIT ?)",
-        )
-        .bind(cutoff)
-        .bind(EventStatus::Finished.code())
-        .bind(EventStatus::Failed.code())
-        .bind(EventStatus::Aborted.code())
-        .bind(limit)
-        .execute(&self.writer)
-        .await?
-        .rows_affected())
+             WHERE ended_at < ? AND status IN ({ended}) ORDER BY ended_at LIMIT ?)"
+        );
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .bind(cutoff)
+            .bind(limit)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
     }
 
     async fn trim_rollups(&self, cutoff: Millis) -> StoreResult<u64> {
