@@ -49,8 +49,16 @@ impl EventQueries for SqliteStore {
             if i > 0 {
                 b.push(" UNION ALL ");
             }
+            // In start-time order the index that matches is named, so the plan never depends
+            // on the planner's statistics: a new store has none, and sampled ones once made a
+            // list of failed events read every event of the function (80 ms at 100k events).
+            let index = match (filter.order_by, status) {
+                (EventOrderBy::StartTime, Some(_)) => " INDEXED BY events_by_function_status",
+                (EventOrderBy::StartTime, None) => " INDEXED BY events_by_function",
+                (EventOrderBy::EndTime, _) => "",
+            };
             b.push(format!(
-                "SELECT * FROM (SELECT {EVENT_SUMMARY_COLUMNS} FROM events WHERE function_id = "
+                "SELECT * FROM (SELECT {EVENT_SUMMARY_COLUMNS} FROM events{index} WHERE function_id = "
             ));
             b.push_bind(function_id);
             b.push(" AND traced = 1");
