@@ -14,6 +14,8 @@ pub mod engine;
 pub mod error;
 /// API keys, however they are made.
 pub mod keys;
+/// What the process sets about itself at start: file modes and inherited descriptors.
+pub mod process;
 /// SCF API 3.0: signatures, actions, models and error codes.
 pub mod scf;
 /// The use cases both doors share, with typed outcomes.

@@ -3,8 +3,10 @@ use scf_console::config::{Cli, Command, KeysCommand};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before the runtime, the store or anything else opens a file.
+    let inherited = scf_console::process::keep_inherited_descriptors();
+    scf_console::process::private_files();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()
@@ -13,7 +15,17 @@ async fn main() -> anyhow::Result<()> {
         // Colours only on a terminal, so log files and pipes stay plain text.
         .with_ansi(std::io::stdout().is_terminal())
         .init();
+    if let Err(e) = inherited {
+        tracing::warn!(error = %e, "descriptors inherited from the parent could not be marked close-on-exec; function handlers may see them");
+    }
     let cli = Cli::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => scf_console::app::run(cli.settings).await,
         Command::Keys {
