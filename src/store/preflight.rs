@@ -2,6 +2,7 @@
 //! terse codes: every message names the path, the cause and what to do about it.
 
 use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
@@ -12,7 +13,12 @@ pub fn check(db: &Path) -> anyhow::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    if let Err(e) = std::fs::create_dir_all(&dir) {
+    // Its user's alone: the database in it holds code, environment values and SecretKeys.
+    let created = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir);
+    if let Err(e) = created {
         anyhow::bail!(
             "cannot create the data folder {}: {e}. Choose a folder this user may write with \
              --data-dir (SCF_DATA_DIR), or create it and give this user write access.",
@@ -33,6 +39,7 @@ pub fn check(db: &Path) -> anyhow::Result<()> {
             dir.display()
         )
     })?;
+    warn_if_shared(&dir);
     let meta = match std::fs::metadata(db) {
         Ok(m) => m,
         // A new database: SQLite creates it.
@@ -43,6 +50,16 @@ pub fn check(db: &Path) -> anyhow::Result<()> {
         anyhow::bail!(
             "the database path {} is a folder, not a file. Move it away or point DATABASE_URL \
              at a file.",
+            db.display()
+        );
+    }
+    if meta.is_file() && meta.mode() & 0o077 != 0 {
+        // SQLite gives its -wal and -shm files the database's own mode.
+        tracing::warn!(
+            "the database {} can be read by other users of this machine (mode {:o}); it holds \
+             function code, environment values and API SecretKeys. Fix it with: chmod 600 {}",
+            db.display(),
+            meta.mode() & 0o777,
             db.display()
         );
     }
@@ -71,6 +88,31 @@ pub fn check(db: &Path) -> anyhow::Result<()> {
             db.display()
         ),
     }
+}
+
+/// A warning, not a refusal, for a data folder others may enter: it was made so on purpose,
+/// perhaps, and the server still works; its modes are the operator's to change, never loosened
+/// or tightened here.
+fn warn_if_shared(dir: &Path) {
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return;
+    };
+    let mode = meta.mode();
+    if mode & 0o077 == 0 {
+        return;
+    }
+    let fix = if mode & libc::S_ISVTX != 0 {
+        // A shared folder such as /tmp: chmod would break it for everyone else.
+        "Keep the database in a folder of its own (--data-dir, SCF_DATA_DIR)".to_string()
+    } else {
+        format!("Fix it with: chmod 700 {}", dir.display())
+    };
+    tracing::warn!(
+        "the data folder {} can be entered by other users of this machine (mode {:o}); the \
+         database in it holds function code, environment values and API SecretKeys. {fix}",
+        dir.display(),
+        mode & 0o7777
+    );
 }
 
 /// Whether this process may create files in `dir` (the write-ahead log and its index).
@@ -136,6 +178,22 @@ pub fn explain_migration(db: &Path, e: sqlx::migrate::MigrateError) -> anyhow::E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_data_folder_is_its_users_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data").join("scf");
+        check(&data.join("scf-console.db")).unwrap();
+        for folder in [data.parent().unwrap(), &data] {
+            let mode = std::fs::metadata(folder).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", folder.display());
+        }
+        // One made open on purpose stays as it is: only a warning says so.
+        std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        check(&data.join("scf-console.db")).unwrap();
+        assert_eq!(std::fs::metadata(&data).unwrap().mode() & 0o777, 0o755);
+    }
 
     #[test]
     fn empty_and_foreign_files_are_refused_by_name() {
