@@ -104,7 +104,9 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
         }
         Ok(_) => unreachable!("actions answer with objects"),
         Err(e) => {
-            tracing::info!(action = %action, code = %e.code, message = %e.message, "API call refused");
+            // The code says why; the message stays with the caller, as it may quote what the
+            // call carried (names, parameter values).
+            tracing::info!(action = %action, code = %e.code, "API call refused");
             serde_json::json!({
                 "Response": {
                     "Error": { "Code": e.code, "Message": e.message },
