@@ -307,6 +307,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     .await?;
     state.timezone = settings.timezone;
     state.limits = settings.server_limits();
+    state.allow_unsigned_payload = settings.allow_unsigned_payload;
     if let (Some(id), Some(key)) = (&settings.secret_id, &settings.secret_key) {
         keys::put_configured(&state, id, key).await?;
         tracing::info!(secret_id = %id, "API key from the configuration is ready");

@@ -143,6 +143,18 @@ pub struct Settings {
     /// it shares the data folder and is gone for sure). At least 3s.
     #[arg(long, env = "SCF_LEASE", default_value = "60s", value_parser = parse_lease, global = true)]
     pub lease: HumanDuration,
+
+    /// Accept API calls signed with `X-TC-Content-SHA256: UNSIGNED-PAYLOAD`, whose signature
+    /// leaves the body out: anyone who captures such a call can replay it with another body
+    /// for as long as its timestamp is fresh. Off by default; the SDKs sign the body.
+    #[arg(
+        long,
+        env = "SCF_ALLOW_UNSIGNED_PAYLOAD",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub allow_unsigned_payload: bool,
 }
 
 fn parse_lease(s: &str) -> Result<HumanDuration, String> {

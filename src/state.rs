@@ -28,6 +28,8 @@ pub struct AppState {
     pub sweeper: Arc<Sweeper>,
     /// What one client may hold: connections, and time to send a request.
     pub limits: ServerLimits,
+    /// Whether API calls may leave their body out of the signature (`UNSIGNED-PAYLOAD`).
+    pub allow_unsigned_payload: bool,
 }
 
 /// Bounds on what clients can hold of the server, whatever they send.
@@ -114,6 +116,7 @@ impl AppState {
             keys: Arc::default(),
             sweeper,
             limits: ServerLimits::default(),
+            allow_unsigned_payload: false,
         })
     }
 

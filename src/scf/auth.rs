@@ -16,6 +16,8 @@ pub struct Caller<'h> {
     auth: tc3::Authorization<'h>,
     timestamp: i64,
     secret_key: String,
+    /// The signature leaves the body out (`X-TC-Content-SHA256: UNSIGNED-PAYLOAD`).
+    unsigned_payload: bool,
 }
 
 /// Everything the headers alone can refuse, refused before a byte of the body is read, so an
@@ -58,6 +60,17 @@ pub async fn identify<'h>(state: &AppState, headers: &'h HeaderMap) -> ApiResult
                 "The X-TC-Timestamp header is missing or not a Unix time in seconds.",
             )
         })?;
+    let unsigned_payload = headers
+        .get("x-tc-content-sha256")
+        .is_some_and(|v| v == "UNSIGNED-PAYLOAD");
+    if unsigned_payload && !state.allow_unsigned_payload {
+        return Err(failure(
+            "AuthFailure.SignatureFailure",
+            "Unsigned payloads (X-TC-Content-SHA256: UNSIGNED-PAYLOAD) are disabled on this \
+             server: sign the request body, as the SDKs do by default, or start the server \
+             with --allow-unsigned-payload (SCF_ALLOW_UNSIGNED_PAYLOAD=true).",
+        ));
+    }
     let now = state.clock.now_millis() / 1000;
     if (now - timestamp).abs() > MAX_SKEW_SECS {
         return Err(failure(
@@ -81,6 +94,7 @@ pub async fn identify<'h>(state: &AppState, headers: &'h HeaderMap) -> ApiResult
         auth,
         timestamp,
         secret_key: key.secret_key,
+        unsigned_payload,
     })
 }
 
@@ -96,12 +110,10 @@ pub fn verify(
         auth,
         timestamp,
         secret_key,
+        unsigned_payload,
     } = caller;
     let timestamp = *timestamp;
-    let payload_hash = if headers
-        .get("x-tc-content-sha256")
-        .is_some_and(|v| v == "UNSIGNED-PAYLOAD")
-    {
+    let payload_hash = if *unsigned_payload {
         tc3::sha256_hex(b"UNSIGNED-PAYLOAD")
     } else if *method == Method::GET {
         tc3::sha256_hex(b"")

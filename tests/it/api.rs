@@ -639,7 +639,7 @@ async fn signatures_are_checked_with_the_scf_codes() {
         .await,
         "UnsupportedRegion"
     );
-    // Both Host forms the official tools send, GET and unsigned payloads verify.
+    // Both Host forms the official tools send, and GET, verify.
     assert_eq!(
         call(Options {
             host: "http://127.0.0.1:9000",
@@ -662,7 +662,8 @@ async fn signatures_are_checked_with_the_scf_codes() {
             ..Options::default()
         })
         .await,
-        ""
+        "AuthFailure.SignatureFailure",
+        "unsigned payloads are off by default"
     );
     assert_eq!(
         call(Options {
@@ -840,4 +841,53 @@ async fn a_refused_call_is_logged_under_the_request_id_it_answered_with() {
         .unwrap_or_else(|| panic!("the refusal was not logged: {logged}"));
     assert!(line.contains(&format!("request_id={id}")), "{line}");
     assert_eq!(line.matches("request_id=").count(), 1, "{line}");
+}
+
+#[tokio::test]
+async fn unsigned_payloads_are_refused_unless_enabled() {
+    let mut app = app_with_key().await;
+    let unsigned = Options {
+        unsigned_payload: true,
+        ..Options::default()
+    };
+    // Its body is not covered by the signature: a captured call could carry any other body.
+    let refused = app
+        .api_with("GetFunction", json!({"FunctionName": "ghost"}), &unsigned)
+        .await;
+    assert_eq!(refused.error_code(), "AuthFailure.SignatureFailure");
+    let message = refused.json["Response"]["Error"]["Message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.contains("Unsigned payloads") && message.contains("--allow-unsigned-payload"),
+        "{message}"
+    );
+    // Signed, the same call reaches the action.
+    assert_eq!(
+        app.api("GetFunction", json!({"FunctionName": "ghost"}))
+            .await
+            .error_code(),
+        "ResourceNotFound.Function"
+    );
+
+    app.state.allow_unsigned_payload = true;
+    app.router = scf_console::app::router(app.state.clone());
+    for get in [false, true] {
+        let answer = app
+            .api_with(
+                "GetFunction",
+                json!({"FunctionName": "ghost"}),
+                &Options {
+                    get,
+                    unsigned_payload: true,
+                    ..Options::default()
+                },
+            )
+            .await;
+        assert_eq!(
+            answer.error_code(),
+            "ResourceNotFound.Function",
+            "get: {get}"
+        );
+    }
 }
