@@ -131,6 +131,8 @@ async fn keys_create_prints_a_key_that_the_store_keeps() {
 pub(crate) struct Server {
     pub(crate) child: std::process::Child,
     pub(crate) addr: String,
+    /// Every line the server has logged so far.
+    pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -155,15 +157,31 @@ impl Server {
         configure(&mut command);
         let mut child = command.spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let addr = loop {
             let line = lines.next().expect("server exited").unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
+            let addr = line
+                .split("listening on http://")
+                .nth(1)
+                .map(|rest| rest.split_whitespace().next().unwrap().to_string());
+            log.lock().unwrap().push(line);
+            if let Some(addr) = addr {
+                break addr;
             }
         };
         // Keep reading the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Server { child, addr, log }
+    }
+
+    /// The log so far, one line each.
+    pub(crate) fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
     }
 
     /// A signed SCF API call over a real socket; fails the test unless it succeeds.
@@ -175,8 +193,25 @@ impl Server {
 
     /// A signed SCF API call over a real socket: its `Response`, success or error.
     pub(crate) fn api_answer(&self, action: &str, params: serde_json::Value) -> serde_json::Value {
+        self.api_raw(action, ApiCall::Post(&params.to_string()))
+    }
+
+    /// An SCF API call over a real socket, signed as `call` says: its `Response`.
+    pub(crate) fn api_raw(&self, action: &str, call: ApiCall<'_>) -> serde_json::Value {
         use scf_console::scf::tc3::{SignInput, sha256_hex, sign, utc_date};
-        let body = params.to_string();
+        let (method, target, query, content_type, body) = match call {
+            ApiCall::Post(body) | ApiCall::UnsignedPost(body) => {
+                ("POST", "/".to_string(), "", "application/json", body)
+            }
+            ApiCall::Get(query) => (
+                "GET",
+                format!("/?{query}"),
+                query,
+                "application/x-www-form-urlencoded",
+                "",
+            ),
+        };
+        let unsigned = matches!(call, ApiCall::UnsignedPost(_));
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -184,18 +219,27 @@ impl Server {
         let signature = sign(
             crate::support::api::SECRET_KEY,
             &SignInput {
-                method: "POST",
-                query: "",
-                headers: &[("content-type", "application/json"), ("host", &self.addr)],
-                payload_hash: &sha256_hex(body.as_bytes()),
+                method,
+                query,
+                headers: &[("content-type", content_type), ("host", &self.addr)],
+                payload_hash: &sha256_hex(if unsigned {
+                    b"UNSIGNED-PAYLOAD"
+                } else {
+                    body.as_bytes()
+                }),
                 timestamp,
             },
         );
+        let unsigned_header = if unsigned {
+            "X-TC-Content-SHA256: UNSIGNED-PAYLOAD\r\n"
+        } else {
+            ""
+        };
         let mut stream = TcpStream::connect(&self.addr).unwrap();
         write!(
             stream,
-            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-             X-TC-Action: {action}\r\nX-TC-Version: 2018-04-16\r\nX-TC-Timestamp: {timestamp}\r\n\
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+             X-TC-Action: {action}\r\nX-TC-Version: 2018-04-16\r\nX-TC-Timestamp: {timestamp}\r\n{unsigned_header}\
              Authorization: TC3-HMAC-SHA256 Credential={}/{}/scf/tc3_request, SignedHeaders=content-type;host, Signature={signature}\r\n\
              Connection: close\r\n\r\n{body}",
             self.addr,
@@ -210,6 +254,17 @@ impl Server {
         let value: serde_json::Value = serde_json::from_str(json).unwrap();
         value["Response"].clone()
     }
+}
+
+/// How an API call is sent.
+#[derive(Clone, Copy)]
+pub(crate) enum ApiCall<'a> {
+    /// A JSON body, signed.
+    Post(&'a str),
+    /// A JSON body left out of the signature (`UNSIGNED-PAYLOAD`).
+    UnsignedPost(&'a str),
+    /// Parameters in the (signed) query string.
+    Get(&'a str),
 }
 
 impl Drop for Server {
@@ -364,4 +419,224 @@ async fn a_killed_server_loses_no_accepted_event() {
     let status = restarted.api("GetAsyncEventStatus", json!({"InvokeRequestId": first}));
     assert_eq!(status["Result"]["Status"], "FINISHED");
     store.close().await;
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .mode()
+        & 0o7777
+}
+
+/// The database holds every function's code, environment values and the API SecretKeys: other
+/// users of the machine can read none of it.
+#[test]
+fn the_data_folder_and_database_are_the_users_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    server.api("ListFunctions", serde_json::json!({}));
+    assert_eq!(mode_of(&data), 0o700, "the data folder");
+    for file in ["scf-console.db", "scf-console.db-wal", "scf-console.db-shm"] {
+        assert_eq!(mode_of(&data.join(file)), 0o600, "{file}");
+    }
+    drop(server);
+
+    // A folder and database the operator opened up are left so, with a warning and the fix.
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let db = data.join("scf-console.db");
+    std::fs::set_permissions(&db, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let server = Server::start(&data);
+    server.api("ListFunctions", serde_json::json!({}));
+    assert_eq!(mode_of(&data), 0o755);
+    let log = server.log_text();
+    assert!(
+        log.contains(&format!("chmod 700 {}", data.display())),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("chmod 600 {}", db.display())),
+        "{log}"
+    );
+}
+
+/// Neither the query of a GET call, nor a body, nor a signature, key or environment value
+/// reaches the log, whether the call succeeds or is refused, even at the debug level.
+#[test]
+fn secrets_sent_to_the_api_never_reach_the_log() {
+    use serde_json::json;
+    const MARKER: &str = "s3cr3tMARKER7f1c";
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), |c| {
+        c.env("RUST_LOG", "debug");
+    });
+    let code = "def main_handler(event, context):\n    return 1\n";
+    server.api(
+        "CreateFunction",
+        json!({"FunctionName": "keeper", "Runtime": "Python3.10",
+               "Environment": {"Variables": [{"Key": "TOKEN", "Value": MARKER}]},
+               "Code": {"ZipFile": crate::support::api::zip_base64(&[("index.py", code)])}}),
+    );
+    let refused = [
+        server.api_raw(
+            "UpdateFunctionConfiguration",
+            ApiCall::Get(&format!(
+                "FunctionName=ghost&Environment.Variables.0.Key=TOKEN&Environment.Variables.0.Value={MARKER}"
+            )),
+        ),
+        server.api_raw(
+            "Invoke",
+            ApiCall::Get(&format!("FunctionName={MARKER}&ClientContext={MARKER}")),
+        ),
+        server.api_raw(
+            "Invoke",
+            ApiCall::Post(&json!({"FunctionName": MARKER, "ClientContext": MARKER}).to_string()),
+        ),
+        server.api_raw(
+            "Invoke",
+            ApiCall::UnsignedPost(&json!({"FunctionName": "keeper", "ClientContext": MARKER}).to_string()),
+        ),
+    ];
+    for answer in &refused {
+        assert!(answer["Error"]["Code"].is_string(), "{answer}");
+    }
+    assert_eq!(refused[3]["Error"]["Code"], "AuthFailure.SignatureFailure");
+    // A forged signature, in the query and in the Authorization header.
+    let forged = http_get_with(
+        &server.addr,
+        &format!("/?FunctionName=ghost&Token={MARKER}"),
+        &format!(
+            "X-TC-Action: GetFunction\r\nX-TC-Timestamp: 1\r\nAuthorization: TC3-HMAC-SHA256 \
+             Credential=AKIDnobody/2026-01-01/scf/tc3_request, SignedHeaders=content-type;host, \
+             Signature={MARKER}\r\n"
+        ),
+    );
+    assert!(forged.contains("AuthFailure"), "{forged}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = server.log_text();
+        if log.matches("API call refused").count() >= 5 || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(log.matches("API call refused").count() >= 5, "{log}");
+    assert!(log.contains("function created"), "{log}");
+    for secret in [
+        MARKER,
+        crate::support::api::SECRET_KEY,
+        "Signature=",
+        "FunctionName=",
+    ] {
+        assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
+    }
+}
+
+/// A GET request with extra header lines; answers the raw response.
+fn http_get_with(addr: &str, path: &str, headers: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn unsigned_payloads_are_accepted_only_when_enabled() {
+    let body = serde_json::json!({}).to_string();
+    for (setting, code) in [
+        (None, "AuthFailure.SignatureFailure"),
+        (Some("false"), "AuthFailure.SignatureFailure"),
+        (Some("true"), ""),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start_with(&dir.path().join("data"), |c| {
+            if let Some(value) = setting {
+                c.env("SCF_ALLOW_UNSIGNED_PAYLOAD", value);
+            }
+        });
+        let answer = server.api_raw("ListFunctions", ApiCall::UnsignedPost(&body));
+        assert_eq!(
+            answer["Error"]["Code"].as_str().unwrap_or_default(),
+            code,
+            "{setting:?}: {answer}"
+        );
+    }
+}
+
+/// A descriptor the server inherited from whoever started it (here fd 9, a file the test
+/// holds) never reaches a function handler.
+#[test]
+fn inherited_descriptors_do_not_reach_handlers() {
+    use serde_json::json;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("parent-secret");
+    std::fs::write(&secret, "the parent's").unwrap();
+    let file = std::fs::File::open(&secret).unwrap();
+    let (dev, ino) = {
+        let meta = file.metadata().unwrap();
+        (meta.dev(), meta.ino())
+    };
+    let fd = file.as_raw_fd();
+    let server = Server::start_with(&dir.path().join("data"), |c| {
+        // SAFETY: dup2 is async-signal-safe; the copy on 9 is not close-on-exec.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::dup2(fd, 9) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let python = "import os\n\
+                  def main_handler(event, context):\n\
+                  \x20   try:\n\
+                  \x20       st = os.fstat(9)\n\
+                  \x20       return '%d, %d' % (st.st_dev, st.st_ino)\n\
+                  \x20   except OSError:\n\
+                  \x20       return 'closed'\n";
+    let node = "exports.main_handler = async () => {\n\
+                \x20 try {\n\
+                \x20   const st = require('fs').fstatSync(9);\n\
+                \x20   return `${st.dev}, ${st.ino}`;\n\
+                \x20 } catch (e) {\n\
+                \x20   return 'closed';\n\
+                \x20 }\n\
+                };\n";
+    // Both runtimes, which also shows that instances start under the server's private file
+    // modes (as the sandbox user, when the tests run as root).
+    for (name, runtime, file, code) in [
+        ("fds-py", "Python3.10", "index.py", python),
+        ("fds-js", "Nodejs18.15", "index.js", node),
+    ] {
+        server.api(
+            "CreateFunction",
+            json!({"FunctionName": name, "Runtime": runtime, "AsyncRunEnable": "FALSE",
+                   "Code": {"ZipFile": crate::support::api::zip_base64(&[(file, code)])}}),
+        );
+        let answer = server.api(
+            "Invoke",
+            json!({"FunctionName": name, "ClientContext": "{}"}),
+        );
+        assert_eq!(answer["Result"]["InvokeResult"], 0, "{runtime}: {answer}");
+        let seen = answer["Result"]["RetMsg"].as_str().unwrap();
+        assert!(
+            !seen.contains(&format!("{dev}, {ino}")),
+            "{runtime}: the handler sees the parent's file on fd 9: {seen}"
+        );
+    }
+    drop(file);
 }
