@@ -28,6 +28,8 @@ pub struct AppState {
     pub sweeper: Arc<Sweeper>,
     /// What one client may hold: connections, and time to send a request.
     pub limits: ServerLimits,
+    /// The host names requests may name; parsed once, at start.
+    pub allowed_hosts: Arc<crate::app::AllowedHosts>,
 }
 
 /// Bounds on what clients can hold of the server, whatever they send.
@@ -114,6 +116,7 @@ impl AppState {
             keys: Arc::default(),
             sweeper,
             limits: ServerLimits::default(),
+            allowed_hosts: Arc::default(),
         })
     }
 
