@@ -76,7 +76,7 @@ impl AllowedHosts {
 
     /// True when a request naming `host` (a `Host` header's value) may be served.
     pub fn allows(&self, host: &str) -> bool {
-        let Ok((name, port)) = split_host(host) else {
+        let Ok((name, port)) = split_host(without_scheme(host)) else {
             return false;
         };
         self.entries.iter().any(|entry| match entry {
@@ -135,6 +135,14 @@ impl FromStr for AllowedHosts {
         }
         Ok(AllowedHosts { entries })
     }
+}
+
+/// tccli given `--endpoint http://name:port` sends that whole URL as its Host (and signs it
+/// so); the name in it is what counts.
+fn without_scheme(host: &str) -> &str {
+    host.strip_prefix("http://")
+        .or_else(|| host.strip_prefix("https://"))
+        .unwrap_or(host)
 }
 
 /// `host[:port]` as a lower-case name and its port. An IPv6 address is written in brackets;
@@ -199,7 +207,7 @@ pub fn check_host(hosts: &AllowedHosts, req: Request<Body>) -> Result<Request<Bo
     let Some(host) = refused else {
         return Ok(req);
     };
-    let host = host.unwrap_or("(not readable)").to_string();
+    let host = host.map_or("(not readable)", without_scheme).to_string();
     tracing::warn!(%host, allowed = %hosts, "refused a request for a host name not allowed");
     Err(Refusal::Host {
         host,
@@ -326,6 +334,14 @@ mod tests {
         assert!(h.allows("[FE80::1]"));
         assert!(!h.allows("[::2]"));
         assert_eq!(h.to_string(), "[::1],[fe80::1]");
+    }
+
+    #[test]
+    fn a_host_written_as_a_url_counts_by_its_name() {
+        let h = hosts("localhost");
+        assert!(h.allows("http://localhost:9000"));
+        assert!(!h.allows("http://evil.example:9000"));
+        assert!(!h.allows("http://localhost:9000/path"));
     }
 
     #[test]

@@ -522,7 +522,7 @@ async fn a_body_sent_too_slowly_is_refused_after_the_body_timeout() {
     stream
         .write_all(
             format!(
-                "POST {} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nFunctionName=",
+                "POST {} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nFunctionName=",
                 new_url("default")
             )
             .as_bytes(),
