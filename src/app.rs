@@ -1,5 +1,9 @@
 //! Router assembly and the server's life: start, serve, shut down.
 
+mod guard;
+
+pub use guard::AllowedHosts;
+
 use crate::clock::Clock;
 use crate::config::{Settings, redact_database_url};
 use crate::state::{AppState, ServerLimits};
@@ -33,26 +37,48 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole HTTP surface as a pure function of state, so tests can drive it in-process.
 pub fn router(state: AppState) -> Router {
     let body_timeout = state.limits.body_timeout;
-    with_layers(web::routes().with_state(state), body_timeout)
+    let hosts = state.allowed_hosts.clone();
+    with_layers(web::routes().with_state(state), body_timeout, hosts)
 }
 
 /// The layers every route gets: request ids, tracing, compression, a deadline on request
-/// bodies and a 500 for a handler that panics. Public so a test can put them around its own
+/// bodies, a 500 for a handler that panics, the host allow-list, the refusal of changes sent
+/// from other sites, and the security headers. Public so a test can put them around its own
 /// routes.
-pub fn with_layers(routes: Router, body_timeout: Duration) -> Router {
-    routes
+pub fn with_layers(
+    routes: Router,
+    body_timeout: Duration,
+    allowed_hosts: Arc<AllowedHosts>,
+) -> Router {
+    let mut routes = routes
         // Innermost, so the 500 still gets a request id, Vary and compression, and the panic
         // is logged inside the request's span (method and route).
         .layer(CatchPanicLayer::custom(answer_panic))
         .layer(axum::middleware::map_request(move |req: Request<Body>| {
             std::future::ready(with_body_deadline(req, body_timeout))
         }))
+        .layer(axum::middleware::map_request(|req: Request<Body>| {
+            std::future::ready(guard::refuse_cross_site(req))
+        }))
+        // Before anything else reads the request, and inside the trace, so a refusal is
+        // logged with its request id.
+        .layer(axum::middleware::map_request(move |req: Request<Body>| {
+            std::future::ready(guard::check_host(&allowed_hosts, req))
+        }))
         // One URL serves a page or an htmx fragment, so caches must key on HX-Request.
         .layer(SetResponseHeaderLayer::appending(
             header::VARY,
             HeaderValue::from_static("HX-Request"),
         ))
-        .layer(CompressionLayer::new())
+        .layer(CompressionLayer::new());
+    // Outside every layer that can answer, so no answer goes without them.
+    for (name, value) in guard::SECURITY_HEADERS {
+        routes = routes.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    routes
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -308,6 +334,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     state.timezone = settings.timezone;
     state.limits = settings.server_limits();
     state.allow_unsigned_payload = settings.allow_unsigned_payload;
+    state.allowed_hosts = Arc::new(settings.allowed_hosts());
     if let (Some(id), Some(key)) = (&settings.secret_id, &settings.secret_key) {
         keys::put_configured(&state, id, key).await?;
         tracing::info!(secret_id = %id, "API key from the configuration is ready");
@@ -317,6 +344,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!("scf-console listening on http://{addr}");
+    tracing::info!(allowed_hosts = %state.allowed_hosts, "answering requests for these host names");
     state.sweeper.set_interval(settings.sweep_interval.0);
     state.sweeper.start();
     let (engine, sweeper) = (state.engine.clone(), state.sweeper.clone());

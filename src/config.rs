@@ -155,6 +155,11 @@ pub struct Settings {
         global = true
     )]
     pub allow_unsigned_payload: bool,
+    /// Host names the server answers to, comma separated, each with an optional `:port` (any
+    /// port without one), or `*` for any; requests naming another get 421. Default: the
+    /// listen address, `localhost`, `127.0.0.1` and `[::1]`.
+    #[arg(long, env = "SCF_ALLOWED_HOSTS", global = true)]
+    pub allowed_hosts: Option<crate::app::AllowedHosts>,
 }
 
 fn parse_lease(s: &str) -> Result<HumanDuration, String> {
@@ -242,6 +247,14 @@ impl Settings {
             header_timeout: self.header_timeout.0,
             body_timeout: self.body_timeout.0,
         }
+    }
+
+    /// The host names in force: the configured ones, or those of this machine and the listen
+    /// address.
+    pub fn allowed_hosts(&self) -> crate::app::AllowedHosts {
+        self.allowed_hosts
+            .clone()
+            .unwrap_or_else(|| crate::app::AllowedHosts::for_listen(self.listen))
     }
 
     pub fn python_command(&self) -> String {

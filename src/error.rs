@@ -113,7 +113,8 @@ pub fn internal_error_response() -> Response {
     )
 }
 
-fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+/// A whole page saying what went wrong, for answers that have no page of their own.
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     let page = ErrorPage {
         status: status.as_u16(),
         title,

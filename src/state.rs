@@ -30,6 +30,8 @@ pub struct AppState {
     pub limits: ServerLimits,
     /// Whether API calls may leave their body out of the signature (`UNSIGNED-PAYLOAD`).
     pub allow_unsigned_payload: bool,
+    /// The host names requests may name; parsed once, at start.
+    pub allowed_hosts: Arc<crate::app::AllowedHosts>,
 }
 
 /// Bounds on what clients can hold of the server, whatever they send.
@@ -117,6 +119,7 @@ impl AppState {
             sweeper,
             limits: ServerLimits::default(),
             allow_unsigned_payload: false,
+            allowed_hosts: Arc::default(),
         })
     }
 

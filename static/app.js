@@ -65,11 +65,16 @@
   // Event Management: live refresh that pauses while the tab is hidden, while the user is
   // selecting text, or when asked to; interval chosen in the page.
   var paused = false;
-  window.scfLive = function () {
+  function live() {
     if (paused || document.visibilityState !== "visible") return false;
     var sel = window.getSelection && window.getSelection();
     return !(sel && String(sel).length > 0);
-  };
+  }
+  // A poll that should not refresh now is cancelled; the next one asks again.
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var elt = e.detail && e.detail.elt;
+    if (elt && elt.hasAttribute("data-refresh-target") && !live()) e.preventDefault();
+  });
   function liveState() {
     var state = document.querySelector("[data-live-state]");
     if (state) state.textContent = paused ? "paused" : "";
@@ -107,7 +112,7 @@
       }
       el.setAttribute("hx-get", el.getAttribute("hx-get").replace(/refresh=\d+/, "refresh=" + seconds));
       if (seconds > 0) {
-        el.setAttribute("hx-trigger", "every " + seconds + "s [window.scfLive && window.scfLive()]");
+        el.setAttribute("hx-trigger", "every " + seconds + "s");
       } else {
         el.removeAttribute("hx-trigger");
       }

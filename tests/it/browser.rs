@@ -116,6 +116,7 @@ impl Browser {
         let profile = tempfile::tempdir().unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": [
@@ -280,6 +281,22 @@ impl Browser {
             .decode(png.as_str().unwrap())
             .unwrap();
         std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// What the browser refused under the page's Content-Security-Policy since the last call:
+    /// Chromium logs each refusal to the console.
+    async fn policy_violations(&self) -> Vec<String> {
+        let log = self
+            .cmd("POST", "/se/log", json!({"type": "browser"}))
+            .await
+            .expect("the browser's console log");
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|entry| entry["message"].as_str())
+            .filter(|m| m.contains("Content Security Policy"))
+            .map(str::to_string)
+            .collect()
     }
 
     async fn close(mut self) {
@@ -484,5 +501,63 @@ async fn the_documented_flow_in_a_real_browser() {
     );
     b.screenshot("7-keyboard-only").await;
 
+    assert_eq!(b.policy_violations().await, Vec::<String>::new());
+    b.close().await;
+}
+
+/// Every page of the console works under its Content-Security-Policy: the browser refuses
+/// nothing on them, and would say so if it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_needs_no_inline_code_or_style() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::new().await;
+    app.create_function(
+        "default",
+        "policed",
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    let base = app.serve().await;
+    let console = format!("{base}/scf/{REGION}/default");
+    for (path, shows) in [
+        ("/functions", "policed"),
+        ("/functions/-/new", "Create function"),
+        (
+            "/functions/-/new?template=python-hello-world",
+            "Basic settings",
+        ),
+        ("/functions/policed/config", "policed"),
+        ("/functions/policed/code", "policed"),
+        ("/functions/policed/test", "policed"),
+        ("/functions/policed/events?refresh=2", "policed"),
+        ("/namespaces", "Namespaces"),
+        ("/api-keys", "API Keys"),
+        ("/system", "System"),
+        ("/nowhere", "Not found"),
+    ] {
+        b.goto(&format!("{console}{path}")).await;
+        b.wait("body", shows).await;
+        b.wait_js("window.htmx && document.readyState === 'complete'")
+            .await;
+        assert_eq!(b.policy_violations().await, Vec::<String>::new(), "{path}");
+    }
+    // The events page keeps refreshing itself by htmx polling under the policy.
+    b.goto(&format!("{console}/functions/policed/events?refresh=1"))
+        .await;
+    b.js("document.getElementById('event-rows').dataset.seen = 'old'; return true;")
+        .await;
+    b.wait_js("!document.getElementById('event-rows').dataset.seen")
+        .await;
+
+    // The check sees what the browser refuses: an inline style is one.
+    b.js("document.head.insertAdjacentHTML('beforeend', '<style>body { color: red }</style>'); return true;")
+        .await;
+    let refused = wait_for("the refusal to be logged", WAIT, || async {
+        Some(b.policy_violations().await).filter(|v| !v.is_empty())
+    })
+    .await;
+    assert!(refused[0].contains("style"), "{refused:?}");
     b.close().await;
 }

@@ -198,7 +198,7 @@ async fn statistics_count_each_status_with_failure_rate_and_durations() {
     assert_eq!(stats.count(".sidebar"), 0);
     assert_eq!(
         stats.attr("#event-stats", "hx-trigger").as_deref(),
-        Some("every 5s [window.scfLive && window.scfLive()]")
+        Some("every 5s")
     );
 }
 

@@ -522,7 +522,7 @@ async fn a_body_sent_too_slowly_is_refused_after_the_body_timeout() {
     stream
         .write_all(
             format!(
-                "POST {} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nFunctionName=",
+                "POST {} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nFunctionName=",
                 new_url("default")
             )
             .as_bytes(),
@@ -620,7 +620,7 @@ async fn a_handler_that_panics_gets_a_500_and_the_server_keeps_serving() {
     let addr = listener.local_addr().unwrap();
     let limits = ServerLimits::default();
     tokio::spawn(async move {
-        let app = app::with_layers(routes, limits.body_timeout);
+        let app = app::with_layers(routes, limits.body_timeout, Default::default());
         app::serve_router(listener, app, &limits, std::future::pending()).await
     });
 
@@ -671,7 +671,7 @@ async fn shutting_down_lets_a_request_in_flight_finish_and_takes_no_new_ones() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let limits = ServerLimits::default();
     let server = tokio::spawn(async move {
-        let app = app::with_layers(routes, limits.body_timeout);
+        let app = app::with_layers(routes, limits.body_timeout, Default::default());
         app::serve_router(listener, app, &limits, async {
             let _ = stopped.await;
         })
