@@ -344,4 +344,76 @@ mod tests {
         assert_eq!(e.code, "UnsupportedOperation");
         assert!(parse::<Sample>("X", json!({"FunctionName": "f", "Role": ""})).is_ok());
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        /// SCF-shaped parameters: objects with capitalised names, lists of them, strings.
+        fn parameters() -> impl Strategy<Value = Value> {
+            let leaf = "[a-zA-Z0-9 _-]{1,12}".prop_map(Value::String);
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 1..4).prop_map(Value::Array),
+                    prop::collection::btree_map("[A-Z][a-zA-Z]{0,8}", inner, 1..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+            let name = |k: &str| {
+                if prefix.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{prefix}.{k}")
+                }
+            };
+            match v {
+                Value::Object(m) => m.iter().for_each(|(k, v)| flatten(&name(k), v, out)),
+                Value::Array(a) => a
+                    .iter()
+                    .enumerate()
+                    .for_each(|(i, v)| flatten(&name(&i.to_string()), v, out)),
+                Value::String(s) => out.push((prefix.to_string(), s.clone())),
+                _ => unreachable!(),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever query a client sends, it is decoded or refused, never a panic, and a
+            /// nesting deeper than allowed is refused.
+            #[test]
+            fn any_query_is_decoded_or_refused(query in "[A-Za-z0-9.=&%+_-]{0,600}") {
+                if check_query_size(&query).is_ok() {
+                    let pairs: Vec<(String, String)> =
+                        form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+                    if let Ok(v) = unflatten(&pairs) {
+                        fn depth(v: &Value) -> usize {
+                            match v {
+                                Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+                                Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+                                _ => 0,
+                            }
+                        }
+                        prop_assert!(depth(&v) <= MAX_DEPTH + 1);
+                    }
+                }
+            }
+
+            /// Parameters flattened as a GET call sends them come back as they were.
+            #[test]
+            fn flattened_parameters_come_back_whole(
+                params in prop::collection::btree_map("[A-Z][a-zA-Z]{0,8}", parameters(), 1..5),
+            ) {
+                let params = Value::Object(params.into_iter().collect());
+                let mut pairs = Vec::new();
+                flatten("", &params, &mut pairs);
+                prop_assert_eq!(unflatten(&pairs).expect("within the limits"), params);
+            }
+        }
+    }
 }

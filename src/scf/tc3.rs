@@ -204,4 +204,64 @@ mod tests {
     fn dates_are_utc() {
         assert_eq!(utc_date(1551113065), "2019-02-25");
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever a client puts in `Authorization`, it is read or refused, never a panic.
+            #[test]
+            fn any_authorization_header_is_parsed_or_refused(header in "\\PC{0,400}") {
+                let _ = parse_authorization(&header);
+            }
+
+            /// A header as the SDKs write it is read back into its parts.
+            #[test]
+            fn a_well_formed_header_gives_back_its_parts(
+                id in "[A-Za-z0-9]{1,40}",
+                date in "[0-9]{4}-[0-9]{2}-[0-9]{2}",
+                service in "[a-z]{1,12}",
+                headers in prop::collection::vec("[a-z][a-z-]{0,19}", 1..6),
+                signature in "[0-9a-f]{64}",
+            ) {
+                let header = format!(
+                    "{ALGORITHM} Credential={id}/{date}/{service}/tc3_request, SignedHeaders={}, Signature={signature}",
+                    headers.join(";")
+                );
+                let parsed = parse_authorization(&header).expect("well formed");
+                prop_assert_eq!(parsed.secret_id, id.as_str());
+                prop_assert_eq!(parsed.date, date.as_str());
+                prop_assert_eq!(parsed.service, service.as_str());
+                prop_assert_eq!(parsed.signed_headers, headers.iter().map(String::as_str).collect::<Vec<_>>());
+                prop_assert_eq!(parsed.signature, signature.as_str());
+            }
+
+            /// A signature checks only with the key and the request it was made for.
+            #[test]
+            fn a_signature_verifies_only_what_it_signed(
+                key in "[A-Za-z0-9]{1,40}",
+                other in "[A-Za-z0-9]{1,40}",
+                query in "[a-z=&]{0,40}",
+                body in prop::collection::vec(any::<u8>(), 0..200),
+                timestamp in 0i64..4_000_000_000,
+            ) {
+                let payload_hash = sha256_hex(&body);
+                let input = SignInput {
+                    method: "POST",
+                    query: &query,
+                    headers: &[("content-type", "application/json"), ("host", "127.0.0.1:9000")],
+                    payload_hash: &payload_hash,
+                    timestamp,
+                };
+                let signature = sign(&key, &input);
+                prop_assert!(verify(&key, &input, &signature));
+                prop_assert_eq!(verify(&other, &input, &signature), other == key);
+                let later = SignInput { timestamp: timestamp + 1, ..input };
+                prop_assert!(!verify(&key, &later, &signature));
+            }
+        }
+    }
 }

@@ -238,4 +238,66 @@ mod tests {
         let blank = Fields(vec![("Environment.Variables.100.Key".into(), "".into())]);
         assert!(blank.env_limit_error().is_none());
     }
+
+    mod properties {
+        use super::super::*;
+        use axum::body::Body;
+        use proptest::prelude::*;
+
+        fn decode(body: Vec<u8>) -> Result<usize, u16> {
+            let request = axum::http::Request::post("/")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                FormFields::from_request(request, &())
+                    .await
+                    .map(|f| f.0.len())
+                    .map_err(|r| r.status().as_u16())
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any body is decoded or refused with 400, never a panic, and never into more
+            /// fields than a console form may have.
+            #[test]
+            fn any_form_body_is_decoded_or_refused(body in prop::collection::vec(any::<u8>(), 0..3000)) {
+                match decode(body) {
+                    Ok(fields) => prop_assert!(fields <= MAX_FORM_FIELDS),
+                    Err(status) => prop_assert_eq!(status, 400),
+                }
+            }
+
+            /// A body of many separators is refused by counting, before it is decoded.
+            #[test]
+            fn too_many_fields_are_refused(extra in 1usize..500) {
+                let body = "a=1&".repeat(MAX_FORM_FIELDS + extra).into_bytes();
+                prop_assert_eq!(decode(body), Err(400));
+            }
+
+            /// Whatever environment rows a form names, at most the allowed number are read,
+            /// in index order.
+            #[test]
+            fn environment_rows_stay_within_the_limit(
+                rows in prop::collection::vec(("[0-9]{1,4}|x|-1|", "Key|Value|Other", "[a-z]{0,5}"), 0..300),
+            ) {
+                let fields = Fields(
+                    rows.iter()
+                        .map(|(i, part, v)| (format!("Environment.Variables.{i}.{part}"), v.clone()))
+                        .collect(),
+                );
+                prop_assert!(fields.environment().len() <= MAX_ENV_ROWS);
+                // A filled row the form cannot show is refused, whatever its part is called.
+                let filled_beyond = rows.iter().any(|(i, _, v)| {
+                    !v.is_empty() && i.parse::<usize>().map_or(true, |i| i >= MAX_ENV_ROWS)
+                });
+                prop_assert_eq!(fields.env_limit_error().is_some(), filled_beyond);
+            }
+        }
+    }
 }
