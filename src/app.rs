@@ -1,6 +1,7 @@
 //! Router assembly and the server's life: start, serve, shut down.
 
 mod guard;
+pub mod tls;
 
 pub use guard::AllowedHosts;
 
@@ -38,7 +39,17 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let body_timeout = state.limits.body_timeout;
     let hosts = state.allowed_hosts.clone();
-    with_layers(web::routes().with_state(state), body_timeout, hosts)
+    let tls = state.tls.is_some();
+    let routes = with_layers(web::routes().with_state(state), body_timeout, hosts);
+    if tls {
+        let (name, value) = tls::HSTS;
+        routes.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ))
+    } else {
+        routes
+    }
 }
 
 /// The layers every route gets: request ids, tracing, compression, a deadline on request
@@ -188,7 +199,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.limits.clone();
-    serve_router(listener, router(state), &limits, shutdown).await
+    let tls = state.tls.clone();
+    serve_router(listener, router(state), &limits, tls, shutdown).await
 }
 
 /// The accept loop: HTTP/1.1 with a deadline on request heads, at most
@@ -201,6 +213,7 @@ pub async fn serve_router(
     listener: TcpListener,
     app: Router,
     limits: &ServerLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(connection_cap(limits.max_connections)));
@@ -234,10 +247,30 @@ pub async fn serve_router(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let Some(acceptor) = &tls else {
+            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(%peer, error = %e, "connection closed with an error");
+                }
+                drop(permit);
+            });
+            continue;
+        };
+        let (acceptor, http, watcher) = (acceptor.clone(), http.clone(), graceful.watcher());
+        // The handshake has the deadline of a request head: a client that connects and says
+        // nothing holds its connection no longer than one that sends no request.
+        let handshake = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "connection closed with an error");
+            match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let connection = http.serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(connection).await {
+                        tracing::debug!(%peer, error = %e, "connection closed with an error");
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
             drop(permit);
         });
@@ -335,6 +368,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     state.limits = settings.server_limits();
     state.allow_unsigned_payload = settings.allow_unsigned_payload;
     state.allowed_hosts = Arc::new(settings.allowed_hosts());
+    if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
+        state.tls = Some(tls::acceptor(cert, key)?);
+    }
     if let (Some(id), Some(key)) = (&settings.secret_id, &settings.secret_key) {
         keys::put_configured(&state, id, key).await?;
         tracing::info!(secret_id = %id, "API key from the configuration is ready");
@@ -343,7 +379,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!("scf-console listening on http://{addr}");
+    let scheme = if state.tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        tls = state.tls.is_some(),
+        "scf-console listening on {scheme}://{addr}"
+    );
+    if !addr.ip().is_loopback() && state.tls.is_none() {
+        tracing::warn!(
+            "listening on {addr} without TLS: requests and API keys cross the network in clear; serve HTTPS with --tls-cert and --tls-key, or put a TLS proxy in front"
+        );
+    }
     tracing::info!(allowed_hosts = %state.allowed_hosts, "answering requests for these host names");
     state.sweeper.set_interval(settings.sweep_interval.0);
     state.sweeper.start();

@@ -160,6 +160,14 @@ pub struct Settings {
     /// listen address, `localhost`, `127.0.0.1` and `[::1]`.
     #[arg(long, env = "SCF_ALLOWED_HOSTS", global = true)]
     pub allowed_hosts: Option<crate::app::AllowedHosts>,
+
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key). Answers then carry HSTS.
+    #[arg(long, env = "SCF_TLS_CERT", requires = "tls_key", global = true)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SCF_TLS_KEY", requires = "tls_cert", global = true)]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn parse_lease(s: &str) -> Result<HumanDuration, String> {

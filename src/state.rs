@@ -30,6 +30,9 @@ pub struct AppState {
     pub limits: ServerLimits,
     /// Whether API calls may leave their body out of the signature (`UNSIGNED-PAYLOAD`).
     pub allow_unsigned_payload: bool,
+    /// HTTPS, when a certificate is configured: connections are served through it, and
+    /// answers say so (HSTS).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The host names requests may name; parsed once, at start.
     pub allowed_hosts: Arc<crate::app::AllowedHosts>,
 }
@@ -120,6 +123,7 @@ impl AppState {
             limits: ServerLimits::default(),
             allow_unsigned_payload: false,
             allowed_hosts: Arc::default(),
+            tls: None,
         })
     }
 

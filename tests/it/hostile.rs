@@ -621,7 +621,7 @@ async fn a_handler_that_panics_gets_a_500_and_the_server_keeps_serving() {
     let limits = ServerLimits::default();
     tokio::spawn(async move {
         let app = app::with_layers(routes, limits.body_timeout, Default::default());
-        app::serve_router(listener, app, &limits, std::future::pending()).await
+        app::serve_router(listener, app, &limits, None, std::future::pending()).await
     });
 
     let reply = get(addr, "/boom?secret=1", "").await;
@@ -672,7 +672,7 @@ async fn shutting_down_lets_a_request_in_flight_finish_and_takes_no_new_ones() {
     let limits = ServerLimits::default();
     let server = tokio::spawn(async move {
         let app = app::with_layers(routes, limits.body_timeout, Default::default());
-        app::serve_router(listener, app, &limits, async {
+        app::serve_router(listener, app, &limits, None, async {
             let _ = stopped.await;
         })
         .await

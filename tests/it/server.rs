@@ -161,8 +161,12 @@ impl Server {
         let addr = loop {
             let line = lines.next().expect("server exited").unwrap();
             let addr = line
-                .split("listening on http://")
+                .split("listening on ")
                 .nth(1)
+                .and_then(|rest| {
+                    rest.strip_prefix("http://")
+                        .or_else(|| rest.strip_prefix("https://"))
+                })
                 .map(|rest| rest.split_whitespace().next().unwrap().to_string());
             log.lock().unwrap().push(line);
             if let Some(addr) = addr {
@@ -639,4 +643,95 @@ fn inherited_descriptors_do_not_reach_handlers() {
         );
     }
     drop(file);
+}
+
+/// HTTPS served by the binary itself: a browser's client gets the console with HSTS; plain
+/// HTTP on the same port gets no page; a certificate that cannot be used stops the start with
+/// its file named.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_serves_https_with_hsts() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
+    let server = Server::start_with(&dir.path().join("data"), |c| {
+        c.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+    });
+    assert!(
+        server.log_text().contains("listening on https://"),
+        "{}",
+        server.log_text()
+    );
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(generated.cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let port = server.addr.rsplit(':').next().unwrap().to_string();
+    let get = |path: &'static str| {
+        let (client, addr, port) = (client.clone(), server.addr.clone(), port.clone());
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+                .connect(name, tcp)
+                .await
+                .expect("the handshake succeeds with the server's certificate");
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
+            );
+            tls.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            let _ = tls.read_to_end(&mut answer).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    let page = get("/scf/ap-guangzhou/default/functions").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("Function Service"));
+    assert!(
+        page.to_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "{page}"
+    );
+
+    // Plain HTTP on the HTTPS port: no page, and the server serves HTTPS on.
+    let mut plain = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer).await;
+    assert!(!answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+
+    // A key that does not belong to the certificate stops the start, naming both files.
+    let other = rcgen::KeyPair::generate().unwrap();
+    let wrong = dir.path().join("other-key.pem");
+    std::fs::write(&wrong, other.serialize_pem()).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_scf-console"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data2"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("cannot be used together") && said.contains("other-key.pem"),
+        "{said}"
+    );
 }
