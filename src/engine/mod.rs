@@ -279,16 +279,7 @@ impl Engine {
         interpreters: Arc<Interpreters>,
         config: EngineConfig,
     ) -> anyhow::Result<Arc<Engine>> {
-        let node = node::Node::join(config.nodes_dir.as_deref()).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot set up the node lock in {}: {e}",
-                config
-                    .nodes_dir
-                    .as_deref()
-                    .unwrap_or(std::path::Path::new(""))
-                    .display()
-            )
-        })?;
+        let node = node::Node::join(config.nodes_dir.as_deref())?;
         tracing::info!(node = node.id(), "joined the event queue");
         let tasks = TaskTracker::new();
         let engine = Arc::new(Engine {

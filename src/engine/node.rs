@@ -36,11 +36,16 @@ fn is_node_id(s: &str) -> bool {
 impl Node {
     /// A new node id, with its lock file in `dir` when one is given (held before anything is
     /// claimed under the id).
-    pub fn join(dir: Option<&Path>) -> std::io::Result<Node> {
+    pub fn join(dir: Option<&Path>) -> anyhow::Result<Node> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let Some(dir) = dir else {
             return Ok(Node { id, lock: None });
         };
+        Node::lock(id, dir)
+            .map_err(|e| anyhow::anyhow!("cannot set up the node lock in {}: {e}", dir.display()))
+    }
+
+    fn lock(id: String, dir: &Path) -> std::io::Result<Node> {
         std::fs::create_dir_all(dir)?;
         // Locked under another name first, so that no one sees the file unlocked.
         let staging = dir.join(format!("{id}{SETTING_UP}"));

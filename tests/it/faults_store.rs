@@ -45,6 +45,28 @@ fn runs(proof: &Path, request_id: &str) -> usize {
         .map_or(0, |s| s.lines().filter(|l| *l == "ran").count())
 }
 
+/// A console whose store the test can fill up, with a function `reports` of the gated handler.
+async fn reports(
+    engine: EngineConfig,
+) -> (
+    TestApp,
+    std::sync::Arc<scf_console::store::sqlite::SqliteStore>,
+    tempfile::TempDir,
+) {
+    let (app, sqlite) = TestApp::with_sqlite(engine).await;
+    app.add_key().await;
+    let proof = shared_dir();
+    function(
+        &app,
+        "reports",
+        "Python3.10",
+        &gated_handler(proof.path()),
+        json!({"Timeout": 120}),
+    )
+    .await;
+    (app, sqlite, proof)
+}
+
 async fn ready(app: &TestApp) -> (u16, String) {
     let page = app.get("/readyz").await;
     (page.status.as_u16(), page.body)
@@ -148,17 +170,7 @@ async fn a_full_disk_refuses_invocations_with_the_reason_loses_none_and_heals_by
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_end_that_cannot_be_written_lands_once_the_disk_has_room() {
-    let (app, sqlite) = TestApp::with_sqlite(test_engine()).await;
-    app.add_key().await;
-    let proof = shared_dir();
-    function(
-        &app,
-        "reports",
-        "Python3.10",
-        &gated_handler(proof.path()),
-        json!({"Timeout": 120}),
-    )
-    .await;
+    let (app, sqlite, proof) = reports(test_engine()).await;
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(invoke(&app, "reports", json!({ "n": i })).await);
@@ -202,20 +214,10 @@ async fn an_end_that_cannot_be_written_lands_once_the_disk_has_room() {
 /// for that: they finish once the disk has room, in their first attempt, having run once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_for_longer_than_the_lease_takes_no_run_from_its_node() {
-    let (app, sqlite) = TestApp::with_sqlite(EngineConfig {
+    let (app, sqlite, proof) = reports(EngineConfig {
         lease: Duration::from_secs(3),
         ..test_engine()
     })
-    .await;
-    app.add_key().await;
-    let proof = shared_dir();
-    function(
-        &app,
-        "reports",
-        "Python3.10",
-        &gated_handler(proof.path()),
-        json!({"Timeout": 120}),
-    )
     .await;
     let id = invoke(&app, "reports", json!({})).await;
     until_started(&app, &id).await;

@@ -226,6 +226,15 @@ fn invoke_on(server: &Server) -> String {
         .to_string()
 }
 
+/// The event once it ended, as the store holds it.
+async fn ended(store: &DynStore, id: &str) -> scf_console::store::EventRecord {
+    wait_for(&format!("{id} to end"), Duration::from_secs(30), || async {
+        let e = store.get_event(id).await.unwrap().unwrap();
+        e.status.is_terminal().then_some(e)
+    })
+    .await
+}
+
 async fn until_all_started(store: &DynStore, ids: &[String]) {
     wait_for("the events to start", Duration::from_secs(30), || async {
         for id in ids {
@@ -279,15 +288,7 @@ async fn a_killed_process_events_are_taken_over_when_their_lease_runs_out() {
     assert!(took < Duration::from_secs(6), "taken over after {took:?}");
 
     for id in &ids {
-        let e = wait_for(
-            "the second attempt to end",
-            Duration::from_secs(30),
-            || async {
-                let e = store.get_event(id).await.unwrap().unwrap();
-                e.status.is_terminal().then_some(e)
-            },
-        )
-        .await;
+        let e = ended(&store, id).await;
         let steps = steps(&store, id).await;
         assert_eq!(
             (e.status, e.attempt),
@@ -321,11 +322,7 @@ async fn a_rolling_restart_runs_nothing_twice() {
         .unwrap();
     assert!(stopped.success());
     for id in &ids {
-        let e = wait_for("the events to end", Duration::from_secs(30), || async {
-            let e = store.get_event(id).await.unwrap().unwrap();
-            e.status.is_terminal().then_some(e)
-        })
-        .await;
+        let e = ended(&store, id).await;
         let steps = steps(&store, id).await;
         assert_eq!(
             (e.status, e.attempt),
@@ -340,15 +337,7 @@ async fn a_rolling_restart_runs_nothing_twice() {
     }
     // The new process carries on alone.
     let next = invoke_on(&new);
-    let e = wait_for(
-        "an event on the new process",
-        Duration::from_secs(30),
-        || async {
-            let e = store.get_event(&next).await.unwrap().unwrap();
-            e.status.is_terminal().then_some(e)
-        },
-    )
-    .await;
+    let e = ended(&store, &next).await;
     assert_eq!(e.status, EventStatus::Finished);
     store.close().await;
 }

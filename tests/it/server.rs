@@ -6,13 +6,18 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub(crate) fn http_get(addr: &str, path: &str) -> String {
+    http_get_with(addr, path, "")
+}
+
+/// A GET request with extra header lines (each ending in CRLF); answers the raw response.
+fn http_get_with(addr: &str, path: &str, headers: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -511,7 +516,8 @@ fn secrets_sent_to_the_api_never_reach_the_log() {
         &server.addr,
         &format!("/?FunctionName=ghost&Token={MARKER}"),
         &format!(
-            "X-TC-Action: GetFunction\r\nX-TC-Timestamp: 1\r\nAuthorization: TC3-HMAC-SHA256 \
+            "Content-Type: application/json\r\nX-TC-Action: GetFunction\r\nX-TC-Timestamp: 1\r\n\
+             Authorization: TC3-HMAC-SHA256 \
              Credential=AKIDnobody/2026-01-01/scf/tc3_request, SignedHeaders=content-type;host, \
              Signature={MARKER}\r\n"
         ),
@@ -536,22 +542,6 @@ fn secrets_sent_to_the_api_never_reach_the_log() {
     ] {
         assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
     }
-}
-
-/// A GET request with extra header lines; answers the raw response.
-fn http_get_with(addr: &str, path: &str, headers: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
 }
 
 #[test]

@@ -292,19 +292,15 @@ impl Catalog for SqliteStore {
     }
 
     async fn delete_function(&self, key: &FunctionKey) -> StoreResult<()> {
-        let deleted =
+        found(
             sqlx::query("DELETE FROM functions WHERE region = ? AND namespace = ? AND name = ?")
                 .bind(&key.region)
                 .bind(&key.namespace)
                 .bind(&key.name)
                 .execute(&self.writer)
                 .await?
-                .rows_affected();
-        if deleted == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
+                .rows_affected(),
+        )
     }
 
     async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
@@ -363,30 +359,24 @@ impl Catalog for SqliteStore {
     }
 
     async fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> StoreResult<()> {
-        let changed = sqlx::query("UPDATE api_keys SET enabled = ? WHERE secret_id = ?")
-            .bind(enabled)
-            .bind(secret_id)
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
-        if changed == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
+        found(
+            sqlx::query("UPDATE api_keys SET enabled = ? WHERE secret_id = ?")
+                .bind(enabled)
+                .bind(secret_id)
+                .execute(&self.writer)
+                .await?
+                .rows_affected(),
+        )
     }
 
     async fn delete_api_key(&self, secret_id: &str) -> StoreResult<()> {
-        let deleted = sqlx::query("DELETE FROM api_keys WHERE secret_id = ?")
-            .bind(secret_id)
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
+        found(
+            sqlx::query("DELETE FROM api_keys WHERE secret_id = ?")
+                .bind(secret_id)
+                .execute(&self.writer)
+                .await?
+                .rows_affected(),
+        )
     }
 
     async fn get_function_by_id(&self, id: i64) -> StoreResult<Option<Function>> {
@@ -429,7 +419,7 @@ impl Catalog for SqliteStore {
         suspended: bool,
         invocation_quota: Option<i64>,
     ) -> StoreResult<()> {
-        let changed = sqlx::query(
+        found(sqlx::query(
             "UPDATE namespaces SET suspended = ?, invocation_quota = ? WHERE region = ? AND name = ?",
         )
         .bind(suspended)
@@ -437,13 +427,7 @@ impl Catalog for SqliteStore {
         .bind(region)
         .bind(namespace)
         .execute(&self.writer)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
+        .await?.rows_affected())
     }
 }
 
@@ -512,6 +496,15 @@ fn like_pattern(search: &str) -> String {
 const NAMESPACE_SELECT: &str = "SELECT n.region, n.name, n.description, n.created_at, \
      (SELECT COUNT(*) FROM functions f WHERE f.region = n.region AND f.namespace = n.name) \
      AS function_count FROM namespaces n";
+
+/// A write that names one row: none changed means it is not there.
+fn found(rows: u64) -> StoreResult<()> {
+    if rows == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -213,8 +213,7 @@ fn describe_fault(e: &sqlx::Error) -> String {
 }
 
 fn status_of(code: i64) -> Result<EventStatus, sqlx::Error> {
-    EventStatus::from_code(code)
-        .ok_or_else(|| sqlx::Error::Protocol(format!("unknown event status {code}")))
+    EventStatus::try_from(code).map_err(sqlx::Error::Protocol)
 }
 
 /// Maps SQLite's constraint failures to what they mean for the caller.
