@@ -27,11 +27,48 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+
+/// The address of the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// The client's address: the connection's, or, behind a trusted proxy, the last address in
+/// `X-Forwarded-For` (the one that proxy added; earlier ones are the client's own claims).
+pub fn client_address(trusted_proxy: bool, parts: &axum::http::request::Parts) -> String {
+    if trusted_proxy
+        && let Some(forwarded) = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .next_back()
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim)
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+    {
+        return forwarded.to_string();
+    }
+    parts
+        .extensions
+        .get::<PeerAddr>()
+        .map_or_else(|| "-".to_string(), |p| p.0.ip().to_string())
+}
+
+/// Whether the client reached the server over HTTPS: served with TLS here, or, behind a
+/// trusted proxy, as its `X-Forwarded-Proto` says.
+pub fn client_uses_https(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    state.tls.is_some()
+        || (state.trusted_proxy
+            && headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")))
+}
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -40,7 +77,12 @@ pub fn router(state: AppState) -> Router {
     let body_timeout = state.limits.body_timeout;
     let hosts = state.allowed_hosts.clone();
     let tls = state.tls.is_some();
-    let routes = with_layers(web::routes().with_state(state), body_timeout, hosts);
+    // The gate sits inside the routes, where it knows which route matched.
+    let gated = web::routes().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        web::auth::gate,
+    ));
+    let routes = with_layers(gated.with_state(state), body_timeout, hosts);
     if tls {
         let (name, value) = tls::HSTS;
         routes.layer(SetResponseHeaderLayer::if_not_present(
@@ -246,7 +288,13 @@ pub async fn serve_router(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // Every request knows the address it came from: for the audit log and login limits.
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                req
+            },
+        ));
         let Some(acceptor) = &tls else {
             let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
             tokio::spawn(async move {
@@ -371,6 +419,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
         state.tls = Some(tls::acceptor(cert, key)?);
     }
+    state.trusted_proxy = settings.trusted_proxy;
+    state.sessions.ttl = settings.session_ttl.0;
+    crate::accounts::ensure_first_admin(
+        &state.store,
+        state.clock.now_millis(),
+        settings.admin_password.as_deref(),
+    )
+    .await?;
     if let (Some(id), Some(key)) = (&settings.secret_id, &settings.secret_key) {
         keys::put_configured(&state, id, key).await?;
         tracing::info!(secret_id = %id, "API key from the configuration is ready");
@@ -391,6 +447,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!(allowed_hosts = %state.allowed_hosts, "answering requests for these host names");
     state.sweeper.set_interval(settings.sweep_interval.0);
+    state.sweeper.set_audit_retention(settings.audit_retention.0);
     state.sweeper.start();
     let (engine, sweeper) = (state.engine.clone(), state.sweeper.clone());
     serve(listener, state, shutdown_signal()).await?;

@@ -38,6 +38,12 @@ pub enum KeysCommand {
         /// What the key is for.
         #[arg(long, default_value = "")]
         description: String,
+        /// The console user the key acts for, with their role.
+        #[arg(long, default_value = crate::accounts::FIRST_ADMIN)]
+        user: String,
+        /// The key may read but change nothing, whatever its user's role.
+        #[arg(long)]
+        read_only: bool,
     },
 }
 
@@ -168,6 +174,45 @@ pub struct Settings {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "SCF_TLS_KEY", requires = "tls_cert", global = true)]
     pub tls_key: Option<PathBuf>,
+
+    /// The password of the first console user, `admin`, created on first start when there are
+    /// no users (at least 10 characters). Without it a random one is printed once in the log.
+    #[arg(long, env = "SCF_ADMIN_PASSWORD", hide_env_values = true, global = true)]
+    pub admin_password: Option<String>,
+
+    /// How long a console login lasts, e.g. `12h`.
+    #[arg(long, env = "SCF_SESSION_TTL", default_value = "12h", value_parser = parse_session_ttl, global = true)]
+    pub session_ttl: HumanDuration,
+
+    /// How long audit log entries are kept, e.g. `90d`.
+    #[arg(
+        long,
+        env = "SCF_AUDIT_RETENTION",
+        default_value = "90d",
+        global = true
+    )]
+    pub audit_retention: HumanDuration,
+
+    /// scf-console runs behind a reverse proxy that sets `X-Forwarded-For` and
+    /// `X-Forwarded-Proto`: the client's address and whether it used HTTPS are read from them
+    /// (for the audit log, login limits and Secure cookies). Never set this when clients can
+    /// reach the server directly: they could then claim any address.
+    #[arg(
+        long,
+        env = "SCF_TRUSTED_PROXY",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub trusted_proxy: bool,
+}
+
+fn parse_session_ttl(s: &str) -> Result<HumanDuration, String> {
+    let ttl: HumanDuration = s.parse()?;
+    if ttl.0 < Duration::from_secs(60) || ttl.0 > Duration::from_secs(30 * 86_400) {
+        return Err("a session lasts between 1m and 30d".into());
+    }
+    Ok(ttl)
 }
 
 fn parse_lease(s: &str) -> Result<HumanDuration, String> {

@@ -24,6 +24,9 @@ pub enum AppError {
     /// The state of what the request names does not allow it now.
     #[error("{0}")]
     Refused(Refused),
+    /// The user's role does not allow this, or the form did not come from this console.
+    #[error("{0}")]
+    Forbidden(String),
     /// The store cannot write now; the message says why and what did not happen.
     #[error("{0}")]
     Unavailable(String),
@@ -48,6 +51,7 @@ impl From<ServiceError> for AppError {
             ),
             ServiceError::Conflict(e) => AppError::Conflict(e.message),
             ServiceError::Refused(r) => AppError::Refused(r),
+            ServiceError::Forbidden(m) => AppError::Forbidden(m),
             ServiceError::Unavailable(m) => AppError::Unavailable(m),
             ServiceError::Internal(e) => AppError::Internal(e),
         }
@@ -84,6 +88,7 @@ impl IntoResponse for AppError {
             AppError::Refused(r) => {
                 error_page(refused_status(r), "Not possible now", &r.to_string())
             }
+            AppError::Forbidden(m) => error_page(StatusCode::FORBIDDEN, "Not allowed", m),
             AppError::Unavailable(m) => {
                 error_page(StatusCode::SERVICE_UNAVAILABLE, "The store cannot write", m)
             }

@@ -8,10 +8,25 @@ use crate::domain::api_key::{
 use crate::service::{Missing, ServiceError, ServiceResult};
 use crate::store::{ApiKey, Store, StoreError};
 
-/// Creates a new enabled key with a generated SecretId and SecretKey.
-pub async fn create(store: &dyn Store, description: &str, now: Millis) -> ServiceResult<ApiKey> {
+/// Creates a new enabled key for `owner` with a generated SecretId and SecretKey; a read-only
+/// key acts as read-only whatever its owner's role.
+pub async fn create(
+    store: &dyn Store,
+    owner: &str,
+    description: &str,
+    read_only: bool,
+    now: Millis,
+) -> ServiceResult<ApiKey> {
     let description = description.trim();
     validate_description(description)?;
+    if store.get_user(owner).await?.is_none() {
+        return Err(crate::domain::rules::FieldError::new(
+            "Owner",
+            "InvalidParameterValue",
+            format!("There is no user {owner} to own the key."),
+        )
+        .into());
+    }
     // A generated SecretId is 32 random characters: a clash is practically impossible, but a
     // second try costs nothing.
     for _ in 0..2 {
@@ -22,6 +37,9 @@ pub async fn create(store: &dyn Store, description: &str, now: Millis) -> Servic
             description: description.to_string(),
             enabled: true,
             created_at: now,
+            owner: Some(owner.to_string()),
+            read_only,
+            owner_role: None,
         };
         match store.create_api_key(&key).await {
             Ok(()) => return Ok(key),
@@ -30,6 +48,33 @@ pub async fn create(store: &dyn Store, description: &str, now: Millis) -> Servic
         }
     }
     Err(StoreError::Conflict.into())
+}
+
+/// Whether `user` (with `role`) may enable, disable or delete `key`: their own, or any as an
+/// admin.
+pub fn may_manage(key: &ApiKey, user: &str, role: crate::domain::user::Role) -> bool {
+    role.allows(crate::domain::user::Permission::Administer) || key.owner.as_deref() == Some(user)
+}
+
+/// The key `secret_id`, if `user` may manage it; another user's key is refused by name.
+pub async fn managed_by(
+    store: &dyn Store,
+    secret_id: &str,
+    user: &str,
+    role: crate::domain::user::Role,
+) -> ServiceResult<ApiKey> {
+    let key = store
+        .get_api_key(secret_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(Missing::ApiKey(secret_id.into())))?;
+    if may_manage(&key, user, role) {
+        Ok(key)
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "API key {secret_id} belongs to {}; only its owner or an admin can change it.",
+            key.owner.as_deref().unwrap_or("no one")
+        )))
+    }
 }
 
 /// Enables or disables a key; requests signed with a disabled key are refused at once.
@@ -61,7 +106,8 @@ fn not_found_as_missing(e: StoreError, secret_id: &str) -> ServiceError {
     }
 }
 
-/// Creates or updates the key named by `SCF_SECRET_ID` / `SCF_SECRET_KEY`.
+/// Creates or updates the key named by `SCF_SECRET_ID` / `SCF_SECRET_KEY`, owned by the first
+/// admin.
 pub async fn put_configured(
     state: &crate::state::AppState,
     secret_id: &str,
@@ -70,6 +116,14 @@ pub async fn put_configured(
     validate_secret_id(secret_id).map_err(|e| anyhow::anyhow!("SCF_SECRET_ID: {}", e.message))?;
     validate_secret_key(secret_key)
         .map_err(|e| anyhow::anyhow!("SCF_SECRET_KEY: {}", e.message))?;
+    let owner = state
+        .store
+        .list_users()
+        .await?
+        .into_iter()
+        .find(|u| u.role == crate::domain::user::Role::Admin)
+        .map(|u| u.name)
+        .ok_or_else(|| anyhow::anyhow!("SCF_SECRET_ID: there is no admin to own the key"))?;
     state
         .store
         .put_api_key(&ApiKey {
@@ -78,6 +132,9 @@ pub async fn put_configured(
             description: "from the server's configuration".into(),
             enabled: true,
             created_at: state.clock.now_millis(),
+            owner: Some(owner),
+            read_only: false,
+            owner_role: None,
         })
         .await?;
     state.keys.forget(secret_id);
@@ -121,5 +178,10 @@ impl KeyCache {
 
     pub fn forget(&self, secret_id: &str) {
         self.entries.lock().expect("key cache").remove(secret_id);
+    }
+
+    /// After a user's role changes or a user goes: every cached key may act differently.
+    pub fn forget_all(&self) {
+        self.entries.lock().expect("key cache").clear();
     }
 }

@@ -1,7 +1,11 @@
 //! scf-console: a self-hosted console for asynchronous serverless functions with status trace.
 
+/// Console users: passwords, logins, sessions.
+pub mod accounts;
 /// Router assembly and the server's life cycle.
 pub mod app;
+/// The audit trail of changes and logins.
+pub mod audit;
 /// Time, injectable so that time-based rules are testable.
 pub mod clock;
 /// Command line and settings.

@@ -29,11 +29,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => scf_console::app::run(cli.settings).await,
         Command::Keys {
-            action: KeysCommand::Create { description },
+            action:
+                KeysCommand::Create {
+                    description,
+                    user,
+                    read_only,
+                },
         } => {
             let store = scf_console::app::open_store(&cli.settings.database_url()).await?;
             let now = scf_console::clock::Clock::System.now_millis();
-            let key = scf_console::keys::create(store.as_ref(), &description, now).await?;
+            scf_console::accounts::ensure_first_admin(
+                &store,
+                now,
+                cli.settings.admin_password.as_deref(),
+            )
+            .await?;
+            let key =
+                scf_console::keys::create(store.as_ref(), &user, &description, read_only, now)
+                    .await?;
             store.close().await;
             println!("SecretId:  {}", key.secret_id);
             println!("SecretKey: {}", key.secret_key);

@@ -35,6 +35,12 @@ pub struct AppState {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The host names requests may name; parsed once, at start.
     pub allowed_hosts: Arc<crate::app::AllowedHosts>,
+    /// A reverse proxy in front sets `X-Forwarded-For` and `X-Forwarded-Proto`, which are
+    /// believed only then.
+    pub trusted_proxy: bool,
+    pub sessions: crate::accounts::SessionSettings,
+    /// Failed console logins, per address and name.
+    pub logins: Arc<crate::accounts::LoginLimiter>,
 }
 
 /// Bounds on what clients can hold of the server, whatever they send.
@@ -124,6 +130,9 @@ impl AppState {
             allow_unsigned_payload: false,
             allowed_hosts: Arc::default(),
             tls: None,
+            trusted_proxy: false,
+            sessions: Default::default(),
+            logins: Arc::default(),
         })
     }
 

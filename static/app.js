@@ -8,6 +8,12 @@
     if (form && e.target.tagName === "SELECT") form.submit();
   });
 
+  // Forms that cannot be undone ask first (users: their keys go with them).
+  document.addEventListener("submit", function (e) {
+    var form = e.target.closest && e.target.closest("form[data-confirm]");
+    if (form && !window.confirm(form.getAttribute("data-confirm"))) e.preventDefault();
+  });
+
   // "Add variable" adds a row in place instead of reloading the form.
   document.addEventListener("click", function (e) {
     var button = e.target.closest && e.target.closest("[data-add-env]");

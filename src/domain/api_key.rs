@@ -12,7 +12,7 @@ pub struct GeneratedKey {
 
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-fn random_text(len: usize) -> String {
+pub fn random_text(len: usize) -> String {
     // Rejection sampling keeps every character equally likely.
     let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];

@@ -8,3 +8,4 @@ pub mod namespace;
 pub mod rules;
 pub mod runtime;
 pub mod template;
+pub mod user;

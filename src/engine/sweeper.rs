@@ -1,6 +1,7 @@
 //! The retention sweeper: deletes events that ended longer than the retention ago, with their
 //! timelines and rollup counts, in small batches that leave room for accepts and claims.
-//! Queued and running events are never swept.
+//! Queued and running events are never swept. Expired sessions and audit entries older than
+//! the audit retention go in the same run.
 
 use crate::clock::{Clock, Millis};
 use crate::store::{DynStore, StoreResult};
@@ -15,6 +16,9 @@ pub const BATCH: u32 = 2000;
 /// The sweeper leaves the writer alone for this many times as long as its last batch took, so
 /// it never takes more than a fifth of the writer's time however much there is to delete.
 const YIELD_FACTOR: u32 = 4;
+
+/// How long audit entries are kept unless configured otherwise.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
 /// What the sweeper did last, for the System page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +36,7 @@ pub struct Sweeper {
     store: DynStore,
     clock: Clock,
     retention: Duration,
+    audit_retention_ms: AtomicU64,
     interval_ms: AtomicU64,
     status: Mutex<SweepStatus>,
     cancel: CancellationToken,
@@ -44,6 +49,7 @@ impl Sweeper {
             store,
             clock,
             retention,
+            audit_retention_ms: AtomicU64::new(DEFAULT_AUDIT_RETENTION.as_millis() as u64),
             interval_ms: AtomicU64::new(interval.as_millis() as u64),
             status: Mutex::new(SweepStatus::default()),
             cancel: CancellationToken::new(),
@@ -53,6 +59,15 @@ impl Sweeper {
 
     pub fn retention(&self) -> Duration {
         self.retention
+    }
+
+    pub fn audit_retention(&self) -> Duration {
+        Duration::from_millis(self.audit_retention_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_audit_retention(&self, retention: Duration) {
+        self.audit_retention_ms
+            .store(retention.as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn interval(&self) -> Duration {
@@ -98,20 +113,20 @@ impl Sweeper {
         let started = Instant::now();
         let now = self.clock.now_millis();
         let cutoff = now - self.retention.as_millis() as Millis;
+        let audit_cutoff = now - self.audit_retention().as_millis() as Millis;
         let mut removed = 0;
         let result = async {
-            loop {
-                let batch_started = Instant::now();
-                let n = self.store.sweep_events(cutoff, BATCH).await?;
-                removed += n;
-                if n < u64::from(BATCH) || self.cancel.is_cancelled() {
-                    break;
-                }
-                // Let accepts, claims and page reads have the writer between batches.
-                let pause = (batch_started.elapsed() * YIELD_FACTOR).max(Duration::from_millis(10));
-                tokio::time::sleep(pause).await;
-            }
+            removed += self
+                .in_batches(|limit| self.store.sweep_events(cutoff, limit))
+                .await?;
             self.store.trim_rollups(cutoff).await?;
+            let audit = self
+                .in_batches(|limit| self.store.sweep_audit(audit_cutoff, limit))
+                .await?;
+            let sessions = self.store.sweep_sessions(now).await?;
+            if audit + sessions > 0 {
+                tracing::info!(audit, sessions, "retention sweep removed old audit entries and expired sessions");
+            }
             // The events table grows and shrinks by orders of magnitude: the planner's
             // statistics follow, or lists by status fall back to slow plans.
             self.store.optimize().await
@@ -128,5 +143,26 @@ impl Sweeper {
             tracing::info!(removed, "retention sweep removed ended events");
         }
         result.map(|_| removed)
+    }
+
+    /// Runs `sweep` batch after batch until one comes back short, leaving the writer to others
+    /// between batches.
+    async fn in_batches<F, Fut>(&self, sweep: F) -> StoreResult<u64>
+    where
+        F: Fn(u32) -> Fut,
+        Fut: std::future::Future<Output = StoreResult<u64>>,
+    {
+        let mut removed = 0;
+        loop {
+            let batch_started = Instant::now();
+            let n = sweep(BATCH).await?;
+            removed += n;
+            if n < u64::from(BATCH) || self.cancel.is_cancelled() {
+                return Ok(removed);
+            }
+            // Let accepts, claims and page reads have the writer between batches.
+            let pause = (batch_started.elapsed() * YIELD_FACTOR).max(Duration::from_millis(10));
+            tokio::time::sleep(pause).await;
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::error::{ApiError, ApiResult};
 use super::tc3::{self, MAX_SKEW_SECS, SignInput};
+use crate::domain::user::Role;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Uri};
@@ -18,6 +19,14 @@ pub struct Caller<'h> {
     secret_key: String,
     /// The signature leaves the body out (`X-TC-Content-SHA256: UNSIGNED-PAYLOAD`).
     unsigned_payload: bool,
+    /// What calls signed with the key may do: its owner's role, or read-only.
+    pub role: Role,
+}
+
+impl Caller<'_> {
+    pub fn secret_id(&self) -> &str {
+        self.auth.secret_id
+    }
 }
 
 /// Everything the headers alone can refuse, refused before a byte of the body is read, so an
@@ -90,11 +99,18 @@ pub async fn identify<'h>(state: &AppState, headers: &'h HeaderMap) -> ApiResult
                 "The SecretId does not exist or is disabled.",
             )
         })?;
+    let role = key.role().ok_or_else(|| {
+        failure(
+            "UnauthorizedOperation",
+            "This key belongs to no user; an admin can delete it and create a new one.",
+        )
+    })?;
     Ok(Caller {
         auth,
         timestamp,
         secret_key: key.secret_key,
         unsigned_payload,
+        role,
     })
 }
 
@@ -111,6 +127,7 @@ pub fn verify(
         timestamp,
         secret_key,
         unsigned_payload,
+        ..
     } = caller;
     let timestamp = *timestamp;
     let payload_hash = if *unsigned_payload {

@@ -87,6 +87,7 @@ impl From<ServiceError> for ApiError {
                 };
                 ApiError::new(code, r.to_string())
             }
+            ServiceError::Forbidden(message) => ApiError::new("UnauthorizedOperation", message),
             ServiceError::Unavailable(message) => ApiError::new("InternalError", message),
             ServiceError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error in API call");

@@ -11,6 +11,7 @@ mod namespaces;
 pub mod params;
 pub mod tc3;
 
+use crate::domain::user::Permission;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -85,6 +86,7 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
     let action = header_str(&parts.headers, "x-tc-action")
         .unwrap_or_default()
         .to_string();
+    let mut audited = Audited::default();
     let result = panics_as_errors(
         &action,
         call(
@@ -94,9 +96,19 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
             &parts.headers,
             body,
             &action,
+            &mut audited,
         ),
     )
     .await;
+    if let Some(secret_id) = &audited.secret_id {
+        let source = crate::app::client_address(state.trusted_proxy, &parts);
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("refused: {}", e.code),
+        };
+        let actor = crate::audit::Actor::api(secret_id, &source);
+        crate::audit::record(state, &actor, &action, &audited.target, &outcome).await;
+    }
     let response = match result {
         Ok(Value::Object(mut fields)) => {
             fields.insert("RequestId".into(), Value::String(request_id.clone()));
@@ -143,6 +155,43 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// What the audit log needs of a call that changes something: set once the caller is known.
+#[derive(Default)]
+struct Audited {
+    secret_id: Option<String>,
+    target: String,
+}
+
+/// What each action needs of the key's role. Reading (`Get…`, `List…`) is for every role;
+/// everything else changes functions, events or namespaces.
+fn permission(action: &str) -> Permission {
+    if action.starts_with("Get") || action.starts_with("List") {
+        Permission::Read
+    } else {
+        Permission::Develop
+    }
+}
+
+/// Changes are audited; reads are not, nor are invocations, which Event Management records
+/// and which would otherwise double every accept's writes.
+fn is_audited(action: &str) -> bool {
+    permission(action) != Permission::Read && action != "Invoke"
+}
+
+/// What a call was about: `region/namespace[/function[/RequestId]]`.
+fn target_of(region: &str, params: &Value) -> String {
+    let text = |name: &str| params.get(name).and_then(Value::as_str).unwrap_or_default();
+    let namespace = match text("Namespace") {
+        "" => crate::domain::namespace::DEFAULT_NAMESPACE,
+        ns => ns,
+    };
+    [region, namespace, text("FunctionName"), text("InvokeRequestId")]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 async fn call(
     state: &AppState,
     method: &Method,
@@ -150,10 +199,22 @@ async fn call(
     headers: &HeaderMap,
     body: Body,
     action: &str,
+    audited: &mut Audited,
 ) -> ApiResult<Value> {
     let caller = auth::identify(state, headers).await?;
     let body = read_body(action, headers, body).await?;
     auth::verify(&caller, method, uri, headers, &body)?;
+    let audit = is_audited(action);
+    if audit {
+        audited.secret_id = Some(caller.secret_id().to_string());
+    }
+    let needed = permission(action);
+    if !caller.role.allows(needed) {
+        return Err(ApiError::new(
+            "UnauthorizedOperation",
+            crate::domain::user::refusal(caller.role, needed),
+        ));
+    }
     match header_str(headers, "x-tc-version") {
         Some(VERSION) => {}
         Some(other) => {
@@ -183,6 +244,9 @@ async fn call(
         }
     };
     let params = read_params(method, uri, &body)?;
+    if audit {
+        audited.target = target_of(&region, &params);
+    }
     let call = Call {
         state,
         region,

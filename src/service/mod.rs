@@ -30,6 +30,9 @@ pub enum ServiceError {
     /// The request is fine, but the state of what it names does not allow it now.
     #[error("{0}")]
     Refused(Refused),
+    /// The caller's role or ownership does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
     /// Nothing could be accepted now (the store cannot write); the message says what did not
     /// happen.
     #[error("{0}")]

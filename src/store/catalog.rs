@@ -42,13 +42,34 @@ pub struct FunctionQuery {
     pub limit: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
     pub secret_id: String,
     pub secret_key: String,
     pub description: String,
     pub enabled: bool,
     pub created_at: Millis,
+    /// The user the key acts for; `None` only for keys made before users existed, until the
+    /// first admin adopts them.
+    pub owner: Option<String>,
+    /// Acts as read-only whatever its owner's role.
+    pub read_only: bool,
+    /// The owner's role when the key was read (not written).
+    pub owner_role: Option<crate::domain::user::Role>,
+}
+
+impl ApiKey {
+    /// The role calls signed with this key act with: the owner's, or read-only if the key is
+    /// made so; a key without an owner acts for no one.
+    pub fn role(&self) -> Option<crate::domain::user::Role> {
+        use crate::domain::user::Role;
+        let role = self.owner_role?;
+        Some(if self.read_only {
+            role.at_most(Role::ReadOnly)
+        } else {
+            role
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -133,7 +154,8 @@ pub trait Catalog: Send + Sync {
 
     async fn get_api_key(&self, secret_id: &str) -> StoreResult<Option<ApiKey>>;
 
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// Every key, or those of one owner.
+    async fn list_api_keys(&self, owner: Option<&str>) -> StoreResult<Vec<ApiKey>>;
 
     async fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> StoreResult<()>;
 

@@ -1,6 +1,7 @@
 //! The store interface: everything scf-console keeps, behind one trait so that SQLite (the
 //! embedded default) and a server database can stand behind it alike.
 
+pub mod accounts;
 pub mod catalog;
 pub mod preflight;
 pub mod queries;
@@ -8,6 +9,7 @@ pub mod queue;
 pub mod retention;
 pub mod sqlite;
 
+pub use accounts::*;
 pub use catalog::*;
 pub use queries::*;
 pub use queue::*;
@@ -148,7 +150,7 @@ impl WriteHealth {
 
 /// The whole store: every consumer's part, plus what concerns the store itself.
 #[async_trait]
-pub trait Store: Catalog + EventQueue + EventQueries + Retention + Send + Sync + 'static {
+pub trait Store: Catalog + Accounts + EventQueue + EventQueries + Retention + Send + Sync + 'static {
     /// Whether writes reach the disk now.
     fn write_health(&self) -> &WriteHealth;
 

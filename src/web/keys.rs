@@ -1,5 +1,6 @@
 //! API Keys: create (the SecretKey is shown once), disable, enable, delete.
 
+use super::auth::Viewer;
 use super::form::{Fields, FormFields};
 use super::shell::{Section, Shell};
 use super::urls;
@@ -7,7 +8,8 @@ use crate::clock::{TimeFormat, format_time};
 use crate::domain::rules::FieldErrors;
 use crate::error::AppResult;
 use crate::keys;
-use crate::service::{Missing, ServiceError};
+use crate::domain::user::Permission;
+use crate::service::ServiceError;
 use crate::state::AppState;
 use crate::store::ApiKey;
 use askama::Template;
@@ -39,6 +41,8 @@ pub fn routes() -> Router<AppState> {
 
 pub struct Row {
     pub secret_id: String,
+    pub owner: String,
+    pub read_only: bool,
     pub description: String,
     pub enabled: bool,
     pub created: String,
@@ -58,6 +62,10 @@ pub struct ListPage {
     banner: Option<String>,
     /// A key just created: the only time its SecretKey is shown.
     created: Option<ApiKey>,
+    /// Users a new key can be made for: everyone for an admin, else only oneself.
+    owners: Vec<String>,
+    owner: String,
+    read_only: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -66,22 +74,50 @@ struct Notice {
     done: Option<String>,
 }
 
+/// What the create form holds.
+struct KeyForm {
+    description: String,
+    owner: String,
+    read_only: bool,
+    errors: FieldErrors,
+}
+
+impl KeyForm {
+    fn empty(viewer: &Viewer) -> KeyForm {
+        KeyForm {
+            description: String::new(),
+            owner: viewer.user.clone(),
+            read_only: false,
+            errors: FieldErrors::default(),
+        }
+    }
+}
+
 async fn page(
     state: &AppState,
     region: &str,
     namespace: &str,
-    description: String,
-    errors: FieldErrors,
+    viewer: &Viewer,
+    form: KeyForm,
     banner: Option<String>,
     created: Option<ApiKey>,
 ) -> AppResult<ListPage> {
     let shell = Shell::load(state, region, namespace, Section::ApiKeys, "API Keys").await?;
+    // An admin sees and manages every key; everyone else their own.
+    let admin = viewer.can(Permission::Administer);
+    let owners = if admin {
+        state.store.list_users().await?.into_iter().map(|u| u.name).collect()
+    } else {
+        vec![viewer.user.clone()]
+    };
     let rows = state
         .store
-        .list_api_keys()
+        .list_api_keys((!admin).then_some(viewer.user.as_str()))
         .await?
         .into_iter()
         .map(|k| Row {
+            owner: k.owner.clone().unwrap_or_default(),
+            read_only: k.read_only,
             enable_url: urls::api_key(region, namespace, &k.secret_id, "enable"),
             disable_url: urls::api_key(region, namespace, &k.secret_id, "disable"),
             delete_url: urls::api_key(region, namespace, &k.secret_id, "delete"),
@@ -95,10 +131,13 @@ async fn page(
     Ok(ListPage {
         shell,
         rows,
-        description,
-        errors,
+        description: form.description,
+        errors: form.errors,
         banner,
         created,
+        owners,
+        owner: form.owner,
+        read_only: form.read_only,
     })
 }
 
@@ -106,6 +145,7 @@ async fn list(
     State(state): State<AppState>,
     Path((region, namespace)): Path<(String, String)>,
     Query(notice): Query<Notice>,
+    viewer: Viewer,
 ) -> AppResult<ListPage> {
     let banner = notice.done.map(|what| match what.as_str() {
         "enabled" => "Key enabled: it can sign requests again.".to_string(),
@@ -116,8 +156,8 @@ async fn list(
         &state,
         &region,
         &namespace,
-        String::new(),
-        FieldErrors::default(),
+        &viewer,
+        KeyForm::empty(&viewer),
         banner,
         None,
     )
@@ -127,27 +167,43 @@ async fn list(
 async fn create(
     State(state): State<AppState>,
     Path((region, namespace)): Path<(String, String)>,
+    viewer: Viewer,
     FormFields(pairs): FormFields,
 ) -> AppResult<Response> {
-    let description = Fields(pairs).get("Description").to_string();
-    match keys::create(state.store.as_ref(), &description, state.clock.now_millis()).await {
+    let fields = Fields(pairs);
+    let mut form = KeyForm {
+        description: fields.get("Description").to_string(),
+        owner: match fields.get("Owner") {
+            "" => viewer.user.clone(),
+            owner => owner.to_string(),
+        },
+        read_only: fields.get("ReadOnly").eq_ignore_ascii_case("TRUE"),
+        errors: FieldErrors::default(),
+    };
+    if form.owner != viewer.user {
+        viewer.require(Permission::Administer)?;
+    }
+    let now = state.clock.now_millis();
+    let created = keys::create(
+        state.store.as_ref(),
+        &form.owner,
+        &form.description,
+        form.read_only,
+        now,
+    )
+    .await;
+    match created {
         // Shown in the answer to the POST, never again: nothing stores it for display.
         Ok(key) => {
-            tracing::info!(secret_id = %key.secret_id, "API key created in the console");
-            Ok(page(
-                &state,
-                &region,
-                &namespace,
-                String::new(),
-                FieldErrors::default(),
-                None,
-                Some(key),
-            )
-            .await?
-            .into_response())
+            tracing::info!(secret_id = %key.secret_id, owner = %form.owner, "API key created in the console");
+            let form = KeyForm::empty(&viewer);
+            Ok(page(&state, &region, &namespace, &viewer, form, None, Some(key))
+                .await?
+                .into_response())
         }
         Err(ServiceError::Invalid(errors)) => {
-            let page = page(&state, &region, &namespace, description, errors, None, None).await?;
+            form.errors = errors;
+            let page = page(&state, &region, &namespace, &viewer, form, None, None).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),
@@ -156,11 +212,13 @@ async fn create(
 
 async fn set_enabled(
     state: &AppState,
+    viewer: &Viewer,
     region: &str,
     namespace: &str,
     id: &str,
     enabled: bool,
 ) -> AppResult<Redirect> {
+    keys::managed_by(state.store.as_ref(), id, &viewer.user, viewer.role).await?;
     keys::set_enabled(state, id, enabled).await?;
     Ok(Redirect::to(&format!(
         "{}?done={}",
@@ -172,15 +230,17 @@ async fn set_enabled(
 async fn enable(
     State(state): State<AppState>,
     Path((region, namespace, id)): Path<(String, String, String)>,
+    viewer: Viewer,
 ) -> AppResult<Redirect> {
-    set_enabled(&state, &region, &namespace, &id, true).await
+    set_enabled(&state, &viewer, &region, &namespace, &id, true).await
 }
 
 async fn disable(
     State(state): State<AppState>,
     Path((region, namespace, id)): Path<(String, String, String)>,
+    viewer: Viewer,
 ) -> AppResult<Redirect> {
-    set_enabled(&state, &region, &namespace, &id, false).await
+    set_enabled(&state, &viewer, &region, &namespace, &id, false).await
 }
 
 #[derive(Template, WebTemplate)]
@@ -193,6 +253,7 @@ pub struct DeletePage {
 async fn confirm_delete(
     State(state): State<AppState>,
     Path((region, namespace, id)): Path<(String, String, String)>,
+    viewer: Viewer,
 ) -> AppResult<DeletePage> {
     let shell = Shell::load(
         &state,
@@ -202,11 +263,7 @@ async fn confirm_delete(
         "Delete API key",
     )
     .await?;
-    let key = state
-        .store
-        .get_api_key(&id)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound(Missing::ApiKey(id.clone())))?;
+    let key = keys::managed_by(state.store.as_ref(), &id, &viewer.user, viewer.role).await?;
     Ok(DeletePage {
         shell,
         secret_id: key.secret_id,
@@ -216,7 +273,9 @@ async fn confirm_delete(
 async fn delete(
     State(state): State<AppState>,
     Path((region, namespace, id)): Path<(String, String, String)>,
+    viewer: Viewer,
 ) -> AppResult<Redirect> {
+    keys::managed_by(state.store.as_ref(), &id, &viewer.user, viewer.role).await?;
     keys::delete(&state, &id).await?;
     Ok(Redirect::to(&format!(
         "{}?done=deleted",

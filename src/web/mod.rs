@@ -2,6 +2,8 @@
 //! and links; htmx only swaps parts of a page in place.
 
 pub mod assets;
+mod audit;
+pub mod auth;
 mod event_page;
 mod events_tab;
 mod form;
@@ -13,6 +15,7 @@ mod parts;
 mod shell;
 mod system;
 mod test_tab;
+mod users;
 pub mod urls;
 mod wizard;
 
@@ -46,6 +49,9 @@ pub fn routes() -> Router<AppState> {
         .merge(system::routes())
         .merge(events_tab::routes())
         .merge(event_page::routes())
+        .merge(auth::routes())
+        .merge(users::routes())
+        .merge(audit::routes())
         .fallback(|| async {
             crate::error::AppError::NotFound("There is no page at this address.".into())
         })

@@ -10,6 +10,9 @@ pub enum Section {
     Functions,
     Namespaces,
     ApiKeys,
+    Users,
+    Audit,
+    Account,
     System,
 }
 
@@ -89,6 +92,30 @@ impl Shell {
 
     pub fn api_keys_url(&self) -> String {
         urls::api_keys(&self.region, &self.namespace)
+    }
+
+    pub fn users_url(&self) -> String {
+        urls::users(&self.region, &self.namespace)
+    }
+
+    pub fn audit_url(&self) -> String {
+        urls::audit(&self.region, &self.namespace)
+    }
+
+    pub fn account_url(&self) -> String {
+        urls::account(&self.region, &self.namespace)
+    }
+
+    pub fn in_users(&self) -> bool {
+        self.section == Section::Users
+    }
+
+    pub fn in_audit(&self) -> bool {
+        self.section == Section::Audit
+    }
+
+    pub fn in_account(&self) -> bool {
+        self.section == Section::Account
     }
 
     pub fn system_url(&self) -> String {

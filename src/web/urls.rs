@@ -67,6 +67,23 @@ pub fn api_key(region: &str, namespace: &str, secret_id: &str, action: &str) -> 
     )
 }
 
+pub fn users(region: &str, namespace: &str) -> String {
+    format!("/scf/{}/{}/users", encode(region), encode(namespace))
+}
+
+/// `action` is `role`, `password` or `delete`.
+pub fn user(region: &str, namespace: &str, user: &str, action: &str) -> String {
+    format!("{}/{}/{action}", users(region, namespace), encode(user))
+}
+
+pub fn account(region: &str, namespace: &str) -> String {
+    format!("/scf/{}/{}/account", encode(region), encode(namespace))
+}
+
+pub fn audit(region: &str, namespace: &str) -> String {
+    format!("/scf/{}/{}/audit", encode(region), encode(namespace))
+}
+
 pub fn system(region: &str, namespace: &str) -> String {
     format!("/scf/{}/{}/system", encode(region), encode(namespace))
 }

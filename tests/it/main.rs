@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod accounts;
 mod attacks;
 mod browser;
 mod doors;

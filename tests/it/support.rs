@@ -65,7 +65,20 @@ where
 pub struct TestApp {
     pub router: Router,
     pub state: AppState,
+    /// The console session requests are sent with: the first admin's, unless a test logs in
+    /// as someone else or logs out.
+    pub login: Mutex<Option<Login>>,
     _dir: tempfile::TempDir,
+}
+
+/// The password of the first admin, `admin`, in every test console.
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+/// A logged-in session: the cookie's value and the session's CSRF token.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub cookie: String,
+    pub csrf: String,
 }
 
 impl TestApp {
@@ -142,10 +155,85 @@ impl TestApp {
         )
         .await
         .unwrap();
-        TestApp {
+        // Long enough that tests moving the clock by days stay logged in; expiry has its own.
+        let mut state = state;
+        state.sessions.ttl = Duration::from_secs(30 * 86_400);
+        scf_console::accounts::ensure_first_admin(
+            &state.store,
+            state.clock.now_millis(),
+            Some(ADMIN_PASSWORD),
+        )
+        .await
+        .unwrap();
+        let app = TestApp {
             router: router(state.clone()),
             state,
+            login: Mutex::new(None),
             _dir: dir,
+        };
+        let page = app.log_in("admin", ADMIN_PASSWORD).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "the first admin logs in");
+        app
+    }
+
+    /// Logs in through the login form; on success, later requests carry this session.
+    pub async fn log_in(&self, user: &str, password: &str) -> Page {
+        let page = self
+            .send_anonymous(
+                form_request("/login")
+                    .body(form_body(&[("UserName", user), ("Password", password)]))
+                    .unwrap(),
+            )
+            .await;
+        let cookie = page
+            .headers
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("scf_session="))
+            .and_then(|v| v.split(';').next())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
+        if let Some(cookie) = cookie {
+            let hash = scf_console::accounts::token_hash(&cookie);
+            let session = self
+                .state
+                .store
+                .session(&hash, self.state.clock.now_millis())
+                .await
+                .unwrap()
+                .expect("a session after a successful login");
+            *self.login.lock().unwrap() = Some(Login {
+                cookie,
+                csrf: session.csrf_token,
+            });
+        }
+        page
+    }
+
+    /// Creates a user with `role` (as the first admin would) and logs in as them.
+    pub async fn log_in_as_new(&self, user: &str, role: &str) -> Page {
+        let password = format!("{user}-password");
+        scf_console::accounts::create_user(&self.state, user, role, &password)
+            .await
+            .unwrap();
+        self.log_in(user, &password).await
+    }
+
+    /// The session requests are sent with now.
+    pub fn session(&self) -> Option<Login> {
+        self.login.lock().unwrap().clone()
+    }
+
+    /// Sends without any session cookie or token, as someone who has not logged in.
+    pub async fn send_anonymous(&self, req: Request<Body>) -> Page {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
         }
     }
 
@@ -161,16 +249,22 @@ impl TestApp {
         format!("http://{addr}")
     }
 
-    pub async fn send(&self, req: Request<Body>) -> Page {
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        Page {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
+    /// Sends as the logged-in user: with the session cookie, and with the CSRF token on a
+    /// change (as the console's pages send it), unless the request carries its own.
+    pub async fn send(&self, mut req: Request<Body>) -> Page {
+        if let Some(login) = self.session() {
+            let headers = req.headers_mut();
+            if !headers.contains_key(header::COOKIE) {
+                let cookie = format!("scf_session={}", login.cookie);
+                headers.insert(header::COOKIE, cookie.parse().unwrap());
+            }
+            let reads = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+            if !reads && !req.headers().contains_key("x-csrf-token") {
+                let token = login.csrf.parse().unwrap();
+                req.headers_mut().insert("x-csrf-token", token);
+            }
         }
+        self.send_anonymous(req).await
     }
 
     pub async fn get(&self, uri: &str) -> Page {
@@ -235,11 +329,11 @@ impl TestApp {
     }
 }
 
-fn form_request(uri: &str) -> axum::http::request::Builder {
+pub fn form_request(uri: &str) -> axum::http::request::Builder {
     Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
 }
 
-fn form_body(fields: &[(&str, &str)]) -> Body {
+pub fn form_body(fields: &[(&str, &str)]) -> Body {
     let encoded = fields
         .iter()
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))

@@ -305,14 +305,16 @@ impl Catalog for SqliteStore {
 
     async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO api_keys (secret_id, secret_key, description, enabled, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO api_keys (secret_id, secret_key, description, enabled, created_at, owner, read_only) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&key.secret_id)
         .bind(&key.secret_key)
         .bind(&key.description)
         .bind(key.enabled)
         .bind(key.created_at)
+        .bind(&key.owner)
+        .bind(key.read_only)
         .execute(&self.writer)
         .await
         .map_err(constraint)?;
@@ -321,41 +323,41 @@ impl Catalog for SqliteStore {
 
     async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO api_keys (secret_id, secret_key, description, enabled, created_at) \
-             VALUES (?, ?, ?, 1, ?) ON CONFLICT (secret_id) DO UPDATE SET \
-             secret_key = excluded.secret_key, description = excluded.description, enabled = 1",
+            "INSERT INTO api_keys (secret_id, secret_key, description, enabled, created_at, owner, read_only) \
+             VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT (secret_id) DO UPDATE SET \
+             secret_key = excluded.secret_key, description = excluded.description, enabled = 1, \
+             owner = excluded.owner, read_only = excluded.read_only",
         )
         .bind(&key.secret_id)
         .bind(&key.secret_key)
         .bind(&key.description)
         .bind(key.created_at)
+        .bind(&key.owner)
+        .bind(key.read_only)
         .execute(&self.writer)
-        .await?;
+        .await
+        .map_err(constraint)?;
         Ok(())
     }
 
     async fn get_api_key(&self, secret_id: &str) -> StoreResult<Option<ApiKey>> {
-        let row = sqlx::query(
-            "SELECT secret_id, secret_key, description, enabled, created_at FROM api_keys \
-             WHERE secret_id = ?",
-        )
-        .bind(secret_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.as_ref().map(ApiKey::from_row).transpose()?)
+        let sql = format!("{API_KEY_SELECT} WHERE k.secret_id = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(secret_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(api_key_from_row).transpose()?)
     }
 
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
-        let rows = sqlx::query(
-            "SELECT secret_id, secret_key, description, enabled, created_at FROM api_keys \
-             ORDER BY created_at, secret_id",
-        )
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(ApiKey::from_row)
-            .collect::<Result<_, _>>()?)
+    async fn list_api_keys(&self, owner: Option<&str>) -> StoreResult<Vec<ApiKey>> {
+        let sql = format!(
+            "{API_KEY_SELECT} WHERE (?1 IS NULL OR k.owner = ?1) ORDER BY k.created_at, k.secret_id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(owner)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(api_key_from_row).collect::<Result<_, _>>()?)
     }
 
     async fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> StoreResult<()> {
@@ -479,8 +481,26 @@ async fn write_files(
     Ok(())
 }
 
+const API_KEY_SELECT: &str = "SELECT k.secret_id, k.secret_key, k.description, k.enabled, \
+     k.created_at, k.owner, k.read_only, u.role AS owner_role \
+     FROM api_keys k LEFT JOIN users u ON u.name = k.owner";
+
+fn api_key_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiKey, sqlx::Error> {
+    let role: Option<String> = row.try_get("owner_role")?;
+    Ok(ApiKey {
+        secret_id: row.try_get("secret_id")?,
+        secret_key: row.try_get("secret_key")?,
+        description: row.try_get("description")?,
+        enabled: row.try_get("enabled")?,
+        created_at: row.try_get("created_at")?,
+        owner: row.try_get("owner")?,
+        read_only: row.try_get("read_only")?,
+        owner_role: role.as_deref().and_then(crate::domain::user::Role::parse),
+    })
+}
+
 /// Escapes `%`, `_` and `\` so a search for `a_b` matches that text, not any character.
-fn like_pattern(search: &str) -> String {
+pub(super) fn like_pattern(search: &str) -> String {
     let mut out = String::with_capacity(search.len() + 2);
     out.push('%');
     for c in search.chars() {
@@ -498,7 +518,7 @@ const NAMESPACE_SELECT: &str = "SELECT n.region, n.name, n.description, n.create
      AS function_count FROM namespaces n";
 
 /// A write that names one row: none changed means it is not there.
-fn found(rows: u64) -> StoreResult<()> {
+pub(super) fn found(rows: u64) -> StoreResult<()> {
     if rows == 0 {
         Err(StoreError::NotFound)
     } else {

@@ -229,6 +229,7 @@ fn constraint(e: sqlx::Error) -> StoreError {
     StoreError::Database(e)
 }
 
+mod accounts;
 mod catalog;
 mod queries;
 mod queue;

@@ -1,0 +1,296 @@
+//! Users, sessions and the audit log on SQLite.
+
+use super::catalog::{found, like_pattern};
+use super::*;
+use crate::domain::user::Role;
+use crate::store::*;
+use sqlx::sqlite::SqliteRow;
+
+const USER_COLUMNS: &str = "name, role, password_hash, created_at, password_changed_at";
+
+fn role_of(text: &str) -> Result<Role, sqlx::Error> {
+    Role::parse(text).ok_or_else(|| sqlx::Error::Decode(format!("unknown role {text:?}").into()))
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        name: row.try_get("name")?,
+        role: role_of(row.try_get("role")?)?,
+        password_hash: row.try_get("password_hash")?,
+        created_at: row.try_get("created_at")?,
+        password_changed_at: row.try_get("password_changed_at")?,
+    })
+}
+
+fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, sqlx::Error> {
+    let via: String = row.try_get("via")?;
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        via: Via::parse(&via)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown door {via:?}").into()))?,
+        source: row.try_get("source")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        outcome: row.try_get("outcome")?,
+    })
+}
+
+/// How many admins there would be after a change, read inside the change's transaction.
+async fn admins_besides(
+    tx: &mut sqlx::SqliteConnection,
+    name: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND name != ?")
+        .bind(name)
+        .fetch_one(tx)
+        .await
+}
+
+#[async_trait]
+impl Accounts for SqliteStore {
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (name, role, password_hash, created_at, password_changed_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&user.name)
+        .bind(user.role.as_str())
+        .bind(&user.password_hash)
+        .bind(user.created_at)
+        .bind(user.password_changed_at)
+        .execute(&self.writer)
+        .await
+        .map_err(constraint)?;
+        Ok(())
+    }
+
+    async fn create_first_user(&self, user: &User) -> StoreResult<bool> {
+        let created = sqlx::query(
+            "INSERT INTO users (name, role, password_hash, created_at, password_changed_at) \
+             SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM users)",
+        )
+        .bind(&user.name)
+        .bind(user.role.as_str())
+        .bind(&user.password_hash)
+        .bind(user.created_at)
+        .bind(user.password_changed_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(created.rows_affected() == 1)
+    }
+
+    async fn get_user(&self, name: &str) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY name");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(user_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn set_user_role(&self, name: &str, role: Role) -> StoreResult<()> {
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        if role != Role::Admin && admins_besides(&mut tx, name).await? == 0 {
+            return Err(StoreError::NotEmpty);
+        }
+        let changed = sqlx::query("UPDATE users SET role = ? WHERE name = ?")
+            .bind(role.as_str())
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        found(changed)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_user_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        now: Millis,
+        keep: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let changed = sqlx::query(
+            "UPDATE users SET password_hash = ?, password_changed_at = ? WHERE name = ?",
+        )
+        .bind(password_hash)
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        found(changed)?;
+        sqlx::query("DELETE FROM sessions WHERE user_name = ? AND token_hash != ?")
+            .bind(name)
+            .bind(keep.unwrap_or(""))
+            .execute(&mut *tx)
+            .await?;
+        // The session kept counts from the change, or the check against the change's time
+        // would end it too.
+        sqlx::query("UPDATE sessions SET created_at = ? WHERE user_name = ? AND token_hash = ?")
+            .bind(now)
+            .bind(name)
+            .bind(keep.unwrap_or(""))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, name: &str) -> StoreResult<()> {
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        if admins_besides(&mut tx, name).await? == 0 {
+            let is_admin: Option<String> =
+                sqlx::query_scalar("SELECT role FROM users WHERE name = ?")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if is_admin.as_deref() == Some(Role::Admin.as_str()) {
+                return Err(StoreError::NotEmpty);
+            }
+        }
+        let deleted = sqlx::query("DELETE FROM users WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        found(deleted)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn adopt_unowned_keys(&self, owner: &str) -> StoreResult<u64> {
+        Ok(sqlx::query("UPDATE api_keys SET owner = ? WHERE owner IS NULL")
+            .bind(owner)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
+    }
+
+    async fn create_session(&self, s: &NewSession<'_>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_name, csrf_token, created_at, expires_at, source) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.token_hash)
+        .bind(s.user)
+        .bind(s.csrf_token)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .bind(s.source)
+        .execute(&self.writer)
+        .await
+        .map_err(constraint)?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &str, now: Millis) -> StoreResult<Option<Session>> {
+        // A session older than the user's last password change is over, whichever process
+        // changed it.
+        let row = sqlx::query(
+            "SELECT s.user_name, u.role, s.csrf_token, s.expires_at FROM sessions s \
+             JOIN users u ON u.name = s.user_name \
+             WHERE s.token_hash = ? AND s.expires_at > ? AND s.created_at >= u.password_changed_at",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Session {
+            user: row.try_get("user_name")?,
+            role: role_of(row.try_get("role")?)?,
+            csrf_token: row.try_get("csrf_token")?,
+            expires_at: row.try_get("expires_at")?,
+        }))
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn sweep_sessions(&self, now: Millis) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
+    }
+
+    async fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, via, source, action, target, outcome) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.at)
+        .bind(&e.actor)
+        .bind(e.via.as_str())
+        .bind(&e.source)
+        .bind(&e.action)
+        .bind(&e.target)
+        .bind(&e.outcome)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, f: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT id, at, actor, via, source, action, target, outcome FROM audit_log WHERE 1 = 1",
+        );
+        if let Some(actor) = &f.actor {
+            query.push(" AND actor = ").push_bind(actor.clone());
+        }
+        if let Some(action) = &f.action {
+            query.push(" AND action = ").push_bind(action.clone());
+        }
+        if let Some(text) = &f.text {
+            let pattern = like_pattern(text);
+            query
+                .push(" AND (target LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\' OR outcome LIKE ")
+                .push_bind(pattern)
+                .push(" ESCAPE '\\')");
+        }
+        if let Some(since) = f.since {
+            query.push(" AND at >= ").push_bind(since);
+        }
+        if let Some(before) = f.before_id {
+            query.push(" AND id < ").push_bind(before);
+        }
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows = query.build().fetch_all(&self.reader).await?;
+        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn sweep_audit(&self, cutoff: Millis, limit: u32) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM audit_log WHERE id IN \
+             (SELECT id FROM audit_log WHERE at < ? ORDER BY at LIMIT ?)",
+        )
+        .bind(cutoff)
+        .bind(i64::from(limit))
+        .execute(&self.writer)
+        .await?
+        .rows_affected())
+    }
+}
