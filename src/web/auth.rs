@@ -109,6 +109,27 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Viewer {
     }
 }
 
+/// What a handler tells the audit log about a change it made, beyond what the route says:
+/// what was made (a new function's name, a new key's SecretId) and how (status trace turned
+/// off). A change answered with a page rather than a redirect is audited only with this, so a
+/// form shown again (a confirmation, an added row) is not taken for a change.
+#[derive(Debug, Clone, Default)]
+pub struct Audited {
+    pub target: Option<String>,
+    pub note: Option<String>,
+}
+
+/// Marks `response` as a change made, for the audit log.
+pub fn audited(
+    response: impl IntoResponse,
+    target: Option<String>,
+    note: Option<String>,
+) -> Response {
+    let mut response = response.into_response();
+    response.extensions_mut().insert(Audited { target, note });
+    response
+}
+
 /// What a route asks of the user, and the audit log's name for what a change does.
 struct Rule {
     permission: Permission,
@@ -351,7 +372,23 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
     }
     let response = VIEWER.scope(viewer.clone(), next.run(req)).await;
     if let Some(action) = rule.audit {
-        audit::record(&state, &viewer.actor(), action, &target, &outcome_of(response.status())).await;
+        let status = response.status();
+        let told = response.extensions().get::<Audited>();
+        let outcome = match (status.is_success(), told) {
+            // A page shown again with nothing done.
+            (true, None) => None,
+            _ if status.is_success() || status.is_redirection() => Some(
+                match told.and_then(|t| t.note.as_deref()) {
+                    Some(note) => format!("ok: {note}"),
+                    None => "ok".to_string(),
+                },
+            ),
+            _ => Some(outcome_of(status)),
+        };
+        if let Some(outcome) = outcome {
+            let target = told.and_then(|t| t.target.clone()).unwrap_or(target);
+            audit::record(&state, &viewer.actor(), action, &target, &outcome).await;
+        }
     }
     response
 }

@@ -132,12 +132,20 @@ async fn save_config(
             }
         });
     }
+    let trace_change = match (f.trace_enable, draft.is_trace_enabled()) {
+        (true, false) => Some("status trace turned off".to_string()),
+        (false, true) => Some("status trace turned on".to_string()),
+        _ => None,
+    };
     match service::functions::update_configuration(&state, &f, &draft).await {
-        Ok(_) => Ok(Redirect::to(&format!(
-            "{}?saved=1",
-            urls::function_tab(&region, &namespace, &name, "config")
-        ))
-        .into_response()),
+        Ok(_) => Ok(super::auth::audited(
+            Redirect::to(&format!(
+                "{}?saved=1",
+                urls::function_tab(&region, &namespace, &name, "config")
+            )),
+            None,
+            trace_change,
+        )),
         Err(ServiceError::Invalid(errors)) => {
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page(errors, 0, false)).into_response())
         }

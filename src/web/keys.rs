@@ -196,10 +196,15 @@ async fn create(
         // Shown in the answer to the POST, never again: nothing stores it for display.
         Ok(key) => {
             tracing::info!(secret_id = %key.secret_id, owner = %form.owner, "API key created in the console");
+            let target = Some(key.secret_id.clone());
+            let note = Some(format!(
+                "owner {}{}",
+                form.owner,
+                if form.read_only { ", read-only" } else { "" }
+            ));
             let form = KeyForm::empty(&viewer);
-            Ok(page(&state, &region, &namespace, &viewer, form, None, Some(key))
-                .await?
-                .into_response())
+            let page = page(&state, &region, &namespace, &viewer, form, None, Some(key)).await?;
+            Ok(super::auth::audited(page, target, note))
         }
         Err(ServiceError::Invalid(errors)) => {
             form.errors = errors;

@@ -231,11 +231,11 @@ async fn create(
     .await?;
     let errors = match service::namespaces::create(&state, &region, &name, &description).await {
         Ok(_) => {
-            return Ok(Redirect::to(&format!(
+            let redirect = Redirect::to(&format!(
                 "{}?created={name}",
                 urls::namespaces(&region, &namespace)
-            ))
-            .into_response());
+            ));
+            return Ok(super::auth::audited(redirect, Some(format!("{region}/{name}")), None));
         }
         Err(ServiceError::Invalid(errors)) => errors,
         Err(ServiceError::Conflict(taken)) => FieldErrors::from(taken),

@@ -133,15 +133,16 @@ async fn invoke(
     }
     match events::invoke(&state, &f, &payload, wants_async, INVOKE_TYPE_CONSOLE).await {
         Ok(Invocation::Accepted { request_id }) => {
+            let target = format!("{region}/{namespace}/{name}/{request_id}");
             page.answer = Some(Answer::Accepted {
                 url: urls::event(&region, &namespace, &name, &request_id),
                 request_id,
             });
-            Ok(page.into_response())
+            Ok(super::auth::audited(page, Some(target), Some("async event accepted".into())))
         }
         Ok(Invocation::Ran(result)) => {
             page.answer = Some(Answer::Ran(result));
-            Ok(page.into_response())
+            Ok(super::auth::audited(page, None, Some("ran synchronously".into())))
         }
         Err(ServiceError::Invalid(errors)) => {
             page.errors = errors;

@@ -146,7 +146,11 @@ async fn create(
     let fields = Fields(pairs);
     let (name, role) = (fields.get("UserName"), fields.get("Role"));
     match accounts::create_user(&state, name, role, fields.get("Password")).await {
-        Ok(user) => Ok(done(&region, &namespace, "created", &user.name)),
+        Ok(user) => Ok(super::auth::audited(
+            done(&region, &namespace, "created", &user.name),
+            Some(user.name),
+            Some(format!("role {}", user.role)),
+        )),
         Err(ServiceError::Invalid(errors)) => {
             refused_form(&state, &region, &namespace, &viewer, name, role, errors).await
         }
@@ -201,7 +205,11 @@ async fn set_role(
     FormFields(pairs): FormFields,
 ) -> AppResult<Response> {
     match accounts::set_role(&state, &user, Fields(pairs).get("Role")).await {
-        Ok(_) => Ok(done(&region, &namespace, "role", &user)),
+        Ok(role) => Ok(super::auth::audited(
+            done(&region, &namespace, "role", &user),
+            None,
+            Some(format!("now {role}")),
+        )),
         Err(e) => refused_row(&state, &region, &namespace, &viewer, &user, e).await,
     }
 }

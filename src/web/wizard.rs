@@ -270,11 +270,14 @@ async fn create(
         ))
     };
     match service::functions::create(&state, &region, &namespace, &draft).await {
-        Ok(created) => Ok(Redirect::to(&format!(
-            "{}?created=1",
-            urls::function_tab(&region, &namespace, &created.name, "config")
-        ))
-        .into_response()),
+        Ok(created) => Ok(super::auth::audited(
+            Redirect::to(&format!(
+                "{}?created=1",
+                urls::function_tab(&region, &namespace, &created.name, "config")
+            )),
+            Some(format!("{region}/{namespace}/{}", created.name)),
+            None,
+        )),
         Err(ServiceError::Invalid(errors)) => Ok(refused(errors)),
         Err(ServiceError::Conflict(taken)) => Ok(refused(FieldErrors::from(taken))),
         Err(e) => Err(e.into()),

@@ -147,9 +147,14 @@ fn raw(addr: &str, request: &str) -> String {
 }
 
 fn get_as(addr: &str, host: &str, path: &str) -> String {
+    get_with(addr, host, path, "")
+}
+
+/// A GET with a session's `Cookie:` line, as a logged-in browser sends it.
+fn get_with(addr: &str, host: &str, path: &str, cookie: &str) -> String {
     raw(
         addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n"),
     )
 }
 
@@ -230,8 +235,9 @@ fn a_rebound_name_gets_no_page_and_no_api() {
     );
 
     // The names of this machine still reach it.
+    let cookie = crate::server::log_in(addr, "admin", ADMIN_PASSWORD);
     for host in [addr.to_string(), format!("localhost:{port}")] {
-        let page = get_as(addr, &host, &format!("/scf/{REGION}/default/functions"));
+        let page = get_with(addr, &host, &format!("/scf/{REGION}/default/functions"), &cookie);
         assert!(status_line(&page).starts_with("HTTP/1.1 200"), "{page}");
     }
     let made = create_function_as(addr, addr, "direct");
@@ -268,7 +274,8 @@ fn every_answer_carries_the_security_headers() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
     let addr = &server.addr;
-    let list = get_as(addr, addr, &format!("/scf/{REGION}/default/functions"));
+    let cookie = crate::server::log_in(addr, "admin", ADMIN_PASSWORD);
+    let list = get_with(addr, addr, &format!("/scf/{REGION}/default/functions"), &cookie);
     let asset_path = list
         .split("href=\"")
         .filter_map(|s| s.split('"').next())
@@ -282,7 +289,8 @@ fn every_answer_carries_the_security_headers() {
             "an API answer",
             create_function_as(addr, addr, "with-headers"),
         ),
-        ("a 404", get_as(addr, addr, "/no/such/page")),
+        ("a 404", get_with(addr, addr, "/no/such/page", &cookie)),
+        ("the way to the login page", get_as(addr, addr, "/")),
         ("a 421", get_as(addr, "evil.example", "/")),
     ];
     for (what, response) in answers {

@@ -306,6 +306,19 @@ impl Browser {
 }
 
 /// Creates a function in the wizard from a template, ticking Async Execution and Status Trace.
+/// Serves `app` and logs the browser in as the first admin through the login page, which any
+/// console page leads to first; answers the console's base URL.
+async fn log_in(b: &Browser, app: &TestApp) -> String {
+    let base = app.serve().await;
+    b.goto(&format!("{base}/")).await;
+    b.wait("#login-title", "Log in").await;
+    b.fill("#UserName", "admin").await;
+    b.fill("#Password", ADMIN_PASSWORD).await;
+    b.click("button[type=submit]").await;
+    b.wait(".topbar-user", "admin").await;
+    base
+}
+
 async fn create_from_template(b: &Browser, base: &str, template_title: &str, name: &str) {
     b.goto(&format!("{base}/")).await;
     b.click(".sidebar a[href$='/functions']").await;
@@ -358,7 +371,7 @@ async fn the_documented_flow_in_a_real_browser() {
     // 1. Function Service → Create → the Python long-running template → Advanced Settings →
     //    Async Execution → Status Trace → Complete.
     let app = TestApp::new().await;
-    let base = app.serve().await;
+    let base = log_in(&b, &app).await;
     create_from_template(&b, &base, "Long-running async task (Python)", "story-one").await;
     assert!(
         b.url()
@@ -372,7 +385,7 @@ async fn the_documented_flow_in_a_real_browser() {
     // 2. Test tab → invoke → follow the RequestId → Event Management shows it Running, then
     //    Finished without a reload; the details show logs and timeline.
     let app = TestApp::new().await;
-    let base = app.serve().await;
+    let base = log_in(&b, &app).await;
     create_from_template(&b, &base, "Long-running async task (Python)", "story-two").await;
     let request_id = invoke_from_test_tab(&b, r#"{"steps": 3, "interval": 1}"#).await;
     b.click("a.request-id").await;
@@ -422,7 +435,7 @@ async fn the_documented_flow_in_a_real_browser() {
 
     // 4. The failing template → its event fails with the error and stack trace.
     let app = TestApp::new().await;
-    let base = app.serve().await;
+    let base = log_in(&b, &app).await;
     create_from_template(&b, &base, "Failing handler (Python)", "story-four").await;
     invoke_from_test_tab(&b, r#"{"order": {"id": "A-1"}}"#).await;
     b.click("a.request-id").await;
@@ -433,7 +446,7 @@ async fn the_documented_flow_in_a_real_browser() {
 
     // 5. Bad input in the wizard: the messages sit by their fields, the rest is kept.
     let app = TestApp::new().await;
-    let base = app.serve().await;
+    let base = log_in(&b, &app).await;
     b.goto(&format!(
         "{base}/scf/{REGION}/default/functions/-/new?template=python-hello-world"
     ))
@@ -459,7 +472,7 @@ async fn the_documented_flow_in_a_real_browser() {
     // 6. Status trace turned off → Event Management says records are not kept, and when the
     //    existing ones go.
     let app = TestApp::new().await;
-    let base = app.serve().await;
+    let base = log_in(&b, &app).await;
     create_from_template(&b, &base, "Hello World (Python)", "story-six").await;
     b.click("#TraceEnable").await;
     b.click(".form-actions button.btn-primary").await;
@@ -473,7 +486,7 @@ async fn the_documented_flow_in_a_real_browser() {
 
     // 7. Keyboard only: the wizard with Tab, Space and Enter.
     let app = TestApp::new().await;
-    let base = app.serve().await;
+    let base = log_in(&b, &app).await;
     b.goto(&format!("{base}/scf/{REGION}/default/functions"))
         .await;
     b.tab_to("el.textContent.trim() === 'Create'").await;
@@ -519,7 +532,7 @@ async fn the_console_needs_no_inline_code_or_style() {
         &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
     )
     .await;
-    let base = app.serve().await;
+    let base = log_in(&b, &app).await;
     let console = format!("{base}/scf/{REGION}/default");
     for (path, shows) in [
         ("/functions", "policed"),

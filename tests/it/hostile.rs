@@ -23,6 +23,11 @@ use tokio::time::timeout;
 /// How long a test waits for something that should happen at once before calling it a hang.
 const HANG: Duration = Duration::from_secs(15);
 
+/// The login each served console's page requests carry: the attacks here come from a user
+/// who has one, as anyone who can reach the forms does.
+static SESSIONS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<SocketAddr, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
 /// Serves `app` on a free local port with the given limits.
 async fn serve(app: &TestApp, limits: ServerLimits) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -30,7 +35,19 @@ async fn serve(app: &TestApp, limits: ServerLimits) -> SocketAddr {
     let mut state = app.state.clone();
     state.limits = limits;
     tokio::spawn(app::serve(listener, state, std::future::pending()));
+    let login = app.session().expect("the test console is logged in");
+    SESSIONS.lock().unwrap().insert(
+        addr,
+        format!(
+            "Cookie: scf_session={}\r\nX-CSRF-Token: {}\r\n",
+            login.cookie, login.csrf
+        ),
+    );
     addr
+}
+
+fn session_headers(addr: SocketAddr) -> String {
+    SESSIONS.lock().unwrap().get(&addr).cloned().unwrap_or_default()
 }
 
 /// An answer as read off the wire.
@@ -167,14 +184,17 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> Reply {
 }
 
 async fn get(addr: SocketAddr, path: &str, extra_headers: &str) -> Reply {
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra_headers}Connection: close\r\n\r\n");
+    let session = session_headers(addr);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{session}{extra_headers}Connection: close\r\n\r\n"
+    );
     exchange(addr, request.as_bytes()).await
 }
 
 async fn post_form(addr: SocketAddr, path: &str, body: &str) -> Reply {
+    let session = session_headers(addr);
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{session}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     exchange(addr, request.as_bytes()).await
@@ -522,8 +542,9 @@ async fn a_body_sent_too_slowly_is_refused_after_the_body_timeout() {
     stream
         .write_all(
             format!(
-                "POST {} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nFunctionName=",
-                new_url("default")
+                "POST {} HTTP/1.1\r\nHost: localhost\r\n{}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nFunctionName=",
+                new_url("default"),
+                session_headers(addr),
             )
             .as_bytes(),
         )

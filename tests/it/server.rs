@@ -9,8 +9,43 @@ pub(crate) fn http_get(addr: &str, path: &str) -> String {
     http_get_with(addr, path, "")
 }
 
+/// Logs in to the console at `addr` through its login form; answers the `Cookie:` header line
+/// (with its CRLF) that requests of this session carry.
+pub(crate) fn log_in(addr: &str, user: &str, password: &str) -> String {
+    let body = format!(
+        "UserName={}&Password={}",
+        scf_console::web::urls::encode(user),
+        scf_console::web::urls::encode(password)
+    );
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    session_cookie(&response)
+}
+
+/// The `Cookie:` header line for the session a login answer opened.
+pub(crate) fn session_cookie(login_answer: &str) -> String {
+    let value = login_answer
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().starts_with("set-cookie: scf_session=").then_some(l))
+        .and_then(|l| l.split_once('=').map(|(_, v)| v))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("the login opened no session: {login_answer}"));
+    format!("Cookie: scf_session={value}\r\n")
+}
+
 /// A GET request with extra header lines (each ending in CRLF); answers the raw response.
-fn http_get_with(addr: &str, path: &str, headers: &str) -> String {
+pub(crate) fn http_get_with(addr: &str, path: &str, headers: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -55,13 +90,28 @@ fn the_binary_creates_its_database_serves_and_stops_on_ctrl_c() {
         "database created under the data folder"
     );
 
+    // Nothing without a login; the first admin's password was printed once in the log.
     let root = http_get(&addr, "/");
     assert!(root.starts_with("HTTP/1.1 303"), "{root}");
+    assert!(root.contains("location: /login?next=%2F"), "{root}");
+    let mut printed = None;
+    while printed.is_none() {
+        let line = lines.next().expect("server exited").unwrap();
+        printed = line
+            .split("with password \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_string);
+    }
+    let password = printed.unwrap();
+    assert_eq!(password.len(), 20, "{password}");
+    let cookie = log_in(&addr, "admin", &password);
+    let root = http_get_with(&addr, "/", &cookie);
     assert!(
         root.contains("location: /scf/ap-guangzhou/default/functions"),
         "{root}"
     );
-    let list = http_get(&addr, "/scf/ap-guangzhou/default/functions");
+    let list = http_get_with(&addr, "/scf/ap-guangzhou/default/functions", &cookie);
     assert!(list.starts_with("HTTP/1.1 200"));
     assert!(list.contains("Function Service"));
 
@@ -157,6 +207,7 @@ impl Server {
             .env("RUST_LOG", "info")
             .env("SCF_SECRET_ID", crate::support::api::SECRET_ID)
             .env("SCF_SECRET_KEY", crate::support::api::SECRET_KEY)
+            .env("SCF_ADMIN_PASSWORD", crate::support::ADMIN_PASSWORD)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         configure(&mut command);
@@ -667,8 +718,8 @@ async fn the_binary_serves_https_with_hsts() {
     .with_root_certificates(roots)
     .with_no_client_auth();
     let port = server.addr.rsplit(':').next().unwrap().to_string();
-    let get = |path: &'static str| {
-        let (client, addr, port) = (client.clone(), server.addr.clone(), port.clone());
+    let send = |request: String| {
+        let (client, addr) = (client.clone(), server.addr.clone());
         async move {
             let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
             let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -676,16 +727,34 @@ async fn the_binary_serves_https_with_hsts() {
                 .connect(name, tcp)
                 .await
                 .expect("the handshake succeeds with the server's certificate");
-            let request = format!(
-                "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
-            );
             tls.write_all(request.as_bytes()).await.unwrap();
             let mut answer = Vec::new();
             let _ = tls.read_to_end(&mut answer).await;
             String::from_utf8_lossy(&answer).into_owned()
         }
     };
-    let page = get("/scf/ap-guangzhou/default/functions").await;
+    // The session cookie is Secure: the browser never sends it over plain HTTP.
+    let body = format!(
+        "UserName=admin&Password={}",
+        crate::support::ADMIN_PASSWORD
+    );
+    let login = send(format!(
+        "POST /login HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+    .await;
+    assert!(login.starts_with("HTTP/1.1 303"), "{login}");
+    let set_cookie = login
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap();
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+    let cookie = session_cookie(&login);
+    let page = send(format!(
+        "GET /scf/ap-guangzhou/default/functions HTTP/1.1\r\nHost: localhost:{port}\r\n{cookie}Connection: close\r\n\r\n"
+    ))
+    .await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("Function Service"));
     assert!(
@@ -703,7 +772,11 @@ async fn the_binary_serves_https_with_hsts() {
     let mut answer = Vec::new();
     let _ = plain.read_to_end(&mut answer).await;
     assert!(!answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
-    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    let health = send(format!(
+        "GET /healthz HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
+    ))
+    .await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 
     // A key that does not belong to the certificate stops the start, naming both files.
     let other = rcgen::KeyPair::generate().unwrap();
