@@ -179,8 +179,14 @@ pub async fn login(
     let Some(user) = found.filter(|_| verified) else {
         state.logins.failed(name, source);
         tracing::warn!(user = %name, %source, "failed console login");
-        audit::record(state, &actor, "Log in", name, "refused: wrong user name or password")
-            .await;
+        audit::record(
+            state,
+            &actor,
+            "Log in",
+            name,
+            "refused: wrong user name or password",
+        )
+        .await;
         return Err(LoginError::Invalid);
     };
     state.logins.succeeded(name, source);
@@ -413,7 +419,10 @@ impl LoginLimiter {
     /// A successful login clears the name's count from that address, not the address's.
     pub fn succeeded(&self, name: &str, source: &str) {
         let [by_name, _] = Self::keys(name, source);
-        self.failures.lock().expect("login limiter").remove(&by_name);
+        self.failures
+            .lock()
+            .expect("login limiter")
+            .remove(&by_name);
     }
 }
 

@@ -447,7 +447,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!(allowed_hosts = %state.allowed_hosts, "answering requests for these host names");
     state.sweeper.set_interval(settings.sweep_interval.0);
-    state.sweeper.set_audit_retention(settings.audit_retention.0);
+    state
+        .sweeper
+        .set_audit_retention(settings.audit_retention.0);
     state.sweeper.start();
     let (engine, sweeper) = (state.engine.clone(), state.sweeper.clone());
     serve(listener, state, shutdown_signal()).await?;

@@ -63,7 +63,13 @@ pub async fn record(state: &AppState, actor: &Actor, action: &str, target: &str,
 }
 
 /// An entry by the server itself (the first admin, keys from its configuration).
-pub async fn record_system(store: &DynStore, at: Millis, action: &str, target: &str, outcome: &str) {
+pub async fn record_system(
+    store: &DynStore,
+    at: Millis,
+    action: &str,
+    target: &str,
+    outcome: &str,
+) {
     append(
         store,
         AuditEntry {

@@ -177,7 +177,12 @@ pub struct Settings {
 
     /// The password of the first console user, `admin`, created on first start when there are
     /// no users (at least 10 characters). Without it a random one is printed once in the log.
-    #[arg(long, env = "SCF_ADMIN_PASSWORD", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SCF_ADMIN_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
     pub admin_password: Option<String>,
 
     /// How long a console login lasts, e.g. `12h`.

@@ -180,7 +180,15 @@ mod tests {
     fn names_and_passwords_are_bounded() {
         assert!(validate_name("alice").is_ok());
         assert!(validate_name("ops-team.2").is_ok());
-        for bad in ["a", "Alice", "1abc", "al ice", "al/ice", &"a".repeat(33), ""] {
+        for bad in [
+            "a",
+            "Alice",
+            "1abc",
+            "al ice",
+            "al/ice",
+            &"a".repeat(33),
+            "",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
         assert!(validate_password("short", "Password").is_err());

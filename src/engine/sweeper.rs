@@ -125,7 +125,11 @@ impl Sweeper {
                 .await?;
             let sessions = self.store.sweep_sessions(now).await?;
             if audit + sessions > 0 {
-                tracing::info!(audit, sessions, "retention sweep removed old audit entries and expired sessions");
+                tracing::info!(
+                    audit,
+                    sessions,
+                    "retention sweep removed old audit entries and expired sessions"
+                );
             }
             // The events table grows and shrinks by orders of magnitude: the planner's
             // statistics follow, or lists by status fall back to slow plans.

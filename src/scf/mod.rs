@@ -185,11 +185,16 @@ fn target_of(region: &str, params: &Value) -> String {
         "" => crate::domain::namespace::DEFAULT_NAMESPACE,
         ns => ns,
     };
-    [region, namespace, text("FunctionName"), text("InvokeRequestId")]
-        .into_iter()
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join("/")
+    [
+        region,
+        namespace,
+        text("FunctionName"),
+        text("InvokeRequestId"),
+    ]
+    .into_iter()
+    .filter(|part| !part.is_empty())
+    .collect::<Vec<_>>()
+    .join("/")
 }
 
 async fn call(

@@ -150,7 +150,9 @@ impl WriteHealth {
 
 /// The whole store: every consumer's part, plus what concerns the store itself.
 #[async_trait]
-pub trait Store: Catalog + Accounts + EventQueue + EventQueries + Retention + Send + Sync + 'static {
+pub trait Store:
+    Catalog + Accounts + EventQueue + EventQueries + Retention + Send + Sync + 'static
+{
     /// Whether writes reach the disk now.
     fn write_health(&self) -> &WriteHealth;
 

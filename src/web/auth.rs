@@ -12,13 +12,13 @@ use crate::error::AppError;
 use crate::state::AppState;
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::{RequestPartsExt, Router};
 use axum::body::Body;
 use axum::extract::{MatchedPath, Query, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use axum::{RequestPartsExt, Router};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 
@@ -150,7 +150,9 @@ fn rule(method: &Method, route: &str) -> Rule {
         permission,
         audit: Some(audit),
     };
-    let route = route.strip_prefix("/scf/{region}/{namespace}").unwrap_or(route);
+    let route = route
+        .strip_prefix("/scf/{region}/{namespace}")
+        .unwrap_or(route);
     if matches!(*method, Method::GET | Method::HEAD) {
         return if route.starts_with("/users") {
             Rule {
@@ -243,8 +245,7 @@ fn urlencode(text: &str) -> String {
 /// Constant-time comparison, so a token cannot be guessed byte by byte from timings.
 fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -272,14 +273,16 @@ async fn sent_token(req: Request) -> Result<(Request, Option<String>), Response>
     {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(AppError::BadRequest("The form is larger than the console accepts.".into())
-                .into_response());
+            return Err(AppError::BadRequest(
+                "The form is larger than the console accepts.".into(),
+            )
+            .into_response());
         }
         Err(_) => {
-            return Err(
-                AppError::BadRequest("The form did not arrive whole; send it again.".into())
-                    .into_response(),
-            );
+            return Err(AppError::BadRequest(
+                "The form did not arrive whole; send it again.".into(),
+            )
+            .into_response());
         }
     };
     let token = form_urlencoded::parse(&bytes)
@@ -355,7 +358,14 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
         if !sent.is_some_and(|t| same_token(&t, &viewer.csrf_token)) {
             tracing::warn!(user = %viewer.user, source = %viewer.source, %route, "refused a change without this session's CSRF token");
             if let Some(action) = rule.audit {
-                audit::record(&state, &viewer.actor(), action, &target, "refused: no valid CSRF token").await;
+                audit::record(
+                    &state,
+                    &viewer.actor(),
+                    action,
+                    &target,
+                    "refused: no valid CSRF token",
+                )
+                .await;
             }
             return AppError::Forbidden(
                 "This form is out of date or did not come from this console, so nothing was changed. Reload the page and try again."
@@ -366,7 +376,14 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
     }
     if !viewer.can(rule.permission) {
         if let Some(action) = rule.audit {
-            audit::record(&state, &viewer.actor(), action, &target, "refused: not allowed for the role").await;
+            audit::record(
+                &state,
+                &viewer.actor(),
+                action,
+                &target,
+                "refused: not allowed for the role",
+            )
+            .await;
         }
         return AppError::Forbidden(user::refusal(viewer.role, rule.permission)).into_response();
     }
@@ -377,12 +394,12 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
         let outcome = match (status.is_success(), told) {
             // A page shown again with nothing done.
             (true, None) => None,
-            _ if status.is_success() || status.is_redirection() => Some(
-                match told.and_then(|t| t.note.as_deref()) {
+            _ if status.is_success() || status.is_redirection() => {
+                Some(match told.and_then(|t| t.note.as_deref()) {
                     Some(note) => format!("ok: {note}"),
                     None => "ok".to_string(),
-                },
-            ),
+                })
+            }
             _ => Some(outcome_of(status)),
         };
         if let Some(outcome) = outcome {
@@ -505,10 +522,9 @@ async fn logout(State(state): State<AppState>, viewer: Viewer, headers: HeaderMa
         return AppError::from(e).into_response();
     }
     let mut response = Redirect::to("/login").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        session_cookie(&state, &headers, "", 0),
-    );
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, &headers, "", 0));
     response
 }
 
@@ -520,19 +536,43 @@ mod tests {
     fn every_change_route_has_its_place_in_the_table() {
         let post = Method::POST;
         let r = rule(&post, "/scf/{region}/{namespace}/functions/{name}/delete");
-        assert_eq!((r.permission, r.audit), (Permission::Develop, Some("Delete function")));
-        let r = rule(&post, "/scf/{region}/{namespace}/namespaces/{target}/settings");
+        assert_eq!(
+            (r.permission, r.audit),
+            (Permission::Develop, Some("Delete function"))
+        );
+        let r = rule(
+            &post,
+            "/scf/{region}/{namespace}/namespaces/{target}/settings",
+        );
         assert_eq!(r.permission, Permission::Administer);
         // Unknown changes need an admin; unknown pages only a login.
-        assert_eq!(rule(&post, "/scf/{region}/{namespace}/new-thing").permission, Permission::Administer);
-        assert_eq!(rule(&Method::GET, "/scf/{region}/{namespace}/new-thing").permission, Permission::Read);
-        assert_eq!(rule(&Method::GET, "/scf/{region}/{namespace}/users").permission, Permission::Administer);
+        assert_eq!(
+            rule(&post, "/scf/{region}/{namespace}/new-thing").permission,
+            Permission::Administer
+        );
+        assert_eq!(
+            rule(&Method::GET, "/scf/{region}/{namespace}/new-thing").permission,
+            Permission::Read
+        );
+        assert_eq!(
+            rule(&Method::GET, "/scf/{region}/{namespace}/users").permission,
+            Permission::Administer
+        );
     }
 
     #[test]
     fn login_returns_only_to_this_server() {
-        assert_eq!(local_path(Some("/scf/x/y/functions?a=1")), "/scf/x/y/functions?a=1");
-        for bad in ["https://evil.example/", "//evil.example/", "/\\evil.example", "evil", ""] {
+        assert_eq!(
+            local_path(Some("/scf/x/y/functions?a=1")),
+            "/scf/x/y/functions?a=1"
+        );
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "evil",
+            "",
+        ] {
             assert_eq!(local_path(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(local_path(None), "/");
@@ -541,7 +581,10 @@ mod tests {
     #[test]
     fn cookies_are_read_by_exact_name() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("x_scf_session=no; scf_session=yes; other=1"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("x_scf_session=no; scf_session=yes; other=1"),
+        );
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("yes"));
         assert!(same_token("abc", "abc"));
         assert!(!same_token("abc", "abd"));

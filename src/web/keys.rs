@@ -6,9 +6,9 @@ use super::shell::{Section, Shell};
 use super::urls;
 use crate::clock::{TimeFormat, format_time};
 use crate::domain::rules::FieldErrors;
+use crate::domain::user::Permission;
 use crate::error::AppResult;
 use crate::keys;
-use crate::domain::user::Permission;
 use crate::service::ServiceError;
 use crate::state::AppState;
 use crate::store::ApiKey;
@@ -106,7 +106,13 @@ async fn page(
     // An admin sees and manages every key; everyone else their own.
     let admin = viewer.can(Permission::Administer);
     let owners = if admin {
-        state.store.list_users().await?.into_iter().map(|u| u.name).collect()
+        state
+            .store
+            .list_users()
+            .await?
+            .into_iter()
+            .map(|u| u.name)
+            .collect()
     } else {
         vec![viewer.user.clone()]
     };

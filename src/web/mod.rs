@@ -15,8 +15,8 @@ mod parts;
 mod shell;
 mod system;
 mod test_tab;
-mod users;
 pub mod urls;
+mod users;
 mod wizard;
 
 use crate::domain::namespace::DEFAULT_NAMESPACE;

@@ -235,7 +235,11 @@ async fn create(
                 "{}?created={name}",
                 urls::namespaces(&region, &namespace)
             ));
-            return Ok(super::auth::audited(redirect, Some(format!("{region}/{name}")), None));
+            return Ok(super::auth::audited(
+                redirect,
+                Some(format!("{region}/{name}")),
+                None,
+            ));
         }
         Err(ServiceError::Invalid(errors)) => errors,
         Err(ServiceError::Conflict(taken)) => FieldErrors::from(taken),

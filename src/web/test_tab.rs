@@ -138,11 +138,19 @@ async fn invoke(
                 url: urls::event(&region, &namespace, &name, &request_id),
                 request_id,
             });
-            Ok(super::auth::audited(page, Some(target), Some("async event accepted".into())))
+            Ok(super::auth::audited(
+                page,
+                Some(target),
+                Some("async event accepted".into()),
+            ))
         }
         Ok(Invocation::Ran(result)) => {
             page.answer = Some(Answer::Ran(result));
-            Ok(super::auth::audited(page, None, Some("ran synchronously".into())))
+            Ok(super::auth::audited(
+                page,
+                None,
+                Some("ran synchronously".into()),
+            ))
         }
         Err(ServiceError::Invalid(errors)) => {
             page.errors = errors;

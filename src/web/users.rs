@@ -25,12 +25,18 @@ use time::UtcOffset;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/scf/{region}/{namespace}/users", get(list).post(create))
-        .route("/scf/{region}/{namespace}/users/{user}/role", post(set_role))
+        .route(
+            "/scf/{region}/{namespace}/users/{user}/role",
+            post(set_role),
+        )
         .route(
             "/scf/{region}/{namespace}/users/{user}/password",
             post(reset_password),
         )
-        .route("/scf/{region}/{namespace}/users/{user}/delete", post(delete))
+        .route(
+            "/scf/{region}/{namespace}/users/{user}/delete",
+            post(delete),
+        )
         .route("/scf/{region}/{namespace}/account", get(account))
         .route(
             "/scf/{region}/{namespace}/account/password",
@@ -301,11 +307,10 @@ async fn change_password(
     )
     .await;
     match changed {
-        Ok(()) => Ok(Redirect::to(&format!(
-            "{}?changed=1",
-            urls::account(&region, &namespace)
-        ))
-        .into_response()),
+        Ok(()) => Ok(
+            Redirect::to(&format!("{}?changed=1", urls::account(&region, &namespace)))
+                .into_response(),
+        ),
         Err(ServiceError::Invalid(errors)) => {
             let mut page = account_page(&state, &region, &namespace, &viewer).await?;
             page.errors = errors;

@@ -78,7 +78,10 @@ async fn the_console_asks_for_a_login_and_returns_to_the_page_asked_for() {
         .send_anonymous(Request::get(&login_url).body(Body::empty()).unwrap())
         .await;
     assert_eq!(form.status, StatusCode::OK);
-    assert_eq!(form.attr("input[name=next]", "value").as_deref(), Some(wanted.as_str()));
+    assert_eq!(
+        form.attr("input[name=next]", "value").as_deref(),
+        Some(wanted.as_str())
+    );
     assert_eq!(form.count("input[name=Password][type=password]"), 1);
 
     let wrong = app
@@ -93,9 +96,17 @@ async fn the_console_asks_for_a_login_and_returns_to_the_page_asked_for() {
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    assert!(wrong.text("[role=alert]").contains("user name or password is wrong"));
+    assert!(
+        wrong
+            .text("[role=alert]")
+            .contains("user name or password is wrong")
+    );
     assert!(wrong.headers.get(header::SET_COOKIE).is_none());
-    assert_eq!(wrong.attr("#UserName", "value").as_deref(), Some("admin"), "the name is kept");
+    assert_eq!(
+        wrong.attr("#UserName", "value").as_deref(),
+        Some("admin"),
+        "the name is kept"
+    );
 
     let ok = app
         .send_anonymous(
@@ -114,7 +125,10 @@ async fn the_console_asks_for_a_login_and_returns_to_the_page_asked_for() {
     for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
-    assert!(!cookie.contains("Secure"), "plain HTTP cannot keep a Secure cookie: {cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP cannot keep a Secure cookie: {cookie}"
+    );
 
     // A link to another site as `next` leads home instead.
     let away = app
@@ -143,10 +157,16 @@ async fn the_session_cookie_is_secure_behind_a_trusted_https_proxy() {
     let login = |router: axum::Router| async move {
         let req = form_request("/login")
             .header("x-forwarded-proto", "https")
-            .body(form_body(&[("UserName", "admin"), ("Password", ADMIN_PASSWORD)]))
+            .body(form_body(&[
+                ("UserName", "admin"),
+                ("Password", ADMIN_PASSWORD),
+            ]))
             .unwrap();
         let res = tower::ServiceExt::oneshot(router, req).await.unwrap();
-        res.headers()[header::SET_COOKIE].to_str().unwrap().to_string()
+        res.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_string()
     };
     let untrusted = login(app.router.clone()).await;
     assert!(!untrusted.contains("Secure"), "{untrusted}");
@@ -174,8 +194,13 @@ async fn logging_out_ends_the_session_for_good() {
 #[tokio::test]
 async fn a_session_ends_when_its_time_is_up() {
     let app = TestApp::new().await;
-    assert_eq!(app.get(&functions_url("default")).await.status, StatusCode::OK);
-    app.state.clock.advance(Duration::from_secs(30 * 86_400 + 1));
+    assert_eq!(
+        app.get(&functions_url("default")).await.status,
+        StatusCode::OK
+    );
+    app.state
+        .clock
+        .advance(Duration::from_secs(30 * 86_400 + 1));
     let page = app.get(&functions_url("default")).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert!(page.location().starts_with("/login"));
@@ -198,16 +223,25 @@ async fn failed_logins_are_slowed_down_logged_and_audited() {
     let limited = app.log_in("admin", ADMIN_PASSWORD).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(
-        limited.text("[role=alert]").contains("Too many failed logins"),
+        limited
+            .text("[role=alert]")
+            .contains("Too many failed logins"),
         "{}",
         limited.body
     );
     assert!(limited.headers.get(header::SET_COOKIE).is_none());
-    assert!(log.text().contains("failed console login"), "{}", log.text());
+    assert!(
+        log.text().contains("failed console login"),
+        "{}",
+        log.text()
+    );
     assert!(log.text().contains("too many failed attempts"));
     // A megabyte "password" is refused unhashed.
     let huge = "x".repeat(1 << 20);
-    assert_eq!(app.log_in("admin", &huge).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.log_in("admin", &huge).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     let refused: Vec<_> = audit_rows(&app, "action=Log+in")
         .await
@@ -242,13 +276,23 @@ async fn a_change_without_the_session_token_is_refused_and_changes_nothing() {
     };
     for (what, req) in [
         ("no token", create(None, None, false, "nothing1")),
-        ("a wrong token", create(Some("forged"), None, false, "nothing2")),
-        ("htmx with a wrong token", create(None, Some("forged"), true, "nothing3")),
+        (
+            "a wrong token",
+            create(Some("forged"), None, false, "nothing2"),
+        ),
+        (
+            "htmx with a wrong token",
+            create(None, Some("forged"), true, "nothing3"),
+        ),
         ("htmx without a token", create(None, None, true, "nothing4")),
     ] {
         let page = app.send_anonymous(req).await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{what}");
-        assert!(page.text("main").contains("Reload the page"), "{what}: {}", page.body);
+        assert!(
+            page.text("main").contains("Reload the page"),
+            "{what}: {}",
+            page.body
+        );
     }
     for name in ["nothing1", "nothing2", "nothing3", "nothing4"] {
         assert!(!namespace_exists(&app, name).await, "{name} was created");
@@ -259,7 +303,11 @@ async fn a_change_without_the_session_token_is_refused_and_changes_nothing() {
         .attr("form[action$='/namespaces'] input[name=csrf]", "value")
         .expect("the form carries the token");
     assert_eq!(token, login.csrf);
-    assert!(form.attr("body", "hx-headers").unwrap().contains(&login.csrf));
+    assert!(
+        form.attr("body", "hx-headers")
+            .unwrap()
+            .contains(&login.csrf)
+    );
     let page = app
         .send_anonymous(create(Some(&login.csrf), None, false, "byform"))
         .await;
@@ -267,7 +315,11 @@ async fn a_change_without_the_session_token_is_refused_and_changes_nothing() {
     let page = app
         .send_anonymous(create(None, Some(&login.csrf), true, "byhtmx"))
         .await;
-    assert!(page.status.is_success() || page.status.is_redirection(), "{}", page.status);
+    assert!(
+        page.status.is_success() || page.status.is_redirection(),
+        "{}",
+        page.status
+    );
     assert!(namespace_exists(&app, "byform").await);
     assert!(namespace_exists(&app, "byhtmx").await);
 }
@@ -299,7 +351,10 @@ async fn the_api_takes_no_cookies() {
 async fn a_read_only_user_sees_everything_and_changes_nothing() {
     let app = TestApp::new().await;
     app.create_function("default", "shared", &[]).await;
-    assert_eq!(app.log_in_as_new("reader", "read-only").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.log_in_as_new("reader", "read-only").await.status,
+        StatusCode::SEE_OTHER
+    );
 
     let list = app.get(&functions_url("default")).await;
     assert_eq!(list.status, StatusCode::OK);
@@ -308,7 +363,12 @@ async fn a_read_only_user_sees_everything_and_changes_nothing() {
     assert_eq!(list.count("a.link-danger"), 0, "no Delete links");
     let config = app.get(&function_url("default", "shared", "config")).await;
     assert_eq!(config.status, StatusCode::OK);
-    assert_eq!(config.count("main form[method=post] button[type=submit]"), 0, "{}", config.body);
+    assert_eq!(
+        config.count("main form[method=post] button[type=submit]"),
+        0,
+        "{}",
+        config.body
+    );
     let test = app.get(&function_url("default", "shared", "test")).await;
     assert_eq!(test.count("main form[method=post]"), 0);
     let keys = app.get(&keys_url()).await;
@@ -321,10 +381,15 @@ async fn a_read_only_user_sees_everything_and_changes_nothing() {
     assert!(create.text("main").contains("read-only"), "{}", create.body);
     assert!(!function_exists(&app, "planted").await);
     let invoke = app
-        .post(&function_url("default", "shared", "test"), &[("Event", "{}")])
+        .post(
+            &function_url("default", "shared", "test"),
+            &[("Event", "{}")],
+        )
         .await;
     assert_eq!(invoke.status, StatusCode::FORBIDDEN);
-    let delete = app.post(&function_url("default", "shared", "delete"), &[]).await;
+    let delete = app
+        .post(&function_url("default", "shared", "delete"), &[])
+        .await;
     assert_eq!(delete.status, StatusCode::FORBIDDEN);
     assert!(function_exists(&app, "shared").await);
     let key = app.post(&keys_url(), &[("Description", "mine")]).await;
@@ -351,7 +416,9 @@ async fn a_developer_builds_functions_but_manages_no_one_else() {
     app.log_in_as_new("dev", "developer").await;
 
     app.create_function("default", "devfn", &[]).await;
-    let created = app.post(&keys_url(), &[("Description", "dev laptop")]).await;
+    let created = app
+        .post(&keys_url(), &[("Description", "dev laptop")])
+        .await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.body);
     let keys = app.get(&keys_url()).await;
     let shown = keys.texts("table.data tbody td code");
@@ -364,9 +431,21 @@ async fn a_developer_builds_functions_but_manages_no_one_else() {
     ] {
         let page = app.post(&url, &[]).await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{what}");
-        assert!(page.text("main").contains("belongs to admin"), "{}", page.body);
+        assert!(
+            page.text("main").contains("belongs to admin"),
+            "{}",
+            page.body
+        );
     }
-    assert!(app.state.store.get_api_key(SECRET_ID).await.unwrap().unwrap().enabled);
+    assert!(
+        app.state
+            .store
+            .get_api_key(SECRET_ID)
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
     // A key for someone else: only an admin makes those.
     let other = app
         .post(&keys_url(), &[("Description", "x"), ("Owner", "admin")])
@@ -405,7 +484,11 @@ async fn api_keys_act_with_their_owners_role() {
         .unwrap();
     let keys = [
         ("admin read-only key", make_key("admin", true).await, false),
-        ("read-only user's key", make_key("reader", false).await, false),
+        (
+            "read-only user's key",
+            make_key("reader", false).await,
+            false,
+        ),
         ("developer's key", make_key("dev", false).await, true),
         ("admin's key", make_key("admin", false).await, true),
     ];
@@ -461,7 +544,11 @@ async fn an_admin_manages_users_and_cannot_remove_the_last_admin() {
     let bad = app
         .post(
             &users_url(),
-            &[("UserName", "Bad Name"), ("Role", "root"), ("Password", "short")],
+            &[
+                ("UserName", "Bad Name"),
+                ("Role", "root"),
+                ("Password", "short"),
+            ],
         )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -473,7 +560,11 @@ async fn an_admin_manages_users_and_cannot_remove_the_last_admin() {
     let made = app
         .post(
             &users_url(),
-            &[("UserName", "carol"), ("Role", "developer"), ("Password", "carol-password")],
+            &[
+                ("UserName", "carol"),
+                ("Role", "developer"),
+                ("Password", "carol-password"),
+            ],
         )
         .await;
     let page = app.follow(&made).await;
@@ -482,19 +573,30 @@ async fn an_admin_manages_users_and_cannot_remove_the_last_admin() {
     let again = app
         .post(
             &users_url(),
-            &[("UserName", "carol"), ("Role", "developer"), ("Password", "carol-password")],
+            &[
+                ("UserName", "carol"),
+                ("Role", "developer"),
+                ("Password", "carol-password"),
+            ],
         )
         .await;
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(again.field_error("UserName").contains("already exists"));
 
     for (url, fields) in [
-        (format!("{}/admin/role", users_url()), vec![("Role", "developer")]),
+        (
+            format!("{}/admin/role", users_url()),
+            vec![("Role", "developer")],
+        ),
         (format!("{}/admin/delete", users_url()), vec![]),
     ] {
         let page = app.post(&url, &fields).await;
         assert_eq!(page.status, StatusCode::CONFLICT, "{url}");
-        assert!(page.text("#user-admin").contains("would leave no admin"), "{}", page.body);
+        assert!(
+            page.text("#user-admin").contains("would leave no admin"),
+            "{}",
+            page.body
+        );
     }
     let admin = app.state.store.get_user("admin").await.unwrap().unwrap();
     assert_eq!(admin.role, scf_console::domain::user::Role::Admin);
@@ -519,10 +621,24 @@ async fn an_admin_manages_users_and_cannot_remove_the_last_admin() {
     scf_console::keys::create(app.state.store.as_ref(), "carol", "", false, now)
         .await
         .unwrap();
-    let gone = app.post(&format!("{}/carol/delete", users_url()), &[]).await;
-    assert!(app.follow(&gone).await.text("[role=status]").contains("deleted"));
+    let gone = app
+        .post(&format!("{}/carol/delete", users_url()), &[])
+        .await;
+    assert!(
+        app.follow(&gone)
+            .await
+            .text("[role=status]")
+            .contains("deleted")
+    );
     assert!(app.state.store.get_user("carol").await.unwrap().is_none());
-    assert!(app.state.store.list_api_keys(Some("carol")).await.unwrap().is_empty());
+    assert!(
+        app.state
+            .store
+            .list_api_keys(Some("carol"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -533,28 +649,64 @@ async fn changing_ones_own_password_needs_the_current_one_and_ends_other_session
     app.log_in("admin", ADMIN_PASSWORD).await;
     let second = app.session().unwrap();
     let wrong = app
-        .post(&url, &[("CurrentPassword", "nope"), ("NewPassword", "brand-new-password")])
+        .post(
+            &url,
+            &[
+                ("CurrentPassword", "nope"),
+                ("NewPassword", "brand-new-password"),
+            ],
+        )
         .await;
     assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(wrong.field_error("CurrentPassword").contains("not your current password"));
+    assert!(
+        wrong
+            .field_error("CurrentPassword")
+            .contains("not your current password")
+    );
     let short = app
-        .post(&url, &[("CurrentPassword", ADMIN_PASSWORD), ("NewPassword", "short")])
+        .post(
+            &url,
+            &[
+                ("CurrentPassword", ADMIN_PASSWORD),
+                ("NewPassword", "short"),
+            ],
+        )
         .await;
     assert!(short.field_error("NewPassword").contains("at least 10"));
     let ok = app
         .post(
             &url,
-            &[("CurrentPassword", ADMIN_PASSWORD), ("NewPassword", "brand-new-password")],
+            &[
+                ("CurrentPassword", ADMIN_PASSWORD),
+                ("NewPassword", "brand-new-password"),
+            ],
         )
         .await;
-    assert!(app.follow(&ok).await.text("[role=status]").contains("Password changed"));
+    assert!(
+        app.follow(&ok)
+            .await
+            .text("[role=status]")
+            .contains("Password changed")
+    );
     // This session goes on; the other one is over.
-    assert_eq!(app.get(&functions_url("default")).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get(&functions_url("default")).await.status,
+        StatusCode::OK
+    );
     *app.login.lock().unwrap() = Some(first);
-    assert_eq!(app.get(&functions_url("default")).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.get(&functions_url("default")).await.status,
+        StatusCode::SEE_OTHER
+    );
     *app.login.lock().unwrap() = Some(second);
-    assert_eq!(app.log_in("admin", ADMIN_PASSWORD).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.log_in("admin", "brand-new-password").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.log_in("admin", ADMIN_PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.log_in("admin", "brand-new-password").await.status,
+        StatusCode::SEE_OTHER
+    );
 }
 
 /// A scripted session, then the audit log: each change with who, from where, what and how it
@@ -567,18 +719,30 @@ async fn the_audit_log_tells_who_did_what_to_what() {
     let saved = app
         .post(
             &function_url("default", "audited", "config"),
-            &[("MemorySize", "256"), ("Timeout", "3"), ("Description", "changed")],
+            &[
+                ("MemorySize", "256"),
+                ("Timeout", "3"),
+                ("Description", "changed"),
+            ],
         )
         .await;
-    assert!(saved.status.is_redirection() || saved.status.is_success(), "{}", saved.status);
-    app.post(&function_url("default", "audited", "test"), &[("Event", "{}")])
-        .await;
+    assert!(
+        saved.status.is_redirection() || saved.status.is_success(),
+        "{}",
+        saved.status
+    );
+    app.post(
+        &function_url("default", "audited", "test"),
+        &[("Event", "{}")],
+    )
+    .await;
     app.api("DeleteFunction", json!({"FunctionName": "audited"}))
         .await
         .ok();
     app.api("ListFunctions", json!({})).await.ok();
     app.log_in_as_new("reader", "read-only").await;
-    app.post(&namespaces_url(), &[("Namespace", "sneaky")]).await;
+    app.post(&namespaces_url(), &[("Namespace", "sneaky")])
+        .await;
 
     let rows = audit_rows(&app, "window=all").await;
     let has = |who: &str, action: &str, target: &str, outcome: &str| {
@@ -587,12 +751,45 @@ async fn the_audit_log_tells_who_did_what_to_what() {
         })
     };
     assert!(has("admin", "Log in", "admin", "ok"), "{rows:#?}");
-    assert!(has("admin", "Create function", "ap-guangzhou/default", "ok"), "{rows:#?}");
-    assert!(has("admin", "Change function configuration", "ap-guangzhou/default/audited", "ok"), "{rows:#?}");
-    assert!(has("admin", "Invoke function", "ap-guangzhou/default/audited", "ok"), "{rows:#?}");
-    assert!(has(SECRET_ID, "DeleteFunction", "ap-guangzhou/default/audited", "ok"), "{rows:#?}");
-    assert!(has("reader", "Create namespace", "", "refused"), "{rows:#?}");
-    assert!(!rows.iter().any(|r| r[1] == "ListFunctions"), "reads are not audited");
+    assert!(
+        has("admin", "Create function", "ap-guangzhou/default", "ok"),
+        "{rows:#?}"
+    );
+    assert!(
+        has(
+            "admin",
+            "Change function configuration",
+            "ap-guangzhou/default/audited",
+            "ok"
+        ),
+        "{rows:#?}"
+    );
+    assert!(
+        has(
+            "admin",
+            "Invoke function",
+            "ap-guangzhou/default/audited",
+            "ok"
+        ),
+        "{rows:#?}"
+    );
+    assert!(
+        has(
+            SECRET_ID,
+            "DeleteFunction",
+            "ap-guangzhou/default/audited",
+            "ok"
+        ),
+        "{rows:#?}"
+    );
+    assert!(
+        has("reader", "Create namespace", "", "refused"),
+        "{rows:#?}"
+    );
+    assert!(
+        !rows.iter().any(|r| r[1] == "ListFunctions"),
+        "reads are not audited"
+    );
     // Newest first.
     assert_eq!(rows[0][1], "Create namespace");
 

@@ -237,7 +237,12 @@ fn a_rebound_name_gets_no_page_and_no_api() {
     // The names of this machine still reach it.
     let cookie = crate::server::log_in(addr, "admin", ADMIN_PASSWORD);
     for host in [addr.to_string(), format!("localhost:{port}")] {
-        let page = get_with(addr, &host, &format!("/scf/{REGION}/default/functions"), &cookie);
+        let page = get_with(
+            addr,
+            &host,
+            &format!("/scf/{REGION}/default/functions"),
+            &cookie,
+        );
         assert!(status_line(&page).starts_with("HTTP/1.1 200"), "{page}");
     }
     let made = create_function_as(addr, addr, "direct");
@@ -275,7 +280,12 @@ fn every_answer_carries_the_security_headers() {
     let server = Server::start(&dir.path().join("data"));
     let addr = &server.addr;
     let cookie = crate::server::log_in(addr, "admin", ADMIN_PASSWORD);
-    let list = get_with(addr, addr, &format!("/scf/{REGION}/default/functions"), &cookie);
+    let list = get_with(
+        addr,
+        addr,
+        &format!("/scf/{REGION}/default/functions"),
+        &cookie,
+    );
     let asset_path = list
         .split("href=\"")
         .filter_map(|s| s.split('"').next())

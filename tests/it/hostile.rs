@@ -25,8 +25,9 @@ const HANG: Duration = Duration::from_secs(15);
 
 /// The login each served console's page requests carry: the attacks here come from a user
 /// who has one, as anyone who can reach the forms does.
-static SESSIONS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<SocketAddr, String>>> =
-    std::sync::LazyLock::new(Default::default);
+static SESSIONS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<SocketAddr, String>>,
+> = std::sync::LazyLock::new(Default::default);
 
 /// Serves `app` on a free local port with the given limits.
 async fn serve(app: &TestApp, limits: ServerLimits) -> SocketAddr {
@@ -47,7 +48,12 @@ async fn serve(app: &TestApp, limits: ServerLimits) -> SocketAddr {
 }
 
 fn session_headers(addr: SocketAddr) -> String {
-    SESSIONS.lock().unwrap().get(&addr).cloned().unwrap_or_default()
+    SESSIONS
+        .lock()
+        .unwrap()
+        .get(&addr)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// An answer as read off the wire.

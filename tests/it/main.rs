@@ -2,8 +2,8 @@
 
 mod support;
 
-mod api;
 mod accounts;
+mod api;
 mod attacks;
 mod browser;
 mod doors;

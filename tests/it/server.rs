@@ -37,7 +37,10 @@ pub(crate) fn log_in(addr: &str, user: &str, password: &str) -> String {
 pub(crate) fn session_cookie(login_answer: &str) -> String {
     let value = login_answer
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().starts_with("set-cookie: scf_session=").then_some(l))
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: scf_session=")
+        })
         .and_then(|l| l.split_once('=').map(|(_, v)| v))
         .and_then(|v| v.split(';').next())
         .unwrap_or_else(|| panic!("the login opened no session: {login_answer}"));
@@ -78,9 +81,17 @@ fn the_binary_creates_its_database_serves_and_stops_on_ctrl_c() {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut printed = None;
     let addr = loop {
         assert!(Instant::now() < deadline, "the server did not start");
         let line = lines.next().expect("server exited").unwrap();
+        if let Some(password) = line
+            .split("with password \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+        {
+            printed = Some(password.to_string());
+        }
         if let Some(rest) = line.split("listening on http://").nth(1) {
             break rest.split_whitespace().next().unwrap().to_string();
         }
@@ -94,16 +105,7 @@ fn the_binary_creates_its_database_serves_and_stops_on_ctrl_c() {
     let root = http_get(&addr, "/");
     assert!(root.starts_with("HTTP/1.1 303"), "{root}");
     assert!(root.contains("location: /login?next=%2F"), "{root}");
-    let mut printed = None;
-    while printed.is_none() {
-        let line = lines.next().expect("server exited").unwrap();
-        printed = line
-            .split("with password \"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .map(str::to_string);
-    }
-    let password = printed.unwrap();
+    let password = printed.expect("the first admin's password is in the log before it listens");
     assert_eq!(password.len(), 20, "{password}");
     let cookie = log_in(&addr, "admin", &password);
     let root = http_get_with(&addr, "/", &cookie);
@@ -734,10 +736,7 @@ async fn the_binary_serves_https_with_hsts() {
         }
     };
     // The session cookie is Secure: the browser never sends it over plain HTTP.
-    let body = format!(
-        "UserName=admin&Password={}",
-        crate::support::ADMIN_PASSWORD
-    );
+    let body = format!("UserName=admin&Password={}", crate::support::ADMIN_PASSWORD);
     let login = send(format!(
         "POST /login HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -172,7 +172,11 @@ impl TestApp {
             _dir: dir,
         };
         let page = app.log_in("admin", ADMIN_PASSWORD).await;
-        assert_eq!(page.status, StatusCode::SEE_OTHER, "the first admin logs in");
+        assert_eq!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "the first admin logs in"
+        );
         app
     }
 
@@ -258,7 +262,10 @@ impl TestApp {
                 let cookie = format!("scf_session={}", login.cookie);
                 headers.insert(header::COOKIE, cookie.parse().unwrap());
             }
-            let reads = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+            let reads = matches!(
+                *req.method(),
+                axum::http::Method::GET | axum::http::Method::HEAD
+            );
             if !reads && !req.headers().contains_key("x-csrf-token") {
                 let token = login.csrf.parse().unwrap();
                 req.headers_mut().insert("x-csrf-token", token);

@@ -38,10 +38,7 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, sqlx::Error> {
 }
 
 /// How many admins there would be after a change, read inside the change's transaction.
-async fn admins_besides(
-    tx: &mut sqlx::SqliteConnection,
-    name: &str,
-) -> Result<i64, sqlx::Error> {
+async fn admins_besides(tx: &mut sqlx::SqliteConnection, name: &str) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND name != ?")
         .bind(name)
         .fetch_one(tx)
@@ -172,11 +169,13 @@ impl Accounts for SqliteStore {
     }
 
     async fn adopt_unowned_keys(&self, owner: &str) -> StoreResult<u64> {
-        Ok(sqlx::query("UPDATE api_keys SET owner = ? WHERE owner IS NULL")
-            .bind(owner)
-            .execute(&self.writer)
-            .await?
-            .rows_affected())
+        Ok(
+            sqlx::query("UPDATE api_keys SET owner = ? WHERE owner IS NULL")
+                .bind(owner)
+                .execute(&self.writer)
+                .await?
+                .rows_affected(),
+        )
     }
 
     async fn create_session(&self, s: &NewSession<'_>) -> StoreResult<()> {

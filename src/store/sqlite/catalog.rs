@@ -357,7 +357,10 @@ impl Catalog for SqliteStore {
             .bind(owner)
             .fetch_all(&self.reader)
             .await?;
-        Ok(rows.iter().map(api_key_from_row).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(api_key_from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     async fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> StoreResult<()> {
