@@ -293,9 +293,16 @@ async fn sent_token(req: Request) -> Result<(Request, Option<String>), Response>
 
 /// What a change was done to, from the route's parameters: `ap-guangzhou/default/hello`,
 /// `ap-guangzhou/default/hello/<RequestId>`, a key's SecretId or a user's name.
-fn target_of(params: &RawPathParams) -> String {
+///
+/// Users and keys are not in a region: the region and namespace in their URLs are only where
+/// the console was looking, and are left out.
+fn target_of(route: &str, params: &RawPathParams) -> String {
+    let global = ["/users", "/api-keys", "/account"]
+        .iter()
+        .any(|page| route.contains(page));
     params
         .iter()
+        .filter(|(name, _)| !(global && matches!(*name, "region" | "namespace")))
         .map(|(_, v)| v.to_string())
         .collect::<Vec<_>>()
         .join("/")
@@ -344,7 +351,7 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
         .map_or_else(String::new, |m| m.as_str().to_string());
     let rule = rule(&parts.method, &route);
     let target = match parts.extract::<RawPathParams>().await {
-        Ok(params) => target_of(&params),
+        Ok(params) => target_of(&route, &params),
         Err(_) => String::new(),
     };
     parts.extensions.insert(viewer.clone());
@@ -425,25 +432,46 @@ pub struct LoginPage {
 }
 
 #[derive(Deserialize, Default)]
-struct Next_ {
+struct AfterLogin {
     #[serde(default)]
     next: Option<String>,
 }
 
-/// Only a path on this server may be the page after login, never another site.
+/// Only a path on this server may be the page after login, never another site: browsers
+/// read `//host`, `/\\host` and a path with a tab or newline after its slash as another site,
+/// so only printable ASCII without backslashes passes, and never two leading slashes.
 fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_string(),
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && p.len() <= 2048
+                && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            p.to_string()
+        }
         _ => "/".to_string(),
     }
 }
 
-async fn login_page(Query(q): Query<Next_>) -> LoginPage {
+/// The login page; someone already logged in goes straight on.
+async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AfterLogin>,
+) -> Response {
+    let next = local_path(q.next.as_deref());
+    if let Some(token) = cookie(&headers, SESSION_COOKIE)
+        && let Ok(Some(_)) = accounts::session(&state, token).await
+    {
+        return Redirect::to(&next).into_response();
+    }
     LoginPage {
-        next: local_path(q.next.as_deref()),
+        next,
         user_name: String::new(),
         error: None,
     }
+    .into_response()
 }
 
 fn session_cookie(state: &AppState, headers: &HeaderMap, value: &str, max_age: u64) -> HeaderValue {
@@ -570,6 +598,9 @@ mod tests {
             "https://evil.example/",
             "//evil.example/",
             "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/a b",
             "evil",
             "",
         ] {

@@ -182,7 +182,13 @@ async fn refused_form(
         errors,
     };
     let page = page(state, region, namespace, viewer, form).await?;
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    // The audit log names the user that was not made.
+    let target = Some(name.trim().to_string());
+    Ok(super::auth::audited(
+        (StatusCode::UNPROCESSABLE_ENTITY, page),
+        target,
+        None,
+    ))
 }
 
 /// A change to one user's row that was refused: the list again, the reason beside the row.
@@ -307,10 +313,11 @@ async fn change_password(
     )
     .await;
     match changed {
-        Ok(()) => Ok(
-            Redirect::to(&format!("{}?changed=1", urls::account(&region, &namespace)))
-                .into_response(),
-        ),
+        Ok(()) => Ok(super::auth::audited(
+            Redirect::to(&format!("{}?changed=1", urls::account(&region, &namespace))),
+            Some(viewer.user.clone()),
+            None,
+        )),
         Err(ServiceError::Invalid(errors)) => {
             let mut page = account_page(&state, &region, &namespace, &viewer).await?;
             page.errors = errors;
