@@ -5,8 +5,10 @@
 use scf_console::domain::event::EventStatus;
 use scf_console::domain::function::{FunctionConfig, NewFunction};
 use scf_console::domain::runtime::Runtime;
+use scf_console::domain::user::Role;
 use scf_console::store::{
-    DynStore, EventWrite, NewEvent, RunLease, StoreError, Termination, TimelineEntry,
+    AuditEntry, AuditFilter, DynStore, EventWrite, NewEvent, NewSession, RunLease, StoreError,
+    Termination, TimelineEntry, User, Via,
 };
 
 /// Two handles on one fresh store, and what keeps it alive.
@@ -51,6 +53,9 @@ contract!(sqlite:
     sweeping_removes_only_ended_events,
     event_ids_are_never_reused,
     illegal_moves_are_refused_before_anything_is_written,
+    one_first_user_and_never_no_admin,
+    sessions_end_with_time_password_changes_and_their_user,
+    audit_entries_filter_newest_first_and_sweep_by_age,
 );
 
 const REGION: &str = "ap-guangzhou";
@@ -495,4 +500,175 @@ async fn illegal_moves_are_refused_before_anything_is_written(b: Backend) {
         ));
         assert_eq!(status(&b.one, "m").await, (EventStatus::Running, 1));
     }
+}
+
+fn user(name: &str, role: Role, at: i64) -> User {
+    User {
+        name: name.into(),
+        role,
+        password_hash: format!("hash-of-{name}"),
+        created_at: at,
+        password_changed_at: at,
+    }
+}
+
+async fn one_first_user_and_never_no_admin(b: Backend) {
+    // Two processes starting on an empty store: one first admin.
+    let (admin, root) = (user("admin", Role::Admin, 1), user("root", Role::Admin, 1));
+    let (one, two) = tokio::join!(
+        b.one.create_first_user(&admin),
+        b.two.create_first_user(&root),
+    );
+    assert_eq!(
+        [one.unwrap(), two.unwrap()].iter().filter(|c| **c).count(),
+        1
+    );
+    let first = b.one.list_users().await.unwrap().remove(0).name;
+    assert!(matches!(
+        b.two.create_user(&user(&first, Role::Developer, 2)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        b.two.set_user_role(&first, Role::ReadOnly).await,
+        Err(StoreError::NotEmpty)
+    ));
+    assert!(matches!(
+        b.two.delete_user(&first).await,
+        Err(StoreError::NotEmpty)
+    ));
+    b.one
+        .create_user(&user("second", Role::Admin, 3))
+        .await
+        .unwrap();
+    b.two.set_user_role(&first, Role::ReadOnly).await.unwrap();
+    assert!(matches!(
+        b.one.delete_user("second").await,
+        Err(StoreError::NotEmpty)
+    ));
+    assert!(matches!(
+        b.one.set_user_role("nobody", Role::Admin).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        b.two.get_user(&first).await.unwrap().unwrap().role,
+        Role::ReadOnly
+    );
+}
+
+async fn sessions_end_with_time_password_changes_and_their_user(b: Backend) {
+    b.one
+        .create_user(&user("alice", Role::Developer, 1_000))
+        .await
+        .unwrap();
+    let open = |hash: &'static str, at: i64| NewSession {
+        token_hash: hash,
+        user: "alice",
+        csrf_token: "token",
+        created_at: at,
+        expires_at: at + 10_000,
+        source: "10.0.0.1",
+    };
+    for (hash, at) in [("a", 2_000), ("b", 2_000), ("c", 2_000)] {
+        b.one.create_session(&open(hash, at)).await.unwrap();
+    }
+    let live = b.two.session("a", 5_000).await.unwrap().unwrap();
+    assert_eq!((live.user.as_str(), live.role), ("alice", Role::Developer));
+    assert!(
+        b.two.session("a", 12_000).await.unwrap().is_none(),
+        "expired"
+    );
+    // A role change is seen by open sessions at once.
+    b.one.set_user_role("alice", Role::ReadOnly).await.unwrap();
+    assert_eq!(
+        b.two.session("b", 5_000).await.unwrap().unwrap().role,
+        Role::ReadOnly
+    );
+    // A password change ends every session but the one kept.
+    b.two
+        .set_user_password("alice", "new-hash", 6_000, Some("b"))
+        .await
+        .unwrap();
+    assert!(b.one.session("a", 7_000).await.unwrap().is_none());
+    assert!(b.one.session("b", 7_000).await.unwrap().is_some());
+    assert_eq!(b.one.sweep_sessions(11_999).await.unwrap(), 0);
+    assert_eq!(
+        b.one.sweep_sessions(12_000).await.unwrap(),
+        1,
+        "b, at its end"
+    );
+    b.one.create_session(&open("d", 20_000)).await.unwrap();
+    b.one.delete_user("alice").await.unwrap();
+    assert!(
+        b.two.session("d", 21_000).await.unwrap().is_none(),
+        "gone with its user"
+    );
+}
+
+async fn audit_entries_filter_newest_first_and_sweep_by_age(b: Backend) {
+    let entry = |at: i64, actor: &str, action: &str, target: &str| AuditEntry {
+        id: 0,
+        at,
+        actor: actor.into(),
+        via: Via::Console,
+        source: "10.0.0.1".into(),
+        action: action.into(),
+        target: target.into(),
+        outcome: "ok".into(),
+    };
+    for (i, (actor, action, target)) in [
+        ("alice", "Create function", "r/default/one"),
+        ("bob", "Delete function", "r/default/one"),
+        ("alice", "Delete function", "r/default/two_100%"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        b.one
+            .append_audit(&entry(1_000 * (i as i64 + 1), actor, action, target))
+            .await
+            .unwrap();
+    }
+    let list = |f: AuditFilter| {
+        let store = b.two.clone();
+        async move {
+            store
+                .list_audit(&AuditFilter { limit: 10, ..f })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.actor, e.target))
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = list(AuditFilter::default()).await;
+    assert_eq!(all[0].1, "r/default/two_100%", "newest first");
+    assert_eq!(all.len(), 3);
+    let alice = list(AuditFilter {
+        actor: Some("alice".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(alice.len(), 2);
+    let deletes = list(AuditFilter {
+        action: Some("Delete function".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(deletes.len(), 2);
+    // Text is matched as written: `_` and `%` are not wildcards.
+    let text = list(AuditFilter {
+        text: Some("0%".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(text.len(), 1);
+    let recent = list(AuditFilter {
+        since: Some(2_000),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(recent.len(), 2);
+    assert_eq!(b.one.sweep_audit(2_500, 1).await.unwrap(), 1, "in batches");
+    assert_eq!(b.one.sweep_audit(2_500, 10).await.unwrap(), 1);
+    assert_eq!(list(AuditFilter::default()).await.len(), 1);
 }

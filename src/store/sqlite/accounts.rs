@@ -37,12 +37,17 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, sqlx::Error> {
     })
 }
 
-/// How many admins there would be after a change, read inside the change's transaction.
-async fn admins_besides(tx: &mut sqlx::SqliteConnection, name: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND name != ?")
-        .bind(name)
-        .fetch_one(tx)
-        .await
+/// Whether `name` is the only admin, read inside the change's transaction: then it may lose
+/// neither its role nor its account.
+async fn is_last_admin(tx: &mut sqlx::SqliteConnection, name: &str) -> Result<bool, sqlx::Error> {
+    let (is_admin, others): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(name = ?1), 0), COALESCE(SUM(name != ?1), 0) \
+         FROM users WHERE role = 'admin'",
+    )
+    .bind(name)
+    .fetch_one(tx)
+    .await?;
+    Ok(is_admin == 1 && others == 0)
 }
 
 #[async_trait]
@@ -97,7 +102,7 @@ impl Accounts for SqliteStore {
 
     async fn set_user_role(&self, name: &str, role: Role) -> StoreResult<()> {
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-        if role != Role::Admin && admins_besides(&mut tx, name).await? == 0 {
+        if role != Role::Admin && is_last_admin(&mut tx, name).await? {
             return Err(StoreError::NotEmpty);
         }
         let changed = sqlx::query("UPDATE users SET role = ? WHERE name = ?")
@@ -148,15 +153,8 @@ impl Accounts for SqliteStore {
 
     async fn delete_user(&self, name: &str) -> StoreResult<()> {
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-        if admins_besides(&mut tx, name).await? == 0 {
-            let is_admin: Option<String> =
-                sqlx::query_scalar("SELECT role FROM users WHERE name = ?")
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if is_admin.as_deref() == Some(Role::Admin.as_str()) {
-                return Err(StoreError::NotEmpty);
-            }
+        if is_last_admin(&mut tx, name).await? {
+            return Err(StoreError::NotEmpty);
         }
         let deleted = sqlx::query("DELETE FROM users WHERE name = ?")
             .bind(name)
