@@ -845,6 +845,9 @@ async fn audit_entries_are_swept_after_the_audit_retention() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// What a forged request asks, where it is sent, and its form.
+type Forged<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
+
 /// The attacks of a page that gets the operator's browser to send the console's own forms with
 /// the operator's cookie (from a sibling subdomain, where SameSite does not help, or from a
 /// page of the console's own origin): each change the console offers, sent without the
@@ -866,7 +869,7 @@ async fn forged_changes_with_the_cookie_but_no_token_write_nothing() {
     let victim = |tab: &str| function_url("default", "victim", tab);
     let mut planted = valid_function("planted");
     planted.push(("Handler", "index.main_handler"));
-    let attacks: Vec<(&str, String, Vec<(&str, &str)>)> = vec![
+    let attacks: Vec<Forged> = vec![
         ("create a function", new_url("default"), planted),
         (
             "invoke it",
