@@ -161,7 +161,9 @@ pub async fn login(
     if name.len() > user::NAME_MAX_CHARS || password.len() > user::PASSWORD_MAX_BYTES {
         return Err(LoginError::Invalid);
     }
-    if let Some(wait) = state.logins.refused(name, source) {
+    // Counted as a failure before the password is checked, so a burst of parallel guesses
+    // cannot all get past the limit while the first ones are still being hashed.
+    if let Err(wait) = state.logins.attempt(name, source) {
         tracing::warn!(user = %name, %source, "login refused: too many failed attempts");
         return Err(LoginError::Limited(wait));
     }
@@ -177,7 +179,6 @@ pub async fn login(
     let verified = verify_password(hash, password).await && found.is_some();
     let actor = Actor::console(name, source);
     let Some(user) = found.filter(|_| verified) else {
-        state.logins.failed(name, source);
         tracing::warn!(user = %name, %source, "failed console login");
         audit::record(
             state,
@@ -383,23 +384,23 @@ impl LoginLimiter {
         [format!("{source}\n{name}"), source.to_string()]
     }
 
-    /// How long to wait, if this address (or this name from it) failed too often.
-    pub fn refused(&self, name: &str, source: &str) -> Option<Duration> {
-        let failures = self.failures.lock().expect("login limiter");
-        let limits = [self.per_name, self.per_source];
-        Self::keys(name, source)
+    /// Counts an attempt as a failure, unless this address (or this name from it) failed too
+    /// often already: then how long to wait.
+    pub fn attempt(&self, name: &str, source: &str) -> Result<(), Duration> {
+        let mut failures = self.failures.lock().expect("login limiter");
+        let keys = Self::keys(name, source);
+        let wait = keys
             .iter()
-            .zip(limits)
+            .zip([self.per_name, self.per_source])
             .filter_map(|(key, limit)| {
                 let (count, started) = failures.get(key)?;
                 let left = self.window.checked_sub(started.elapsed())?;
                 (*count >= limit).then_some(left)
             })
-            .max()
-    }
-
-    pub fn failed(&self, name: &str, source: &str) {
-        let mut failures = self.failures.lock().expect("login limiter");
+            .max();
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
         if failures.len() >= LIMITER_ENTRIES {
             let window = self.window;
             failures.retain(|_, (_, started)| started.elapsed() < window);
@@ -407,22 +408,25 @@ impl LoginLimiter {
                 failures.clear();
             }
         }
-        for key in Self::keys(name, source) {
+        for key in keys {
             let entry = failures.entry(key).or_insert((0, Instant::now()));
             if entry.1.elapsed() >= self.window {
                 *entry = (0, Instant::now());
             }
             entry.0 += 1;
         }
+        Ok(())
     }
 
-    /// A successful login clears the name's count from that address, not the address's.
+    /// The attempt was right after all: it no longer counts, and the name's count from that
+    /// address starts again.
     pub fn succeeded(&self, name: &str, source: &str) {
-        let [by_name, _] = Self::keys(name, source);
-        self.failures
-            .lock()
-            .expect("login limiter")
-            .remove(&by_name);
+        let [by_name, by_source] = Self::keys(name, source);
+        let mut failures = self.failures.lock().expect("login limiter");
+        failures.remove(&by_name);
+        if let Some((count, _)) = failures.get_mut(&by_source) {
+            *count = count.saturating_sub(1);
+        }
     }
 }
 
@@ -461,18 +465,23 @@ mod tests {
     fn the_limiter_counts_per_name_and_per_address() {
         let limiter = LoginLimiter::default();
         for _ in 0..5 {
-            assert_eq!(limiter.refused("admin", "10.0.0.1"), None);
-            limiter.failed("admin", "10.0.0.1");
+            assert_eq!(limiter.attempt("admin", "10.0.0.1"), Ok(()));
         }
-        assert!(limiter.refused("admin", "10.0.0.1").is_some());
+        assert!(limiter.attempt("admin", "10.0.0.1").is_err());
         // Another address may still try that name; the same address another name.
-        assert_eq!(limiter.refused("admin", "10.0.0.2"), None);
-        assert_eq!(limiter.refused("alice", "10.0.0.1"), None);
-        for i in 0..15 {
-            limiter.failed(&format!("user{i}"), "10.0.0.1");
-        }
-        assert!(limiter.refused("alice", "10.0.0.1").is_some());
+        assert_eq!(limiter.attempt("admin", "10.0.0.2"), Ok(()));
         limiter.succeeded("admin", "10.0.0.2");
-        assert!(limiter.refused("admin", "10.0.0.1").is_some());
+        assert_eq!(limiter.attempt("alice", "10.0.0.1"), Ok(()));
+        for i in 0..14 {
+            assert_eq!(limiter.attempt(&format!("user{i}"), "10.0.0.1"), Ok(()));
+        }
+        assert!(
+            limiter.attempt("bob", "10.0.0.1").is_err(),
+            "20 from one address"
+        );
+        // A success gives its attempt back.
+        limiter.succeeded("user0", "10.0.0.1");
+        assert_eq!(limiter.attempt("bob", "10.0.0.1"), Ok(()));
+        assert!(limiter.attempt("admin", "10.0.0.1").is_err());
     }
 }

@@ -958,3 +958,20 @@ async fn forged_changes_with_the_cookie_but_no_token_write_nothing() {
     // at; those from the console's own origin by the token, which the audit log says.
     assert_eq!(refused.len(), attacks.len() - 1, "{refused:#?}");
 }
+
+/// Guesses sent all at once, before any is answered, still stop at the limit: attempts count
+/// before their password is hashed.
+#[tokio::test]
+async fn a_burst_of_parallel_guesses_stops_at_the_limit() {
+    let app = TestApp::new().await;
+    let names: Vec<String> = (0..40).map(|i| format!("guess{i}")).collect();
+    let pages = futures_util::future::join_all(
+        names
+            .iter()
+            .map(|name| app.log_in(name, "a-wrong-password")),
+    )
+    .await;
+    let count = |status| pages.iter().filter(|p| p.status == status).count();
+    assert_eq!(count(StatusCode::UNAUTHORIZED), 20, "hashed and refused");
+    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 20, "refused unhashed");
+}
