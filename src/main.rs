@@ -47,6 +47,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let key =
                 scf_console::keys::create(store.as_ref(), &user, &description, read_only, now)
                     .await?;
+            scf_console::audit::record_system(
+                &store,
+                now,
+                "Create API key",
+                &key.secret_id,
+                &format!("ok: from the command line, owner {user}"),
+            )
+            .await;
             store.close().await;
             println!("SecretId:  {}", key.secret_id);
             println!("SecretKey: {}", key.secret_key);

@@ -182,6 +182,21 @@ async fn keys_create_prints_a_key_that_the_store_keeps() {
     assert_eq!(stored.secret_key, key);
     assert_eq!(stored.description, "ci deploys");
     assert!(stored.enabled);
+    // On a fresh folder the command made the first admin too, who owns the key; the audit
+    // log says where the key came from.
+    assert_eq!(stored.owner.as_deref(), Some("admin"));
+    assert_eq!(stored.role(), Some(scf_console::domain::user::Role::Admin));
+    let audit = store
+        .list_audit(&scf_console::store::AuditFilter {
+            action: Some("Create API key".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].target, id);
+    assert!(audit[0].outcome.contains("from the command line"));
 }
 
 /// A running scf-console binary on a data folder, with the test suite's API key.
