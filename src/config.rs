@@ -175,6 +175,16 @@ pub struct Settings {
     #[arg(long, env = "SCF_TLS_KEY", requires = "tls_cert", global = true)]
     pub tls_key: Option<PathBuf>,
 
+    /// User and group ids functions run as when the server runs as root: each function gets
+    /// its own, `FIRST + function id % size`. Pick a range no account of the machine uses.
+    #[arg(
+        long,
+        env = "SCF_SANDBOX_UIDS",
+        default_value = "200000-299999",
+        global = true
+    )]
+    pub sandbox_uids: crate::engine::runtime::sandbox::UidRange,
+
     /// The password of the first console user, `admin`, created on first start when there are
     /// no users (at least 10 characters). Without it a random one is printed once in the log.
     #[arg(
@@ -334,6 +344,7 @@ impl Settings {
         let mut config = crate::engine::EngineConfig {
             lease: self.lease.0,
             nodes_dir: Some(self.data_dir.join("nodes")),
+            uids: self.sandbox_uids,
             ..Default::default()
         };
         if let Some(n) = self.max_instances {

@@ -58,6 +58,8 @@ pub struct EngineConfig {
     /// Live instances (idle or running) at most, over all functions; see
     /// [`default_max_instances`].
     pub max_instances: usize,
+    /// The user ids functions run as, one per function, when the server runs as root.
+    pub uids: runtime::sandbox::UidRange,
 }
 
 /// The cap on live instances when none is set: each instance holds 3 descriptors in the
@@ -101,6 +103,7 @@ impl Default for EngineConfig {
             reuse_instances: true,
             fork_server: true,
             max_instances: default_max_instances(),
+            uids: Default::default(),
         }
     }
 }
@@ -932,6 +935,7 @@ impl Engine {
             runtime,
             code_dir: &code_dir,
             region: &f.region,
+            identity: self.config.uids.for_function(f.id),
         })
         .await
         {
@@ -984,7 +988,8 @@ impl Engine {
 
     async fn code_dir(&self, f: &Function) -> anyhow::Result<Arc<runtime::CodeDir>> {
         let files = self.store.get_code(f.id).await?;
-        Ok(self.dir.code_dir((f.id, f.modified_at), &files)?)
+        let owner = self.config.uids.for_function(f.id);
+        Ok(self.dir.code_dir((f.id, f.modified_at), &files, owner)?)
     }
 
     /// What an outcome means, and what becomes of the instance: reused after success,

@@ -21,7 +21,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 mod output;
-mod sandbox;
+pub mod sandbox;
 pub mod zygote;
 
 pub use output::ANSWER_MAX_BYTES;
@@ -100,7 +100,7 @@ impl RuntimeDir {
         }
         let root = base.join(name);
         std::fs::rename(&staging, &root)?;
-        sandbox::world_readable_dir(&root)?;
+        sandbox::enterable_dir(&root)?;
         std::fs::write(root.join("bootstrap.py"), PYTHON_BOOTSTRAP)?;
         std::fs::write(root.join("bootstrap.js"), NODE_BOOTSTRAP)?;
         std::fs::write(root.join("zygote.py"), PYTHON_ZYGOTE)?;
@@ -121,13 +121,14 @@ impl RuntimeDir {
         &self,
         version: (i64, i64),
         files: &[CodeFile],
+        owner: sandbox::Identity,
     ) -> std::io::Result<Arc<CodeDir>> {
         let path = self.root.join(format!("fn-{}-{}", version.0, version.1));
         let mut live = self.code_dirs.lock().expect("code dirs lock");
         if let Some(dir) = live.get(&path).and_then(Weak::upgrade) {
             return Ok(dir);
         }
-        self.write_code(&path, files)?;
+        self.write_code(&path, files, owner)?;
         let dir = Arc::new(CodeDir {
             path: path.clone(),
             live: Arc::clone(&self.code_dirs),
@@ -136,7 +137,12 @@ impl RuntimeDir {
         Ok(dir)
     }
 
-    fn write_code(&self, dir: &Path, files: &[CodeFile]) -> std::io::Result<()> {
+    fn write_code(
+        &self,
+        dir: &Path,
+        files: &[CodeFile],
+        owner: sandbox::Identity,
+    ) -> std::io::Result<()> {
         if dir.join(".complete").exists() {
             return Ok(());
         }
@@ -150,7 +156,7 @@ impl RuntimeDir {
             std::fs::write(&path, &file.content)?;
         }
         std::fs::write(staging.join(".complete"), b"")?;
-        sandbox::world_readable_tree(&staging)?;
+        sandbox::private_code_tree(&staging, owner)?;
         match std::fs::rename(&staging, dir) {
             Ok(()) => Ok(()),
             // Another worker wrote the same version first: use theirs.
@@ -163,10 +169,10 @@ impl RuntimeDir {
     }
 
     /// A private scratch folder for one instance (its TMPDIR).
-    fn scratch_dir(&self, instance: &str) -> std::io::Result<PathBuf> {
+    fn scratch_dir(&self, instance: &str, owner: sandbox::Identity) -> std::io::Result<PathBuf> {
         let dir = self.root.join(format!("tmp-{instance}"));
         std::fs::create_dir_all(&dir)?;
-        sandbox::owned_by_sandbox_user(&dir)?;
+        sandbox::owned_by(&dir, owner)?;
         Ok(dir)
     }
 
@@ -446,6 +452,8 @@ pub struct Spawn<'a> {
     pub runtime: &'a Runtime,
     pub code_dir: &'a Arc<CodeDir>,
     pub region: &'a str,
+    /// Who the instance runs as: its function's own user.
+    pub identity: sandbox::Identity,
 }
 
 impl Instance {
@@ -471,7 +479,10 @@ impl Instance {
         })?;
         let f = spec.function;
         let (module, method) = f.handler.split_once('.').unwrap_or((&f.handler, ""));
-        let scratch = spec.dir.scratch_dir(&id).map_err(StartError::from_io)?;
+        let scratch = spec
+            .dir
+            .scratch_dir(&id, spec.identity)
+            .map_err(StartError::from_io)?;
 
         // A clean environment: the function's variables and SCF's context variables only.
         let mut env: Vec<(String, String)> = f
@@ -509,8 +520,8 @@ impl Instance {
                     "cwd": spec.code_dir.path(),
                     "env": env.iter().cloned().collect::<std::collections::HashMap<_, _>>(),
                     "limits": limits.to_json(),
-                    "uid": sandbox::SANDBOX_UID,
-                    "gid": sandbox::SANDBOX_GID,
+                    "uid": spec.identity.uid,
+                    "gid": spec.identity.gid,
                 });
                 let fds = vec![
                     req_r.try_clone().map_err(StartError::from_io)?,
@@ -564,10 +575,11 @@ impl Instance {
                 cmd.stdout(Stdio::from(log_w.try_clone().map_err(StartError::from_io)?));
                 cmd.stderr(Stdio::from(log_w));
                 let (req_fd, ans_fd) = (req_r.as_raw_fd(), ans_w.as_raw_fd());
+                let who = spec.identity;
                 // SAFETY: the closure only makes async-signal-safe system calls (fcntl, dup2,
                 // setrlimit, setgid, setuid, prctl) between fork and exec.
                 unsafe {
-                    cmd.pre_exec(move || sandbox::in_child(req_fd, ans_fd, &limits));
+                    cmd.pre_exec(move || sandbox::in_child(req_fd, ans_fd, &limits, who));
                 }
                 let child = cmd.spawn().map_err(StartError::from_io)?;
                 drop((req_r, ans_w));

@@ -1,18 +1,80 @@
 //! The sandbox around each instance: its own process group, resource limits, descriptors 3
-//! and 4 for the protocol, and an unprivileged user when the server runs as root.
+//! and 4 for the protocol, and, when the server runs as root, a user of the function's own,
+//! so that no function can read, signal or trace another's processes, code or scratch files.
 
 use crate::domain::function::Function;
 use crate::domain::runtime::Language;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// The user instances run as when the server is root (`nobody`).
-pub const SANDBOX_UID: u32 = 65534;
-pub const SANDBOX_GID: u32 = 65534;
-
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// The user and group ids functions run as: one of each per function, `first + id % count`,
+/// from a range no account of the machine uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UidRange {
+    pub first: u32,
+    pub count: u32,
+}
+
+impl Default for UidRange {
+    fn default() -> Self {
+        UidRange {
+            first: 200_000,
+            count: 100_000,
+        }
+    }
+}
+
+impl std::str::FromStr for UidRange {
+    type Err = String;
+
+    /// `FIRST-LAST`, e.g. `200000-299999`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not a range of user ids such as 200000-299999");
+        let (first, last) = s.trim().split_once('-').ok_or_else(bad)?;
+        let (first, last): (u32, u32) = (
+            first.trim().parse().map_err(|_| bad())?,
+            last.trim().parse().map_err(|_| bad())?,
+        );
+        if first < 1000 || last < first || last >= u32::MAX - 1 {
+            return Err(format!(
+                "{s:?}: the range must start at 1000 or above (away from system accounts) and end after it starts"
+            ));
+        }
+        Ok(UidRange {
+            first,
+            count: last - first + 1,
+        })
+    }
+}
+
+/// Who an instance runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl UidRange {
+    /// The identity of a function. As root, its own user and group; otherwise the server's
+    /// own, as nothing else can be taken.
+    pub fn for_function(&self, function_id: i64) -> Identity {
+        if !is_root() {
+            // SAFETY: getuid and getgid have no preconditions.
+            return unsafe {
+                Identity {
+                    uid: libc::getuid(),
+                    gid: libc::getgid(),
+                }
+            };
+        }
+        let id = self.first + (function_id.rem_euclid(i64::from(self.count)) as u32);
+        Identity { uid: id, gid: id }
+    }
 }
 
 /// Resource limits of one instance.
@@ -86,7 +148,12 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result
 }
 
 /// Runs in the child between fork and exec: only async-signal-safe calls.
-pub fn in_child(requests: i32, answers: i32, limits: &Limits) -> std::io::Result<()> {
+pub fn in_child(
+    requests: i32,
+    answers: i32,
+    limits: &Limits,
+    who: Identity,
+) -> std::io::Result<()> {
     // SAFETY: plain descriptor and identity system calls on the child's own state.
     unsafe {
         // Move both ends out of the way first, so that neither is overwritten when the other
@@ -113,8 +180,8 @@ pub fn in_child(requests: i32, answers: i32, limits: &Limits) -> std::io::Result
         // SAFETY: dropping privileges in the child only; the group goes first, while we may.
         unsafe {
             if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(SANDBOX_GID) != 0
-                || libc::setuid(SANDBOX_UID) != 0
+                || libc::setgid(who.gid) != 0
+                || libc::setuid(who.uid) != 0
             {
                 return Err(std::io::Error::last_os_error());
             }
@@ -132,32 +199,55 @@ pub fn in_child(requests: i32, answers: i32, limits: &Limits) -> std::io::Result
     Ok(())
 }
 
-pub fn world_readable_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+/// Folders of ours everyone may enter but not list: the runtime folder, so that each instance
+/// reaches the bootstrap and its own code folder without seeing which others exist.
+pub fn enterable_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o711))
 }
 
+/// The bootstrap files: ours, the same for every function, holding nothing secret.
 pub fn world_readable_file(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
 }
 
-/// Code is readable by the sandbox user, and writable by nobody but the server.
-pub fn world_readable_tree(path: &Path) -> std::io::Result<()> {
-    world_readable_dir(path)?;
+/// A function's code: readable by its own group only (root's otherwise), writable by nobody
+/// but the server.
+pub fn private_code_tree(path: &Path, who: Identity) -> std::io::Result<()> {
+    let group = is_root().then_some(who.gid);
+    let mode = |dir: bool| if dir { 0o750 } else { 0o640 };
+    std::os::unix::fs::chown(path, None, group)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode(true)))?;
     for entry in std::fs::read_dir(path)? {
         let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            world_readable_tree(&entry.path())?;
+        let is_dir = entry.file_type()?.is_dir();
+        if is_dir {
+            private_code_tree(&entry.path(), who)?;
         } else {
-            world_readable_file(&entry.path())?;
+            std::os::unix::fs::chown(entry.path(), None, group)?;
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode(false)))?;
         }
     }
     Ok(())
 }
 
-/// A folder the instance may write to (its TMPDIR).
-pub fn owned_by_sandbox_user(path: &Path) -> std::io::Result<()> {
+/// A folder only the function's user may use (its instance's TMPDIR).
+pub fn owned_by(path: &Path, who: Identity) -> std::io::Result<()> {
     if is_root() {
-        std::os::unix::fs::chown(path, Some(SANDBOX_UID), Some(SANDBOX_GID))?;
+        std::os::unix::fs::chown(path, Some(who.uid), Some(who.gid))?;
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UidRange;
+
+    #[test]
+    fn uid_ranges_are_read_and_bounded() {
+        let r: UidRange = "200000-299999".parse().unwrap();
+        assert_eq!((r.first, r.count), (200_000, 100_000));
+        for bad in ["0-100", "300-200", "5000", "a-b", "2000-1999"] {
+            assert!(bad.parse::<UidRange>().is_err(), "{bad}");
+        }
+    }
 }
