@@ -17,6 +17,7 @@ mod namespaces;
 mod nodes;
 mod pages;
 mod retention;
+mod sandbox;
 mod sdk;
 mod server;
 mod store_contract;

@@ -31,14 +31,22 @@ pub async fn machine() -> Interpreters {
         .clone()
 }
 
-/// The engine as tests run it: short grace periods so terminations are quick.
+/// The engine as tests run it: short grace periods so terminations are quick, and user ids of
+/// its own, as a server on a machine of its own would have: the test consoles of one run
+/// share the machine, and function ids repeat from one console to the next.
 pub fn test_engine() -> EngineConfig {
+    static CONSOLES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = CONSOLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 90;
     EngineConfig {
         workers: 8,
         per_function: 8,
         grace_period: Duration::from_secs(2),
         shutdown_grace: Duration::from_secs(2),
         poll_interval: Duration::from_millis(100),
+        uids: scf_console::engine::runtime::sandbox::UidRange {
+            first: 200_000 + n * 1_000,
+            count: 1_000,
+        },
         ..EngineConfig::default()
     }
 }

@@ -512,17 +512,21 @@ impl Instance {
         let (log_r, log_w) = pipe_pair().map_err(StartError::from_io)?;
         let limits = sandbox::Limits::for_function(f, lang);
 
+        // What a forked child needs to become this instance. It goes to the child on the
+        // instance's own request pipe, never through the fork server: the fork server's memory
+        // is in every child it forks, so it must never hold one function's variables.
+        let setup = serde_json::json!({
+            "module": module,
+            "method": method,
+            "cwd": spec.code_dir.path(),
+            "env": env.iter().cloned().collect::<std::collections::HashMap<_, _>>(),
+            "limits": limits.to_json(),
+            "uid": spec.identity.uid,
+            "gid": spec.identity.gid,
+        });
         let forked = match (lang, spec.zygote.filter(|z| z.is_alive())) {
             (Language::Python, Some(zygote)) => {
-                let request = serde_json::json!({
-                    "module": module,
-                    "method": method,
-                    "cwd": spec.code_dir.path(),
-                    "env": env.iter().cloned().collect::<std::collections::HashMap<_, _>>(),
-                    "limits": limits.to_json(),
-                    "uid": spec.identity.uid,
-                    "gid": spec.identity.gid,
-                });
+                let request = serde_json::json!({});
                 let fds = vec![
                     req_r.try_clone().map_err(StartError::from_io)?,
                     ans_w.try_clone().map_err(StartError::from_io)?,
@@ -587,7 +591,18 @@ impl Instance {
             }
         };
 
-        let requests = pipe::Sender::from_owned_fd(req_w).map_err(StartError::from_io)?;
+        let mut requests = pipe::Sender::from_owned_fd(req_w).map_err(StartError::from_io)?;
+        if matches!(process, Process::Forked { .. }) {
+            let mut line = serde_json::to_vec(&setup).map_err(std::io::Error::other);
+            if let Ok(line) = &mut line {
+                line.push(b'\n');
+            }
+            let written = match line {
+                Ok(line) => requests.write_all(&line).await,
+                Err(e) => Err(e),
+            };
+            written.map_err(StartError::from_io)?;
+        }
         let answers =
             Answers::new(pipe::Receiver::from_owned_fd(ans_r).map_err(StartError::from_io)?);
         let logs = Logs::read(pipe::Receiver::from_owned_fd(log_r).map_err(StartError::from_io)?);
@@ -921,8 +936,12 @@ mod tests {
             path: "index.py".into(),
             content: b"def main_handler(e, c): pass\n".to_vec(),
         }];
-        let first = dir.code_dir((7, 1), &files).unwrap();
-        let second = dir.code_dir((7, 1), &files).unwrap();
+        let first = dir
+            .code_dir((7, 1), &files, sandbox::UidRange::default().for_function(7))
+            .unwrap();
+        let second = dir
+            .code_dir((7, 1), &files, sandbox::UidRange::default().for_function(7))
+            .unwrap();
         assert!(Arc::ptr_eq(&first, &second), "one folder per version");
         let path = first.path().to_path_buf();
         assert!(path.join("index.py").exists());
@@ -931,7 +950,9 @@ mod tests {
         drop(second);
         assert!(!path.exists(), "nothing uses it any more");
         // The same version again is written anew.
-        let again = dir.code_dir((7, 1), &files).unwrap();
+        let again = dir
+            .code_dir((7, 1), &files, sandbox::UidRange::default().for_function(7))
+            .unwrap();
         assert!(again.path().join("index.py").exists());
     }
 

@@ -1,9 +1,12 @@
 # scf-console's Python fork server. Starting an interpreter and importing what every instance
 # needs costs more than the user's code usually does, so this process pays for it once and
 # forks a child per instance: the child enters the sandbox (process group, descriptors 3 and
-# 4, limits, unprivileged user, environment, working folder), then runs the bootstrap, which
-# loads the user's handler as usual. Requests arrive on fd 3, a SOCK_SEQPACKET socket, each
-# with three descriptors: requests (read end), answers (write end) and the log (write end).
+# 4, limits, the function's own user, environment, working folder), then runs the bootstrap,
+# which loads the user's handler as usual. Requests arrive on fd 3, a SOCK_SEQPACKET socket,
+# each with three descriptors: requests (read end), answers (write end) and the log (write
+# end), and nothing else: the child reads what it is to become (the function's variables
+# included) as the first line of its own request pipe. This process never holds a function's
+# configuration, so no child can find another function's secrets in the memory it inherits.
 import ctypes
 import errno
 import json
@@ -38,7 +41,19 @@ def report_exits(signum=None, frame=None):
         server.send(json.dumps({"exited": pid, "code": os.waitstatus_to_exitcode(status)}).encode())
 
 
-def child(request, fds):
+def read_setup():
+    """The first line of the request pipe: what this child is to become. Nothing else is sent
+    before the child says it is ready, so reading past the line cannot take a request."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(3, 65536)
+        if not chunk:
+            os._exit(127)
+        data += chunk
+    return json.loads(data)
+
+
+def child(fds):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setpgid(0, 0)
     requests, answers, log = fds
@@ -49,6 +64,7 @@ def child(request, fds):
     for fd in fds:
         if fd > 4:
             os.close(fd)
+    request = read_setup()
     for name, value in request["limits"].items():
         resource.setrlimit(LIMITS[name], (value, value))
     if os.geteuid() == 0:
@@ -94,7 +110,7 @@ def main():
             continue
         if pid == 0:
             try:
-                child(request, fds)
+                child(fds)
             finally:
                 os._exit(127)
         for fd in fds:

@@ -1,0 +1,211 @@
+//! Functions of different teams on one console, one of them hostile: what it tries against its
+//! neighbours, and that each attempt fails, fails only its own event, and leaves the neighbour
+//! running. As root, every function runs as a user of its own; not as root there is nothing
+//! to isolate with, and these stories are skipped with a message.
+
+use crate::engine::{function, invoke, until_started, until_status};
+use crate::support::*;
+use scf_console::domain::event::EventStatus;
+use serde_json::{Value, json};
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+const SECRET: &str = "the-db-password-7f3a";
+
+/// A neighbour holding a secret in its environment, busy for as long as the event asks.
+const VICTIM: &str = r#"
+import os, time
+def main_handler(event, context):
+    with open(os.path.join(os.environ["TMPDIR"], "notes.txt"), "w") as f:
+        f.write("private scratch of the victim")
+    time.sleep(event.get("sleep", 0))
+    return {"tmpdir": os.environ["TMPDIR"], "cwd": os.getcwd(), "pid": os.getpid()}
+"#;
+
+/// Everything a hostile handler can try with the standard library alone.
+const ATTACKER: &str = r#"
+import ctypes, os, signal
+def contains(data, head, tail):
+    at = data.find(head)
+    while at >= 0:
+        if data[at + len(head):at + len(head) + len(tail)] == tail:
+            return True
+        at = data.find(head, at + 1)
+    return False
+
+def main_handler(event, context):
+    # The secret comes in two halves and is never put together here, so finding it whole in
+    # this process's memory means it came from somewhere else.
+    head, tail = event["head"].encode(), event["tail"].encode()
+    found = {"environ": [], "killed": [], "traced": [], "read": [], "listed": [], "memory": False}
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        pid = int(name)
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if contains(f.read(), head, tail):
+                    found["environ"].append(pid)
+        except OSError:
+            pass
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if b"bootstrap" in cmd or b"zygote" in cmd:
+            try:
+                os.kill(pid, 0)
+                found["killed"].append(pid)
+            except OSError:
+                pass
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.ptrace(16, pid, 0, 0) == 0:  # PTRACE_ATTACH
+                found["traced"].append(pid)
+                libc.ptrace(17, pid, 0, 0)  # PTRACE_DETACH
+    for path in event["paths"]:
+        try:
+            with open(path, "rb") as f:
+                f.read()
+            found["read"].append(path)
+        except OSError:
+            pass
+    for folder in [os.path.dirname(os.getcwd())] + event["folders"]:
+        try:
+            os.listdir(folder)
+            found["listed"].append(folder)
+        except OSError:
+            pass
+    # Whatever the fork server held for earlier instances is in a forked child's memory too:
+    # read every readable private mapping of this process in place.
+    with open("/proc/self/maps") as maps:
+        regions = [line.split() for line in maps]
+    for parts in regions:
+        perms, name = parts[1], parts[5] if len(parts) > 5 else ""
+        if not perms.startswith("r") or name.startswith("[v") or name.startswith("/"):
+            continue
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        if end - start > 512 * 1024 * 1024:
+            continue
+        if contains(ctypes.string_at(start, end - start), head, tail):
+            found["memory"] = True
+    return found
+"#;
+
+/// A victim holding a secret runs; a hostile function, started after it, looks for the secret
+/// in every process's environment and in its own memory, signals and traces the victim's
+/// processes, reads its code and scratch files and lists the folders around its own. Nothing
+/// works, and the victim's event finishes.
+#[tokio::test]
+async fn a_hostile_function_cannot_reach_its_neighbour() {
+    if !is_root() {
+        eprintln!("SKIPPED: isolation between functions needs the server to run as root");
+        return;
+    }
+    let app = TestApp::new().await;
+    app.add_key().await;
+    let secret_env = json!({"Environment": {"Variables": [{"Key": "SECRET", "Value": SECRET}]},
+                            "Timeout": 60});
+    function(&app, "victim", "Python3.10", VICTIM, secret_env).await;
+    function(
+        &app,
+        "attacker",
+        "Python3.10",
+        ATTACKER,
+        json!({"Timeout": 60}),
+    )
+    .await;
+
+    // The victim's first event tells where its files are; the second keeps it busy.
+    let first = invoke(&app, "victim", json!({})).await;
+    let done = until_status(&app, &first, EventStatus::Finished).await;
+    let where_: Value = serde_json::from_str(&done.result.unwrap()).unwrap();
+    let scratch = where_["tmpdir"].as_str().unwrap().to_string();
+    let code = where_["cwd"].as_str().unwrap().to_string();
+    let busy = invoke(&app, "victim", json!({"sleep": 4})).await;
+    until_started(&app, &busy).await;
+
+    let attack = invoke(
+        &app,
+        "attacker",
+        json!({
+            "head": &SECRET[..10],
+            "tail": &SECRET[10..],
+            "paths": [format!("{code}/index.py"), format!("{scratch}/notes.txt")],
+            "folders": [code, scratch],
+        }),
+    )
+    .await;
+    let e = crate::engine::until_ended(&app, &attack).await;
+    assert_eq!(
+        e.status,
+        EventStatus::Finished,
+        "{:?} {:?}",
+        e.error,
+        e.logs
+    );
+    let found: Value = serde_json::from_str(&e.result.unwrap()).unwrap();
+    assert_eq!(
+        found["environ"],
+        json!([]),
+        "another function's environment"
+    );
+    assert_eq!(found["killed"], json!([]), "signalled a neighbour: {found}");
+    assert_eq!(found["traced"], json!([]), "traced a neighbour: {found}");
+    assert_eq!(
+        found["read"],
+        json!([]),
+        "read a neighbour's files: {found}"
+    );
+    assert_eq!(
+        found["listed"],
+        json!([]),
+        "listed folders it has no business in: {found}"
+    );
+    assert_eq!(
+        found["memory"], false,
+        "the secret is in the attacker's own memory"
+    );
+
+    let victim = until_status(&app, &busy, EventStatus::Finished).await;
+    assert_eq!(victim.status_code, Some(200));
+}
+
+/// Two functions never share a user: what one can do to its own processes it cannot do to
+/// the other's, whatever runtime each uses.
+#[tokio::test]
+async fn each_function_runs_as_a_user_of_its_own() {
+    if !is_root() {
+        eprintln!("SKIPPED: isolation between functions needs the server to run as root");
+        return;
+    }
+    let app = TestApp::new().await;
+    app.add_key().await;
+    let python = "import os\ndef main_handler(event, context):\n    return {'uid': os.getuid(), 'gid': os.getgid(), 'groups': os.getgroups()}\n";
+    let node = "exports.main_handler = async () => ({uid: process.getuid(), gid: process.getgid(), groups: process.getgroups()});\n";
+    function(&app, "one", "Python3.10", python, json!({})).await;
+    function(&app, "two", "Python3.10", python, json!({})).await;
+    function(&app, "three", "Nodejs18.15", node, json!({})).await;
+    let mut uids = Vec::new();
+    for name in ["one", "two", "three"] {
+        let id = invoke(&app, name, json!({})).await;
+        let e = until_status(&app, &id, EventStatus::Finished).await;
+        let r: Value = serde_json::from_str(&e.result.unwrap()).unwrap();
+        let uid = r["uid"].as_u64().unwrap();
+        assert!((200_000..300_000).contains(&uid), "{name}: {r}");
+        assert_eq!(r["gid"], r["uid"], "{name}: {r}");
+        let groups: Vec<u64> = serde_json::from_value(r["groups"].clone()).unwrap();
+        assert!(
+            groups.iter().all(|g| *g == uid),
+            "{name}: no supplementary groups: {r}"
+        );
+        uids.push(uid);
+    }
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), 3, "three functions, three users");
+}
