@@ -20,6 +20,12 @@ fn node(dir: &std::path::Path) -> EngineConfig {
         per_function: 12,
         lease: Duration::from_secs(3),
         nodes_dir: Some(dir.join("nodes")),
+        // Nodes of one store run a function as the same user, as servers started with the
+        // same settings do (test consoles otherwise each get users of their own).
+        uids: scf_console::engine::runtime::sandbox::UidRange {
+            first: 290_000,
+            count: 1_000,
+        },
         ..test_engine()
     }
 }
@@ -46,6 +52,9 @@ async fn two_nodes_on_one_store_run_each_of_2000_events_exactly_once() {
     // Each run leaves proof of when it started and ended, outside the store.
     let proof = shared_dir();
     let log = proof.path().join("runs.log");
+    // Every function runs as a user of its own: the proof file is open to all of them.
+    std::fs::write(&log, "").unwrap();
+    std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
     let python = format!(
         "import time\n\
          def main_handler(event, context):\n    \
