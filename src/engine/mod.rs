@@ -60,6 +60,9 @@ pub struct EngineConfig {
     pub max_instances: usize,
     /// The user ids functions run as, one per function, when the server runs as root.
     pub uids: runtime::sandbox::UidRange,
+    /// Put each instance in a control group of its own (memory and process limits, and
+    /// everything it started killed with it), where the machine allows.
+    pub cgroups: bool,
 }
 
 /// The cap on live instances when none is set: each instance holds 3 descriptors in the
@@ -104,6 +107,7 @@ impl Default for EngineConfig {
             fork_server: true,
             max_instances: default_max_instances(),
             uids: Default::default(),
+            cgroups: true,
         }
     }
 }
@@ -216,6 +220,9 @@ pub struct Engine {
     runs: TaskTracker,
     pub stats: Stats,
     zygote: Mutex<Option<Arc<runtime::zygote::Zygote>>>,
+    /// Where instances' control groups go; `None` where the machine offers none to this
+    /// process (the start-up log says why).
+    cgroups: Option<runtime::cgroup::Controllers>,
 }
 
 /// How an event ends: its status, code, what it returned or raised, and its timeline note.
@@ -284,6 +291,7 @@ impl Engine {
     ) -> anyhow::Result<Arc<Engine>> {
         let node = node::Node::join(config.nodes_dir.as_deref())?;
         tracing::info!(node = node.id(), "joined the event queue");
+        let config_cgroups = config.cgroups;
         let tasks = TaskTracker::new();
         let engine = Arc::new(Engine {
             node,
@@ -304,6 +312,19 @@ impl Engine {
             runs: TaskTracker::new(),
             stats: Stats::default(),
             zygote: Mutex::new(None),
+            cgroups: if config_cgroups {
+                match runtime::cgroup::Controllers::detect() {
+                    Ok(c) => Some(c),
+                    Err(why) => {
+                        tracing::warn!(
+                            "instances run without memory and process limits of their own, and what a handler detaches can outlive its instance: {why}"
+                        );
+                        None
+                    }
+                }
+            } else {
+                None
+            },
         });
         engine.take_over_stranded().await?;
         engine.node.forget_gone(&engine.store.lease_owners().await?);
@@ -936,6 +957,7 @@ impl Engine {
             code_dir: &code_dir,
             region: &f.region,
             identity: self.config.uids.for_function(f.id),
+            cgroups: self.cgroups.as_ref(),
         })
         .await
         {

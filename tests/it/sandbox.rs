@@ -209,3 +209,129 @@ async fn each_function_runs_as_a_user_of_its_own() {
     uids.dedup();
     assert_eq!(uids.len(), 3, "three functions, three users");
 }
+
+/// Whether instances get control groups here: as root, with the memory and pids controllers.
+fn has_cgroups() -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED: control groups for instances need the server to run as root");
+        return false;
+    }
+    match scf_console::engine::runtime::cgroup::Controllers::detect() {
+        Ok(_) => true,
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "no control groups in CI: {why}"
+            );
+            eprintln!("SKIPPED: no control groups for instances here: {why}");
+            false
+        }
+    }
+}
+
+/// A Python and a Node.js function with 128 MB each try to take far more, the Node.js one
+/// outside its JavaScript heap; each is stopped with a message that says why, and a
+/// neighbour's event running meanwhile finishes.
+#[tokio::test]
+async fn a_function_over_its_memory_is_stopped_and_fails_alone() {
+    if !has_cgroups() {
+        return;
+    }
+    let app = TestApp::new().await;
+    app.add_key().await;
+    let python = "def main_handler(event, context):\n    hoard = []\n    for _ in range(30):\n        hoard.append(b'x' * (10 * 1024 * 1024))\n    return len(hoard)\n";
+    let node = "exports.main_handler = async () => {\n  const hoard = [];\n  for (let i = 0; i < 60; i++) hoard.push(Buffer.alloc(10 * 1024 * 1024, 1));\n  return hoard.length;\n};\n";
+    let calm =
+        "import time\ndef main_handler(event, context):\n    time.sleep(1)\n    return 'fine'\n";
+    let limits = json!({"MemorySize": 128, "Timeout": 60});
+    function(&app, "greedy-py", "Python3.10", python, limits.clone()).await;
+    function(&app, "greedy-js", "Nodejs18.15", node, limits.clone()).await;
+    function(&app, "calm", "Python3.10", calm, limits).await;
+    let neighbour = invoke(&app, "calm", json!({})).await;
+    for name in ["greedy-py", "greedy-js"] {
+        let id = invoke(&app, name, json!({})).await;
+        let e = crate::engine::until_ended(&app, &id).await;
+        assert_eq!(e.status, EventStatus::Failed, "{name}: {:?}", e.result);
+        assert_eq!(e.status_code, Some(439), "{name}");
+        let error = e.error.unwrap_or_default();
+        assert!(
+            error.contains("more memory than its MemorySize allows (128 MB"),
+            "{name}: {error}"
+        );
+    }
+    let e = until_status(&app, &neighbour, EventStatus::Finished).await;
+    assert_eq!(e.result.as_deref(), Some("fine"));
+}
+
+/// A handler starts a process that leaves its session and its parent, and returns: the
+/// process dies with the event, not 180 s later.
+#[tokio::test]
+async fn what_a_handler_detaches_dies_with_its_event() {
+    if !has_cgroups() {
+        return;
+    }
+    let app = TestApp::new().await;
+    app.add_key().await;
+    let code = r#"
+import os, time
+def main_handler(event, context):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        os.write(w, str(os.getpid()).encode())
+        time.sleep(180)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    os.close(w)
+    return {"escaped": int(os.read(r, 32))}
+"#;
+    function(&app, "escape", "Python3.10", code, json!({"Timeout": 30})).await;
+    let id = invoke(&app, "escape", json!({})).await;
+    let e = until_status(&app, &id, EventStatus::Finished).await;
+    let r: Value = serde_json::from_str(&e.result.unwrap()).unwrap();
+    let pid = r["escaped"].as_u64().unwrap();
+    wait_for(
+        "the detached process to die with its event",
+        std::time::Duration::from_secs(5),
+        || async { (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()) },
+    )
+    .await;
+    // The instance itself lives on, warm, for the next event.
+    let again = invoke(&app, "escape", json!({})).await;
+    until_status(&app, &again, EventStatus::Finished).await;
+}
+
+/// A handler starts processes until it cannot: it stops at the instance's process limit,
+/// its event ends as the handler decides, and what it started dies with the event.
+#[tokio::test]
+async fn processes_stop_at_the_instance_limit() {
+    if !has_cgroups() {
+        return;
+    }
+    let app = TestApp::new().await;
+    app.add_key().await;
+    let code = r#"
+import subprocess
+def main_handler(event, context):
+    started = []
+    try:
+        for _ in range(300):
+            started.append(subprocess.Popen(["sleep", "30"]))
+    except OSError as e:
+        return {"started": len(started), "error": type(e).__name__}
+    return {"started": len(started), "error": None}
+"#;
+    function(&app, "bomb", "Python3.10", code, json!({"Timeout": 30})).await;
+    let id = invoke(&app, "bomb", json!({})).await;
+    let e = until_status(&app, &id, EventStatus::Finished).await;
+    let r: Value = serde_json::from_str(&e.result.unwrap()).unwrap();
+    let started = r["started"].as_u64().unwrap();
+    assert!(
+        (10..128).contains(&started),
+        "the limit of 128 processes and threads per instance holds: {r}"
+    );
+    assert!(r["error"].is_string(), "{r}");
+}

@@ -20,6 +20,7 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
+pub mod cgroup;
 mod output;
 pub mod sandbox;
 pub mod zygote;
@@ -396,6 +397,10 @@ pub struct Instance {
     pub started: Instant,
     pub last_used: Instant,
     pub invocations: u64,
+    /// Its control group: every process it started is killed with it.
+    group: Option<cgroup::InstanceGroup>,
+    /// The function's MemorySize, for the message when it is exceeded.
+    memory_mb: u32,
     /// Last, so the process is gone before its code folder may go.
     _code: Arc<CodeDir>,
 }
@@ -454,6 +459,8 @@ pub struct Spawn<'a> {
     pub region: &'a str,
     /// Who the instance runs as: its function's own user.
     pub identity: sandbox::Identity,
+    /// Where its control group goes, if instances get one.
+    pub cgroups: Option<&'a cgroup::Controllers>,
 }
 
 impl Instance {
@@ -511,6 +518,13 @@ impl Instance {
         let (ans_r, ans_w) = pipe_pair().map_err(StartError::from_io)?;
         let (log_r, log_w) = pipe_pair().map_err(StartError::from_io)?;
         let limits = sandbox::Limits::for_function(f, lang);
+        let group = match spec.cgroups {
+            Some(c) => Some(
+                c.instance(&id, u64::from(f.memory_size))
+                    .map_err(StartError::from_io)?,
+            ),
+            None => None,
+        };
 
         // What a forked child needs to become this instance. It goes to the child on the
         // instance's own request pipe, never through the fork server: the fork server's memory
@@ -533,11 +547,18 @@ impl Instance {
                     log_w.try_clone().map_err(StartError::from_io)?,
                 ];
                 match zygote.fork(request, fds).await {
-                    Ok((pid, exit)) => Some(Process::Forked {
-                        pid,
-                        exit: Some(exit),
-                        code: None,
-                    }),
+                    // The child waits for its setup line before doing anything, so it joins
+                    // its group before the user's code can start a process.
+                    Ok((pid, exit)) => {
+                        if let Some(group) = &group {
+                            group.add(pid).map_err(StartError::from_io)?;
+                        }
+                        Some(Process::Forked {
+                            pid,
+                            exit: Some(exit),
+                            code: None,
+                        })
+                    }
                     // Starting an interpreter instead would only fail the same way, slower.
                     Err(e) if is_exhaustion(&e) => return Err(StartError::Capacity(e)),
                     Err(e) => {
@@ -580,10 +601,14 @@ impl Instance {
                 cmd.stderr(Stdio::from(log_w));
                 let (req_fd, ans_fd) = (req_r.as_raw_fd(), ans_w.as_raw_fd());
                 let who = spec.identity;
+                let join = group
+                    .as_ref()
+                    .map(cgroup::InstanceGroup::join_fds)
+                    .unwrap_or_default();
                 // SAFETY: the closure only makes async-signal-safe system calls (fcntl, dup2,
                 // setrlimit, setgid, setuid, prctl) between fork and exec.
                 unsafe {
-                    cmd.pre_exec(move || sandbox::in_child(req_fd, ans_fd, &limits, who));
+                    cmd.pre_exec(move || sandbox::in_child(req_fd, ans_fd, &limits, who, &join));
                 }
                 let child = cmd.spawn().map_err(StartError::from_io)?;
                 drop((req_r, ans_w));
@@ -619,6 +644,8 @@ impl Instance {
             started: Instant::now(),
             last_used: Instant::now(),
             invocations: 0,
+            group,
+            memory_mb: f.memory_size,
             _code: Arc::clone(spec.code_dir),
         };
         // Loading the code counts against the function's timeout too.
@@ -710,9 +737,13 @@ impl Instance {
         }
     }
 
-    /// Kills the whole process group and reaps the process.
+    /// Kills the whole process group and reaps the process, and everything else the instance
+    /// started, wherever it went.
     pub async fn kill(&mut self) {
         self.signal_group(libc::SIGKILL);
+        if let Some(group) = &self.group {
+            group.kill_all();
+        }
         match &mut self.process {
             Process::Spawned(child) => {
                 let _ = child.kill().await;
@@ -816,6 +847,11 @@ impl Instance {
             }
             _ => self.logs.wait_closed(Duration::from_secs(2)).await,
         }
+        // What the handler started dies with its event: the instance stays warm for the next
+        // one, its leftovers do not.
+        if let (Some(group), Some(pid)) = (&self.group, self.pid()) {
+            group.kill_all_but(pid);
+        }
         self.last_used = Instant::now();
         (outcome, self.logs.take())
     }
@@ -892,7 +928,19 @@ impl Instance {
     }
 
     async fn exit_description(&mut self) -> String {
-        match self.process.exit_code(Duration::from_secs(2)).await {
+        let code = self.process.exit_code(Duration::from_secs(2)).await;
+        if self
+            .group
+            .as_ref()
+            .is_some_and(cgroup::InstanceGroup::out_of_memory)
+        {
+            return format!(
+                "the function used more memory than its MemorySize allows ({} MB with the runtime's {} MB) and was stopped",
+                self.memory_mb,
+                cgroup::ALLOWANCE_MB
+            );
+        }
+        match code {
             Some(code) if code >= 0 => format!("the process exited with code {code} while running"),
             Some(signal) => format!("the process was killed by signal {} while running", -signal),
             None => "the process stopped answering".into(),

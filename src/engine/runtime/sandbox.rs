@@ -153,7 +153,15 @@ pub fn in_child(
     answers: i32,
     limits: &Limits,
     who: Identity,
+    cgroups: &[i32],
 ) -> std::io::Result<()> {
+    // Into the instance's control group first, before anything else can start a process.
+    for &fd in cgroups {
+        // SAFETY: write from a static buffer to a descriptor opened before the fork.
+        if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     // SAFETY: plain descriptor and identity system calls on the child's own state.
     unsafe {
         // Move both ends out of the way first, so that neither is overwritten when the other
