@@ -412,6 +412,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.engine(),
     )
     .await?;
+    let isolation = state.engine.isolation();
+    if settings.require_isolation && !isolation.is_complete() {
+        state.engine.shutdown().await;
+        anyhow::bail!(
+            "functions would not be isolated from each other, and SCF_REQUIRE_ISOLATION is set: {}",
+            isolation.missing.join("; ")
+        );
+    }
     state.timezone = settings.timezone;
     state.limits = settings.server_limits();
     state.allow_unsigned_payload = settings.allow_unsigned_payload;

@@ -185,6 +185,18 @@ pub struct Settings {
     )]
     pub sandbox_uids: crate::engine::runtime::sandbox::UidRange,
 
+    /// Refuse to start unless functions are fully isolated from each other (a user per
+    /// function and a control group per instance, which need root and the memory and pids
+    /// controllers). Off, the server starts anyway and says what is missing.
+    #[arg(
+        long,
+        env = "SCF_REQUIRE_ISOLATION",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub require_isolation: bool,
+
     /// The password of the first console user, `admin`, created on first start when there are
     /// no users (at least 10 characters). Without it a random one is printed once in the log.
     #[arg(

@@ -220,9 +220,26 @@ pub struct Engine {
     runs: TaskTracker,
     pub stats: Stats,
     zygote: Mutex<Option<Arc<runtime::zygote::Zygote>>>,
-    /// Where instances' control groups go; `None` where the machine offers none to this
-    /// process (the start-up log says why).
-    cgroups: Option<runtime::cgroup::Controllers>,
+    /// Where instances' control groups go, or why the machine offers none to this process.
+    cgroups: Result<runtime::cgroup::Controllers, String>,
+}
+
+/// What keeps functions apart on this server: for the start-up log, the System page and the
+/// setting that refuses to start without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Isolation {
+    /// Each function runs as a user of its own (the server is root).
+    pub own_users: bool,
+    /// Where instances' control groups are, if they get them.
+    pub cgroups: Option<String>,
+    /// What is missing, each with why, in the operator's terms.
+    pub missing: Vec<String>,
+}
+
+impl Isolation {
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty()
+    }
 }
 
 /// How an event ends: its status, code, what it returned or raised, and its timeline note.
@@ -313,19 +330,23 @@ impl Engine {
             stats: Stats::default(),
             zygote: Mutex::new(None),
             cgroups: if config_cgroups {
-                match runtime::cgroup::Controllers::detect() {
-                    Ok(c) => Some(c),
-                    Err(why) => {
-                        tracing::warn!(
-                            "instances run without memory and process limits of their own, and what a handler detaches can outlive its instance: {why}"
-                        );
-                        None
-                    }
-                }
+                runtime::cgroup::Controllers::detect()
             } else {
-                None
+                Err("control groups are turned off in the engine's configuration".into())
             },
         });
+        let isolation = engine.isolation();
+        if isolation.is_complete() {
+            tracing::info!(
+                cgroups = isolation.cgroups.as_deref().unwrap_or("-"),
+                uids = %engine.config.uids,
+                "sandbox: each function runs as a user of its own, each instance in a control group of its own"
+            );
+        } else {
+            for what in &isolation.missing {
+                tracing::warn!("sandbox: {what}");
+            }
+        }
         engine.take_over_stranded().await?;
         engine.node.forget_gone(&engine.store.lease_owners().await?);
         engine.tasks.spawn(Arc::clone(&engine).dispatch());
@@ -333,6 +354,27 @@ impl Engine {
         engine.tasks.spawn(Arc::clone(&engine).reap_idle());
         engine.tasks.spawn(Arc::clone(&engine).watch_store());
         Ok(engine)
+    }
+
+    /// What keeps functions apart here, and what is missing.
+    pub fn isolation(&self) -> Isolation {
+        let own_users = runtime::sandbox::is_root();
+        let mut missing = Vec::new();
+        if !own_users {
+            missing.push(
+                "the server does not run as root, so every function runs as the server's own user: functions can read each other's code, files and environment and signal each other's processes; run it as root for a user per function".to_string(),
+            );
+        }
+        if let Err(why) = &self.cgroups {
+            missing.push(format!(
+                "instances have no memory or process limits of their own, and what a handler detaches can outlive its event: {why}"
+            ));
+        }
+        Isolation {
+            own_users,
+            cgroups: self.cgroups.as_ref().ok().map(|c| c.describe()),
+            missing,
+        }
     }
 
     /// Wakes the dispatcher: there may be work (also after a test moved the clock).
@@ -957,7 +999,7 @@ impl Engine {
             code_dir: &code_dir,
             region: &f.region,
             identity: self.config.uids.for_function(f.id),
-            cgroups: self.cgroups.as_ref(),
+            cgroups: self.cgroups.as_ref().ok(),
         })
         .await
         {

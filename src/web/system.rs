@@ -1,4 +1,5 @@
-//! System: the retention sweeper's state, the store's size, and the engine's counters.
+//! System: the retention sweeper's state, the store's size, the engine's counters, and what
+//! keeps functions apart.
 
 use super::parts::retention_text;
 use super::shell::{Section, Shell};
@@ -72,6 +73,7 @@ pub struct SystemPage {
     write_failures: u64,
     counters: Vec<(&'static str, u64)>,
     interpreters: Vec<(&'static str, String)>,
+    isolation: crate::engine::Isolation,
 }
 
 async fn page(
@@ -128,5 +130,6 @@ async fn page(
             ("Python", interpreter(state.interpreters.python.as_ref())),
             ("Node.js", interpreter(state.interpreters.nodejs.as_ref())),
         ],
+        isolation: state.engine.isolation(),
     })
 }

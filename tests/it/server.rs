@@ -812,3 +812,72 @@ async fn the_binary_serves_https_with_hsts() {
         "{said}"
     );
 }
+
+/// The start-up log says which isolation is in force; with SCF_REQUIRE_ISOLATION a server
+/// that cannot give each function a user of its own (not root) refuses to start, saying why.
+#[test]
+fn the_log_says_which_isolation_is_in_force_and_the_server_can_insist_on_it() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root, to start the server both as root and as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), |c| {
+        c.env("SCF_REQUIRE_ISOLATION", "true");
+    });
+    let log = server.log_text();
+    assert!(
+        log.contains("sandbox: each function runs as a user of its own, each instance in a control group of its own"),
+        "{log}"
+    );
+    drop(server);
+
+    // The same binary as an ordinary user.
+    let data = dir.path().join("as-nobody");
+    std::fs::create_dir(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+    let run = |require: bool| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_scf-console"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("SCF_ADMIN_PASSWORD", crate::support::ADMIN_PASSWORD)
+            .env("TMPDIR", &data)
+            .env("NO_COLOR", "1");
+        if require {
+            command.env("SCF_REQUIRE_ISOLATION", "true");
+        }
+        command
+    };
+    let refused = run(true).output().unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("SCF_REQUIRE_ISOLATION") && said.contains("does not run as root"),
+        "{said}"
+    );
+    // Without the setting it starts, and warns.
+    let mut child = run(false)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut warned = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        warned |= line.contains("sandbox: the server does not run as root");
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        warned,
+        "the start-up log warns that functions are not isolated"
+    );
+}

@@ -52,6 +52,12 @@ impl std::str::FromStr for UidRange {
     }
 }
 
+impl std::fmt::Display for UidRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.first + (self.count - 1))
+    }
+}
+
 /// Who an instance runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {
