@@ -357,6 +357,8 @@ impl Settings {
             lease: self.lease.0,
             nodes_dir: Some(self.data_dir.join("nodes")),
             uids: self.sandbox_uids,
+            // The data folder holds every function's code and variables and the API keys.
+            hidden: std::path::absolute(&self.data_dir).into_iter().collect(),
             ..Default::default()
         };
         if let Some(n) = self.max_instances {

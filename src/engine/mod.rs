@@ -63,6 +63,9 @@ pub struct EngineConfig {
     /// Put each instance in a control group of its own (memory and process limits, and
     /// everything it started killed with it), where the machine allows.
     pub cgroups: bool,
+    /// Folders instances must not see (the data folder), covered in their view of the file
+    /// system.
+    pub hidden: Vec<std::path::PathBuf>,
 }
 
 /// The cap on live instances when none is set: each instance holds 3 descriptors in the
@@ -108,6 +111,7 @@ impl Default for EngineConfig {
             max_instances: default_max_instances(),
             uids: Default::default(),
             cgroups: true,
+            hidden: Vec::new(),
         }
     }
 }
@@ -222,6 +226,8 @@ pub struct Engine {
     zygote: Mutex<Option<Arc<runtime::zygote::Zygote>>>,
     /// Where instances' control groups go, or why the machine offers none to this process.
     cgroups: Result<runtime::cgroup::Controllers, String>,
+    /// Instances' private view of the file system, or why they cannot have one.
+    jail: Result<Arc<runtime::sandbox::Jail>, String>,
 }
 
 /// What keeps functions apart on this server: for the start-up log, the System page and the
@@ -310,10 +316,12 @@ impl Engine {
         tracing::info!(node = node.id(), "joined the event queue");
         let config_cgroups = config.cgroups;
         let tasks = TaskTracker::new();
+        let dir = RuntimeDir::create()?;
+        let jail = runtime::sandbox::Jail::usable(dir.root(), &config.hidden).map(Arc::new);
         let engine = Arc::new(Engine {
             node,
             writer: writer::GroupCommit::start(store.clone(), &tasks),
-            dir: RuntimeDir::create()?,
+            dir,
             slots: Arc::new(Semaphore::new(config.workers)),
             pools: pool::Pools::new(config.max_instances),
             admission: Admission::new(clock.clone()),
@@ -334,13 +342,14 @@ impl Engine {
             } else {
                 Err("control groups are turned off in the engine's configuration".into())
             },
+            jail,
         });
         let isolation = engine.isolation();
         if isolation.is_complete() {
             tracing::info!(
                 cgroups = isolation.cgroups.as_deref().unwrap_or("-"),
                 uids = %engine.config.uids,
-                "sandbox: each function runs as a user of its own, each instance in a control group of its own"
+                "sandbox: each function runs as a user of its own, each instance in a control group and a private view of the file system of its own"
             );
         } else {
             for what in &isolation.missing {
@@ -364,6 +373,11 @@ impl Engine {
             missing.push(
                 "the server does not run as root, so every function runs as the server's own user: functions can read each other's code, files and environment and signal each other's processes; run it as root for a user per function".to_string(),
             );
+        }
+        if let Err(why) = &self.jail {
+            missing.push(format!(
+                "instances share the machine's /tmp, /var/tmp and /dev/shm and see its folders (the data folder too, where permissions allow): {why}"
+            ));
         }
         if let Err(why) = &self.cgroups {
             missing.push(format!(
@@ -1000,6 +1014,7 @@ impl Engine {
             region: &f.region,
             identity: self.config.uids.for_function(f.id),
             cgroups: self.cgroups.as_ref().ok(),
+            jail: self.jail.as_ref().ok(),
         })
         .await
         {

@@ -105,11 +105,20 @@ async fn app() -> TestApp {
 }
 
 /// A folder the sandboxed handler may write to, for handlers to leave proof they ran.
+///
+/// Outside `/tmp`, `/var/tmp` and `/dev/shm`: an instance has those of its own, so what a
+/// handler wrote there would be gone with it.
 pub(crate) fn shared_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
+    // Not root, instances have no private folders, and /run may not be writable.
+    let base = std::path::PathBuf::from("/run/scf-console-tests");
+    let base = match std::fs::create_dir_all(&base) {
+        Ok(()) => base,
+        Err(_) => std::env::temp_dir(),
+    };
     let dir = tempfile::Builder::new()
         .prefix("scf-shared-")
-        .tempdir()
+        .tempdir_in(base)
         .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     dir

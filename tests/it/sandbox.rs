@@ -125,6 +125,10 @@ async fn a_hostile_function_cannot_reach_its_neighbour() {
     let done = until_status(&app, &first, EventStatus::Finished).await;
     let where_: Value = serde_json::from_str(&done.result.unwrap()).unwrap();
     let scratch = where_["tmpdir"].as_str().unwrap().to_string();
+    assert_eq!(
+        scratch, "/tmp",
+        "the victim's temp folder is a /tmp of its own"
+    );
     let code = where_["cwd"].as_str().unwrap().to_string();
     let busy = invoke(&app, "victim", json!({"sleep": 4})).await;
     until_started(&app, &busy).await;
@@ -136,7 +140,7 @@ async fn a_hostile_function_cannot_reach_its_neighbour() {
             "head": &SECRET[..10],
             "tail": &SECRET[10..],
             "paths": [format!("{code}/index.py"), format!("{scratch}/notes.txt")],
-            "folders": [code, scratch],
+            "folders": [code],
         }),
     )
     .await;
@@ -334,4 +338,65 @@ def main_handler(event, context):
         "the limit of 128 processes and threads per instance holds: {r}"
     );
     assert!(r["error"].is_string(), "{r}");
+}
+
+/// One function leaves files in every shared temporary folder, a module for another's
+/// `require` among them; the other function sees none of it: its `/tmp` (its TMPDIR, of SCF's
+/// 512 MB), `/var/tmp` and `/dev/shm` are its own and empty, and the server's data folder is
+/// out of sight.
+#[tokio::test]
+async fn every_instance_has_temp_folders_of_its_own() {
+    if !is_root() {
+        eprintln!("SKIPPED: private temp folders need the server to run as root");
+        return;
+    }
+    let app = TestApp::new().await;
+    app.add_key().await;
+    let planter = r#"
+import os
+def main_handler(event, context):
+    os.makedirs("/tmp/node_modules/evil", exist_ok=True)
+    with open("/tmp/node_modules/evil/index.js", "w") as f:
+        f.write("module.exports = 'planted';")
+    for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+        with open(os.path.join(folder, event["name"]), "wb") as f:
+            f.write(b"x" * 1024 * 1024)
+    return os.environ["TMPDIR"]
+"#;
+    let looker = r#"
+const fs = require('fs');
+exports.main_handler = async () => {
+  let required;
+  try { required = require('evil'); } catch (e) { required = e.code; }
+  const seen = {};
+  for (const folder of ['/tmp', '/var/tmp', '/dev/shm']) seen[folder] = fs.readdirSync(folder);
+  const stat = fs.statfsSync('/tmp');
+  return { required, seen, tmpdir: process.env.TMPDIR, tmp_mb: Math.round(stat.blocks * stat.bsize / 1048576) };
+};
+"#;
+    function(&app, "planter", "Python3.10", planter, json!({})).await;
+    function(&app, "looker", "Nodejs18.15", looker, json!({})).await;
+    let name = format!("left-behind-{}", uuid::Uuid::new_v4());
+    let planted = invoke(&app, "planter", json!({"name": name})).await;
+    let e = until_status(&app, &planted, EventStatus::Finished).await;
+    assert_eq!(e.result.as_deref(), Some("/tmp"));
+    let look = invoke(&app, "looker", json!({})).await;
+    let e = until_status(&app, &look, EventStatus::Finished).await;
+    let r: Value = serde_json::from_str(&e.result.unwrap()).unwrap();
+    assert_eq!(r["required"], "MODULE_NOT_FOUND", "{r}");
+    assert_eq!(r["tmpdir"], "/tmp");
+    assert_eq!(r["tmp_mb"], 512, "{r}");
+    for folder in ["/var/tmp", "/dev/shm"] {
+        assert_eq!(r["seen"][folder], json!([]), "{folder}: {r}");
+    }
+    // /tmp holds only the runtime folder, mounted back read-only for the code.
+    let tmp: Vec<String> = serde_json::from_value(r["seen"]["/tmp"].clone()).unwrap();
+    assert!(
+        tmp.iter().all(|name| name.starts_with("scf-console-")),
+        "{tmp:?}"
+    );
+    // Nothing either left is on the machine's own folders.
+    for folder in ["/var/tmp", "/dev/shm"] {
+        assert!(!std::path::Path::new(folder).join(&name).exists());
+    }
 }

@@ -461,6 +461,8 @@ pub struct Spawn<'a> {
     pub identity: sandbox::Identity,
     /// Where its control group goes, if instances get one.
     pub cgroups: Option<&'a cgroup::Controllers>,
+    /// Its private view of the file system, if instances get one.
+    pub jail: Option<&'a Arc<sandbox::Jail>>,
 }
 
 impl Instance {
@@ -497,10 +499,15 @@ impl Instance {
             .iter()
             .map(|v| (v.key.clone(), v.value.clone()))
             .collect();
+        // In a jail, /tmp is the instance's own; otherwise its scratch folder is.
+        let tmp = match spec.jail {
+            Some(_) => "/tmp".to_string(),
+            None => scratch.display().to_string(),
+        };
         for (k, v) in [
             ("PATH", "/usr/local/bin:/usr/bin:/bin".to_string()),
-            ("HOME", scratch.display().to_string()),
-            ("TMPDIR", scratch.display().to_string()),
+            ("HOME", tmp.clone()),
+            ("TMPDIR", tmp),
             ("LANG", "C.UTF-8".into()),
             ("PYTHONUNBUFFERED", "1".into()),
             ("PYTHONDONTWRITEBYTECODE", "1".into()),
@@ -537,6 +544,7 @@ impl Instance {
             "limits": limits.to_json(),
             "uid": spec.identity.uid,
             "gid": spec.identity.gid,
+            "jail": spec.jail.map(|j| j.to_json()),
         });
         let forked = match (lang, spec.zygote.filter(|z| z.is_alive())) {
             (Language::Python, Some(zygote)) => {
@@ -599,16 +607,25 @@ impl Instance {
                     .process_group(0);
                 cmd.stdout(Stdio::from(log_w.try_clone().map_err(StartError::from_io)?));
                 cmd.stderr(Stdio::from(log_w));
-                let (req_fd, ans_fd) = (req_r.as_raw_fd(), ans_w.as_raw_fd());
-                let who = spec.identity;
-                let join = group
-                    .as_ref()
-                    .map(cgroup::InstanceGroup::join_fds)
-                    .unwrap_or_default();
-                // SAFETY: the closure only makes async-signal-safe system calls (fcntl, dup2,
-                // setrlimit, setgid, setuid, prctl) between fork and exec.
+                use std::os::unix::ffi::OsStrExt;
+                let setup = sandbox::ChildSetup {
+                    requests: req_r.as_raw_fd(),
+                    answers: ans_w.as_raw_fd(),
+                    limits,
+                    who: spec.identity,
+                    cgroups: group
+                        .as_ref()
+                        .map(cgroup::InstanceGroup::join_fds)
+                        .unwrap_or_default(),
+                    jail: spec.jail.cloned(),
+                    cwd: std::ffi::CString::new(spec.code_dir.path().as_os_str().as_bytes())
+                        .map_err(|e| StartError::System(std::io::Error::other(e)))?,
+                };
+                // SAFETY: the closure only makes async-signal-safe system calls (write,
+                // unshare, mount, mkdir, chdir, fcntl, dup2, setrlimit, setgid, setuid, prctl)
+                // between fork and exec, on data prepared before it.
                 unsafe {
-                    cmd.pre_exec(move || sandbox::in_child(req_fd, ans_fd, &limits, who, &join));
+                    cmd.pre_exec(move || sandbox::in_child(&setup));
                 }
                 let child = cmd.spawn().map_err(StartError::from_io)?;
                 drop((req_r, ans_w));

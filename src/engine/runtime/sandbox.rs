@@ -153,18 +153,35 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result
     Ok(())
 }
 
+/// What a spawned child becomes between fork and exec.
+pub struct ChildSetup {
+    pub requests: i32,
+    pub answers: i32,
+    pub limits: Limits,
+    pub who: Identity,
+    /// `cgroup.procs` of its control group, to join.
+    pub cgroups: Vec<i32>,
+    pub jail: Option<std::sync::Arc<Jail>>,
+    /// Its working folder, entered again inside the jail's view.
+    pub cwd: std::ffi::CString,
+}
+
 /// Runs in the child between fork and exec: only async-signal-safe calls.
-pub fn in_child(
-    requests: i32,
-    answers: i32,
-    limits: &Limits,
-    who: Identity,
-    cgroups: &[i32],
-) -> std::io::Result<()> {
+pub fn in_child(setup: &ChildSetup) -> std::io::Result<()> {
+    let (requests, answers, limits, who) =
+        (setup.requests, setup.answers, &setup.limits, setup.who);
     // Into the instance's control group first, before anything else can start a process.
-    for &fd in cgroups {
+    for &fd in &setup.cgroups {
         // SAFETY: write from a static buffer to a descriptor opened before the fork.
         if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    if let Some(jail) = &setup.jail {
+        jail.enter()?;
+        // The working folder was entered before the view changed; enter it again in the view.
+        // SAFETY: chdir reads the nul-terminated path made before the fork.
+        if unsafe { libc::chdir(setup.cwd.as_ptr()) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
@@ -263,5 +280,215 @@ mod tests {
         for bad in ["0-100", "300-200", "5000", "a-b", "2000-1999"] {
             assert!(bad.parse::<UidRange>().is_err(), "{bad}");
         }
+    }
+}
+
+/// The private view of the file system an instance gets when the server is root: mount, IPC
+/// and UTS namespaces of its own; an empty tmpfs of SCF's 512 MB as `/tmp` (its TMPDIR and
+/// HOME); empty ones as `/var/tmp` and `/dev/shm`, so nothing written there outlives the
+/// instance or reaches another function; the runtime folder (bootstrap and code) mounted back
+/// read-only; and the data folder covered. Prepared once by the engine; entered by each child
+/// between fork and exec (spawned instances, [`Jail::enter`]) or by the fork server's child
+/// (`zygote.py`, from [`Jail::to_json`]), the same steps in the same order.
+#[derive(Debug)]
+pub struct Jail {
+    runtime_root: std::ffi::CString,
+    /// The folders to make in the new `/tmp` down to the runtime folder; empty when the
+    /// runtime folder is not under `/tmp`.
+    parents: Vec<std::ffi::CString>,
+    /// Covered with an empty read-only tmpfs (the data folder).
+    hidden: Vec<std::ffi::CString>,
+    runtime_path: std::path::PathBuf,
+    hidden_paths: Vec<std::path::PathBuf>,
+}
+
+/// SCF's temporary space per instance.
+pub const TMP_SIZE_MB: u64 = 512;
+/// `/var/tmp` and `/dev/shm` of an instance.
+const SMALL_TMP_SIZE_MB: u64 = 64;
+/// Where the runtime folder is held open while `/tmp` is covered, so that it can be mounted
+/// back from `/proc/self/fd/…`: a fixed number, as the child cannot format one.
+const HELD_FD: i32 = 250;
+
+const fn c(bytes: &'static [u8]) -> &'static std::ffi::CStr {
+    match std::ffi::CStr::from_bytes_with_nul(bytes) {
+        Ok(s) => s,
+        Err(_) => panic!("a C string constant without its nul"),
+    }
+}
+
+impl Jail {
+    /// `runtime_root`: the runtime folder instances need; `hidden`: folders they must not see.
+    pub fn new(runtime_root: &Path, hidden: &[std::path::PathBuf]) -> std::io::Result<Jail> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let cstr = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+        let mut parents = Vec::new();
+        if let Ok(below) = runtime_root.strip_prefix("/tmp") {
+            let mut path = std::path::PathBuf::from("/tmp");
+            for part in below.components() {
+                path.push(part);
+                parents.push(cstr(&path)?);
+            }
+        }
+        // What is under /tmp is gone with the new /tmp anyway, and cannot be mounted over.
+        let hidden_paths: Vec<_> = hidden
+            .iter()
+            .filter(|p| p.is_dir() && !p.starts_with("/tmp"))
+            .cloned()
+            .collect();
+        Ok(Jail {
+            runtime_root: cstr(runtime_root)?,
+            parents,
+            hidden: hidden_paths
+                .iter()
+                .map(|p| cstr(p))
+                .collect::<Result<_, _>>()?,
+            runtime_path: runtime_root.to_path_buf(),
+            hidden_paths,
+        })
+    }
+
+    /// A jail for this machine, tried once in a throwaway child, or why there can be none.
+    pub fn usable(runtime_root: &Path, hidden: &[std::path::PathBuf]) -> Result<Jail, String> {
+        if !is_root() {
+            return Err("private views of the file system need the server to run as root".into());
+        }
+        let jail = Jail::new(runtime_root, hidden)
+            .map_err(|e| format!("the runtime folder cannot be opened: {e}"))?;
+        // SAFETY: the child only enters the jail (system calls) and exits.
+        let pid = unsafe { libc::fork() };
+        match pid {
+            -1 => {
+                return Err(format!(
+                    "cannot try it: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            0 => {
+                let code = match jail.enter() {
+                    Ok(()) => 0,
+                    Err(e) => e.raw_os_error().unwrap_or(1).clamp(1, 255),
+                };
+                // SAFETY: _exit in the forked child, without running the parent's destructors.
+                unsafe { libc::_exit(code) }
+            }
+            _ => {}
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            Ok(jail)
+        } else if libc::WIFEXITED(status) {
+            Err(format!(
+                "making a private view of the file system failed here: {}",
+                std::io::Error::from_raw_os_error(libc::WEXITSTATUS(status))
+            ))
+        } else {
+            Err("this machine does not let the server make mount namespaces (a container without CAP_SYS_ADMIN?)".into())
+        }
+    }
+
+    /// The same view, for the fork server's child to enter.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "runtime_root": self.runtime_path,
+            "hidden": self.hidden_paths,
+            "tmp_mb": TMP_SIZE_MB,
+            "small_tmp_mb": SMALL_TMP_SIZE_MB,
+        })
+    }
+
+    /// Enters the view. Runs between fork and exec: system calls only, on strings made before
+    /// the fork.
+    pub fn enter(&self) -> std::io::Result<()> {
+        let check = |r: i32| {
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
+        let none = std::ptr::null::<libc::c_char>();
+        let tmpfs = c(b"tmpfs\0").as_ptr();
+        let flags = libc::MS_NOSUID | libc::MS_NODEV;
+        // SAFETY: mount, mkdir and unshare read only the nul-terminated strings passed, which
+        // live in `self` or are static.
+        unsafe {
+            check(libc::unshare(
+                libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS,
+            ))?;
+            // Nothing mounted here may reach the server's view, or the other way round.
+            check(libc::mount(
+                none,
+                c(b"/\0").as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            // Opened in the new namespace: a folder of another one cannot be mounted from.
+            let held = if self.parents.is_empty() {
+                -1
+            } else {
+                let fd = libc::open(
+                    self.runtime_root.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                );
+                if fd < 0 || libc::dup3(fd, HELD_FD, libc::O_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+                HELD_FD
+            };
+            check(libc::mount(
+                tmpfs,
+                c(b"/tmp\0").as_ptr(),
+                tmpfs,
+                flags,
+                c(b"size=512m,mode=1777\0").as_ptr().cast(),
+            ))?;
+            for small in [c(b"/var/tmp\0"), c(b"/dev/shm\0")] {
+                if libc::access(small.as_ptr(), libc::F_OK) == 0 {
+                    check(libc::mount(
+                        tmpfs,
+                        small.as_ptr(),
+                        tmpfs,
+                        flags,
+                        c(b"size=64m,mode=1777\0").as_ptr().cast(),
+                    ))?;
+                }
+            }
+            if !self.parents.is_empty() {
+                for dir in &self.parents {
+                    check(libc::mkdir(dir.as_ptr(), 0o711))?;
+                }
+                check(libc::mount(
+                    c(b"/proc/self/fd/250\0").as_ptr(),
+                    self.runtime_root.as_ptr(),
+                    none,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ))?;
+                check(libc::mount(
+                    none,
+                    self.runtime_root.as_ptr(),
+                    none,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+                    std::ptr::null(),
+                ))?;
+                libc::close(held);
+            }
+            for dir in &self.hidden {
+                check(libc::mount(
+                    tmpfs,
+                    dir.as_ptr(),
+                    tmpfs,
+                    flags | libc::MS_RDONLY | libc::MS_NOEXEC,
+                    c(b"size=4k,mode=0755\0").as_ptr().cast(),
+                ))?;
+            }
+        }
+        Ok(())
     }
 }

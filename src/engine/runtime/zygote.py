@@ -19,6 +19,9 @@ import sys
 import bootstrap
 
 PR_SET_PDEATHSIG = 1
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUTS = 0x00020000, 0x08000000, 0x04000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 libc = ctypes.CDLL(None, use_errno=True)
 server = socket.socket(fileno=3)
 LIMITS = {
@@ -53,6 +56,42 @@ def read_setup():
     return json.loads(data)
 
 
+def check(result, what):
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def mount(source, target, fstype, flags, data):
+    enc = lambda s: None if s is None else os.fsencode(s)
+    check(libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
+
+
+def enter_jail(jail):
+    """The instance's private view of the file system: the same steps, in the same order, as
+    Jail::enter in sandbox.rs, which spawned instances take."""
+    root = jail["runtime_root"]
+    check(libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+    # Opened in the new namespace: a folder of another one cannot be mounted from.
+    held = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    flags = MS_NOSUID | MS_NODEV
+    mount("tmpfs", "/tmp", "tmpfs", flags, f"size={jail['tmp_mb']}m,mode=1777")
+    for small in ("/var/tmp", "/dev/shm"):
+        if os.path.exists(small):
+            mount("tmpfs", small, "tmpfs", flags, f"size={jail['small_tmp_mb']}m,mode=1777")
+    if root.startswith("/tmp/"):
+        path = "/tmp"
+        for part in root[len("/tmp/"):].split("/"):
+            path = os.path.join(path, part)
+            os.mkdir(path, 0o711)
+        mount(f"/proc/self/fd/{held}", root, None, MS_BIND | MS_REC, None)
+        mount(None, root, None, MS_BIND | MS_REMOUNT | MS_RDONLY | flags, None)
+    os.close(held)
+    for hidden in jail["hidden"]:
+        mount("tmpfs", hidden, "tmpfs", flags | MS_RDONLY | MS_NOEXEC, "size=4k,mode=0755")
+
+
 def child(fds):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setpgid(0, 0)
@@ -65,6 +104,8 @@ def child(fds):
         if fd > 4:
             os.close(fd)
     request = read_setup()
+    if request.get("jail"):
+        enter_jail(request["jail"])
     for name, value in request["limits"].items():
         resource.setrlimit(LIMITS[name], (value, value))
     if os.geteuid() == 0:
