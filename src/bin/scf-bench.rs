@@ -99,6 +99,13 @@ impl Bench {
             engine,
         )
         .await?;
+        // Keys belong to users: the bench's key to the first admin, made as at a first start.
+        scf_console::accounts::ensure_first_admin(
+            &state.store,
+            state.clock.now_millis(),
+            Some("bench-admin-password"),
+        )
+        .await?;
         scf_console::keys::put_configured(&state, SECRET_ID, SECRET_KEY).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();

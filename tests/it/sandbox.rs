@@ -40,12 +40,20 @@ def main_handler(event, context):
     # The secret comes in two halves and is never put together here, so finding it whole in
     # this process's memory means it came from somewhere else.
     head, tail = event["head"].encode(), event["tail"].encode()
-    found = {"environ": [], "killed": [], "traced": [], "read": [], "listed": [], "memory": False}
+    found = {"environ": [], "killed": [], "traced": [], "read": [], "listed": [], "memory": False,
+             "seen": []}
     me = os.getpid()
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
             continue
         pid = int(name)
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                uid = int(f.read().split("Uid:")[1].split()[0])
+            if uid != os.getuid():
+                found["seen"].append(pid)
+        except (OSError, IndexError, ValueError):
+            pass
         try:
             with open(f"/proc/{pid}/environ", "rb") as f:
                 if contains(f.read(), head, tail):

@@ -286,8 +286,8 @@ mod tests {
 /// The private view of the file system an instance gets when the server is root: mount, IPC
 /// and UTS namespaces of its own; an empty tmpfs of SCF's 512 MB as `/tmp` (its TMPDIR and
 /// HOME); empty ones as `/var/tmp` and `/dev/shm`, so nothing written there outlives the
-/// instance or reaches another function; the runtime folder (bootstrap and code) mounted back
-/// read-only; and the data folder covered. Prepared once by the engine; entered by each child
+/// instance or reaches another function; a `/proc` that shows only its own user's processes;
+/// the runtime folder (bootstrap and code) mounted back read-only; and the data folder covered. Prepared once by the engine; entered by each child
 /// between fork and exec (spawned instances, [`Jail::enter`]) or by the fork server's child
 /// (`zygote.py`, from [`Jail::to_json`]), the same steps in the same order.
 #[derive(Debug)]
@@ -459,6 +459,15 @@ impl Jail {
                     ))?;
                 }
             }
+            // A /proc of its own that shows only its own user's processes: no other function's
+            // and not the server's (whose command line could carry settings).
+            check(libc::mount(
+                c(b"proc\0").as_ptr(),
+                c(b"/proc\0").as_ptr(),
+                c(b"proc\0").as_ptr(),
+                flags | libc::MS_NOEXEC,
+                c(b"hidepid=invisible\0").as_ptr().cast(),
+            ))?;
             if !self.parents.is_empty() {
                 for dir in &self.parents {
                     check(libc::mkdir(dir.as_ptr(), 0o711))?;

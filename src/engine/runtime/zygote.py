@@ -80,6 +80,7 @@ def enter_jail(jail):
     for small in ("/var/tmp", "/dev/shm"):
         if os.path.exists(small):
             mount("tmpfs", small, "tmpfs", flags, f"size={jail['small_tmp_mb']}m,mode=1777")
+    mount("proc", "/proc", "proc", flags | MS_NOEXEC, "hidepid=invisible")
     if root.startswith("/tmp/"):
         path = "/tmp"
         for part in root[len("/tmp/"):].split("/"):
