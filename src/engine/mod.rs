@@ -236,6 +236,8 @@ pub struct Engine {
 pub struct Isolation {
     /// Each function runs as a user of its own (the server is root).
     pub own_users: bool,
+    /// Each instance has its own /tmp, /var/tmp, /dev/shm and /proc view.
+    pub private_view: bool,
     /// Where instances' control groups are, if they get them.
     pub cgroups: Option<String>,
     /// What is missing, each with why, in the operator's terms.
@@ -371,21 +373,22 @@ impl Engine {
         let mut missing = Vec::new();
         if !own_users {
             missing.push(
-                "the server does not run as root, so every function runs as the server's own user: functions can read each other's code, files and environment and signal each other's processes; run it as root for a user per function".to_string(),
+                "The server does not run as root, so every function runs as the server's own user: functions can read each other's code, files and environment and signal each other's processes; run it as root for a user per function".to_string(),
             );
         }
         if let Err(why) = &self.jail {
             missing.push(format!(
-                "instances share the machine's /tmp, /var/tmp and /dev/shm and see its folders (the data folder too, where permissions allow): {why}"
+                "Instances share the machine's /tmp, /var/tmp and /dev/shm and see its folders (the data folder too, where permissions allow): {why}"
             ));
         }
         if let Err(why) = &self.cgroups {
             missing.push(format!(
-                "instances have no memory or process limits of their own, and what a handler detaches can outlive its event: {why}"
+                "Instances have no memory or process limits of their own, and what a handler detaches can outlive its event: {why}"
             ));
         }
         Isolation {
             own_users,
+            private_view: self.jail.is_ok(),
             cgroups: self.cgroups.as_ref().ok().map(|c| c.describe()),
             missing,
         }

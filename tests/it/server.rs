@@ -869,7 +869,7 @@ fn the_log_says_which_isolation_is_in_force_and_the_server_can_insist_on_it() {
     let mut warned = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
-        warned |= line.contains("sandbox: the server does not run as root");
+        warned |= line.contains("sandbox: The server does not run as root");
         if line.contains("listening on") {
             break;
         }
