@@ -77,6 +77,19 @@ pub fn token_hash(token: &str) -> String {
         .collect()
 }
 
+/// An admin (the first by name): the owner of keys that come with the server rather than from a
+/// user.
+pub async fn an_admin(
+    store: &dyn crate::store::Store,
+) -> crate::store::StoreResult<Option<String>> {
+    Ok(store
+        .list_users()
+        .await?
+        .into_iter()
+        .find(|u| u.role == Role::Admin)
+        .map(|u| u.name))
+}
+
 /// Creates the first admin if there are no users: with `configured` as its password
 /// (`SCF_ADMIN_PASSWORD`), or a generated one printed once in the log. Keys made before users
 /// existed become the first admin's.
@@ -119,13 +132,7 @@ pub async fn ensure_first_admin(
             audit::record_system(store, now, "Create user", FIRST_ADMIN, "ok").await;
         }
     }
-    let first_admin = store
-        .list_users()
-        .await?
-        .into_iter()
-        .find(|u| u.role == Role::Admin)
-        .map(|u| u.name);
-    if let Some(admin) = first_admin {
+    if let Some(admin) = an_admin(store.as_ref()).await? {
         let adopted = store.adopt_unowned_keys(&admin).await?;
         if adopted > 0 {
             tracing::info!(owner = %admin, keys = adopted, "API keys made before users existed now belong to an admin");

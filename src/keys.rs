@@ -116,13 +116,8 @@ pub async fn put_configured(
     validate_secret_id(secret_id).map_err(|e| anyhow::anyhow!("SCF_SECRET_ID: {}", e.message))?;
     validate_secret_key(secret_key)
         .map_err(|e| anyhow::anyhow!("SCF_SECRET_KEY: {}", e.message))?;
-    let owner = state
-        .store
-        .list_users()
+    let owner = crate::accounts::an_admin(state.store.as_ref())
         .await?
-        .into_iter()
-        .find(|u| u.role == crate::domain::user::Role::Admin)
-        .map(|u| u.name)
         .ok_or_else(|| anyhow::anyhow!("SCF_SECRET_ID: there is no admin to own the key"))?;
     state
         .store

@@ -320,6 +320,22 @@ fn outcome_of(status: StatusCode) -> String {
     }
 }
 
+/// Answers a refused change, and writes the refusal to the audit log if the route is audited.
+async fn refuse(
+    state: &AppState,
+    viewer: &Viewer,
+    action: Option<&str>,
+    target: &str,
+    why: &str,
+    refusal: AppError,
+) -> Response {
+    if let Some(action) = action {
+        let outcome = format!("refused: {why}");
+        audit::record(state, &viewer.actor(), action, target, &outcome).await;
+    }
+    refusal.into_response()
+}
+
 /// The gate in front of every console route.
 pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if is_public(&req) {
@@ -364,35 +380,31 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
         req = checked;
         if !sent.is_some_and(|t| same_token(&t, &viewer.csrf_token)) {
             tracing::warn!(user = %viewer.user, source = %viewer.source, %route, "refused a change without this session's CSRF token");
-            if let Some(action) = rule.audit {
-                audit::record(
-                    &state,
-                    &viewer.actor(),
-                    action,
-                    &target,
-                    "refused: no valid CSRF token",
-                )
-                .await;
-            }
-            return AppError::Forbidden(
+            let refusal = AppError::Forbidden(
                 "This form is out of date or did not come from this console, so nothing was changed. Reload the page and try again."
                     .into(),
-            )
-            .into_response();
-        }
-    }
-    if !viewer.can(rule.permission) {
-        if let Some(action) = rule.audit {
-            audit::record(
+            );
+            return refuse(
                 &state,
-                &viewer.actor(),
-                action,
+                &viewer,
+                rule.audit,
                 &target,
-                "refused: not allowed for the role",
+                "no valid CSRF token",
+                refusal,
             )
             .await;
         }
-        return AppError::Forbidden(user::refusal(viewer.role, rule.permission)).into_response();
+    }
+    if let Err(refusal) = viewer.require(rule.permission) {
+        return refuse(
+            &state,
+            &viewer,
+            rule.audit,
+            &target,
+            "not allowed for the role",
+            refusal,
+        )
+        .await;
     }
     let response = VIEWER.scope(viewer.clone(), next.run(req)).await;
     if let Some(action) = rule.audit {

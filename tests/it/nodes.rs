@@ -106,6 +106,21 @@ async fn two_nodes_on_one_store_run_each_of_2000_events_exactly_once() {
         (ended(&a) + ended(&b) >= 2000).then_some(())
     })
     .await;
+    // What the store says: each event ended once, in one run.
+    for id in &accepted {
+        let e = event(&a, id).await;
+        assert_eq!(
+            (e.status, e.status_code, e.attempt),
+            (EventStatus::Finished, Some(200), 1),
+            "{id}: {:?} {:?}",
+            e.error,
+            e.logs
+        );
+        let steps = steps(&a.state.store, id).await;
+        let count = |prefix: &str| steps.iter().filter(|s| s.starts_with(prefix)).count();
+        assert_eq!(count("Started on instance"), 1, "{steps:?}");
+        assert_eq!(count("Finished"), 1, "{steps:?}");
+    }
     let (ran_a, ran_b) = (
         a.state.engine.stats.finished.load(Ordering::Relaxed),
         b.state.engine.stats.finished.load(Ordering::Relaxed),
@@ -116,19 +131,6 @@ async fn two_nodes_on_one_store_run_each_of_2000_events_exactly_once() {
         "both nodes work the queue: {ran_a} and {ran_b}"
     );
 
-    // What the store says: each event ended once, in one run.
-    for id in &accepted {
-        let e = event(&a, id).await;
-        assert_eq!(
-            (e.status, e.status_code, e.attempt),
-            (EventStatus::Finished, Some(200), 1),
-            "{id}"
-        );
-        let steps = steps(&a.state.store, id).await;
-        let count = |prefix: &str| steps.iter().filter(|s| s.starts_with(prefix)).count();
-        assert_eq!(count("Started on instance"), 1, "{steps:?}");
-        assert_eq!(count("Finished"), 1, "{steps:?}");
-    }
     // What the handlers saw: one run per event, which started once and ended once.
     let mut runs: HashMap<String, Vec<(char, u128)>> = HashMap::new();
     for line in std::fs::read_to_string(&log).unwrap().lines() {

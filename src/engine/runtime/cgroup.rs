@@ -345,14 +345,24 @@ impl InstanceGroup {
 impl Drop for InstanceGroup {
     fn drop(&mut self) {
         self.kill_all();
-        for dir in &self.dirs {
-            // A killed process leaves its group a moment after the signal.
-            for _ in 0..50 {
-                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
-                    break;
+        let dirs = std::mem::take(&mut self.dirs);
+        // A killed process leaves its group a moment after the signal, so removing the
+        // folders may take a few tries: not on a thread that serves requests and events.
+        let remove = move || {
+            for dir in &dirs {
+                for _ in 0..50 {
+                    if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
                 }
-                std::thread::sleep(Duration::from_millis(2));
             }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(remove);
+            }
+            Err(_) => remove(),
         }
     }
 }

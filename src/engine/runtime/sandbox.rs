@@ -177,14 +177,6 @@ pub fn in_child(setup: &ChildSetup) -> std::io::Result<()> {
             return Err(std::io::Error::last_os_error());
         }
     }
-    if let Some(jail) = &setup.jail {
-        jail.enter()?;
-        // The working folder was entered before the view changed; enter it again in the view.
-        // SAFETY: chdir reads the nul-terminated path made before the fork.
-        if unsafe { libc::chdir(setup.cwd.as_ptr()) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
     // SAFETY: plain descriptor and identity system calls on the child's own state.
     unsafe {
         // Move both ends out of the way first, so that neither is overwritten when the other
@@ -199,6 +191,16 @@ pub fn in_child(setup: &ChildSetup) -> std::io::Result<()> {
         }
         libc::close(high_req);
         libc::close(high_ans);
+    }
+    // After the protocol's descriptors are in place, so nothing the jail opens can take a
+    // number they need.
+    if let Some(jail) = &setup.jail {
+        jail.enter()?;
+        // The working folder was entered before the view changed; enter it again in the view.
+        // SAFETY: chdir reads the nul-terminated path made before the fork.
+        if unsafe { libc::chdir(setup.cwd.as_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
     }
     if let Some(bytes) = limits.address_space {
         set_limit(libc::RLIMIT_AS, bytes)?;
@@ -274,6 +276,22 @@ mod tests {
     use super::UidRange;
 
     #[test]
+    fn descriptor_paths_are_written_without_allocating() {
+        let mut buf = [0u8; 32];
+        for (fd, text) in [
+            (0, "/proc/self/fd/0"),
+            (7, "/proc/self/fd/7"),
+            (250, "/proc/self/fd/250"),
+            (i32::MAX, "/proc/self/fd/2147483647"),
+        ] {
+            let path = super::fd_path(fd, &mut buf);
+            // SAFETY: fd_path writes a nul-terminated string into `buf`.
+            let written = unsafe { std::ffi::CStr::from_ptr(path) };
+            assert_eq!(written.to_str().unwrap(), text);
+        }
+    }
+
+    #[test]
     fn uid_ranges_are_read_and_bounded() {
         let r: UidRange = "200000-299999".parse().unwrap();
         assert_eq!((r.first, r.count), (200_000, 100_000));
@@ -306,9 +324,26 @@ pub struct Jail {
 pub const TMP_SIZE_MB: u64 = 512;
 /// `/var/tmp` and `/dev/shm` of an instance.
 const SMALL_TMP_SIZE_MB: u64 = 64;
-/// Where the runtime folder is held open while `/tmp` is covered, so that it can be mounted
-/// back from `/proc/self/fd/…`: a fixed number, as the child cannot format one.
-const HELD_FD: i32 = 250;
+/// `/proc/self/fd/<fd>` with its nul, written without allocating (between fork and exec).
+fn fd_path(fd: i32, buf: &mut [u8; 32]) -> *const libc::c_char {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let (mut n, mut len) = (fd.unsigned_abs(), 0);
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        buf[PREFIX.len() + i] = digits[len - 1 - i];
+    }
+    buf[PREFIX.len() + len] = 0;
+    buf.as_ptr().cast()
+}
 
 const fn c(bytes: &'static [u8]) -> &'static std::ffi::CStr {
     match std::ffi::CStr::from_bytes_with_nul(bytes) {
@@ -427,7 +462,8 @@ impl Jail {
                 libc::MS_REC | libc::MS_PRIVATE,
                 std::ptr::null(),
             ))?;
-            // Opened in the new namespace: a folder of another one cannot be mounted from.
+            // Opened in the new namespace: a folder of another one cannot be mounted from. It
+            // is mounted back from `/proc/self/fd/…` once `/tmp` is covered.
             let held = if self.parents.is_empty() {
                 -1
             } else {
@@ -435,12 +471,12 @@ impl Jail {
                     self.runtime_root.as_ptr(),
                     libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
                 );
-                if fd < 0 || libc::dup3(fd, HELD_FD, libc::O_CLOEXEC) < 0 {
+                if fd < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                libc::close(fd);
-                HELD_FD
+                fd
             };
+            let mut held_path = [0u8; 32];
             check(libc::mount(
                 tmpfs,
                 c(b"/tmp\0").as_ptr(),
@@ -473,7 +509,7 @@ impl Jail {
                     check(libc::mkdir(dir.as_ptr(), 0o711))?;
                 }
                 check(libc::mount(
-                    c(b"/proc/self/fd/250\0").as_ptr(),
+                    fd_path(held, &mut held_path),
                     self.runtime_root.as_ptr(),
                     none,
                     libc::MS_BIND | libc::MS_REC,
