@@ -996,6 +996,11 @@ impl Engine {
         };
         let code_dir = match self.code_dir(f).await {
             Ok(dir) => dir,
+            // Out of descriptors or memory writing the code is the server's want, not the
+            // code's fault: the event waits for room like a start that ran out.
+            Err(e) if e.downcast_ref().is_some_and(runtime::is_exhaustion) => {
+                return Err(self.out_of_resources(&e).await);
+            }
             Err(e) => {
                 return Err(load(format!(
                     "RuntimeError: the code could not be prepared: {e}"
@@ -1031,14 +1036,7 @@ impl Engine {
                 error: error_text(&error),
                 logs,
             }),
-            Err(StartError::Capacity(e)) => {
-                // A start needs about twice what an idle instance holds.
-                let stopped = self.pools.shed(2, &self.dir).await;
-                tracing::warn!(error = %e, stopped, "no resources left to start an instance; idle instances stopped to make some");
-                Err(NoInstance::Capacity {
-                    error: format!("the server is out of resources to start an instance ({e})"),
-                })
-            }
+            Err(StartError::Capacity(e)) => Err(self.out_of_resources(&e).await),
             Err(StartError::System(e)) => Err(load(format!(
                 "RuntimeError: the runtime could not start: {e}"
             ))),
@@ -1065,6 +1063,17 @@ impl Engine {
                 tracing::warn!(error = %e, "the Python fork server did not start; interpreters start per instance");
                 None
             }
+        }
+    }
+
+    /// No resources left to start an instance: idle ones are stopped to make some, and the
+    /// event waits for room.
+    async fn out_of_resources(&self, e: &(dyn std::fmt::Display + Sync)) -> NoInstance {
+        // A start needs about twice what an idle instance holds.
+        let stopped = self.pools.shed(2, &self.dir).await;
+        tracing::warn!(error = %e, stopped, "no resources left to start an instance; idle instances stopped to make some");
+        NoInstance::Capacity {
+            error: format!("the server is out of resources to start an instance ({e})"),
         }
     }
 

@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -179,7 +178,6 @@ impl Controllers {
         let bytes = (memory_mb + ALLOWANCE_MB) * 1024 * 1024;
         let mut group = InstanceGroup {
             dirs: Vec::new(),
-            procs: Vec::new(),
             memory: self.memory.join(id),
             pids: self.pids.join(id),
             version: self.version,
@@ -208,13 +206,6 @@ impl Controllers {
                 let _ = std::fs::write(group.memory.join("memory.swap.max"), "0");
                 std::fs::write(group.pids.join("pids.max"), PIDS_PER_INSTANCE.to_string())?;
             }
-        }
-        for dir in group.dirs.clone() {
-            group.procs.push(
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(dir.join("cgroup.procs"))?,
-            );
         }
         Ok(group)
     }
@@ -265,23 +256,29 @@ fn remove_tree(dir: &Path) {
 #[derive(Debug)]
 pub struct InstanceGroup {
     dirs: Vec<PathBuf>,
-    /// `cgroup.procs` of each folder, open for writing: a child about to exec joins by writing
-    /// `0` (itself) to each.
-    procs: Vec<File>,
     memory: PathBuf,
     pids: PathBuf,
     version: Version,
 }
 
 impl InstanceGroup {
-    /// The descriptors a child writes `0` to, between fork and exec, to join.
-    pub fn join_fds(&self) -> Vec<RawFd> {
-        self.procs.iter().map(AsRawFd::as_raw_fd).collect()
+    /// `cgroup.procs` of each folder, open for writing, for a child about to exec to join by
+    /// writing `0` (itself) to each. Opened only for a start: an instance holds no descriptor
+    /// for its group while it lives, so groups cost nothing against the open-file limit.
+    pub fn join_files(&self) -> io::Result<Vec<File>> {
+        self.dirs
+            .iter()
+            .map(|dir| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(dir.join("cgroup.procs"))
+            })
+            .collect()
     }
 
     /// Puts a process started elsewhere (by the fork server) in the group.
     pub fn add(&self, pid: u32) -> io::Result<()> {
-        for mut file in &self.procs {
+        for mut file in self.join_files()? {
             file.write_all(pid.to_string().as_bytes())?;
         }
         Ok(())

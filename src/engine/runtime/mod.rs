@@ -608,15 +608,17 @@ impl Instance {
                 cmd.stdout(Stdio::from(log_w.try_clone().map_err(StartError::from_io)?));
                 cmd.stderr(Stdio::from(log_w));
                 use std::os::unix::ffi::OsStrExt;
+                // Open until the child has joined, that is until `spawn` returns.
+                let join_files = match &group {
+                    Some(g) => g.join_files().map_err(StartError::from_io)?,
+                    None => Vec::new(),
+                };
                 let setup = sandbox::ChildSetup {
                     requests: req_r.as_raw_fd(),
                     answers: ans_w.as_raw_fd(),
                     limits,
                     who: spec.identity,
-                    cgroups: group
-                        .as_ref()
-                        .map(cgroup::InstanceGroup::join_fds)
-                        .unwrap_or_default(),
+                    cgroups: join_files.iter().map(AsRawFd::as_raw_fd).collect(),
                     jail: spec.jail.cloned(),
                     cwd: std::ffi::CString::new(spec.code_dir.path().as_os_str().as_bytes())
                         .map_err(|e| StartError::System(std::io::Error::other(e)))?,
@@ -628,7 +630,7 @@ impl Instance {
                     cmd.pre_exec(move || sandbox::in_child(&setup));
                 }
                 let child = cmd.spawn().map_err(StartError::from_io)?;
-                drop((req_r, ans_w));
+                drop((req_r, ans_w, join_files));
                 Process::Spawned(child)
             }
         };
