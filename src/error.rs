@@ -64,6 +64,7 @@ pub fn refused_status(r: &Refused) -> StatusCode {
         Refused::Invocation(Refusal::RequestLimitExceeded { .. }) => StatusCode::TOO_MANY_REQUESTS,
         Refused::Invocation(Refusal::InsufficientBalance(_)) => StatusCode::PAYMENT_REQUIRED,
         Refused::Invocation(Refusal::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        Refused::Invocation(Refusal::ReservedNone) => StatusCode::TOO_MANY_REQUESTS,
         Refused::TraceOff { .. } | Refused::EventEnded(_) => StatusCode::BAD_REQUEST,
     }
 }

@@ -17,7 +17,7 @@ use scf_console::domain::runtime::Language;
 use scf_console::engine::{EngineConfig, interpreters};
 use scf_console::scf::tc3::{SignInput, sha256_hex, sign, utc_date};
 use scf_console::state::AppState;
-use scf_console::store::{EventWrite, Function, NewEvent, RunLease, TimelineEntry};
+use scf_console::store::{ClaimBudget, EventWrite, Function, NewEvent, RunLease, TimelineEntry};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -130,6 +130,7 @@ impl Bench {
             config: ConfigDraft {
                 trace_enable: "TRUE".into(),
                 qps_limit: QPS_LIMIT_MAX.to_string(),
+                public_net: "TRUE".into(),
                 ..ConfigDraft::default()
             },
             ..FunctionDraft::default()
@@ -399,7 +400,12 @@ async fn seed_window(
         store.apply_event_writes(&inserts).await?;
         let started_at = enqueued_at(batch.end - 1) + 5;
         let claimed = store
-            .claim_events(started_at, n as u32, SEED_OWNER, lease_until)
+            .claim_events(
+                started_at,
+                &ClaimBudget::up_to(n as u32),
+                SEED_OWNER,
+                lease_until,
+            )
             .await?;
         anyhow::ensure!(
             claimed.len() == n as usize

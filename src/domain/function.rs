@@ -58,6 +58,9 @@ pub struct ConfigDraft {
     pub retry_num: String,
     pub msg_ttl: String,
     pub qps_limit: String,
+    /// Whether its instances may reach the network (SCF's PublicNetConfig), as a checkbox
+    /// sends it: empty is off, so drafts start from [`FunctionDraft::with_defaults`] (on).
+    pub public_net: String,
 }
 
 /// A whole new function, as typed.
@@ -85,6 +88,7 @@ pub struct FunctionConfig {
     pub retry_num: u32,
     pub msg_ttl: u32,
     pub qps_limit: u32,
+    pub public_net: bool,
 }
 
 /// A validated new function.
@@ -126,6 +130,7 @@ impl FunctionDraft {
                 retry_num: String::new(),
                 msg_ttl: MSG_TTL_DEFAULT.to_string(),
                 qps_limit: QPS_LIMIT_DEFAULT.to_string(),
+                public_net: bool_str(true).to_string(),
             },
         }
     }
@@ -509,6 +514,15 @@ pub fn validate_config(
         &mut errors,
     );
 
+    let public_net = parse_flag(&draft.public_net).unwrap_or_else(|| {
+        errors.push(FieldError::new(
+            "PublicNetConfig",
+            "InvalidParameterValue.PublicNetConfig",
+            "Public network access is on (TRUE) or off (FALSE).",
+        ));
+        true
+    });
+
     errors.into_result(FunctionConfig {
         description,
         memory_size,
@@ -518,7 +532,71 @@ pub fn validate_config(
         retry_num,
         msg_ttl,
         qps_limit,
+        public_net,
     })
+}
+
+/// How many events at once a reservation of `mem` MB is for a function of `memory_size` MB.
+/// SCF reserves concurrency as memory: a 1024 MB reservation is 8 events of a 128 MB function,
+/// and 4 once its memory is raised to 256 MB.
+pub fn reserved_events(mem: u32, memory_size: u32) -> u32 {
+    mem / memory_size.max(1)
+}
+
+/// Checks a reservation as typed, for a function of `memory_size` MB on a console that runs
+/// `slots` events at once, of which other functions reserve `others`. Every slot but one may
+/// be reserved: functions without a reservation always keep at least one.
+pub fn validate_reservation(
+    raw: &str,
+    memory_size: u32,
+    others: u32,
+    slots: u32,
+) -> Result<u32, FieldError> {
+    const FIELD: &str = "ReservedConcurrencyMem";
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err(FieldError::new(
+            FIELD,
+            "MissingParameter",
+            "Enter the reserved concurrency in MB (0 stops the function from running).",
+        ));
+    }
+    let mem: u32 = raw.parse().map_err(|_| {
+        FieldError::new(
+            FIELD,
+            "InvalidParameterValue.ReservedConcurrencyMem",
+            "Reserved concurrency is a whole number of MB, 0 or more.",
+        )
+    })?;
+    let events = reserved_events(mem, memory_size);
+    let reservable = slots.saturating_sub(1);
+    let at_most = |events: u32| u64::from(events) * u64::from(memory_size);
+    if events > reservable {
+        return Err(FieldError::new(
+            FIELD,
+            "LimitExceeded.FunctionReservedConcurrencyMemory",
+            format!(
+                "{mem} MB is {events} events at once at {memory_size} MB each; this console runs \
+                 {slots} at once and keeps one for functions without a reservation, so reserve \
+                 at most {} MB.",
+                at_most(reservable)
+            ),
+        ));
+    }
+    if others.saturating_add(events) > reservable {
+        let left = reservable.saturating_sub(others);
+        return Err(FieldError::new(
+            FIELD,
+            "FailedOperation.ReservedExceedTotal",
+            format!(
+                "Other functions reserve {others} of the {slots} events this console runs at \
+                 once and one stays unreserved, so this function can reserve at most {left} \
+                 ({} MB at {memory_size} MB each).",
+                at_most(left)
+            ),
+        ));
+    }
+    Ok(mem)
 }
 
 /// Checks a new function. The name's uniqueness is the store's to check, at insert.
@@ -643,6 +721,10 @@ pub struct Function {
     pub retry_num: u32,
     pub msg_ttl: u32,
     pub qps_limit: u32,
+    /// Whether its instances may reach the network.
+    pub public_net: bool,
+    /// Its reserved concurrency in MB, as SCF counts it; see [`reserved_events`].
+    pub reserved_mem: Option<u32>,
     /// When status trace was last turned off; its records age out from then.
     pub trace_disabled_at: Option<Millis>,
     pub created_at: Millis,
@@ -665,7 +747,14 @@ impl Function {
             retry_num: self.retry_num.to_string(),
             msg_ttl: self.msg_ttl.to_string(),
             qps_limit: self.qps_limit.to_string(),
+            public_net: bool_str(self.public_net).into(),
         }
+    }
+
+    /// How many of its events may run at once when it has a reservation.
+    pub fn reserved_events(&self) -> Option<u32> {
+        self.reserved_mem
+            .map(|mem| reserved_events(mem, self.memory_size))
     }
 
     /// When the function's event records start to age out after a save with `trace_enable`:
@@ -732,6 +821,31 @@ mod tests {
         assert_eq!(f.config.retry_num, 2);
         assert_eq!(f.config.msg_ttl, 21600);
         assert!(!f.async_run_enable && !f.config.trace_enable);
+    }
+
+    #[test]
+    fn reservations_are_memory_and_leave_one_slot_unreserved() {
+        assert_eq!(reserved_events(1024, 128), 8);
+        assert_eq!(reserved_events(1000, 256), 3);
+        assert_eq!(validate_reservation("1024", 128, 0, 16), Ok(1024));
+        assert_eq!(validate_reservation("0", 128, 15, 16), Ok(0));
+        let code = |raw: &str, others| validate_reservation(raw, 128, others, 16).unwrap_err().code;
+        assert_eq!(code("", 0), "MissingParameter");
+        for bad in ["-1", "1.5", "lots", "1000000000000000"] {
+            assert_eq!(
+                code(bad, 0),
+                "InvalidParameterValue.ReservedConcurrencyMem",
+                "{bad}"
+            );
+        }
+        // 16 slots: 15 may be reserved, 1920 MB at 128 MB.
+        assert!(validate_reservation("1920", 128, 0, 16).is_ok());
+        assert_eq!(
+            code("2048", 0),
+            "LimitExceeded.FunctionReservedConcurrencyMemory"
+        );
+        assert_eq!(code("1024", 8), "FailedOperation.ReservedExceedTotal");
+        assert!(validate_reservation("896", 128, 8, 16).is_ok());
     }
 
     #[test]

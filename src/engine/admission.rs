@@ -14,6 +14,8 @@ pub enum Refusal {
     InsufficientBalance(String),
     /// The store could not be read.
     Unavailable(String),
+    /// The function's reserved concurrency is 0: it runs nothing.
+    ReservedNone,
 }
 
 impl std::fmt::Display for Refusal {
@@ -25,6 +27,9 @@ impl std::fmt::Display for Refusal {
                 "The function's QPS limit ({limit} per second) is exceeded; try again shortly."
             ),
             Refusal::InsufficientBalance(why) | Refusal::Unavailable(why) => f.write_str(why),
+            Refusal::ReservedNone => f.write_str(
+                "The function's reserved concurrency is 0 MB, so it runs nothing; raise or delete the reservation.",
+            ),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! a dead process left running.
 
 pub mod admission;
+pub mod concurrency;
 pub mod interpreters;
 mod node;
 mod pool;
@@ -34,7 +35,8 @@ use tokio_util::task::TaskTracker;
 pub struct EngineConfig {
     /// Events running at once, over all functions.
     pub workers: usize,
-    /// Events of one function running at once.
+    /// Events of one function without a reserved concurrency running at once (see
+    /// [`concurrency`]).
     pub per_function: usize,
     /// How long an idle instance is kept warm.
     pub idle_timeout: Duration,
@@ -97,9 +99,11 @@ pub fn default_max_instances() -> usize {
 impl Default for EngineConfig {
     fn default() -> Self {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = (cpus * 8).max(8);
         EngineConfig {
-            workers: (cpus * 8).max(8),
-            per_function: (cpus * 8).max(8),
+            workers,
+            // Half the workers: one function's long events leave the other half to the rest.
+            per_function: workers / 2,
             idle_timeout: Duration::from_secs(300),
             poll_interval: Duration::from_millis(500),
             grace_period: Duration::from_secs(5),
@@ -210,6 +214,7 @@ pub struct Engine {
     writer: writer::GroupCommit,
     wake: Notify,
     slots: Arc<Semaphore>,
+    concurrency: Arc<concurrency::Concurrency>,
     pools: pool::Pools,
     control: Mutex<Control>,
     admission: Admission,
@@ -325,6 +330,7 @@ impl Engine {
             writer: writer::GroupCommit::start(store.clone(), &tasks),
             dir,
             slots: Arc::new(Semaphore::new(config.workers)),
+            concurrency: concurrency::Concurrency::new(config.workers, config.per_function),
             pools: pool::Pools::new(config.max_instances),
             admission: Admission::new(clock.clone()),
             store,
@@ -359,6 +365,7 @@ impl Engine {
             }
         }
         engine.take_over_stranded().await?;
+        engine.load_reservations().await?;
         engine.node.forget_gone(&engine.store.lease_owners().await?);
         engine.tasks.spawn(Arc::clone(&engine).dispatch());
         engine.tasks.spawn(Arc::clone(&engine).heartbeat());
@@ -378,7 +385,7 @@ impl Engine {
         }
         if let Err(why) = &self.jail {
             missing.push(format!(
-                "Instances share the machine's /tmp, /var/tmp and /dev/shm and see its folders (the data folder too, where permissions allow): {why}"
+                "Instances share the machine's /tmp, /var/tmp and /dev/shm and see its folders (the data folder too, where permissions allow), and functions whose public network access is off still reach the network: {why}"
             ));
         }
         if let Err(why) = &self.cgroups {
@@ -392,6 +399,36 @@ impl Engine {
             cgroups: self.cgroups.as_ref().ok().map(|c| c.describe()),
             missing,
         }
+    }
+
+    /// Reads every function's reserved concurrency into the claim rules: at start, every
+    /// heartbeat (another node may have changed one), and at once after a change here.
+    pub async fn load_reservations(&self) -> Result<(), crate::store::StoreError> {
+        let reservations = self.store.reservations().await?;
+        self.concurrency
+            .set_reservations(reservations.iter().map(|r| {
+                (
+                    r.function_id,
+                    crate::domain::function::reserved_events(r.reserved_mem, r.memory_size),
+                )
+            }));
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Events this node runs at once, over all functions.
+    pub fn workers(&self) -> u32 {
+        u32::try_from(self.config.workers).unwrap_or(u32::MAX)
+    }
+
+    /// The most events at once of a function without a reservation on this node.
+    pub fn unreserved_cap(&self) -> u32 {
+        self.concurrency.unreserved_cap_now()
+    }
+
+    /// Events of a function running on this node now.
+    pub fn running_events(&self, function_id: i64) -> u32 {
+        self.concurrency.running(function_id)
     }
 
     /// Wakes the dispatcher: there may be work (also after a test moved the clock).
@@ -456,12 +493,11 @@ impl Engine {
             .acquire_owned()
             .await
             .expect("never closed");
-        let _permit = self
-            .pools
-            .permits(function.id, self.config.per_function)
-            .acquire_owned()
+        let _running = self
+            .concurrency
+            .acquire(function.id)
             .await
-            .expect("never closed");
+            .map_err(|_| InvokeError::Refused(Refusal::ReservedNone))?;
         let started = Instant::now();
         let (mut instance, _) = match self.instance_for(function).await {
             Ok(found) => found,
@@ -697,9 +733,10 @@ impl Engine {
             let want = slots.num_permits() as u32;
             let now = self.clock.now_millis();
             let lease = now + self.config.lease.as_millis() as Millis;
+            let budget = self.concurrency.budget(want);
             let claimed = match self
                 .store
-                .claim_events(now, want, self.node.id(), lease)
+                .claim_events(now, &budget, self.node.id(), lease)
                 .await
             {
                 Ok(c) => c,
@@ -724,6 +761,8 @@ impl Engine {
             let mut functions: HashMap<i64, Option<Arc<Function>>> = HashMap::new();
             for event in claimed {
                 let slot = slots.split(1).expect("one slot per claimed event");
+                // Counted at once, so that the next claim's budget sees it.
+                let running = self.concurrency.start(event.function_id);
                 let function = match functions.get(&event.function_id) {
                     Some(f) => f.clone(),
                     None => {
@@ -748,7 +787,7 @@ impl Engine {
                 self.runs.spawn(async move {
                     let request_id = event.request_id.clone();
                     // A panic in one run must not take the engine down with it.
-                    let run = tokio::spawn(Arc::clone(&engine).run(event, function, slot));
+                    let run = tokio::spawn(Arc::clone(&engine).run(event, function, (slot, running)));
                     if let Err(e) = run.await {
                         tracing::error!(invoke_request_id = %request_id, error = %e, "an event run panicked");
                     }
@@ -789,6 +828,10 @@ impl Engine {
                 Ok(0) => {}
                 Ok(_) => self.wake.notify_one(),
                 Err(e) => tracing::warn!(error = %e, "taking over stranded events failed"),
+            }
+            // Another node may have changed one.
+            if let Err(e) = self.load_reservations().await {
+                tracing::warn!(error = %e, "reading reserved concurrency failed");
             }
             beats += 1;
             if beats.is_multiple_of(60)
@@ -1284,7 +1327,7 @@ impl Engine {
         self: Arc<Self>,
         event: ClaimedEvent,
         f: Arc<Function>,
-        _slot: OwnedSemaphorePermit,
+        _room: (OwnedSemaphorePermit, concurrency::Running),
     ) {
         let now = self.clock.now_millis();
         if event.terminate.is_some() {
@@ -1324,12 +1367,6 @@ impl Engine {
             return;
         }
 
-        let _permit = self
-            .pools
-            .permits(f.id, self.config.per_function)
-            .acquire_owned()
-            .await
-            .expect("never closed");
         let (mut instance, cold) = match self.instance_for(&f).await {
             Ok(found) => found,
             Err(NoInstance::Load { code, error, logs }) => {

@@ -1,5 +1,4 @@
-//! Warm instances per function, reused across events as SCF reuses them, with a per-function
-//! concurrency limit. An instance is reused only for the function version it was started for.
+//! Warm instances per function, reused across events as SCF reuses them. An instance is reused only for the function version it was started for.
 //! Live instances, idle or running, are capped: each holds descriptors and memory in this
 //! process, so at the cap the least recently used idle instance makes room for a new one.
 
@@ -13,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 #[derive(Default)]
 struct FunctionPool {
     idle: Vec<Instance>,
-    permits: Option<Arc<Semaphore>>,
 }
 
 pub struct Pools {
@@ -121,17 +119,6 @@ impl Pools {
             .map(|(p, i, _)| (p, i))?;
         let pool = pools.values_mut().nth(pool).expect("found above");
         Some(pool.idle.remove(index))
-    }
-
-    /// The semaphore limiting how many events of one function run at once.
-    pub fn permits(&self, function_id: i64, per_function: usize) -> Arc<Semaphore> {
-        let mut pools = self.inner.lock().expect("pool lock");
-        pools
-            .entry(function_id)
-            .or_default()
-            .permits
-            .get_or_insert_with(|| Arc::new(Semaphore::new(per_function)))
-            .clone()
     }
 
     /// A warm instance of this version, if one is idle. Instances of older versions found on

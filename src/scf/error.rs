@@ -84,6 +84,9 @@ impl From<ServiceError> for ApiError {
                         "ResourceUnavailable.InsufficientBalance"
                     }
                     Refused::Invocation(Refusal::Unavailable(_)) => "InternalError",
+                    Refused::Invocation(Refusal::ReservedNone) => {
+                        "LimitExceeded.FunctionReservedConcurrencyMemory"
+                    }
                 };
                 ApiError::new(code, r.to_string())
             }

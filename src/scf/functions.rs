@@ -210,6 +210,58 @@ struct CreateFunctionRequest {
     code_source: Option<String>,
     async_run_enable: Option<String>,
     trace_enable: Option<String>,
+    public_net_config: Option<PublicNetParam>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct EipConfigParam {
+    eip_status: Option<String>,
+}
+
+/// SCF's PublicNetConfig: `PublicNetStatus` `ENABLE` or `DISABLE`; a fixed public IP (EIP)
+/// is not offered, so `EipConfig` may only say `DISABLE`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PublicNetParam {
+    public_net_status: Option<String>,
+    eip_config: Option<EipConfigParam>,
+}
+
+impl PublicNetParam {
+    /// The setting as a draft's flag, or the draft's own when the status is left out.
+    fn into_flag(self, current: String) -> ApiResult<String> {
+        if let Some(eip) = self.eip_config.and_then(|e| e.eip_status)
+            && !eip.is_empty()
+            && !eip.eq_ignore_ascii_case("DISABLE")
+        {
+            return Err(ApiError::new(
+                "UnsupportedOperation",
+                "scf-console has no fixed public IPs: EipConfig.EipStatus can only be DISABLE.",
+            ));
+        }
+        match self
+            .public_net_status
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            None | Some("") => Ok(current),
+            Some("ENABLE") => Ok(bool_str(true).into()),
+            Some("DISABLE") => Ok(bool_str(false).into()),
+            Some(_) => Err(ApiError::new(
+                "InvalidParameterValue.PublicNetConfig",
+                "PublicNetConfig.PublicNetStatus is ENABLE or DISABLE.",
+            )),
+        }
+    }
+}
+
+fn public_net_json(f: &Function) -> Value {
+    json!({
+        "PublicNetStatus": if f.public_net { "ENABLE" } else { "DISABLE" },
+        "EipConfig": { "EipStatus": "DISABLE", "EipAddress": [] },
+    })
 }
 
 /// SCF's defaults for what CreateFunction leaves out.
@@ -256,6 +308,10 @@ pub async fn create(call: &Call<'_>, params: Value) -> ApiResult<Value> {
             retry_num: String::new(),
             msg_ttl: String::new(),
             qps_limit: String::new(),
+            public_net: match req.public_net_config {
+                Some(p) => p.into_flag(bool_str(true).into())?,
+                None => bool_str(true).into(),
+            },
         },
     };
     service::functions::create(call.state, &call.region, &namespace, &draft).await?;
@@ -315,6 +371,7 @@ pub async fn get(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         "InstallDependency": "FALSE",
         "L5Enable": "FALSE",
         "OnsEnable": "FALSE",
+        "PublicNetConfig": public_net_json(&f),
         "UseGpu": "FALSE",
         "Triggers": [],
         "Layers": [],
@@ -438,6 +495,7 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
                 "Tags": [],
                 "AsyncRunEnable": bool_str(f.async_run_enable),
                 "TraceEnable": bool_str(f.trace_enable),
+                "ReservedConcurrencyMem": f.reserved_mem.unwrap_or(0),
                 "AddTime": format_time(f.created_at, tz, TimeFormat::DateTime),
                 "ModTime": format_time(f.modified_at, tz, TimeFormat::DateTime),
             })
@@ -483,6 +541,7 @@ struct UpdateConfigurationRequest {
     publish: Option<String>,
     /// Not in the SDK's model, but SCF accepts it here, and so do we.
     trace_enable: Option<String>,
+    public_net_config: Option<PublicNetParam>,
 }
 
 pub async fn update_configuration(call: &Call<'_>, params: Value) -> ApiResult<Value> {
@@ -527,6 +586,9 @@ pub async fn update_configuration(call: &Call<'_>, params: Value) -> ApiResult<V
     }
     if let Some(t) = req.trace_enable {
         draft.trace_enable = t;
+    }
+    if let Some(p) = req.public_net_config {
+        draft.public_net = p.into_flag(draft.public_net)?;
     }
     save_config(call, &f, &draft).await
 }
@@ -682,4 +744,42 @@ mod tests {
                 .contains("unsafe path")
         );
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PutReservedConcurrencyRequest {
+    function_name: String,
+    #[serde(default, deserialize_with = "params::int")]
+    reserved_concurrency_mem: Option<i64>,
+    namespace: Option<String>,
+}
+
+pub async fn put_reserved_concurrency(call: &Call<'_>, params: Value) -> ApiResult<Value> {
+    let req: PutReservedConcurrencyRequest = parse(call.action, params)?;
+    let f = function(call, &req.function_name, req.namespace).await?;
+    service::functions::put_reservation(call.state, &f, &int_text(req.reserved_concurrency_mem))
+        .await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ReservedConcurrencyRequest {
+    function_name: String,
+    namespace: Option<String>,
+}
+
+pub async fn get_reserved_concurrency(call: &Call<'_>, params: Value) -> ApiResult<Value> {
+    let req: ReservedConcurrencyRequest = parse(call.action, params)?;
+    let f = function(call, &req.function_name, req.namespace).await?;
+    // SCF answers null for a function without a reservation.
+    Ok(json!({ "ReservedMem": f.reserved_mem }))
+}
+
+pub async fn delete_reserved_concurrency(call: &Call<'_>, params: Value) -> ApiResult<Value> {
+    let req: ReservedConcurrencyRequest = parse(call.action, params)?;
+    let f = function(call, &req.function_name, req.namespace).await?;
+    service::functions::delete_reservation(call.state, &f).await?;
+    Ok(json!({}))
 }

@@ -268,6 +268,15 @@ async fn call(
         "UpdateFunctionEventInvokeConfig" => {
             functions::update_event_invoke_config(&call, params).await?
         }
+        "PutReservedConcurrencyConfig" => {
+            functions::put_reserved_concurrency(&call, params).await?
+        }
+        "GetReservedConcurrencyConfig" => {
+            functions::get_reserved_concurrency(&call, params).await?
+        }
+        "DeleteReservedConcurrencyConfig" => {
+            functions::delete_reserved_concurrency(&call, params).await?
+        }
         "Invoke" => invoke::invoke(&call, params).await?,
         "ListAsyncEvents" => events::list(&call, params).await?,
         "GetAsyncEventStatus" => invoke::get_async_event_status(&call, params).await?,

@@ -13,7 +13,6 @@ const UNSUPPORTED: &[&str] = &[
     "Role",
     "Layers",
     "DeadLetterConfig",
-    "PublicNetConfig",
     "CfsConfig",
     "Tags",
     "ClsLogsetId",

@@ -2,8 +2,8 @@
 
 use super::{Missing, ServiceError, ServiceResult};
 use crate::domain::function::{
-    CodeInput, ConfigDraft, FunctionDraft, validate_code_update, validate_config,
-    validate_new_function,
+    CodeInput, ConfigDraft, FunctionDraft, reserved_events, validate_code_update, validate_config,
+    validate_new_function, validate_reservation,
 };
 use crate::domain::rules::FieldError;
 use crate::state::AppState;
@@ -105,7 +105,61 @@ pub async fn update_configuration(
             .await,
     )?;
     tracing::info!(function = %updated.name, trace_enable = updated.trace_enable, "configuration saved");
+    // A reservation is memory: a new memory size makes it more or fewer events.
+    if updated.reserved_mem.is_some() && updated.memory_size != f.memory_size {
+        reservations_changed(state).await;
+    }
     Ok(updated)
+}
+
+/// Sets a function's reserved concurrency (`raw`, in MB as typed): that many MB of this
+/// console's concurrency, in events of the function's memory size, are kept for it alone, and
+/// it runs no more than that at once.
+pub async fn put_reservation(state: &AppState, f: &Function, raw: &str) -> ServiceResult<Function> {
+    let others: u32 = state
+        .store
+        .reservations()
+        .await?
+        .iter()
+        .filter(|r| r.function_id != f.id)
+        .map(|r| reserved_events(r.reserved_mem, r.memory_size))
+        .sum();
+    let mem = validate_reservation(raw, f.memory_size, others, state.engine.workers())
+        .map_err(|e| ServiceError::Invalid(e.into()))?;
+    let now = state.clock.now_millis();
+    let updated = written(
+        f,
+        state
+            .store
+            .set_reserved_concurrency(&f.key(), Some(mem), now)
+            .await,
+    )?;
+    tracing::info!(function = %f.name, namespace = %f.namespace, reserved_mb = mem, "reserved concurrency set");
+    reservations_changed(state).await;
+    Ok(updated)
+}
+
+/// Removes a function's reservation: it shares the unreserved concurrency again.
+pub async fn delete_reservation(state: &AppState, f: &Function) -> ServiceResult<Function> {
+    let now = state.clock.now_millis();
+    let updated = written(
+        f,
+        state
+            .store
+            .set_reserved_concurrency(&f.key(), None, now)
+            .await,
+    )?;
+    tracing::info!(function = %f.name, namespace = %f.namespace, "reserved concurrency removed");
+    reservations_changed(state).await;
+    Ok(updated)
+}
+
+/// The engine applies a changed reservation at once; should reading them fail now, its next
+/// heartbeat does.
+async fn reservations_changed(state: &AppState) {
+    if let Err(e) = state.engine.load_reservations().await {
+        tracing::warn!(error = %e, "reading reserved concurrency failed; applied at the next heartbeat");
+    }
 }
 
 /// Saves a new handler and code: the handler's file (the console) or a whole package (the API).

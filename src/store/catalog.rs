@@ -73,6 +73,13 @@ impl ApiKey {
 }
 
 #[derive(Debug, Clone)]
+pub struct Reservation {
+    pub function_id: i64,
+    pub reserved_mem: u32,
+    pub memory_size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionPage {
     pub functions: Vec<Function>,
     pub total: i64,
@@ -162,6 +169,17 @@ pub trait Catalog: Send + Sync {
     async fn delete_api_key(&self, secret_id: &str) -> StoreResult<()>;
 
     async fn get_function_by_id(&self, id: i64) -> StoreResult<Option<Function>>;
+
+    /// Sets (`Some`) or removes a function's reserved concurrency, in MB.
+    async fn set_reserved_concurrency(
+        &self,
+        key: &FunctionKey,
+        reserved_mem: Option<u32>,
+        now: Millis,
+    ) -> StoreResult<Function>;
+
+    /// Every function with a reservation: `(id, reserved MB, MemorySize)`.
+    async fn reservations(&self) -> StoreResult<Vec<Reservation>>;
 
     async fn namespace_billing(
         &self,

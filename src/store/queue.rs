@@ -151,6 +151,34 @@ pub struct RenewedLease {
     pub terminate: Option<String>,
 }
 
+/// How many queued events a claim may take, and of which functions: the engine's concurrency
+/// rules (reservations, each function's share) as numbers the store applies in one statement.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClaimBudget {
+    /// Events in all.
+    pub limit: u32,
+    /// Events of functions without a reservation, together.
+    pub unreserved_limit: u32,
+    /// Events of one function not named in `functions`.
+    pub per_function: u32,
+    /// `(function id, events, reserved)` for functions with their own allowance: those with
+    /// a reservation, and those already running events here. A reserved function's events
+    /// do not count against `unreserved_limit`.
+    pub functions: Vec<(i64, u32, bool)>,
+}
+
+impl ClaimBudget {
+    /// Up to `limit` due events, whoever they belong to.
+    pub fn up_to(limit: u32) -> Self {
+        ClaimBudget {
+            limit,
+            unreserved_limit: limit,
+            per_function: limit,
+            functions: Vec::new(),
+        }
+    }
+}
+
 /// A RUNNING event whose node is gone: its lease ran out, or its owner is known dead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StrandedRun {
@@ -168,11 +196,12 @@ pub trait EventQueue: Send + Sync {
     /// Applies the engine's writes in one transaction (one fsync for all of them).
     async fn apply_event_writes(&self, writes: &[EventWrite]) -> StoreResult<()>;
 
-    /// Moves up to `limit` due queued events to RUNNING, held by `owner` until `lease_until`.
+    /// Moves due queued events to RUNNING, held by `owner` until `lease_until`, as many as
+    /// `budget` allows: each function's oldest first, functions taking turns.
     async fn claim_events(
         &self,
         now: Millis,
-        limit: u32,
+        budget: &ClaimBudget,
         owner: &str,
         lease_until: Millis,
     ) -> StoreResult<Vec<ClaimedEvent>>;

@@ -172,6 +172,7 @@ fn rule(method: &Method, route: &str) -> Rule {
         "/functions/{name}/delete" => needs(Develop, "Delete function"),
         "/functions/{name}/config" => needs(Develop, "Change function configuration"),
         "/functions/{name}/code" => needs(Develop, "Change function code"),
+        "/functions/{name}/concurrency" => needs(Develop, "Change reserved concurrency"),
         "/functions/{name}/test" => needs(Develop, "Invoke function"),
         "/functions/{name}/events/-/terminate" => needs(Develop, "Terminate events"),
         "/functions/{name}/events/-/trace-on" => needs(Develop, "Turn status trace on"),

@@ -154,6 +154,7 @@ impl Fields {
             retry_num: self.get("RetryNum").to_string(),
             msg_ttl: self.get("MsgTTL").to_string(),
             qps_limit: self.get("QpsLimit").to_string(),
+            public_net: self.flag("PublicNetConfig"),
         }
     }
 

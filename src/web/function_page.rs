@@ -29,6 +29,10 @@ pub fn routes() -> Router<AppState> {
             "/scf/{region}/{namespace}/functions/{name}/code",
             get(code).post(save_code),
         )
+        .route(
+            "/scf/{region}/{namespace}/functions/{name}/concurrency",
+            axum::routing::post(save_concurrency),
+        )
 }
 
 #[derive(Deserialize, Default)]
@@ -37,12 +41,20 @@ struct Notice {
     created: Option<String>,
     #[serde(default)]
     saved: Option<String>,
+    #[serde(default)]
+    reserved: Option<String>,
 }
 
 impl Notice {
     fn banner(&self, saved: &str) -> Option<String> {
         if self.created.is_some() {
             Some("Function created.".into())
+        } else if let Some(what) = &self.reserved {
+            Some(if what == "removed" {
+                "Reservation removed: the function shares the unreserved concurrency again.".into()
+            } else {
+                "Reserved concurrency saved.".into()
+            })
         } else if self.saved.is_some() {
             Some(saved.into())
         } else {
@@ -66,6 +78,42 @@ pub struct ConfigPage {
     /// Status trace is being turned off: ask before saving.
     confirm_trace_off: bool,
     retention: String,
+    concurrency: ConcurrencyCard,
+}
+
+/// The function's reserved concurrency, what it means in events, and its form.
+pub struct ConcurrencyCard {
+    reserved_mem: Option<u32>,
+    reserved_events: Option<u32>,
+    memory_size: u32,
+    /// Events at once for a function without a reservation.
+    unreserved_cap: u32,
+    running: u32,
+    workers: u32,
+    /// The form's value: what was typed, or what is stored.
+    value: String,
+    error: Option<String>,
+}
+
+impl ConcurrencyCard {
+    fn new(
+        state: &AppState,
+        f: &crate::store::Function,
+        value: Option<String>,
+        error: Option<String>,
+    ) -> Self {
+        ConcurrencyCard {
+            reserved_mem: f.reserved_mem,
+            reserved_events: f.reserved_events(),
+            memory_size: f.memory_size,
+            unreserved_cap: state.engine.unreserved_cap(),
+            running: state.engine.running_events(f.id),
+            workers: state.engine.workers(),
+            value: value
+                .unwrap_or_else(|| f.reserved_mem.map(|m| m.to_string()).unwrap_or_default()),
+            error,
+        }
+    }
 }
 
 async fn config(
@@ -83,7 +131,64 @@ async fn config(
         banner: notice.banner("Configuration saved."),
         confirm_trace_off: false,
         retention: retention_text(&state),
+        concurrency: ConcurrencyCard::new(&state, &f, None, None),
     })
+}
+
+/// Sets or removes the reserved concurrency, from its own form on the Configuration tab.
+async fn save_concurrency(
+    State(state): State<AppState>,
+    Path((region, namespace, name)): Path<(String, String, String)>,
+    FormFields(pairs): FormFields,
+) -> AppResult<Response> {
+    let (shell, f) = load(&state, &region, &namespace, &name).await?;
+    let fields = Fields(pairs);
+    let remove = fields.get("_action") == "remove";
+    let raw = fields.get("ReservedConcurrencyMem").to_string();
+    let outcome = if remove {
+        service::functions::delete_reservation(&state, &f).await
+    } else {
+        service::functions::put_reservation(&state, &f, &raw).await
+    };
+    match outcome {
+        Ok(updated) => {
+            let detail = match updated.reserved_mem {
+                Some(mb) => format!("reserved concurrency {mb} MB"),
+                None => "reserved concurrency removed".into(),
+            };
+            Ok(super::auth::audited(
+                Redirect::to(&format!(
+                    "{}?reserved={}",
+                    urls::function_tab(&region, &namespace, &name, "config"),
+                    if remove { "removed" } else { "saved" }
+                )),
+                None,
+                Some(detail),
+            ))
+        }
+        Err(ServiceError::Invalid(errors)) => {
+            let message = errors.iter().next().map(|e| e.message.clone());
+            let no_errors = FieldErrors::default();
+            let page = ConfigPage {
+                advanced: AdvancedFields::new(
+                    f.config_draft(),
+                    f.async_run_enable,
+                    true,
+                    &no_errors,
+                    0,
+                ),
+                header: Header::new(&state, &shell, &f, "config"),
+                shell,
+                errors: no_errors,
+                banner: None,
+                confirm_trace_off: false,
+                retention: retention_text(&state),
+                concurrency: ConcurrencyCard::new(&state, &f, Some(raw), message),
+            };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn save_config(
@@ -102,6 +207,7 @@ async fn save_config(
         banner: None,
         confirm_trace_off,
         retention: retention_text(&state),
+        concurrency: ConcurrencyCard::new(&state, &f, None, None),
     };
     if fields.get("_action") == "add-env" {
         let (rows, error) = fields.added_env_rows(&draft.environment);

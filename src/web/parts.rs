@@ -30,6 +30,7 @@ pub struct Header {
     pub test_url: String,
     pub events_url: String,
     pub delete_url: String,
+    pub concurrency_url: String,
     /// When status trace is off: the time by which its last records are cleared.
     pub trace_cleared_by: Option<String>,
     pub tab: &'static str,
@@ -53,6 +54,7 @@ impl Header {
             test_url: shell.tab_url(&f.name, "test"),
             events_url: shell.tab_url(&f.name, "events"),
             delete_url: shell.tab_url(&f.name, "delete"),
+            concurrency_url: shell.tab_url(&f.name, "concurrency"),
             trace_cleared_by: f.trace_disabled_at.filter(|_| !f.trace_enable).map(|at| {
                 format_time(
                     at + retention_millis(state),
@@ -146,6 +148,7 @@ const ADVANCED_FIELDS: &[&str] = &[
     "TraceEnable",
     "RetryNum",
     "MsgTTL",
+    "PublicNetConfig",
 ];
 
 /// The settings block shared by the wizard and the Configuration tab.
@@ -184,5 +187,9 @@ impl AdvancedFields {
 
     pub fn trace_checked(&self) -> bool {
         self.config.is_trace_enabled()
+    }
+
+    pub fn public_net_checked(&self) -> bool {
+        crate::domain::function::parse_flag(&self.config.public_net) == Some(true)
     }
 }

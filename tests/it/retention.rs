@@ -5,7 +5,7 @@
 use crate::support::events::*;
 use crate::support::*;
 use scf_console::domain::event::EventStatus;
-use scf_console::store::{EventWrite, TimelineEntry};
+use scf_console::store::{ClaimBudget, EventWrite, TimelineEntry};
 use serde_json::json;
 use std::time::Duration;
 
@@ -100,7 +100,7 @@ async fn large_sweeps_go_in_batches_with_their_timelines() {
     let claimed = app
         .state
         .store
-        .claim_events(START, n as u32, HAND, HELD_FOREVER)
+        .claim_events(START, &ClaimBudget::up_to(n as u32), HAND, HELD_FOREVER)
         .await
         .unwrap();
     let finishes: Vec<EventWrite> = claimed

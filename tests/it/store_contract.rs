@@ -7,8 +7,8 @@ use scf_console::domain::function::{FunctionConfig, NewFunction};
 use scf_console::domain::runtime::Runtime;
 use scf_console::domain::user::Role;
 use scf_console::store::{
-    AuditEntry, AuditFilter, DynStore, EventWrite, NewEvent, NewSession, RunLease, StoreError,
-    Termination, TimelineEntry, User, Via,
+    AuditEntry, AuditFilter, ClaimBudget, DynStore, EventWrite, NewEvent, NewSession, RunLease,
+    StoreError, Termination, TimelineEntry, User, Via,
 };
 
 /// Two handles on one fresh store, and what keeps it alive.
@@ -44,6 +44,7 @@ macro_rules! contract {
 contract!(sqlite:
     names_are_unique_and_namespaces_keep_their_functions,
     a_claim_is_exclusive_across_handles,
+    claims_keep_to_each_functions_allowance_and_take_turns,
     writes_land_only_under_the_lease_that_claimed,
     renewal_keeps_held_leases_and_brings_terminate_requests,
     stranded_runs_are_those_of_expired_leases_or_gone_owners,
@@ -82,6 +83,7 @@ async fn function(store: &DynStore, name: &str, retry_num: u32) -> i64 {
             retry_num,
             msg_ttl: 3600,
             qps_limit: 1000,
+            public_net: true,
         },
     };
     store
@@ -174,6 +176,7 @@ async fn names_are_unique_and_namespaces_keep_their_functions(b: Backend) {
             retry_num: 0,
             msg_ttl: 3600,
             qps_limit: 1000,
+            public_net: true,
         },
     };
     assert!(matches!(
@@ -202,6 +205,91 @@ async fn names_are_unique_and_namespaces_keep_their_functions(b: Backend) {
     ));
 }
 
+/// The engine's concurrency rules reach the queue as a budget: each function's allowance, a
+/// limit for the functions without a reservation together, and turns, so that one function's
+/// backlog never stands in front of another's events.
+async fn claims_keep_to_each_functions_allowance_and_take_turns(b: Backend) {
+    let (a, bee, c, d) = (
+        function(&b.one, "backlog", 0).await,
+        function(&b.one, "small", 0).await,
+        function(&b.one, "reserved", 0).await,
+        function(&b.one, "at-its-cap", 0).await,
+    );
+    let names = |prefix: &str, n: usize| -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}-{i}")).collect()
+    };
+    for (f, prefix, n, at) in [
+        (a, "a", 10, 10_000),
+        (bee, "b", 3, 11_000),
+        (c, "c", 5, 12_000),
+        (d, "d", 2, 13_000),
+    ] {
+        let ids = names(prefix, n);
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        accept(&b.one, f, &refs, at).await;
+    }
+    let count = |claimed: &[scf_console::store::ClaimedEvent], f: i64| {
+        claimed.iter().filter(|e| e.function_id == f).count()
+    };
+    let budget = ClaimBudget {
+        limit: 8,
+        unreserved_limit: 5,
+        per_function: 2,
+        functions: vec![(c, 3, true), (a, 1, false), (d, 0, false)],
+    };
+    let first = b
+        .one
+        .claim_events(20_000, &budget, ME, 80_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        [
+            count(&first, a),
+            count(&first, bee),
+            count(&first, c),
+            count(&first, d)
+        ],
+        [1, 2, 3, 0],
+        "each function up to its allowance, none for the one at its cap"
+    );
+    // Each function's oldest first, whatever the others' backlogs.
+    assert!(first.iter().any(|e| e.request_id == "a-0"));
+
+    // Turns: three slots go to three functions' oldest events, not to one backlog.
+    let second = b
+        .two
+        .claim_events(20_000, &ClaimBudget::up_to(3), OTHER, 80_000)
+        .await
+        .unwrap();
+    let mut got: Vec<&str> = second.iter().map(|e| e.request_id.as_str()).collect();
+    got.sort();
+    assert_eq!(got, ["a-1", "b-2", "c-3"]);
+
+    // Functions without a reservation share their limit; a reserved one does not count in it.
+    let shared = ClaimBudget {
+        limit: 10,
+        unreserved_limit: 1,
+        per_function: 5,
+        functions: vec![(c, 5, true)],
+    };
+    let third = b
+        .one
+        .claim_events(20_000, &shared, ME, 80_000)
+        .await
+        .unwrap();
+    let mut got: Vec<&str> = third.iter().map(|e| e.request_id.as_str()).collect();
+    got.sort();
+    assert_eq!(got, ["a-2", "c-4"]);
+    // Not due yet: not claimed, however much room there is.
+    assert!(
+        b.one
+            .claim_events(9_000, &ClaimBudget::up_to(50), ME, 80_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn a_claim_is_exclusive_across_handles(b: Backend) {
     let f = function(&b.one, "work", 0).await;
     let ids: Vec<String> = (0..200).map(|i| format!("e-{i}")).collect();
@@ -211,7 +299,10 @@ async fn a_claim_is_exclusive_across_handles(b: Backend) {
     let grab = |store: DynStore, owner: &'static str| async move {
         let mut mine = Vec::new();
         loop {
-            let got = store.claim_events(20_000, 7, owner, 80_000).await.unwrap();
+            let got = store
+                .claim_events(20_000, &ClaimBudget::up_to(7), owner, 80_000)
+                .await
+                .unwrap();
             if got.is_empty() {
                 return mine;
             }
@@ -226,21 +317,25 @@ async fn a_claim_is_exclusive_across_handles(b: Backend) {
     assert_eq!(one.len() + two.len(), 200, "no event claimed twice");
     // Not due yet: a retry waits for its time.
     accept(&b.one, f, &["later"], 10_000).await;
-    let c = b.one.claim_events(20_000, 1, ME, 80_000).await.unwrap();
+    let c = b
+        .one
+        .claim_events(20_000, &ClaimBudget::up_to(1), ME, 80_000)
+        .await
+        .unwrap();
     b.one
         .apply_event_writes(&[requeue(c[0].id, lease(ME, 1), 2, 50_000)])
         .await
         .unwrap();
     assert!(
         b.two
-            .claim_events(40_000, 1, OTHER, 80_000)
+            .claim_events(40_000, &ClaimBudget::up_to(1), OTHER, 80_000)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
         b.two
-            .claim_events(50_000, 1, OTHER, 80_000)
+            .claim_events(50_000, &ClaimBudget::up_to(1), OTHER, 80_000)
             .await
             .unwrap()
             .len(),
@@ -251,7 +346,11 @@ async fn a_claim_is_exclusive_across_handles(b: Backend) {
 async fn writes_land_only_under_the_lease_that_claimed(b: Backend) {
     let f = function(&b.one, "fenced", 1).await;
     accept(&b.one, f, &["x"], 10_000).await;
-    let c = b.one.claim_events(20_000, 1, ME, 80_000).await.unwrap();
+    let c = b
+        .one
+        .claim_events(20_000, &ClaimBudget::up_to(1), ME, 80_000)
+        .await
+        .unwrap();
     let id = c[0].id;
     // Another owner, or another attempt, writes nothing.
     b.two
@@ -273,7 +372,11 @@ async fn writes_land_only_under_the_lease_that_claimed(b: Backend) {
         .await
         .unwrap();
     assert_eq!(status(&b.one, "x").await, (EventStatus::Queued, 2));
-    let c = b.two.claim_events(30_000, 1, OTHER, 90_000).await.unwrap();
+    let c = b
+        .two
+        .claim_events(30_000, &ClaimBudget::up_to(1), OTHER, 90_000)
+        .await
+        .unwrap();
     assert_eq!(c[0].attempt, 2);
     b.two
         .apply_event_writes(&[finish(id, lease(OTHER, 2), 31_000)])
@@ -295,7 +398,11 @@ async fn writes_land_only_under_the_lease_that_claimed(b: Backend) {
 async fn renewal_keeps_held_leases_and_brings_terminate_requests(b: Backend) {
     let f = function(&b.one, "held", 0).await;
     accept(&b.one, f, &["a", "b"], 10_000).await;
-    let c = b.one.claim_events(20_000, 2, ME, 30_000).await.unwrap();
+    let c = b
+        .one
+        .claim_events(20_000, &ClaimBudget::up_to(2), ME, 30_000)
+        .await
+        .unwrap();
     let (a, bb) = (c[0].id, c[1].id);
     let aborted = TimelineEntry {
         at: 21_000,
@@ -342,8 +449,14 @@ async fn renewal_keeps_held_leases_and_brings_terminate_requests(b: Backend) {
 async fn stranded_runs_are_those_of_expired_leases_or_gone_owners(b: Backend) {
     let f = function(&b.one, "stranded", 2).await;
     accept(&b.one, f, &["mine", "theirs"], 10_000).await;
-    b.one.claim_events(20_000, 1, ME, 30_000).await.unwrap();
-    b.two.claim_events(20_000, 1, OTHER, 90_000).await.unwrap();
+    b.one
+        .claim_events(20_000, &ClaimBudget::up_to(1), ME, 30_000)
+        .await
+        .unwrap();
+    b.two
+        .claim_events(20_000, &ClaimBudget::up_to(1), OTHER, 90_000)
+        .await
+        .unwrap();
     let at = |now, gone: &[String]| {
         let store = b.two.clone();
         let gone = gone.to_vec();
@@ -366,7 +479,11 @@ async fn stranded_runs_are_those_of_expired_leases_or_gone_owners(b: Backend) {
 async fn a_takeover_fences_out_the_old_run_and_a_renewed_lease_is_not_taken(b: Backend) {
     let f = function(&b.one, "taken", 2).await;
     accept(&b.one, f, &["slow", "alive"], 10_000).await;
-    let c = b.one.claim_events(20_000, 2, ME, 30_000).await.unwrap();
+    let c = b
+        .one
+        .claim_events(20_000, &ClaimBudget::up_to(2), ME, 30_000)
+        .await
+        .unwrap();
     let (slow, alive) = (c[0].id, c[1].id);
     let stranded = b.two.stranded_runs(31_000, &[], 10).await.unwrap();
     assert_eq!(stranded.len(), 2);
@@ -395,7 +512,10 @@ async fn a_takeover_fences_out_the_old_run_and_a_renewed_lease_is_not_taken(b: B
 async fn termination_aborts_queued_events_and_flags_running_ones(b: Backend) {
     let f = function(&b.one, "stop", 0).await;
     accept(&b.one, f, &["first", "second"], 10_000).await;
-    b.one.claim_events(20_000, 1, ME, 90_000).await.unwrap();
+    b.one
+        .claim_events(20_000, &ClaimBudget::up_to(1), ME, 90_000)
+        .await
+        .unwrap();
     let aborted = TimelineEntry {
         at: 21_000,
         status: EventStatus::Aborted,
@@ -453,7 +573,11 @@ async fn the_timeline_starts_with_the_accept(b: Backend) {
 async fn sweeping_removes_only_ended_events(b: Backend) {
     let f = function(&b.one, "swept", 0).await;
     accept(&b.one, f, &["done", "running", "queued"], 10_000).await;
-    let c = b.one.claim_events(20_000, 2, ME, 90_000).await.unwrap();
+    let c = b
+        .one
+        .claim_events(20_000, &ClaimBudget::up_to(2), ME, 90_000)
+        .await
+        .unwrap();
     b.one
         .apply_event_writes(&[finish(c[0].id, lease(ME, 1), 30_000)])
         .await
@@ -468,7 +592,11 @@ async fn event_ids_are_never_reused(b: Backend) {
     let f = function(&b.one, "ids", 0).await;
     accept(&b.one, f, &["first"], 10_000).await;
     let first = b.one.get_event("first").await.unwrap().unwrap().id;
-    let c = b.one.claim_events(20_000, 1, ME, 90_000).await.unwrap();
+    let c = b
+        .one
+        .claim_events(20_000, &ClaimBudget::up_to(1), ME, 90_000)
+        .await
+        .unwrap();
     b.one
         .apply_event_writes(&[finish(c[0].id, lease(ME, 1), 30_000)])
         .await
@@ -482,7 +610,11 @@ async fn event_ids_are_never_reused(b: Backend) {
 async fn illegal_moves_are_refused_before_anything_is_written(b: Backend) {
     let f = function(&b.one, "machine", 0).await;
     accept(&b.one, f, &["m"], 10_000).await;
-    let c = b.one.claim_events(20_000, 1, ME, 90_000).await.unwrap();
+    let c = b
+        .one
+        .claim_events(20_000, &ClaimBudget::up_to(1), ME, 90_000)
+        .await
+        .unwrap();
     let mut back_to_queue = finish(c[0].id, lease(ME, 1), 21_000);
     if let EventWrite::Finish { entry, .. } = &mut back_to_queue {
         entry.status = EventStatus::Queued;

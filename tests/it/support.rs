@@ -39,7 +39,7 @@ pub fn test_engine() -> EngineConfig {
     let n = CONSOLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 90;
     EngineConfig {
         workers: 8,
-        per_function: 8,
+        per_function: 4,
         grace_period: Duration::from_secs(2),
         shutdown_grace: Duration::from_secs(2),
         poll_interval: Duration::from_millis(100),
@@ -753,7 +753,7 @@ pub mod api {
 pub mod events {
     use super::*;
     use scf_console::domain::event::EventStatus;
-    use scf_console::store::{EventWrite, FunctionKey, NewEvent, TimelineEntry};
+    use scf_console::store::{ClaimBudget, EventWrite, FunctionKey, NewEvent, TimelineEntry};
 
     /// The engine is paused (no workers): events stay exactly as the test puts them.
     pub async fn paused_app() -> TestApp {
@@ -843,7 +843,7 @@ pub mod events {
         let now = app.state.clock.now_millis();
         app.state
             .store
-            .claim_events(now, 1, HAND, HELD_FOREVER)
+            .claim_events(now, &ClaimBudget::up_to(1), HAND, HELD_FOREVER)
             .await
             .unwrap()[0]
             .id

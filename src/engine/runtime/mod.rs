@@ -545,6 +545,7 @@ impl Instance {
             "uid": spec.identity.uid,
             "gid": spec.identity.gid,
             "jail": spec.jail.map(|j| j.to_json()),
+            "network": f.public_net,
         });
         let forked = match (lang, spec.zygote.filter(|z| z.is_alive())) {
             (Language::Python, Some(zygote)) => {
@@ -620,6 +621,7 @@ impl Instance {
                     who: spec.identity,
                     cgroups: join_files.iter().map(AsRawFd::as_raw_fd).collect(),
                     jail: spec.jail.cloned(),
+                    network: f.public_net,
                     cwd: std::ffi::CString::new(spec.code_dir.path().as_os_str().as_bytes())
                         .map_err(|e| StartError::System(std::io::Error::other(e)))?,
                 };

@@ -162,6 +162,8 @@ pub struct ChildSetup {
     /// `cgroup.procs` of its control group, to join.
     pub cgroups: Vec<i32>,
     pub jail: Option<std::sync::Arc<Jail>>,
+    /// The function may use the network; otherwise the jail gives it a network of its own.
+    pub network: bool,
     /// Its working folder, entered again inside the jail's view.
     pub cwd: std::ffi::CString,
 }
@@ -195,7 +197,7 @@ pub fn in_child(setup: &ChildSetup) -> std::io::Result<()> {
     // After the protocol's descriptors are in place, so nothing the jail opens can take a
     // number they need.
     if let Some(jail) = &setup.jail {
-        jail.enter()?;
+        jail.enter(setup.network)?;
         // The working folder was entered before the view changed; enter it again in the view.
         // SAFETY: chdir reads the nul-terminated path made before the fork.
         if unsafe { libc::chdir(setup.cwd.as_ptr()) } != 0 {
@@ -222,10 +224,13 @@ pub fn in_child(setup: &ChildSetup) -> std::io::Result<()> {
     }
     // If the server dies, its instances die with it rather than run on unobserved: the events
     // they ran are taken over and retried by the next node to look. Set after the user change, which
-    // clears it.
-    // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag on the calling process.
+    // clears it. And nothing the handler executes may gain privileges (set-user-id programs).
+    // SAFETY: prctl with PR_SET_PDEATHSIG and PR_SET_NO_NEW_PRIVS only sets flags on the
+    // calling process.
     unsafe {
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+            || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+        {
             return Err(std::io::Error::last_os_error());
         }
     }
@@ -345,6 +350,29 @@ fn fd_path(fd: i32, buf: &mut [u8; 32]) -> *const libc::c_char {
     buf.as_ptr().cast()
 }
 
+/// Brings up `lo` in a new network namespace (it starts down), so that a handler without
+/// the network can still talk to itself. System calls only.
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: socket, ioctl and close on a zeroed ifreq naming "lo", all on our own descriptor.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        req.ifr_name[0] = b'l' as libc::c_char;
+        req.ifr_name[1] = b'o' as libc::c_char;
+        let mut ok = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) == 0;
+        if ok {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            ok = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) == 0;
+        }
+        let error = std::io::Error::last_os_error();
+        libc::close(fd);
+        if ok { Ok(()) } else { Err(error) }
+    }
+}
+
 const fn c(bytes: &'static [u8]) -> &'static std::ffi::CStr {
     match std::ffi::CStr::from_bytes_with_nul(bytes) {
         Ok(s) => s,
@@ -401,7 +429,8 @@ impl Jail {
                 ));
             }
             0 => {
-                let code = match jail.enter() {
+                // The strictest view: a network of its own as well.
+                let code = match jail.enter(false) {
                     Ok(()) => 0,
                     Err(e) => e.raw_os_error().unwrap_or(1).clamp(1, 255),
                 };
@@ -435,9 +464,10 @@ impl Jail {
         })
     }
 
-    /// Enters the view. Runs between fork and exec: system calls only, on strings made before
-    /// the fork.
-    pub fn enter(&self) -> std::io::Result<()> {
+    /// Enters the view; without `network`, in a network namespace of its own that holds only
+    /// its loopback, so no connection leaves the instance. Runs between fork and exec: system
+    /// calls only, on strings made before the fork.
+    pub fn enter(&self, network: bool) -> std::io::Result<()> {
         let check = |r: i32| {
             if r == 0 {
                 Ok(())
@@ -451,9 +481,13 @@ impl Jail {
         // SAFETY: mount, mkdir and unshare read only the nul-terminated strings passed, which
         // live in `self` or are static.
         unsafe {
+            let own_network = if network { 0 } else { libc::CLONE_NEWNET };
             check(libc::unshare(
-                libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS,
+                libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | own_network,
             ))?;
+            if !network {
+                loopback_up()?;
+            }
             // Nothing mounted here may reach the server's view, or the other way round.
             check(libc::mount(
                 none,

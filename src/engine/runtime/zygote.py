@@ -18,8 +18,10 @@ import sys
 
 import bootstrap
 
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUTS = 0x00020000, 0x08000000, 0x04000000
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 libc = ctypes.CDLL(None, use_errno=True)
@@ -67,11 +69,24 @@ def mount(source, target, fstype, flags, data):
     check(libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
-def enter_jail(jail):
-    """The instance's private view of the file system: the same steps, in the same order, as
-    Jail::enter in sandbox.rs, which spawned instances take."""
+def loopback_up():
+    """`lo` starts down in a new network namespace; the handler may still talk to itself."""
+    import fcntl
+    import struct
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        flags = struct.unpack("16sh22x", fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sh22x", b"lo", 0)))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | IFF_UP))
+
+
+def enter_jail(jail, network):
+    """The instance's private view of the file system (and without `network`, a network of
+    its own): the same steps, in the same order, as Jail::enter in sandbox.rs, which spawned
+    instances take."""
     root = jail["runtime_root"]
-    check(libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    own_network = 0 if network else CLONE_NEWNET
+    check(libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | own_network), "unshare")
+    if not network:
+        loopback_up()
     mount(None, "/", None, MS_REC | MS_PRIVATE, None)
     # Opened in the new namespace: a folder of another one cannot be mounted from.
     held = os.open(root, os.O_PATH | os.O_DIRECTORY)
@@ -106,15 +121,17 @@ def child(fds):
             os.close(fd)
     request = read_setup()
     if request.get("jail"):
-        enter_jail(request["jail"])
+        enter_jail(request["jail"], request["network"])
     for name, value in request["limits"].items():
         resource.setrlimit(LIMITS[name], (value, value))
     if os.geteuid() == 0:
         os.setgroups([])
         os.setgid(request["gid"])
         os.setuid(request["uid"])
-    # Set after the user change, which clears it: the instance dies with this server.
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Set after the user change, which clears it: the instance dies with this server. And
+    # nothing the handler executes may gain privileges (set-user-id programs).
+    check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+    check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl")
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])

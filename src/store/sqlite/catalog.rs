@@ -195,8 +195,8 @@ impl Catalog for SqliteStore {
         let sql = format!(
             "INSERT INTO functions (region, namespace, name, runtime, handler, description, \
              memory_size, timeout, environment, async_run_enable, trace_enable, retry_num, \
-             msg_ttl, qps_limit, created_at, modified_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {FUNCTION_COLUMNS}"
+             msg_ttl, qps_limit, public_net, created_at, modified_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {FUNCTION_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(region)
@@ -213,6 +213,7 @@ impl Catalog for SqliteStore {
             .bind(f.config.retry_num)
             .bind(f.config.msg_ttl)
             .bind(f.config.qps_limit)
+            .bind(f.config.public_net)
             .bind(now)
             .bind(now)
             .fetch_one(&mut *tx)
@@ -234,7 +235,7 @@ impl Catalog for SqliteStore {
         let sql = format!(
             "UPDATE functions SET description = ?, memory_size = ?, timeout = ?, environment = ?, \
              trace_disabled_at = ?, trace_enable = ?, retry_num = ?, msg_ttl = ?, qps_limit = ?, \
-             modified_at = ? WHERE region = ? AND namespace = ? AND name = ? \
+             public_net = ?, modified_at = ? WHERE region = ? AND namespace = ? AND name = ? \
              RETURNING {FUNCTION_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
@@ -247,6 +248,7 @@ impl Catalog for SqliteStore {
             .bind(c.retry_num)
             .bind(c.msg_ttl)
             .bind(c.qps_limit)
+            .bind(c.public_net)
             .bind(now)
             .bind(&key.region)
             .bind(&key.namespace)
@@ -393,6 +395,48 @@ impl Catalog for SqliteStore {
         Ok(row.as_ref().map(function_from_row).transpose()?)
     }
 
+    async fn set_reserved_concurrency(
+        &self,
+        key: &FunctionKey,
+        reserved_mem: Option<u32>,
+        now: Millis,
+    ) -> StoreResult<Function> {
+        let sql = format!(
+            "UPDATE functions SET reserved_mem = ?, modified_at = ? \
+             WHERE region = ? AND namespace = ? AND name = ? RETURNING {FUNCTION_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(reserved_mem)
+            .bind(now)
+            .bind(&key.region)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&self.writer)
+            .await?;
+        row.as_ref()
+            .map(function_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn reservations(&self) -> StoreResult<Vec<Reservation>> {
+        let rows = sqlx::query(
+            "SELECT id, reserved_mem, memory_size FROM functions WHERE reserved_mem IS NOT NULL",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(Reservation {
+                    function_id: r.try_get("id")?,
+                    reserved_mem: r.try_get("reserved_mem")?,
+                    memory_size: r.try_get("memory_size")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
     async fn namespace_billing(
         &self,
         region: &str,
@@ -438,7 +482,7 @@ impl Catalog for SqliteStore {
 
 const FUNCTION_COLUMNS: &str = "id, region, namespace, name, runtime, handler, description, \
      memory_size, timeout, environment, async_run_enable, trace_enable, retry_num, msg_ttl, \
-     qps_limit, trace_disabled_at, created_at, modified_at";
+     qps_limit, public_net, reserved_mem, trace_disabled_at, created_at, modified_at";
 
 fn function_from_row(row: &SqliteRow) -> Result<Function, sqlx::Error> {
     let environment: String = row.try_get("environment")?;
@@ -459,6 +503,8 @@ fn function_from_row(row: &SqliteRow) -> Result<Function, sqlx::Error> {
         retry_num: row.try_get("retry_num")?,
         msg_ttl: row.try_get("msg_ttl")?,
         qps_limit: row.try_get("qps_limit")?,
+        public_net: row.try_get("public_net")?,
+        reserved_mem: row.try_get("reserved_mem")?,
         trace_disabled_at: row.try_get("trace_disabled_at")?,
         created_at: row.try_get("created_at")?,
         modified_at: row.try_get("modified_at")?,

@@ -16,24 +16,61 @@ impl EventQueue for SqliteStore {
     async fn claim_events(
         &self,
         now: Millis,
-        limit: u32,
+        budget: &ClaimBudget,
         owner: &str,
         lease_until: Millis,
     ) -> StoreResult<Vec<ClaimedEvent>> {
         let (queued, running) = (QUEUED, RUNNING);
+        // The functions with queued events, found by skipping from one to the next in the
+        // queue's per-function index (a loose index scan: one seek per function, whatever
+        // their backlogs; named, because the planner would otherwise walk the index of all
+        // events, ended ones included); then each one's oldest due events, at most its allowance; then
+        // turns: every function's first event before anyone's second, within the limits.
         let sql = format!(
-            "UPDATE events SET status = {running}, started_at = ?, lease_owner = ?, lease_until = ? \
-             WHERE status = {queued} AND id IN (SELECT id FROM events \
-                 WHERE status = {queued} AND run_after <= ? ORDER BY run_after, id LIMIT ?) \
+            "WITH RECURSIVE \
+             fns(fid) AS ( \
+                 SELECT (SELECT function_id FROM events INDEXED BY events_queue_by_function \
+                         WHERE status = {queued} ORDER BY function_id LIMIT 1) \
+                 UNION ALL \
+                 SELECT (SELECT function_id FROM events INDEXED BY events_queue_by_function \
+                         WHERE status = {queued} AND function_id > fid \
+                         ORDER BY function_id LIMIT 1) FROM fns WHERE fid IS NOT NULL), \
+             allowance(fid, events, reserved) AS ( \
+                 SELECT fid, COALESCE(json_extract(?5, '$.\"' || fid || '\"[0]'), ?6), \
+                        COALESCE(json_extract(?5, '$.\"' || fid || '\"[1]'), 0) \
+                 FROM fns WHERE fid IS NOT NULL), \
+             due AS ( \
+                 SELECT e.id, e.run_after, a.reserved, a.events, \
+                        ROW_NUMBER() OVER (PARTITION BY e.function_id ORDER BY e.run_after, e.id) AS turn \
+                 FROM allowance a JOIN events e ON e.id IN ( \
+                     SELECT id FROM events WHERE status = {queued} AND function_id = a.fid \
+                         AND run_after <= ?4 ORDER BY run_after, id LIMIT ?7) \
+                 WHERE a.events > 0), \
+             allowed AS ( \
+                 SELECT id, run_after, turn, reserved, \
+                        ROW_NUMBER() OVER (PARTITION BY reserved ORDER BY turn, run_after, id) AS place \
+                 FROM due WHERE turn <= events) \
+             UPDATE events SET status = {running}, started_at = ?1, lease_owner = ?2, lease_until = ?3 \
+             WHERE status = {queued} AND id IN ( \
+                 SELECT id FROM allowed WHERE reserved OR place <= ?8 \
+                 ORDER BY turn, run_after, id LIMIT ?7) \
              RETURNING id, request_id, function_id, invoke_type, attempt, traced, payload, \
                        enqueued_at, terminate"
         );
+        let allowances: serde_json::Map<String, serde_json::Value> = budget
+            .functions
+            .iter()
+            .map(|&(id, events, reserved)| (id.to_string(), serde_json::json!([events, reserved])))
+            .collect();
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now)
             .bind(owner)
             .bind(lease_until)
             .bind(now)
-            .bind(limit)
+            .bind(serde_json::Value::Object(allowances).to_string())
+            .bind(budget.per_function)
+            .bind(budget.limit)
+            .bind(budget.unreserved_limit)
             .fetch_all(&self.writer)
             .await?;
         let mut claimed = rows

@@ -1,0 +1,233 @@
+//! Who may run how many events at once on this node. The node runs `workers` events at once.
+//! A function with a reservation (SCF's reserved concurrency) has that many of them to itself,
+//! and no more. Functions without one share the rest, each at most `per_function` of them,
+//! so one function's long events always leave room for the others; and claims give every
+//! function a turn before any gets a second one, so one function's backlog does not hold
+//! back another's events queued behind it. The rules live here; the store applies them to
+//! the queue as the numbers of a [`ClaimBudget`], and synchronous invocations wait on them.
+
+use crate::store::queue::ClaimBudget;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+pub struct Concurrency {
+    workers: u32,
+    per_function: u32,
+    state: Mutex<State>,
+    /// An event ended: a synchronous invocation waiting for room may go.
+    freed: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Events at once reserved per function.
+    reserved: HashMap<i64, u32>,
+    /// Events running here per function, synchronous ones included.
+    running: HashMap<i64, u32>,
+}
+
+impl State {
+    /// The slots functions without a reservation share; always at least one, even when
+    /// reservations made under other memory sizes add up to more than the workers.
+    fn unreserved_pool(&self, workers: u32) -> u32 {
+        let reserved: u32 = self.reserved.values().sum();
+        workers.saturating_sub(reserved).max(1)
+    }
+
+    fn unreserved_running(&self) -> u32 {
+        self.running
+            .iter()
+            .filter(|(id, _)| !self.reserved.contains_key(id))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn running(&self, function_id: i64) -> u32 {
+        self.running.get(&function_id).copied().unwrap_or(0)
+    }
+}
+
+/// Counts one running event of a function until dropped.
+pub struct Running {
+    of: Arc<Concurrency>,
+    function_id: i64,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        {
+            let mut state = self.of.state.lock().expect("concurrency lock");
+            if let Some(n) = state.running.get_mut(&self.function_id) {
+                *n -= 1;
+                if *n == 0 {
+                    state.running.remove(&self.function_id);
+                }
+            }
+        }
+        self.of.freed.notify_waiters();
+    }
+}
+
+/// A synchronous invocation that cannot run at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReservedNone;
+
+impl Concurrency {
+    pub fn new(workers: usize, per_function: usize) -> Arc<Self> {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Arc::new(Concurrency {
+            workers: clamp(workers),
+            per_function: clamp(per_function).max(1),
+            state: Mutex::default(),
+            freed: Notify::new(),
+        })
+    }
+
+    /// The reservations in force, as events at once per function.
+    pub fn set_reservations(&self, reserved: impl IntoIterator<Item = (i64, u32)>) {
+        let mut state = self.state.lock().expect("concurrency lock");
+        state.reserved = reserved.into_iter().collect();
+        drop(state);
+        // A raised reservation may let a waiting synchronous invocation go.
+        self.freed.notify_waiters();
+    }
+
+    /// The most events of one function without a reservation at once.
+    fn unreserved_cap(&self, state: &State) -> u32 {
+        self.per_function.min(state.unreserved_pool(self.workers))
+    }
+
+    /// What a claim of up to `free` events may take.
+    pub fn budget(&self, free: u32) -> ClaimBudget {
+        let state = self.state.lock().expect("concurrency lock");
+        let cap = self.unreserved_cap(&state);
+        let mut functions: Vec<(i64, u32, bool)> = state
+            .reserved
+            .iter()
+            .map(|(&id, &reserved)| (id, reserved.saturating_sub(state.running(id)), true))
+            .collect();
+        functions.extend(
+            state
+                .running
+                .iter()
+                .filter(|(id, _)| !state.reserved.contains_key(id))
+                .map(|(&id, &n)| (id, cap.saturating_sub(n), false)),
+        );
+        ClaimBudget {
+            limit: free,
+            unreserved_limit: state
+                .unreserved_pool(self.workers)
+                .saturating_sub(state.unreserved_running()),
+            per_function: cap,
+            functions,
+        }
+    }
+
+    /// Counts a claimed event, which its claim's budget made room for.
+    pub fn start(self: &Arc<Self>, function_id: i64) -> Running {
+        let mut state = self.state.lock().expect("concurrency lock");
+        *state.running.entry(function_id).or_default() += 1;
+        Running {
+            of: Arc::clone(self),
+            function_id,
+        }
+    }
+
+    /// Room for a synchronous invocation: at once when the function is below its share,
+    /// otherwise when one of the events in its way ends.
+    pub async fn acquire(self: &Arc<Self>, function_id: i64) -> Result<Running, ReservedNone> {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let state = self.state.lock().expect("concurrency lock");
+                let running = state.running(function_id);
+                let room = match state.reserved.get(&function_id) {
+                    Some(0) => return Err(ReservedNone),
+                    Some(&reserved) => running < reserved,
+                    None => {
+                        running < self.unreserved_cap(&state)
+                            && state.unreserved_running() < state.unreserved_pool(self.workers)
+                    }
+                };
+                if room {
+                    drop(state);
+                    return Ok(self.start(function_id));
+                }
+            }
+            freed.await;
+        }
+    }
+
+    /// The most events at once of a function without a reservation, as things stand.
+    pub fn unreserved_cap_now(&self) -> u32 {
+        let state = self.state.lock().expect("concurrency lock");
+        self.unreserved_cap(&state)
+    }
+
+    /// Events of a function running here now.
+    pub fn running(&self, function_id: i64) -> u32 {
+        self.state
+            .lock()
+            .expect("concurrency lock")
+            .running(function_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowance(b: &ClaimBudget, id: i64) -> Option<(u32, bool)> {
+        b.functions
+            .iter()
+            .find(|f| f.0 == id)
+            .map(|&(_, n, r)| (n, r))
+    }
+
+    #[test]
+    fn functions_without_a_reservation_share_what_is_left_each_up_to_their_cap() {
+        let c = Concurrency::new(16, 8);
+        let b = c.budget(16);
+        assert_eq!((b.limit, b.unreserved_limit, b.per_function), (16, 16, 8));
+        let _running: Vec<_> = (0..8).map(|_| c.start(1)).collect();
+        let b = c.budget(8);
+        // Function 1 is at its cap; the others may take the 8 left.
+        assert_eq!(allowance(&b, 1), Some((0, false)));
+        assert_eq!((b.unreserved_limit, b.per_function), (8, 8));
+    }
+
+    #[test]
+    fn a_reservation_is_kept_for_its_function_and_caps_it() {
+        let c = Concurrency::new(16, 8);
+        c.set_reservations([(7, 4)]);
+        let b = c.budget(16);
+        assert_eq!(allowance(&b, 7), Some((4, true)));
+        assert_eq!(b.unreserved_limit, 12);
+        let _held: Vec<_> = (0..3).map(|_| c.start(7)).collect();
+        assert_eq!(allowance(&c.budget(13), 7), Some((1, true)));
+        // Reservations adding up past the workers still leave one slot to the rest.
+        c.set_reservations([(7, 10), (8, 10)]);
+        assert_eq!(c.budget(16).unreserved_limit, 1);
+        assert_eq!(c.budget(16).per_function, 1);
+    }
+
+    #[tokio::test]
+    async fn a_synchronous_invocation_waits_for_room_and_a_zero_reservation_refuses_it() {
+        let c = Concurrency::new(4, 1);
+        let first = c.acquire(1).await.unwrap();
+        let waiting = tokio::spawn({
+            let c = Arc::clone(&c);
+            async move { c.acquire(1).await.map(|_| ()) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(first);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(c.running(1), 0);
+        c.set_reservations([(2, 0)]);
+        assert_eq!(c.acquire(2).await.err(), Some(ReservedNone));
+    }
+}
