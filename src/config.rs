@@ -144,6 +144,16 @@ pub struct Settings {
     #[arg(long, env = "SCF_MAX_INSTANCES", value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub max_instances: Option<u32>,
 
+    /// Events this process runs at once, over all functions: what reservations are made from.
+    /// Default: 8 per CPU, at least 8.
+    #[arg(long, env = "SCF_WORKERS", value_parser = clap::value_parser!(u32).range(1..=4096), global = true)]
+    pub workers: Option<u32>,
+
+    /// Events of one function without a reserved concurrency running at once. Default: half
+    /// the workers, so one function's long events always leave room for the others.
+    #[arg(long, env = "SCF_FUNCTION_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=4096), global = true)]
+    pub function_concurrency: Option<u32>,
+
     /// How long a running event stays with this process without a heartbeat: processes sharing
     /// a store take over the events of one that stopped renewing after this long (at once when
     /// it shares the data folder and is gone for sure). At least 3s.
@@ -363,6 +373,13 @@ impl Settings {
         };
         if let Some(n) = self.max_instances {
             config.max_instances = n as usize;
+        }
+        if let Some(n) = self.workers {
+            config.workers = n as usize;
+            config.per_function = crate::engine::default_per_function(config.workers);
+        }
+        if let Some(n) = self.function_concurrency {
+            config.per_function = n as usize;
         }
         config
     }

@@ -96,14 +96,19 @@ pub fn default_max_instances() -> usize {
     by_descriptors.min(memory).clamp(1, usize::MAX as u64) as usize
 }
 
+/// Events of one function without a reservation at once when none is set: half the workers,
+/// so that one function's long events always leave the other half to the rest.
+pub fn default_per_function(workers: usize) -> usize {
+    (workers / 2).max(1)
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let workers = (cpus * 8).max(8);
         EngineConfig {
             workers,
-            // Half the workers: one function's long events leave the other half to the rest.
-            per_function: workers / 2,
+            per_function: default_per_function(workers),
             idle_timeout: Duration::from_secs(300),
             poll_interval: Duration::from_millis(500),
             grace_period: Duration::from_secs(5),

@@ -218,7 +218,12 @@ async fn an_instance_stopped_past_its_timeout_times_out_with_433() {
 /// order in which a thawed server looks at an answer and a deadline must not matter.
 #[tokio::test(flavor = "current_thread")]
 async fn answers_given_in_time_are_kept_when_the_server_was_frozen_past_the_timeout() {
-    let app = app_with(test_engine()).await;
+    // All eight at once, each on a worker of its own.
+    let app = app_with(scf_console::engine::EngineConfig {
+        per_function: 8,
+        ..test_engine()
+    })
+    .await;
     let shared = shared_dir();
     let code = "import os, time\ndef main_handler(event, context):\n    open(event['running'], 'w').write('yes')\n    while not os.path.exists(event['go']):\n        time.sleep(0.01)\n    return 'answered in time'\n";
     function(&app, "prompt", "Python3.10", code, json!({"Timeout": 5})).await;

@@ -189,9 +189,12 @@ async fn the_configuration_tab_edits_settings_but_not_async_execution() {
         "async execution is locked"
     );
     assert!(page.attr("details.advanced", "open").is_some());
+    // Public network access is on by default, as on SCF.
+    assert!(page.attr("#PublicNetConfig", "checked").is_some());
 
     app.state.clock.advance(Duration::from_secs(90));
-    // Trying to switch async execution on by hand changes nothing of it.
+    // Trying to switch async execution on by hand changes nothing of it; the network box is
+    // left unticked.
     let saved = app
         .post(&url, &config_form(&[("AsyncRunEnable", "TRUE")]))
         .await;
@@ -216,6 +219,8 @@ async fn the_configuration_tab_edits_settings_but_not_async_execution() {
         .unwrap()
         .unwrap();
     assert!(!stored.async_run_enable);
+    assert!(!stored.public_net);
+    assert!(page.attr("#PublicNetConfig", "checked").is_none());
 
     // A bad value: message by the field, input kept, nothing saved.
     let refused = app

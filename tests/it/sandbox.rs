@@ -408,3 +408,107 @@ exports.main_handler = async () => {
         assert!(!std::path::Path::new(folder).join(&name).exists());
     }
 }
+
+/// Reaches for the console from inside a handler, lists its network interfaces, and talks to
+/// itself over loopback.
+const NETWORK_PY: &str = r#"
+import socket
+def main_handler(event, context):
+    out = {"interfaces": [name for _, name in socket.if_nameindex()]}
+    try:
+        with socket.create_connection((event["host"], event["port"]), timeout=5) as s:
+            s.sendall(b"GET /scf HTTP/1.0\r\nHost: " + event["host"].encode() + b"\r\n\r\n")
+            out["console"] = s.recv(64).split(b" ")[1].decode()
+    except OSError as e:
+        out["console"] = f"{type(e).__name__}: {e}"
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname(), timeout=5):
+            out["loopback"] = "ok"
+    return out
+"#;
+
+const NETWORK_JS: &str = r#"
+const net = require('net');
+exports.main_handler = (event) => new Promise((resolve) => {
+  const s = net.connect(event.port, event.host);
+  s.setTimeout(5000);
+  s.on('connect', () => s.write(`GET /scf HTTP/1.0\r\nHost: ${event.host}\r\n\r\n`));
+  s.on('data', (d) => { resolve({console: d.toString().split(' ')[1]}); s.destroy(); });
+  s.on('timeout', () => { resolve({console: 'timeout'}); s.destroy(); });
+  s.on('error', (e) => resolve({console: e.code}));
+});
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_without_public_network_reaches_nothing_but_itself() {
+    if !is_root() {
+        eprintln!("SKIPPED: a network of an instance's own needs the server to run as root");
+        return;
+    }
+    let app = TestApp::new().await;
+    app.add_key().await;
+    let url = app.serve().await;
+    let (host, port) = url
+        .trim_start_matches("http://")
+        .split_once(':')
+        .map(|(h, p)| (h.to_string(), p.parse::<u16>().unwrap()))
+        .unwrap();
+    let sync = json!({"AsyncRunEnable": "FALSE", "TraceEnable": "FALSE"});
+    let offline = json!({"AsyncRunEnable": "FALSE", "TraceEnable": "FALSE",
+        "PublicNetConfig": {"PublicNetStatus": "DISABLE", "EipConfig": {"EipStatus": "DISABLE"}}});
+    function(&app, "online", "Python3.10", NETWORK_PY, sync.clone()).await;
+    function(&app, "offline", "Python3.10", NETWORK_PY, offline.clone()).await;
+    function(&app, "offline-node", "Nodejs18.15", NETWORK_JS, offline).await;
+    let run = |name: &'static str| {
+        let app = &app;
+        let event = json!({"host": host, "port": port}).to_string();
+        async move {
+            let answer = app
+                .api(
+                    "Invoke",
+                    json!({"FunctionName": name, "ClientContext": event}),
+                )
+                .await;
+            let result = &answer.ok()["Result"];
+            assert_eq!(result["InvokeResult"], 0, "{name}: {result}");
+            serde_json::from_str::<Value>(result["RetMsg"].as_str().unwrap()).unwrap()
+        }
+    };
+
+    // With the network, the console is reachable, and asks for a login like to anyone.
+    let online = run("online").await;
+    assert_eq!(online["console"], "303", "{online}");
+    assert_ne!(online["interfaces"], json!(["lo"]));
+
+    // Without it, the instance has its loopback and nothing else: the console's address is
+    // no one's there.
+    let offline = run("offline").await;
+    assert_eq!(offline["interfaces"], json!(["lo"]), "{offline}");
+    assert!(
+        offline["console"]
+            .as_str()
+            .unwrap()
+            .starts_with("ConnectionRefusedError"),
+        "{offline}"
+    );
+    assert_eq!(offline["loopback"], "ok");
+    let node = run("offline-node").await;
+    assert_eq!(node["console"], "ECONNREFUSED", "{node}");
+
+    let got = app
+        .api("GetFunction", json!({"FunctionName": "offline"}))
+        .await;
+    assert_eq!(got.ok()["PublicNetConfig"]["PublicNetStatus"], "DISABLE");
+    // Turned back on, the next instance (of the saved configuration, a moment later) has the
+    // network again.
+    app.state.clock.advance(std::time::Duration::from_secs(1));
+    app.api(
+        "UpdateFunctionConfiguration",
+        json!({"FunctionName": "offline", "PublicNetConfig": {"PublicNetStatus": "ENABLE"}}),
+    )
+    .await
+    .ok();
+    assert_eq!(run("offline").await["console"], "303");
+}

@@ -394,6 +394,7 @@ pub fn valid_function(name: &str) -> Vec<(&str, &str)> {
         ("Timeout", "3"),
         ("RetryNum", ""),
         ("MsgTTL", "21600"),
+        ("PublicNetConfig", "TRUE"),
         ("Environment.Variables.0.Key", ""),
         ("Environment.Variables.0.Value", ""),
     ]

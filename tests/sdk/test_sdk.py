@@ -288,3 +288,38 @@ def test_async_events_with_status_trace(server):
     result = scf.Invoke(request(models.InvokeRequest, FunctionName="sdk-sync", ClientContext=json.dumps({"n": 4}))).Result
     assert (result.RetMsg, result.InvokeResult) == ("8", 0)
     assert "got {'n': 4}" in result.Log
+
+
+def test_reserved_concurrency_and_public_network(server):
+    """Reservations and the network setting through the SDK's own models, both methods."""
+    for method in ("POST", "GET"):
+        scf = client(server, method=method)
+        name = f"reserved-{method.lower()}"
+        scf.CreateFunction(request(
+            models.CreateFunctionRequest, FunctionName=name,
+            Code={"ZipFile": zip_base64({"index.py": HANDLER})},
+            PublicNetConfig={"PublicNetStatus": "DISABLE", "EipConfig": {"EipStatus": "DISABLE"}},
+        ))
+        got = scf.GetFunction(request(models.GetFunctionRequest, FunctionName=name))
+        assert got.PublicNetConfig.PublicNetStatus == "DISABLE"
+        assert got.PublicNetConfig.EipConfig.EipStatus == "DISABLE"
+
+        none = scf.GetReservedConcurrencyConfig(request(models.GetReservedConcurrencyConfigRequest, FunctionName=name))
+        assert none.ReservedMem is None
+        scf.PutReservedConcurrencyConfig(request(
+            models.PutReservedConcurrencyConfigRequest, FunctionName=name, ReservedConcurrencyMem=256,
+        ))
+        got = scf.GetReservedConcurrencyConfig(request(models.GetReservedConcurrencyConfigRequest, FunctionName=name))
+        assert got.ReservedMem == 256
+        listed = scf.ListFunctions(request(models.ListFunctionsRequest, SearchKey=name)).Functions
+        assert [f.ReservedConcurrencyMem for f in listed] == [256]
+        assert error_code(lambda: scf.PutReservedConcurrencyConfig(request(
+            models.PutReservedConcurrencyConfigRequest, FunctionName=name, ReservedConcurrencyMem=10**9,
+        ))) == "LimitExceeded.FunctionReservedConcurrencyMemory"
+        assert error_code(lambda: scf.PutReservedConcurrencyConfig(request(
+            models.PutReservedConcurrencyConfigRequest, FunctionName="ghost", ReservedConcurrencyMem=128,
+        ))) == "ResourceNotFound.Function"
+        scf.DeleteReservedConcurrencyConfig(request(models.DeleteReservedConcurrencyConfigRequest, FunctionName=name))
+        got = scf.GetReservedConcurrencyConfig(request(models.GetReservedConcurrencyConfigRequest, FunctionName=name))
+        assert got.ReservedMem is None
+        scf.DeleteFunction(request(models.DeleteFunctionRequest, FunctionName=name))
