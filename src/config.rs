@@ -369,6 +369,8 @@ impl Settings {
             uids: self.sandbox_uids,
             // The data folder holds every function's code and variables and the API keys.
             hidden: std::path::absolute(&self.data_dir).into_iter().collect(),
+            // This binary runs as an instance's init too.
+            init: std::env::current_exe().ok(),
             ..Default::default()
         };
         if let Some(n) = self.max_instances {

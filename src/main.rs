@@ -4,6 +4,8 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
+    // Started as an instance's init, this process is that and nothing else.
+    scf_console::engine::runtime::init::run_if_asked();
     // Before the runtime, the store or anything else opens a file.
     let inherited = scf_console::process::keep_inherited_descriptors();
     scf_console::process::private_files();

@@ -621,6 +621,15 @@ async fn event_management(o: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The warm and cold parts run one function: it gets every worker, as it would with a
+/// reservation of all but one, rather than the half a function without one gets.
+fn one_function(config: EngineConfig) -> EngineConfig {
+    EngineConfig {
+        per_function: config.workers,
+        ..config
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = Options::parse();
@@ -690,7 +699,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if run(Part::Warm) {
-        let bench = Bench::start(EngineConfig::default()).await?;
+        let bench = Bench::start(one_function(EngineConfig::default())).await?;
         let f = bench
             .function(
                 "noop",
@@ -749,10 +758,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if run(Part::Cold) {
-        let cold_config = EngineConfig {
+        let cold_config = one_function(EngineConfig {
             reuse_instances: false,
             ..EngineConfig::default()
-        };
+        });
         let concurrency = cold_config.workers;
         let spawn = spawn_rate(o.cold_events, concurrency).await?;
         let bench = Bench::start(cold_config).await?;

@@ -68,6 +68,10 @@ pub struct EngineConfig {
     /// Folders instances must not see (the data folder), covered in their view of the file
     /// system.
     pub hidden: Vec<std::path::PathBuf>,
+    /// The program that runs as a spawned instance's init: the server binary itself, which
+    /// calls [`runtime::init::run_if_asked`] first thing. Without it, spawned instances
+    /// (Node.js) share the server's PID namespace.
+    pub init: Option<std::path::PathBuf>,
 }
 
 /// The cap on live instances when none is set: each instance holds 3 descriptors in the
@@ -121,6 +125,7 @@ impl Default for EngineConfig {
             uids: Default::default(),
             cgroups: true,
             hidden: Vec::new(),
+            init: None,
         }
     }
 }
@@ -248,6 +253,8 @@ pub struct Isolation {
     pub own_users: bool,
     /// Each instance has its own /tmp, /var/tmp, /dev/shm and /proc view.
     pub private_view: bool,
+    /// Each instance has a PID namespace of its own (forked and spawned instances alike).
+    pub own_pids: bool,
     /// Where instances' control groups are, if they get them.
     pub cgroups: Option<String>,
     /// What is missing, each with why, in the operator's terms.
@@ -362,7 +369,7 @@ impl Engine {
             tracing::info!(
                 cgroups = isolation.cgroups.as_deref().unwrap_or("-"),
                 uids = %engine.config.uids,
-                "sandbox: each function runs as a user of its own, each instance in a control group and a private view of the file system of its own"
+                "sandbox: each function runs as a user of its own, each instance in a control group, a PID namespace and a private view of the file system of its own"
             );
         } else {
             for what in &isolation.missing {
@@ -393,6 +400,11 @@ impl Engine {
                 "Instances share the machine's /tmp, /var/tmp and /dev/shm and see its folders (the data folder too, where permissions allow), and functions whose public network access is off still reach the network: {why}"
             ));
         }
+        if self.jail.is_ok() && self.config.init.is_none() {
+            missing.push(
+                "Node.js instances see the server's processes of their own user only, not a PID namespace of their own: the engine was given no init program".to_string(),
+            );
+        }
         if let Err(why) = &self.cgroups {
             missing.push(format!(
                 "Instances have no memory or process limits of their own, and what a handler detaches can outlive its event: {why}"
@@ -401,6 +413,7 @@ impl Engine {
         Isolation {
             own_users,
             private_view: self.jail.is_ok(),
+            own_pids: self.jail.is_ok() && self.config.init.is_some(),
             cgroups: self.cgroups.as_ref().ok().map(|c| c.describe()),
             missing,
         }
@@ -1071,6 +1084,7 @@ impl Engine {
             identity: self.config.uids.for_function(f.id),
             cgroups: self.cgroups.as_ref().ok(),
             jail: self.jail.as_ref().ok(),
+            init: self.config.init.as_deref(),
         })
         .await
         {

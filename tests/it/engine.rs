@@ -332,9 +332,11 @@ async fn a_raising_handler_fails_with_its_error_and_stack_trace() {
 async fn a_timeout_kills_the_whole_process_group_with_433() {
     let app = app().await;
     let shared = shared_dir();
+    let lock = shared.path().join("child.lock");
+    // The child holds a lock on the file for as long as it lives.
     let code = format!(
-        "import subprocess, time\ndef main_handler(event, context):\n    child = subprocess.Popen(['sleep', '300'])\n    open('{}/child.pid', 'w').write(str(child.pid))\n    print('waiting forever')\n    time.sleep(300)\n",
-        shared.path().display()
+        "import fcntl, subprocess, time\ndef main_handler(event, context):\n    f = open('{}', 'w')\n    fcntl.flock(f, fcntl.LOCK_EX)\n    subprocess.Popen(['sleep', '300'], pass_fds=(f.fileno(),))\n    print('waiting forever')\n    time.sleep(300)\n",
+        lock.display()
     );
     function(&app, "sleeper", "Python3.10", &code, json!({"Timeout": 1})).await;
     let id = invoke(&app, "sleeper", json!({})).await;
@@ -345,15 +347,10 @@ async fn a_timeout_kills_the_whole_process_group_with_433() {
         Some("Invoking task timed out after 1 seconds")
     );
     assert!(e.logs.unwrap_or_default().contains("waiting forever"));
-    let pid = std::fs::read_to_string(shared.path().join("child.pid")).unwrap();
     wait_for(
         "the handler's child process to be killed",
         LIMIT,
-        || async {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // Gone, or a zombie waiting for its reaper.
-            (stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")).then_some(())
-        },
+        || async { (!still_locked(&lock)).then_some(()) },
     )
     .await;
 }

@@ -197,14 +197,18 @@ async fn with_room_for_two_instances_events_of_five_functions_all_finish() {
 async fn an_instance_stopped_past_its_timeout_times_out_with_433() {
     let app = app_with(test_engine()).await;
     let shared = shared_dir();
-    let code = "import os, time\ndef main_handler(event, context):\n    open(event['pid'], 'w').write(str(os.getpid()))\n    time.sleep(1)\n    return 'too late'\n";
+    let code = "import os, time\ndef main_handler(event, context):\n    open(event['uid'], 'w').write(str(os.getuid()))\n    time.sleep(1)\n    return 'too late'\n";
     function(&app, "frozen", "Python3.10", code, json!({"Timeout": 2})).await;
-    let pid_file = shared.path().join("pid");
-    let id = invoke(&app, "frozen", json!({"pid": pid_file})).await;
-    let pid: i32 = wait_for("the handler to run", LIMIT, || async {
-        std::fs::read_to_string(&pid_file).ok()?.parse().ok()
+    let uid_file = shared.path().join("uid");
+    let id = invoke(&app, "frozen", json!({"uid": uid_file})).await;
+    let uid: u32 = wait_for("the handler to run", LIMIT, || async {
+        std::fs::read_to_string(&uid_file).ok()?.parse().ok()
     })
     .await;
+    let pid = match interpreters_of(uid)[..] {
+        [pid] => pid,
+        ref found => panic!("one interpreter runs as {uid}, found {found:?}"),
+    };
     // SAFETY: a signal to the handler's process, which this test just learned the id of.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     let done = until_ended(&app, &id).await;

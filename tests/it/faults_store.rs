@@ -307,10 +307,12 @@ async fn deleting_a_function_ends_its_running_event_and_touches_no_other_event()
     let app = TestApp::with_engine(test_engine()).await;
     app.add_key().await;
     let proof = shared_dir();
+    // The handler holds a lock on a file for as long as it lives.
     let doomed = format!(
-        "import os, time\n\
+        "import fcntl, time\n\
          def main_handler(event, context):\n    \
-         with open('{dir}/pid', 'w') as f:\n        f.write(str(os.getpid()))\n    \
+         f = open('{dir}/alive', 'w')\n    \
+         fcntl.flock(f, fcntl.LOCK_EX)\n    \
          time.sleep(600)\n",
         dir = proof.path().display()
     );
@@ -325,7 +327,11 @@ async fn deleting_a_function_ends_its_running_event_and_touches_no_other_event()
     let first = invoke(&app, "doomed", json!({})).await;
     until_started(&app, &first).await;
     let doomed_row = event(&app, &first).await.id;
-    let pid = std::fs::read_to_string(proof.path().join("pid")).unwrap();
+    let alive = proof.path().join("alive");
+    wait_for("the handler to hold its lock", LIMIT, || async {
+        (alive.exists() && still_locked(&alive)).then_some(())
+    })
+    .await;
 
     let page = app
         .post(
@@ -335,11 +341,10 @@ async fn deleting_a_function_ends_its_running_event_and_touches_no_other_event()
         .await;
     assert_eq!(page.status.as_u16(), 303, "{}", page.body);
     assert!(app.state.store.get_event(&first).await.unwrap().is_none());
-    let proc = format!("/proc/{}", pid.trim());
     wait_for(
         "the deleted function's handler to be gone",
         LIMIT,
-        || async { (!Path::new(&proc).exists()).then_some(()) },
+        || async { (!still_locked(&alive)).then_some(()) },
     )
     .await;
 

@@ -3,7 +3,7 @@
 //! running. As root, every function runs as a user of its own; not as root there is nothing
 //! to isolate with, and these stories are skipped with a message.
 
-use crate::engine::{function, invoke, until_started, until_status};
+use crate::engine::{function, invoke, shared_dir, until_started, until_status};
 use crate::support::*;
 use scf_console::domain::event::EventStatus;
 use serde_json::{Value, json};
@@ -284,35 +284,39 @@ async fn what_a_handler_detaches_dies_with_its_event() {
     }
     let app = TestApp::new().await;
     app.add_key().await;
+    let shared = shared_dir();
+    let lock = shared.path().join("escaped.lock");
+    // The grandchild holds a lock on the file for as long as it lives.
     let code = r#"
-import os, time
+import fcntl, os, time
 def main_handler(event, context):
-    r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.setsid()
         if os.fork():
             os._exit(0)
-        os.write(w, str(os.getpid()).encode())
+        f = open(event["lock"], "w")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write("held")
+        f.flush()
         time.sleep(180)
         os._exit(0)
     os.waitpid(pid, 0)
-    os.close(w)
-    return {"escaped": int(os.read(r, 32))}
+    while not os.path.getsize(event["lock"]) if os.path.exists(event["lock"]) else True:
+        time.sleep(0.01)
+    return "detached"
 "#;
     function(&app, "escape", "Python3.10", code, json!({"Timeout": 30})).await;
-    let id = invoke(&app, "escape", json!({})).await;
-    let e = until_status(&app, &id, EventStatus::Finished).await;
-    let r: Value = serde_json::from_str(&e.result.unwrap()).unwrap();
-    let pid = r["escaped"].as_u64().unwrap();
+    let id = invoke(&app, "escape", json!({"lock": lock})).await;
+    until_status(&app, &id, EventStatus::Finished).await;
     wait_for(
         "the detached process to die with its event",
         std::time::Duration::from_secs(5),
-        || async { (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()) },
+        || async { (!still_locked(&lock)).then_some(()) },
     )
     .await;
     // The instance itself lives on, warm, for the next event.
-    let again = invoke(&app, "escape", json!({})).await;
+    let again = invoke(&app, "escape", json!({"lock": lock})).await;
     until_status(&app, &again, EventStatus::Finished).await;
 }
 
@@ -511,4 +515,41 @@ async fn a_function_without_public_network_reaches_nothing_but_itself() {
     .await
     .ok();
     assert_eq!(run("offline").await["console"], "303");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_instance_sees_no_process_but_its_own() {
+    if !is_root() {
+        eprintln!("SKIPPED: a PID namespace per instance needs the server to run as root");
+        return;
+    }
+    let app = TestApp::new().await;
+    app.add_key().await;
+    let sync = json!({"AsyncRunEnable": "FALSE", "TraceEnable": "FALSE", "Timeout": 30});
+    let python = "import os, time\ndef main_handler(event, context):\n    time.sleep(event['sleep'])\n    return {'pid': os.getpid(), 'procs': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), 'no_new_privs': open('/proc/self/status').read().split('NoNewPrivs:')[1].split()[0]}\n";
+    let node = "const fs = require('fs');\nexports.main_handler = async (event) => {\n  await new Promise((r) => setTimeout(r, event.sleep * 1000));\n  const status = fs.readFileSync('/proc/self/status', 'utf8');\n  return {pid: process.pid, procs: fs.readdirSync('/proc').filter((p) => /^\\d+$/.test(p)).map(Number).sort(), no_new_privs: status.match(/NoNewPrivs:\\s*(\\d)/)[1]};\n};\n";
+    function(&app, "py", "Python3.10", python, sync.clone()).await;
+    function(&app, "js", "Nodejs18.15", node, sync).await;
+    let call = |name: &'static str| {
+        let app = &app;
+        async move {
+            let answer = app
+                .api(
+                    "Invoke",
+                    json!({"FunctionName": name, "ClientContext": "{\"sleep\": 1}"}),
+                )
+                .await;
+            let result = &answer.ok()["Result"];
+            assert_eq!(result["InvokeResult"], 0, "{name}: {result}");
+            serde_json::from_str::<Value>(result["RetMsg"].as_str().unwrap()).unwrap()
+        }
+    };
+    // Two instances of each function at once (forked and spawned ones), all of the same
+    // function's user: each sees itself, as the second process of its own namespace, and
+    // nothing else, not even the other instance of its function; and no program it runs can
+    // gain privileges.
+    let (a, b, c, d) = tokio::join!(call("py"), call("py"), call("js"), call("js"));
+    for seen in [a, b, c, d] {
+        assert_eq!(seen, json!({"pid": 2, "procs": [2], "no_new_privs": "1"}));
+    }
 }

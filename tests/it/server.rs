@@ -828,7 +828,7 @@ fn the_log_says_which_isolation_is_in_force_and_the_server_can_insist_on_it() {
     });
     let log = server.log_text();
     assert!(
-        log.contains("sandbox: each function runs as a user of its own, each instance in a control group and a private view of the file system of its own"),
+        log.contains("sandbox: each function runs as a user of its own, each instance in a control group, a PID namespace and a private view of the file system of its own"),
         "{log}"
     );
     drop(server);

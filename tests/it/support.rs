@@ -47,8 +47,44 @@ pub fn test_engine() -> EngineConfig {
             first: 200_000 + n * 1_000,
             count: 1_000,
         },
+        // The server binary runs as a spawned instance's init, as it does in production.
+        init: Some(env!("CARGO_BIN_EXE_scf-console").into()),
         ..EngineConfig::default()
     }
+}
+
+/// The pids, as the test sees them, of the interpreters running as `uid`: a handler knows its
+/// own pid only inside its instance's PID namespace (where the interpreter is the second
+/// process), so a test that must signal it finds it by its user.
+pub fn interpreters_of(uid: u32) -> Vec<i32> {
+    let field = |status: &str, name: &str| -> Option<String> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        Some(line.split_whitespace().nth(1)?.to_string())
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                return false;
+            };
+            let inner = status
+                .lines()
+                .find(|l| l.starts_with("NSpid:"))
+                .and_then(|l| l.split_whitespace().last().map(str::to_string));
+            field(&status, "Uid:") == Some(uid.to_string()) && inner.as_deref() == Some("2")
+        })
+        .collect()
+}
+
+/// Whether some process still holds the lock a handler took on `path` with `flock`: tests
+/// follow a handler's processes by their locks, as their pids are those of the instance's
+/// own PID namespace, not the ones the test sees.
+pub fn still_locked(path: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).expect("the handler made its lock file");
+    // SAFETY: flock on a descriptor of ours; the lock goes with the file when it drops.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
 }
 
 /// Waits until `check` answers Some, polling; fails the test after `limit`.

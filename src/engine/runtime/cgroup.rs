@@ -314,16 +314,16 @@ impl InstanceGroup {
     /// being killed has its child killed in the next round; the process limit bounds the
     /// rounds.
     pub fn kill_all(&self) {
-        self.kill_all_but(0);
+        self.kill_all_but(&[]);
     }
 
-    /// Kills every process of the group but `keep` (the instance's own).
-    pub fn kill_all_but(&self, keep: u32) {
+    /// Kills every process of the group but those in `keep` (the instance's own).
+    pub fn kill_all_but(&self, keep: &[u32]) {
         for _ in 0..100 {
             let members: Vec<i32> = self
                 .members()
                 .into_iter()
-                .filter(|pid| *pid as u32 != keep)
+                .filter(|pid| !keep.contains(&(*pid as u32)))
                 .collect();
             if members.is_empty() {
                 return;

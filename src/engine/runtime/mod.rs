@@ -21,6 +21,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 pub mod cgroup;
+pub mod init;
 mod output;
 pub mod sandbox;
 pub mod zygote;
@@ -381,6 +382,33 @@ impl Process {
     }
 }
 
+/// An instance's own processes from the server's side, given the one it started: that one,
+/// and when it is an init's outer process, the init (pid 1 of the instance's namespace) and
+/// the interpreter (pid 2), the interpreter last. What the handler started is none of them.
+fn own_processes(started: u32) -> Vec<u32> {
+    let children = |pid: u32| -> Vec<u32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    // Its pid in the innermost namespace it is in.
+    let inner = |pid: u32| -> Option<u32> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+        line.split_whitespace().last()?.parse().ok()
+    };
+    let mut own = vec![started];
+    if let Some(init) = children(started).into_iter().find(|&c| inner(c) == Some(1)) {
+        own.push(init);
+        if let Some(interpreter) = children(init).into_iter().find(|&c| inner(c) == Some(2)) {
+            own.push(interpreter);
+        }
+    }
+    own
+}
+
 /// A started interpreter with the handler loaded.
 pub struct Instance {
     pub id: String,
@@ -401,6 +429,9 @@ pub struct Instance {
     group: Option<cgroup::InstanceGroup>,
     /// The function's MemorySize, for the message when it is exceeded.
     memory_mb: u32,
+    /// Its own processes, as the server sees them: the one started (first), and with a PID
+    /// namespace the init and the interpreter (last). Known once it is ready.
+    own: Vec<u32>,
     /// Last, so the process is gone before its code folder may go.
     _code: Arc<CodeDir>,
 }
@@ -463,6 +494,9 @@ pub struct Spawn<'a> {
     pub cgroups: Option<&'a cgroup::Controllers>,
     /// Its private view of the file system, if instances get one.
     pub jail: Option<&'a Arc<sandbox::Jail>>,
+    /// The program that runs as an instance's init ([`init`]); with a jail, a spawned
+    /// instance gets a PID namespace of its own through it.
+    pub init: Option<&'a Path>,
 }
 
 impl Instance {
@@ -584,22 +618,51 @@ impl Instance {
                 p
             }
             None => {
-                let mut cmd = Command::new(&interpreter.command);
+                let mut program: Vec<std::ffi::OsString> = vec![interpreter.command.clone().into()];
                 match lang {
                     Language::Python => {
-                        cmd.arg("-u")
-                            .arg("-B")
-                            .arg(spec.dir.root.join("bootstrap.py"))
-                            .arg(module)
-                            .arg(method);
+                        program.extend([
+                            "-u".into(),
+                            "-B".into(),
+                            spec.dir.root.join("bootstrap.py").into(),
+                            module.into(),
+                            method.into(),
+                        ]);
                     }
                     Language::Nodejs => {
-                        cmd.arg(format!("--max-old-space-size={}", f.memory_size))
-                            .arg(spec.dir.root.join("bootstrap.js"))
-                            .arg(module)
-                            .arg(method);
+                        program.extend([
+                            format!("--max-old-space-size={}", f.memory_size).into(),
+                            spec.dir.root.join("bootstrap.js").into(),
+                            module.into(),
+                            method.into(),
+                        ]);
                     }
                 }
+                use std::os::unix::ffi::{OsStrExt, OsStringExt};
+                // In a jail, through the instance init: processes of its own.
+                let init = spec.init.filter(|_| spec.jail.is_some());
+                let mut cmd = match init {
+                    Some(init_program) => {
+                        let plan = init::Plan {
+                            uid: spec.identity.uid,
+                            gid: spec.identity.gid,
+                            limits: limits.settings().into_iter().flatten().collect(),
+                            program: program
+                                .iter()
+                                .map(|a| std::ffi::CString::new(a.clone().into_vec()))
+                                .collect::<Result<_, _>>()
+                                .map_err(|e| StartError::System(std::io::Error::other(e)))?,
+                        };
+                        let mut cmd = Command::new(init_program);
+                        cmd.args(plan.to_args());
+                        cmd
+                    }
+                    None => {
+                        let mut cmd = Command::new(&program[0]);
+                        cmd.args(&program[1..]);
+                        cmd
+                    }
+                };
                 cmd.env_clear()
                     .envs(env.iter().map(|(k, v)| (k, v)))
                     .current_dir(spec.code_dir.path())
@@ -608,7 +671,6 @@ impl Instance {
                     .process_group(0);
                 cmd.stdout(Stdio::from(log_w.try_clone().map_err(StartError::from_io)?));
                 cmd.stderr(Stdio::from(log_w));
-                use std::os::unix::ffi::OsStrExt;
                 // Open until the child has joined, that is until `spawn` returns.
                 let join_files = match &group {
                     Some(g) => g.join_files().map_err(StartError::from_io)?,
@@ -622,6 +684,7 @@ impl Instance {
                     cgroups: join_files.iter().map(AsRawFd::as_raw_fd).collect(),
                     jail: spec.jail.cloned(),
                     network: f.public_net,
+                    own_pids: init.is_some(),
                     cwd: std::ffi::CString::new(spec.code_dir.path().as_os_str().as_bytes())
                         .map_err(|e| StartError::System(std::io::Error::other(e)))?,
                 };
@@ -667,6 +730,7 @@ impl Instance {
             invocations: 0,
             group,
             memory_mb: f.memory_size,
+            own: Vec::new(),
             _code: Arc::clone(spec.code_dir),
         };
         // Loading the code counts against the function's timeout too.
@@ -687,7 +751,10 @@ impl Instance {
             Ok(AnswerLine::Line(line)) => match serde_json::from_slice::<Answer>(&line) {
                 Ok(Answer {
                     ready: Some(true), ..
-                }) => Ok(instance),
+                }) => {
+                    instance.own = instance.pid().map(own_processes).unwrap_or_default();
+                    Ok(instance)
+                }
                 Ok(Answer {
                     error: Some(error), ..
                 }) => {
@@ -736,9 +803,11 @@ impl Instance {
         self.process.pid()
     }
 
-    /// Resident memory of the instance now, in bytes (0 when unknown).
+    /// Resident memory of the instance's interpreter now, in bytes (0 when unknown).
     pub fn memory_usage(&self) -> u64 {
-        let Some(pid) = self.pid() else { return 0 };
+        let Some(pid) = self.own.last().copied().or(self.pid()) else {
+            return 0;
+        };
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
             .and_then(|s| {
@@ -870,8 +939,8 @@ impl Instance {
         }
         // What the handler started dies with its event: the instance stays warm for the next
         // one, its leftovers do not.
-        if let (Some(group), Some(pid)) = (&self.group, self.pid()) {
-            group.kill_all_but(pid);
+        if let Some(group) = &self.group {
+            group.kill_all_but(&self.own);
         }
         self.last_used = Instant::now();
         (outcome, self.logs.take())

@@ -126,6 +126,17 @@ fn within_hard_limit(resource: libc::__rlimit_resource_t, want: u64) -> u64 {
 }
 
 impl Limits {
+    /// Each limit as `(resource, value)`, without allocating (it runs between fork and exec).
+    pub fn settings(&self) -> [Option<(libc::__rlimit_resource_t, u64)>; 5] {
+        [
+            self.address_space.map(|bytes| (libc::RLIMIT_AS, bytes)),
+            Some((libc::RLIMIT_FSIZE, self.file_size)),
+            Some((libc::RLIMIT_NOFILE, self.open_files)),
+            Some((libc::RLIMIT_NPROC, self.processes)),
+            Some((libc::RLIMIT_CORE, 0)),
+        ]
+    }
+
     /// The same limits, for the fork server to apply in its children.
     pub fn to_json(self) -> serde_json::Value {
         let mut limits = serde_json::json!({
@@ -164,6 +175,9 @@ pub struct ChildSetup {
     pub jail: Option<std::sync::Arc<Jail>>,
     /// The function may use the network; otherwise the jail gives it a network of its own.
     pub network: bool,
+    /// The child execs the instance init ([`super::init`]) in a PID namespace of its own,
+    /// which drops to the function's user and limits itself.
+    pub own_pids: bool,
     /// Its working folder, entered again inside the jail's view.
     pub cwd: std::ffi::CString,
 }
@@ -197,20 +211,25 @@ pub fn in_child(setup: &ChildSetup) -> std::io::Result<()> {
     // After the protocol's descriptors are in place, so nothing the jail opens can take a
     // number they need.
     if let Some(jail) = &setup.jail {
-        jail.enter(setup.network)?;
+        jail.enter(setup.network, setup.own_pids)?;
         // The working folder was entered before the view changed; enter it again in the view.
         // SAFETY: chdir reads the nul-terminated path made before the fork.
         if unsafe { libc::chdir(setup.cwd.as_ptr()) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
-    if let Some(bytes) = limits.address_space {
-        set_limit(libc::RLIMIT_AS, bytes)?;
+    if setup.own_pids {
+        // The init runs as root until it has mounted its namespace's /proc; the interpreter
+        // it starts takes the user and limits. It dies with the server all the same.
+        // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag on the calling process.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        return Ok(());
     }
-    set_limit(libc::RLIMIT_FSIZE, limits.file_size)?;
-    set_limit(libc::RLIMIT_NOFILE, limits.open_files)?;
-    set_limit(libc::RLIMIT_NPROC, limits.processes)?;
-    set_limit(libc::RLIMIT_CORE, 0)?;
+    for (resource, value) in limits.settings().into_iter().flatten() {
+        set_limit(resource, value)?;
+    }
     if is_root() {
         // SAFETY: dropping privileges in the child only; the group goes first, while we may.
         unsafe {
@@ -429,8 +448,8 @@ impl Jail {
                 ));
             }
             0 => {
-                // The strictest view: a network of its own as well.
-                let code = match jail.enter(false) {
+                // The strictest view: a network and processes of its own as well.
+                let code = match jail.enter(false, true) {
                     Ok(()) => 0,
                     Err(e) => e.raw_os_error().unwrap_or(1).clamp(1, 255),
                 };
@@ -465,9 +484,10 @@ impl Jail {
     }
 
     /// Enters the view; without `network`, in a network namespace of its own that holds only
-    /// its loopback, so no connection leaves the instance. Runs between fork and exec: system
+    /// its loopback, so no connection leaves the instance; with `own_pids`, its children in a
+    /// PID namespace of their own. Runs between fork and exec: system
     /// calls only, on strings made before the fork.
-    pub fn enter(&self, network: bool) -> std::io::Result<()> {
+    pub fn enter(&self, network: bool, own_pids: bool) -> std::io::Result<()> {
         let check = |r: i32| {
             if r == 0 {
                 Ok(())
@@ -482,8 +502,14 @@ impl Jail {
         // live in `self` or are static.
         unsafe {
             let own_network = if network { 0 } else { libc::CLONE_NEWNET };
+            // Its children, not itself, are in the new PID namespace: the instance init.
+            let own_pids = if own_pids { libc::CLONE_NEWPID } else { 0 };
             check(libc::unshare(
-                libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | own_network,
+                libc::CLONE_NEWNS
+                    | libc::CLONE_NEWIPC
+                    | libc::CLONE_NEWUTS
+                    | own_network
+                    | own_pids,
             ))?;
             if !network {
                 loopback_up()?;

@@ -20,7 +20,7 @@ import bootstrap
 
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUTS = 0x00020000, 0x08000000, 0x04000000
-CLONE_NEWNET = 0x40000000
+CLONE_NEWNET, CLONE_NEWPID = 0x40000000, 0x20000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
@@ -84,7 +84,9 @@ def enter_jail(jail, network):
     instances take."""
     root = jail["runtime_root"]
     own_network = 0 if network else CLONE_NEWNET
-    check(libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | own_network), "unshare")
+    # The children of this process, not itself, are in the new PID namespace.
+    flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID | own_network
+    check(libc.unshare(flags), "unshare")
     if not network:
         loopback_up()
     mount(None, "/", None, MS_REC | MS_PRIVATE, None)
@@ -108,6 +110,55 @@ def enter_jail(jail, network):
         mount("tmpfs", hidden, "tmpfs", flags | MS_RDONLY | MS_NOEXEC, "size=4k,mode=0755")
 
 
+def own_processes():
+    """The instance init's three steps, as init.rs takes them for spawned instances: this
+    process stays outside and ends as the interpreter does; its child is pid 1 of the new
+    namespace, mounts that namespace's /proc and reaps orphans; its grandchild, pid 2,
+    returns from here and becomes the interpreter. When pid 2 ends, pid 1 ends, and the
+    kernel kills whatever is left in the namespace."""
+    import struct
+    check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+    terminating = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    for s in terminating:
+        signal.signal(s, signal.SIG_IGN)
+    status_r, status_w = os.pipe()
+    init = os.fork()
+    if init == 0:
+        os.close(status_r)
+        check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible")
+        interpreter = os.fork()
+        if interpreter == 0:
+            os.close(status_w)
+            for s in terminating:
+                signal.signal(s, signal.SIG_DFL)
+            return
+        os.closerange(0, status_w)
+        os.closerange(status_w + 1, 65536)
+        while True:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                os._exit(0)
+            if pid == interpreter:
+                os.write(status_w, struct.pack("i", status))
+                os._exit(0)
+    os.close(status_w)
+    os.closerange(0, status_r)
+    os.closerange(status_r + 1, 65536)
+    os.waitpid(init, 0)
+    raw = os.read(status_r, 4)
+    if len(raw) != 4:
+        os._exit(128 + signal.SIGKILL)
+    status = struct.unpack("i", raw)[0]
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status))
+
+
 def child(fds):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setpgid(0, 0)
@@ -122,6 +173,7 @@ def child(fds):
     request = read_setup()
     if request.get("jail"):
         enter_jail(request["jail"], request["network"])
+        own_processes()
     for name, value in request["limits"].items():
         resource.setrlimit(LIMITS[name], (value, value))
     if os.geteuid() == 0:
