@@ -84,13 +84,18 @@ impl Concurrency {
         })
     }
 
-    /// The reservations in force, as events at once per function.
-    pub fn set_reservations(&self, reserved: impl IntoIterator<Item = (i64, u32)>) {
+    /// The reservations in force, as events at once per function; whether they changed.
+    pub fn set_reservations(&self, reserved: impl IntoIterator<Item = (i64, u32)>) -> bool {
+        let reserved: HashMap<i64, u32> = reserved.into_iter().collect();
         let mut state = self.state.lock().expect("concurrency lock");
-        state.reserved = reserved.into_iter().collect();
+        if state.reserved == reserved {
+            return false;
+        }
+        state.reserved = reserved;
         drop(state);
         // A raised reservation may let a waiting synchronous invocation go.
         self.freed.notify_waiters();
+        true
     }
 
     /// The most events of one function without a reservation at once.

@@ -423,14 +423,18 @@ impl Engine {
     /// heartbeat (another node may have changed one), and at once after a change here.
     pub async fn load_reservations(&self) -> Result<(), crate::store::StoreError> {
         let reservations = self.store.reservations().await?;
-        self.concurrency
+        let changed = self
+            .concurrency
             .set_reservations(reservations.iter().map(|r| {
                 (
                     r.function_id,
                     crate::domain::function::reserved_events(r.reserved_mem, r.memory_size),
                 )
             }));
-        self.wake.notify_one();
+        // Events held back by the old numbers may run now.
+        if changed {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 

@@ -186,5 +186,9 @@ pub async fn update_code(
 pub async fn delete(state: &AppState, f: &Function) -> ServiceResult<()> {
     written(f, state.engine.delete_function(f).await)?;
     tracing::info!(function = %f.name, namespace = %f.namespace, "function deleted");
+    // Its reserved workers go back to the others at once.
+    if f.reserved_mem.is_some() {
+        reservations_changed(state).await;
+    }
     Ok(())
 }
