@@ -1119,7 +1119,8 @@ impl Engine {
         if let Some(z) = slot.as_ref().filter(|z| z.is_alive()) {
             return Some(Arc::clone(z));
         }
-        match runtime::zygote::Zygote::start(&python.command, self.dir.root()) {
+        // Its children are jailed, and so in PID namespaces of their own, when the jail can be.
+        match runtime::zygote::Zygote::start(&python.command, self.dir.root(), self.jail.is_ok()) {
             Ok(z) => {
                 let z = Arc::new(z);
                 *slot = Some(Arc::clone(&z));

@@ -11,7 +11,9 @@
 //! The outer process stays the server's child: it ignores the group's SIGTERM (the
 //! interpreter gets it and decides), and ends the way the interpreter ended, by exit code or
 //! by the same signal, so the server sees what it would have seen without it. The fork
-//! server's children (`zygote.py`) take the same three steps.
+//! server (`zygote.py`) forks each child straight into a fresh namespace instead, as its
+//! init, and reports the interpreter's ending itself: one process fewer where starts are
+//! most frequent.
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStringExt;

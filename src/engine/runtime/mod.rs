@@ -382,9 +382,10 @@ impl Process {
     }
 }
 
-/// An instance's own processes from the server's side, given the one it started: that one,
-/// and when it is an init's outer process, the init (pid 1 of the instance's namespace) and
-/// the interpreter (pid 2), the interpreter last. What the handler started is none of them.
+/// An instance's own processes from the server's side, given the one it started: that one;
+/// the init (pid 1 of the instance's namespace), which is the one started (a fork server's
+/// child) or its child (a spawned instance's outer process); and the interpreter (pid 2),
+/// last. What the handler started is none of them.
 fn own_processes(started: u32) -> Vec<u32> {
     let children = |pid: u32| -> Vec<u32> {
         std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
@@ -400,11 +401,17 @@ fn own_processes(started: u32) -> Vec<u32> {
         line.split_whitespace().last()?.parse().ok()
     };
     let mut own = vec![started];
-    if let Some(init) = children(started).into_iter().find(|&c| inner(c) == Some(1)) {
-        own.push(init);
-        if let Some(interpreter) = children(init).into_iter().find(|&c| inner(c) == Some(2)) {
-            own.push(interpreter);
-        }
+    let init = if inner(started) == Some(1) {
+        Some(started)
+    } else {
+        let init = children(started).into_iter().find(|&c| inner(c) == Some(1));
+        own.extend(init);
+        init
+    };
+    if let Some(interpreter) =
+        init.and_then(|init| children(init).into_iter().find(|&c| inner(c) == Some(2)))
+    {
+        own.push(interpreter);
     }
     own
 }

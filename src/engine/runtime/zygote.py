@@ -7,6 +7,9 @@
 # end), and nothing else: the child reads what it is to become (the function's variables
 # included) as the first line of its own request pipe. This process never holds a function's
 # configuration, so no child can find another function's secrets in the memory it inherits.
+# With --own-pids, each child is forked as the first process (pid 1) of a PID namespace of its
+# own: it becomes the namespace's init and forks the interpreter (pid 2), the same two
+# processes as init.rs makes for spawned instances, one fork fewer.
 import ctypes
 import errno
 import json
@@ -35,7 +38,13 @@ LIMITS = {
 }
 
 
+# With --own-pids: each child's status pipe (read end), on which its interpreter's wait
+# status arrives.
+statuses = {}
+
+
 def report_exits(signum=None, frame=None):
+    import struct
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -43,6 +52,14 @@ def report_exits(signum=None, frame=None):
             return
         if pid == 0:
             return
+        status_r = statuses.pop(pid, None)
+        if status_r is not None:
+            # The interpreter's own ending, written by the namespace's init before it ended;
+            # nothing when the init itself was killed (the instance was).
+            raw = os.read(status_r, 4)
+            os.close(status_r)
+            if len(raw) == 4:
+                status = struct.unpack("i", raw)[0]
         server.send(json.dumps({"exited": pid, "code": os.waitstatus_to_exitcode(status)}).encode())
 
 
@@ -84,8 +101,7 @@ def enter_jail(jail, network):
     instances take."""
     root = jail["runtime_root"]
     own_network = 0 if network else CLONE_NEWNET
-    # The children of this process, not itself, are in the new PID namespace.
-    flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID | own_network
+    flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | own_network
     check(libc.unshare(flags), "unshare")
     if not network:
         loopback_up()
@@ -110,56 +126,31 @@ def enter_jail(jail, network):
         mount("tmpfs", hidden, "tmpfs", flags | MS_RDONLY | MS_NOEXEC, "size=4k,mode=0755")
 
 
-def own_processes():
-    """The instance init's three steps, as init.rs takes them for spawned instances: this
-    process stays outside and ends as the interpreter does; its child is pid 1 of the new
-    namespace, mounts that namespace's /proc and reaps orphans; its grandchild, pid 2,
-    returns from here and becomes the interpreter. When pid 2 ends, pid 1 ends, and the
-    kernel kills whatever is left in the namespace."""
+def own_processes(status_w):
+    """In pid 1 of the instance's namespace: forks the interpreter (pid 2), which returns
+    from here, and reaps until it ends, orphans of what it started included. Then writes the
+    interpreter's wait status for the fork server, which reports it as the instance's own,
+    and ends, and the kernel kills whatever is left in the namespace. As pid 1 this process
+    ignores the SIGTERM the server sends the instance's group: the interpreter decides."""
     import struct
     check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
-    terminating = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    for s in terminating:
-        signal.signal(s, signal.SIG_IGN)
-    status_r, status_w = os.pipe()
-    init = os.fork()
-    if init == 0:
-        os.close(status_r)
-        check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
-        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible")
-        interpreter = os.fork()
-        if interpreter == 0:
-            os.close(status_w)
-            for s in terminating:
-                signal.signal(s, signal.SIG_DFL)
-            return
-        os.closerange(0, status_w)
-        os.closerange(status_w + 1, 65536)
-        while True:
-            try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                os._exit(0)
-            if pid == interpreter:
-                os.write(status_w, struct.pack("i", status))
-                os._exit(0)
-    os.close(status_w)
-    os.closerange(0, status_r)
-    os.closerange(status_r + 1, 65536)
-    os.waitpid(init, 0)
-    raw = os.read(status_r, 4)
-    if len(raw) != 4:
-        os._exit(128 + signal.SIGKILL)
-    status = struct.unpack("i", raw)[0]
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-        os._exit(128 + sig)
-    os._exit(os.WEXITSTATUS(status))
+    interpreter = os.fork()
+    if interpreter == 0:
+        os.close(status_w)
+        return
+    os.closerange(0, status_w)
+    os.closerange(status_w + 1, 65536)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        if pid == interpreter:
+            os.write(status_w, struct.pack("i", status))
+            os._exit(0)
 
 
-def child(fds):
+def child(fds, status_w):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setpgid(0, 0)
     requests, answers, log = fds
@@ -167,13 +158,18 @@ def child(fds):
     os.dup2(answers, 4)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    for fd in fds:
-        if fd > 4:
-            os.close(fd)
+    # Nothing of this process's but the protocol's and the status pipe: not the descriptors
+    # it received for this child, nor those it keeps for other children.
+    if status_w is None:
+        os.closerange(5, 65536)
+    else:
+        os.closerange(5, status_w)
+        os.closerange(status_w + 1, 65536)
     request = read_setup()
     if request.get("jail"):
         enter_jail(request["jail"], request["network"])
-        own_processes()
+    if status_w is not None:
+        own_processes(status_w)
     for name, value in request["limits"].items():
         resource.setrlimit(LIMITS[name], (value, value))
     if os.geteuid() == 0:
@@ -197,8 +193,17 @@ def child(fds):
     os._exit(code or 0)
 
 
+def new_pid_namespace_for_next_child(own):
+    """Makes the next child the first process of a fresh PID namespace: back to this
+    process's own namespace for children (after the last child's), then a new one under it."""
+    check(libc.setns(own, CLONE_NEWPID), "setns")
+    check(libc.unshare(CLONE_NEWPID), "unshare")
+
+
 def main():
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    own_pids = "--own-pids" in sys.argv
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY) if own_pids else None
     signal.signal(signal.SIGCHLD, report_exits)
     while True:
         message, fds, _, _ = socket.recv_fds(server, 65536, 3)
@@ -212,18 +217,33 @@ def main():
                 os.close(fd)
             server.send(json.dumps({"id": request["id"], "errno": errno.EMFILE}).encode())
             continue
+        status_r = status_w = None
         try:
+            if own_pids:
+                new_pid_namespace_for_next_child(own)
+                status_r, status_w = os.pipe()
+            # Exits reported meanwhile find the new child's status pipe in place.
+            signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
             pid = os.fork()
         except OSError as e:
-            for fd in fds:
-                os.close(fd)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
+            for fd in [*fds, status_r, status_w]:
+                if fd is not None:
+                    os.close(fd)
             server.send(json.dumps({"id": request["id"], "errno": e.errno or errno.EAGAIN}).encode())
             continue
         if pid == 0:
             try:
-                child(fds)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
+                if status_r is not None:
+                    os.close(status_r)
+                child(fds, status_w)
             finally:
                 os._exit(127)
+        if status_r is not None:
+            os.close(status_w)
+            statuses[pid] = status_r
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
         for fd in fds:
             os.close(fd)
         server.send(json.dumps({"id": request["id"], "pid": pid}).encode())

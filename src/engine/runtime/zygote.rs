@@ -79,14 +79,16 @@ fn send_with_fds(socket: RawFd, message: &[u8], fds: &[RawFd]) -> io::Result<()>
 }
 
 impl Zygote {
-    /// Starts the fork server with the given interpreter; it dies with this process.
-    pub fn start(python: &str, runtime_dir: &Path) -> io::Result<Zygote> {
+    /// Starts the fork server with the given interpreter; it dies with this process. With
+    /// `own_pids`, each child it forks is the first process of a PID namespace of its own.
+    pub fn start(python: &str, runtime_dir: &Path, own_pids: bool) -> io::Result<Zygote> {
         let (ours, theirs) = seqpacket_pair()?;
         let theirs_fd = theirs.as_raw_fd();
         let mut cmd = Command::new(python);
         cmd.arg("-u")
             .arg("-B")
             .arg(runtime_dir.join("zygote.py"))
+            .args(own_pids.then_some("--own-pids"))
             .current_dir(runtime_dir)
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
