@@ -243,6 +243,9 @@ pub struct Engine {
     cgroups: Result<runtime::cgroup::Controllers, String>,
     /// Instances' private view of the file system, or why they cannot have one.
     jail: Result<Arc<runtime::sandbox::Jail>, String>,
+    /// The init program, held open: a spawned instance execs it by descriptor, from inside
+    /// its view of the file system, where its path may not exist (under `/tmp`, say).
+    init: Result<runtime::init::Program, String>,
 }
 
 /// What keeps functions apart on this server: for the start-up log, the System page and the
@@ -337,6 +340,11 @@ impl Engine {
         let tasks = TaskTracker::new();
         let dir = RuntimeDir::create()?;
         let jail = runtime::sandbox::Jail::usable(dir.root(), &config.hidden).map(Arc::new);
+        let init = match &config.init {
+            Some(path) => runtime::init::Program::open(path)
+                .map_err(|e| format!("the init program {} cannot be opened: {e}", path.display())),
+            None => Err("the engine was given no init program".to_string()),
+        };
         let engine = Arc::new(Engine {
             node,
             writer: writer::GroupCommit::start(store.clone(), &tasks),
@@ -363,6 +371,7 @@ impl Engine {
                 Err("control groups are turned off in the engine's configuration".into())
             },
             jail,
+            init,
         });
         let isolation = engine.isolation();
         if isolation.is_complete() {
@@ -400,10 +409,10 @@ impl Engine {
                 "Instances share the machine's /tmp, /var/tmp and /dev/shm and see its folders (the data folder too, where permissions allow), and functions whose public network access is off still reach the network: {why}"
             ));
         }
-        if self.jail.is_ok() && self.config.init.is_none() {
-            missing.push(
-                "Node.js instances see the server's processes of their own user only, not a PID namespace of their own: the engine was given no init program".to_string(),
-            );
+        if let (Ok(_), Err(why)) = (&self.jail, &self.init) {
+            missing.push(format!(
+                "Node.js instances see the server's processes of their own user only, not a PID namespace of their own: {why}"
+            ));
         }
         if let Err(why) = &self.cgroups {
             missing.push(format!(
@@ -413,7 +422,7 @@ impl Engine {
         Isolation {
             own_users,
             private_view: self.jail.is_ok(),
-            own_pids: self.jail.is_ok() && self.config.init.is_some(),
+            own_pids: self.jail.is_ok() && self.init.is_ok(),
             cgroups: self.cgroups.as_ref().ok().map(|c| c.describe()),
             missing,
         }
@@ -1088,7 +1097,7 @@ impl Engine {
             identity: self.config.uids.for_function(f.id),
             cgroups: self.cgroups.as_ref().ok(),
             jail: self.jail.as_ref().ok(),
-            init: self.config.init.as_deref(),
+            init: self.init.as_ref().ok(),
         })
         .await
         {

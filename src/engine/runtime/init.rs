@@ -21,6 +21,37 @@ use std::os::unix::ffi::OsStringExt;
 /// The first argument that makes the server binary run as an instance's init.
 pub const ARG: &str = "__instance-init";
 
+/// The init program, opened once: a spawned instance execs it as `/proc/self/fd/N` from
+/// inside its own view of the file system, where the program's path may not exist (a binary
+/// under `/tmp`, which the instance's view replaces).
+#[derive(Debug)]
+pub struct Program {
+    file: std::os::fd::OwnedFd,
+}
+
+impl Program {
+    pub fn open(path: &std::path::Path) -> std::io::Result<Program> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let file = std::fs::File::open(path)?;
+        // Above 4: a child puts the protocol's pipes on 3 and 4 before it execs this.
+        // SAFETY: duplicates a descriptor we own into a new one we then own.
+        let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 5) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just made and nothing else owns it.
+        let file = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        Ok(Program { file })
+    }
+
+    /// The path a child execs it by. The descriptor closes on exec, after the kernel has
+    /// opened the program through it.
+    pub fn exec_path(&self) -> String {
+        use std::os::fd::AsRawFd;
+        format!("/proc/self/fd/{}", self.file.as_raw_fd())
+    }
+}
+
 /// What the interpreter becomes: its user, group and resource limits, and its command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {

@@ -503,7 +503,7 @@ pub struct Spawn<'a> {
     pub jail: Option<&'a Arc<sandbox::Jail>>,
     /// The program that runs as an instance's init ([`init`]); with a jail, a spawned
     /// instance gets a PID namespace of its own through it.
-    pub init: Option<&'a Path>,
+    pub init: Option<&'a init::Program>,
 }
 
 impl Instance {
@@ -660,8 +660,8 @@ impl Instance {
                                 .collect::<Result<_, _>>()
                                 .map_err(|e| StartError::System(std::io::Error::other(e)))?,
                         };
-                        let mut cmd = Command::new(init_program);
-                        cmd.args(plan.to_args());
+                        let mut cmd = Command::new(init_program.exec_path());
+                        cmd.arg0("scf-console").args(plan.to_args());
                         cmd
                     }
                     None => {
