@@ -359,6 +359,19 @@ fn validate_timeout(raw: &str, async_run: bool) -> Result<u32, FieldError> {
     }
 }
 
+/// Variables the runtime sets for every instance (its paths and SCF's context): a function's
+/// own variable of that name would be overwritten, or would break the runtime.
+pub const RUNTIME_ENV_KEYS: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "LANG",
+    "PYTHONUNBUFFERED",
+    "PYTHONDONTWRITEBYTECODE",
+];
+/// Prefixes of SCF's own variables (`SCF_FUNCTIONNAME`, `TENCENTCLOUD_REGION`, …).
+pub const RUNTIME_ENV_PREFIXES: &[&str] = &["SCF_", "TENCENTCLOUD_", "QCLOUD_"];
+
 fn validate_environment(vars: &[EnvVar]) -> Result<Vec<EnvVar>, FieldError> {
     let bad = |message: String| {
         FieldError::new("Environment", "InvalidParameterValue.Environment", message)
@@ -380,6 +393,13 @@ fn validate_environment(vars: &[EnvVar]) -> Result<Vec<EnvVar>, FieldError> {
         {
             return Err(bad(format!(
                 "Variable {row}: the key {key} may contain only letters, digits and _ and must not start with a digit."
+            )));
+        }
+        if RUNTIME_ENV_KEYS.contains(&key)
+            || RUNTIME_ENV_PREFIXES.iter().any(|p| key.starts_with(p))
+        {
+            return Err(bad(format!(
+                "Variable {row}: {key} is set by the runtime for every instance; choose another key (keys starting with SCF_, TENCENTCLOUD_ or QCLOUD_ are the platform's)."
             )));
         }
         if var.value.is_empty() {
@@ -963,6 +983,10 @@ mod tests {
             vec![var("A", "")],
             vec![var("1A", "x")],
             vec![var("A", "1"), var("A", "2")],
+            // Set by the runtime: the user's value would be lost or break the instance.
+            vec![var("PATH", "/opt/bin")],
+            vec![var("SCF_RUNTIME", "x")],
+            vec![var("TENCENTCLOUD_REGION", "x")],
         ] {
             assert_eq!(
                 validate_environment(&bad).unwrap_err().code,
@@ -976,6 +1000,7 @@ mod tests {
             "InvalidParameterValue.EnvironmentExceededLimit"
         );
         assert!(validate_environment(&[var("BIG", &"x".repeat(4092))]).is_ok());
+        assert!(validate_environment(&[var("MY_PATH", "x"), var("SCFX", "y")]).is_ok());
     }
 
     #[test]

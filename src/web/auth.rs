@@ -200,12 +200,12 @@ fn rule(method: &Method, route: &str) -> Rule {
 /// own door: TC3 signatures, and no cookies).
 fn is_public(req: &Request) -> bool {
     let path = req.uri().path();
-    matches!(path, "/login" | "/healthz" | "/readyz")
+    matches!(path, "/login" | "/healthz" | "/readyz" | "/favicon.ico")
         || path.starts_with("/static/")
         || (path == "/" && crate::scf::is_api_call(req.headers()))
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -372,6 +372,14 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
         Err(_) => String::new(),
     };
     parts.extensions.insert(viewer.clone());
+    // A one-time message from the action that redirected here: shown by a full page, then
+    // cleared (htmx fragments leave it for the page).
+    let reads_page = parts.method == Method::GET;
+    let full_page = reads_page && !parts.headers.contains_key("hx-request");
+    let flash = reads_page
+        .then(|| super::flash::read(&parts.headers))
+        .flatten();
+    let secure = client_uses_https(&state, &parts.headers);
     let mut req = Request::from_parts(parts, body);
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         let (checked, sent) = match sent_token(req).await {
@@ -407,7 +415,12 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
         )
         .await;
     }
-    let response = VIEWER.scope(viewer.clone(), next.run(req)).await;
+    let brought = flash.is_some();
+    let mut response = VIEWER
+        .scope(viewer.clone(), super::flash::scope(flash, next.run(req)))
+        .await;
+    let shown = full_page && response.status().is_success();
+    super::flash::settle(&mut response, brought, shown, secure);
     if let Some(action) = rule.audit {
         let status = response.status();
         let told = response.extensions().get::<Audited>();

@@ -573,10 +573,7 @@ async fn page(
         let (r, s) = build(&state, &f, &mut view).await?;
         (Some(r), Some(s))
     };
-    let banner = match q.get("done") {
-        "" => None,
-        n => Some(format!("{n} event(s) asked to terminate.")),
-    };
+    let banner = super::flash::notice();
     Ok(Page {
         header: Header::new(&state, &shell, &f, "events"),
         shell,
@@ -819,7 +816,7 @@ async fn bulk_terminate(
     Path((region, namespace, name)): Path<(String, String, String)>,
     Query(q): Query<Vec<(String, String)>>,
     FormFields(form): FormFields,
-) -> AppResult<Redirect> {
+) -> AppResult<Response> {
     let (_, f) = traced(&state, &region, &namespace, &name).await?;
     let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));
     let graceful = Fields(form)
@@ -827,7 +824,15 @@ async fn bulk_terminate(
         .eq_ignore_ascii_case("true");
     let (filter, _) = view.filter(state.clock.now_millis());
     let done = events::terminate_matching(&state, &f, &filter, graceful).await?;
-    Ok(Redirect::to(&format!("{}&done={done}", view.url(""))))
+    let notice = match done {
+        0 => "No event was left to terminate: they had all ended.".to_string(),
+        1 => "1 event asked to terminate.".to_string(),
+        n => format!("{n} events asked to terminate."),
+    };
+    Ok(super::flash::redirect(
+        &view.url(""),
+        super::flash::Flash::Notice(notice),
+    ))
 }
 
 async fn trace_on(

@@ -1,5 +1,6 @@
 //! A function's page: the Configuration tab (settings, status trace on/off) and the Code tab.
 
+use super::flash::Flash;
 use super::form::{Fields, FormFields};
 use super::parts::{AdvancedFields, Header, load, retention_text};
 use super::shell::Shell;
@@ -12,11 +13,10 @@ use crate::state::AppState;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,34 +33,6 @@ pub fn routes() -> Router<AppState> {
             "/scf/{region}/{namespace}/functions/{name}/concurrency",
             axum::routing::post(save_concurrency),
         )
-}
-
-#[derive(Deserialize, Default)]
-struct Notice {
-    #[serde(default)]
-    created: Option<String>,
-    #[serde(default)]
-    saved: Option<String>,
-    #[serde(default)]
-    reserved: Option<String>,
-}
-
-impl Notice {
-    fn banner(&self, saved: &str) -> Option<String> {
-        if self.created.is_some() {
-            Some("Function created.".into())
-        } else if let Some(what) = &self.reserved {
-            Some(if what == "removed" {
-                "Reservation removed: the function shares the unreserved concurrency again.".into()
-            } else {
-                "Reserved concurrency saved.".into()
-            })
-        } else if self.saved.is_some() {
-            Some(saved.into())
-        } else {
-            None
-        }
-    }
 }
 
 async fn overview(Path((region, namespace, name)): Path<(String, String, String)>) -> Redirect {
@@ -119,7 +91,6 @@ impl ConcurrencyCard {
 async fn config(
     State(state): State<AppState>,
     Path((region, namespace, name)): Path<(String, String, String)>,
-    Query(notice): Query<Notice>,
 ) -> AppResult<ConfigPage> {
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
     let errors = FieldErrors::default();
@@ -128,7 +99,7 @@ async fn config(
         header: Header::new(&state, &shell, &f, "config"),
         shell,
         errors,
-        banner: notice.banner("Configuration saved."),
+        banner: super::flash::notice(),
         confirm_trace_off: false,
         retention: retention_text(&state),
         concurrency: ConcurrencyCard::new(&state, &f, None, None),
@@ -156,12 +127,16 @@ async fn save_concurrency(
                 Some(mb) => format!("reserved concurrency {mb} MB"),
                 None => "reserved concurrency removed".into(),
             };
+            let notice = if remove {
+                "Reservation removed: the function shares the unreserved concurrency again."
+            } else {
+                "Reserved concurrency saved."
+            };
             Ok(super::auth::audited(
-                Redirect::to(&format!(
-                    "{}?reserved={}",
-                    urls::function_tab(&region, &namespace, &name, "config"),
-                    if remove { "removed" } else { "saved" }
-                )),
+                super::flash::redirect(
+                    &urls::function_tab(&region, &namespace, &name, "config"),
+                    Flash::Notice(notice.into()),
+                ),
                 None,
                 Some(detail),
             ))
@@ -245,10 +220,10 @@ async fn save_config(
     };
     match service::functions::update_configuration(&state, &f, &draft).await {
         Ok(_) => Ok(super::auth::audited(
-            Redirect::to(&format!(
-                "{}?saved=1",
-                urls::function_tab(&region, &namespace, &name, "config")
-            )),
+            super::flash::redirect(
+                &urls::function_tab(&region, &namespace, &name, "config"),
+                Flash::Notice("Configuration saved.".into()),
+            ),
             None,
             trace_change,
         )),
@@ -276,7 +251,6 @@ pub struct CodePage {
 async fn code(
     State(state): State<AppState>,
     Path((region, namespace, name)): Path<(String, String, String)>,
-    Query(notice): Query<Notice>,
 ) -> AppResult<CodePage> {
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
     let files = state.store.get_code(f.id).await?;
@@ -301,7 +275,7 @@ async fn code(
             .collect(),
         file,
         errors: FieldErrors::default(),
-        banner: notice.banner("Code saved."),
+        banner: super::flash::notice(),
     })
 }
 
@@ -315,11 +289,10 @@ async fn save_code(
     let handler = fields.get("Handler").to_string();
     let code = fields.get("Code").replace("\r\n", "\n");
     match service::functions::update_code(&state, &f, &handler, CodeInput::Inline(&code)).await {
-        Ok(_) => Ok(Redirect::to(&format!(
-            "{}?saved=1",
-            urls::function_tab(&region, &namespace, &name, "code")
-        ))
-        .into_response()),
+        Ok(_) => Ok(super::flash::redirect(
+            &urls::function_tab(&region, &namespace, &name, "code"),
+            Flash::Notice("Code saved.".into()),
+        )),
         Err(ServiceError::Invalid(errors)) => {
             let file = f
                 .runtime()

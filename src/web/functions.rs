@@ -11,7 +11,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use time::UtcOffset;
@@ -33,9 +33,6 @@ pub struct ListQuery {
     q: String,
     #[serde(default)]
     page: Option<String>,
-    /// Set after a deletion, to confirm it happened.
-    #[serde(default)]
-    deleted: Option<String>,
 }
 
 /// One row of the list, formatted for display.
@@ -108,7 +105,7 @@ impl FunctionTable {
 pub struct ListPage {
     shell: Shell,
     table: FunctionTable,
-    deleted: Option<String>,
+    banner: Option<String>,
 }
 
 async fn list(
@@ -159,7 +156,7 @@ async fn list(
     Ok(ListPage {
         shell,
         table,
-        deleted: query.deleted,
+        banner: super::flash::notice(),
     }
     .into_response())
 }
@@ -171,6 +168,8 @@ pub struct DeletePage {
     name: String,
     runtime: String,
     events: i64,
+    /// Its events queued or running now: deleting stops them.
+    active: i64,
 }
 
 async fn confirm_delete(
@@ -191,9 +190,20 @@ async fn confirm_delete(
         name,
     };
     let function = service::functions::get(&state, &key).await?;
+    let active = crate::domain::event_query::EventFilter {
+        statuses: vec![
+            crate::domain::event::EventStatus::Queued,
+            crate::domain::event::EventStatus::Running,
+        ],
+        ..Default::default()
+    };
     Ok(DeletePage {
         shell,
         events: state.store.count_events(function.id).await?,
+        active: state
+            .store
+            .count_matching_events(function.id, &active)
+            .await?,
         name: function.name,
         runtime: function.runtime,
     })
@@ -202,7 +212,7 @@ async fn confirm_delete(
 async fn delete(
     State(state): State<AppState>,
     Path((region, namespace, name)): Path<(String, String, String)>,
-) -> AppResult<Redirect> {
+) -> AppResult<Response> {
     let key = FunctionKey {
         region,
         namespace,
@@ -210,9 +220,8 @@ async fn delete(
     };
     let function = service::functions::get(&state, &key).await?;
     service::functions::delete(&state, &function).await?;
-    Ok(Redirect::to(&format!(
-        "{}?deleted={}",
-        urls::functions(&key.region, &key.namespace),
-        urls::encode(&key.name)
-    )))
+    Ok(super::flash::redirect(
+        &urls::functions(&key.region, &key.namespace),
+        super::flash::Flash::Notice(format!("Function {} was deleted.", key.name)),
+    ))
 }

@@ -1,6 +1,7 @@
 //! API Keys: create (the SecretKey is shown once), disable, enable, delete.
 
 use super::auth::Viewer;
+use super::flash::Flash;
 use super::form::{Fields, FormFields};
 use super::shell::{Section, Shell};
 use super::urls;
@@ -11,15 +12,13 @@ use crate::error::AppResult;
 use crate::keys;
 use crate::service::ServiceError;
 use crate::state::AppState;
-use crate::store::ApiKey;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use time::UtcOffset;
 
 pub fn routes() -> Router<AppState> {
@@ -61,17 +60,17 @@ pub struct ListPage {
     errors: FieldErrors,
     banner: Option<String>,
     /// A key just created: the only time its SecretKey is shown.
-    created: Option<ApiKey>,
+    created: Option<NewKey>,
     /// Users a new key can be made for: everyone for an admin, else only oneself.
     owners: Vec<String>,
     owner: String,
     read_only: bool,
 }
 
-#[derive(Deserialize, Default)]
-struct Notice {
-    #[serde(default)]
-    done: Option<String>,
+/// A key just created, shown once.
+pub struct NewKey {
+    secret_id: String,
+    secret_key: String,
 }
 
 /// What the create form holds.
@@ -99,9 +98,21 @@ async fn page(
     namespace: &str,
     viewer: &Viewer,
     form: KeyForm,
-    banner: Option<String>,
-    created: Option<ApiKey>,
 ) -> AppResult<ListPage> {
+    let (banner, created) = match super::flash::current() {
+        Some(Flash::Notice(text)) => (Some(text), None),
+        Some(Flash::Key {
+            secret_id,
+            secret_key,
+        }) => (
+            None,
+            Some(NewKey {
+                secret_id,
+                secret_key,
+            }),
+        ),
+        _ => (None, None),
+    };
     let shell = Shell::load(state, region, namespace, Section::ApiKeys, "API Keys").await?;
     // An admin sees and manages every key; everyone else their own.
     let admin = viewer.can(Permission::Administer);
@@ -150,22 +161,14 @@ async fn page(
 async fn list(
     State(state): State<AppState>,
     Path((region, namespace)): Path<(String, String)>,
-    Query(notice): Query<Notice>,
     viewer: Viewer,
 ) -> AppResult<ListPage> {
-    let banner = notice.done.map(|what| match what.as_str() {
-        "enabled" => "Key enabled: it can sign requests again.".to_string(),
-        "disabled" => "Key disabled: requests signed with it are refused.".to_string(),
-        _ => "Key deleted.".to_string(),
-    });
     page(
         &state,
         &region,
         &namespace,
         &viewer,
         KeyForm::empty(&viewer),
-        banner,
-        None,
     )
     .await
 }
@@ -199,7 +202,8 @@ async fn create(
     )
     .await;
     match created {
-        // Shown in the answer to the POST, never again: nothing stores it for display.
+        // Shown once, by the page this redirects to (a reload does not create another), and
+        // never again: nothing stores it for display.
         Ok(key) => {
             tracing::info!(secret_id = %key.secret_id, owner = %form.owner, "API key created in the console");
             let target = Some(key.secret_id.clone());
@@ -208,13 +212,20 @@ async fn create(
                 form.owner,
                 if form.read_only { ", read-only" } else { "" }
             ));
-            let form = KeyForm::empty(&viewer);
-            let page = page(&state, &region, &namespace, &viewer, form, None, Some(key)).await?;
-            Ok(super::auth::audited(page, target, note))
+            let shown = Flash::Key {
+                secret_id: key.secret_id,
+                secret_key: key.secret_key,
+            };
+            let to = urls::api_keys(&region, &namespace);
+            Ok(super::auth::audited(
+                super::flash::redirect(&to, shown),
+                target,
+                note,
+            ))
         }
         Err(ServiceError::Invalid(errors)) => {
             form.errors = errors;
-            let page = page(&state, &region, &namespace, &viewer, form, None, None).await?;
+            let page = page(&state, &region, &namespace, &viewer, form).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),
@@ -228,21 +239,25 @@ async fn set_enabled(
     namespace: &str,
     id: &str,
     enabled: bool,
-) -> AppResult<Redirect> {
+) -> AppResult<Response> {
     keys::managed_by(state.store.as_ref(), id, &viewer.user, viewer.role).await?;
     keys::set_enabled(state, id, enabled).await?;
-    Ok(Redirect::to(&format!(
-        "{}?done={}",
-        urls::api_keys(region, namespace),
-        if enabled { "enabled" } else { "disabled" }
-    )))
+    let notice = if enabled {
+        "Key enabled: it can sign requests again."
+    } else {
+        "Key disabled: requests signed with it are refused."
+    };
+    Ok(super::flash::redirect(
+        &urls::api_keys(region, namespace),
+        Flash::Notice(notice.into()),
+    ))
 }
 
 async fn enable(
     State(state): State<AppState>,
     Path((region, namespace, id)): Path<(String, String, String)>,
     viewer: Viewer,
-) -> AppResult<Redirect> {
+) -> AppResult<Response> {
     set_enabled(&state, &viewer, &region, &namespace, &id, true).await
 }
 
@@ -250,7 +265,7 @@ async fn disable(
     State(state): State<AppState>,
     Path((region, namespace, id)): Path<(String, String, String)>,
     viewer: Viewer,
-) -> AppResult<Redirect> {
+) -> AppResult<Response> {
     set_enabled(&state, &viewer, &region, &namespace, &id, false).await
 }
 
@@ -285,11 +300,11 @@ async fn delete(
     State(state): State<AppState>,
     Path((region, namespace, id)): Path<(String, String, String)>,
     viewer: Viewer,
-) -> AppResult<Redirect> {
+) -> AppResult<Response> {
     keys::managed_by(state.store.as_ref(), &id, &viewer.user, viewer.role).await?;
     keys::delete(&state, &id).await?;
-    Ok(Redirect::to(&format!(
-        "{}?done=deleted",
-        urls::api_keys(&region, &namespace)
-    )))
+    Ok(super::flash::redirect(
+        &urls::api_keys(&region, &namespace),
+        Flash::Notice("Key deleted.".into()),
+    ))
 }

@@ -6,6 +6,7 @@ mod audit;
 pub mod auth;
 mod event_page;
 mod events_tab;
+pub mod flash;
 mod form;
 mod function_page;
 mod functions;
@@ -40,6 +41,11 @@ pub fn routes() -> Router<AppState> {
         .route("/healthz", get(|| async { "ok" }))
         .route("/switch", get(switch))
         .route("/static/{*path}", get(assets::serve))
+        // Browsers ask for it whatever the page links.
+        .route(
+            "/favicon.ico",
+            get(|| async { Redirect::permanent(&assets::url("favicon.svg")) }),
+        )
         .merge(functions::routes())
         .merge(wizard::routes())
         .merge(function_page::routes())

@@ -1,5 +1,6 @@
 //! Namespaces of a region: list, create, delete (`default` can be neither created nor deleted).
 
+use super::flash::Flash;
 use super::form::{Fields, FormFields};
 use super::shell::{Section, Shell};
 use super::urls;
@@ -13,11 +14,10 @@ use crate::store::Namespace;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
 use time::UtcOffset;
 
 pub fn routes() -> Router<AppState> {
@@ -79,21 +79,12 @@ async fn settings_page(
     })
 }
 
-#[derive(Deserialize, Default)]
-struct Saved {
-    #[serde(default)]
-    saved: Option<String>,
-}
-
 async fn settings(
     State(state): State<AppState>,
     Path((region, namespace, target)): Path<(String, String, String)>,
-    Query(saved): Query<Saved>,
 ) -> AppResult<SettingsPage> {
     let mut page = settings_page(&state, &region, &namespace, &target).await?;
-    if saved.saved.is_some() {
-        page.banner = Some("Billing settings saved.".into());
-    }
+    page.banner = super::flash::notice();
     Ok(page)
 }
 
@@ -106,11 +97,10 @@ async fn save_settings(
     let suspended = fields.get("Suspended").eq_ignore_ascii_case("TRUE");
     let quota = fields.get("InvocationQuota");
     match service::namespaces::set_billing(&state, &region, &target, suspended, quota).await {
-        Ok(()) => Ok(Redirect::to(&format!(
-            "{}?saved=1",
-            urls::namespace_settings(&region, &namespace, &target)
-        ))
-        .into_response()),
+        Ok(()) => Ok(super::flash::redirect(
+            &urls::namespace_settings(&region, &namespace, &target),
+            Flash::Notice("Billing settings saved.".into()),
+        )),
         Err(ServiceError::Invalid(errors)) => {
             let mut page = settings_page(&state, &region, &namespace, &target).await?;
             page.suspended = suspended;
@@ -143,14 +133,6 @@ pub struct ListPage {
     description: String,
     errors: FieldErrors,
     banner: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct Notice {
-    #[serde(default)]
-    created: Option<String>,
-    #[serde(default)]
-    deleted: Option<String>,
 }
 
 fn rows(region: &str, current: &str, namespaces: Vec<Namespace>) -> Vec<Row> {
@@ -194,12 +176,8 @@ async fn page(
 async fn list(
     State(state): State<AppState>,
     Path((region, namespace)): Path<(String, String)>,
-    Query(notice): Query<Notice>,
 ) -> AppResult<ListPage> {
-    let banner = notice
-        .created
-        .map(|n| format!("Namespace {n} created."))
-        .or(notice.deleted.map(|n| format!("Namespace {n} deleted.")));
+    let banner = super::flash::notice();
     page(
         &state,
         &region,
@@ -231,10 +209,10 @@ async fn create(
     .await?;
     let errors = match service::namespaces::create(&state, &region, &name, &description).await {
         Ok(_) => {
-            let redirect = Redirect::to(&format!(
-                "{}?created={name}",
-                urls::namespaces(&region, &namespace)
-            ));
+            let redirect = super::flash::redirect(
+                &urls::namespaces(&region, &namespace),
+                Flash::Notice(format!("Namespace {name} created.")),
+            );
             return Ok(super::auth::audited(
                 redirect,
                 Some(format!("{region}/{name}")),
@@ -291,9 +269,8 @@ async fn delete(
     } else {
         namespace.as_str()
     };
-    Ok(Redirect::to(&format!(
-        "{}?deleted={target}",
-        urls::namespaces(&region, here)
+    Ok(super::flash::redirect(
+        &urls::namespaces(&region, here),
+        Flash::Notice(format!("Namespace {target} deleted.")),
     ))
-    .into_response())
 }

@@ -1,6 +1,7 @@
 //! The Test tab: invoke a function with a JSON event. Async invocations answer with the
 //! event's RequestId and a link to it; synchronous ones with the result and logs.
 
+use super::flash::Flash;
 use super::form::{Fields, FormFields};
 use super::parts::{Header, load};
 use super::shell::Shell;
@@ -72,11 +73,29 @@ async fn page(
     Path((region, namespace, name)): Path<(String, String, String)>,
 ) -> AppResult<TestPage> {
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
+    // Back from an accepted invocation: its RequestId, and the payload sent, when short.
+    let (answer, sent) = match super::flash::current() {
+        Some(Flash::Accepted {
+            request_id,
+            payload,
+        }) => (
+            Some(Answer::Accepted {
+                url: urls::event(&region, &namespace, &name, &request_id),
+                request_id,
+            }),
+            payload,
+        ),
+        _ => (None, None),
+    };
     Ok(TestPage {
         header: Header::new(&state, &shell, &f, "test"),
         shell,
-        payload: SAMPLE_EVENTS[0].1.to_string(),
-        samples: samples(SAMPLE_EVENTS[0].0),
+        samples: samples(if sent.is_some() {
+            ""
+        } else {
+            SAMPLE_EVENTS[0].0
+        }),
+        payload: sent.unwrap_or_else(|| SAMPLE_EVENTS[0].1.to_string()),
         async_only: f.async_run_enable,
         invocation_type: if f.async_run_enable {
             "Event"
@@ -85,7 +104,7 @@ async fn page(
         }
         .into(),
         errors: FieldErrors::default(),
-        answer: None,
+        answer,
         refused: None,
         trace_enable: f.trace_enable,
     })
@@ -132,14 +151,16 @@ async fn invoke(
         return Ok(page.into_response());
     }
     match events::invoke(&state, &f, &payload, wants_async, INVOKE_TYPE_CONSOLE).await {
+        // Shown by the tab this redirects to, so that a reload does not invoke again.
         Ok(Invocation::Accepted { request_id }) => {
             let target = format!("{region}/{namespace}/{name}/{request_id}");
-            page.answer = Some(Answer::Accepted {
-                url: urls::event(&region, &namespace, &name, &request_id),
+            let accepted = Flash::Accepted {
                 request_id,
-            });
+                payload: (payload.len() <= super::flash::MAX_PAYLOAD).then_some(payload),
+            };
+            let to = urls::function_tab(&region, &namespace, &name, "test");
             Ok(super::auth::audited(
-                page,
+                super::flash::redirect(&to, accepted),
                 Some(target),
                 Some("async event accepted".into()),
             ))

@@ -18,7 +18,7 @@ use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
@@ -271,10 +271,10 @@ async fn create(
     };
     match service::functions::create(&state, &region, &namespace, &draft).await {
         Ok(created) => Ok(super::auth::audited(
-            Redirect::to(&format!(
-                "{}?created=1",
-                urls::function_tab(&region, &namespace, &created.name, "config")
-            )),
+            super::flash::redirect(
+                &urls::function_tab(&region, &namespace, &created.name, "config"),
+                super::flash::Flash::Notice("Function created.".into()),
+            ),
             Some(format!("{region}/{namespace}/{}", created.name)),
             None,
         )),

@@ -419,7 +419,7 @@ async fn a_developer_builds_functions_but_manages_no_one_else() {
     let created = app
         .post(&keys_url(), &[("Description", "dev laptop")])
         .await;
-    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
     let keys = app.get(&keys_url()).await;
     let shown = keys.texts("table.data tbody td code");
     assert_eq!(shown.len(), 1, "only its own key: {shown:?}");

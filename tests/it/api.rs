@@ -753,17 +753,21 @@ async fn api_keys_are_managed_in_the_console_and_the_secret_is_shown_once() {
     assert_eq!(empty.text(".sidebar a[aria-current=page]"), "API Keys");
     assert!(empty.text(".empty-state").contains("No API keys yet"));
 
-    let created = app
+    let posted = app
         .post(&keys_url, &[("Description", "deploy script")])
         .await;
-    assert_eq!(created.status.as_u16(), 200);
+    assert_eq!(posted.status.as_u16(), 303);
+    let created = app.follow(&posted).await;
     let secret_id = created.text("#new-secret-id");
     let secret_key = created.text("#new-secret-key");
     assert!(
         secret_id.starts_with("AKID") && secret_key.len() == 32,
         "{secret_id} {secret_key}"
     );
+    // A reload shows the list: no second key, and the secret is not shown again.
     let listed = app.get(&keys_url).await;
+    assert_eq!(listed.count("table.data tbody tr"), 1);
+    assert_eq!(listed.count("#new-secret-key"), 0);
     assert!(listed.text("table.data").contains(&secret_id));
     assert!(listed.text("table.data").contains("deploy script"));
     assert!(

@@ -373,11 +373,8 @@ async fn the_documented_flow_in_a_real_browser() {
     let app = TestApp::new().await;
     let base = log_in(&b, &app).await;
     create_from_template(&b, &base, "Long-running async task (Python)", "story-one").await;
-    assert!(
-        b.url()
-            .await
-            .ends_with("/functions/story-one/config?created=1")
-    );
+    assert!(b.url().await.ends_with("/functions/story-one/config"));
+    b.wait(".banner-ok", "Function created.").await;
     let facts = b.wait(".facts", "Python3").await;
     assert!(b.text(&facts).await.contains("On"));
     b.screenshot("1-created-with-status-trace").await;

@@ -963,7 +963,7 @@ async fn the_console_test_tab_invokes_and_links_to_the_live_event() {
     assert!(bad.field_error("ClientContext").contains("must be JSON"));
     assert_eq!(bad.text("#ClientContext"), "{not json", "the input is kept");
 
-    let answer = app
+    let posted = app
         .post(
             &test,
             &[
@@ -972,7 +972,12 @@ async fn the_console_test_tab_invokes_and_links_to_the_live_event() {
             ],
         )
         .await;
+    let answer = app.follow(&posted).await;
     assert_eq!(answer.text(".answer h2"), "Event accepted");
+    // The payload sent is back in the editor, and a reload invokes nothing.
+    assert_eq!(answer.text("#ClientContext"), "{\"from\": \"console\"}");
+    let reloaded = app.get(posted.location()).await;
+    assert_eq!(reloaded.count(".answer"), 0);
     let link = answer.attr("a.request-id", "href").unwrap();
     let id = answer.text("a.request-id");
     assert_eq!(

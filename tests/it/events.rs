@@ -478,7 +478,11 @@ async fn bulk_terminate_shows_the_count_first() {
     );
     let action = confirm.attr(".confirm form", "action").unwrap();
     let done = app.post(&action, &[("GraceShutdown", "false")]).await;
-    assert!(done.location().contains("done=2"), "{}", done.location());
+    assert!(!done.location().contains("done"), "{}", done.location());
+    let shown = app.follow(&done).await;
+    assert_eq!(shown.text(".banner-ok"), "2 events asked to terminate.");
+    // Shown once: a reload is the list again, without the banner.
+    assert_eq!(app.get(done.location()).await.count(".banner-ok"), 0);
     // The queued one ends at once; the running one (claimed by the test, not by a worker)
     // is left to the engine, which would stop it.
     let e5 = app.state.store.get_event("e5").await.unwrap().unwrap();

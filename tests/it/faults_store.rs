@@ -333,6 +333,17 @@ async fn deleting_a_function_ends_its_running_event_and_touches_no_other_event()
     })
     .await;
 
+    // Asked first, the user is told the event runs and what deleting does to it.
+    let confirm = app
+        .get(&format!("/scf/{REGION}/default/functions/doomed/delete"))
+        .await;
+    assert!(
+        confirm
+            .text(".confirm")
+            .contains("1 event is running or waiting to run. Deleting stops it at once"),
+        "{}",
+        confirm.text(".confirm")
+    );
     let page = app
         .post(
             &format!("/scf/{REGION}/default/functions/doomed/delete"),

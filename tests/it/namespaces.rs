@@ -135,5 +135,9 @@ async fn deleting_the_namespace_you_stand_in_returns_to_default() {
     let done = app
         .post(&format!("/scf/{REGION}/temp/namespaces/temp/delete"), &[])
         .await;
-    assert_eq!(done.location(), format!("{}?deleted=temp", ns_url()));
+    assert_eq!(done.location(), ns_url());
+    assert_eq!(
+        app.follow(&done).await.text(".banner-ok"),
+        "Namespace temp deleted."
+    );
 }

@@ -196,6 +196,15 @@ async fn static_assets_are_served_with_types_long_caching_and_revalidation() {
         app.get("/static/nope.css").await.status,
         StatusCode::NOT_FOUND
     );
+    // The icon: linked from every page, and where browsers look for it without a link, even
+    // before a login.
+    let icon = page.attr("link[rel=icon]", "href").unwrap();
+    assert_eq!(app.get(&icon).await.header("content-type"), "image/svg+xml");
+    let favicon = app
+        .send_anonymous(Request::get("/favicon.ico").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(favicon.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(favicon.location(), icon);
     let license = app.get("/static/vendor/htmx-2.0.11.LICENSE").await;
     assert_eq!(license.status, StatusCode::OK);
 }

@@ -351,7 +351,8 @@ impl TestApp {
         .await
     }
 
-    /// Follows a redirect the way a browser does after a form post.
+    /// Follows a redirect the way a browser does after a form post: with the one-time flash
+    /// cookie the redirect set, if any.
     pub async fn follow(&self, page: &Page) -> Page {
         assert!(
             page.status.is_redirection(),
@@ -359,7 +360,26 @@ impl TestApp {
             page.status,
             page.errors().join(" | ")
         );
-        self.get(page.location()).await
+        let mut cookies = Vec::new();
+        if let Some(login) = self.session() {
+            cookies.push(format!("scf_session={}", login.cookie));
+        }
+        cookies.extend(
+            page.headers
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter(|v| v.starts_with("scf_flash=") && !v.contains("Max-Age=0"))
+                .filter_map(|v| v.split(';').next())
+                .map(str::to_string),
+        );
+        self.send(
+            Request::get(page.location())
+                .header(header::COOKIE, cookies.join("; "))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
     }
 
     /// Creates a function through the wizard with the given fields on top of a valid empty

@@ -191,9 +191,12 @@ async fn complete_with_async_execution_and_status_trace_opens_the_function_page(
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert_eq!(
         page.location(),
-        "/scf/ap-guangzhou/default/functions/orders-worker/config?created=1"
+        "/scf/ap-guangzhou/default/functions/orders-worker/config"
     );
     let fn_page = app.follow(&page).await;
+    assert_eq!(fn_page.text(".banner-ok"), "Function created.");
+    // Said once: the page reloaded has no banner.
+    assert_eq!(app.get(page.location()).await.count(".banner-ok"), 0);
     let facts = fn_page.text(".facts");
     for expected in ["Python3.10", "index.main_handler", "256 MB", "3600 s"] {
         assert!(facts.contains(expected), "{expected} in {facts}");
