@@ -15,11 +15,10 @@ use crate::state::AppState;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use time::UtcOffset;
 
 pub fn routes() -> Router<AppState> {
@@ -75,14 +74,6 @@ pub struct ListPage {
     row_error: Option<(String, String)>,
 }
 
-#[derive(Deserialize, Default)]
-struct Notice {
-    #[serde(default)]
-    done: Option<String>,
-    #[serde(default)]
-    user: Option<String>,
-}
-
 async fn page(
     state: &AppState,
     region: &str,
@@ -120,27 +111,28 @@ async fn page(
 async fn list(
     State(state): State<AppState>,
     Path((region, namespace)): Path<(String, String)>,
-    Query(notice): Query<Notice>,
     viewer: Viewer,
 ) -> AppResult<ListPage> {
     let mut page = page(&state, &region, &namespace, &viewer, NewUserForm::default()).await?;
-    let user = notice.user.unwrap_or_default();
-    page.banner = notice.done.map(|done| match done.as_str() {
-        "created" => format!("User {user} created. Give them their password; they can change it on their Account page."),
-        "role" => format!("Role of {user} changed; it applies to their open sessions and API keys at once."),
-        "password" => format!("Password of {user} set; their sessions have ended."),
-        _ => format!("User {user} deleted, with their sessions and API keys."),
-    });
+    page.banner = super::flash::notice();
     Ok(page)
 }
 
 fn done(region: &str, namespace: &str, what: &str, user: &str) -> Response {
-    Redirect::to(&format!(
-        "{}?done={what}&user={}",
-        urls::users(region, namespace),
-        urls::encode(user)
-    ))
-    .into_response()
+    let notice = match what {
+        "created" => format!(
+            "User {user} created. Give them their password; they can change it on their Account page."
+        ),
+        "role" => format!(
+            "Role of {user} changed; it applies to their open sessions and API keys at once."
+        ),
+        "password" => format!("Password of {user} set; their sessions have ended."),
+        _ => format!("User {user} deleted, with their sessions and API keys."),
+    };
+    super::flash::redirect(
+        &urls::users(region, namespace),
+        super::flash::Flash::Notice(notice),
+    )
 }
 
 async fn create(
@@ -260,12 +252,6 @@ pub struct AccountPage {
     banner: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-struct Changed {
-    #[serde(default)]
-    changed: Option<String>,
-}
-
 async fn account_page(
     state: &AppState,
     region: &str,
@@ -286,14 +272,10 @@ async fn account_page(
 async fn account(
     State(state): State<AppState>,
     Path((region, namespace)): Path<(String, String)>,
-    Query(changed): Query<Changed>,
     viewer: Viewer,
 ) -> AppResult<AccountPage> {
     let mut page = account_page(&state, &region, &namespace, &viewer).await?;
-    if changed.changed.is_some() {
-        page.banner =
-            Some("Password changed. Your other sessions have ended; this one goes on.".into());
-    }
+    page.banner = super::flash::notice();
     Ok(page)
 }
 
@@ -314,7 +296,12 @@ async fn change_password(
     .await;
     match changed {
         Ok(()) => Ok(super::auth::audited(
-            Redirect::to(&format!("{}?changed=1", urls::account(&region, &namespace))),
+            super::flash::redirect(
+                &urls::account(&region, &namespace),
+                super::flash::Flash::Notice(
+                    "Password changed. Your other sessions have ended; this one goes on.".into(),
+                ),
+            ),
             Some(viewer.user.clone()),
             None,
         )),
