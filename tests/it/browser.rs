@@ -571,3 +571,72 @@ async fn the_console_needs_no_inline_code_or_style() {
     assert!(refused[0].contains("style"), "{refused:?}");
     b.close().await;
 }
+
+/// On a phone (390 px wide) no page of the console scrolls sideways: the navigation and the
+/// function's tabs scroll in their own rows, wide tables in their own boxes, and a 59-letter
+/// function name does not push the page wider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_main_page_fits_a_phone() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::new().await;
+    app.add_key().await;
+    let long = "a-function-with-a-very-long-name-that-goes-on-and-on-and-on";
+    app.create_function(
+        "default",
+        long,
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    for n in 0..3 {
+        app.api(
+            "Invoke",
+            json!({"FunctionName": long, "InvocationType": "Event", "ClientContext": json!({"n": n}).to_string()}),
+        )
+        .await
+        .ok();
+    }
+    let base = log_in(&b, &app).await;
+    b.cmd(
+        "POST",
+        "/goog/cdp/execute",
+        json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {
+            "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}}),
+    )
+    .await
+    .unwrap();
+    let console = format!("{base}/scf/{REGION}/default");
+    for (path, shows) in [
+        ("/functions".to_string(), long),
+        (
+            "/functions/-/new?template=empty".to_string(),
+            "Create function",
+        ),
+        (format!("/functions/{long}/config"), "Reserved concurrency"),
+        (format!("/functions/{long}/code"), long),
+        (format!("/functions/{long}/test"), "Test event"),
+        (format!("/functions/{long}/events"), "Invocation completed"),
+        ("/namespaces".to_string(), "Namespaces"),
+        ("/api-keys".to_string(), "API Keys"),
+        ("/users".to_string(), "Users"),
+        ("/audit".to_string(), "Audit log"),
+        ("/system".to_string(), "System"),
+    ] {
+        b.goto(&format!("{console}{path}")).await;
+        b.wait("body", shows).await;
+        let widths = b
+            .js("return [document.documentElement.scrollWidth, document.documentElement.clientWidth];")
+            .await;
+        let (scroll, client) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
+        assert_eq!(client, 390, "{path}: the phone's width");
+        assert!(
+            scroll <= client,
+            "{path} scrolls sideways: {scroll} px in {client}"
+        );
+    }
+    b.goto(&format!("{console}/functions/{long}/events")).await;
+    b.wait("table.events", "Invocation completed").await;
+    b.screenshot("phone-event-management").await;
+    b.close().await;
+}
