@@ -89,36 +89,59 @@ fn parse_local(text: &str) -> Option<Millis> {
 impl View {
     fn parse(base: String, q: &Fields) -> View {
         let mut problems = Vec::new();
-        let statuses = q
-            .all("status")
-            .into_iter()
-            .filter_map(status_from_console)
-            .collect();
-        let types = q
-            .all("type")
-            .into_iter()
-            .filter(|t| INVOKE_TYPES.contains(t))
-            .map(str::to_string)
-            .collect();
+        // A value the console does not offer is said, not silently dropped.
+        let mut unknown = |what: &str, value: &str, instead: &str| {
+            let shown: String = value.chars().take(40).collect();
+            problems.push(format!("Unknown {what} {shown:?}: {instead}."));
+        };
+        let mut statuses = Vec::new();
+        for s in q.all("status") {
+            match status_from_console(s) {
+                Some(status) => statuses.push(status),
+                None => unknown("status", s, "it is left out of the filter"),
+            }
+        }
+        let mut types = Vec::new();
+        for t in q.all("type") {
+            if INVOKE_TYPES.contains(&t) {
+                types.push(t.to_string());
+            } else {
+                unknown("invocation type", t, "it is left out of the filter");
+            }
+        }
         let range = match q.get("range") {
             "" => "3d".to_string(),
             r if r == "custom" || RANGES.iter().any(|(k, _, _)| *k == r) => r.to_string(),
             other => {
-                problems.push(format!(
-                    "Unknown time range {other:?}: showing the last 3 days."
-                ));
+                unknown("time range", other, "showing the last 3 days");
                 "3d".to_string()
             }
         };
-        let size = q
-            .get("size")
-            .parse::<u32>()
-            .ok()
-            .filter(|n| [20, 50, 100].contains(n))
-            .unwrap_or(20);
+        let size = match q.get("size") {
+            "" => 20,
+            raw => match raw
+                .parse::<u32>()
+                .ok()
+                .filter(|n| [20, 50, 100].contains(n))
+            {
+                Some(n) => n,
+                None => {
+                    unknown(
+                        "page size",
+                        raw,
+                        "pages hold 20, 50 or 100 events; showing 20",
+                    );
+                    20
+                }
+            },
+        };
         let sort = match q.get("sort") {
+            "" | "start_desc" => "start_desc".to_string(),
             s @ ("start_asc" | "end_desc" | "end_asc") => s.to_string(),
-            _ => "start_desc".to_string(),
+            other => {
+                unknown("order", other, "newest start first");
+                "start_desc".to_string()
+            }
         };
         let after = q
             .get("after")
@@ -126,11 +149,17 @@ impl View {
             .and_then(|(t, id)| Some((t.parse().ok()?, id.parse().ok()?)));
         let refresh = match q.get("refresh") {
             "" => 5,
-            r => r
+            r => match r
                 .parse::<u32>()
                 .ok()
                 .filter(|n| [0, 2, 5, 10, 30].contains(n))
-                .unwrap_or(5),
+            {
+                Some(n) => n,
+                None => {
+                    unknown("refresh interval", r, "refreshing every 5 s");
+                    5
+                }
+            },
         };
         View {
             statuses,
@@ -156,7 +185,18 @@ impl View {
         let window = if self.range == "custom" {
             let from = parse_local(&self.from);
             let to = parse_local(&self.to);
+            let not_a_time = [(&self.from, from, "start"), (&self.to, to, "end")]
+                .into_iter()
+                .find(|(text, parsed, _)| !text.is_empty() && parsed.is_none());
             match (from, to) {
+                _ if not_a_time.is_some() => {
+                    let (text, _, which) = not_a_time.expect("matched");
+                    let shown: String = text.chars().take(40).collect();
+                    self.problems.push(format!(
+                        "The custom range's {which} {shown:?} is not a time: enter it as YYYY-MM-DDTHH:MM (UTC). Showing the last 3 days instead."
+                    ));
+                    (now - 72 * HOUR, now + 1)
+                }
                 (Some(f), Some(t)) if f < t => (f, t),
                 (Some(f), None) if self.to.is_empty() && f < now => (f, now + 1),
                 _ => {

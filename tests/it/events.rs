@@ -119,6 +119,25 @@ async fn filters_and_sorts_give_the_known_answers() {
         bad.text(".banner-error")
             .contains("needs a start before its end")
     );
+    // What is not a time, or not offered, is said next to the filter, not silently dropped.
+    let typed = app
+        .get(&events_url(
+            "range=custom&from=garbage&status=bogus&size=7&sort=xx&type=CRON",
+        ))
+        .await;
+    let said = typed.texts(".banner-error");
+    for expected in [
+        "The custom range's start \"garbage\" is not a time: enter it as YYYY-MM-DDTHH:MM (UTC).",
+        "Unknown status \"bogus\": it is left out of the filter.",
+        "Unknown invocation type \"CRON\": it is left out of the filter.",
+        "Unknown page size \"7\": pages hold 20, 50 or 100 events; showing 20.",
+        "Unknown order \"xx\": newest start first.",
+    ] {
+        assert!(
+            said.iter().any(|s| s.starts_with(expected)),
+            "{expected} in {said:?}"
+        );
+    }
 
     let page = app.get(&events_url("status=finished&status=failed")).await;
     assert!(page.text(".count-line").starts_with("2 events match"));
@@ -544,6 +563,8 @@ async fn with_status_trace_off_the_tab_says_so_and_offers_to_turn_it_on() {
     );
     assert_eq!(page.count("table.events"), 0, "no query results");
     assert_eq!(page.count("#event-stats"), 0);
+    // Said once, in the tab's card, not again in a banner above it.
+    assert_eq!(page.body.matches("Status trace is off").count(), 1);
     assert_eq!(
         app.get(&events_part_url("default", "known", "rows"))
             .await
