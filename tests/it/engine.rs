@@ -225,6 +225,25 @@ async fn node_handlers_run_async_and_with_callbacks() {
     assert_eq!(a.logs.as_deref(), Some("doubling 21"));
     let b = until_status(&app, &b, EventStatus::Finished).await;
     assert_eq!(b.result.as_deref(), Some("done 7"));
+
+    // A thrown error's stack shows the user's file where SCF keeps it, not the platform's.
+    function(
+        &app,
+        "node-thrower",
+        "Nodejs18.15",
+        "function check(n) { throw new Error('bad n ' + n); }\nexports.main_handler = async (event) => check(event.n);\n",
+        json!({}),
+    )
+    .await;
+    let c = invoke(&app, "node-thrower", json!({"n": 3})).await;
+    let c = until_status(&app, &c, EventStatus::Failed).await;
+    let error = c.error.unwrap();
+    assert!(error.contains("bad n 3"), "{error}");
+    assert!(error.contains("(/var/user/index.js:1:"), "{error}");
+    assert!(
+        !error.contains("bootstrap") && !error.contains("scf-console-"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -312,6 +331,15 @@ async fn a_raising_handler_fails_with_its_error_and_stack_trace() {
     let error = e.error.unwrap();
     assert!(error.starts_with("ValueError: bad input 5"), "{error}");
     assert!(error.contains("line 2, in check"), "{error}");
+    // The user's file where SCF keeps it; none of the platform's frames or folders.
+    assert!(
+        error.contains("File \"/var/user/index.py\", line 2, in check"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("bootstrap") && !error.contains("scf-console-"),
+        "{error}"
+    );
     let logs = e.logs.unwrap();
     assert!(logs.starts_with("checking"), "{logs}");
     assert!(logs.contains("Traceback (most recent call last)"), "{logs}");

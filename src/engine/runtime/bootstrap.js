@@ -18,9 +18,23 @@ function answer(obj) {
   fs.writeSync(4, JSON.stringify(obj === undefined ? null : obj) + '\n');
 }
 
+// Where SCF puts a function's code: stack traces show the user's files there, not this
+// server's runtime folder, and leave out the platform's own frames.
+const USER_CODE = '/var/user';
+const codeDir = process.cwd() + path.sep;
+
+function userStack(e) {
+  const stack = e && e.stack ? String(e.stack) : String(e);
+  return stack
+    .split('\n')
+    .filter((line) => !line.includes(__filename))
+    .map((line) => line.split(codeDir).join(USER_CODE + '/'))
+    .join('\n');
+}
+
 function errorOf(e) {
   if (e instanceof Error) {
-    return { type: e.name || 'Error', message: e.message, stack: e.stack || '' };
+    return { type: e.name || 'Error', message: e.message, stack: userStack(e) };
   }
   return { type: 'Error', message: String(e), stack: '' };
 }
@@ -37,7 +51,7 @@ try {
     throw new Error(`module '${moduleName}' has no function '${functionName}' (check the handler setting)`);
   }
 } catch (e) {
-  console.error(e && e.stack ? e.stack : String(e));
+  console.error(userStack(e));
   answer({ ready: false, error: errorOf(e) });
   process.exit(1);
 }
@@ -76,7 +90,7 @@ requests.on('line', async (line) => {
     reply = { ok: true, result: result === undefined ? null : result };
     JSON.stringify(reply);
   } catch (e) {
-    console.error(e && e.stack ? e.stack : String(e));
+    console.error(userStack(e));
     reply = { ok: false, error: errorOf(e) };
   }
   // The handler's own run time: the server judges a late-seen answer by it.

@@ -34,13 +34,43 @@ def mark(marker):
             select.select([], [1], [])
 
 
-def error_of(exc):
+# Where SCF puts a function's code: stack traces show the user's files there, not this
+# server's runtime folder, and leave out the platform's own frames.
+USER_CODE = "/var/user"
+
+
+def user_stack(exc):
     import traceback  # only when something failed: it costs start-up time otherwise
 
+    code_dir = os.getcwd() + os.sep
+    ours = {os.path.abspath(__file__)}
+    ours.add(os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py"))
+
+    def clean(te, seen):
+        if te is None or id(te) in seen:
+            return
+        seen.add(id(te))
+        kept = []
+        for frame in te.stack:
+            if os.path.abspath(frame.filename) in ours or frame.filename.startswith("<frozen "):
+                continue
+            if frame.filename.startswith(code_dir):
+                frame.filename = USER_CODE + "/" + frame.filename[len(code_dir):]
+            kept.append(frame)
+        te.stack = traceback.StackSummary.from_list(kept)
+        clean(te.__cause__, seen)
+        clean(te.__context__, seen)
+
+    te = traceback.TracebackException.from_exception(exc)
+    clean(te, set())
+    return "".join(te.format())
+
+
+def error_of(exc, stack=None):
     return {
         "type": type(exc).__name__,
         "message": str(exc),
-        "stack": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "stack": stack if stack is not None else user_stack(exc),
     }
 
 
@@ -62,12 +92,11 @@ def main():
                 "module '%s' has no function '%s' (check the handler setting)" % (module_name, function_name)
             )
     except BaseException as exc:  # a broken import is the user's error, reported in full
-        import traceback
-
-        traceback.print_exc()
+        stack = user_stack(exc)
+        sys.stderr.write(stack)
         sys.stdout.flush()
         sys.stderr.flush()
-        answer({"ready": False, "error": error_of(exc)})
+        answer({"ready": False, "error": error_of(exc, stack)})
         return 1
     # What loading printed goes to the first invocation's log.
     mark(END_OF_INVOCATION)
@@ -82,10 +111,9 @@ def main():
             json.dumps(result, default=str)
             reply = {"ok": True, "result": result}
         except Exception as exc:
-            import traceback
-
-            traceback.print_exc()
-            reply = {"ok": False, "error": error_of(exc)}
+            stack = user_stack(exc)
+            sys.stderr.write(stack)
+            reply = {"ok": False, "error": error_of(exc, stack)}
         # The handler's own run time: the server judges a late-seen answer by it.
         reply["ran_ms"] = (time.monotonic() - started) * 1000
         mark(END_OF_INVOCATION)
