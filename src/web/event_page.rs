@@ -16,7 +16,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use time::UtcOffset;
 
@@ -73,6 +73,7 @@ pub struct EventPage {
     shell: Shell,
     header: Header,
     detail: Detail,
+    banner: Option<String>,
 }
 
 fn pretty(json: &str) -> String {
@@ -144,6 +145,7 @@ async fn show(
         return Ok(detail.into_response());
     }
     Ok(EventPage {
+        banner: super::flash::notice(),
         header: Header::new(&state, &shell, &f, "events"),
         shell,
         detail,
@@ -155,16 +157,19 @@ async fn terminate(
     State(state): State<AppState>,
     Path((region, namespace, name, request_id)): Path<(String, String, String, String)>,
     FormFields(pairs): FormFields,
-) -> AppResult<Redirect> {
+) -> AppResult<Response> {
     let (_, f) = load(&state, &region, &namespace, &name).await?;
     let graceful = Fields(pairs)
         .get("GraceShutdown")
         .eq_ignore_ascii_case("true");
     events::terminate(&state, &f, &request_id, graceful).await?;
-    Ok(Redirect::to(&urls::event(
-        &region,
-        &namespace,
-        &name,
-        &request_id,
-    )))
+    let notice = if graceful {
+        "Termination asked: the handler got SIGTERM and is stopped if it has not ended when the grace period is over."
+    } else {
+        "Termination asked: the handler is stopped and the event ends as aborted."
+    };
+    Ok(super::flash::redirect(
+        &urls::event(&region, &namespace, &name, &request_id),
+        super::flash::Flash::Notice(notice.into()),
+    ))
 }

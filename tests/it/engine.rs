@@ -1030,6 +1030,13 @@ async fn the_console_test_tab_invokes_and_links_to_the_live_event() {
     let terminate = live.attr("form[action$='/terminate']", "action").unwrap();
     let done = app.post(&terminate, &[("GraceShutdown", "true")]).await;
     assert_eq!(done.location(), link);
+    // Said once, on the event's page.
+    assert!(
+        app.follow(&done)
+            .await
+            .text(".banner-ok")
+            .starts_with("Termination asked: the handler got SIGTERM")
+    );
     until_status(&app, &id, EventStatus::Aborted).await;
     let ended = app.get(&link).await;
     assert_eq!(ended.text(".event .status"), "Invocation terminated");
