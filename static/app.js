@@ -149,6 +149,11 @@
     });
   }
   document.addEventListener("DOMContentLoaded", showTimes);
+
+  // Controls that need this file (pause, live refresh, the time toggle) are hidden without it.
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-js-only]").forEach(function (el) { el.hidden = false; });
+  });
   document.addEventListener("htmx:afterSwap", showTimes);
   document.addEventListener("visibilitychange", liveState);
 

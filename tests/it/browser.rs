@@ -556,6 +556,9 @@ async fn the_console_needs_no_inline_code_or_style() {
     // The events page keeps refreshing itself by htmx polling under the policy.
     b.goto(&format!("{console}/functions/policed/events?refresh=1"))
         .await;
+    // With scripts, the controls that need them show (they are hidden without).
+    b.wait_js("!document.querySelector('[data-live]').hidden && !document.querySelector('[data-time-toggle]').hidden")
+        .await;
     b.js("document.getElementById('event-rows').dataset.seen = 'old'; return true;")
         .await;
     b.wait_js("!document.getElementById('event-rows').dataset.seen")

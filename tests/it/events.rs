@@ -141,6 +141,11 @@ async fn filters_and_sorts_give_the_known_answers() {
 
     let page = app.get(&events_url("status=finished&status=failed")).await;
     assert!(page.text(".count-line").starts_with("2 events match"));
+    // Without scripts, no control that needs them: pause, live refresh and the time toggle
+    // come hidden (app.js shows them); a plain Refresh link stands in.
+    assert!(page.attr("[data-live]", "hidden").is_some());
+    assert!(page.attr("[data-time-toggle]", "hidden").is_some());
+    assert!(page.body.contains("<noscript><a class=\"btn btn-small\""));
     assert!(
         page.attr("input[name=status][value=finished]", "checked")
             .is_some(),
