@@ -126,12 +126,11 @@ pub async fn put_reservation(state: &AppState, f: &Function, raw: &str) -> Servi
         .sum();
     let mem = validate_reservation(raw, f.memory_size, others, state.engine.workers())
         .map_err(|e| ServiceError::Invalid(e.into()))?;
-    let now = state.clock.now_millis();
     let updated = written(
         f,
         state
             .store
-            .set_reserved_concurrency(&f.key(), Some(mem), now)
+            .set_reserved_concurrency(&f.key(), Some(mem))
             .await,
     )?;
     tracing::info!(function = %f.name, namespace = %f.namespace, reserved_mb = mem, "reserved concurrency set");
@@ -141,13 +140,9 @@ pub async fn put_reservation(state: &AppState, f: &Function, raw: &str) -> Servi
 
 /// Removes a function's reservation: it shares the unreserved concurrency again.
 pub async fn delete_reservation(state: &AppState, f: &Function) -> ServiceResult<Function> {
-    let now = state.clock.now_millis();
     let updated = written(
         f,
-        state
-            .store
-            .set_reserved_concurrency(&f.key(), None, now)
-            .await,
+        state.store.set_reserved_concurrency(&f.key(), None).await,
     )?;
     tracing::info!(function = %f.name, namespace = %f.namespace, "reserved concurrency removed");
     reservations_changed(state).await;

@@ -170,12 +170,12 @@ pub trait Catalog: Send + Sync {
 
     async fn get_function_by_id(&self, id: i64) -> StoreResult<Option<Function>>;
 
-    /// Sets (`Some`) or removes a function's reserved concurrency, in MB.
+    /// Sets (`Some`) or removes a function's reserved concurrency, in MB. Not a change of the
+    /// function: its modification time, and so its warm instances, stay.
     async fn set_reserved_concurrency(
         &self,
         key: &FunctionKey,
         reserved_mem: Option<u32>,
-        now: Millis,
     ) -> StoreResult<Function>;
 
     /// Every function with a reservation: `(id, reserved MB, MemorySize)`.

@@ -67,6 +67,29 @@ pub struct ConcurrencyCard {
     error: Option<String>,
 }
 
+impl ConfigPage {
+    /// The tab showing `draft` with `errors`, its reservation card showing what is stored.
+    fn new(
+        state: &AppState,
+        shell: Shell,
+        f: &crate::store::Function,
+        draft: crate::domain::function::ConfigDraft,
+        errors: FieldErrors,
+        extra_rows: usize,
+    ) -> Self {
+        ConfigPage {
+            advanced: AdvancedFields::new(draft, f.async_run_enable, true, &errors, extra_rows),
+            header: Header::new(state, &shell, f, "config"),
+            shell,
+            errors,
+            banner: None,
+            confirm_trace_off: false,
+            retention: retention_text(state),
+            concurrency: ConcurrencyCard::new(state, f, None, None),
+        }
+    }
+}
+
 impl ConcurrencyCard {
     fn new(
         state: &AppState,
@@ -93,17 +116,16 @@ async fn config(
     Path((region, namespace, name)): Path<(String, String, String)>,
 ) -> AppResult<ConfigPage> {
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
-    let errors = FieldErrors::default();
-    Ok(ConfigPage {
-        advanced: AdvancedFields::new(f.config_draft(), f.async_run_enable, true, &errors, 0),
-        header: Header::new(&state, &shell, &f, "config"),
+    let mut page = ConfigPage::new(
+        &state,
         shell,
-        errors,
-        banner: super::flash::notice(),
-        confirm_trace_off: false,
-        retention: retention_text(&state),
-        concurrency: ConcurrencyCard::new(&state, &f, None, None),
-    })
+        &f,
+        f.config_draft(),
+        FieldErrors::default(),
+        0,
+    );
+    page.banner = super::flash::notice();
+    Ok(page)
 }
 
 /// Sets or removes the reserved concurrency, from its own form on the Configuration tab.
@@ -143,23 +165,15 @@ async fn save_concurrency(
         }
         Err(ServiceError::Invalid(errors)) => {
             let message = errors.iter().next().map(|e| e.message.clone());
-            let no_errors = FieldErrors::default();
-            let page = ConfigPage {
-                advanced: AdvancedFields::new(
-                    f.config_draft(),
-                    f.async_run_enable,
-                    true,
-                    &no_errors,
-                    0,
-                ),
-                header: Header::new(&state, &shell, &f, "config"),
+            let mut page = ConfigPage::new(
+                &state,
                 shell,
-                errors: no_errors,
-                banner: None,
-                confirm_trace_off: false,
-                retention: retention_text(&state),
-                concurrency: ConcurrencyCard::new(&state, &f, Some(raw), message),
-            };
+                &f,
+                f.config_draft(),
+                FieldErrors::default(),
+                0,
+            );
+            page.concurrency = ConcurrencyCard::new(&state, &f, Some(raw), message);
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),
@@ -174,15 +188,11 @@ async fn save_config(
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
     let fields = Fields(pairs);
     let draft = fields.config_draft();
-    let page = |errors: FieldErrors, extra_rows: usize, confirm_trace_off: bool| ConfigPage {
-        advanced: AdvancedFields::new(draft.clone(), f.async_run_enable, true, &errors, extra_rows),
-        header: Header::new(&state, &shell, &f, "config"),
-        shell: shell.clone(),
-        errors,
-        banner: None,
-        confirm_trace_off,
-        retention: retention_text(&state),
-        concurrency: ConcurrencyCard::new(&state, &f, None, None),
+    let page = |errors: FieldErrors, extra_rows: usize, confirm_trace_off: bool| {
+        let mut page =
+            ConfigPage::new(&state, shell.clone(), &f, draft.clone(), errors, extra_rows);
+        page.confirm_trace_off = confirm_trace_off;
+        page
     };
     if fields.get("_action") == "add-env" {
         let (rows, error) = fields.added_env_rows(&draft.environment);

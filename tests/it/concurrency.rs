@@ -3,6 +3,7 @@
 //! concurrency keeps room for its function and caps it, and both doors set it.
 
 use crate::engine::{function, invoke, until_status};
+use crate::support::api::Answer;
 use crate::support::*;
 use axum::http::StatusCode;
 use scf_console::domain::event::EventStatus;
@@ -44,6 +45,26 @@ async fn until_counts(app: &TestApp, what: &str, ids: &[String], want: (usize, u
     .await;
 }
 
+/// Asks the API to reserve `mem` MB for `name`.
+async fn reserve(app: &TestApp, name: &str, mem: Value) -> Answer {
+    app.api(
+        "PutReservedConcurrencyConfig",
+        json!({"FunctionName": name, "ReservedConcurrencyMem": mem}),
+    )
+    .await
+}
+
+/// The reservation the API reports for `name`.
+async fn reserved(app: &TestApp, name: &str) -> Value {
+    app.api(
+        "GetReservedConcurrencyConfig",
+        json!({"FunctionName": name}),
+    )
+    .await
+    .ok()["ReservedMem"]
+        .clone()
+}
+
 async fn terminate_all(app: &TestApp, name: &str, ids: &[String]) {
     for id in ids {
         app.api(
@@ -79,19 +100,8 @@ async fn a_reservation_keeps_room_for_its_function_and_caps_it() {
         sleeper(&app, name).await;
     }
     // 256 MB at 128 MB each: two events at once, kept for billing alone.
-    app.api(
-        "PutReservedConcurrencyConfig",
-        json!({"FunctionName": "billing", "ReservedConcurrencyMem": 256}),
-    )
-    .await
-    .ok();
-    let got = app
-        .api(
-            "GetReservedConcurrencyConfig",
-            json!({"FunctionName": "billing"}),
-        )
-        .await;
-    assert_eq!(got.ok()["ReservedMem"], 256);
+    reserve(&app, "billing", json!(256)).await.ok();
+    assert_eq!(reserved(&app, "billing").await, 256);
 
     // The other two fill everything not reserved: 4 + 2 of the 6 left.
     let reports = invoke_n(&app, "reports", 4, 300).await;
@@ -105,12 +115,7 @@ async fn a_reservation_keeps_room_for_its_function_and_caps_it() {
 
     // Raised, the reservation is billing's as soon as a slot frees: the next slot goes to its
     // waiting event, not to ingest's older ones (the others now use more than is left).
-    app.api(
-        "PutReservedConcurrencyConfig",
-        json!({"FunctionName": "billing", "ReservedConcurrencyMem": 384}),
-    )
-    .await
-    .ok();
+    reserve(&app, "billing", json!(384)).await.ok();
     assert_eq!(running_queued(&app, &billing).await, (2, 1));
     terminate_all(&app, "ingest", &ingest[..1]).await;
     until_counts(&app, "billing's third event to start", &billing, (3, 0)).await;
@@ -125,12 +130,7 @@ async fn a_reservation_keeps_room_for_its_function_and_caps_it() {
         (json!(-128), "InvalidParameterValue.ReservedConcurrencyMem"),
         (json!(1_000_000_000_000_000u64), "InvalidParameterValue"),
     ] {
-        let answer = app
-            .api(
-                "PutReservedConcurrencyConfig",
-                json!({"FunctionName": "reports", "ReservedConcurrencyMem": mem}),
-            )
-            .await;
+        let answer = reserve(&app, "reports", mem.clone()).await;
         assert!(
             answer.error_code().starts_with(code),
             "{mem}: {}",
@@ -138,12 +138,7 @@ async fn a_reservation_keeps_room_for_its_function_and_caps_it() {
         );
     }
     // Billing holds 3 of the 8 and one stays unreserved: reports can have 4, not 5.
-    let answer = app
-        .api(
-            "PutReservedConcurrencyConfig",
-            json!({"FunctionName": "reports", "ReservedConcurrencyMem": 640}),
-        )
-        .await;
+    let answer = reserve(&app, "reports", json!(640)).await;
     assert_eq!(answer.error_code(), "FailedOperation.ReservedExceedTotal");
     assert!(
         answer.error_message().contains("at most 4 (512 MB"),
@@ -151,7 +146,7 @@ async fn a_reservation_keeps_room_for_its_function_and_caps_it() {
         answer.error_message()
     );
     let list = app.api("ListFunctions", json!({})).await;
-    let reserved: Vec<(String, i64)> = list.ok()["Functions"]
+    let listed: Vec<(String, i64)> = list.ok()["Functions"]
         .as_array()
         .unwrap()
         .iter()
@@ -162,8 +157,8 @@ async fn a_reservation_keeps_room_for_its_function_and_caps_it() {
             )
         })
         .collect();
-    assert!(reserved.contains(&("billing".into(), 384)));
-    assert!(reserved.contains(&("reports".into(), 0)));
+    assert!(listed.contains(&("billing".into(), 384)));
+    assert!(listed.contains(&("reports".into(), 0)));
 
     app.api(
         "DeleteReservedConcurrencyConfig",
@@ -171,13 +166,7 @@ async fn a_reservation_keeps_room_for_its_function_and_caps_it() {
     )
     .await
     .ok();
-    let got = app
-        .api(
-            "GetReservedConcurrencyConfig",
-            json!({"FunctionName": "billing"}),
-        )
-        .await;
-    assert_eq!(got.ok()["ReservedMem"], Value::Null);
+    assert_eq!(reserved(&app, "billing").await, Value::Null);
     for (name, ids) in [
         ("reports", &reports),
         ("ingest", &ingest),
@@ -199,12 +188,7 @@ async fn a_zero_reservation_stops_a_function_from_running() {
         json!({"AsyncRunEnable": "FALSE", "TraceEnable": "FALSE"}),
     )
     .await;
-    app.api(
-        "PutReservedConcurrencyConfig",
-        json!({"FunctionName": "paused", "ReservedConcurrencyMem": 0}),
-    )
-    .await
-    .ok();
+    reserve(&app, "paused", json!(0)).await.ok();
     let answer = app
         .api(
             "Invoke",

@@ -255,10 +255,7 @@ impl Catalog for SqliteStore {
             .bind(&key.name)
             .fetch_optional(&self.writer)
             .await?;
-        row.as_ref()
-            .map(function_from_row)
-            .transpose()?
-            .ok_or(StoreError::NotFound)
+        updated(row)
     }
 
     async fn update_function_code(
@@ -399,24 +396,19 @@ impl Catalog for SqliteStore {
         &self,
         key: &FunctionKey,
         reserved_mem: Option<u32>,
-        now: Millis,
     ) -> StoreResult<Function> {
         let sql = format!(
-            "UPDATE functions SET reserved_mem = ?, modified_at = ? \
+            "UPDATE functions SET reserved_mem = ? \
              WHERE region = ? AND namespace = ? AND name = ? RETURNING {FUNCTION_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(reserved_mem)
-            .bind(now)
             .bind(&key.region)
             .bind(&key.namespace)
             .bind(&key.name)
             .fetch_optional(&self.writer)
             .await?;
-        row.as_ref()
-            .map(function_from_row)
-            .transpose()?
-            .ok_or(StoreError::NotFound)
+        updated(row)
     }
 
     async fn reservations(&self) -> StoreResult<Vec<Reservation>> {
@@ -483,6 +475,11 @@ impl Catalog for SqliteStore {
 const FUNCTION_COLUMNS: &str = "id, region, namespace, name, runtime, handler, description, \
      memory_size, timeout, environment, async_run_enable, trace_enable, retry_num, msg_ttl, \
      qps_limit, public_net, reserved_mem, trace_disabled_at, created_at, modified_at";
+
+/// The function an `UPDATE … RETURNING` changed, or `NotFound` when it matched none.
+fn updated(row: Option<SqliteRow>) -> StoreResult<Function> {
+    Ok(function_from_row(&row.ok_or(StoreError::NotFound)?)?)
+}
 
 fn function_from_row(row: &SqliteRow) -> Result<Function, sqlx::Error> {
     let environment: String = row.try_get("environment")?;
