@@ -8,6 +8,20 @@
     if (form && e.target.tagName === "SELECT") form.submit();
   });
 
+  // Filter forms leave their empty fields out of the address (the server drops them too,
+  // with a redirect, when this file is not there).
+  document.addEventListener("submit", function (e) {
+    var form = e.target.closest && e.target.closest("form[data-strip-empty]");
+    if (!form || e.defaultPrevented) return;
+    form.querySelectorAll("input[name], select[name]").forEach(function (el) {
+      if (el.value === "" || el.value === el.dataset.default) el.disabled = true;
+    });
+  });
+  // Back to a page kept in memory: its fields are usable again.
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form[data-strip-empty] [disabled]").forEach(function (el) { el.disabled = false; });
+  });
+
   // Forms that cannot be undone ask first (users: their keys go with them).
   document.addEventListener("submit", function (e) {
     var form = e.target.closest && e.target.closest("form[data-confirm]");
@@ -116,7 +130,9 @@
         el.setAttribute("hx-get", url);
         el.setAttribute("hx-swap", "outerHTML");
       }
-      el.setAttribute("hx-get", el.getAttribute("hx-get").replace(/refresh=\d+/, "refresh=" + seconds));
+      var target = new URL(el.getAttribute("hx-get"), location.href);
+      target.searchParams.set("refresh", String(seconds));
+      el.setAttribute("hx-get", target.pathname + target.search);
       if (seconds > 0) {
         el.setAttribute("hx-trigger", "every " + seconds + "s");
       } else {

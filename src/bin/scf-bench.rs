@@ -394,6 +394,8 @@ async fn seed_window(
                     traced: true,
                     payload: "{\"seed\":true}".into(),
                     enqueued_at: enqueued_at(i),
+                    invoked_by: None,
+                    rerun_of: None,
                 })
             })
             .collect();

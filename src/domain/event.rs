@@ -103,8 +103,14 @@ pub mod timeline {
     use super::status_code;
 
     /// The first entry, read from the event itself (it is not stored twice).
-    pub fn queued(invoke_type: &str) -> String {
-        format!("Queued (invoked by {invoke_type}).")
+    pub fn queued(invoke_type: &str, by: Option<&str>, rerun_of: Option<&str>) -> String {
+        let who = by.map(|b| format!(", {b}")).unwrap_or_default();
+        match rerun_of {
+            Some(original) => {
+                format!("Queued (invoked by {invoke_type}{who}): a re-run of {original}.")
+            }
+            None => format!("Queued (invoked by {invoke_type}{who})."),
+        }
     }
 
     /// `cold_load_ms`: how long a cold start took to load the code; `None` when warm.
@@ -148,8 +154,42 @@ pub mod timeline {
         )
     }
 
-    /// An event a user terminated before it ran.
-    pub const TERMINATED_BEFORE_START: &str = "Terminated by a user before it started (499).";
+    /// A claimed event whose terminate request (noted above it, with who asked) came before
+    /// its handler started.
+    pub const TERMINATED_BEFORE_START: &str = "Terminated before it started (499).";
+
+    /// A queued event a user terminated.
+    pub fn terminated_before_start(request: &super::TerminateRequest) -> String {
+        format!(
+            "Terminated by {} before it started ({}){}",
+            request.by,
+            status_code::TERMINATED,
+            because(&request.reason)
+        )
+    }
+
+    /// A terminate request for a running event, noted when it is made; the end follows when
+    /// the handler stops.
+    pub fn termination_requested(request: &super::TerminateRequest) -> String {
+        format!(
+            "Termination requested by {} ({}){}",
+            request.by,
+            if request.graceful {
+                "graceful: SIGTERM first"
+            } else {
+                "forced"
+            },
+            because(&request.reason)
+        )
+    }
+
+    fn because(reason: &str) -> String {
+        if reason.is_empty() {
+            ".".into()
+        } else {
+            format!(": {reason}")
+        }
+    }
 
     pub const PUT_BACK: &str = "Put back in the queue: the server stopped before it started.";
 
@@ -207,18 +247,79 @@ pub const LOG_MAX_BYTES: usize = 64 * 1024;
 pub const RESULT_MAX_BYTES: usize = 64 * 1024;
 pub const TRUNCATED_MARK: &str = "\n… [truncated by scf-console]";
 
+/// How and by whom an invocation was made, kept with its event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// Shown as InvokeType: `API`, `CONSOLE`.
+    pub invoke_type: String,
+    /// A console user's name, or `API key <SecretId>`.
+    pub by: Option<String>,
+    /// The RequestId of the event this one re-runs.
+    pub rerun_of: Option<String>,
+}
+
+impl Origin {
+    pub fn new(invoke_type: &str, by: &str) -> Origin {
+        Origin {
+            invoke_type: invoke_type.to_string(),
+            by: (!by.is_empty()).then(|| by.to_string()),
+            rerun_of: None,
+        }
+    }
+}
+
+/// A request to terminate an event: how, who asked, and why (shown on its timeline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminateRequest {
+    pub graceful: bool,
+    /// A console user's name, or `API key <SecretId>`.
+    pub by: String,
+    pub reason: String,
+}
+
+/// A terminate reason is one line of at most this many characters.
+pub const REASON_MAX_CHARS: usize = 200;
+
+/// Checks a terminate reason: optional, one line, at most [`REASON_MAX_CHARS`] characters.
+pub fn validate_reason(raw: &str) -> Result<String, FieldError> {
+    let reason = raw.trim();
+    if reason.chars().count() > REASON_MAX_CHARS {
+        return Err(FieldError::new(
+            "Reason",
+            "InvalidParameterValue.Reason",
+            format!(
+                "The reason has {} characters; keep it to {REASON_MAX_CHARS}.",
+                reason.chars().count()
+            ),
+        ));
+    }
+    // One line on the timeline: line breaks and other control characters become spaces.
+    Ok(reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect())
+}
+
 /// How an invocation was made: shown as InvokeType.
 pub const INVOKE_TYPE_API: &str = "API";
 pub const INVOKE_TYPE_CONSOLE: &str = "CONSOLE";
 
-/// Checks an event payload: JSON text within the size allowed for its invocation type.
-/// An empty payload is the empty object, as SCF treats it.
-pub fn validate_payload(payload: &str, asynchronous: bool) -> Result<String, FieldError> {
+/// Checks an event payload: a JSON object (handlers receive it as their `event` argument, a
+/// dict or an object, as on SCF) within the size allowed for its invocation type. An empty
+/// payload from the API is the empty object, as SCF treats an omitted `ClientContext`; in the
+/// console an empty editor is more likely a slip, so it is said.
+pub fn validate_payload(
+    payload: &str,
+    asynchronous: bool,
+    empty_is_object: bool,
+) -> Result<String, FieldError> {
     let max = if asynchronous {
         ASYNC_PAYLOAD_MAX
     } else {
         SYNC_PAYLOAD_MAX
     };
+    let invalid =
+        |message: String| FieldError::new("ClientContext", "InvalidParameterValue.Param", message);
     if payload.len() > max {
         return Err(FieldError::new(
             "ClientContext",
@@ -232,15 +333,27 @@ pub fn validate_payload(payload: &str, asynchronous: bool) -> Result<String, Fie
         ));
     }
     if payload.trim().is_empty() {
-        return Ok("{}".into());
+        return if empty_is_object {
+            Ok("{}".into())
+        } else {
+            Err(invalid(
+                "Enter the event to send: a JSON object, {} for an empty one.".into(),
+            ))
+        };
     }
     match serde_json::from_str::<serde_json::Value>(payload) {
-        Ok(_) => Ok(payload.to_string()),
-        Err(e) => Err(FieldError::new(
-            "ClientContext",
-            "InvalidParameterValue.Param",
-            format!("The event must be JSON: {e}."),
-        )),
+        Ok(serde_json::Value::Object(_)) => Ok(payload.to_string()),
+        Ok(other) => Err(invalid(format!(
+            "The event must be a JSON object such as {{\"key\": \"value\"}}, not {}: the handler receives it as its event argument.",
+            match other {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Bool(_) => "true or false",
+                _ => "null",
+            }
+        ))),
+        Err(e) => Err(invalid(format!("The event must be JSON: {e}."))),
     }
 }
 
@@ -392,18 +505,34 @@ mod tests {
 
     #[test]
     fn payloads() {
-        assert_eq!(validate_payload("", true).unwrap(), "{}");
-        assert!(validate_payload(r#"{"a":1}"#, true).is_ok());
+        assert_eq!(validate_payload(" ", true, true).unwrap(), "{}");
+        assert!(
+            validate_payload(" ", true, false)
+                .unwrap_err()
+                .message
+                .contains("Enter the event")
+        );
+        assert!(validate_payload(r#"{"a":1}"#, true, false).is_ok());
+        for (bad, says) in [
+            ("[1,2]", "an array"),
+            ("\"str\"", "a string"),
+            ("null", "null"),
+            ("3", "a number"),
+        ] {
+            let e = validate_payload(bad, true, true).unwrap_err();
+            assert_eq!(e.code, "InvalidParameterValue.Param");
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
         assert_eq!(
-            validate_payload("{nope", true).unwrap_err().code,
+            validate_payload("{nope", true, true).unwrap_err().code,
             "InvalidParameterValue.Param"
         );
-        let big = format!("\"{}\"", "x".repeat(ASYNC_PAYLOAD_MAX));
+        let big = format!("{{\"k\":\"{}\"}}", "x".repeat(ASYNC_PAYLOAD_MAX));
         assert_eq!(
-            validate_payload(&big, true).unwrap_err().code,
+            validate_payload(&big, true, true).unwrap_err().code,
             "InvalidParameter.RequestTooLarge"
         );
-        assert!(validate_payload(&big, false).is_ok());
+        assert!(validate_payload(&big, false, true).is_ok());
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct FunctionTemplate {
     /// Suggested function name; the user may change it.
     pub function_name: &'static str,
     pub timeout: u32,
+    /// Made for async execution with status trace: the wizard ticks both. Async execution
+    /// cannot change after creation, so only templates written for it start with it on.
+    pub async_execution: bool,
 }
 
 pub const TEMPLATES: &[FunctionTemplate] = &[
@@ -30,6 +33,7 @@ pub const TEMPLATES: &[FunctionTemplate] = &[
         code: include_str!("function_templates/python_hello_world.py"),
         function_name: "helloworld",
         timeout: 3,
+        async_execution: false,
     },
     FunctionTemplate {
         id: "nodejs-hello-world",
@@ -41,6 +45,7 @@ pub const TEMPLATES: &[FunctionTemplate] = &[
         code: include_str!("function_templates/nodejs_hello_world.js"),
         function_name: "helloworld-node",
         timeout: 3,
+        async_execution: false,
     },
     FunctionTemplate {
         id: "python-long-running-task",
@@ -52,6 +57,7 @@ pub const TEMPLATES: &[FunctionTemplate] = &[
         code: include_str!("function_templates/python_long_running_task.py"),
         function_name: "long-task",
         timeout: 600,
+        async_execution: true,
     },
     FunctionTemplate {
         id: "nodejs-long-running-task",
@@ -63,6 +69,7 @@ pub const TEMPLATES: &[FunctionTemplate] = &[
         code: include_str!("function_templates/nodejs_long_running_task.js"),
         function_name: "long-task-node",
         timeout: 600,
+        async_execution: true,
     },
     FunctionTemplate {
         id: "python-error",
@@ -74,6 +81,7 @@ pub const TEMPLATES: &[FunctionTemplate] = &[
         code: include_str!("function_templates/python_error.py"),
         function_name: "failing-task",
         timeout: 3,
+        async_execution: false,
     },
 ];
 

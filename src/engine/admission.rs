@@ -81,19 +81,8 @@ impl Admission {
             .await
             .map_err(|e| Refusal::Unavailable(e.to_string()))?
             .unwrap_or_default();
-        if billing.suspended {
-            return Err(Refusal::InsufficientBalance(format!(
-                "Namespace {} is suspended: its invocations are refused until it is resumed.",
-                function.namespace
-            )));
-        }
-        if let Some(quota) = billing.invocation_quota
-            && billing.invocations_used >= quota
-        {
-            return Err(Refusal::InsufficientBalance(format!(
-                "Namespace {} has used its invocation quota ({quota}); raise the quota to invoke again.",
-                function.namespace
-            )));
+        if let Some(why) = billing.refusal(&function.namespace) {
+            return Err(Refusal::InsufficientBalance(why));
         }
         self.take_token(function)
     }

@@ -13,8 +13,8 @@ pub mod writer;
 
 use crate::clock::{Clock, Millis};
 use crate::domain::event::{
-    AfterStop, EventStatus, LOG_MAX_BYTES, RESULT_MAX_BYTES, StopCause, after_stop, retries_remain,
-    retry_backoff_ms, status_code, timeline, truncate,
+    AfterStop, EventStatus, LOG_MAX_BYTES, Origin, RESULT_MAX_BYTES, StopCause, TerminateRequest,
+    after_stop, retries_remain, retry_backoff_ms, status_code, timeline, truncate,
 };
 use crate::domain::runtime::Interpreters;
 use crate::store::{
@@ -483,6 +483,17 @@ impl Engine {
         payload: String,
         invoke_type: &str,
     ) -> Result<String, InvokeError> {
+        self.invoke_async_as(function, payload, Origin::new(invoke_type, ""))
+            .await
+    }
+
+    /// The same, recording who invoked and what it re-runs.
+    pub async fn invoke_async_as(
+        &self,
+        function: &Function,
+        payload: String,
+        origin: Origin,
+    ) -> Result<String, InvokeError> {
         self.admission
             .admit(&self.store, function)
             .await
@@ -494,10 +505,12 @@ impl Engine {
                 function_id: function.id,
                 region: function.region.clone(),
                 namespace: function.namespace.clone(),
-                invoke_type: invoke_type.to_string(),
+                invoke_type: origin.invoke_type,
                 traced: function.trace_enable,
                 payload,
                 enqueued_at: self.clock.now_millis(),
+                invoked_by: origin.by,
+                rerun_of: origin.rerun_of,
             }))
             .await
             .map_err(|e| InvokeError::Store(e.to_string()))?;
@@ -587,16 +600,26 @@ impl Engine {
     pub async fn terminate(
         &self,
         request_id: &str,
-        graceful: bool,
+        request: &TerminateRequest,
     ) -> Result<Termination, crate::store::StoreError> {
-        let mode = if graceful { "grace" } else { "force" };
+        let mode = if request.graceful { "grace" } else { "force" };
         let aborted = self.entry(
             EventStatus::Aborted,
-            timeline::TERMINATED_BEFORE_START.into(),
+            timeline::terminated_before_start(request),
+        );
+        let requested = self.entry(
+            EventStatus::Running,
+            timeline::termination_requested(request),
         );
         let outcome = self
             .store
-            .request_termination(request_id, mode, &aborted, status_code::TERMINATED)
+            .request_termination(
+                request_id,
+                mode,
+                &aborted,
+                &requested,
+                status_code::TERMINATED,
+            )
             .await?;
         if outcome == Termination::Running {
             // Held here: signalled now (or as it starts). Held by another node: its heartbeat

@@ -3,7 +3,7 @@
 use super::error::{ApiError, ApiResult};
 use super::params::{self, parse};
 use super::{Call, functions};
-use crate::domain::event::INVOKE_TYPE_API;
+use crate::domain::event::{self, INVOKE_TYPE_API, Origin};
 use crate::service::events::{self, Invocation};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -36,7 +36,15 @@ pub async fn invoke(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         }
     };
     let payload = req.client_context.as_deref().unwrap_or("");
-    match events::invoke(call.state, &f, payload, wants_async, INVOKE_TYPE_API).await? {
+    match events::invoke(
+        call.state,
+        &f,
+        payload,
+        wants_async,
+        Origin::new(INVOKE_TYPE_API, &call.by),
+    )
+    .await?
+    {
         Invocation::Accepted { request_id } => Ok(json!({
             "Result": {
                 "Log": "",
@@ -95,7 +103,11 @@ struct TerminateRequest {
 pub async fn terminate_async_event(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: TerminateRequest = parse(call.action, params)?;
     let f = functions::function(call, &req.function_name, req.namespace).await?;
-    let graceful = req.grace_shutdown.unwrap_or(false);
-    events::terminate(call.state, &f, &req.invoke_request_id, graceful).await?;
+    let request = event::TerminateRequest {
+        graceful: req.grace_shutdown.unwrap_or(false),
+        by: call.by.clone(),
+        reason: String::new(),
+    };
+    events::terminate(call.state, &f, &req.invoke_request_id, &request).await?;
     Ok(json!({}))
 }

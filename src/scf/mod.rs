@@ -29,6 +29,8 @@ pub struct Call<'a> {
     pub state: &'a AppState,
     pub region: String,
     pub action: &'a str,
+    /// Who calls, as timelines name them: `API key <SecretId>`.
+    pub by: String,
 }
 
 impl Call<'_> {
@@ -256,6 +258,7 @@ async fn call(
         state,
         region,
         action,
+        by: format!("API key {}", caller.secret_id()),
     };
     let answer = match action {
         "CreateFunction" => functions::create(&call, params).await?,

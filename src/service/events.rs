@@ -3,7 +3,9 @@
 
 use super::{Missing, Refused, ServiceError, ServiceResult};
 use crate::clock::Millis;
-use crate::domain::event::{EventStatus, INVOKE_TYPE_CONSOLE, validate_payload};
+use crate::domain::event::{
+    EventStatus, INVOKE_TYPE_CONSOLE, Origin, TerminateRequest, validate_payload,
+};
 use crate::domain::event_query::{EventFilter, EventOrderBy};
 use crate::engine::admission::Refusal;
 use crate::engine::{InvokeError, SyncResult};
@@ -52,21 +54,23 @@ pub async fn invoke(
     f: &Function,
     payload: &str,
     wants_async: bool,
-    invoke_type: &str,
+    origin: Origin,
 ) -> ServiceResult<Invocation> {
     let asynchronous = runs_async(f, wants_async);
-    let payload = validate_payload(payload, asynchronous)?;
+    // The API's SDKs omit an empty ClientContext; the console's editor never sends one on purpose.
+    let empty_is_object = origin.invoke_type != INVOKE_TYPE_CONSOLE;
+    let payload = validate_payload(payload, asynchronous, empty_is_object)?;
     if asynchronous {
         let request_id = state
             .engine
-            .invoke_async(f, payload, invoke_type)
+            .invoke_async_as(f, payload, origin)
             .await
             .map_err(not_accepted)?;
         return Ok(Invocation::Accepted { request_id });
     }
     let ran = state
         .engine
-        .invoke_sync(f, &payload, invoke_type)
+        .invoke_sync(f, &payload, &origin.invoke_type)
         .await
         .map_err(not_accepted)?;
     Ok(Invocation::Ran(ran))
@@ -175,13 +179,26 @@ pub async fn stats(
     Ok(state.store.event_stats(f.id, from, to, bucket).await?)
 }
 
-/// Invokes the function again with an event's payload, as a new console invocation.
-pub async fn rerun(state: &AppState, f: &Function, request_id: &str) -> ServiceResult<String> {
+/// Invokes the function again, asynchronously, with an event's payload or an edited one (the
+/// console's rules for a payload), recording who re-ran it and what it re-runs.
+pub async fn rerun(
+    state: &AppState,
+    f: &Function,
+    request_id: &str,
+    edited: Option<&str>,
+    by: &str,
+) -> ServiceResult<String> {
     require_trace(f)?;
     let event = owned(state, f, request_id).await?;
+    let payload = match edited {
+        Some(p) => validate_payload(p, true, false)?,
+        None => event.payload,
+    };
+    let mut origin = Origin::new(INVOKE_TYPE_CONSOLE, by);
+    origin.rerun_of = Some(event.request_id);
     state
         .engine
-        .invoke_async(f, event.payload, INVOKE_TYPE_CONSOLE)
+        .invoke_async_as(f, payload, origin)
         .await
         .map_err(not_accepted)
 }
@@ -191,12 +208,12 @@ pub async fn terminate(
     state: &AppState,
     f: &Function,
     request_id: &str,
-    graceful: bool,
+    request: &TerminateRequest,
 ) -> ServiceResult<()> {
     owned(state, f, request_id).await?;
-    match state.engine.terminate(request_id, graceful).await {
+    match state.engine.terminate(request_id, request).await {
         Ok(Termination::AbortedWhileQueued | Termination::Running) => {
-            tracing::info!(invoke_request_id = %request_id, graceful, "termination requested");
+            tracing::info!(invoke_request_id = %request_id, graceful = request.graceful, by = %request.by, "termination requested");
             Ok(())
         }
         Ok(Termination::NotRunning(status)) => {
@@ -244,16 +261,16 @@ pub async fn terminate_matching(
     state: &AppState,
     f: &Function,
     filter: &EventFilter,
-    graceful: bool,
+    request: &TerminateRequest,
 ) -> ServiceResult<usize> {
     let mut done = 0;
     for id in terminable(state, f, filter).await? {
-        match state.engine.terminate(&id, graceful).await {
+        match state.engine.terminate(&id, request).await {
             Ok(Termination::AbortedWhileQueued | Termination::Running) => done += 1,
             Ok(Termination::NotRunning(_)) | Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    tracing::info!(function = %f.name, done, graceful, "bulk termination");
+    tracing::info!(function = %f.name, done, graceful = request.graceful, by = %request.by, "bulk termination");
     Ok(done)
 }

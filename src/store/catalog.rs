@@ -93,6 +93,24 @@ pub struct Billing {
     pub invocations_used: i64,
 }
 
+impl Billing {
+    /// Why the namespace's invocations are refused, if they are: the rule the engine applies
+    /// to every invocation and the console shows on every page of the namespace beforehand.
+    pub fn refusal(&self, namespace: &str) -> Option<String> {
+        if self.suspended {
+            return Some(format!(
+                "Namespace {namespace} is suspended: its invocations are refused until it is resumed."
+            ));
+        }
+        match self.invocation_quota {
+            Some(quota) if self.invocations_used >= quota => Some(format!(
+                "Namespace {namespace} has used its invocation quota ({quota}); raise the quota to invoke again."
+            )),
+            _ => None,
+        }
+    }
+}
+
 #[async_trait]
 pub trait Catalog: Send + Sync {
     /// Creates a namespace if missing; used for `default` in every region at start.

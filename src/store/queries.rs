@@ -30,6 +30,8 @@ pub struct EventRecord {
     pub enqueued_at: Millis,
     pub started_at: Option<Millis>,
     pub ended_at: Option<Millis>,
+    pub invoked_by: Option<String>,
+    pub rerun_of: Option<String>,
 }
 
 /// What the store keeps of an event's timeline (see [`Store::event_timeline`]).
@@ -37,6 +39,8 @@ pub struct EventRecord {
 pub struct StoredTimeline {
     pub enqueued_at: Millis,
     pub invoke_type: String,
+    pub invoked_by: Option<String>,
+    pub rerun_of: Option<String>,
     pub entries: Vec<TimelineEntry>,
 }
 
@@ -74,11 +78,22 @@ pub struct EventStats {
     pub series: Vec<(Millis, [i64; 5])>,
     /// `(upper bound in ms, count)` of run times of ended events, shortest first.
     pub durations: Vec<(i64, i64)>,
+    /// Every ended event's run time in ms, shortest first, when the window holds at most
+    /// [`EXACT_DURATIONS_MAX`] of them: percentiles are then exact, not bucket bounds.
+    pub exact_durations: Option<Vec<i64>>,
 }
+
+/// Up to this many ended events in a window, statistics read their run times one by one (a
+/// range of an index, a few milliseconds); beyond, percentiles come from the histogram.
+pub const EXACT_DURATIONS_MAX: i64 = 10_000;
 
 #[async_trait]
 pub trait EventQueries: Send + Sync {
     async fn get_event(&self, request_id: &str) -> StoreResult<Option<EventRecord>>;
+
+    /// Whole events (payload, result, error and logs too) by their ids, in the order given;
+    /// ids that no longer exist are left out. For exports that ask for the heavy columns.
+    async fn get_events_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<EventRecord>>;
 
     /// A page of a function's traced events, light columns only.
     async fn list_events(
@@ -104,6 +119,9 @@ pub trait EventQueries: Send + Sync {
         bucket: Millis,
     ) -> StoreResult<EventStats>;
 
+    /// The RequestIds of the events that re-run `request_id`, oldest first, at most `limit`.
+    async fn reruns_of(&self, request_id: &str, limit: u32) -> StoreResult<Vec<String>>;
+
     /// How many event records a function has (shown before it is deleted).
     async fn count_events(&self, function_id: i64) -> StoreResult<i64>;
 
@@ -120,7 +138,11 @@ pub trait EventQueries: Send + Sync {
         all.push(TimelineEntry {
             at: stored.enqueued_at,
             status: EventStatus::Queued,
-            detail: crate::domain::event::timeline::queued(&stored.invoke_type),
+            detail: crate::domain::event::timeline::queued(
+                &stored.invoke_type,
+                stored.invoked_by.as_deref(),
+                stored.rerun_of.as_deref(),
+            ),
         });
         all.extend(stored.entries);
         Ok(all)

@@ -18,6 +18,10 @@ pub struct NewEvent {
     pub traced: bool,
     pub payload: String,
     pub enqueued_at: Millis,
+    /// Who invoked: a console user's name, or `API key <SecretId>`.
+    pub invoked_by: Option<String>,
+    /// The RequestId of the event this one re-runs.
+    pub rerun_of: Option<String>,
 }
 
 /// Which run of an event a write belongs to: the node holding its lease, and the attempt. A
@@ -228,12 +232,13 @@ pub trait EventQueue: Send + Sync {
 
     /// Marks a request to terminate (`mode`: `grace` or `force`): a queued event is aborted at
     /// once with `aborted` on its timeline and `status_code`; a running one is flagged for the
-    /// node running it.
+    /// node running it, with `requested` on its timeline (who asked, and why).
     async fn request_termination(
         &self,
         request_id: &str,
         mode: &str,
         aborted: &TimelineEntry,
+        requested: &TimelineEntry,
         status_code: i64,
     ) -> StoreResult<Termination>;
 }

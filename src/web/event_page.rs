@@ -2,6 +2,7 @@
 //! refreshed in place while it runs; terminate (forced or graceful) while it is queued or
 //! running.
 
+use super::events_tab::{ConfirmTerminate, terminate_request};
 use super::form::{Fields, FormFields};
 use super::parts::{Header, duration_text, load, status_class};
 use super::shell::Shell;
@@ -15,9 +16,10 @@ use crate::store::{EventRecord, TimelineEntry};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use time::UtcOffset;
 
 pub fn routes() -> Router<AppState> {
@@ -28,9 +30,12 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/scf/{region}/{namespace}/functions/{name}/events/{request_id}/terminate",
-            post(terminate),
+            get(confirm).post(terminate),
         )
 }
+
+/// An event's page links at most this many of its re-runs.
+const RERUNS_SHOWN: u32 = 20;
 
 pub struct Step {
     pub at: String,
@@ -65,6 +70,12 @@ pub struct Detail {
     error: Option<String>,
     logs: Option<String>,
     timeline: Vec<Step>,
+    invoked_by: Option<String>,
+    /// `(RequestId, page)` of the event this one re-runs.
+    rerun_of: Option<(String, String)>,
+    /// `(RequestId, page)` of the events that re-run this one.
+    reruns: Vec<(String, String)>,
+    rerun_url: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -76,13 +87,23 @@ pub struct EventPage {
     banner: Option<String>,
 }
 
-fn pretty(json: &str) -> String {
+pub(super) fn pretty(json: &str) -> String {
     serde_json::from_str::<serde_json::Value>(json)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|_| json.to_string())
 }
 
-fn detail(url: String, e: EventRecord, timeline: Vec<TimelineEntry>) -> Detail {
+fn detail(
+    url: String,
+    e: EventRecord,
+    timeline: Vec<TimelineEntry>,
+    reruns: Vec<(String, String)>,
+) -> Detail {
+    // Events of one function share the URL prefix up to their RequestId.
+    let sibling = |id: &str| {
+        let prefix = url.rsplit_once('/').map_or("", |(p, _)| p);
+        (id.to_string(), format!("{prefix}/{}", urls::encode(id)))
+    };
     let started = e.started_at;
     let first_start = timeline
         .iter()
@@ -90,6 +111,10 @@ fn detail(url: String, e: EventRecord, timeline: Vec<TimelineEntry>) -> Detail {
         .map(|t| t.at)
         .or(started);
     Detail {
+        rerun_of: e.rerun_of.as_deref().map(sibling),
+        invoked_by: e.invoked_by,
+        reruns,
+        rerun_url: format!("{url}/rerun"),
         terminate_url: format!("{url}/terminate"),
         url,
         request_id: e.request_id,
@@ -131,26 +156,78 @@ fn detail(url: String, e: EventRecord, timeline: Vec<TimelineEntry>) -> Detail {
 async fn show(
     State(state): State<AppState>,
     Path((region, namespace, name, request_id)): Path<(String, String, String, String)>,
+    Query(list): Query<Vec<(String, String)>>,
     HxRequest(hx): HxRequest,
 ) -> AppResult<Response> {
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
     let event = events::get(&state, &f, &request_id).await?;
     let timeline = state.store.event_timeline(event.id).await?;
+    let reruns = state
+        .store
+        .reruns_of(&event.request_id, RERUNS_SHOWN)
+        .await?
+        .into_iter()
+        .map(|id| {
+            let url = urls::event(&region, &namespace, &name, &id);
+            (id, url)
+        })
+        .collect();
     let detail = detail(
         urls::event(&region, &namespace, &name, &request_id),
         event,
         timeline,
+        reruns,
     );
     if hx {
         return Ok(detail.into_response());
     }
+    // Back to the list as it was filtered when the event was opened from it.
+    let mut header = Header::new(&state, &shell, &f, "events");
+    header.events_url = super::events_tab::list_url(&region, &namespace, &name, &list);
     Ok(EventPage {
         banner: super::flash::notice(),
-        header: Header::new(&state, &shell, &f, "events"),
+        header,
         shell,
         detail,
     }
     .into_response())
+}
+
+/// The terminate confirmation of one event: how, and why.
+async fn confirmation(
+    state: &AppState,
+    region: &str,
+    namespace: &str,
+    name: &str,
+    request_id: &str,
+) -> AppResult<ConfirmTerminate> {
+    let (shell, f) = load(state, region, namespace, name).await?;
+    let event = events::get(state, &f, request_id).await?;
+    let url = urls::event(region, namespace, name, request_id);
+    Ok(ConfirmTerminate {
+        header: Header::new(state, &shell, &f, "events"),
+        shell,
+        count: usize::from(!event.status.is_terminal()),
+        nothing: "This event has already ended: there is nothing left to terminate.",
+        question: format!("Terminate event {request_id}?"),
+        explanation: format!(
+            "It is {}. A queued event ends at once; a running one is stopped and recorded as terminated (499).",
+            event.status.label().to_lowercase()
+        ),
+        button: "Terminate event".into(),
+        action_url: format!("{url}/terminate"),
+        back_url: url,
+        graceful: false,
+        reason: String::new(),
+        error: None,
+    })
+}
+
+async fn confirm(
+    State(state): State<AppState>,
+    Path((region, namespace, name, request_id)): Path<(String, String, String, String)>,
+) -> AppResult<ConfirmTerminate> {
+    confirmation(&state, &region, &namespace, &name, &request_id).await
 }
 
 async fn terminate(
@@ -158,12 +235,19 @@ async fn terminate(
     Path((region, namespace, name, request_id)): Path<(String, String, String, String)>,
     FormFields(pairs): FormFields,
 ) -> AppResult<Response> {
+    let request = match terminate_request(&Fields(pairs)) {
+        Ok(request) => request,
+        Err((asked, why)) => {
+            let mut page = confirmation(&state, &region, &namespace, &name, &request_id).await?;
+            page.graceful = asked.graceful;
+            page.reason = asked.reason;
+            page.error = Some(why);
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        }
+    };
     let (_, f) = load(&state, &region, &namespace, &name).await?;
-    let graceful = Fields(pairs)
-        .get("GraceShutdown")
-        .eq_ignore_ascii_case("true");
-    events::terminate(&state, &f, &request_id, graceful).await?;
-    let notice = if graceful {
+    events::terminate(&state, &f, &request_id, &request).await?;
+    let notice = if request.graceful {
         "Termination asked: the handler got SIGTERM and is stopped if it has not ended when the grace period is over."
     } else {
         "Termination asked: the handler is stopped and the event ends as aborted."

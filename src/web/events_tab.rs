@@ -6,20 +6,20 @@ use super::parts::{Header, duration_text, load, retention_text, status_class};
 use super::shell::Shell;
 use super::urls;
 use crate::clock::{Millis, TimeFormat, format_time};
-use crate::domain::event::EventStatus;
+use crate::domain::event::{EventStatus, TerminateRequest, validate_reason};
 use crate::domain::event_query::{
     ALL_STATUSES, EventFilter, EventOrderBy, INVOKE_TYPES, console_name, status_from_console,
 };
 use crate::error::AppResult;
-use crate::service::{self, events};
+use crate::service::{self, ServiceError, events};
 use crate::state::AppState;
-use crate::store::{EventPageQuery, EventStats, EventSummary, Function};
+use crate::store::{EventPageQuery, EventRecord, EventStats, EventSummary, Function};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route(base, get(page))
         .route(&format!("{base}/-/rows"), get(rows))
         .route(&format!("{base}/-/stats"), get(stats))
+        .route(&format!("{base}/-/export"), get(export_chosen))
         .route(&format!("{base}/-/export.csv"), get(export_csv))
         .route(&format!("{base}/-/export.ndjson"), get(export_ndjson))
         .route(
@@ -38,7 +39,10 @@ pub fn routes() -> Router<AppState> {
             get(confirm_bulk).post(bulk_terminate),
         )
         .route(&format!("{base}/-/trace-on"), post(trace_on))
-        .route(&format!("{base}/{{request_id}}/rerun"), post(rerun))
+        .route(
+            &format!("{base}/{{request_id}}/rerun"),
+            get(rerun_form).post(rerun),
+        )
 }
 
 const MINUTE: Millis = 60_000;
@@ -49,6 +53,14 @@ const RANGES: &[(&str, &str, Millis)] = &[
     ("1h", "Last 1 hour", HOUR),
     ("24h", "Last 24 hours", 24 * HOUR),
     ("3d", "Last 3 days", 72 * HOUR),
+];
+
+/// The values the list takes when the URL says nothing, left out of the URLs it writes.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("range", "3d"),
+    ("sort", "start_desc"),
+    ("size", "20"),
+    ("refresh", "5"),
 ];
 
 /// Everything the URL says about what to show, parsed once and written back into links.
@@ -257,14 +269,16 @@ impl View {
         )
     }
 
-    /// The query string of this view, without paging.
-    pub fn query(&self) -> String {
-        let mut parts: Vec<String> = Vec::new();
+    /// The filters of this view as `(name, value)` pairs, without paging; defaults are left
+    /// out, so a link says only what differs. Forms that carry the view repeat these as hidden
+    /// fields.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs: Vec<(&'static str, String)> = Vec::new();
         for s in &self.statuses {
-            parts.push(format!("status={}", console_name(*s)));
+            pairs.push(("status", console_name(*s).to_string()));
         }
         for t in &self.types {
-            parts.push(format!("type={}", urls::encode(t)));
+            pairs.push(("type", t.clone()));
         }
         for (k, v) in [
             ("request_id", &self.request_id),
@@ -274,33 +288,50 @@ impl View {
             ("end_to", &self.end_to),
         ] {
             if !v.is_empty() {
-                parts.push(format!("{k}={}", urls::encode(v)));
+                pairs.push((k, v.clone()));
             }
         }
-        parts.push(format!("range={}", self.range));
-        parts.push(format!("sort={}", self.sort));
-        parts.push(format!("size={}", self.size));
-        parts.push(format!("refresh={}", self.refresh));
-        parts.join("&")
+        let current = [
+            ("range", self.range.clone()),
+            ("sort", self.sort.clone()),
+            ("size", self.size.to_string()),
+            ("refresh", self.refresh.to_string()),
+        ];
+        for (k, v) in current {
+            if !DEFAULTS.contains(&(k, v.as_str())) {
+                pairs.push((k, v));
+            }
+        }
+        pairs
+    }
+
+    /// The query string of this view, without paging.
+    pub fn query(&self) -> String {
+        self.pairs()
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urls::encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
     }
 
     pub fn url(&self, suffix: &str) -> String {
-        format!("{}{suffix}?{}", self.base, self.query())
+        with_query(format!("{}{suffix}", self.base), &self.query())
     }
 
     pub fn paged_query(&self) -> String {
-        let mut q = self.query();
+        let mut parts = vec![self.query()];
         if let Some((t, id)) = self.after {
-            q.push_str(&format!("&after={t}:{id}"));
+            parts.push(format!("after={t}:{id}"));
         }
         if self.page > 1 {
-            q.push_str(&format!("&page={}", self.page));
+            parts.push(format!("page={}", self.page));
         }
-        q
+        parts.retain(|p| !p.is_empty());
+        parts.join("&")
     }
 
     pub fn rows_url(&self) -> String {
-        format!("{}/-/rows?{}", self.base, self.paged_query())
+        with_query(format!("{}/-/rows", self.base), &self.paged_query())
     }
 
     pub fn has_status(&self, name: &str) -> bool {
@@ -325,9 +356,20 @@ impl View {
     }
 }
 
+/// `url?query`, or `url` alone when there is no query.
+fn with_query(url: String, query: &str) -> String {
+    if query.is_empty() {
+        url
+    } else {
+        format!("{url}?{query}")
+    }
+}
+
 /// One row of the table, formatted.
 pub struct Row {
     pub request_id: String,
+    /// The event's page, carrying the list's filters for its way back.
+    pub link: String,
     /// The first group of the UUID: enough to tell rows apart; the link and copy have it all.
     pub short_id: String,
     pub url: String,
@@ -354,9 +396,11 @@ fn ago(now: Millis, at: Millis) -> String {
     }
 }
 
-fn row(base: &str, now: Millis, e: &EventSummary) -> Row {
+fn row(view: &View, now: Millis, e: &EventSummary) -> Row {
+    let url = format!("{}/{}", view.base, urls::encode(&e.request_id));
     Row {
-        url: format!("{base}/{}", urls::encode(&e.request_id)),
+        link: with_query(url.clone(), &view.query()),
+        url,
         request_id: e.request_id.clone(),
         short_id: e.request_id.chars().take(8).collect(),
         status: e.status.label(),
@@ -436,18 +480,30 @@ fn bucket_for(span: Millis) -> Millis {
 const CHART_WIDTH: f64 = 720.0;
 const CHART_HEIGHT: f64 = 140.0;
 
-fn percentile(durations: &[(i64, i64)], p: f64) -> String {
-    let total: i64 = durations.iter().map(|(_, n)| n).sum();
+/// The `p` quantile of the window's run times: exact when the store read them one by one,
+/// else estimated within the histogram's bucket (linearly) and marked as an estimate.
+fn percentile(s: &EventStats, p: f64) -> String {
+    if let Some(exact) = &s.exact_durations {
+        if exact.is_empty() {
+            return "—".into();
+        }
+        let rank = ((exact.len() as f64 * p).ceil() as usize).clamp(1, exact.len());
+        return duration_text(exact[rank - 1]);
+    }
+    let total: i64 = s.durations.iter().map(|(_, n)| n).sum();
     if total == 0 {
         return "—".into();
     }
-    let target = (total as f64 * p).ceil() as i64;
-    let mut seen = 0;
-    for (upper, n) in durations {
-        seen += n;
-        if seen >= target {
-            return format!("≤ {}", duration_text(*upper));
+    let target = total as f64 * p;
+    let (mut seen, mut lower) = (0i64, 0i64);
+    for (upper, n) in &s.durations {
+        if (seen + n) as f64 >= target && *n > 0 {
+            let within = (target - seen as f64) / *n as f64;
+            let estimate = lower as f64 + within * (upper - lower) as f64;
+            return format!("≈ {}", duration_text(estimate.round() as i64));
         }
+        seen += n;
+        lower = *upper;
     }
     "—".into()
 }
@@ -519,8 +575,8 @@ fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
         } else {
             format!("{:.1}%", c[3] as f64 * 100.0 / ended as f64)
         },
-        p50: percentile(&s.durations, 0.5),
-        p95: percentile(&s.durations, 0.95),
+        p50: percentile(s, 0.5),
+        p95: percentile(s, 0.95),
         bars,
         bar_width: (bar_width - 1.0).max(1.0),
         max,
@@ -544,8 +600,8 @@ pub struct Page {
     statuses: Vec<(&'static str, &'static str)>,
     types: &'static [&'static str],
     banner: Option<String>,
-    export_csv: String,
-    export_ndjson: String,
+    export_url: String,
+    extra_columns: &'static [(&'static str, &'static str)],
     terminate_url: String,
     trace_on_url: String,
 }
@@ -563,25 +619,18 @@ async fn build(state: &AppState, f: &Function, view: &mut View) -> AppResult<(Ro
         None
     } else if keyset {
         found.last().map(|e| {
-            format!(
-                "{}?{}&after={}:{}",
-                view.base,
-                view.query(),
-                e.enqueued_at,
-                e.id
-            )
+            let mut next = view.clone();
+            next.after = Some((e.enqueued_at, e.id));
+            with_query(view.base.clone(), &next.paged_query())
         })
     } else {
-        Some(format!(
-            "{}?{}&page={}",
-            view.base,
-            view.query(),
-            view.page + 1
-        ))
+        let mut next = view.clone();
+        next.page = view.page + 1;
+        Some(with_query(view.base.clone(), &next.paged_query()))
     };
     let newer_url = (view.after.is_some() || view.page > 1).then(|| view.url(""));
     let rows = Rows {
-        rows: found.iter().map(|e| row(&view.base, now, e)).collect(),
+        rows: found.iter().map(|e| row(view, now, e)).collect(),
         rows_url: view.rows_url(),
         refresh: view.refresh,
         newer_url,
@@ -598,11 +647,32 @@ fn base_url(region: &str, namespace: &str, name: &str) -> String {
     urls::function_tab(region, namespace, name, "events")
 }
 
+/// The list with the filters a query string names, as the tab's link from an event's page:
+/// only what the list understands is carried over.
+pub fn list_url(region: &str, namespace: &str, name: &str, q: &[(String, String)]) -> String {
+    let view = View::parse(base_url(region, namespace, name), &Fields(q.to_vec()));
+    view.url("")
+}
+
 async fn page(
     State(state): State<AppState>,
     Path((region, namespace, name)): Path<(String, String, String)>,
     Query(q): Query<Vec<(String, String)>>,
-) -> AppResult<Page> {
+) -> AppResult<Response> {
+    // A filter form sends its empty fields and defaults too; the address keeps only what was
+    // chosen (unknown values stay, so the page can say what it could not use).
+    let default = |(k, v): &(String, String)| {
+        v.is_empty() || DEFAULTS.iter().any(|(dk, dv)| dk == k && dv == v)
+    };
+    if q.iter().any(|(_, v)| v.is_empty()) {
+        let kept: Vec<String> = q
+            .iter()
+            .filter(|p| !default(p))
+            .map(|(k, v)| format!("{}={}", urls::encode(k), urls::encode(v)))
+            .collect();
+        let to = with_query(base_url(&region, &namespace, &name), &kept.join("&"));
+        return Ok(Redirect::to(&to).into_response());
+    }
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
     let q = Fields(q);
     let mut view = View::parse(base_url(&region, &namespace, &name), &q);
@@ -617,8 +687,8 @@ async fn page(
     Ok(Page {
         header: Header::new(&state, &shell, &f, "events"),
         shell,
-        export_csv: view.url("/-/export.csv"),
-        export_ndjson: view.url("/-/export.ndjson"),
+        export_url: format!("{}/-/export", view.base),
+        extra_columns: EXTRA_COLUMNS,
         terminate_url: view.url("/-/terminate"),
         trace_on_url: format!("{}/-/trace-on", view.base),
         view,
@@ -634,7 +704,8 @@ async fn page(
             .collect(),
         types: INVOKE_TYPES,
         banner,
-    })
+    }
+    .into_response())
 }
 
 /// The function, if its status trace is on: the event queries are refused otherwise.
@@ -670,21 +741,112 @@ async fn stats(
     stats_for(&state, &f, &view, window).await
 }
 
+/// The columns an export adds when asked (heavy: read whole events), as named in its form.
+const EXTRA_COLUMNS: &[(&str, &str)] = &[
+    ("payload", "Payload"),
+    ("result", "Result"),
+    ("error", "Error"),
+    ("logs", "Logs"),
+];
+
+/// What an export writes: its format and the extra columns asked for.
+#[derive(Clone)]
+struct ExportSpec {
+    csv: bool,
+    extras: Vec<&'static str>,
+}
+
+impl ExportSpec {
+    fn head(&self) -> String {
+        if !self.csv {
+            return String::new();
+        }
+        let mut head = String::from(
+            "InvokeRequestId,Status,StatusCode,InvokeType,Qualifier,StartTime,EndTime,DurationMs,Attempts",
+        );
+        for (key, title) in EXTRA_COLUMNS {
+            if self.extras.contains(key) {
+                head.push(',');
+                head.push_str(title);
+            }
+        }
+        head.push('\n');
+        head
+    }
+
+    fn line(&self, e: &EventSummary, full: Option<&EventRecord>) -> String {
+        let extra = |key: &str| -> Option<String> {
+            let full = full?;
+            match key {
+                "payload" => Some(full.payload.clone()),
+                "result" => full.result.clone(),
+                "error" => full.error.clone(),
+                _ => full.logs.clone(),
+            }
+        };
+        let start = format_time(e.enqueued_at, UtcOffset::UTC, TimeFormat::Rfc3339Millis);
+        let end = e
+            .ended_at
+            .map(|t| format_time(t, UtcOffset::UTC, TimeFormat::Rfc3339Millis));
+        let duration = match (e.started_at, e.ended_at) {
+            (Some(s), Some(t)) => Some(t - s),
+            _ => None,
+        };
+        if self.csv {
+            let mut line = format!(
+                "{},{},{},{},{},{},{},{},{}",
+                csv_field(&e.request_id),
+                e.status.scf_name(),
+                e.status_code.map(|c| c.to_string()).unwrap_or_default(),
+                csv_field(&e.invoke_type),
+                csv_field(&e.qualifier),
+                start,
+                end.unwrap_or_default(),
+                duration.map(|d| d.to_string()).unwrap_or_default(),
+                e.attempt
+            );
+            for key in &self.extras {
+                line.push(',');
+                line.push_str(&csv_field(&extra(key).unwrap_or_default()));
+            }
+            line.push('\n');
+            return line;
+        }
+        let mut object = serde_json::json!({
+            "InvokeRequestId": e.request_id,
+            "Status": e.status.scf_name(),
+            "StatusCode": e.status_code,
+            "InvokeType": e.invoke_type,
+            "Qualifier": e.qualifier,
+            "StartTime": start,
+            "EndTime": end,
+            "DurationMs": duration,
+            "Attempts": e.attempt,
+        });
+        for (key, title) in EXTRA_COLUMNS {
+            if self.extras.contains(key) {
+                object[*title] =
+                    extra(key).map_or(serde_json::Value::Null, serde_json::Value::String);
+            }
+        }
+        let mut line = object.to_string();
+        line.push('\n');
+        line
+    }
+}
+
 /// Every matching event, page by page in start-time order, so an export of millions of rows
-/// streams in constant memory. The stream is fused: a body encoder (gzip) may poll once more
-/// after the end, and an unfused `unfold` panics when it is.
-fn export(
-    state: AppState,
-    f: Function,
-    mut filter: EventFilter,
-    line: fn(&EventSummary) -> String,
-    head: &'static str,
-) -> Body {
+/// streams in constant memory (pages of whole events are smaller: a payload alone may be
+/// 128 KB). The stream is fused: a body encoder (gzip) may poll once more after the end, and
+/// an unfused `unfold` panics when it is.
+fn export(state: AppState, f: Function, mut filter: EventFilter, spec: ExportSpec) -> Body {
     filter.order_by = EventOrderBy::StartTime;
-    let first = (head.to_string(), None::<(Millis, i64)>, false);
+    let page_size = if spec.extras.is_empty() { 1000 } else { 100 };
+    let first = (spec.head(), None::<(Millis, i64)>, false);
     let stream = futures_util::stream::unfold(first, move |(head, after, done)| {
         let state = state.clone();
         let filter = filter.clone();
+        let spec = spec.clone();
         let id = f.id;
         async move {
             if done {
@@ -692,17 +854,29 @@ fn export(
             }
             let page = EventPageQuery {
                 offset: 0,
-                limit: 1000,
+                limit: page_size,
                 after,
             };
-            match state.store.list_events(id, &filter, &page).await {
-                Ok(events) => {
+            let read = async {
+                let events = state.store.list_events(id, &filter, &page).await?;
+                let full = if spec.extras.is_empty() {
+                    Vec::new()
+                } else {
+                    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+                    state.store.get_events_by_ids(&ids).await?
+                };
+                Ok::<_, crate::store::StoreError>((events, full))
+            };
+            match read.await {
+                Ok((events, full)) => {
+                    let by_id: std::collections::HashMap<i64, &EventRecord> =
+                        full.iter().map(|r| (r.id, r)).collect();
                     let mut chunk = head;
                     for e in &events {
-                        chunk.push_str(&line(e));
+                        chunk.push_str(&spec.line(e, by_id.get(&e.id).copied()));
                     }
                     let next = events.last().map(|e| (e.enqueued_at, e.id));
-                    let done = events.len() < 1000;
+                    let done = (events.len() as u32) < page_size;
                     Some((Ok::<_, std::io::Error>(chunk), (String::new(), next, done)))
                 }
                 Err(e) => Some((
@@ -716,52 +890,11 @@ fn export(
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
     }
-}
-
-fn duration_ms(e: &EventSummary) -> String {
-    match (e.started_at, e.ended_at) {
-        (Some(s), Some(t)) => (t - s).to_string(),
-        _ => String::new(),
-    }
-}
-
-fn csv_line(e: &EventSummary) -> String {
-    format!(
-        "{},{},{},{},{},{},{},{},{}\n",
-        csv_field(&e.request_id),
-        e.status.scf_name(),
-        e.status_code.map(|c| c.to_string()).unwrap_or_default(),
-        csv_field(&e.invoke_type),
-        csv_field(&e.qualifier),
-        format_time(e.enqueued_at, UtcOffset::UTC, TimeFormat::Rfc3339Millis),
-        e.ended_at
-            .map(|t| format_time(t, UtcOffset::UTC, TimeFormat::Rfc3339Millis))
-            .unwrap_or_default(),
-        duration_ms(e),
-        e.attempt
-    )
-}
-
-fn ndjson_line(e: &EventSummary) -> String {
-    let mut s = serde_json::json!({
-        "InvokeRequestId": e.request_id,
-        "Status": e.status.scf_name(),
-        "StatusCode": e.status_code,
-        "InvokeType": e.invoke_type,
-        "Qualifier": e.qualifier,
-        "StartTime": format_time(e.enqueued_at, UtcOffset::UTC, TimeFormat::Rfc3339Millis),
-        "EndTime": e.ended_at.map(|t| format_time(t, UtcOffset::UTC, TimeFormat::Rfc3339Millis)),
-        "DurationMs": match (e.started_at, e.ended_at) { (Some(s), Some(t)) => Some(t - s), _ => None },
-        "Attempts": e.attempt,
-    })
-    .to_string();
-    s.push('\n');
-    s
 }
 
 async fn export_response(
@@ -770,29 +903,24 @@ async fn export_response(
     namespace: String,
     name: String,
     q: Vec<(String, String)>,
-    kind: &'static str,
+    csv: bool,
 ) -> AppResult<Response> {
     let (_, f) = traced(&state, &region, &namespace, &name).await?;
-    let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));
+    let q = Fields(q);
+    let spec = ExportSpec {
+        csv,
+        extras: EXTRA_COLUMNS
+            .iter()
+            .map(|(key, _)| *key)
+            .filter(|key| q.all("col").contains(key))
+            .collect(),
+    };
+    let mut view = View::parse(base_url(&region, &namespace, &name), &q);
     let (filter, _) = view.filter(state.clock.now_millis());
-    let (body, content_type, ext) = if kind == "csv" {
-        (
-            export(
-                state,
-                f.clone(),
-                filter,
-                csv_line,
-                "InvokeRequestId,Status,StatusCode,InvokeType,Qualifier,StartTime,EndTime,DurationMs,Attempts\n",
-            ),
-            "text/csv; charset=utf-8",
-            "csv",
-        )
+    let (content_type, ext) = if csv {
+        ("text/csv; charset=utf-8", "csv")
     } else {
-        (
-            export(state, f.clone(), filter, ndjson_line, ""),
-            "application/x-ndjson",
-            "ndjson",
-        )
+        ("application/x-ndjson", "ndjson")
     };
     Ok((
         [
@@ -802,9 +930,19 @@ async fn export_response(
                 format!("attachment; filename=\"{}-events.{ext}\"", f.name),
             ),
         ],
-        body,
+        export(state, f, filter, spec),
     )
         .into_response())
+}
+
+/// The export form's target: the format it names (CSV unless NDJSON is chosen).
+async fn export_chosen(
+    State(state): State<AppState>,
+    Path((region, namespace, name)): Path<(String, String, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> AppResult<Response> {
+    let csv = !q.iter().any(|(k, v)| k == "format" && v == "ndjson");
+    export_response(state, region, namespace, name, q, csv).await
 }
 
 async fn export_csv(
@@ -812,7 +950,7 @@ async fn export_csv(
     Path((region, namespace, name)): Path<(String, String, String)>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> AppResult<Response> {
-    export_response(state, region, namespace, name, q, "csv").await
+    export_response(state, region, namespace, name, q, true).await
 }
 
 async fn export_ndjson(
@@ -820,35 +958,80 @@ async fn export_ndjson(
     Path((region, namespace, name)): Path<(String, String, String)>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> AppResult<Response> {
-    export_response(state, region, namespace, name, q, "ndjson").await
+    export_response(state, region, namespace, name, q, false).await
 }
 
+/// The confirmation of a terminate, one event or all matching: how, and why.
 #[derive(Template, WebTemplate)]
 #[template(path = "events/terminate.html")]
-pub struct ConfirmBulk {
+pub struct ConfirmTerminate {
+    pub shell: Shell,
+    pub header: Header,
+    pub count: usize,
+    pub nothing: &'static str,
+    pub question: String,
+    pub explanation: String,
+    pub button: String,
+    pub back_url: String,
+    pub action_url: String,
+    pub graceful: bool,
+    pub reason: String,
+    pub error: Option<String>,
+}
+
+/// A terminate form's answer as a request made by the signed-in user, or what is wrong with
+/// its reason (the form is shown again, with what was typed).
+pub fn terminate_request(form: &Fields) -> Result<TerminateRequest, (TerminateRequest, String)> {
+    let mut request = TerminateRequest {
+        graceful: form.get("GraceShutdown").eq_ignore_ascii_case("true"),
+        by: super::auth::user_name(),
+        reason: form.get("Reason").to_string(),
+    };
+    match validate_reason(&request.reason) {
+        Ok(reason) => {
+            request.reason = reason;
+            Ok(request)
+        }
+        Err(e) => Err((request, e.message)),
+    }
+}
+
+async fn bulk_confirmation(
+    state: &AppState,
     shell: Shell,
-    header: Header,
-    count: usize,
-    back_url: String,
-    action_url: String,
+    f: &Function,
+    view: &mut View,
+) -> AppResult<ConfirmTerminate> {
+    let (filter, _) = view.filter(state.clock.now_millis());
+    let count = events::terminable(state, f, &filter).await?.len();
+    let s = if count == 1 { "" } else { "s" };
+    Ok(ConfirmTerminate {
+        header: Header::new(state, &shell, f, "events"),
+        shell,
+        count,
+        nothing: "No queued or running event matches the current filter.",
+        question: format!("Terminate {count} event{s}?"),
+        explanation: format!(
+            "{count} queued or running event{} the current filter. Queued events end at once; running ones are stopped and recorded as terminated (499).",
+            if count == 1 { " matches" } else { "s match" }
+        ),
+        button: format!("Terminate {count} event{s}"),
+        back_url: view.url(""),
+        action_url: view.url("/-/terminate"),
+        graceful: false,
+        reason: String::new(),
+        error: None,
+    })
 }
 
 async fn confirm_bulk(
     State(state): State<AppState>,
     Path((region, namespace, name)): Path<(String, String, String)>,
     Query(q): Query<Vec<(String, String)>>,
-) -> AppResult<ConfirmBulk> {
+) -> AppResult<ConfirmTerminate> {
     let (shell, f) = traced(&state, &region, &namespace, &name).await?;
     let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));
-    let (filter, _) = view.filter(state.clock.now_millis());
-    let ids = events::terminable(&state, &f, &filter).await?;
-    Ok(ConfirmBulk {
-        header: Header::new(&state, &shell, &f, "events"),
-        shell,
-        count: ids.len(),
-        back_url: view.url(""),
-        action_url: view.url("/-/terminate"),
-    })
+    bulk_confirmation(&state, shell, &f, &mut view).await
 }
 
 async fn bulk_terminate(
@@ -857,13 +1040,20 @@ async fn bulk_terminate(
     Query(q): Query<Vec<(String, String)>>,
     FormFields(form): FormFields,
 ) -> AppResult<Response> {
-    let (_, f) = traced(&state, &region, &namespace, &name).await?;
+    let (shell, f) = traced(&state, &region, &namespace, &name).await?;
     let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));
-    let graceful = Fields(form)
-        .get("GraceShutdown")
-        .eq_ignore_ascii_case("true");
+    let request = match terminate_request(&Fields(form)) {
+        Ok(request) => request,
+        Err((asked, why)) => {
+            let mut page = bulk_confirmation(&state, shell, &f, &mut view).await?;
+            page.graceful = asked.graceful;
+            page.reason = asked.reason;
+            page.error = Some(why);
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        }
+    };
     let (filter, _) = view.filter(state.clock.now_millis());
-    let done = events::terminate_matching(&state, &f, &filter, graceful).await?;
+    let done = events::terminate_matching(&state, &f, &filter, &request).await?;
     let notice = match done {
         0 => "No event was left to terminate: they had all ended.".to_string(),
         1 => "1 event asked to terminate.".to_string(),
@@ -886,11 +1076,108 @@ async fn trace_on(
     Ok(Redirect::to(&base_url(&region, &namespace, &name)))
 }
 
+/// The re-run form: the event's payload, to send again as it is or edited.
+#[derive(Template, WebTemplate)]
+#[template(path = "events/rerun.html")]
+pub struct RerunPage {
+    shell: Shell,
+    header: Header,
+    request_id: String,
+    payload: String,
+    action_url: String,
+    back_url: String,
+    error: Option<String>,
+    refused: Option<String>,
+}
+
+async fn rerun_page(
+    state: &AppState,
+    (region, namespace, name, request_id): &(String, String, String, String),
+    payload: Option<String>,
+) -> AppResult<RerunPage> {
+    let (shell, f) = traced(state, region, namespace, name).await?;
+    let event = events::get(state, &f, request_id).await?;
+    let url = urls::event(region, namespace, name, request_id);
+    Ok(RerunPage {
+        header: Header::new(state, &shell, &f, "events"),
+        shell,
+        request_id: event.request_id,
+        payload: payload.unwrap_or_else(|| super::event_page::pretty(&event.payload)),
+        action_url: format!("{url}/rerun"),
+        back_url: url,
+        error: None,
+        refused: None,
+    })
+}
+
+async fn rerun_form(
+    State(state): State<AppState>,
+    Path(path): Path<(String, String, String, String)>,
+) -> AppResult<RerunPage> {
+    rerun_page(&state, &path, None).await
+}
+
+/// Re-runs an event: with the payload of the form when there is one (the re-run page), else
+/// with the event's own (the list's one-click Re-run).
 async fn rerun(
     State(state): State<AppState>,
-    Path((region, namespace, name, request_id)): Path<(String, String, String, String)>,
+    Path(path): Path<(String, String, String, String)>,
+    FormFields(form): FormFields,
 ) -> AppResult<Response> {
-    let (_, f) = load(&state, &region, &namespace, &name).await?;
-    let id = events::rerun(&state, &f, &request_id).await?;
-    Ok(Redirect::to(&urls::event(&region, &namespace, &name, &id)).into_response())
+    let (region, namespace, name, request_id) = &path;
+    let (_, f) = load(&state, region, namespace, name).await?;
+    let form = Fields(form);
+    let edited = form
+        .all("ClientContext")
+        .first()
+        .map(|p| p.replace("\r\n", "\n"));
+    let by = super::auth::user_name();
+    match events::rerun(&state, &f, request_id, edited.as_deref(), &by).await {
+        Ok(id) => Ok(super::flash::redirect(
+            &urls::event(region, namespace, name, &id),
+            super::flash::Flash::Notice(format!("Re-run of {request_id} accepted.")),
+        )),
+        Err(ServiceError::Invalid(errors)) => {
+            let mut page = rerun_page(&state, &path, edited).await?;
+            page.error = errors.get("ClientContext").map(str::to_string);
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(ServiceError::Refused(r)) => {
+            let status = crate::error::refused_status(&r);
+            let mut page = rerun_page(&state, &path, edited).await?;
+            page.refused = Some(r.to_string());
+            Ok((status, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(durations: &[(i64, i64)], exact: Option<Vec<i64>>) -> EventStats {
+        EventStats {
+            durations: durations.to_vec(),
+            exact_durations: exact,
+            ..EventStats::default()
+        }
+    }
+
+    #[test]
+    fn percentiles_are_exact_when_the_run_times_were_read() {
+        let s = stats(&[(10, 1), (250, 2)], Some(vec![4, 120, 258]));
+        assert_eq!(percentile(&s, 0.5), "120 ms");
+        assert_eq!(percentile(&s, 0.95), "258 ms");
+        assert_eq!(percentile(&stats(&[], Some(vec![])), 0.5), "—");
+    }
+
+    #[test]
+    fn beyond_that_they_are_estimated_within_a_bucket_and_say_so() {
+        // 100 events up to 10 ms, 100 between 10 and 25 ms: the median is at 10 ms, p95 near 24.
+        let s = stats(&[(10, 100), (25, 100)], None);
+        assert_eq!(percentile(&s, 0.5), "≈ 10 ms");
+        assert_eq!(percentile(&s, 0.95), "≈ 24 ms");
+        assert_eq!(percentile(&stats(&[], None), 0.5), "—");
+    }
 }

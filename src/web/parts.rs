@@ -174,8 +174,10 @@ impl AdvancedFields {
         AdvancedFields {
             env_rows: env_rows(&config.environment, extra_rows),
             // The Configuration tab is all settings: shown open. The wizard keeps them folded
-            // unless something inside needs the user.
+            // unless something inside needs the user, or async execution is on (a template
+            // made for it): it cannot change later, so it is shown before Complete.
             open: async_locked
+                || async_run
                 || extra_rows > 0
                 || ADVANCED_FIELDS.iter().any(|f| errors.get(f).is_some()),
             config,

@@ -26,6 +26,9 @@ pub struct Shell {
     pub section: Section,
     /// The `<title>` and the page heading.
     pub title: String,
+    /// Why this namespace's invocations are refused (suspended, quota used), said on every page
+    /// before anyone tries.
+    pub billing: Option<String>,
 }
 
 impl Shell {
@@ -56,7 +59,13 @@ impl Shell {
                 "Namespace {namespace} does not exist in region {region}."
             )));
         }
+        let billing = state
+            .store
+            .namespace_billing(region, namespace)
+            .await?
+            .and_then(|b| b.refusal(namespace));
         Ok(Shell {
+            billing,
             region: region.to_string(),
             namespace: namespace.to_string(),
             regions: state.regions.to_vec(),

@@ -6,7 +6,7 @@ use super::form::{Fields, FormFields};
 use super::parts::{Header, load};
 use super::shell::Shell;
 use super::urls;
-use crate::domain::event::INVOKE_TYPE_CONSOLE;
+use crate::domain::event::{INVOKE_TYPE_CONSOLE, Origin};
 use crate::domain::rules::FieldErrors;
 use crate::domain::template::SAMPLE_EVENTS;
 use crate::engine::SyncResult;
@@ -150,7 +150,15 @@ async fn invoke(
     if fields.get("_action") == "load-sample" {
         return Ok(page.into_response());
     }
-    match events::invoke(&state, &f, &payload, wants_async, INVOKE_TYPE_CONSOLE).await {
+    match events::invoke(
+        &state,
+        &f,
+        &payload,
+        wants_async,
+        Origin::new(INVOKE_TYPE_CONSOLE, &super::auth::user_name()),
+    )
+    .await
+    {
         // Shown by the tab this redirects to, so that a reload does not invoke again.
         Ok(Invocation::Accepted { request_id }) => {
             let target = format!("{region}/{namespace}/{name}/{request_id}");

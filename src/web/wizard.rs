@@ -166,8 +166,9 @@ fn starting_draft(state: &AppState, template_id: &str) -> AppResult<FunctionDraf
         ))
     })?;
     let runtime = ip.newest(t.language).map_or("", |r| r.name);
-    // Async execution is left to the user, as SCF's templates do: it cannot change later.
-    let mut draft = FunctionDraft::with_defaults(runtime, t.handler, t.code, false);
+    // Templates made for async execution start with it and status trace on; the others leave
+    // it to the user, as SCF's templates do, since it cannot change later.
+    let mut draft = FunctionDraft::with_defaults(runtime, t.handler, t.code, t.async_execution);
     draft.function_name = t.function_name.to_string();
     draft.config.timeout = t.timeout.to_string();
     draft.config.description = t.summary.to_string();

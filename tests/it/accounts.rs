@@ -733,7 +733,7 @@ async fn the_audit_log_tells_who_did_what_to_what() {
     );
     app.post(
         &function_url("default", "audited", "test"),
-        &[("Event", "{}")],
+        &[("ClientContext", "{}")],
     )
     .await;
     app.api("DeleteFunction", json!({"FunctionName": "audited"}))

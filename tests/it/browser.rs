@@ -333,7 +333,23 @@ async fn create_from_template(b: &Browser, base: &str, template_title: &str, nam
         .unwrap();
     b.wait("h2", "Basic settings").await;
     b.fill("#FunctionName", name).await;
-    b.click("details.advanced > summary").await;
+    // Templates made for async execution come with it and Status Trace ticked, in Advanced
+    // Settings shown open; the others leave both to the user, folded. Either way the story
+    // ticks them itself, as the documented flow does.
+    let made_for_async = b
+        .js("return document.querySelector('#AsyncRunEnable').checked;")
+        .await
+        == Value::Bool(true);
+    if made_for_async {
+        assert_eq!(
+            b.js("return document.querySelector('details.advanced').open && document.querySelector('#TraceEnable').checked;").await,
+            Value::Bool(true),
+            "{template_title}: shown open with Status Trace ticked"
+        );
+        b.click("#AsyncRunEnable").await;
+    } else {
+        b.click("details.advanced > summary").await;
+    }
     b.wait("#AsyncRunEnable", "").await;
     let trace_row = b.find(".trace-option").await.unwrap();
     assert_eq!(
@@ -421,8 +437,19 @@ async fn the_documented_flow_in_a_real_browser() {
             .then_some(())
     })
     .await;
+    // Terminate asks first: how, and why (the reason goes on the timeline).
     b.click(".event-actions .btn-danger-outline").await;
+    b.wait(".confirm h2", "Terminate event").await;
+    b.click("input[name=GraceShutdown][value=true]").await;
+    b.fill("#Reason", "story three is done").await;
+    b.click(".confirm button.btn-danger").await;
+    b.wait(".banner-ok", "Termination asked").await;
     b.wait(".event .status", "Invocation terminated").await;
+    b.wait(
+        ".timeline",
+        "Termination requested by admin (graceful: SIGTERM first): story three is done",
+    )
+    .await;
     let facts = b.wait(".event .facts", "499").await;
     assert!(b.text(&facts).await.contains("499"));
     b.wait(".event-logs", "[PLATFORM] Signal received successfully.")

@@ -165,7 +165,7 @@ async fn a_python_event_runs_to_finished_with_result_logs_and_timeline() {
     let steps = timeline(&app, &id).await;
     assert_eq!(steps.len(), 3, "{steps:?}");
     assert!(
-        steps[0].starts_with("Queued: Queued (invoked by API)"),
+        steps[0].starts_with("Queued: Queued (invoked by API, API key AKID"),
         "{steps:?}"
     );
     assert!(
@@ -693,6 +693,14 @@ async fn refused_invocations_leave_no_event_record() {
         )
         .await;
     assert_eq!(not_json.error_code(), "InvalidParameterValue.Param");
+    let not_object = app
+        .api(
+            "Invoke",
+            json!({"FunctionName": "guarded", "ClientContext": "[1, 2]"}),
+        )
+        .await;
+    assert_eq!(not_object.error_code(), "InvalidParameterValue.Param");
+    assert!(not_object.error_message().contains("not an array"));
 
     // A suspended namespace, then one whose quota is used up, is in arrears.
     let settings = format!("/scf/{REGION}/default/namespaces/default/settings");
@@ -709,6 +717,14 @@ async fn refused_invocations_leave_no_event_record() {
         "ResourceUnavailable.InsufficientBalance"
     );
     assert!(arrears.error_message().contains("suspended"));
+    // Said on every page of the namespace before anyone invokes.
+    let list = app.get(&functions_url("default")).await;
+    assert!(
+        list.text(".banner-error")
+            .contains("Namespace default is suspended: its invocations are refused"),
+        "{}",
+        list.text(".banner-error")
+    );
     app.post(&settings, &[("InvocationQuota", "3")]).await;
     let quota = app
         .api(
@@ -723,9 +739,21 @@ async fn refused_invocations_leave_no_event_record() {
     assert!(quota.error_message().contains("quota"));
     let page = app.get(&settings).await;
     assert!(page.text(".hint").contains("Used so far: 3"));
+    let test_tab = app.get(&function_url("default", "guarded", "test")).await;
+    assert!(
+        test_tab
+            .text(".banner-error")
+            .contains("has used its invocation quota (3)")
+    );
 
     assert_eq!(count().await, 3, "no refused call wrote an event");
     app.post(&settings, &[("InvocationQuota", "")]).await;
+    assert_eq!(
+        app.get(&functions_url("default"))
+            .await
+            .count(".banner-error"),
+        0
+    );
     invoke(&app, "guarded", json!({})).await;
     assert_eq!(count().await, 4);
 }
@@ -990,6 +1018,23 @@ async fn the_console_test_tab_invokes_and_links_to_the_live_event() {
     assert_eq!(bad.status.as_u16(), 422);
     assert!(bad.field_error("ClientContext").contains("must be JSON"));
     assert_eq!(bad.text("#ClientContext"), "{not json", "the input is kept");
+    // The handler receives an object: an empty editor, an array, a string or null is said.
+    for (payload, says) in [
+        ("  ", "Enter the event to send"),
+        ("[1,2]", "not an array"),
+        ("\"str\"", "not a string"),
+        ("null", "not null"),
+    ] {
+        let refused = app
+            .post(&test, &[("ClientContext", payload), ("_action", "invoke")])
+            .await;
+        assert_eq!(refused.status.as_u16(), 422, "{payload}");
+        assert!(
+            refused.field_error("ClientContext").contains(says),
+            "{payload}: {}",
+            refused.field_error("ClientContext")
+        );
+    }
 
     let posted = app
         .post(
@@ -1026,9 +1071,33 @@ async fn the_console_test_tab_invokes_and_links_to_the_live_event() {
     assert_eq!(fragment.count(".sidebar"), 0);
     assert_eq!(fragment.count("#event-detail"), 1);
 
-    // Terminate from the page, gracefully.
-    let terminate = live.attr("form[action$='/terminate']", "action").unwrap();
-    let done = app.post(&terminate, &[("GraceShutdown", "true")]).await;
+    // Terminate from the page: a confirmation first, with how and why.
+    let confirm_url = live.link(".event-actions a", "Terminate…").unwrap();
+    let confirm = app.get(&confirm_url).await;
+    assert!(confirm.text(".confirm h2").starts_with("Terminate event"));
+    assert!(confirm.text(".confirm").contains("It is running."));
+    let terminate = confirm.attr(".confirm form", "action").unwrap();
+    // A reason is one line of at most 200 characters; a longer one is said, and nothing stops.
+    let long = "x".repeat(201);
+    let refused = app
+        .post(&terminate, &[("GraceShutdown", "true"), ("Reason", &long)])
+        .await;
+    assert_eq!(refused.status.as_u16(), 422);
+    assert!(refused.field_error("Reason").contains("201 characters"));
+    assert_eq!(
+        refused
+            .attr("input[name=GraceShutdown][value=true]", "checked")
+            .as_deref(),
+        Some(""),
+        "the choice made is kept"
+    );
+    assert_eq!(event(&app, &id).await.status, EventStatus::Running);
+    let done = app
+        .post(
+            &terminate,
+            &[("GraceShutdown", "true"), ("Reason", "stuck on\na lock")],
+        )
+        .await;
     assert_eq!(done.location(), link);
     // Said once, on the event's page.
     assert!(
@@ -1049,9 +1118,65 @@ async fn the_console_test_tab_invokes_and_links_to_the_live_event() {
             .text(".event-logs")
             .contains("[PLATFORM] Signal received successfully.")
     );
-    assert_eq!(ended.count(".event-actions"), 0);
+    // Who asked, how and why, on the timeline.
+    let timeline = ended.texts(".timeline li");
+    assert!(
+        timeline.iter().any(|t| t
+            .contains("Termination requested by admin (graceful: SIGTERM first): stuck on a lock")),
+        "{timeline:?}"
+    );
+    assert!(
+        timeline[0].contains("Queued (invoked by CONSOLE, admin)"),
+        "{timeline:?}"
+    );
+    assert_eq!(ended.link(".event-actions a", "Terminate…"), None);
     let refused = app.post(&terminate, &[("GraceShutdown", "false")]).await;
     assert_eq!(refused.status.as_u16(), 400);
+    let nothing = app.get(&confirm_url).await;
+    assert_eq!(nothing.text(".confirm h2"), "Nothing to terminate");
+
+    // Re-run with an edited payload: the new event links back, and the original forward.
+    let rerun_url = ended.link(".event-actions a", "Re-run…").unwrap();
+    let form = app.get(&rerun_url).await;
+    assert!(
+        form.text("#ClientContext")
+            .contains("\"from\": \"console\"")
+    );
+    let action = form.attr("form[action$='/rerun']", "action").unwrap();
+    let bad = app.post(&action, &[("ClientContext", "[1, 2]")]).await;
+    assert_eq!(bad.status.as_u16(), 422);
+    assert!(bad.field_error("ClientContext").contains("not an array"));
+    assert_eq!(bad.text("#ClientContext"), "[1, 2]", "the edit is kept");
+    let rerun = app
+        .post(&action, &[("ClientContext", "{\"from\": \"re-run\"}")])
+        .await;
+    let again = app.follow(&rerun).await;
+    assert!(again.text(".banner-ok").starts_with("Re-run of "));
+    let new_id = again.text("#event-detail h2 code");
+    assert_ne!(new_id, id);
+    assert_eq!(
+        again.link("#event-detail .facts a", &id).as_deref(),
+        Some(link.as_str()),
+        "the re-run links to its original"
+    );
+    assert!(
+        again
+            .texts("#event-detail .facts dd")
+            .contains(&"admin".to_string()),
+        "who re-ran it"
+    );
+    assert!(again.text(".event").contains("\"from\": \"re-run\""));
+    let original = app.get(&link).await;
+    assert_eq!(
+        original.link(".reruns a", &new_id).as_deref(),
+        Some(rerun.location()),
+        "the original links to its re-run"
+    );
+    let timeline = again.texts(".timeline li");
+    assert!(
+        timeline[0].contains(&format!("a re-run of {id}")),
+        "{timeline:?}"
+    );
 }
 
 /// Python instances are forked from the fork server by default; started as interpreters of

@@ -106,6 +106,8 @@ async fn accept(store: &DynStore, function_id: i64, ids: &[&str], at: i64) {
                 traced: true,
                 payload: "{}".into(),
                 enqueued_at: at,
+                invoked_by: None,
+                rerun_of: None,
             })
         })
         .collect();
@@ -411,7 +413,7 @@ async fn renewal_keeps_held_leases_and_brings_terminate_requests(b: Backend) {
     };
     assert_eq!(
         b.two
-            .request_termination("b", "grace", &aborted, 499)
+            .request_termination("b", "grace", &aborted, &requested(), 499)
             .await
             .unwrap(),
         Termination::Running
@@ -525,14 +527,14 @@ async fn termination_aborts_queued_events_and_flags_running_ones(b: Backend) {
     let (first, second) = ("first", "second");
     assert_eq!(
         b.two
-            .request_termination(first, "force", &aborted, 499)
+            .request_termination(first, "force", &aborted, &requested(), 499)
             .await
             .unwrap(),
         Termination::Running
     );
     assert_eq!(
         b.two
-            .request_termination(second, "force", &aborted, 499)
+            .request_termination(second, "force", &aborted, &requested(), 499)
             .await
             .unwrap(),
         Termination::AbortedWhileQueued
@@ -541,14 +543,14 @@ async fn termination_aborts_queued_events_and_flags_running_ones(b: Backend) {
     assert_eq!((e.status, e.status_code), (EventStatus::Aborted, Some(499)));
     assert_eq!(
         b.two
-            .request_termination(second, "force", &aborted, 499)
+            .request_termination(second, "force", &aborted, &requested(), 499)
             .await
             .unwrap(),
         Termination::NotRunning(EventStatus::Aborted)
     );
     assert!(matches!(
         b.two
-            .request_termination("nobody", "force", &aborted, 499)
+            .request_termination("nobody", "force", &aborted, &requested(), 499)
             .await,
         Err(StoreError::NotFound)
     ));
@@ -803,4 +805,13 @@ async fn audit_entries_filter_newest_first_and_sweep_by_age(b: Backend) {
     assert_eq!(b.one.sweep_audit(2_500, 1).await.unwrap(), 1, "in batches");
     assert_eq!(b.one.sweep_audit(2_500, 10).await.unwrap(), 1);
     assert_eq!(list(AuditFilter::default()).await.len(), 1);
+}
+
+/// The note a terminate request of a running event leaves on its timeline.
+fn requested() -> TimelineEntry {
+    TimelineEntry {
+        at: 21_000,
+        status: EventStatus::Running,
+        detail: "Termination requested by a test (forced).".into(),
+    }
 }

@@ -849,6 +849,8 @@ pub mod events {
                 traced: true,
                 payload: format!("{{\"id\": \"{id}\"}}"),
                 enqueued_at: app.state.clock.now_millis(),
+                invoked_by: None,
+                rerun_of: None,
             })])
             .await
             .unwrap();
@@ -875,6 +877,8 @@ pub mod events {
                     traced: true,
                     payload: "{}".into(),
                     enqueued_at: at(i),
+                    invoked_by: None,
+                    rerun_of: None,
                 })
             })
             .collect();

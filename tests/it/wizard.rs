@@ -80,11 +80,21 @@ async fn a_template_prefills_the_configuration() {
             .unwrap()
             .starts_with("Python3.")
     );
-    // Async execution is the user's choice, made in Advanced Settings.
-    assert!(page.attr("#AsyncRunEnable", "checked").is_none());
-    assert!(page.attr("#TraceEnable", "checked").is_none());
-    // Advanced Settings start collapsed.
-    assert!(page.attr("details.advanced", "open").is_none());
+    // Made for async execution with status trace: both start ticked, in Advanced Settings
+    // shown open, since async execution cannot change after Complete.
+    assert!(page.attr("#AsyncRunEnable", "checked").is_some());
+    assert!(page.attr("#TraceEnable", "checked").is_some());
+    assert!(page.attr("details.advanced", "open").is_some());
+    // Other templates leave async execution to the user, in Advanced Settings folded.
+    let hello = app
+        .get(&format!(
+            "{}?template=python-hello-world",
+            new_url("default")
+        ))
+        .await;
+    assert!(hello.attr("#AsyncRunEnable", "checked").is_none());
+    assert!(hello.attr("#TraceEnable", "checked").is_none());
+    assert!(hello.attr("details.advanced", "open").is_none());
 
     let missing = app
         .get(&format!("{}?template=nope", new_url("default")))

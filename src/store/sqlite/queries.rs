@@ -7,17 +7,32 @@ use sqlx::FromRow;
 #[async_trait]
 impl EventQueries for SqliteStore {
     async fn get_event(&self, request_id: &str) -> StoreResult<Option<EventRecord>> {
-        let row = sqlx::query(
-            "SELECT e.id, e.request_id, e.function_id, f.name AS function_name, f.region, \
-             f.namespace, e.qualifier, e.invoke_type, e.status, e.status_code, e.attempt, \
-             e.traced, e.payload, e.result, e.error, e.logs, e.enqueued_at, e.started_at, \
-             e.ended_at FROM events e JOIN functions f ON f.id = e.function_id \
-             WHERE e.request_id = ?",
-        )
-        .bind(request_id)
-        .fetch_optional(&self.reader)
-        .await?;
+        let mut query =
+            QueryBuilder::<Sqlite>::new(format!("{EVENT_RECORD_SELECT} WHERE e.request_id = "));
+        query.push_bind(request_id);
+        let row = query.build().fetch_optional(&self.reader).await?;
         Ok(row.as_ref().map(event_from_row).transpose()?)
+    }
+
+    async fn get_events_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<EventRecord>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut b =
+                QueryBuilder::<Sqlite>::new(format!("{EVENT_RECORD_SELECT} WHERE e.id IN ("));
+            let mut list = b.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            b.push(")");
+            let rows = b.build().fetch_all(&self.reader).await?;
+            let mut records = rows
+                .iter()
+                .map(event_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            records.sort_by_key(|r| chunk.iter().position(|id| *id == r.id));
+            found.extend(records);
+        }
+        Ok(found)
     }
 
     async fn list_events(
@@ -213,7 +228,38 @@ impl EventQueries for SqliteStore {
                 .durations
                 .push((r.try_get("bucket")?, r.try_get("n")?));
         }
+        let ended: i64 = stats.durations.iter().map(|(_, n)| n).sum();
+        if ended <= EXACT_DURATIONS_MAX {
+            // The same window as the rollups: whole minutes of enqueue time.
+            let exact = sqlx::query_scalar::<_, i64>(
+                "SELECT ended_at - started_at AS ran FROM events \
+                 WHERE function_id = ? AND status IN (2, 3, 4) \
+                   AND enqueued_at >= ? AND enqueued_at < ? \
+                   AND started_at IS NOT NULL AND ended_at IS NOT NULL \
+                 ORDER BY ran LIMIT ?",
+            )
+            .bind(function_id)
+            .bind(first * 60_000)
+            .bind(end * 60_000)
+            .bind(EXACT_DURATIONS_MAX + 1)
+            .fetch_all(&self.reader)
+            .await?;
+            // Ended while being read: the histogram is as good.
+            if exact.len() as i64 <= EXACT_DURATIONS_MAX {
+                stats.exact_durations = Some(exact);
+            }
+        }
         Ok(stats)
+    }
+
+    async fn reruns_of(&self, request_id: &str, limit: u32) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT request_id FROM events WHERE rerun_of = ? ORDER BY enqueued_at, id LIMIT ?",
+        )
+        .bind(request_id)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?)
     }
 
     async fn count_events(&self, function_id: i64) -> StoreResult<i64> {
@@ -228,10 +274,12 @@ impl EventQueries for SqliteStore {
     async fn stored_timeline(&self, event_id: i64) -> StoreResult<Option<StoredTimeline>> {
         // One read transaction, so the event and its entries are one snapshot.
         let mut tx = self.reader.begin().await?;
-        let Some(head) = sqlx::query("SELECT enqueued_at, invoke_type FROM events WHERE id = ?")
-            .bind(event_id)
-            .fetch_optional(&mut *tx)
-            .await?
+        let Some(head) = sqlx::query(
+            "SELECT enqueued_at, invoke_type, invoked_by, rerun_of FROM events WHERE id = ?",
+        )
+        .bind(event_id)
+        .fetch_optional(&mut *tx)
+        .await?
         else {
             return Ok(None);
         };
@@ -254,10 +302,19 @@ impl EventQueries for SqliteStore {
         Ok(Some(StoredTimeline {
             enqueued_at: head.try_get("enqueued_at")?,
             invoke_type: head.try_get("invoke_type")?,
+            invoked_by: head.try_get("invoked_by")?,
+            rerun_of: head.try_get("rerun_of")?,
             entries,
         }))
     }
 }
+
+/// A whole event with its function's name, read by [`event_from_row`].
+const EVENT_RECORD_SELECT: &str = "SELECT e.id, e.request_id, e.function_id, \
+     f.name AS function_name, f.region, f.namespace, e.qualifier, e.invoke_type, e.status, \
+     e.status_code, e.attempt, e.traced, e.payload, e.result, e.error, e.logs, e.enqueued_at, \
+     e.started_at, e.ended_at, e.invoked_by, e.rerun_of FROM events e \
+     JOIN functions f ON f.id = e.function_id";
 
 const EVENT_SUMMARY_COLUMNS: &str = "id, request_id, status, status_code, invoke_type, qualifier, \
      attempt, enqueued_at, started_at, ended_at";
@@ -321,5 +378,7 @@ fn event_from_row(row: &SqliteRow) -> Result<EventRecord, sqlx::Error> {
         enqueued_at: row.try_get("enqueued_at")?,
         started_at: row.try_get("started_at")?,
         ended_at: row.try_get("ended_at")?,
+        invoked_by: row.try_get("invoked_by")?,
+        rerun_of: row.try_get("rerun_of")?,
     })
 }

@@ -181,6 +181,7 @@ impl EventQueue for SqliteStore {
         request_id: &str,
         mode: &str,
         aborted: &TimelineEntry,
+        requested: &TimelineEntry,
         status_code: i64,
     ) -> StoreResult<Termination> {
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
@@ -230,6 +231,9 @@ impl EventQueue for SqliteStore {
                     .bind(status.code())
                     .execute(&mut *tx)
                     .await?;
+                if traced {
+                    add_timeline(&mut tx, id, requested).await?;
+                }
                 Termination::Running
             }
             other => Termination::NotRunning(other),
@@ -298,7 +302,7 @@ impl SqliteStore {
             // own columns, which saves a row per accept.
             let mut b = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO events (request_id, function_id, invoke_type, status, traced, \
-                 payload, enqueued_at, run_after) ",
+                 payload, enqueued_at, run_after, invoked_by, rerun_of) ",
             );
             b.push_values(chunk, |mut row, e| {
                 row.push_bind(&e.request_id)
@@ -308,7 +312,9 @@ impl SqliteStore {
                     .push_bind(e.traced)
                     .push_bind(&e.payload)
                     .push_bind(e.enqueued_at)
-                    .push_bind(e.enqueued_at);
+                    .push_bind(e.enqueued_at)
+                    .push_bind(&e.invoked_by)
+                    .push_bind(&e.rerun_of);
             });
             b.build().execute(&mut *tx).await?;
         }
