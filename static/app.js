@@ -62,8 +62,10 @@
       var previous = select.querySelector('option[value="' + (select.dataset.previous || "") + '"]');
       var next = select.options[select.selectedIndex];
       if (code && next && (!code.value.trim() || (previous && code.value === previous.dataset.skeleton))) {
-        code.value = next.dataset.skeleton;
+        if (code.scfEditorView) window.scfEditor.setValue(code, next.dataset.skeleton);
+        else code.value = next.dataset.skeleton;
       }
+      if (code && code.scfEditorView) window.scfEditor.setLanguage(code, select.value);
       select.dataset.previous = select.value;
     }
     // Status trace needs async execution: unticking async unticks trace.
@@ -165,6 +167,15 @@
     });
   }
   document.addEventListener("DOMContentLoaded", showTimes);
+
+  // Code editors: CodeMirror where the page loads it (the Code tab, the wizard); the plain
+  // textarea stays without scripts, and it is what the form sends either way.
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.scfEditor) return;
+    document.querySelectorAll("textarea[data-code-language]").forEach(function (t) {
+      window.scfEditor.attach(t, t.dataset.codeLanguage);
+    });
+  });
 
   // Controls that need this file (pause, live refresh, the time toggle) are hidden without it.
   document.addEventListener("DOMContentLoaded", function () {

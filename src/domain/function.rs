@@ -675,6 +675,12 @@ pub fn validate_new_function(
 /// New code: the source of the handler's file, or a whole package.
 pub enum CodeInput<'a> {
     Inline(&'a str),
+    /// The source of one other file of the package (the Code tab's file list); the service
+    /// checks it exists and that the handler's file is still there.
+    File {
+        path: &'a str,
+        text: &'a str,
+    },
     Package(Vec<CodeFile>),
 }
 
@@ -697,6 +703,16 @@ pub fn validate_code_update(
             }
             let file = CodeFile {
                 path: handler_file(&handler, runtime),
+                content: text.as_bytes().to_vec(),
+            };
+            (vec![file], false)
+        }
+        CodeInput::File { path, text } => {
+            if let Err(e) = validate_code(text) {
+                errors.push(e);
+            }
+            let file = CodeFile {
+                path: path.to_string(),
                 content: text.as_bytes().to_vec(),
             };
             (vec![file], false)

@@ -5,6 +5,7 @@ pub mod event;
 pub mod event_query;
 pub mod function;
 pub mod namespace;
+pub mod package;
 pub mod rules;
 pub mod runtime;
 pub mod template;

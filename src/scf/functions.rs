@@ -15,10 +15,9 @@ use crate::store::{Function, FunctionKey, FunctionOrder, FunctionQuery};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::io::Read;
 
 /// The base64 text of a zip package is at most this long (50 MB of zip, as SCF allows).
-const ZIP_BASE64_MAX: usize = 50 * 1024 * 1024 * 4 / 3 + 4;
+const ZIP_BASE64_MAX: usize = crate::domain::package::ZIP_MAX_BYTES * 4 / 3 + 4;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
@@ -95,8 +94,7 @@ fn bad_zip(why: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// Unpacks a base64 zip into files, refusing paths that would escape the package and packages
-/// that unpack beyond the size limit.
+/// Unpacks a base64 zip into files, by the package rules the console's upload follows too.
 fn unzip(base64_zip: &str) -> ApiResult<Vec<CodeFile>> {
     if base64_zip.len() > ZIP_BASE64_MAX {
         return Err(bad_zip("it is larger than 50 MB"));
@@ -104,34 +102,7 @@ fn unzip(base64_zip: &str) -> ApiResult<Vec<CodeFile>> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(base64_zip.trim())
         .map_err(|_| bad_zip("it is not valid base64"))?;
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(bad_zip)?;
-    let limit = crate::domain::function::PACKAGE_MAX_BYTES as u64;
-    let mut total: u64 = 0;
-    let mut files = Vec::new();
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(bad_zip)?;
-        if entry.is_dir() {
-            continue;
-        }
-        let path = entry
-            .enclosed_name()
-            .ok_or_else(|| bad_zip(format!("the entry {:?} has an unsafe path", entry.name())))?;
-        let path = path.to_string_lossy().replace('\\', "/");
-        let mut content = Vec::new();
-        (&mut entry)
-            .take(limit - total + 1)
-            .read_to_end(&mut content)
-            .map_err(bad_zip)?;
-        total += content.len() as u64;
-        if total > limit {
-            return Err(bad_zip("it unpacks to more than 100 MB"));
-        }
-        files.push(CodeFile { path, content });
-    }
-    if files.is_empty() {
-        return Err(bad_zip("it holds no files"));
-    }
-    Ok(files)
+    crate::domain::package::unzip(&bytes).map_err(bad_zip)
 }
 
 /// The namespace a call names (default `default`), checked to exist.

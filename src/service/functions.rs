@@ -2,10 +2,10 @@
 
 use super::{Missing, ServiceError, ServiceResult};
 use crate::domain::function::{
-    CodeInput, ConfigDraft, FunctionDraft, reserved_events, validate_code_update, validate_config,
-    validate_new_function, validate_reservation,
+    CodeInput, ConfigDraft, FunctionDraft, handler_file, reserved_events, validate_code_update,
+    validate_config, validate_new_function, validate_reservation,
 };
-use crate::domain::rules::FieldError;
+use crate::domain::rules::{FieldError, FieldErrors};
 use crate::state::AppState;
 use crate::store::{Function, FunctionKey, StoreError};
 
@@ -167,6 +167,31 @@ pub async fn update_code(
     let runtime = f
         .runtime()
         .ok_or_else(|| anyhow::anyhow!("function {} has unknown runtime {}", f.name, f.runtime))?;
+    // Another file of the package is edited in place: it must be there, and so must the
+    // handler's file, or the function would no longer load.
+    if let CodeInput::File { path, .. } = &code {
+        let stored = state.store.get_code(f.id).await?;
+        let has = |p: &str| stored.iter().any(|c| c.path == p);
+        let mut errors = FieldErrors::default();
+        if !has(path) {
+            errors.push(FieldError::new(
+                "Code",
+                "InvalidParameterValue.Code",
+                format!("There is no file {path} in this function's package."),
+            ));
+        }
+        let entry = handler_file(handler.trim(), runtime);
+        if entry != *path && !has(&entry) {
+            errors.push(FieldError::new(
+                "Handler",
+                "InvalidParameterValue.Handler",
+                format!("The handler's file {entry} is not in the package: name a file it has."),
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(errors.into());
+        }
+    }
     let update = validate_code_update(handler, runtime, code)?;
     written(
         f,

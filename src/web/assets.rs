@@ -8,10 +8,16 @@ use rust_embed::RustEmbed;
 
 #[derive(RustEmbed)]
 #[folder = "static"]
+// The editor bundle's entry source is kept beside it to rebuild it, not served.
+#[exclude = "vendor/*.mjs"]
 struct Static;
 
 /// The vendored htmx, named with its version.
 pub const HTMX: &str = "vendor/htmx-2.0.11.min.js";
+
+/// The vendored CodeMirror 6 bundle (see its LICENSE file for what it holds and how it is
+/// built), loaded only by the pages with a code editor.
+pub const CODEMIRROR: &str = "vendor/codemirror-6.min.js";
 
 fn etag(path: &str) -> Option<String> {
     Static::get(path).map(|f| {

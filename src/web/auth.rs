@@ -19,6 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{RequestPartsExt, Router};
+use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 
@@ -259,12 +260,16 @@ async fn sent_token(req: Request) -> Result<(Request, Option<String>), Response>
         let token = token.to_str().ok().map(str::to_string);
         return Ok((req, token));
     }
-    let is_form = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+        .unwrap_or_default()
+        .to_string();
+    if let Some(boundary) = multipart_boundary(&content_type) {
+        return Ok(multipart_token(req, &boundary).await);
+    }
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Ok((req, None));
     }
     let (parts, body) = req.into_parts();
@@ -290,6 +295,66 @@ async fn sent_token(req: Request) -> Result<(Request, Option<String>), Response>
         .find(|(k, _)| k == CSRF_FIELD)
         .map(|(_, v)| v.into_owned());
     Ok((Request::from_parts(parts, Body::from(bytes)), token))
+}
+
+/// The CSRF token of a multipart form (a zip upload): the console's forms put the `csrf` field
+/// first, so only the start of the body is read (a few KB, not the upload) and the body goes
+/// on, whole, to the handler.
+async fn multipart_token(req: Request, boundary: &str) -> (Request, Option<String>) {
+    const HEAD: usize = 4096;
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut head: Vec<u8> = Vec::new();
+    let mut failed = None;
+    while head.len() < HEAD {
+        match stream.next().await {
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            None => break,
+        }
+    }
+    let token = first_part_token(&head, boundary);
+    let rest = futures_util::stream::iter(failed.map(Err)).chain(stream);
+    let body = Body::from_stream(
+        futures_util::stream::once(async move { Ok(axum::body::Bytes::from(head)) }).chain(rest),
+    );
+    (Request::from_parts(parts, body), token)
+}
+
+/// The boundary of a `multipart/form-data` content type (quoted or not).
+fn multipart_boundary(content_type: &str) -> Option<String> {
+    let (kind, params) = content_type.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    params.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_string())
+            .filter(|b| !b.is_empty() && b.len() <= 70)
+    })
+}
+
+/// The value of a multipart body's first part when that part is the `csrf` field.
+fn first_part_token(head: &[u8], boundary: &str) -> Option<String> {
+    let text = std::str::from_utf8(head).ok().or_else(|| {
+        // The head may end inside a multi-byte character of a later part.
+        let valid = std::str::from_utf8(head).err()?.valid_up_to();
+        std::str::from_utf8(&head[..valid]).ok()
+    })?;
+    let first = text.strip_prefix(&format!("--{boundary}\r\n"))?;
+    let (headers, rest) = first.split_once("\r\n\r\n")?;
+    let named_csrf = headers.lines().any(|h| {
+        h.to_ascii_lowercase().starts_with("content-disposition:")
+            && h.contains(&format!("name=\"{CSRF_FIELD}\""))
+            && !h.contains("filename=")
+    });
+    let (value, _) = rest.split_once(&format!("\r\n--{boundary}"))?;
+    named_csrf.then(|| value.to_string())
 }
 
 /// What a change was done to, from the route's parameters: `ap-guangzhou/default/hello`,

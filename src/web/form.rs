@@ -54,6 +54,64 @@ impl<S: Send + Sync> FromRequest<S> for FormFields {
     }
 }
 
+/// A form that may carry a zip package (`ZipFile`): urlencoded as usual, or multipart when
+/// the user picked a file. The route sets a body limit that fits the largest package.
+pub struct FormWithFile {
+    pub fields: Vec<(String, String)>,
+    /// The zip's bytes, when a file was picked.
+    pub zip: Option<Vec<u8>>,
+}
+
+/// The file input of the forms that take a package.
+pub const ZIP_FIELD: &str = "ZipFile";
+
+impl<S: Send + Sync> FromRequest<S> for FormWithFile {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let multipart = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+        if !multipart {
+            let FormFields(fields) = FormFields::from_request(req, state).await?;
+            return Ok(FormWithFile { fields, zip: None });
+        }
+        let bad = |why: String| AppError::BadRequest(why).into_response();
+        let mut form = axum::extract::Multipart::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let mut fields = Vec::new();
+        let mut zip = None;
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| bad(format!("The form did not arrive whole: {}.", e.body_text())))?
+        {
+            if fields.len() >= MAX_FORM_FIELDS {
+                return Err(bad(format!(
+                    "The form sent more than {MAX_FORM_FIELDS} fields; a console form has fewer."
+                )));
+            }
+            let name = field.name().unwrap_or_default().to_string();
+            let picked = field.file_name().is_some_and(|f| !f.is_empty());
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| bad(format!("The form did not arrive whole: {}.", e.body_text())))?;
+            if name == ZIP_FIELD {
+                if picked && !bytes.is_empty() {
+                    zip = Some(bytes.to_vec());
+                }
+            } else {
+                fields.push((name, String::from_utf8_lossy(&bytes).into_owned()));
+            }
+        }
+        Ok(FormWithFile { fields, zip })
+    }
+}
+
 /// A submitted form as name/value pairs, in order.
 pub struct Fields(pub Vec<(String, String)>);
 

@@ -1,20 +1,20 @@
 //! A function's page: the Configuration tab (settings, status trace on/off) and the Code tab.
 
 use super::flash::Flash;
-use super::form::{Fields, FormFields};
+use super::form::{Fields, FormFields, FormWithFile, ZIP_FIELD};
 use super::parts::{AdvancedFields, Header, load, retention_text};
 use super::shell::Shell;
 use super::urls;
 use crate::domain::function::{CodeInput, handler_file, validate_config};
-use crate::domain::rules::FieldErrors;
+use crate::domain::rules::{FieldError, FieldErrors};
 use crate::error::AppResult;
 use crate::service::{self, ServiceError};
 use crate::state::AppState;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
@@ -27,13 +27,23 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/scf/{region}/{namespace}/functions/{name}/code",
-            get(code).post(save_code),
+            get(code)
+                .post(save_code)
+                .layer(DefaultBodyLimit::max(PACKAGE_FORM_LIMIT)),
+        )
+        .route(
+            "/scf/{region}/{namespace}/functions/{name}/code/package.zip",
+            get(download_code),
         )
         .route(
             "/scf/{region}/{namespace}/functions/{name}/concurrency",
             axum::routing::post(save_concurrency),
         )
 }
+
+/// A form that may carry a zip package: the largest package, and the rest of the form.
+pub const PACKAGE_FORM_LIMIT: usize =
+    crate::domain::package::ZIP_MAX_BYTES + super::FORM_BODY_LIMIT;
 
 async fn overview(Path((region, namespace, name)): Path<(String, String, String)>) -> Redirect {
     Redirect::to(&urls::function_tab(&region, &namespace, &name, "config"))
@@ -244,82 +254,191 @@ async fn save_config(
     }
 }
 
+/// One file of the package, in the Code tab's list.
+pub struct FileEntry {
+    pub path: String,
+    pub url: String,
+    pub current: bool,
+    pub size: String,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "function/code.html")]
 pub struct CodePage {
     shell: Shell,
     header: Header,
     handler: String,
-    code: String,
+    /// The file in the editor, and its source.
     file: String,
-    /// The other files of the package, listed so the user knows they exist.
-    other_files: Vec<String>,
+    code: String,
+    /// The file is not text: shown as a note, not in the editor.
+    binary: bool,
+    files: Vec<FileEntry>,
+    download_url: String,
     errors: FieldErrors,
     banner: Option<String>,
 }
 
-async fn code(
-    State(state): State<AppState>,
-    Path((region, namespace, name)): Path<(String, String, String)>,
+#[derive(serde::Deserialize)]
+struct CodeQuery {
+    #[serde(default)]
+    file: Option<String>,
+}
+
+fn size_text(bytes: usize) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+/// The Code tab on one file of the package: the handler's file unless another is named.
+async fn code_page(
+    state: &AppState,
+    (region, namespace, name): (&str, &str, &str),
+    chosen: Option<&str>,
 ) -> AppResult<CodePage> {
-    let (shell, f) = load(&state, &region, &namespace, &name).await?;
+    let (shell, f) = load(state, region, namespace, name).await?;
     let files = state.store.get_code(f.id).await?;
-    let file = f
+    let entry = f
         .runtime()
         .map(|r| handler_file(&f.handler, r))
         .unwrap_or_default();
-    let code = files
+    let file = chosen
+        .filter(|c| files.iter().any(|f| f.path == *c))
+        .unwrap_or(&entry)
+        .to_string();
+    let content = files.iter().find(|c| c.path == file);
+    let (code, binary) = match content.map(|c| String::from_utf8(c.content.clone())) {
+        Some(Ok(text)) => (text, false),
+        Some(Err(_)) => (String::new(), true),
+        None => (String::new(), false),
+    };
+    let tab = urls::function_tab(region, namespace, name, "code");
+    let mut listed: Vec<FileEntry> = files
         .iter()
-        .find(|c| c.path == file)
-        .map(|c| String::from_utf8_lossy(&c.content).into_owned())
-        .unwrap_or_default();
+        .map(|c| FileEntry {
+            url: format!("{tab}?file={}", urls::encode(&c.path)),
+            current: c.path == file,
+            size: size_text(c.content.len()),
+            path: c.path.clone(),
+        })
+        .collect();
+    listed.sort_by(|a, b| (a.path != entry, &a.path).cmp(&(b.path != entry, &b.path)));
     Ok(CodePage {
-        header: Header::new(&state, &shell, &f, "code"),
+        header: Header::new(state, &shell, &f, "code"),
         shell,
         handler: f.handler.clone(),
-        code,
-        other_files: files
-            .into_iter()
-            .map(|c| c.path)
-            .filter(|p| *p != file)
-            .collect(),
         file,
+        code,
+        binary,
+        files: listed,
+        download_url: format!("{tab}/package.zip"),
         errors: FieldErrors::default(),
         banner: super::flash::notice(),
     })
 }
 
+async fn code(
+    State(state): State<AppState>,
+    Path((region, namespace, name)): Path<(String, String, String)>,
+    Query(q): Query<CodeQuery>,
+) -> AppResult<CodePage> {
+    code_page(&state, (&region, &namespace, &name), q.file.as_deref()).await
+}
+
+/// Saves the Code tab: the file in the editor (the handler's or another of the package), or a
+/// whole zip package uploaded in its place.
 async fn save_code(
     State(state): State<AppState>,
     Path((region, namespace, name)): Path<(String, String, String)>,
-    FormFields(pairs): FormFields,
+    form: FormWithFile,
 ) -> AppResult<Response> {
-    let (shell, f) = load(&state, &region, &namespace, &name).await?;
-    let fields = Fields(pairs);
+    let (_, f) = load(&state, &region, &namespace, &name).await?;
+    let fields = Fields(form.fields);
     let handler = fields.get("Handler").to_string();
     let code = fields.get("Code").replace("\r\n", "\n");
-    match service::functions::update_code(&state, &f, &handler, CodeInput::Inline(&code)).await {
-        Ok(_) => Ok(super::flash::redirect(
-            &urls::function_tab(&region, &namespace, &name, "code"),
-            Flash::Notice("Code saved.".into()),
+    let file = fields.get("File").to_string();
+    let entry = f
+        .runtime()
+        .map(|r| handler_file(handler.trim(), r))
+        .unwrap_or_default();
+    let input = match &form.zip {
+        Some(zip) => match crate::domain::package::unzip(zip) {
+            Ok(files) => Ok(CodeInput::Package(files)),
+            Err(why) => Err(FieldErrors::from(zip_error(&why))),
+        },
+        None if file.is_empty() || file == entry => Ok(CodeInput::Inline(&code)),
+        None => Ok(CodeInput::File {
+            path: &file,
+            text: &code,
+        }),
+    };
+    let result = match input {
+        Ok(input) => service::functions::update_code(&state, &f, &handler, input).await,
+        Err(errors) => Err(ServiceError::Invalid(errors)),
+    };
+    let tab = urls::function_tab(&region, &namespace, &name, "code");
+    match result {
+        Ok(_) if form.zip.is_some() => Ok(super::flash::redirect(
+            &tab,
+            Flash::Notice("Package uploaded: it replaces every file of the function.".into()),
         )),
-        Err(ServiceError::Invalid(errors)) => {
-            let file = f
-                .runtime()
-                .map(|r| handler_file(&handler, r))
-                .unwrap_or_default();
-            let page = CodePage {
-                header: Header::new(&state, &shell, &f, "code"),
-                shell,
-                handler,
-                code,
-                file,
-                other_files: Vec::new(),
-                errors,
-                banner: None,
+        Ok(_) => {
+            let back = if file.is_empty() || file == entry {
+                tab
+            } else {
+                format!("{tab}?file={}", urls::encode(&file))
             };
+            Ok(super::flash::redirect(
+                &back,
+                Flash::Notice("Code saved.".into()),
+            ))
+        }
+        Err(ServiceError::Invalid(errors)) => {
+            let chosen = (!file.is_empty()).then_some(file.as_str());
+            let mut page = code_page(&state, (&region, &namespace, &name), chosen).await?;
+            // What the user typed stays in the form.
+            page.handler = handler;
+            if form.zip.is_none() {
+                page.code = code;
+            }
+            page.errors = errors;
+            page.banner = None;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// A package that cannot be used, said by the file input (which browsers empty after a send).
+pub fn zip_error(why: &str) -> FieldError {
+    FieldError::new(
+        ZIP_FIELD,
+        "InvalidParameterValue.ZipFile",
+        format!("The zip package is not usable: {why}. Pick a zip file again."),
+    )
+}
+
+/// The function's package as a zip, every file as stored.
+async fn download_code(
+    State(state): State<AppState>,
+    Path((region, namespace, name)): Path<(String, String, String)>,
+) -> AppResult<Response> {
+    let (_, f) = load(&state, &region, &namespace, &name).await?;
+    let files = state.store.get_code(f.id).await?;
+    let zip = crate::domain::package::zip(&files)
+        .map_err(|e| anyhow::anyhow!("packing the code of {}: {e}", f.name))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.zip\"", f.name),
+            ),
+        ],
+        zip,
+    )
+        .into_response())
 }

@@ -2,7 +2,7 @@
 //! Configuration (with Advanced Settings), Complete. Also the live validation fragment that
 //! checks a field as the user types.
 
-use super::form::{Fields, FormFields, rule_field};
+use super::form::{Fields, FormFields, FormWithFile, rule_field};
 use super::parts::{AdvancedFields, retention_text};
 use super::shell::{Section, Shell};
 use super::{HxRequest, HxTriggerName, urls};
@@ -16,7 +16,7 @@ use crate::state::AppState;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,7 +26,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/scf/{region}/{namespace}/functions/-/new",
-            get(new_function).post(create),
+            get(new_function).post(create).layer(DefaultBodyLimit::max(
+                super::function_page::PACKAGE_FORM_LIMIT,
+            )),
         )
         .route(
             "/scf/{region}/{namespace}/functions/-/validate",
@@ -231,8 +233,9 @@ fn form_page(
 async fn create(
     State(state): State<AppState>,
     Path((region, namespace)): Path<(String, String)>,
-    FormFields(pairs): FormFields,
+    form: FormWithFile,
 ) -> AppResult<Response> {
+    let pairs = form.fields;
     let shell = Shell::load(
         &state,
         &region,
@@ -259,6 +262,24 @@ async fn create(
     if let Some(e) = fields.env_limit_error() {
         let page = form_page(&state, shell, template_id, draft, FieldErrors::from(e), 0);
         return Ok(invalid(page));
+    }
+    // A zip package picked in the form replaces the code typed in it.
+    let mut draft = draft;
+    if let Some(zip) = &form.zip {
+        match crate::domain::package::unzip(zip) {
+            Ok(files) => draft.package = Some(files),
+            Err(why) => {
+                let errors = FieldErrors::from(super::function_page::zip_error(&why));
+                return Ok(invalid(form_page(
+                    &state,
+                    shell,
+                    template_id,
+                    draft,
+                    errors,
+                    0,
+                )));
+            }
+        }
     }
     let refused = |errors| {
         invalid(form_page(

@@ -78,7 +78,10 @@ async fn the_function_lifecycle_through_the_api_shows_in_the_console() {
         code.text("#Code")
             .contains("def main_handler(event, context):")
     );
-    assert!(code.text(".card .muted").contains("lib/helper.py"));
+    assert!(
+        code.texts(".file-list li code")
+            .contains(&"lib/helper.py".to_string())
+    );
 
     app.state.clock.advance(Duration::from_secs(60));
     let updated = app

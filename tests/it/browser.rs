@@ -16,6 +16,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const WAIT: Duration = Duration::from_secs(20);
 const TAB: &str = "\u{E004}";
 const ENTER: &str = "\u{E007}";
+const ESCAPE: &str = "\u{E00C}";
 
 /// A WebDriver session on a chromedriver of our own.
 struct Browser {
@@ -263,9 +264,15 @@ impl Browser {
         let script = format!(
             "const el = document.activeElement; return !!(el && el !== document.body && ({condition}));"
         );
+        let in_editor = "return !!document.activeElement.closest('.cm-editor');";
         for _ in 0..80 {
             if self.js(&script).await == Value::Bool(true) {
                 return;
+            }
+            // In the code editor Tab indents; Escape first lets the next Tab move on, as the
+            // hint under the editor says.
+            if self.js(in_editor).await == Value::Bool(true) {
+                self.press(ESCAPE).await;
             }
             self.press(TAB).await;
         }
@@ -668,5 +675,164 @@ async fn every_main_page_fits_a_phone() {
     b.goto(&format!("{console}/functions/{long}/events")).await;
     b.wait("table.events", "Invocation completed").await;
     b.screenshot("phone-event-management").await;
+    b.close().await;
+}
+
+/// Code is written as in SCF's online editor (CodeMirror: highlighting, line numbers, the
+/// textarea it stands for is what the form sends), and Event Management's export downloads
+/// in the browser, both formats, with the columns chosen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_code_editor_and_both_exports_in_a_real_browser() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::new().await;
+    app.add_key().await;
+    app.create_function(
+        "default",
+        "exporter",
+        &[
+            ("AsyncRunEnable", "TRUE"),
+            ("TraceEnable", "TRUE"),
+            (
+                "Code",
+                "def main_handler(event, context):\n    print('got', event['n'])\n    return event\n",
+            ),
+        ],
+    )
+    .await;
+    let base = log_in(&b, &app).await;
+    let function = format!("{base}/scf/{REGION}/default/functions/exporter");
+
+    // The editor: line numbers and highlighted Python, named by the file it edits.
+    b.goto(&format!("{function}/code")).await;
+    b.wait(".cm-editor .cm-lineNumbers", "1").await;
+    assert_eq!(
+        b.js("return [getComputedStyle(document.querySelector('#Code')).display, document.querySelector('.cm-content').getAttribute('aria-label'), document.querySelectorAll('.cm-content span[class]').length > 0];").await,
+        json!(["none", "index.py", true])
+    );
+    b.click(".cm-content").await;
+    // Ctrl+End: the end of the file.
+    let (ctrl, end) = ("\u{E009}", "\u{E010}");
+    b.cmd(
+        "POST",
+        "/actions",
+        json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+            {"type": "keyDown", "value": ctrl}, {"type": "keyDown", "value": end},
+            {"type": "keyUp", "value": end}, {"type": "keyUp", "value": ctrl}]}]}),
+    )
+    .await
+    .unwrap();
+    b.type_text("# typed in the editor").await;
+    b.click(".form-actions button.btn-primary").await;
+    b.wait(".banner-ok", "Code saved.").await;
+    let f = app
+        .state
+        .store
+        .get_function(&scf_console::store::FunctionKey {
+            region: REGION.into(),
+            namespace: "default".into(),
+            name: "exporter".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let code = app.state.store.get_code(f.id).await.unwrap();
+    let saved = String::from_utf8(code[0].content.clone()).unwrap();
+    assert!(
+        saved.trim_end().ends_with("# typed in the editor"),
+        "{saved}"
+    );
+    b.screenshot("code-editor").await;
+
+    // Three events, run to their end.
+    for n in 0..3 {
+        app.api(
+            "Invoke",
+            json!({"FunctionName": "exporter", "InvocationType": "Event", "ClientContext": json!({"n": n}).to_string()}),
+        )
+        .await
+        .ok();
+    }
+    wait_for("three events to finish", WAIT, || async {
+        let page = app
+            .get(&format!(
+                "{}?status=finished",
+                function_url("default", "exporter", "events")
+            ))
+            .await;
+        page.text(".count-line")
+            .starts_with("3 events")
+            .then_some(())
+    })
+    .await;
+
+    // Downloads land in a folder of the test's own.
+    let downloads = tempfile::tempdir().unwrap();
+    b.cmd(
+        "POST",
+        "/goog/cdp/execute",
+        json!({"cmd": "Browser.setDownloadBehavior", "params": {
+            "behavior": "allow", "downloadPath": downloads.path().display().to_string()}}),
+    )
+    .await
+    .unwrap();
+    let downloaded = |name: &'static str| {
+        let path = downloads.path().join(name);
+        async move {
+            wait_for(&format!("{name} to download"), WAIT, || async {
+                let text = std::fs::read_to_string(&path).ok()?;
+                // Chromium writes to a .crdownload file and renames it when whole.
+                text.ends_with('\n').then_some(text)
+            })
+            .await
+        }
+    };
+    b.goto(&format!("{function}/events")).await;
+    b.click("details.export > summary").await;
+    b.click(".export-form input[name=col][value=payload]").await;
+    b.click(".export-form button[type=submit]").await;
+    let csv = downloaded("exporter-events.csv").await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "InvokeRequestId,Status,StatusCode,InvokeType,Qualifier,StartTime,EndTime,DurationMs,Attempts,Payload"
+    );
+    assert_eq!(lines.len(), 4, "{csv}");
+    for n in 0..3 {
+        assert!(
+            lines[1..]
+                .iter()
+                .any(|l| l.contains(",FINISHED,200,API,$LATEST,")
+                    && l.ends_with(&format!("\"{{\"\"n\"\":{n}}}\""))),
+            "{n} in {csv}"
+        );
+    }
+    // The form stays open after a download: NDJSON now, with the logs instead.
+    b.click(".export-form input[name=format][value=ndjson]")
+        .await;
+    b.click(".export-form input[name=col][value=payload]").await;
+    b.click(".export-form input[name=col][value=logs]").await;
+    b.click(".export-form button[type=submit]").await;
+    let ndjson = downloaded("exporter-events.ndjson").await;
+    let records: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 3, "{ndjson}");
+    for r in &records {
+        assert_eq!(r["Status"], "FINISHED");
+        assert!(
+            r["Logs"]
+                .as_str()
+                .is_some_and(|logs| logs.starts_with("got ")),
+            "the handler's output: {r}"
+        );
+        assert!(
+            r.get("Payload").is_none(),
+            "only the columns asked for: {r}"
+        );
+    }
+    assert_eq!(b.policy_violations().await, Vec::<String>::new());
     b.close().await;
 }

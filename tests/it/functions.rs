@@ -376,7 +376,7 @@ async fn the_code_tab_edits_the_handler_file() {
         )
         .await;
     assert_eq!(page.text("label[for=Code]"), "app.py");
-    assert!(page.text(".card .muted").contains("index.py"));
+    assert_eq!(page.texts(".file-list li code"), ["app.py", "index.py"]);
 
     let refused = app
         .post(&url, &[("Handler", "bad"), ("Code", "x = 1")])
@@ -384,6 +384,215 @@ async fn the_code_tab_edits_the_handler_file() {
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(refused.field_error("Handler").contains("file.method"));
     assert_eq!(refused.text("#Code"), "x = 1", "the edit is kept");
+}
+
+fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(crate::support::api::zip_base64(files))
+        .unwrap()
+}
+
+fn unzip_of(bytes: &[u8]) -> Vec<(String, String)> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut files = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let mut text = String::new();
+        entry.read_to_string(&mut text).unwrap();
+        files.push((entry.name().unwrap().to_string(), text));
+    }
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn every_file_of_a_package_can_be_read_edited_downloaded_and_replaced() {
+    let app = TestApp::new().await;
+    app.create_function("default", "multi", &[]).await;
+    let url = function_url("default", "multi", "code");
+    // A two-file package, uploaded from the Code tab.
+    let package = zip_of(&[
+        (
+            "index.py",
+            "from lib.util import greet\ndef main_handler(event, context):\n    return greet()\n",
+        ),
+        ("lib/util.py", "def greet():\n    return 'hi'\n"),
+    ]);
+    let uploaded = app
+        .post_multipart(
+            &url,
+            &[("Handler", "index.main_handler")],
+            Some(("ZipFile", "package.zip", &package)),
+        )
+        .await;
+    assert_eq!(
+        uploaded.status,
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        uploaded.errors()
+    );
+    let page = app.follow(&uploaded).await;
+    assert!(page.text(".banner-ok").starts_with("Package uploaded"));
+    // Every file is listed, the handler's first, and opens in the editor.
+    assert_eq!(
+        page.texts(".file-list li code"),
+        ["index.py", "lib/util.py"]
+    );
+    assert_eq!(page.text(".file-list a[aria-current=page]"), "index.py");
+    assert!(
+        page.attr("#Code", "data-code-language")
+            .unwrap()
+            .starts_with("Python"),
+        "the editor highlights the function's language"
+    );
+    let util = page.link(".file-list a", "lib/util.py").unwrap();
+    let opened = app.get(&util).await;
+    assert_eq!(opened.text("label[for=Code]"), "lib/util.py");
+    assert!(opened.text("#Code").contains("return 'hi'"));
+    assert_eq!(
+        opened.attr("input[name=File]", "value").as_deref(),
+        Some("lib/util.py")
+    );
+    let saved = app
+        .post(
+            &url,
+            &[
+                ("Handler", "index.main_handler"),
+                ("File", "lib/util.py"),
+                ("Code", "def greet():\n    return 'hello'\n"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.location(), util, "back to the file edited");
+    // A file that is not in the package is not made up.
+    let refused = app
+        .post(
+            &url,
+            &[
+                ("Handler", "index.main_handler"),
+                ("File", "lib/nope.py"),
+                ("Code", "x = 1"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.field_error("Code").contains("no file lib/nope.py"));
+    // Nor may an edit of another file leave the handler pointing at a missing one.
+    let lost = app
+        .post(
+            &url,
+            &[
+                ("Handler", "gone.main_handler"),
+                ("File", "lib/util.py"),
+                ("Code", "x = 1"),
+            ],
+        )
+        .await;
+    assert_eq!(lost.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        lost.field_error("Handler")
+            .contains("gone.py is not in the package")
+    );
+
+    // The download is the package as stored, the edit included.
+    let zip = app.get(&format!("{url}/package.zip")).await;
+    assert_eq!(zip.header("content-type"), "application/zip");
+    assert!(zip.header("content-disposition").contains("multi.zip"));
+    assert_eq!(
+        unzip_of(&zip.bytes),
+        [
+            ("index.py".to_string(), "from lib.util import greet\ndef main_handler(event, context):\n    return greet()\n".to_string()),
+            ("lib/util.py".to_string(), "def greet():\n    return 'hello'\n".to_string()),
+        ]
+    );
+
+    // A package that cannot be used is said by the file input, and nothing changes.
+    for (bytes, says) in [
+        (b"not a zip".to_vec(), "not usable"),
+        (zip_of(&[("../escape.py", "x")]), "unsafe path"),
+    ] {
+        let bad = app
+            .post_multipart(
+                &url,
+                &[("Handler", "index.main_handler")],
+                Some(("ZipFile", "bad.zip", &bytes)),
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            bad.field_error("ZipFile").contains(says),
+            "{}",
+            bad.field_error("ZipFile")
+        );
+    }
+    assert_eq!(
+        unzip_of(&app.get(&format!("{url}/package.zip")).await.bytes).len(),
+        2
+    );
+    // A multipart form without this session's token changes nothing.
+    let (content_type, body) = multipart_body(
+        &[("Handler", "index.main_handler")],
+        Some(("ZipFile", "p.zip", &package)),
+    );
+    let cookie = format!("scf_session={}", app.session().unwrap().cookie);
+    let forged = app
+        .send_anonymous(
+            axum::http::Request::post(&url)
+                .header("content-type", content_type)
+                .header("cookie", cookie)
+                .body(axum::body::Body::from(body))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_wizard_creates_a_function_from_an_uploaded_zip() {
+    let app = TestApp::new().await;
+    let package = zip_of(&[
+        (
+            "index.py",
+            "def main_handler(event, context):\n    return 'zipped'\n",
+        ),
+        ("data/words.txt", "one\ntwo\n"),
+    ]);
+    let mut fields = valid_function("zipped");
+    fields.retain(|(k, _)| *k != "Code");
+    let created = app
+        .post_multipart(
+            &new_url("default"),
+            &fields,
+            Some(("ZipFile", "fn.zip", &package)),
+        )
+        .await;
+    assert_eq!(
+        created.status,
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        created.errors()
+    );
+    let code = app.get(&function_url("default", "zipped", "code")).await;
+    assert_eq!(
+        code.texts(".file-list li code"),
+        ["index.py", "data/words.txt"]
+    );
+    let bad = app
+        .post_multipart(
+            &new_url("default"),
+            &valid_function("unzipped"),
+            Some(("ZipFile", "x.zip", b"junk")),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.field_error("ZipFile").contains("Pick a zip file again"));
+    assert_eq!(
+        bad.attr("#FunctionName", "value").as_deref(),
+        Some("unzipped"),
+        "the form is kept"
+    );
 }
 
 /// Every word the console uses in its own URLs, so none of them can be taken from a user who

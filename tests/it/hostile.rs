@@ -80,6 +80,7 @@ impl Reply {
             status: StatusCode::from_u16(self.status).unwrap(),
             headers: self.headers.clone(),
             body: self.text(),
+            bytes: self.body.clone(),
         }
     }
 

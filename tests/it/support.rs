@@ -273,15 +273,41 @@ impl TestApp {
     }
 
     /// Sends without any session cookie or token, as someone who has not logged in.
-    pub async fn send_anonymous(&self, req: Request<Body>) -> Page {
+    /// Sends a request as it comes: to the console as a browser sends it, asking for a
+    /// compressed answer (as every browser does) and reading it decompressed, so every
+    /// console test also goes through the compression layer.
+    pub async fn send_anonymous(&self, mut req: Request<Body>) -> Page {
+        let browser = !req.headers().contains_key("x-tc-action");
+        if browser && !req.headers().contains_key(header::ACCEPT_ENCODING) {
+            req.headers_mut().insert(
+                header::ACCEPT_ENCODING,
+                BROWSER_ACCEPT_ENCODING.parse().unwrap(),
+            );
+        }
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let raw = res.into_body().collect().await.unwrap().to_bytes();
+        let bytes = match headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()) {
+            Some(b"gzip") => {
+                use std::io::Read;
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(&raw[..])
+                    .read_to_end(&mut out)
+                    .expect("a whole gzip body");
+                out
+            }
+            Some(other) => panic!(
+                "answered in an encoding the test cannot read: {}",
+                String::from_utf8_lossy(other)
+            ),
+            None => raw.to_vec(),
+        };
         Page {
             status,
             headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
         }
     }
 
@@ -351,6 +377,28 @@ impl TestApp {
         .await
     }
 
+    /// A form sent as `multipart/form-data`, as a browser sends one with a file input: the
+    /// session's CSRF token first (where the console's forms put it), then `fields`, then
+    /// `file` as `(field, file name, bytes)`.
+    pub async fn post_multipart(
+        &self,
+        uri: &str,
+        fields: &[(&str, &str)],
+        file: Option<(&str, &str, &[u8])>,
+    ) -> Page {
+        let csrf = self.session().map(|l| l.csrf).unwrap_or_default();
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        let (content_type, body) = multipart_body(&all, file);
+        self.send(
+            Request::post(uri)
+                .header(header::CONTENT_TYPE, content_type)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
     /// Follows a redirect the way a browser does after a form post: with the one-time flash
     /// cookie the redirect set, if any.
     pub async fn follow(&self, page: &Page) -> Page {
@@ -402,6 +450,33 @@ impl TestApp {
 
 pub fn form_request(uri: &str) -> axum::http::request::Builder {
     Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+}
+
+/// A `multipart/form-data` body and its content type.
+pub fn multipart_body(
+    fields: &[(&str, &str)],
+    file: Option<(&str, &str, &[u8])>,
+) -> (String, Vec<u8>) {
+    let boundary = "----scfConsoleTestBoundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    if let Some((name, file_name, bytes)) = file {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\nContent-Type: application/zip\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 pub fn form_body(fields: &[(&str, &str)]) -> Body {
@@ -456,10 +531,15 @@ pub fn valid_function(name: &str) -> Vec<(&str, &str)> {
     ]
 }
 
+/// What Chromium sends as Accept-Encoding.
+pub const BROWSER_ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd";
+
 pub struct Page {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// The body as text (decompressed), and as bytes for downloads that are not text.
     pub body: String,
+    pub bytes: Vec<u8>,
 }
 
 impl Page {
