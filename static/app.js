@@ -147,23 +147,44 @@
     history.replaceState(null, "", url);
   });
 
-  // Times: UTC (as the server writes them) or the browser's zone, remembered.
+  // Times: UTC (as the server writes them) or the browser's zone, remembered. Every time the
+  // console shows carries its instant (`datetime` or `data-at`) and how it is written
+  // (`data-time`: a full time with its zone, "short" without the zone where the zone is said
+  // nearby, "clock" for the time of day); zone labels (`data-zone`) follow.
   function pad(n) { return String(n).padStart(2, "0"); }
   function localText(d) {
     return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
       pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
   }
+  function zoneLabel(d) {
+    var offset = -d.getTimezoneOffset();
+    var sign = offset < 0 ? "-" : "+";
+    offset = Math.abs(offset);
+    return "UTC" + sign + pad(Math.floor(offset / 60)) + ":" + pad(offset % 60);
+  }
   function showTimes() {
     var local = localStorage.getItem("scf-times") === "local";
     document.querySelectorAll("[data-time-toggle]").forEach(function (b) {
-      b.textContent = local ? "Times: local" : "Times: UTC";
+      b.textContent = local ? "Times: local (" + zoneLabel(new Date()) + ")" : "Times: UTC";
       b.setAttribute("aria-pressed", String(local));
     });
-    document.querySelectorAll("time[data-relative], time[data-absolute]").forEach(function (t) {
-      if (!t.dataset.utc) t.dataset.utc = t.hasAttribute("data-absolute") ? t.textContent : t.title.replace(/ UTC$/, "");
-      var text = local ? localText(new Date(t.getAttribute("datetime"))) + " (local)" : t.dataset.utc + " UTC";
-      if (t.hasAttribute("data-absolute")) t.textContent = local ? text.replace(" (local)", "") : t.dataset.utc;
-      t.title = text;
+    document.querySelectorAll("[data-time]").forEach(function (t) {
+      if (t.dataset.utc === undefined) t.dataset.utc = t.textContent;
+      if (!local) { t.textContent = t.dataset.utc; return; }
+      var d = new Date(t.getAttribute("datetime") || t.dataset.at);
+      if (isNaN(d)) return;
+      var kind = t.dataset.time;
+      var text = kind === "clock" ? localText(d).slice(11) :
+        kind === "short" ? localText(d) : localText(d) + " " + zoneLabel(d);
+      t.textContent = text + (t.dataset.after || "");
+    });
+    document.querySelectorAll("time[data-relative]").forEach(function (t) {
+      if (t.dataset.utcTitle === undefined) t.dataset.utcTitle = t.title;
+      var d = new Date(t.getAttribute("datetime"));
+      t.title = local && !isNaN(d) ? localText(d) + " " + zoneLabel(d) : t.dataset.utcTitle;
+    });
+    document.querySelectorAll("[data-zone]").forEach(function (z) {
+      z.textContent = local ? zoneLabel(new Date()) : "UTC";
     });
   }
   document.addEventListener("DOMContentLoaded", showTimes);

@@ -207,6 +207,8 @@ struct Held {
 
 struct RunControl {
     function_id: i64,
+    /// What the handler has printed so far, for the event's live view.
+    logs: runtime::LiveLogs,
     signals: mpsc::Sender<Signal>,
     /// A terminate request was delivered (the heartbeat brings it back until the run ends).
     signalled: bool,
@@ -627,6 +629,16 @@ impl Engine {
             self.deliver_termination(request_id, signal_of(mode));
         }
         Ok(outcome)
+    }
+
+    /// What a running event of this node has printed so far (capped like its log); `None` when
+    /// it does not run here.
+    pub fn live_logs(&self, request_id: &str) -> Option<String> {
+        let control = self.control.lock().expect("control lock");
+        control
+            .running
+            .get(request_id)
+            .map(|run| run.logs.snapshot())
     }
 
     /// Hands a terminate request to a run of this node, once; a held event that has not
@@ -1470,6 +1482,7 @@ impl Engine {
                     event.request_id.clone(),
                     RunControl {
                         function_id: f.id,
+                        logs: instance.live_logs(),
                         signals: tx.clone(),
                         signalled: false,
                         lost: false,

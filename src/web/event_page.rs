@@ -61,14 +61,17 @@ pub struct Detail {
     attempt: u32,
     enqueued: String,
     enqueued_iso: String,
-    started: Option<String>,
-    ended: Option<String>,
+    /// `(RFC 3339, text)`.
+    started: Option<(String, String)>,
+    ended: Option<(String, String)>,
     queue_wait: Option<String>,
     run_time: Option<String>,
     payload: String,
     result: Option<String>,
     error: Option<String>,
     logs: Option<String>,
+    /// The logs shown are the running attempt's output so far, read from the node running it.
+    logs_live: bool,
     timeline: Vec<Step>,
     invoked_by: Option<String>,
     /// `(RequestId, page)` of the event this one re-runs.
@@ -87,6 +90,14 @@ pub struct EventPage {
     banner: Option<String>,
 }
 
+/// A time as `(RFC 3339, text in UTC)`, for `m::time`.
+fn moment(at: crate::clock::Millis) -> (String, String) {
+    (
+        format_time(at, UtcOffset::UTC, TimeFormat::Rfc3339),
+        format_time(at, UtcOffset::UTC, TimeFormat::DateTime),
+    )
+}
+
 pub(super) fn pretty(json: &str) -> String {
     serde_json::from_str::<serde_json::Value>(json)
         .and_then(|v| serde_json::to_string_pretty(&v))
@@ -98,6 +109,7 @@ fn detail(
     e: EventRecord,
     timeline: Vec<TimelineEntry>,
     reruns: Vec<(String, String)>,
+    live_logs: Option<String>,
 ) -> Detail {
     // Events of one function share the URL prefix up to their RequestId.
     let sibling = |id: &str| {
@@ -128,10 +140,8 @@ fn detail(
         attempt: e.attempt,
         enqueued: format_time(e.enqueued_at, UtcOffset::UTC, TimeFormat::DateTime),
         enqueued_iso: format_time(e.enqueued_at, UtcOffset::UTC, TimeFormat::Rfc3339),
-        started: started.map(|t| format_time(t, UtcOffset::UTC, TimeFormat::DateTime)),
-        ended: e
-            .ended_at
-            .map(|t| format_time(t, UtcOffset::UTC, TimeFormat::DateTime)),
+        started: started.map(moment),
+        ended: e.ended_at.map(moment),
         queue_wait: first_start.map(|s| duration_text(s - e.enqueued_at)),
         run_time: match (started, e.ended_at) {
             (Some(s), Some(end)) => Some(duration_text(end - s)),
@@ -140,7 +150,8 @@ fn detail(
         payload: pretty(&e.payload),
         result: e.result.map(|r| pretty(&r)),
         error: e.error,
-        logs: e.logs,
+        logs_live: live_logs.is_some(),
+        logs: live_logs.or(e.logs),
         timeline: timeline
             .into_iter()
             .map(|t| Step {
@@ -172,11 +183,16 @@ async fn show(
             (id, url)
         })
         .collect();
+    // A running attempt's output so far, when it runs on this node.
+    let live_logs = (event.status == EventStatus::Running)
+        .then(|| state.engine.live_logs(&event.request_id))
+        .flatten();
     let detail = detail(
         urls::event(&region, &namespace, &name, &request_id),
         event,
         timeline,
         reruns,
+        live_logs,
     );
     if hx {
         return Ok(detail.into_response());

@@ -442,6 +442,7 @@ pub struct Rows {
 /// One bar of the chart.
 pub struct Bar {
     pub label: String,
+    pub iso: String,
     pub x: f64,
     /// `(css class, y, height)` per status, stacked.
     pub parts: Vec<(&'static str, f64, f64)>,
@@ -455,7 +456,9 @@ pub struct Bar {
 pub struct Stats {
     stats_url: String,
     refresh: u32,
-    window: String,
+    /// The window's bounds as `(RFC 3339, text)`.
+    window_from: (String, String),
+    window_to: (String, String),
     tiles: Vec<(&'static str, &'static str, i64)>,
     failure_rate: String,
     p50: String,
@@ -463,8 +466,16 @@ pub struct Stats {
     bars: Vec<Bar>,
     bar_width: f64,
     max: i64,
-    first_label: String,
-    last_label: String,
+    first_label: (String, String),
+    last_label: (String, String),
+}
+
+/// A time as `(RFC 3339, text in UTC)`.
+fn moment(at: Millis) -> (String, String) {
+    (
+        format_time(at, UtcOffset::UTC, TimeFormat::Rfc3339),
+        format_time(at, UtcOffset::UTC, TimeFormat::DateTime),
+    )
 }
 
 /// The chart's bar width for a window: about 50-100 bars whatever its length.
@@ -549,6 +560,7 @@ fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
             }
             Bar {
                 label: format_time(*at, UtcOffset::UTC, TimeFormat::DateTime),
+                iso: format_time(*at, UtcOffset::UTC, TimeFormat::Rfc3339),
                 x,
                 parts,
                 counts: *counts,
@@ -561,11 +573,8 @@ fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
     Stats {
         stats_url: view.url("/-/stats"),
         refresh: view.refresh,
-        window: format!(
-            "{} – {} UTC",
-            format_time(window.0, UtcOffset::UTC, TimeFormat::DateTime),
-            format_time(window.1, UtcOffset::UTC, TimeFormat::DateTime)
-        ),
+        window_from: moment(window.0),
+        window_to: moment(window.1),
         tiles: ALL_STATUSES
             .iter()
             .map(|st| (st.label(), status_class(*st), c[st.code() as usize]))
@@ -580,8 +589,8 @@ fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
         bars,
         bar_width: (bar_width - 1.0).max(1.0),
         max,
-        first_label: format_time(window.0, UtcOffset::UTC, TimeFormat::DateTime),
-        last_label: format_time(window.1, UtcOffset::UTC, TimeFormat::DateTime),
+        first_label: moment(window.0),
+        last_label: moment(window.1),
     }
 }
 

@@ -436,6 +436,13 @@ async fn the_documented_flow_in_a_real_browser() {
     let again = invoke_from_test_tab(&b, r#"{"steps": 30, "interval": 1}"#).await;
     b.click("a.request-id").await;
     b.wait(".event .status", "Running").await;
+    // Its progress shows as it is printed, not when the attempt ends.
+    b.wait(".event-logs", "Step 2/30").await;
+    b.wait(".event h3", "Live").await;
+    assert_eq!(
+        b.text(&b.find(".event .status").await.unwrap()).await,
+        "Running"
+    );
     wait_for("the handler to start", WAIT, || async {
         let t = b.find(".timeline").await?;
         b.text(&t)
@@ -833,6 +840,72 @@ async fn the_code_editor_and_both_exports_in_a_real_browser() {
             "only the columns asked for: {r}"
         );
     }
+
+    // Times: UTC as written, or the browser's zone everywhere once chosen, remembered.
+    b.cmd(
+        "POST",
+        "/goog/cdp/execute",
+        json!({"cmd": "Emulation.setTimezoneOverride", "params": {"timezoneId": "Asia/Shanghai"}}),
+    )
+    .await
+    .unwrap();
+    b.goto(&format!("{function}/events")).await;
+    b.click("#event-rows td.rid a").await;
+    let queued = b.wait("#event-detail .facts time", "UTC").await;
+    let utc = b.text(&queued).await;
+    assert!(utc.ends_with(" UTC"), "{utc}");
+    b.click("[data-time-toggle]").await;
+    b.wait("[data-time-toggle]", "Times: local (UTC+08:00)")
+        .await;
+    let shown = |css: &'static str| {
+        let b = &b;
+        async move {
+            b.js(&format!(
+                "return [...document.querySelectorAll('{css}')].map(e => e.textContent.trim());"
+            ))
+            .await
+        }
+    };
+    let hour = |text: &str| text[11..13].parse::<u32>().unwrap();
+    let facts = shown("#event-detail .facts time").await;
+    let local = facts[0].as_str().unwrap();
+    assert!(local.ends_with(" UTC+08:00"), "{local}");
+    assert_eq!(hour(local), (hour(&utc) + 8) % 24, "{utc} → {local}");
+    for step in shown(".timeline time").await.as_array().unwrap() {
+        assert!(step.as_str().unwrap().ends_with("UTC+08:00"), "{step}");
+    }
+    assert!(
+        shown(".facts dd time").await[0]
+            .as_str()
+            .unwrap()
+            .ends_with("UTC+08:00"),
+        "the function's Modified time too"
+    );
+    // The list, its statistics window and its zone labels follow, after a reload too.
+    b.goto(&format!("{function}/events")).await;
+    b.wait("[data-time-toggle]", "Times: local").await;
+    assert_eq!(
+        shown("#event-rows th [data-zone]").await,
+        json!(["UTC+08:00"])
+    );
+    let window = shown("#event-stats .section-head time").await;
+    assert!(
+        window
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.as_str().unwrap().ends_with("UTC+08:00")),
+        "{window}"
+    );
+    b.screenshot("times-local").await;
+    b.click("[data-time-toggle]").await;
+    b.wait("[data-time-toggle]", "Times: UTC").await;
+    assert!(
+        shown("#event-stats .section-head time").await[0]
+            .as_str()
+            .unwrap()
+            .ends_with(" UTC")
+    );
     assert_eq!(b.policy_violations().await, Vec::<String>::new());
     b.close().await;
 }

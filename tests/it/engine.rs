@@ -1059,8 +1059,18 @@ async fn the_console_test_tab_invokes_and_links_to_the_live_event() {
     );
     until_started(&app, &id).await;
 
-    let live = app.get(&link).await;
+    // Its output so far shows while it runs, marked live.
+    let live = wait_for(
+        "the handler's first line, live",
+        Duration::from_secs(10),
+        || async {
+            let page = app.get(&link).await;
+            page.text(".event-logs").contains("working").then_some(page)
+        },
+    )
+    .await;
     assert_eq!(live.text(".event .status"), "Running");
+    assert!(live.text(".event h3").contains("Live"));
     assert_eq!(
         live.attr("#event-detail", "hx-trigger").as_deref(),
         Some("every 1s")

@@ -26,7 +26,7 @@ mod output;
 pub mod sandbox;
 pub mod zygote;
 
-pub use output::ANSWER_MAX_BYTES;
+pub use output::{ANSWER_MAX_BYTES, LiveLogs};
 
 const PYTHON_BOOTSTRAP: &str = include_str!("bootstrap.py");
 const NODE_BOOTSTRAP: &str = include_str!("bootstrap.js");
@@ -866,6 +866,11 @@ impl Instance {
     async fn drain_logs_until_exit(&mut self) -> String {
         self.logs.wait_closed(Duration::from_secs(2)).await;
         self.logs.take()
+    }
+
+    /// What the running invocation prints, as it prints it.
+    pub fn live_logs(&self) -> LiveLogs {
+        self.logs.live()
     }
 
     /// Runs one event. `signals` may ask to terminate it.

@@ -213,6 +213,11 @@ impl Logs {
         }
     }
 
+    /// A handle on what the current invocation has printed so far, for its live view.
+    pub fn live(&self) -> LiveLogs {
+        LiveLogs(Arc::clone(&self.state))
+    }
+
     /// Adds a line of our own (a platform note) to the invocation's log.
     pub fn note(&self, line: &str) {
         let mut c = self.state.lock().expect("log lock");
@@ -221,6 +226,30 @@ impl Logs {
         } else {
             c.notes.push(line.to_string());
         }
+    }
+}
+
+/// What a running invocation has printed so far (capped like its log), read while it runs.
+#[derive(Clone)]
+pub struct LiveLogs(Arc<Mutex<Collected>>);
+
+impl LiveLogs {
+    /// The output so far: empty before the invocation's start marker, since until then the
+    /// text is what loading printed or what was left from idling.
+    pub fn snapshot(&self) -> String {
+        let c = self.0.lock().expect("log lock");
+        if c.phase != Phase::Running {
+            return String::new();
+        }
+        let mut text = c.text.trim_end_matches('\n').to_string();
+        for note in &c.notes {
+            text.push('\n');
+            text.push_str(note);
+        }
+        if c.cut {
+            text.push_str(TRUNCATED_MARK);
+        }
+        text
     }
 }
 
