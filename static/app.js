@@ -89,6 +89,8 @@
   var paused = false;
   function live() {
     if (paused || document.visibilityState !== "visible") return false;
+    // Rows ticked for a bulk re-run stay as they are until the user acts on them.
+    if (document.querySelector("[data-select]:checked")) return false;
     var sel = window.getSelection && window.getSelection();
     return !(sel && String(sel).length > 0);
   }

@@ -21,6 +21,10 @@ pub struct EventFilter {
     /// Empty: every invocation type.
     pub invoke_types: Vec<String>,
     pub request_id: Option<String>,
+    /// The console's search: RequestIds that start with this (lower-case hex and `-`).
+    pub request_id_prefix: Option<String>,
+    /// Failed events whose error starts with this (a top error's link).
+    pub error_prefix: Option<String>,
     pub start: Option<(Millis, Millis)>,
     pub end: Option<(Millis, Millis)>,
     pub order_by: EventOrderBy,

@@ -103,6 +103,8 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         statuses,
         invoke_types: req.invoke_type,
         request_id: req.invoke_request_id.filter(|r| !r.is_empty()),
+        request_id_prefix: None,
+        error_prefix: None,
         start: interval(call, req.start_time_interval, "StartTimeInterval")?,
         end: interval(call, req.end_time_interval, "EndTimeInterval")?,
         order_by,
@@ -112,6 +114,7 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         offset,
         limit,
         after: None,
+        before: None,
     };
     let found = events::list(call.state, &f, &filter, &page).await?;
     let tz = call.tz();

@@ -169,15 +169,34 @@ pub async fn list(
 }
 
 /// Statistics of `[from, to)` in buckets of `bucket` milliseconds.
+/// Statistics of a window, following the filter's statuses and invocation types, with the
+/// most frequent errors of its failed events.
 pub async fn stats(
     state: &AppState,
     f: &Function,
-    (from, to): (Millis, Millis),
+    filter: &EventFilter,
+    window: (Millis, Millis),
     bucket: Millis,
-) -> ServiceResult<EventStats> {
+) -> ServiceResult<(EventStats, Vec<(String, i64)>)> {
     require_trace(f)?;
-    Ok(state.store.event_stats(f.id, from, to, bucket).await?)
+    let stats = state
+        .store
+        .event_stats(f.id, window, bucket, &filter.statuses, &filter.invoke_types)
+        .await?;
+    let wants_failed = filter.statuses.is_empty() || filter.statuses.contains(&EventStatus::Failed);
+    let errors = if wants_failed && stats.by_status[EventStatus::Failed.code() as usize] > 0 {
+        state
+            .store
+            .top_errors(f.id, window, TOP_ERRORS_SHOWN)
+            .await?
+    } else {
+        Vec::new()
+    };
+    Ok((stats, errors))
 }
+
+/// Event Management shows this many of the window's most frequent errors.
+pub const TOP_ERRORS_SHOWN: u32 = 5;
 
 /// Invokes the function again, asynchronously, with an event's payload or an edited one (the
 /// console's rules for a payload), recording who re-ran it and what it re-runs.
@@ -234,25 +253,86 @@ pub async fn terminable(
     f: &Function,
     filter: &EventFilter,
 ) -> ServiceResult<Vec<String>> {
+    among(
+        state,
+        f,
+        filter,
+        &[EventStatus::Queued, EventStatus::Running],
+    )
+    .await
+}
+
+/// The failed events among those `filter` matches, oldest first: what "re-run failed" takes.
+pub async fn failed_matching(
+    state: &AppState,
+    f: &Function,
+    filter: &EventFilter,
+) -> ServiceResult<Vec<String>> {
+    among(state, f, filter, &[EventStatus::Failed]).await
+}
+
+/// The RequestIds of the events `filter` matches that are in one of `wanted`, oldest first,
+/// at most [`BULK_MAX`].
+async fn among(
+    state: &AppState,
+    f: &Function,
+    filter: &EventFilter,
+    wanted: &[EventStatus],
+) -> ServiceResult<Vec<String>> {
     require_trace(f)?;
-    let live = [EventStatus::Queued, EventStatus::Running];
     let mut filter = filter.clone();
     if filter.statuses.is_empty() {
-        filter.statuses = live.to_vec();
+        filter.statuses = wanted.to_vec();
     } else {
-        filter.statuses.retain(|s| live.contains(s));
+        filter.statuses.retain(|s| wanted.contains(s));
     }
     if filter.statuses.is_empty() {
         return Ok(Vec::new());
     }
     filter.order_by = EventOrderBy::StartTime;
+    filter.ascending = true;
     let page = EventPageQuery {
         offset: 0,
         limit: BULK_MAX,
         after: None,
+        before: None,
     };
     let events = state.store.list_events(f.id, &filter, &page).await?;
     Ok(events.into_iter().map(|e| e.request_id).collect())
+}
+
+/// What a bulk re-run did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BulkRerun {
+    pub accepted: usize,
+    /// Refused before anything was recorded (QPS limit, arrears), with the last reason.
+    pub refused: usize,
+    pub why: Option<String>,
+    /// Gone meanwhile (swept, or not this function's).
+    pub missing: usize,
+}
+
+/// Re-runs each of `ids` with its own payload, as [`rerun`] does one.
+pub async fn rerun_each(
+    state: &AppState,
+    f: &Function,
+    ids: &[String],
+    by: &str,
+) -> ServiceResult<BulkRerun> {
+    let mut done = BulkRerun::default();
+    for id in ids.iter().take(BULK_MAX as usize) {
+        match rerun(state, f, id, None, by).await {
+            Ok(_) => done.accepted += 1,
+            Err(ServiceError::Refused(r)) => {
+                done.refused += 1;
+                done.why = Some(r.to_string());
+            }
+            Err(ServiceError::NotFound(_)) => done.missing += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    tracing::info!(function = %f.name, accepted = done.accepted, refused = done.refused, by, "bulk re-run");
+    Ok(done)
 }
 
 /// Terminates the queued and running events `filter` matches; answers how many were asked to

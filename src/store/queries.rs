@@ -67,6 +67,9 @@ pub struct EventPageQuery {
     pub limit: u32,
     /// `(enqueued_at, id)` of the last row of the previous page.
     pub after: Option<(Millis, i64)>,
+    /// `(enqueued_at, id)` of the first row of the next page: the page before it, paging
+    /// backwards (in start-time order; `after` is then not used).
+    pub before: Option<(Millis, i64)>,
 }
 
 /// Statistics of a time window, from the rollups.
@@ -82,6 +85,13 @@ pub struct EventStats {
     /// [`EXACT_DURATIONS_MAX`] of them: percentiles are then exact, not bucket bounds.
     pub exact_durations: Option<Vec<i64>>,
 }
+
+/// Top errors are grouped among at most this many of the window's latest failed events, so
+/// the query stays a short index range whatever the window holds.
+pub const TOP_ERRORS_SCANNED: i64 = 10_000;
+
+/// A top error is its first line cut at this many characters (what its filter matches).
+pub const TOP_ERROR_CHARS: usize = 200;
 
 /// Up to this many ended events in a window, statistics read their run times one by one (a
 /// range of an index, a few milliseconds); beyond, percentiles come from the histogram.
@@ -110,14 +120,27 @@ pub trait EventQueries: Send + Sync {
         filter: &EventFilter,
     ) -> StoreResult<i64>;
 
-    /// Statistics of `[from, to)` (by enqueue time), in buckets of `bucket` milliseconds.
+    /// Statistics of `[from, to)` (by enqueue time), in buckets of `bucket` milliseconds, of
+    /// the events with one of `statuses` and `invoke_types` (empty: all). The run-time
+    /// histogram has no status or type: percentiles follow them only when exact.
     async fn event_stats(
         &self,
         function_id: i64,
-        from: Millis,
-        to: Millis,
+        (from, to): (Millis, Millis),
         bucket: Millis,
+        statuses: &[EventStatus],
+        invoke_types: &[String],
     ) -> StoreResult<EventStats>;
+
+    /// The most frequent first lines of the errors of failed events enqueued in `[from, to)`,
+    /// with their counts, most frequent first: among the latest [`TOP_ERRORS_SCANNED`] failed
+    /// events of the window, each line cut at [`TOP_ERROR_CHARS`].
+    async fn top_errors(
+        &self,
+        function_id: i64,
+        window: (Millis, Millis),
+        limit: u32,
+    ) -> StoreResult<Vec<(String, i64)>>;
 
     /// The RequestIds of the events that re-run `request_id`, oldest first, at most `limit`.
     async fn reruns_of(&self, request_id: &str, limit: u32) -> StoreResult<Vec<String>>;

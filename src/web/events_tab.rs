@@ -13,7 +13,9 @@ use crate::domain::event_query::{
 use crate::error::AppResult;
 use crate::service::{self, ServiceError, events};
 use crate::state::AppState;
-use crate::store::{EventPageQuery, EventRecord, EventStats, EventSummary, Function};
+use crate::store::{
+    EventPageQuery, EventRecord, EventStats, EventSummary, Function, TOP_ERROR_CHARS,
+};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -40,6 +42,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route(&format!("{base}/-/trace-on"), post(trace_on))
         .route(
+            &format!("{base}/-/rerun"),
+            get(confirm_rerun_many).post(rerun_many),
+        )
+        .route(
             &format!("{base}/{{request_id}}/rerun"),
             get(rerun_form).post(rerun),
         )
@@ -55,6 +61,9 @@ const RANGES: &[(&str, &str, Millis)] = &[
     ("3d", "Last 3 days", 72 * HOUR),
 ];
 
+/// A RequestId search takes at least this many first characters (one in 65,536 events).
+const PREFIX_MIN: usize = 4;
+
 /// The values the list takes when the URL says nothing, left out of the URLs it writes.
 const DEFAULTS: &[(&str, &str)] = &[
     ("range", "3d"),
@@ -68,7 +77,10 @@ const DEFAULTS: &[(&str, &str)] = &[
 pub struct View {
     pub statuses: Vec<EventStatus>,
     pub types: Vec<String>,
+    /// A RequestId, or its first characters.
     pub request_id: String,
+    /// Failed events whose error starts with this (a top error's link).
+    pub error: String,
     pub range: String,
     /// Custom range bounds as typed (`2026-11-29T10:00`, UTC).
     pub from: String,
@@ -78,6 +90,8 @@ pub struct View {
     pub sort: String,
     pub size: u32,
     pub after: Option<(Millis, i64)>,
+    /// Paging backwards: the page before this row.
+    pub before: Option<(Millis, i64)>,
     pub page: u32,
     /// Seconds between refreshes; 0 is paused.
     pub refresh: u32,
@@ -155,10 +169,11 @@ impl View {
                 "start_desc".to_string()
             }
         };
-        let after = q
-            .get("after")
-            .split_once(':')
-            .and_then(|(t, id)| Some((t.parse().ok()?, id.parse().ok()?)));
+        let keyset = |name: &str| -> Option<(Millis, i64)> {
+            let (t, id) = q.get(name).split_once(':')?;
+            Some((t.parse().ok()?, id.parse().ok()?))
+        };
+        let (mut after, before) = (keyset("after"), keyset("before"));
         let refresh = match q.get("refresh") {
             "" => 5,
             r => match r
@@ -173,10 +188,35 @@ impl View {
                 }
             },
         };
+        // "Jump to a time": the page that starts there, in either start-time order.
+        match (q.get("at"), parse_local(q.get("at"))) {
+            ("", _) => {}
+            (_, Some(at)) if q.get("sort") == "start_asc" => after = Some((at, i64::MIN)),
+            (_, Some(at)) => after = Some((at + MINUTE, i64::MIN)),
+            (raw, None) => {
+                let shown: String = raw.chars().take(40).collect();
+                problems.push(format!(
+                    "Cannot jump to {shown:?}: enter a time as YYYY-MM-DDTHH:MM (UTC). Showing the newest events."
+                ));
+            }
+        }
+        let mut request_id = q.get("request_id").trim().to_ascii_lowercase();
+        if !request_id
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == '-')
+            || request_id.len() > 36
+        {
+            let shown: String = request_id.chars().take(40).collect();
+            problems.push(format!(
+                "{shown:?} is not a RequestId or the start of one (hex digits and -, at most 36): it is left out of the filter."
+            ));
+            request_id.clear();
+        }
         View {
             statuses,
             types,
-            request_id: q.get("request_id").trim().to_string(),
+            request_id,
+            error: q.get("error").chars().take(TOP_ERROR_CHARS).collect(),
             range,
             from: q.get("from").to_string(),
             to: q.get("to").to_string(),
@@ -185,6 +225,7 @@ impl View {
             sort,
             size,
             after,
+            before,
             page: q.get("page").parse().ok().filter(|p| *p >= 1).unwrap_or(1),
             refresh,
             base,
@@ -259,7 +300,16 @@ impl View {
             EventFilter {
                 statuses: self.statuses.clone(),
                 invoke_types: self.types.clone(),
-                request_id: (!self.request_id.is_empty()).then(|| self.request_id.clone()),
+                // A whole RequestId is looked up; its first characters are searched for, from
+                // PREFIX_MIN on (shorter, the range of the index would be a large share of all
+                // events); anything shorter can only be a whole one.
+                request_id: (!self.request_id.is_empty()
+                    && !(PREFIX_MIN..36).contains(&self.request_id.len()))
+                .then(|| self.request_id.clone()),
+                request_id_prefix: (PREFIX_MIN..36)
+                    .contains(&self.request_id.len())
+                    .then(|| self.request_id.clone()),
+                error_prefix: (!self.error.is_empty()).then(|| self.error.clone()),
                 start: Some(window),
                 end,
                 order_by,
@@ -282,6 +332,7 @@ impl View {
         }
         for (k, v) in [
             ("request_id", &self.request_id),
+            ("error", &self.error),
             ("from", &self.from),
             ("to", &self.to),
             ("end_from", &self.end_from),
@@ -320,7 +371,9 @@ impl View {
 
     pub fn paged_query(&self) -> String {
         let mut parts = vec![self.query()];
-        if let Some((t, id)) = self.after {
+        if let Some((t, id)) = self.before {
+            parts.push(format!("before={t}:{id}"));
+        } else if let Some((t, id)) = self.after {
             parts.push(format!("after={t}:{id}"));
         }
         if self.page > 1 {
@@ -328,6 +381,16 @@ impl View {
         }
         parts.retain(|p| !p.is_empty());
         parts.join("&")
+    }
+
+    /// "Re-run failed matching": this view's filter, and every failed event it matches.
+    pub fn rerun_failed_url(&self) -> String {
+        let mut pairs = self.query();
+        if !pairs.is_empty() {
+            pairs.push('&');
+        }
+        pairs.push_str("all=failed");
+        with_query(format!("{}/-/rerun", self.base), &pairs)
     }
 
     pub fn rows_url(&self) -> String {
@@ -352,6 +415,7 @@ impl View {
             },
             limit: self.size,
             after: if keyset { self.after } else { None },
+            before: if keyset { self.before } else { None },
         }
     }
 }
@@ -433,8 +497,12 @@ pub struct Rows {
     rows: Vec<Row>,
     rows_url: String,
     refresh: u32,
+    /// The page before this one, the next one, and the first.
     newer_url: Option<String>,
     older_url: Option<String>,
+    first_url: Option<String>,
+    /// "Jump to a time": the list's address and the filter it keeps (start-time orders).
+    jump: Option<(String, Vec<(&'static str, String)>)>,
     total: i64,
     filtered: bool,
 }
@@ -459,7 +527,12 @@ pub struct Stats {
     /// The window's bounds as `(RFC 3339, text)`.
     window_from: (String, String),
     window_to: (String, String),
-    tiles: Vec<(&'static str, &'static str, i64)>,
+    /// `(label, class, count, in the filter)`.
+    tiles: Vec<(&'static str, &'static str, i64, bool)>,
+    /// Said when the filter narrows the statistics.
+    follows: Option<String>,
+    /// The window's most frequent errors: `(first line, count, the list filtered to it)`.
+    top_errors: Vec<(String, i64, String)>,
     failure_rate: String,
     p50: String,
     p95: String,
@@ -519,19 +592,32 @@ fn percentile(s: &EventStats, p: f64) -> String {
     "—".into()
 }
 
-/// The statistics of a window, read from the rollups in the chart's bucket size.
+/// The statistics of a window, read from the rollups in the chart's bucket size, following
+/// the filter's statuses and invocation types.
 async fn stats_for(
     state: &AppState,
     f: &Function,
     view: &View,
+    filter: &EventFilter,
     window: (Millis, Millis),
 ) -> AppResult<Stats> {
     let bucket = bucket_for(window.1 - window.0);
-    let s = events::stats(state, f, window, bucket).await?;
-    Ok(stats_view(view, window, &s))
+    let (s, errors) = events::stats(state, f, filter, window, bucket).await?;
+    let mut stats = stats_view(view, window, &s);
+    stats.top_errors = errors
+        .into_iter()
+        .map(|(text, n)| {
+            let mut link = view.clone();
+            link.statuses = vec![EventStatus::Failed];
+            link.error = text.clone();
+            (text, n, link.url(""))
+        })
+        .collect();
+    Ok(stats)
 }
 
 fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
+    let shown = |st: EventStatus| view.statuses.is_empty() || view.statuses.contains(&st);
     let span = window.1 - window.0;
     let bucket = bucket_for(span);
     let slots = ((span + bucket - 1) / bucket).max(1);
@@ -577,9 +663,19 @@ fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
         window_to: moment(window.1),
         tiles: ALL_STATUSES
             .iter()
-            .map(|st| (st.label(), status_class(*st), c[st.code() as usize]))
+            .map(|st| {
+                (
+                    st.label(),
+                    status_class(*st),
+                    c[st.code() as usize],
+                    shown(*st),
+                )
+            })
             .collect(),
-        failure_rate: if ended == 0 {
+        follows: (!view.statuses.is_empty() || !view.types.is_empty())
+            .then(|| "Statistics follow the status and invoke type filters.".to_string()),
+        top_errors: Vec::new(),
+        failure_rate: if ended == 0 || !shown(EventStatus::Failed) {
             "—".into()
         } else {
             format!("{:.1}%", c[3] as f64 * 100.0 / ended as f64)
@@ -612,23 +708,57 @@ pub struct Page {
     export_url: String,
     extra_columns: &'static [(&'static str, &'static str)],
     terminate_url: String,
+    rerun_failed_url: String,
     trace_on_url: String,
 }
 
+/// The list and its statistics.
 async fn build(state: &AppState, f: &Function, view: &mut View) -> AppResult<(Rows, Stats)> {
+    let (filter, window) = view.filter(state.clock.now_millis());
+    let rows = build_rows(state, f, view, &filter).await?;
+    Ok((rows, stats_for(state, f, view, &filter, window).await?))
+}
+
+async fn build_rows(
+    state: &AppState,
+    f: &Function,
+    view: &View,
+    filter: &EventFilter,
+) -> AppResult<Rows> {
     let now = state.clock.now_millis();
-    let (filter, window) = view.filter(now);
-    let events::EventPage {
-        events: found,
-        total,
-    } = events::list(state, f, &filter, &view.page_query()).await?;
     let keyset = view.sort.starts_with("start");
+    let backwards = keyset && view.before.is_some();
+    let mut query = view.page_query();
+    if backwards {
+        // One more row than a page tells whether there is anything before it.
+        query.limit += 1;
+    }
+    let events::EventPage {
+        events: mut found,
+        total,
+    } = events::list(state, f, filter, &query).await?;
+    let mut first_page = !(view.after.is_some() || view.before.is_some() || view.page > 1);
+    if backwards {
+        if found.len() as u32 > view.size {
+            found.remove(0);
+        } else {
+            // Paged back to the start: the first page, whole.
+            let mut newest = view.clone();
+            newest.before = None;
+            newest.after = None;
+            found = events::list(state, f, filter, &newest.page_query())
+                .await?
+                .events;
+            first_page = true;
+        }
+    }
     let full = found.len() as u32 == view.size;
     let older_url = if !full {
         None
     } else if keyset {
         found.last().map(|e| {
             let mut next = view.clone();
+            next.before = None;
             next.after = Some((e.enqueued_at, e.id));
             with_query(view.base.clone(), &next.paged_query())
         })
@@ -637,19 +767,36 @@ async fn build(state: &AppState, f: &Function, view: &mut View) -> AppResult<(Ro
         next.page = view.page + 1;
         Some(with_query(view.base.clone(), &next.paged_query()))
     };
-    let newer_url = (view.after.is_some() || view.page > 1).then(|| view.url(""));
+    let newer_url = if first_page {
+        None
+    } else if keyset {
+        found.first().map(|e| {
+            let mut previous = view.clone();
+            previous.after = None;
+            previous.before = Some((e.enqueued_at, e.id));
+            with_query(view.base.clone(), &previous.paged_query())
+        })
+    } else {
+        let mut previous = view.clone();
+        previous.page = view.page - 1;
+        Some(with_query(view.base.clone(), &previous.paged_query()))
+    };
+    let first_url = (!first_page).then(|| view.url(""));
     let rows = Rows {
         rows: found.iter().map(|e| row(view, now, e)).collect(),
         rows_url: view.rows_url(),
         refresh: view.refresh,
         newer_url,
         older_url,
+        first_url,
+        jump: keyset.then(|| (view.base.clone(), view.pairs())),
         total,
         filtered: !view.statuses.is_empty()
             || !view.types.is_empty()
-            || !view.request_id.is_empty(),
+            || !view.request_id.is_empty()
+            || !view.error.is_empty(),
     };
-    Ok((rows, stats_for(state, f, view, window).await?))
+    Ok(rows)
 }
 
 fn base_url(region: &str, namespace: &str, name: &str) -> String {
@@ -699,6 +846,7 @@ async fn page(
         export_url: format!("{}/-/export", view.base),
         extra_columns: EXTRA_COLUMNS,
         terminate_url: view.url("/-/terminate"),
+        rerun_failed_url: view.rerun_failed_url(),
         trace_on_url: format!("{}/-/trace-on", view.base),
         view,
         rows,
@@ -736,7 +884,8 @@ async fn rows(
 ) -> AppResult<Rows> {
     let (_, f) = traced(&state, &region, &namespace, &name).await?;
     let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));
-    Ok(build(&state, &f, &mut view).await?.0)
+    let (filter, _) = view.filter(state.clock.now_millis());
+    build_rows(&state, &f, &view, &filter).await
 }
 
 async fn stats(
@@ -746,8 +895,8 @@ async fn stats(
 ) -> AppResult<Stats> {
     let (_, f) = traced(&state, &region, &namespace, &name).await?;
     let mut view = View::parse(base_url(&region, &namespace, &name), &Fields(q));
-    let (_, window) = view.filter(state.clock.now_millis());
-    stats_for(&state, &f, &view, window).await
+    let (filter, window) = view.filter(state.clock.now_millis());
+    stats_for(&state, &f, &view, &filter, window).await
 }
 
 /// The columns an export adds when asked (heavy: read whole events), as named in its form.
@@ -865,6 +1014,7 @@ fn export(state: AppState, f: Function, mut filter: EventFilter, spec: ExportSpe
                 offset: 0,
                 limit: page_size,
                 after,
+                before: None,
             };
             let read = async {
                 let events = state.store.list_events(id, &filter, &page).await?;
@@ -1068,6 +1218,130 @@ async fn bulk_terminate(
         1 => "1 event asked to terminate.".to_string(),
         n => format!("{n} events asked to terminate."),
     };
+    Ok(super::flash::redirect(
+        &view.url(""),
+        super::flash::Flash::Notice(notice),
+    ))
+}
+
+/// At most this many rows are re-run as a selection (the largest page).
+const SELECTED_MAX: usize = 100;
+
+/// A bulk re-run's confirmation: of the rows selected (`id`), or of every failed event the
+/// filter matches (`all=failed`).
+#[derive(Template, WebTemplate)]
+#[template(path = "events/rerun_bulk.html")]
+pub struct ConfirmRerun {
+    shell: Shell,
+    header: Header,
+    count: usize,
+    nothing: String,
+    explanation: String,
+    /// The selected RequestIds, carried to the POST (empty for "all failed").
+    ids: Vec<String>,
+    action_url: String,
+    back_url: String,
+}
+
+/// The events a bulk re-run takes: the selected rows of this function, or the failed events
+/// the filter matches.
+async fn rerun_targets(
+    state: &AppState,
+    f: &Function,
+    view: &mut View,
+    q: &Fields,
+) -> AppResult<(Vec<String>, bool)> {
+    if q.get("all") == "failed" {
+        let (filter, _) = view.filter(state.clock.now_millis());
+        return Ok((events::failed_matching(state, f, &filter).await?, true));
+    }
+    let mut ids: Vec<String> = q
+        .all("id")
+        .into_iter()
+        .take(SELECTED_MAX)
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok((ids, false))
+}
+
+async fn confirm_rerun_many(
+    State(state): State<AppState>,
+    Path((region, namespace, name)): Path<(String, String, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> AppResult<ConfirmRerun> {
+    let (shell, f) = traced(&state, &region, &namespace, &name).await?;
+    let q = Fields(q);
+    let mut view = View::parse(base_url(&region, &namespace, &name), &q);
+    let (ids, all) = rerun_targets(&state, &f, &mut view, &q).await?;
+    // "All failed" posts the filter back; a selection posts its ids.
+    let action_url = if all {
+        view.rerun_failed_url()
+    } else {
+        format!("{}/-/rerun", view.base)
+    };
+    Ok(ConfirmRerun {
+        header: Header::new(&state, &shell, &f, "events"),
+        shell,
+        count: ids.len(),
+        nothing: if all {
+            "No failed event matches the current filter.".into()
+        } else {
+            "No event was selected: tick the rows to re-run, then Re-run selected.".into()
+        },
+        explanation: if all {
+            format!(
+                "{} failed event{} the current filter (at most {}).",
+                ids.len(),
+                if ids.len() == 1 {
+                    " matches"
+                } else {
+                    "s match"
+                },
+                events::BULK_MAX
+            )
+        } else {
+            format!(
+                "{} selected event{}.",
+                ids.len(),
+                if ids.len() == 1 { " is" } else { "s are" }
+            )
+        },
+        ids: if all { Vec::new() } else { ids },
+        action_url,
+        back_url: view.url(""),
+    })
+}
+
+async fn rerun_many(
+    State(state): State<AppState>,
+    Path((region, namespace, name)): Path<(String, String, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+    FormFields(form): FormFields,
+) -> AppResult<Response> {
+    let (_, f) = traced(&state, &region, &namespace, &name).await?;
+    let mut all = q.clone();
+    all.extend(form);
+    let q = Fields(all);
+    let mut view = View::parse(base_url(&region, &namespace, &name), &q);
+    let (ids, _) = rerun_targets(&state, &f, &mut view, &q).await?;
+    let done = events::rerun_each(&state, &f, &ids, &super::auth::user_name()).await?;
+    let mut notice = match done.accepted {
+        0 => "No event was re-run.".to_string(),
+        1 => "1 event re-run.".to_string(),
+        n => format!("{n} events re-run."),
+    };
+    if done.refused > 0 {
+        notice.push_str(&format!(
+            " {} refused: {}",
+            done.refused,
+            done.why.unwrap_or_default()
+        ));
+    }
+    if done.missing > 0 {
+        notice.push_str(&format!(" {} no longer exist.", done.missing));
+    }
     Ok(super::flash::redirect(
         &view.url(""),
         super::flash::Flash::Notice(notice),

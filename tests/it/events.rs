@@ -262,6 +262,30 @@ async fn pages_follow_a_cursor_and_the_rows_have_their_own_url() {
         Some("ev-04")
     );
 
+    // And back: each page links the one before it, the first links none.
+    let back = app
+        .get(&third.attr("#event-rows a[rel=prev]", "href").unwrap())
+        .await;
+    assert!(
+        back.attr("#event-rows a[rel=prev]", "href")
+            .unwrap()
+            .contains("before=")
+    );
+    assert_eq!(
+        back.attr("table.events td.rid a", "title").as_deref(),
+        Some("ev-24")
+    );
+    assert_eq!(back.count("table.events tbody tr"), 20);
+    let front = app
+        .get(&back.attr("#event-rows a[rel=prev]", "href").unwrap())
+        .await;
+    assert_eq!(
+        front.attr("table.events td.rid a", "title").as_deref(),
+        Some("ev-44")
+    );
+    assert_eq!(front.count("#event-rows a[rel=prev]"), 0);
+    assert_eq!(front.count("table.events tbody tr"), 20);
+
     // Live refresh swaps the rows from their own URL, keeping the page's position.
     let rows_url = second.attr("#event-rows", "hx-get").unwrap();
     assert!(
@@ -413,6 +437,276 @@ async fn list_async_events_answers_with_scf_fields_filters_and_paging() {
         let a = list(params.clone()).await;
         assert_eq!(a.error_code(), code, "{params}");
     }
+}
+
+#[tokio::test]
+async fn jump_to_a_time_in_either_order() {
+    let app = paused_app().await;
+    app.create_function(
+        "default",
+        "spread",
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    let f = function_id(&app, "spread").await;
+    let ids: Vec<String> = (0..30).map(|i| format!("sp-{i:02}")).collect();
+    add_events(&app, f, &ids, |i| START + i as i64 * 60_000).await;
+    app.state.clock.advance(Duration::from_secs(30 * 60));
+    let base = function_url("default", "spread", "events");
+    // START is 2026-11-29T10:00Z; sp-10 was accepted at 10:10.
+    let newest_first = app.get(&format!("{base}?at=2026-11-29T10:10")).await;
+    assert_eq!(
+        newest_first
+            .attr("table.events td.rid a", "title")
+            .as_deref(),
+        Some("sp-10")
+    );
+    assert!(
+        newest_first.count("#event-rows a[rel=prev]") == 1,
+        "there are newer ones"
+    );
+    let oldest_first = app
+        .get(&format!("{base}?sort=start_asc&at=2026-11-29T10:10"))
+        .await;
+    assert_eq!(
+        oldest_first.texts("table.events td.rid a")[..2],
+        ["sp-10…", "sp-11…"]
+    );
+    let bad = app.get(&format!("{base}?at=soon")).await;
+    assert!(
+        bad.text(".banner-error")
+            .contains("Cannot jump to \"soon\"")
+    );
+    assert_eq!(
+        bad.attr("table.events td.rid a", "title").as_deref(),
+        Some("sp-29")
+    );
+    // The jump form keeps the filter.
+    let form = app.get(&format!("{base}?status=queued")).await;
+    assert_eq!(
+        form.attr(".jump input[name=status]", "value").as_deref(),
+        Some("queued")
+    );
+}
+
+#[tokio::test]
+async fn a_requestid_prefix_finds_its_events() {
+    let app = paused_app().await;
+    app.create_function(
+        "default",
+        "prefixed",
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    let f = function_id(&app, "prefixed").await;
+    let ids: Vec<String> = [
+        "4f1c2a00-0000-4000-8000-000000000001",
+        "4f1c2b00-0000-4000-8000-000000000002",
+        "9a000000-0000-4000-8000-000000000003",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    add_events(&app, f, &ids, |i| START - 10 + i as i64).await;
+    let base = function_url("default", "prefixed", "events");
+    let found = |q: &'static str| {
+        let app = &app;
+        let base = &base;
+        async move {
+            app.get(&format!("{base}?{q}"))
+                .await
+                .texts("table.events td.rid a")
+        }
+    };
+    assert_eq!(found("request_id=4F1C2").await, ["4f1c2b00…", "4f1c2a00…"]);
+    assert_eq!(found("request_id=4f1c2a").await, ["4f1c2a00…"]);
+    assert_eq!(
+        found("request_id=9a000000-0000-4000-8000-000000000003").await,
+        ["9a000000…"]
+    );
+    assert!(found("request_id=ffff").await.is_empty());
+    let page = app.get(&format!("{base}?request_id=4f1c2")).await;
+    assert!(page.text(".count-line").starts_with("2 events match"));
+    let bad = app
+        .get(&format!("{base}?request_id=%27%20OR%201%3D1"))
+        .await;
+    assert!(
+        bad.text(".banner-error")
+            .contains("is not a RequestId or the start of one")
+    );
+    assert_eq!(
+        bad.count("table.events tbody tr"),
+        3,
+        "left out of the filter"
+    );
+}
+
+#[tokio::test]
+async fn top_errors_are_grouped_and_lead_to_their_events_and_statistics_follow_the_filter() {
+    use scf_console::store::EventWrite;
+    let app = paused_app().await;
+    app.create_function(
+        "default",
+        "flaky",
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    let f = function_id(&app, "flaky").await;
+    let errors = [
+        "KeyError: 'order'\nTraceback (most recent call last):\n  File \"/var/user/index.py\"",
+        "ValueError: bad amount\nTraceback",
+        "KeyError: 'order'\nTraceback (most recent call last):\n  other frames",
+        "KeyError: 'order'",
+    ];
+    for (i, error) in errors.iter().enumerate() {
+        add_event(&app, f, &format!("f{i}"), "API").await;
+        let id = claim(&app).await;
+        app.state
+            .store
+            .apply_event_writes(&[EventWrite::Finish {
+                event_id: id,
+                run: hand_lease(1),
+                traced: true,
+                status_code: 430,
+                result: None,
+                error: Some(error.to_string()),
+                logs: None,
+                entry: scf_console::store::TimelineEntry {
+                    at: app.state.clock.now_millis(),
+                    status: EventStatus::Failed,
+                    detail: "failed in the test".into(),
+                },
+            }])
+            .await
+            .unwrap();
+    }
+    add_event(&app, f, "ok", "API").await;
+    let ok = claim(&app).await;
+    end(&app, ok, EventStatus::Finished, 200).await;
+    let base = function_url("default", "flaky", "events");
+    let page = app.get(&base).await;
+    assert_eq!(
+        page.texts(".top-errors li"),
+        ["KeyError: 'order' 3", "ValueError: bad amount 1"]
+    );
+    let link = page.link(".top-errors a", "KeyError: 'order'").unwrap();
+    assert!(
+        link.contains("status=failed") && link.contains("error="),
+        "{link}"
+    );
+    let filtered = app.get(&link).await;
+    assert_eq!(
+        filtered.texts("table.events td.rid a"),
+        ["f3…", "f2…", "f0…"]
+    );
+    assert!(
+        filtered
+            .text(".error-filter")
+            .contains("Error starts with KeyError: 'order'")
+    );
+    // The statistics follow the status filter: other statuses are not counted.
+    let tiles = filtered.texts("#event-stats .tile strong");
+    assert_eq!(tiles[..5], ["—", "—", "—", "4", "—"]);
+    assert!(
+        filtered
+            .text("#event-stats")
+            .contains("Statistics follow the status and invoke type filters.")
+    );
+    let everything = page.texts("#event-stats .tile strong");
+    assert_eq!(everything[..5], ["0", "0", "1", "4", "0"]);
+}
+
+#[tokio::test]
+async fn failed_events_are_re_run_in_bulk_after_the_count_is_shown() {
+    let app = paused_app().await;
+    app.create_function(
+        "default",
+        "bulk-rerun",
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    let f = function_id(&app, "bulk-rerun").await;
+    for (i, status) in [
+        EventStatus::Failed,
+        EventStatus::Finished,
+        EventStatus::Failed,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        add_event(&app, f, &format!("r{i}"), "API").await;
+        let id = claim(&app).await;
+        end(
+            &app,
+            id,
+            status,
+            if status == EventStatus::Failed {
+                430
+            } else {
+                200
+            },
+        )
+        .await;
+    }
+    let base = function_url("default", "bulk-rerun", "events");
+    let page = app.get(&base).await;
+    // All failed matching: the count first.
+    let all = page
+        .link(".tool-links a", "Re-run failed matching…")
+        .unwrap();
+    let confirm = app.get(&all).await;
+    assert_eq!(confirm.text(".card h2"), "Re-run 2 events?");
+    let action = confirm.attr(".card form", "action").unwrap();
+    let done = app.post(&action, &[]).await;
+    assert_eq!(done.location(), base);
+    assert_eq!(
+        app.follow(&done).await.text(".banner-ok"),
+        "2 events re-run."
+    );
+    let listed = app.get(&base).await;
+    assert!(listed.text(".count-line").starts_with("5 events match"));
+    // The re-runs link to their originals.
+    let rerun_ids: Vec<String> = listed
+        .texts("table.events td.rid a")
+        .into_iter()
+        .filter(|t| !t.starts_with('r'))
+        .collect();
+    assert_eq!(rerun_ids.len(), 2);
+
+    // Selected rows: the ticked ones only.
+    let selected = app.get(&format!("{base}/-/rerun?id=r1")).await;
+    assert_eq!(selected.text(".card h2"), "Re-run 1 event?");
+    assert_eq!(
+        selected
+            .attr(".card form input[name=id]", "value")
+            .as_deref(),
+        Some("r1")
+    );
+    let none = app.get(&format!("{base}/-/rerun")).await;
+    assert_eq!(none.text(".card h2"), "Nothing to re-run");
+    // Over the QPS limit, the refused ones are counted and said.
+    let form = [
+        ("Description", ""),
+        ("MemorySize", "128"),
+        ("Timeout", "3"),
+        ("AsyncRunEnable", "TRUE"),
+        ("TraceEnable", "TRUE"),
+        ("RetryNum", "0"),
+        ("MsgTTL", "21600"),
+        ("QpsLimit", "1"),
+    ];
+    let saved = app
+        .post(&function_url("default", "bulk-rerun", "config"), &form)
+        .await;
+    assert_eq!(saved.status.as_u16(), 303, "{:?}", saved.errors());
+    app.state.clock.advance(Duration::from_secs(1));
+    let done = app
+        .post(&format!("{base}/-/rerun"), &[("id", "r0"), ("id", "r2")])
+        .await;
+    let said = app.follow(&done).await.text(".banner-ok");
+    assert!(
+        said.starts_with("1 event re-run. 1 refused: The function's QPS limit (1 per second)"),
+        "{said}"
+    );
 }
 
 #[tokio::test]

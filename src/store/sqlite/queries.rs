@@ -41,16 +41,21 @@ impl EventQueries for SqliteStore {
         filter: &EventFilter,
         page: &EventPageQuery,
     ) -> StoreResult<Vec<EventSummary>> {
-        let desc = !filter.ascending;
+        // Paging backwards reads the rows before the page's first one in the opposite
+        // order, then turns them round.
+        let backwards = page
+            .before
+            .filter(|_| filter.order_by == EventOrderBy::StartTime);
+        let desc = !filter.ascending ^ backwards.is_some();
         let (order_col, dir, cmp) = match (filter.order_by, desc) {
             (EventOrderBy::StartTime, true) => ("enqueued_at", "DESC", "<"),
             (EventOrderBy::StartTime, false) => ("enqueued_at", "ASC", ">"),
             (EventOrderBy::EndTime, true) => ("ended_at", "DESC", "<"),
             (EventOrderBy::EndTime, false) => ("ended_at", "ASC", ">"),
         };
-        let keyset = page
+        let keyset = backwards.or(page
             .after
-            .filter(|_| filter.order_by == EventOrderBy::StartTime);
+            .filter(|_| filter.order_by == EventOrderBy::StartTime));
         let wanted = page.offset.saturating_add(page.limit);
         // One branch per status, each read in order from the status index and cut at the
         // rows wanted, then merged: a multi-status filter never sorts all matching rows.
@@ -68,12 +73,14 @@ impl EventQueries for SqliteStore {
             // on the planner's statistics: a new store has none, and sampled ones once made a
             // list of failed events read every event of the function (80 ms at 100k events).
             let index = match (filter.order_by, status) {
+                _ if filter.request_id_prefix.is_some() => "",
                 (EventOrderBy::StartTime, Some(_)) => " INDEXED BY events_by_function_status",
                 (EventOrderBy::StartTime, None) => " INDEXED BY events_by_function",
                 (EventOrderBy::EndTime, _) => "",
             };
             b.push(format!(
-                "SELECT * FROM (SELECT {EVENT_SUMMARY_COLUMNS} FROM events{index} WHERE function_id = "
+                "SELECT * FROM (SELECT {EVENT_SUMMARY_COLUMNS} FROM events{index} WHERE {}",
+                function_clause(filter)
             ));
             b.push_bind(function_id);
             b.push(" AND traced = 1");
@@ -97,10 +104,14 @@ impl EventQueries for SqliteStore {
             .push(" OFFSET ")
             .push_bind(page.offset);
         let rows = b.build().fetch_all(&self.reader).await?;
-        Ok(rows
+        let mut found = rows
             .iter()
             .map(EventSummary::from_row)
-            .collect::<Result<_, sqlx::Error>>()?)
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        if backwards.is_some() {
+            found.reverse();
+        }
+        Ok(found)
     }
 
     async fn count_matching_events(
@@ -109,8 +120,10 @@ impl EventQueries for SqliteStore {
         filter: &EventFilter,
     ) -> StoreResult<i64> {
         let count_rows = |from: Option<Millis>, to: Option<Millis>| {
-            let mut b =
-                QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM events WHERE function_id = ");
+            let mut b = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT COUNT(*) FROM events WHERE {}",
+                function_clause(filter)
+            ));
             b.push_bind(function_id).push(" AND traced = 1");
             push_statuses(&mut b, &filter.statuses);
             push_event_filter(
@@ -130,7 +143,11 @@ impl EventQueries for SqliteStore {
         };
         // The rollups know counts per minute of enqueue, status and invocation type: anything
         // finer (a RequestId, an end-time range) is counted on the events themselves.
-        if filter.request_id.is_some() || filter.end.is_some() {
+        if filter.request_id.is_some()
+            || filter.request_id_prefix.is_some()
+            || filter.error_prefix.is_some()
+            || filter.end.is_some()
+        {
             let (from, to) = filter
                 .start
                 .map_or((None, None), |(f, t)| (Some(f), Some(t)));
@@ -180,24 +197,27 @@ impl EventQueries for SqliteStore {
     async fn event_stats(
         &self,
         function_id: i64,
-        from: Millis,
-        to: Millis,
+        (from, to): (Millis, Millis),
         bucket: Millis,
+        statuses: &[EventStatus],
+        invoke_types: &[String],
     ) -> StoreResult<EventStats> {
         let (first, end) = (from.div_euclid(60_000), (to + 59_999).div_euclid(60_000));
         let bucket_minutes = (bucket / 60_000).max(1);
-        let rows = sqlx::query(
-            "SELECT (minute / ?) * ? AS bucket, status, SUM(count) AS n FROM event_rollups \
-             WHERE function_id = ? AND minute >= ? AND minute < ? \
-             GROUP BY bucket, status ORDER BY bucket",
-        )
-        .bind(bucket_minutes)
-        .bind(bucket_minutes)
-        .bind(function_id)
-        .bind(first)
-        .bind(end)
-        .fetch_all(&self.reader)
-        .await?;
+        let mut b = QueryBuilder::<Sqlite>::new("SELECT (minute / ");
+        b.push_bind(bucket_minutes)
+            .push(") * ")
+            .push_bind(bucket_minutes)
+            .push(" AS bucket, status, SUM(count) AS n FROM event_rollups WHERE function_id = ")
+            .push_bind(function_id)
+            .push(" AND minute >= ")
+            .push_bind(first)
+            .push(" AND minute < ")
+            .push_bind(end);
+        push_statuses(&mut b, statuses);
+        push_invoke_types(&mut b, invoke_types);
+        b.push(" GROUP BY bucket, status ORDER BY bucket");
+        let rows = b.build().fetch_all(&self.reader).await?;
         let mut stats = EventStats::default();
         for r in &rows {
             let minute: i64 = r.try_get("bucket")?;
@@ -231,25 +251,69 @@ impl EventQueries for SqliteStore {
         let ended: i64 = stats.durations.iter().map(|(_, n)| n).sum();
         if ended <= EXACT_DURATIONS_MAX {
             // The same window as the rollups: whole minutes of enqueue time.
-            let exact = sqlx::query_scalar::<_, i64>(
-                "SELECT ended_at - started_at AS ran FROM events \
-                 WHERE function_id = ? AND status IN (2, 3, 4) \
-                   AND enqueued_at >= ? AND enqueued_at < ? \
-                   AND started_at IS NOT NULL AND ended_at IS NOT NULL \
-                 ORDER BY ran LIMIT ?",
-            )
-            .bind(function_id)
-            .bind(first * 60_000)
-            .bind(end * 60_000)
-            .bind(EXACT_DURATIONS_MAX + 1)
-            .fetch_all(&self.reader)
-            .await?;
+            let ended_statuses: Vec<EventStatus> = [
+                EventStatus::Finished,
+                EventStatus::Failed,
+                EventStatus::Aborted,
+            ]
+            .into_iter()
+            .filter(|s| statuses.is_empty() || statuses.contains(s))
+            .collect();
+            let mut b = QueryBuilder::<Sqlite>::new(
+                "SELECT ended_at - started_at AS ran FROM events WHERE function_id = ",
+            );
+            b.push_bind(function_id)
+                .push(" AND enqueued_at >= ")
+                .push_bind(first * 60_000)
+                .push(" AND enqueued_at < ")
+                .push_bind(end * 60_000)
+                .push(" AND started_at IS NOT NULL AND ended_at IS NOT NULL");
+            if ended_statuses.is_empty() {
+                b.push(" AND 0");
+            } else {
+                push_statuses(&mut b, &ended_statuses);
+            }
+            push_invoke_types(&mut b, invoke_types);
+            b.push(" ORDER BY ran LIMIT ")
+                .push_bind(EXACT_DURATIONS_MAX + 1);
+            let exact: Vec<i64> = b.build_query_scalar().fetch_all(&self.reader).await?;
             // Ended while being read: the histogram is as good.
             if exact.len() as i64 <= EXACT_DURATIONS_MAX {
                 stats.exact_durations = Some(exact);
             }
         }
         Ok(stats)
+    }
+
+    async fn top_errors(
+        &self,
+        function_id: i64,
+        (from, to): (Millis, Millis),
+        limit: u32,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT substr(CASE WHEN instr(error, char(10)) > 0 \
+                     THEN substr(error, 1, instr(error, char(10)) - 1) ELSE error END, 1, ?) AS first, \
+                    COUNT(*) AS n \
+             FROM (SELECT error FROM events INDEXED BY events_by_function_status \
+                   WHERE function_id = ? AND status = ? AND traced = 1 \
+                     AND enqueued_at >= ? AND enqueued_at < ? AND error IS NOT NULL \
+                   ORDER BY enqueued_at DESC LIMIT ?) \
+             GROUP BY first ORDER BY n DESC, first LIMIT ?",
+        )
+        .bind(TOP_ERROR_CHARS as i64)
+        .bind(function_id)
+        .bind(EventStatus::Failed.code())
+        .bind(from)
+        .bind(to)
+        .bind(TOP_ERRORS_SCANNED)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get("first")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 
     async fn reruns_of(&self, request_id: &str, limit: u32) -> StoreResult<Vec<String>> {
@@ -341,11 +405,34 @@ fn push_invoke_types(b: &mut QueryBuilder<Sqlite>, types: &[String]) {
     }
 }
 
+/// The function's condition. A RequestId prefix is searched on the RequestId index (a range
+/// of a few rows) rather than walking the function's events: `+` keeps the planner from
+/// choosing the function's index for it.
+fn function_clause(filter: &EventFilter) -> &'static str {
+    if filter.request_id_prefix.is_some() {
+        "+function_id = "
+    } else {
+        "function_id = "
+    }
+}
+
 /// The filter's conditions other than status (which the caller places itself).
 fn push_event_filter(b: &mut QueryBuilder<Sqlite>, f: &EventFilter) {
     push_invoke_types(b, &f.invoke_types);
     if let Some(id) = &f.request_id {
         b.push(" AND request_id = ").push_bind(id.clone());
+    }
+    if let Some(prefix) = &f.request_id_prefix {
+        // A range of the RequestId index rather than LIKE, which SQLite cannot seek with.
+        b.push(" AND request_id >= ").push_bind(prefix.clone());
+        b.push(" AND request_id < ")
+            .push_bind(format!("{prefix}\u{10FFFF}"));
+    }
+    if let Some(text) = &f.error_prefix {
+        b.push(" AND substr(error, 1, ")
+            .push_bind(text.chars().count() as i64)
+            .push(") = ")
+            .push_bind(text.clone());
     }
     if let Some((from, to)) = f.start {
         b.push(" AND enqueued_at >= ").push_bind(from);
