@@ -232,6 +232,17 @@ impl Browser {
         .unwrap()
     }
 
+    /// Runs an asynchronous script: it calls its last argument with the answer.
+    async fn js_async(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/async",
+            json!({"script": script, "args": []}),
+        )
+        .await
+        .unwrap()
+    }
+
     /// Presses keys on whatever has the focus, as a keyboard user would.
     async fn press(&self, key: &str) {
         let actions = json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
@@ -906,6 +917,237 @@ async fn the_code_editor_and_both_exports_in_a_real_browser() {
             .unwrap()
             .ends_with(" UTC")
     );
+    assert_eq!(b.policy_violations().await, Vec::<String>::new());
+    b.close().await;
+}
+
+/// axe-core (from npm), where the test run installed it: `.ci/run` does, into the build folder.
+fn axe_source() -> Option<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/npm/node_modules/axe-core/axe.min.js");
+    match std::fs::read_to_string(&path) {
+        Ok(source) => Some(source),
+        Err(_) => {
+            let why = "SKIPPED: the accessibility check needs axe-core: npm install --prefix target/npm axe-core";
+            assert!(std::env::var_os("CI").is_none(), "{why}");
+            eprintln!("\n*** {why} ***\n");
+            None
+        }
+    }
+}
+
+/// Every main page passes axe-core's checks (WCAG 2.x A and AA and best practices) with no
+/// serious or critical violation, in light and in dark mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_main_page_passes_axe_in_light_and_dark_mode() {
+    let Some(axe) = axe_source() else {
+        return;
+    };
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::new().await;
+    app.add_key().await;
+    app.create_function(
+        "default",
+        "checked",
+        &[
+            ("AsyncRunEnable", "TRUE"),
+            ("TraceEnable", "TRUE"),
+            (
+                "Code",
+                "def main_handler(event, context):\n    print('n', event['n'])\n    if event['n'] == 1:\n        raise ValueError('odd')\n    return event\n",
+            ),
+        ],
+    )
+    .await;
+    let mut request_id = String::new();
+    for n in 0..3 {
+        let answer = app
+            .api(
+                "Invoke",
+                json!({"FunctionName": "checked", "InvocationType": "Event", "ClientContext": json!({"n": n}).to_string()}),
+            )
+            .await;
+        request_id = answer.ok()["Result"]["FunctionRequestId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    wait_for("the events to end", WAIT, || async {
+        let page = app.get(&function_url("default", "checked", "events")).await;
+        (page.count("#event-rows .status-running, #event-rows .status-queued") == 0
+            && page.count("table.events tbody tr") == 3)
+            .then_some(())
+    })
+    .await;
+    let base = log_in(&b, &app).await;
+    let console = format!("{base}/scf/{REGION}/default");
+    let pages = [
+        "/functions".to_string(),
+        "/functions/-/new".to_string(),
+        "/functions/-/new?template=python-long-running-task".to_string(),
+        "/functions/checked/config".to_string(),
+        "/functions/checked/code".to_string(),
+        "/functions/checked/test".to_string(),
+        "/functions/checked/events".to_string(),
+        format!("/functions/checked/events/{request_id}"),
+        format!("/functions/checked/events/{request_id}/rerun"),
+        "/functions/checked/delete".to_string(),
+        "/namespaces".to_string(),
+        "/api-keys".to_string(),
+        "/users".to_string(),
+        "/account".to_string(),
+        "/audit".to_string(),
+        "/system".to_string(),
+    ];
+    let check = format!(
+        "{axe}\n;const done = arguments[arguments.length - 1];\n\
+         axe.run(document, {{resultTypes: ['violations']}}).then(r => done(r.violations\n\
+           .filter(v => v.impact === 'serious' || v.impact === 'critical')\n\
+           .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))))\n\
+         .catch(e => done(['axe failed: ' + e]));"
+    );
+    let mut found = Vec::new();
+    for scheme in ["light", "dark"] {
+        b.cmd(
+            "POST",
+            "/goog/cdp/execute",
+            json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+                "features": [{"name": "prefers-color-scheme", "value": scheme}]}}),
+        )
+        .await
+        .unwrap();
+        for path in &pages {
+            b.goto(&format!("{console}{path}")).await;
+            b.wait_js("window.htmx && document.readyState === 'complete'")
+                .await;
+            let violations = b.js_async(&check).await;
+            for v in violations.as_array().expect("a list of violations") {
+                found.push(format!("{scheme} {path}: {}", v.as_str().unwrap()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    b.close().await;
+}
+
+/// What users of job dashboards reach for: a reload after Invoke invokes nothing, an event is
+/// re-run with its payload edited and the two link to each other, failed rows are ticked and
+/// re-run together after the count is shown, and a function deleted while an event runs says
+/// so first and takes the event with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rerun_bulk_rerun_and_delete_while_running_in_a_real_browser() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::new().await;
+    app.add_key().await;
+    app.create_function(
+        "default",
+        "jobs",
+        &[
+            ("AsyncRunEnable", "TRUE"),
+            ("TraceEnable", "TRUE"),
+            ("Timeout", "60"),
+            (
+                "Code",
+                "import time\ndef main_handler(event, context):\n    if event.get('sleep'):\n        time.sleep(event['sleep'])\n    if event.get('fail'):\n        raise RuntimeError('asked to fail')\n    return event\n",
+            ),
+        ],
+    )
+    .await;
+    let base = log_in(&b, &app).await;
+    let function = format!("{base}/scf/{REGION}/default/functions/jobs");
+    let count = || async {
+        app.get(&function_url("default", "jobs", "events"))
+            .await
+            .text(".count-line")
+    };
+
+    // Invoke, then reload: the answer is gone and nothing more is invoked.
+    b.goto(&format!("{function}/test")).await;
+    let first = invoke_from_test_tab(&b, r#"{"fail": true}"#).await;
+    b.js("location.reload(); return true;").await;
+    b.wait_js("document.readyState === 'complete' && !document.querySelector('.answer')")
+        .await;
+    assert!(
+        count().await.starts_with("1 event match"),
+        "{}",
+        count().await
+    );
+
+    // Re-run with an edited payload: the new event and its original link both ways.
+    b.goto(&format!("{function}/events/{first}")).await;
+    b.wait(".event .status", "Invocation failed").await;
+    b.click(".event-actions a[href$='/rerun']").await;
+    b.wait("h2", "Re-run event").await;
+    b.fill("#ClientContext", r#"{"edited": true}"#).await;
+    b.click("form button.btn-primary").await;
+    b.wait(".banner-ok", "Re-run of").await;
+    b.wait(".event .status", "Invocation completed").await;
+    b.wait(".event .output", "edited").await;
+    b.click("#event-detail .facts a").await;
+    b.wait("#event-detail h2", &first).await;
+    b.wait(".reruns", "Re-run as").await;
+
+    // Two more failures; tick the failed rows, re-run them after the count is shown.
+    for _ in 0..2 {
+        app.api(
+            "Invoke",
+            json!({"FunctionName": "jobs", "InvocationType": "Event", "ClientContext": "{\"fail\": true}"}),
+        )
+        .await
+        .ok();
+    }
+    b.goto(&format!("{function}/events?status=failed")).await;
+    b.wait_js("document.querySelectorAll('#event-rows tbody tr').length === 3")
+        .await;
+    b.js("document.querySelectorAll('#event-rows [data-select]').forEach((c, i) => { if (i < 2) c.click(); }); return true;")
+        .await;
+    b.click("#bulk-rerun button").await;
+    b.wait(".card h2", "Re-run 2 events?").await;
+    b.click(".card button.btn-primary").await;
+    b.wait(".banner-ok", "2 events re-run.").await;
+    b.screenshot("bulk-rerun").await;
+
+    // Delete while an event runs: said first, then the event goes with the function.
+    app.api(
+        "Invoke",
+        json!({"FunctionName": "jobs", "InvocationType": "Event", "ClientContext": "{\"sleep\": 30}"}),
+    )
+    .await
+    .ok();
+    wait_for("the sleeping event to run", WAIT, || async {
+        app.get(&format!(
+            "{}?status=running",
+            function_url("default", "jobs", "events")
+        ))
+        .await
+        .text(".count-line")
+        .starts_with("1 event")
+        .then_some(())
+    })
+    .await;
+    b.goto(&format!("{function}/delete")).await;
+    b.wait(
+        ".confirm .banner-error",
+        "1 event is running or waiting to run.",
+    )
+    .await;
+    b.click(".confirm button.btn-danger").await;
+    b.wait(".banner-ok", "deleted").await;
+    let f = app
+        .state
+        .store
+        .get_function(&scf_console::store::FunctionKey {
+            region: REGION.into(),
+            namespace: "default".into(),
+            name: "jobs".into(),
+        })
+        .await
+        .unwrap();
+    assert!(f.is_none());
     assert_eq!(b.policy_violations().await, Vec::<String>::new());
     b.close().await;
 }
