@@ -152,7 +152,7 @@ impl std::fmt::Display for InvokeError {
 }
 
 /// The answer of a synchronous invocation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SyncResult {
     pub request_id: String,
     pub status_code: i64,

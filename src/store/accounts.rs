@@ -35,6 +35,17 @@ pub struct NewSession<'a> {
     pub source: &'a str,
 }
 
+/// The answer of a console action kept for the page its form redirects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleResult<'a> {
+    /// SHA-256 of the one-time token the redirect carries, hex.
+    pub token_hash: &'a str,
+    pub user: &'a str,
+    pub function_id: i64,
+    pub body: &'a str,
+    pub expires_at: Millis,
+}
+
 /// Who acted through which door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
@@ -132,6 +143,20 @@ pub trait Accounts: Send + Sync {
 
     /// Deletes sessions that expired before `now`.
     async fn sweep_sessions(&self, now: Millis) -> StoreResult<u64>;
+
+    /// Keeps the answer of a console action for the page it redirects to, for `user` only,
+    /// until `expires_at`; removes the expired ones.
+    async fn put_console_result(&self, result: &ConsoleResult<'_>, now: Millis) -> StoreResult<()>;
+
+    /// Takes (reads and deletes) a kept answer, if it is `user`'s, for `function_id`, and has
+    /// not expired.
+    async fn take_console_result(
+        &self,
+        token_hash: &str,
+        user: &str,
+        function_id: i64,
+        now: Millis,
+    ) -> StoreResult<Option<String>>;
 
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
 

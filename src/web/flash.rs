@@ -26,6 +26,9 @@ pub enum Flash {
         request_id: String,
         payload: Option<String>,
     },
+    /// A synchronous invocation ran (the Test tab): its answer is kept in the store under this
+    /// one-time token, too large for a cookie.
+    Ran { token: String },
     /// An API key was created: the only time its SecretKey is shown.
     Key {
         secret_id: String,

@@ -14,6 +14,7 @@ use crate::error::{AppResult, refused_status};
 use crate::service::ServiceError;
 use crate::service::events::{self, Invocation};
 use crate::state::AppState;
+use crate::store::ConsoleResult;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -57,6 +58,49 @@ pub struct TestPage {
     trace_enable: bool,
 }
 
+/// A synchronous run's answer and the payload sent, kept for the page the form redirects to.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptRun {
+    result: SyncResult,
+    payload: String,
+}
+
+/// How long a run's answer waits for its page.
+const KEPT_FOR_MS: i64 = 10 * 60 * 1000;
+
+async fn keep_run(state: &AppState, function_id: i64, run: KeptRun) -> AppResult<String> {
+    let token = crate::accounts::random_token(24);
+    let body = serde_json::to_string(&run).map_err(anyhow::Error::from)?;
+    let now = state.clock.now_millis();
+    state
+        .store
+        .put_console_result(
+            &ConsoleResult {
+                token_hash: &crate::accounts::token_hash(&token),
+                user: &super::auth::user_name(),
+                function_id,
+                body: &body,
+                expires_at: now + KEPT_FOR_MS,
+            },
+            now,
+        )
+        .await?;
+    Ok(token)
+}
+
+async fn take_run(state: &AppState, token: &str, function_id: i64) -> AppResult<Option<KeptRun>> {
+    let body = state
+        .store
+        .take_console_result(
+            &crate::accounts::token_hash(token),
+            &super::auth::user_name(),
+            function_id,
+            state.clock.now_millis(),
+        )
+        .await?;
+    Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
+}
+
 fn samples(selected: &str) -> Vec<Sample> {
     SAMPLE_EVENTS
         .iter()
@@ -73,7 +117,8 @@ async fn page(
     Path((region, namespace, name)): Path<(String, String, String)>,
 ) -> AppResult<TestPage> {
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
-    // Back from an accepted invocation: its RequestId, and the payload sent, when short.
+    // Back from an accepted invocation: its RequestId, and the payload sent, when short; back
+    // from a synchronous run: its answer and the payload, kept once for this user.
     let (answer, sent) = match super::flash::current() {
         Some(Flash::Accepted {
             request_id,
@@ -85,6 +130,10 @@ async fn page(
             }),
             payload,
         ),
+        Some(Flash::Ran { token }) => match take_run(&state, &token, f.id).await? {
+            Some(kept) => (Some(Answer::Ran(kept.result)), Some(kept.payload)),
+            None => (None, None),
+        },
         _ => (None, None),
     };
     Ok(TestPage {
@@ -173,10 +222,12 @@ async fn invoke(
                 Some("async event accepted".into()),
             ))
         }
+        // Shown by the tab this redirects to, so that a reload does not run it again.
         Ok(Invocation::Ran(result)) => {
-            page.answer = Some(Answer::Ran(result));
+            let token = keep_run(&state, f.id, KeptRun { result, payload }).await?;
+            let to = urls::function_tab(&region, &namespace, &name, "test");
             Ok(super::auth::audited(
-                page,
+                super::flash::redirect(&to, Flash::Ran { token }),
                 None,
                 Some("ran synchronously".into()),
             ))

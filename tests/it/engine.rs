@@ -1071,6 +1071,9 @@ async fn the_console_test_tab_invokes_and_links_to_the_live_event() {
     .await;
     assert_eq!(live.text(".event .status"), "Running");
     assert!(live.text(".event h3").contains("Live"));
+    // Without scripts the page reloads itself while the event runs.
+    let reload = "<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>";
+    assert!(live.body.contains(reload));
     assert_eq!(
         live.attr("#event-detail", "hx-trigger").as_deref(),
         Some("every 1s")
@@ -1123,6 +1126,7 @@ async fn the_console_test_tab_invokes_and_links_to_the_live_event() {
         ended.attr("#event-detail", "hx-trigger").is_none(),
         "no more polling once it ended"
     );
+    assert!(!ended.body.contains(reload), "nor reloading");
     assert!(
         ended
             .text(".event-logs")
@@ -1187,6 +1191,75 @@ async fn the_console_test_tab_invokes_and_links_to_the_live_event() {
         timeline[0].contains(&format!("a re-run of {id}")),
         "{timeline:?}"
     );
+}
+
+/// A synchronous run from the Test tab answers on the page its form redirects to: result,
+/// logs and the payload sent; a reload runs nothing again, and the answer is its runner's only.
+#[tokio::test]
+async fn a_synchronous_test_run_is_shown_once_and_never_repeated_by_a_reload() {
+    let app = app().await;
+    let shared = shared_dir();
+    let code = format!(
+        "def main_handler(event, context):\n    open('{}/runs', 'a').write('x')\n    print('sync run', event['n'])\n    return {{'double': event['n'] * 2}}\n",
+        shared.path().display()
+    );
+    function(
+        &app,
+        "sync-fn",
+        "Python3.10",
+        &code,
+        json!({"AsyncRunEnable": "FALSE", "TraceEnable": "FALSE"}),
+    )
+    .await;
+    let runs = || {
+        std::fs::read_to_string(shared.path().join("runs"))
+            .unwrap_or_default()
+            .len()
+    };
+    let test = function_url("default", "sync-fn", "test");
+    let posted = app
+        .post(
+            &test,
+            &[
+                ("ClientContext", "{\"n\": 21}"),
+                ("InvocationType", "RequestResponse"),
+                ("_action", "invoke"),
+            ],
+        )
+        .await;
+    assert_eq!(posted.status.as_u16(), 303);
+    assert_eq!(posted.location(), test);
+    assert_eq!(runs(), 1);
+    let answer = app.follow(&posted).await;
+    assert_eq!(answer.text(".answer h2"), "Invocation succeeded");
+    assert!(
+        answer.text(".answer pre").contains("\"double\":42"),
+        "{}",
+        answer.text(".answer")
+    );
+    assert!(answer.text(".answer").contains("sync run 21"));
+    assert_eq!(
+        answer.text("#ClientContext"),
+        "{\"n\": 21}",
+        "the payload sent is back"
+    );
+    // A reload shows the tab, runs nothing, and the answer was read once.
+    let reloaded = app.follow(&posted).await;
+    assert_eq!(reloaded.count(".answer"), 0);
+    assert_eq!(runs(), 1);
+    // Another user with the same redirect (and its cookie) does not see it.
+    let again = app
+        .post(
+            &test,
+            &[
+                ("ClientContext", "{\"n\": 1}"),
+                ("InvocationType", "RequestResponse"),
+                ("_action", "invoke"),
+            ],
+        )
+        .await;
+    app.log_in_as_new("someone", "developer").await;
+    assert_eq!(app.follow(&again).await.count(".answer"), 0);
 }
 
 /// Python instances are forked from the fork server by default; started as interpreters of

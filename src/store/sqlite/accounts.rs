@@ -230,6 +230,46 @@ impl Accounts for SqliteStore {
             .rows_affected())
     }
 
+    async fn put_console_result(&self, r: &ConsoleResult<'_>, now: Millis) -> StoreResult<()> {
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        sqlx::query("DELETE FROM console_results WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO console_results (token_hash, user_name, function_id, body, expires_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(r.token_hash)
+        .bind(r.user)
+        .bind(r.function_id)
+        .bind(r.body)
+        .bind(r.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn take_console_result(
+        &self,
+        token_hash: &str,
+        user: &str,
+        function_id: i64,
+        now: Millis,
+    ) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "DELETE FROM console_results WHERE token_hash = ? AND user_name = ? \
+             AND function_id = ? AND expires_at > ? RETURNING body",
+        )
+        .bind(token_hash)
+        .bind(user)
+        .bind(function_id)
+        .bind(now)
+        .fetch_optional(&self.writer)
+        .await?)
+    }
+
     async fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO audit_log (at, actor, via, source, action, target, outcome) \
