@@ -274,6 +274,8 @@ pub struct CodePage {
     /// The file is not text: shown as a note, not in the editor.
     binary: bool,
     files: Vec<FileEntry>,
+    /// The file in the editor, as stored (what Discard changes goes back to).
+    file_url: String,
     download_url: String,
     errors: FieldErrors,
     banner: Option<String>,
@@ -326,6 +328,11 @@ async fn code_page(
         })
         .collect();
     listed.sort_by(|a, b| (a.path != entry, &a.path).cmp(&(b.path != entry, &b.path)));
+    let file_url = if file == entry {
+        tab.clone()
+    } else {
+        format!("{tab}?file={}", urls::encode(&file))
+    };
     Ok(CodePage {
         header: Header::new(state, &shell, &f, "code"),
         shell,
@@ -334,6 +341,7 @@ async fn code_page(
         code,
         binary,
         files: listed,
+        file_url,
         download_url: format!("{tab}/package.zip"),
         errors: FieldErrors::default(),
         banner: super::flash::notice(),

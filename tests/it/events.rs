@@ -166,7 +166,7 @@ async fn filters_and_sorts_give_the_known_answers() {
     assert!(
         rows[1].contains("Invocation completed")
             && rows[1].contains("2.0 s")
-            && rows[1].contains("$LATEST"),
+            && rows[1].contains("API"),
         "{}",
         rows[1]
     );
