@@ -193,18 +193,30 @@ pub mod timeline {
 
     pub const PUT_BACK: &str = "Put back in the queue: the server stopped before it started.";
 
-    /// What a user's terminate did to a running handler (the event's error).
-    pub fn terminated(graceful: bool) -> &'static str {
-        if graceful {
-            "Terminated by a user (graceful: SIGTERM, then stopped)."
-        } else {
-            "Terminated by a user (forced: the instance was killed and recycled)."
+    /// What a user's terminate did to a running handler: its status code and the event's
+    /// error. A graceful terminate whose handler outlived the grace period ended with its
+    /// process killed, which SCF reports as 439.
+    pub fn terminated(graceful: bool, killed: bool) -> (i64, &'static str) {
+        match (graceful, killed) {
+            (false, _) => (
+                status_code::TERMINATED,
+                "Terminated by a user (forced: the instance was killed and recycled).",
+            ),
+            (true, false) => (
+                status_code::TERMINATED,
+                "Terminated by a user (graceful: SIGTERM, and the handler stopped).",
+            ),
+            (true, true) => (
+                status_code::PROCESS_EXITED,
+                "Terminated by a user (graceful: SIGTERM, but the handler did not stop within the grace period, so its process was killed).",
+            ),
         }
     }
 
     /// The timeline entry of the same.
-    pub fn terminated_entry(graceful: bool) -> String {
-        format!("{} ({})", terminated(graceful), status_code::TERMINATED)
+    pub fn terminated_entry(graceful: bool, killed: bool) -> String {
+        let (code, text) = terminated(graceful, killed);
+        format!("{text} ({code})")
     }
 
     fn first_line(text: &str) -> &str {
@@ -232,8 +244,10 @@ pub mod status_code {
     pub const PROCESS_EXITED: i64 = 439;
     /// The event waited in the queue longer than MsgTTL.
     pub const EXPIRED: i64 = 410;
-    /// The code could not be loaded (missing file, syntax error, no such handler).
-    pub const LOAD_ERROR: i64 = 405;
+    /// The handler's file or function is not in the code.
+    pub const HANDLER_NOT_FOUND: i64 = 437;
+    /// The container could not run the function (its runtime cannot start here).
+    pub const CONTAINER_EXITED: i64 = 405;
     /// Terminated by a user.
     pub const TERMINATED: i64 = 499;
 }

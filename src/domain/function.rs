@@ -271,6 +271,30 @@ fn validate_package(files: &[CodeFile]) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// A package must hold the file its handler names, or the function could never load.
+fn package_has_handler(
+    files: &[CodeFile],
+    handler: &str,
+    runtime: &Runtime,
+) -> Result<(), FieldError> {
+    let entry = handler_file(handler, runtime);
+    if files.is_empty() || files.iter().any(|f| f.path == entry) {
+        return Ok(());
+    }
+    let mut held: Vec<&str> = files.iter().take(5).map(|f| f.path.as_str()).collect();
+    if files.len() > 5 {
+        held.push("…");
+    }
+    Err(FieldError::new(
+        "Handler",
+        "InvalidParameterValue.Handler",
+        format!(
+            "The handler {handler} needs {entry} in the code package, which holds {}.",
+            held.join(", ")
+        ),
+    ))
+}
+
 fn validate_code(code: &str) -> Result<(), FieldError> {
     if code.trim().is_empty() {
         return Err(FieldError::new(
@@ -643,6 +667,12 @@ pub fn validate_new_function(
     if let Err(e) = code_check {
         errors.push(e);
     }
+    if let (Some(files), Some(runtime)) = (&draft.package, runtime)
+        && validate_handler(&handler).is_ok()
+        && let Err(e) = package_has_handler(files, &handler, runtime)
+    {
+        errors.push(e);
+    }
     let async_run_enable = parse_flag(&draft.async_run_enable).unwrap_or_else(|| {
         errors.push(FieldError::new(
             "AsyncRunEnable",
@@ -719,6 +749,10 @@ pub fn validate_code_update(
         }
         CodeInput::Package(package) => {
             if let Err(e) = validate_package(&package) {
+                errors.push(e);
+            } else if validate_handler(&handler).is_ok()
+                && let Err(e) = package_has_handler(&package, &handler, runtime)
+            {
                 errors.push(e);
             }
             (package, true)

@@ -156,8 +156,11 @@ impl std::fmt::Display for InvokeError {
 pub struct SyncResult {
     pub request_id: String,
     pub status_code: i64,
+    /// The return value as JSON, as SCF answers it.
     pub result: Option<String>,
     pub error: Option<String>,
+    /// The handler's exception, when it raised one.
+    pub raised: Option<HandlerError>,
     pub logs: String,
     pub duration_ms: f64,
     pub memory_bytes: u64,
@@ -284,9 +287,17 @@ struct Ending {
 
 /// What a run means for the event.
 enum Verdict {
-    Finished(String),
-    Failed { code: i64, error: String },
-    Aborted { graceful: bool },
+    /// The return value as the console shows it (a string as itself), and as JSON (what SCF
+    /// answers a synchronous invocation with).
+    Finished { text: String, json: String },
+    /// `raised`: the handler's own exception, when that is why.
+    Failed {
+        code: i64,
+        error: String,
+        raised: Option<HandlerError>,
+    },
+    /// `killed`: graceful, but the handler outlived its grace period (SCF's 439).
+    Aborted { graceful: bool, killed: bool },
 }
 
 /// Why `instance_for` has no instance to run on.
@@ -556,6 +567,7 @@ impl Engine {
                     status_code: code,
                     result: None,
                     error: Some(error),
+                    raised: None,
                     logs,
                     duration_ms: started.elapsed().as_secs_f64() * 1000.0,
                     memory_bytes: 0,
@@ -577,20 +589,24 @@ impl Engine {
         let duration_ms = run_started.elapsed().as_secs_f64() * 1000.0;
         let memory_bytes = instance.memory_usage();
         let verdict = self.verdict(function, outcome, instance).await;
-        let (status_code, result, error) = match verdict {
-            Verdict::Finished(result) => (status_code::SUCCESS, Some(result), None),
-            Verdict::Failed { code, error } => (code, None, Some(error)),
-            Verdict::Aborted { graceful } => (
-                status_code::TERMINATED,
-                None,
-                Some(timeline::terminated(graceful).into()),
-            ),
+        let (status_code, result, error, raised) = match verdict {
+            Verdict::Finished { json, .. } => (status_code::SUCCESS, Some(json), None, None),
+            Verdict::Failed {
+                code,
+                error,
+                raised,
+            } => (code, None, Some(error), raised),
+            Verdict::Aborted { graceful, killed } => {
+                let (code, error) = timeline::terminated(graceful, killed);
+                (code, None, Some(error.into()), None)
+            }
         };
         Ok(SyncResult {
             request_id,
             status_code,
             result,
             error,
+            raised,
             logs,
             duration_ms,
             memory_bytes,
@@ -1073,8 +1089,9 @@ impl Engine {
         if let Some(instance) = idle {
             return Ok((instance, None));
         }
+        // The function's runtime cannot be started here: the container could not run (405).
         let load = |error: String| NoInstance::Load {
-            code: status_code::LOAD_ERROR,
+            code: status_code::CONTAINER_EXITED,
             error,
             logs: String::new(),
         };
@@ -1141,8 +1158,8 @@ impl Engine {
                 self.stats.cold_starts.fetch_add(1, Ordering::Relaxed);
                 Ok((instance, Some(started.elapsed())))
             }
-            Err(StartError::Load { error, logs }) => Err(NoInstance::Load {
-                code: status_code::LOAD_ERROR,
+            Err(StartError::Load { code, error, logs }) => Err(NoInstance::Load {
+                code,
                 error: error_text(&error),
                 logs,
             }),
@@ -1199,27 +1216,34 @@ impl Engine {
     async fn verdict(&self, f: &Function, outcome: Outcome, instance: Instance) -> Verdict {
         let verdict = match outcome {
             Outcome::Returned(value) => {
-                let text = match &value {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                let json = value.to_string();
+                let text = match value {
+                    serde_json::Value::String(s) => s,
+                    _ => json.clone(),
                 };
-                Verdict::Finished(truncate(&text, RESULT_MAX_BYTES))
+                Verdict::Finished {
+                    text: truncate(&text, RESULT_MAX_BYTES),
+                    json: truncate(&json, RESULT_MAX_BYTES),
+                }
             }
             Outcome::Raised(e) => Verdict::Failed {
                 code: status_code::USER_ERROR,
                 error: error_text(&e),
+                raised: Some(e),
             },
             Outcome::TimedOut => Verdict::Failed {
                 code: status_code::TIMEOUT,
                 error: format!("Invoking task timed out after {} seconds", f.timeout),
+                raised: None,
             },
             Outcome::Exited(why) => Verdict::Failed {
                 code: status_code::PROCESS_EXITED,
                 error: format!("The user process exited while running: {why}"),
+                raised: None,
             },
-            Outcome::Terminated { graceful } => Verdict::Aborted { graceful },
+            Outcome::Terminated { graceful, killed } => Verdict::Aborted { graceful, killed },
         };
-        if matches!(verdict, Verdict::Finished(_))
+        if matches!(verdict, Verdict::Finished { .. })
             && self.config.reuse_instances
             && !self.cancel.is_cancelled()
         {
@@ -1543,7 +1567,7 @@ impl Engine {
             return;
         }
         match self.verdict(&f, outcome, instance).await {
-            Verdict::Finished(result) => {
+            Verdict::Finished { text: result, .. } => {
                 let detail = timeline::finished(ran_ms);
                 self.finish(
                     &event,
@@ -1558,19 +1582,20 @@ impl Engine {
                 )
                 .await;
             }
-            Verdict::Failed { code, error } => {
+            Verdict::Failed { code, error, .. } => {
                 self.fail_or_retry(&f, &event, code, error, logs).await;
             }
-            Verdict::Aborted { graceful } => {
+            Verdict::Aborted { graceful, killed } => {
+                let (code, error) = timeline::terminated(graceful, killed);
                 self.finish(
                     &event,
                     Ending {
                         status: EventStatus::Aborted,
-                        code: status_code::TERMINATED,
+                        code,
                         result: None,
-                        error: Some(timeline::terminated(graceful).into()),
+                        error: Some(error.into()),
                         logs,
-                        detail: timeline::terminated_entry(graceful),
+                        detail: timeline::terminated_entry(graceful, killed),
                     },
                 )
                 .await;

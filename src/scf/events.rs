@@ -47,14 +47,20 @@ fn interval(
 ) -> ApiResult<Option<(i64, i64)>> {
     let Some(i) = given else { return Ok(None) };
     let tz = call.tz();
-    let from = match i.start.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => parse_scf_time(s, tz, field)?,
-        None => i64::MIN / 2,
+    // As on SCF, an interval has both ends.
+    let (Some(start), Some(end)) = (
+        i.start.as_deref().filter(|s| !s.is_empty()),
+        i.end.as_deref().filter(|s| !s.is_empty()),
+    ) else {
+        return Err(ApiError::new(
+            "InvalidParameterValue",
+            format!(
+                "{field} needs both Start and End (left-closed, right-open, as %Y-%m-%d %H:%M:%S)."
+            ),
+        ));
     };
-    let to = match i.end.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => parse_scf_time(s, tz, field)?,
-        None => i64::MAX / 2,
-    };
+    let from = parse_scf_time(start, tz, field)?;
+    let to = parse_scf_time(end, tz, field)?;
     Ok(Some(check_range(from, to, field)?))
 }
 

@@ -56,6 +56,15 @@ struct CodeParam {
     cos_bucket_region: Option<String>,
     demo_id: Option<String>,
     temp_cos_object_name: Option<String>,
+    git_url: Option<String>,
+    git_user_name: Option<String>,
+    git_user_name_secret: Option<String>,
+    git_password: Option<String>,
+    git_password_secret: Option<String>,
+    git_branch: Option<String>,
+    git_directory: Option<String>,
+    git_commit_id: Option<String>,
+    image_config: Option<Value>,
 }
 
 impl CodeParam {
@@ -67,14 +76,27 @@ impl CodeParam {
             &self.cos_bucket_region,
             &self.demo_id,
             &self.temp_cos_object_name,
+            &self.git_url,
+            &self.git_user_name,
+            &self.git_user_name_secret,
+            &self.git_password,
+            &self.git_password_secret,
+            &self.git_branch,
+            &self.git_directory,
+            &self.git_commit_id,
         ];
-        if other
-            .iter()
-            .any(|v| v.as_deref().is_some_and(|s| !s.is_empty()))
+        let image = self
+            .image_config
+            .as_ref()
+            .is_some_and(|v| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty()));
+        if image
+            || other
+                .iter()
+                .any(|v| v.as_deref().is_some_and(|s| !s.is_empty()))
         {
             return Err(ApiError::new(
                 "UnsupportedOperation",
-                "scf-console takes code as Code.ZipFile (a base64 zip); COS and demo sources are not supported.",
+                "scf-console takes code as Code.ZipFile (a base64 zip); COS, Git, image and demo sources are not supported.",
             ));
         }
         match self.zip_file {
@@ -188,6 +210,9 @@ struct CreateFunctionRequest {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct EipConfigParam {
     eip_status: Option<String>,
+    /// What GetFunction answers beside the status; sent back by read-modify-write clients.
+    #[serde(default)]
+    eip_address: Vec<String>,
 }
 
 /// SCF's PublicNetConfig: `PublicNetStatus` `ENABLE` or `DISABLE`; a fixed public IP (EIP)
@@ -202,10 +227,12 @@ struct PublicNetParam {
 impl PublicNetParam {
     /// The setting as a draft's flag, or the draft's own when the status is left out.
     fn into_flag(self, current: String) -> ApiResult<String> {
-        if let Some(eip) = self.eip_config.and_then(|e| e.eip_status)
-            && !eip.is_empty()
-            && !eip.eq_ignore_ascii_case("DISABLE")
-        {
+        let fixed_ip = self.eip_config.is_some_and(|e| {
+            !e.eip_address.is_empty()
+                || e.eip_status
+                    .is_some_and(|s| !s.is_empty() && !s.eq_ignore_ascii_case("DISABLE"))
+        });
+        if fixed_ip {
             return Err(ApiError::new(
                 "UnsupportedOperation",
                 "scf-console has no fixed public IPs: EipConfig.EipStatus can only be DISABLE.",
@@ -316,7 +343,7 @@ pub async fn get(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         .map(|c| c.content.len())
         .sum();
     let tz = call.tz();
-    Ok(json!({
+    let mut answer = json!({
         "FunctionName": f.name,
         "FunctionId": function_id(&f),
         "Namespace": f.namespace,
@@ -350,8 +377,43 @@ pub async fn get(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         "StatusReasons": [],
         "AddTime": format_time(f.created_at, tz, TimeFormat::DateTime),
         "ModTime": format_time(f.modified_at, tz, TimeFormat::DateTime),
-    }))
+    });
+    if let (Value::Object(answer), Value::Object(absent)) = (&mut answer, absent_features()) {
+        answer.extend(absent);
+    }
+    Ok(answer)
 }
+
+/// What SCF answers for features a function does not use: present and empty, so clients read
+/// `resp.VpcConfig.VpcId` and can send the same values back.
+fn absent_features() -> Value {
+    json!({
+        "VpcConfig": {"VpcId": "", "SubnetId": ""},
+        "Role": "",
+        "ClsLogsetId": "",
+        "ClsTopicId": "",
+        "EipConfig": {"EipFixed": "FALSE", "Eips": []},
+        "AccessInfo": {"Host": "", "Vip": ""},
+        "DeadLetterConfig": {"Type": "", "Name": "", "FilterType": ""},
+        "CfsConfig": {"CfsInsList": []},
+        "InitTimeout": INIT_TIMEOUT,
+        "ImageConfig": {
+            "ImageType": "", "ImageUri": "", "RegistryId": "", "EntryPoint": "",
+            "Command": "", "Args": "", "ContainerImageAccelerate": false, "ImagePort": 0
+        },
+        "ProtocolType": "",
+        "ProtocolParams": {"WSParams": {"IdleTimeOut": 0}},
+        "InstanceConcurrencyConfig": {
+            "DynamicEnabled": "FALSE", "MaxConcurrency": 1, "InstanceIsolationEnabled": "FALSE",
+            "Type": "", "MixNodeConfig": [], "SessionConfig": {}
+        },
+        "DnsCache": "FALSE",
+        "IntranetConfig": {"IpFixed": "DISABLE", "IpAddress": []},
+    })
+}
+
+/// SCF's initialization timeout (s) of an event function: the time its code may take to load.
+const INIT_TIMEOUT: i64 = 65;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
@@ -467,6 +529,7 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
                 "AsyncRunEnable": bool_str(f.async_run_enable),
                 "TraceEnable": bool_str(f.trace_enable),
                 "ReservedConcurrencyMem": f.reserved_mem.unwrap_or(0),
+                "TotalProvisionedConcurrencyMem": 0,
                 "AddTime": format_time(f.created_at, tz, TimeFormat::DateTime),
                 "ModTime": format_time(f.modified_at, tz, TimeFormat::DateTime),
             })
@@ -601,7 +664,11 @@ pub async fn update_code(call: &Call<'_>, params: Value) -> ApiResult<Value> {
             ..CodeParam::default()
         },
     };
-    let package = code.package()?;
+    // UpdateFunctionCode's own code for a request without code.
+    let package = code.package().map_err(|e| match e.code.as_str() {
+        "MissingParameter.Code" => ApiError::new("InvalidParameterValue.Code", e.message),
+        _ => e,
+    })?;
     let handler = req.handler.unwrap_or_else(|| f.handler.clone());
     service::functions::update_code(call.state, &f, &handler, CodeInput::Package(package)).await?;
     Ok(json!({}))
@@ -661,13 +728,19 @@ pub async fn update_event_invoke_config(call: &Call<'_>, params: Value) -> ApiRe
             "AsyncTriggerConfig.RetryConfig holds one entry.",
         ));
     }
+    // As on SCF, the whole config is given: its retries and how long an event may wait.
+    let (Some(retry_num), Some(msg_ttl)) = (
+        config.retry_config.first().and_then(|r| r.retry_num),
+        config.msg_ttl,
+    ) else {
+        return Err(ApiError::new(
+            "InvalidParameterValue.AsyncTriggerConfig",
+            "AsyncTriggerConfig needs RetryConfig (one entry with RetryNum) and MsgTTL.",
+        ));
+    };
     let mut draft = f.config_draft();
-    if let Some(n) = config.retry_config.first().and_then(|r| r.retry_num) {
-        draft.retry_num = n.to_string();
-    }
-    if config.msg_ttl.is_some() {
-        draft.msg_ttl = int_text(config.msg_ttl);
-    }
+    draft.retry_num = retry_num.to_string();
+    draft.msg_ttl = msg_ttl.to_string();
     save_config(call, &f, &draft).await
 }
 

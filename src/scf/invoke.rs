@@ -3,7 +3,8 @@
 use super::error::{ApiError, ApiResult};
 use super::params::{self, parse};
 use super::{Call, functions};
-use crate::domain::event::{self, INVOKE_TYPE_API, Origin};
+use crate::domain::event::{self, INVOKE_TYPE_API, Origin, status_code};
+use crate::engine::SyncResult;
 use crate::service::events::{self, Invocation};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -45,10 +46,11 @@ pub async fn invoke(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     )
     .await?
     {
+        // SCF leaves everything but the RequestId empty for an async invocation.
         Invocation::Accepted { request_id } => Ok(json!({
             "Result": {
                 "Log": "",
-                "RetMsg": "async invoke success",
+                "RetMsg": "",
                 "ErrMsg": "",
                 "MemUsage": 0,
                 "Duration": 0,
@@ -60,8 +62,8 @@ pub async fn invoke(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         Invocation::Ran(r) => Ok(json!({
             "Result": {
                 "Log": r.logs,
-                "RetMsg": r.result.unwrap_or_default(),
-                "ErrMsg": r.error.unwrap_or_default(),
+                "RetMsg": r.result.clone().unwrap_or_default(),
+                "ErrMsg": error_object(&r),
                 "MemUsage": r.memory_bytes,
                 "Duration": (r.duration_ms * 1000.0).round() / 1000.0,
                 "BillDuration": r.duration_ms.ceil() as u64,
@@ -70,6 +72,28 @@ pub async fn invoke(call: &Call<'_>, params: Value) -> ApiResult<Value> {
             }
         })),
     }
+}
+
+/// A failed synchronous invocation's error as SCF answers it in `ErrMsg`: its error object
+/// (the handler's exception with the stack of the user's files, or what stopped it), as JSON.
+fn error_object(r: &SyncResult) -> String {
+    if r.status_code == status_code::SUCCESS {
+        return String::new();
+    }
+    let object = match &r.raised {
+        Some(e) => json!({
+            "errorCode": 1,
+            "errorMessage": format!("{}: {}", e.kind, e.message),
+            "stackTrace": e.stack.trim_end(),
+            "statusCode": r.status_code,
+        }),
+        None => json!({
+            "errorCode": -1,
+            "errorMessage": r.error.clone().unwrap_or_default(),
+            "statusCode": r.status_code,
+        }),
+    };
+    object.to_string()
 }
 
 #[derive(Deserialize)]

@@ -6,8 +6,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-/// SCF parameters scf-console does not implement. Sent empty they are ignored; sent with a
-/// value they are refused, rather than silently dropped.
+/// SCF parameters of features scf-console does not have. SCF's own defaults and "off" values
+/// are accepted and change nothing, so clients that send back what GetFunction answered (or
+/// what their SDK fills in) work; a value that would need the feature is refused with
+/// `UnsupportedOperation` rather than silently dropped.
 const UNSUPPORTED: &[&str] = &[
     "VpcConfig",
     "Role",
@@ -22,6 +24,7 @@ const UNSUPPORTED: &[&str] = &[
     "InstanceConcurrencyConfig",
     "IntranetConfig",
     "L5Enable",
+    "OnsEnable",
     "InitTimeout",
     "DnsCache",
     "AutoDeployClsTopicIndex",
@@ -32,6 +35,7 @@ const UNSUPPORTED: &[&str] = &[
     "EnvId",
     "ResourceEnv",
     "IgnoreSysLog",
+    "EipConfig",
 ];
 
 /// The most parameters one call may send. SCF's largest requests (a function with its
@@ -77,13 +81,25 @@ fn check_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-        _ => false,
+/// Whether a value of an unsupported parameter asks for nothing: SCF's default or "off".
+fn is_off(name: &str, v: &Value) -> bool {
+    match (name, v) {
+        // Limits and switches that mean nothing without the feature, whatever their value:
+        // loading is bounded by the function's timeout, there is no log service to skip.
+        ("InitTimeout" | "IgnoreSysLog" | "IdleTimeOut", _) => true,
+        // One request at a time per instance is what scf-console does.
+        ("MaxConcurrency", v) => v.as_i64().or_else(|| v.as_str()?.parse().ok()) == Some(1),
+        (_, Value::Null | Value::Bool(false)) => true,
+        (_, Value::String(s)) => {
+            s.is_empty()
+                || ["FALSE", "DISABLE", "OFF"]
+                    .iter()
+                    .any(|off| s.eq_ignore_ascii_case(off))
+        }
+        (_, Value::Number(n)) => n.as_f64() == Some(0.0),
+        (_, Value::Array(a)) => a.iter().all(|item| is_off(name, item)),
+        (_, Value::Object(o)) => o.iter().all(|(k, v)| is_off(k, v)),
+        (_, Value::Bool(true)) => false,
     }
 }
 
@@ -144,10 +160,12 @@ pub fn parse<T: DeserializeOwned>(action: &str, mut params: Value) -> ApiResult<
     if let Value::Object(map) = &mut params {
         for name in UNSUPPORTED {
             if let Some(v) = map.get(*name) {
-                if !is_empty(v) {
+                if !is_off(name, v) {
                     return Err(ApiError::new(
                         "UnsupportedOperation",
-                        format!("scf-console does not support the parameter {name}."),
+                        format!(
+                            "scf-console does not support {name}: only its default or off value is accepted."
+                        ),
                     ));
                 }
                 map.remove(*name);
@@ -164,10 +182,10 @@ pub fn parse<T: DeserializeOwned>(action: &str, mut params: Value) -> ApiResult<
         let inner = e.into_inner().to_string();
         if let Some(rest) = inner.strip_prefix("unknown field `") {
             let field = rest.split('`').next().unwrap_or("");
-            let name = if path == "." || path.is_empty() {
-                field.to_string()
-            } else {
-                format!("{}.{field}", parent(&path))
+            // The path ends with the unknown field itself.
+            let name = match path.rsplit_once('.') {
+                Some((parent, _)) if !parent.is_empty() => format!("{parent}.{field}"),
+                _ => field.to_string(),
             };
             ApiError::new(
                 "UnknownParameter",
@@ -186,10 +204,6 @@ pub fn parse<T: DeserializeOwned>(action: &str, mut params: Value) -> ApiResult<
             )
         }
     })
-}
-
-fn parent(path: &str) -> &str {
-    path.rsplit_once('.').map_or(path, |(p, _)| p)
 }
 
 /// An integer sent as a JSON number, or as a string by GET requests.

@@ -466,9 +466,32 @@ async fn every_rule_has_its_error_code_and_nothing_is_written() {
         ),
         (with(json!({"MemorySize": "lots"})), "InvalidParameter"),
         (with(json!({"Colour": "blue"})), "UnknownParameter"),
+        // A value that would need a feature scf-console does not have.
         (
             with(json!({"VpcConfig": {"VpcId": "vpc-1"}})),
             "UnsupportedOperation",
+        ),
+        (with(json!({"DnsCache": "TRUE"})), "UnsupportedOperation"),
+        (
+            with(json!({"Tags": [{"Key": "team", "Value": "a"}]})),
+            "UnsupportedOperation",
+        ),
+        (
+            with(json!({"InstanceConcurrencyConfig": {"MaxConcurrency": 10}})),
+            "UnsupportedOperation",
+        ),
+        (
+            with(json!({"Code": {"GitUrl": "https://example.com/repo.git"}})),
+            "UnsupportedOperation",
+        ),
+        (
+            with(json!({"Code": {"ImageConfig": {"ImageType": "personal", "ImageUri": "x"}}})),
+            "UnsupportedOperation",
+        ),
+        // A package without the handler's file could never load.
+        (
+            with(json!({"Code": {"ZipFile": zip_base64(&[("other.py", "x = 1")])}})),
+            "InvalidParameterValue.Handler",
         ),
     ];
     for (params, code) in cases {
@@ -476,6 +499,11 @@ async fn every_rule_has_its_error_code_and_nothing_is_written() {
         assert_eq!(answer.error_code(), code, "{}", answer.page.body);
         assert!(!answer.error_message().is_empty());
     }
+    let unknown = app.api("CreateFunction", with(json!({"Bogus": 1}))).await;
+    assert_eq!(
+        unknown.error_message(),
+        "The parameter Bogus is not recognized by CreateFunction."
+    );
     assert_eq!(
         function_count(&app).await,
         1,
@@ -517,7 +545,17 @@ async fn every_rule_has_its_error_code_and_nothing_is_written() {
         (
             "UpdateFunctionCode",
             json!({"FunctionName": "taken"}),
-            "MissingParameter.Code",
+            "InvalidParameterValue.Code",
+        ),
+        (
+            "UpdateFunctionCode",
+            json!({"FunctionName": "taken", "ZipFile": zip_base64(&[("a.py", "")])}),
+            "InvalidParameterValue.Handler",
+        ),
+        (
+            "UpdateFunctionConfiguration",
+            json!({"FunctionName": "taken", "IntranetConfig": {"IpFixed": "ENABLE"}}),
+            "UnsupportedOperation",
         ),
         (
             "UpdateFunctionCode",
@@ -543,6 +581,11 @@ async fn every_rule_has_its_error_code_and_nothing_is_written() {
             "UpdateFunctionEventInvokeConfig",
             json!({"FunctionName": "taken"}),
             "MissingParameter",
+        ),
+        (
+            "UpdateFunctionEventInvokeConfig",
+            json!({"FunctionName": "taken", "AsyncTriggerConfig": {"RetryConfig": [{"RetryNum": 1}]}}),
+            "InvalidParameterValue.AsyncTriggerConfig",
         ),
     ];
     for (action, params, code) in checks {
@@ -897,4 +940,99 @@ async fn unsigned_payloads_are_refused_unless_enabled() {
             "get: {get}"
         );
     }
+}
+
+/// SCF's defaults and "off" values for features scf-console does not have are accepted and
+/// change nothing, so a client that sends back what GetFunction answered works.
+#[tokio::test]
+async fn scf_defaults_and_off_values_are_accepted_and_read_modify_write_works() {
+    let app = app_with_key().await;
+    let off = json!({
+        "VpcConfig": {"VpcId": "", "SubnetId": ""},
+        "Role": "",
+        "ClsLogsetId": "",
+        "ClsTopicId": "",
+        "InitTimeout": 65,
+        "DnsCache": "FALSE",
+        "DeadLetterConfig": {"Type": "", "Name": "", "FilterType": ""},
+        "IntranetConfig": {"IpFixed": "DISABLE"},
+        "PublicNetConfig": {"PublicNetStatus": "ENABLE", "EipConfig": {"EipStatus": "DISABLE"}},
+        "CfsConfig": {"CfsInsList": []},
+        "Layers": [],
+        "Tags": [],
+        "InstanceConcurrencyConfig": {"DynamicEnabled": "FALSE", "MaxConcurrency": 1},
+        "ProtocolType": "",
+        "AutoCreateClsTopic": "FALSE",
+    });
+    let mut create = json!({
+        "FunctionName": "defaults",
+        "Runtime": "Python3.9",
+        "Handler": "index.main_handler",
+        "Code": {"ZipFile": zip_base64(&[("index.py", "def main_handler(e, c):\n    return 1\n")])},
+    });
+    for (k, v) in off.as_object().unwrap() {
+        create[k] = v.clone();
+    }
+    let created = app.api("CreateFunction", create).await;
+    assert!(created.error_code().is_empty(), "{}", created.page.body);
+
+    // Every field SCF answers is there, empty where the feature is not used.
+    let got = app
+        .api("GetFunction", json!({"FunctionName": "defaults"}))
+        .await;
+    let f = got.ok();
+    assert_eq!(f["VpcConfig"]["VpcId"], "");
+    assert_eq!(f["InitTimeout"].as_i64().unwrap() + 1, 66);
+    assert_eq!(f["DnsCache"], "FALSE");
+    assert_eq!(f["IntranetConfig"]["IpFixed"], "DISABLE");
+    for field in [
+        "VpcConfig",
+        "Role",
+        "ClsLogsetId",
+        "ClsTopicId",
+        "EipConfig",
+        "AccessInfo",
+        "DeadLetterConfig",
+        "PublicNetConfig",
+        "CfsConfig",
+        "InitTimeout",
+        "ImageConfig",
+        "ProtocolType",
+        "ProtocolParams",
+        "InstanceConcurrencyConfig",
+        "DnsCache",
+        "IntranetConfig",
+    ] {
+        assert!(!f[field].is_null(), "{field} in {f}");
+    }
+    // Read, modify, write back: what GetFunction answered goes back as it is.
+    let mut update = json!({"FunctionName": "defaults", "MemorySize": 256, "IgnoreSysLog": false, "L5Enable": f["L5Enable"]});
+    for field in [
+        "VpcConfig",
+        "Role",
+        "ClsLogsetId",
+        "ClsTopicId",
+        "DeadLetterConfig",
+        "CfsConfig",
+        "InitTimeout",
+        "InstanceConcurrencyConfig",
+        "DnsCache",
+        "IntranetConfig",
+        "Layers",
+        "Description",
+        "Timeout",
+        "Environment",
+    ] {
+        update[field] = f[field].clone();
+    }
+    let updated = app.api("UpdateFunctionConfiguration", update).await;
+    assert!(updated.error_code().is_empty(), "{}", updated.page.body);
+    let after = app
+        .api("GetFunction", json!({"FunctionName": "defaults"}))
+        .await;
+    assert_eq!(after.ok()["MemorySize"], 256);
+    let listed = app.api("ListFunctions", json!({})).await;
+    let item = &listed.ok()["Functions"][0];
+    assert_eq!(item["TotalProvisionedConcurrencyMem"], 0);
+    assert_eq!(item["ReservedConcurrencyMem"], 0);
 }

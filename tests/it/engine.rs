@@ -448,6 +448,32 @@ async fn terminating_a_running_event_forced_and_graceful() {
     );
     assert!(logs.contains("cleaning up before stopping"), "{logs}");
 
+    // A handler that ignores SIGTERM is killed when the grace period ends: SCF's 439.
+    function(
+        &app,
+        "stubborn",
+        "Python3.10",
+        "import signal, time\ndef main_handler(event, context):\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n    print('ignoring', flush=True)\n    time.sleep(60)\n",
+        json!({"Timeout": 120}),
+    )
+    .await;
+    let stubborn = invoke(&app, "stubborn", json!({})).await;
+    until_started(&app, &stubborn).await;
+    app.api(
+        "TerminateAsyncEvent",
+        json!({"FunctionName": "stubborn", "InvokeRequestId": stubborn, "GraceShutdown": true}),
+    )
+    .await
+    .ok();
+    let e = until_status(&app, &stubborn, EventStatus::Aborted).await;
+    assert_eq!(e.status_code, Some(439));
+    assert!(
+        e.error
+            .unwrap()
+            .contains("did not stop within the grace period"),
+        "said why"
+    );
+
     // Ended events cannot be terminated.
     let again = app
         .api(
@@ -864,12 +890,26 @@ async fn synchronous_invocations_answer_with_result_log_and_duration() {
         .await;
     let r = &failed.ok()["Result"];
     assert_eq!(r["InvokeResult"], 430);
-    assert!(
-        r["ErrMsg"]
-            .as_str()
-            .unwrap()
-            .starts_with("KeyError: 'missing'")
-    );
+    // SCF's error object, with the stack of the user's own file.
+    let error: Value = serde_json::from_str(r["ErrMsg"].as_str().unwrap()).unwrap();
+    assert_eq!(error["errorCode"], 1);
+    assert_eq!(error["errorMessage"], "KeyError: 'missing'");
+    assert_eq!(error["statusCode"], 430);
+    let stack = error["stackTrace"].as_str().unwrap();
+    assert!(stack.contains("/var/user/index.py"), "{stack}");
+    assert!(!stack.contains("bootstrap"), "{stack}");
+    assert_eq!(r["RetMsg"], "");
+    // A string comes back as JSON, as SCF serializes every return value.
+    function(
+        &app,
+        "says",
+        "Python3.10",
+        "def main_handler(event, context):\n    return 'v2'\n",
+        json!({"AsyncRunEnable": "FALSE", "TraceEnable": "FALSE"}),
+    )
+    .await;
+    let said = app.api("Invoke", json!({"FunctionName": "says"})).await;
+    assert_eq!(said.ok()["Result"]["RetMsg"], "\"v2\"");
 
     // A function with async execution is always invoked asynchronously.
     function(
@@ -886,7 +926,8 @@ async fn synchronous_invocations_answer_with_result_log_and_duration() {
             json!({"FunctionName": "async-fn", "InvocationType": "RequestResponse"}),
         )
         .await;
-    assert_eq!(a.ok()["Result"]["RetMsg"], "async invoke success");
+    // SCF leaves RetMsg empty for an async invocation.
+    assert_eq!(a.ok()["Result"]["RetMsg"], "");
     let id = a.ok()["Result"]["FunctionRequestId"]
         .as_str()
         .unwrap()
@@ -1260,6 +1301,123 @@ async fn a_synchronous_test_run_is_shown_once_and_never_repeated_by_a_reload() {
         .await;
     app.log_in_as_new("someone", "developer").await;
     assert_eq!(app.follow(&again).await.count(".answer"), 0);
+}
+
+/// Code that cannot load fails its event with SCF's codes: 437 when the handler's file or
+/// function is not there, 430 when loading raises.
+#[tokio::test]
+async fn code_that_cannot_load_fails_with_scf_status_codes() {
+    let app = app().await;
+    for (name, runtime, file, code, expected, says) in [
+        (
+            "no-function",
+            "Python3.10",
+            "index.py",
+            "def other(event, context):\n    return 1\n",
+            437,
+            "has no function 'main_handler'",
+        ),
+        (
+            "no-file",
+            "Python3.10",
+            "other.py",
+            "x = 1\n",
+            437,
+            "No module named 'index'",
+        ),
+        (
+            "broken",
+            "Python3.10",
+            "index.py",
+            "def main_handler(event, context)\n    return 1\n",
+            430,
+            "SyntaxError",
+        ),
+        (
+            "no-function-js",
+            "Nodejs18.15",
+            "index.js",
+            "exports.other = async () => 1;\n",
+            437,
+            "has no function 'main_handler'",
+        ),
+        (
+            "no-file-js",
+            "Nodejs18.15",
+            "other.js",
+            "exports.x = 1;\n",
+            437,
+            "Cannot find module",
+        ),
+        (
+            "broken-js",
+            "Nodejs18.15",
+            "index.js",
+            "exports.main_handler = async () => {\n",
+            430,
+            "SyntaxError",
+        ),
+    ] {
+        // A package without the handler's file is refused at creation now: put one there,
+        // then replace the package the way a broken deploy would, by hand.
+        let mut params = json!({
+            "FunctionName": name,
+            "Runtime": runtime,
+            "Handler": "index.main_handler",
+            "AsyncRunEnable": "TRUE",
+            "TraceEnable": "TRUE",
+            "Code": {"ZipFile": zip_base64(&[(if runtime.starts_with("Nodejs") { "index.js" } else { "index.py" }, "x = 1")])},
+        });
+        if file.starts_with("index") {
+            params["Code"]["ZipFile"] = zip_base64(&[(file, code)]).into();
+        }
+        let created = app.api("CreateFunction", params).await;
+        assert!(
+            created.error_code().is_empty(),
+            "{name}: {}",
+            created.page.body
+        );
+        app.api(
+            "UpdateFunctionEventInvokeConfig",
+            json!({"FunctionName": name, "AsyncTriggerConfig": {"RetryConfig": [{"RetryNum": 0}], "MsgTTL": 600}}),
+        )
+        .await
+        .ok();
+        if !file.starts_with("index") {
+            let f = app
+                .state
+                .store
+                .get_function(&scf_console::store::FunctionKey {
+                    region: REGION.into(),
+                    namespace: "default".into(),
+                    name: name.into(),
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            let update = scf_console::domain::function::CodeUpdate {
+                handler: "index.main_handler".into(),
+                files: vec![scf_console::store::CodeFile {
+                    path: file.into(),
+                    content: code.as_bytes().to_vec(),
+                }],
+                replace_all: true,
+            };
+            app.state
+                .store
+                .update_function_code(&f.key(), &update, app.state.clock.now_millis())
+                .await
+                .unwrap();
+        }
+        let id = invoke(&app, name, json!({})).await;
+        let e = until_status(&app, &id, EventStatus::Failed).await;
+        assert_eq!(e.status_code, Some(expected), "{name}: {:?}", e.error);
+        assert!(
+            e.error.as_deref().unwrap_or_default().contains(says),
+            "{name}: {:?}",
+            e.error
+        );
+    }
 }
 
 /// Python instances are forked from the fork server by default; started as interpreters of

@@ -425,7 +425,12 @@ async fn list_async_events_answers_with_scf_fields_filters_and_paging() {
         ),
         (json!({"Qualifier": "2"}), "ResourceNotFound.Version"),
         (
-            json!({"StartTimeInterval": {"Start": "yesterday"}}),
+            json!({"StartTimeInterval": {"Start": "yesterday", "End": "2026-11-29 10:00:00"}}),
+            "InvalidParameterValue",
+        ),
+        // An interval has both ends, as on SCF.
+        (
+            json!({"StartTimeInterval": {"Start": "2026-11-29 10:00:00"}}),
             "InvalidParameterValue",
         ),
         (

@@ -323,3 +323,49 @@ def test_reserved_concurrency_and_public_network(server):
         got = scf.GetReservedConcurrencyConfig(request(models.GetReservedConcurrencyConfigRequest, FunctionName=name))
         assert got.ReservedMem is None
         scf.DeleteFunction(request(models.DeleteFunctionRequest, FunctionName=name))
+
+
+def fields_of(model):
+    """The fields an SDK model defines (its answer's RequestId aside)."""
+    return sorted(k[1:] for k in vars(model) if k != "_RequestId")
+
+
+def test_answers_fill_every_field_the_sdk_defines(server):
+    c = client(server)
+    c.CreateFunction(request(
+        models.CreateFunctionRequest, FunctionName="complete", Runtime="Python3.9",
+        Handler="index.main_handler", AsyncRunEnable="TRUE", TraceEnable="TRUE",
+        Code={"ZipFile": zip_base64({"index.py": HANDLER})},
+    ))
+    got = c.GetFunction(request(models.GetFunctionRequest, FunctionName="complete"))
+    assert [f for f in fields_of(got) if getattr(got, f) is None] == []
+    # What typical client code does with them.
+    assert got.VpcConfig.VpcId == ""
+    assert got.InitTimeout + 1 == 66
+    assert got.IntranetConfig.IpFixed == "DISABLE"
+    listed = c.ListFunctions(request(models.ListFunctionsRequest))
+    item = next(f for f in listed.Functions if f.FunctionName == "complete")
+    assert [f for f in fields_of(item) if getattr(item, f) is None] == []
+    assert item.TotalProvisionedConcurrencyMem == 0
+
+    # Read-modify-write: every field the update takes, copied from what GetFunction answered.
+    update = models.UpdateFunctionConfigurationRequest()
+    for field in fields_of(update):
+        if getattr(got, field, None) is not None:
+            setattr(update, field, getattr(got, field))
+    update.MemorySize = 256
+    c.UpdateFunctionConfiguration(update)
+    assert c.GetFunction(request(models.GetFunctionRequest, FunctionName="complete")).MemorySize == 256
+
+    # The other answers the SDK reads, whole.
+    event = c.Invoke(request(
+        models.InvokeRequest, FunctionName="complete", InvocationType="Event", ClientContext="{}",
+    )).Result.FunctionRequestId
+    status = c.GetAsyncEventStatus(request(models.GetAsyncEventStatusRequest, InvokeRequestId=event))
+    assert [f for f in fields_of(status.Result) if getattr(status.Result, f) is None] == []
+    events = c.ListAsyncEvents(request(models.ListAsyncEventsRequest, FunctionName="complete"))
+    assert [f for f in fields_of(events.EventList[0]) if getattr(events.EventList[0], f) is None] == []
+    config = c.GetFunctionEventInvokeConfig(request(models.GetFunctionEventInvokeConfigRequest, FunctionName="complete"))
+    assert config.AsyncTriggerConfig.MsgTTL > 0
+    namespaces = c.ListNamespaces(request(models.ListNamespacesRequest))
+    assert [f for f in fields_of(namespaces.Namespaces[0]) if getattr(namespaces.Namespaces[0], f) is None] == []

@@ -44,15 +44,20 @@ function errorOf(e) {
 const writeOut = process.stdout.write.bind(process.stdout);
 
 let handler;
+// The handler's file or function is not there (SCF's 437), as opposed to code that fails.
+let missing = false;
+const modulePath = path.resolve(process.cwd(), moduleName);
 try {
-  const mod = require(path.resolve(process.cwd(), moduleName));
+  const mod = require(modulePath);
   handler = mod[functionName];
   if (typeof handler !== 'function') {
+    missing = true;
     throw new Error(`module '${moduleName}' has no function '${functionName}' (check the handler setting)`);
   }
 } catch (e) {
+  if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes(`'${modulePath}'`)) missing = true;
   console.error(userStack(e));
-  answer({ ready: false, error: errorOf(e) });
+  answer({ ready: false, error: errorOf(e), missing });
   process.exit(1);
 }
 // Markers go through process.stdout like the handler's own output, never straight to fd 1:

@@ -84,19 +84,24 @@ def main():
         answers.flush()
 
     sys.path.insert(0, os.getcwd())
+    # The handler's file or function is not there (SCF's 437), as opposed to code that fails.
+    missing = False
     try:
         module = importlib.import_module(module_name)
         handler = getattr(module, function_name, None)
         if not callable(handler):
+            missing = True
             raise AttributeError(
                 "module '%s' has no function '%s' (check the handler setting)" % (module_name, function_name)
             )
     except BaseException as exc:  # a broken import is the user's error, reported in full
+        if isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
+            missing = True
         stack = user_stack(exc)
         sys.stderr.write(stack)
         sys.stdout.flush()
         sys.stderr.flush()
-        answer({"ready": False, "error": error_of(exc, stack)})
+        answer({"ready": False, "error": error_of(exc, stack), "missing": missing})
         return 1
     # What loading printed goes to the first invocation's log.
     mark(END_OF_INVOCATION)

@@ -3,6 +3,7 @@
 //! answers travel on their own file descriptors (3 and 4), so everything the handler prints on
 //! stdout and stderr is its log.
 
+use crate::domain::event::status_code;
 use crate::domain::function::{CodeFile, Function};
 use crate::domain::runtime::{Interpreters, Language, Runtime};
 use output::{AnswerLine, Answers, Logs, Now};
@@ -292,7 +293,7 @@ pub struct Context {
 }
 
 /// The handler's error, as the bootstrap reports it.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 pub struct HandlerError {
     #[serde(rename = "type")]
     pub kind: String,
@@ -311,6 +312,9 @@ struct Answer {
     result: Option<Value>,
     #[serde(default)]
     error: Option<HandlerError>,
+    /// Loading failed because the handler's file or function is not there.
+    #[serde(default)]
+    missing: bool,
     /// How long the handler ran, by the bootstrap's own clock.
     #[serde(default)]
     ran_ms: Option<f64>,
@@ -328,7 +332,9 @@ pub enum Outcome {
     /// The process exited (or was killed from outside) while running.
     Exited(String),
     /// A user terminated the event; the process group was killed.
-    Terminated { graceful: bool },
+    /// `killed`: a graceful terminate whose handler had not stopped when the grace period
+    /// ended, so its process was killed.
+    Terminated { graceful: bool, killed: bool },
 }
 
 /// What a running invocation can be told from outside.
@@ -447,7 +453,10 @@ pub struct Instance {
 /// descriptors, processes or memory for now, or the machine failed otherwise.
 #[derive(Debug)]
 pub enum StartError {
+    /// `code`: the SCF status code of the failure (a missing handler, an exception while
+    /// loading, the process gone, loading too slow).
     Load {
+        code: i64,
         error: HandlerError,
         logs: String,
     },
@@ -763,11 +772,18 @@ impl Instance {
                     Ok(instance)
                 }
                 Ok(Answer {
-                    error: Some(error), ..
+                    error: Some(error),
+                    missing,
+                    ..
                 }) => {
                     let logs = instance.drain_logs_until_exit().await;
                     instance.kill().await;
-                    Err(StartError::Load { error, logs })
+                    let code = if missing {
+                        status_code::HANDLER_NOT_FOUND
+                    } else {
+                        status_code::USER_ERROR
+                    };
+                    Err(StartError::Load { code, error, logs })
                 }
                 _ => {
                     instance.kill().await;
@@ -781,6 +797,7 @@ impl Instance {
                 let logs = instance.drain_logs_until_exit().await;
                 instance.kill().await;
                 Err(StartError::Load {
+                    code: status_code::PROCESS_EXITED,
                     error: HandlerError {
                         kind: "ProcessExited".into(),
                         message: "the runtime exited while loading the code".into(),
@@ -792,6 +809,7 @@ impl Instance {
             Err(_) => {
                 instance.kill().await;
                 Err(StartError::Load {
+                    code: status_code::TIMEOUT,
                     error: HandlerError {
                         kind: "Timeout".into(),
                         message: format!(
@@ -911,7 +929,7 @@ impl Instance {
                 }
                 _ = async { term_deadline.as_mut().expect("set").await }, if term_deadline.is_some() => {
                     self.kill().await;
-                    break Outcome::Terminated { graceful };
+                    break Outcome::Terminated { graceful, killed: graceful };
                 }
                 signal = signals.recv() => match signal {
                     Some(Signal::Term) if term_deadline.is_none() => {
@@ -922,7 +940,7 @@ impl Instance {
                     }
                     Some(Signal::Kill) => {
                         self.kill().await;
-                        break Outcome::Terminated { graceful: false };
+                        break Outcome::Terminated { graceful: false, killed: false };
                     }
                     _ => {}
                 },
@@ -934,7 +952,10 @@ impl Instance {
                 if term_deadline.is_some() =>
             {
                 self.kill().await;
-                Outcome::Terminated { graceful }
+                Outcome::Terminated {
+                    graceful,
+                    killed: false,
+                }
             }
             other => other,
         };
