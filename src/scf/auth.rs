@@ -53,10 +53,18 @@ pub async fn identify<'h>(state: &AppState, headers: &'h HeaderMap) -> ApiResult
             "SignedHeaders must include content-type and host.",
         ));
     }
-    if auth.service != tc3::SERVICE {
+    // The official SDKs name the service `scf`, except the Node.js SDK, which takes the first
+    // label of a custom endpoint (`127` for 127.0.0.1:9000): any label is signed with.
+    let label_ok = !auth.service.is_empty()
+        && auth.service.len() <= 63
+        && auth
+            .service
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !label_ok {
         return Err(failure(
             "AuthFailure.InvalidAuthorization",
-            "The credential scope must name the service scf.",
+            "The credential scope must name a service (letters, digits and -), such as scf.",
         ));
     }
     let timestamp: i64 = headers
@@ -114,6 +122,25 @@ pub async fn identify<'h>(state: &AppState, headers: &'h HeaderMap) -> ApiResult
     })
 }
 
+/// The signed headers with the host's port left out, if it has one: the Node.js SDK signs the
+/// host without its port while sending the port in Host.
+fn portless<'a>(values: &[(&'a str, String)]) -> Option<Vec<(&'a str, String)>> {
+    let mut changed = false;
+    let stripped = values
+        .iter()
+        .map(|(n, v)| match (*n, v.rsplit_once(':')) {
+            ("host", Some((host, port)))
+                if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                changed = true;
+                (*n, host.to_string())
+            }
+            _ => (*n, v.clone()),
+        })
+        .collect();
+    changed.then_some(stripped)
+}
+
 /// Checks the signature, which covers the body.
 pub fn verify(
     caller: &Caller<'_>,
@@ -158,8 +185,9 @@ pub fn verify(
     let lowered: Vec<(&str, String)> = raw.iter().map(|(n, v)| (*n, v.to_lowercase())).collect();
     let verifies = |values: &[(&str, String)]| {
         let pairs: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        tc3::verify(
+        tc3::verify_for(
             secret_key,
+            auth.service,
             &SignInput {
                 method: method.as_str(),
                 query,
@@ -170,12 +198,39 @@ pub fn verify(
             auth.signature,
         )
     };
-    if verifies(&lowered) || (raw != lowered && verifies(&raw)) {
+    let mut forms = vec![lowered.clone()];
+    if raw != lowered {
+        forms.push(raw.clone());
+    }
+    forms.extend([portless(&lowered), portless(&raw)].into_iter().flatten());
+    if forms.iter().any(|form| verifies(form)) {
         Ok(())
     } else {
         Err(failure(
             "AuthFailure.SignatureFailure",
             "The signature does not match; check the SecretKey and how the request is signed.",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_is_also_tried_without_its_port() {
+        let signed = vec![
+            ("content-type", "application/json".to_string()),
+            ("host", "127.0.0.1:9000".to_string()),
+        ];
+        assert_eq!(
+            portless(&signed).unwrap()[1],
+            ("host", "127.0.0.1".to_string())
+        );
+        let no_port = vec![("host", "scf.example.com".to_string())];
+        assert!(portless(&no_port).is_none());
+        // An IPv6 literal keeps its own colons; only a trailing port goes.
+        let v6 = vec![("host", "[::1]:9000".to_string())];
+        assert_eq!(portless(&v6).unwrap()[0].1, "[::1]");
     }
 }

@@ -57,7 +57,7 @@ pub struct SignInput<'a> {
     pub timestamp: i64,
 }
 
-fn string_to_sign(input: &SignInput<'_>) -> String {
+fn string_to_sign(input: &SignInput<'_>, service: &str) -> String {
     let canonical_headers: String = input
         .headers
         .iter()
@@ -74,33 +74,45 @@ fn string_to_sign(input: &SignInput<'_>) -> String {
         input.method, input.query, canonical_headers, signed_headers, input.payload_hash
     );
     format!(
-        "{ALGORITHM}\n{}\n{}/{SERVICE}/tc3_request\n{}",
+        "{ALGORITHM}\n{}\n{}/{service}/tc3_request\n{}",
         input.timestamp,
         utc_date(input.timestamp),
         sha256_hex(canonical_request.as_bytes())
     )
 }
 
-fn signing_key(secret_key: &str, date: &str) -> Vec<u8> {
+fn signing_key(secret_key: &str, date: &str, service: &str) -> Vec<u8> {
     let k_date = hmac(format!("TC3{secret_key}").as_bytes(), date.as_bytes());
-    let k_service = hmac(&k_date, SERVICE.as_bytes());
+    let k_service = hmac(&k_date, service.as_bytes());
     hmac(&k_service, b"tc3_request")
 }
 
-/// The hex signature of a request.
+/// The hex signature of a request, for the service `scf`.
 pub fn sign(secret_key: &str, input: &SignInput<'_>) -> String {
-    let key = signing_key(secret_key, &utc_date(input.timestamp));
-    hex(&hmac(&key, string_to_sign(input).as_bytes()))
+    let key = signing_key(secret_key, &utc_date(input.timestamp), SERVICE);
+    hex(&hmac(&key, string_to_sign(input, SERVICE).as_bytes()))
 }
 
-/// Checks a hex signature in constant time.
+/// Checks a hex signature made for the service `scf`, in constant time.
 pub fn verify(secret_key: &str, input: &SignInput<'_>, signature_hex: &str) -> bool {
+    verify_for(secret_key, SERVICE, input, signature_hex)
+}
+
+/// Checks a hex signature made with the service its credential scope names, in constant
+/// time. The service only enters the key derivation and the string signed, so any label
+/// proves possession of the key just the same.
+pub fn verify_for(
+    secret_key: &str,
+    service: &str,
+    input: &SignInput<'_>,
+    signature_hex: &str,
+) -> bool {
     let Some(expected) = unhex(signature_hex) else {
         return false;
     };
-    let key = signing_key(secret_key, &utc_date(input.timestamp));
+    let key = signing_key(secret_key, &utc_date(input.timestamp), service);
     let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC takes any key length");
-    mac.update(string_to_sign(input).as_bytes());
+    mac.update(string_to_sign(input, service).as_bytes());
     mac.verify_slice(&expected).is_ok()
 }
 

@@ -369,3 +369,23 @@ def test_answers_fill_every_field_the_sdk_defines(server):
     assert config.AsyncTriggerConfig.MsgTTL > 0
     namespaces = c.ListNamespaces(request(models.ListNamespacesRequest))
     assert [f for f in fields_of(namespaces.Namespaces[0]) if getattr(namespaces.Namespaces[0], f) is None] == []
+
+
+def test_node_sdk_over_every_action(server):
+    """The official Node.js SDK (tencentcloud-sdk-nodejs-scf) unchanged: it names the service
+    after the endpoint's first label and signs the host without its port."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    modules = os.path.join(root, "target", "npm", "node_modules")
+    if not os.path.isdir(os.path.join(modules, "tencentcloud-sdk-nodejs-scf")):
+        why = "the Node.js SDK is missing: npm install --prefix target/npm tencentcloud-sdk-nodejs-scf"
+        assert not os.environ.get("CI"), why
+        pytest.skip(why)
+    run = subprocess.run(
+        ["node", os.path.join(root, "tests", "sdk", "node_sdk.js"), server, SECRET_ID, SECRET_KEY],
+        env=dict(os.environ, NODE_PATH=modules),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "all actions ok" in run.stdout
