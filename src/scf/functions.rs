@@ -490,15 +490,44 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         ));
     }
     for filter in &req.filters {
+        if filter.values.len() > 5 {
+            return Err(ApiError::new(
+                "InvalidParameterValue.Filters",
+                format!("Filter {} takes at most 5 values.", filter.name),
+            ));
+        }
+        // A value every function here has (or none has) narrows the list to all (or none).
+        let every_function_has = |value: &str| filter.values.iter().any(|v| v == value);
         match filter.name.as_str() {
             "Runtime" => query.runtimes.extend(filter.values.iter().cloned()),
             "AsyncRunEnable" => query.async_run_enable = flag_filter(&filter.name, &filter.values)?,
             "TraceEnable" => query.trace_enable = flag_filter(&filter.name, &filter.values)?,
+            "PublicNetStatus" => {
+                let on = filter
+                    .values
+                    .iter()
+                    .any(|v| v.eq_ignore_ascii_case("ENABLE"));
+                let off = filter
+                    .values
+                    .iter()
+                    .any(|v| v.eq_ignore_ascii_case("DISABLE"));
+                query.public_net = (on != off).then_some(on);
+                query.matches_nothing |= !on && !off;
+            }
+            // Every function here is an active event function.
+            "Status" => query.matches_nothing |= !every_function_has("Active"),
+            "Type" | "FunctionType" => query.matches_nothing |= !every_function_has("Event"),
+            // Features no function here uses: a filter on them matches none.
+            "VpcId" | "SubnetId" | "ClsTopicId" | "ClsLogsetId" | "Role" | "CfsId"
+            | "CfsMountInsId" | "Eip" | "Stamp" => query.matches_nothing = true,
+            tag if tag.starts_with("tag-") || tag.starts_with("tag:") => {
+                query.matches_nothing = true
+            }
             other => {
                 return Err(ApiError::new(
                     "InvalidParameterValue.Filters",
                     format!(
-                        "Filter {other} is not supported; use Runtime, AsyncRunEnable or TraceEnable."
+                        "Filter {other} is not one of SCF's: Status, Runtime, Type, PublicNetStatus, AsyncRunEnable, TraceEnable, Stamp, VpcId, SubnetId, ClsTopicId, ClsLogsetId, Role, CfsId, CfsMountInsId, Eip or tag-<key>."
                     ),
                 ));
             }

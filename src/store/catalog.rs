@@ -36,6 +36,10 @@ pub struct FunctionQuery {
     pub runtimes: Vec<String>,
     pub async_run_enable: Option<bool>,
     pub trace_enable: Option<bool>,
+    /// Whether its instances may reach the network (SCF's PublicNetStatus).
+    pub public_net: Option<bool>,
+    /// A filter no function can match (a VPC, a tag, a status other than Active): none.
+    pub matches_nothing: bool,
     pub order_by: FunctionOrder,
     pub ascending: bool,
     pub offset: u32,

@@ -247,6 +247,27 @@ async fn functions_made_in_the_console_are_listed_by_the_api_with_filters_and_pa
         .await;
     assert_eq!(names(&traced), vec!["beta"]);
 
+    // SCF's other filters: every function here is an active event function with no VPC or
+    // tags, reaching the network unless told otherwise.
+    for (filter, expected) in [
+        (json!({"Name": "Status", "Values": ["Active"]}), 3),
+        (
+            json!({"Name": "Status", "Values": ["CreateFailed", "Creating"]}),
+            0,
+        ),
+        (json!({"Name": "Type", "Values": ["Event"]}), 3),
+        (json!({"Name": "Type", "Values": ["HTTP"]}), 0),
+        (json!({"Name": "PublicNetStatus", "Values": ["ENABLE"]}), 3),
+        (json!({"Name": "PublicNetStatus", "Values": ["DISABLE"]}), 0),
+        (json!({"Name": "VpcId", "Values": ["vpc-1"]}), 0),
+        (json!({"Name": "tag-team", "Values": ["a"]}), 0),
+    ] {
+        let listed = app
+            .api("ListFunctions", json!({"Filters": [filter.clone()]}))
+            .await;
+        assert_eq!(listed.ok()["TotalCount"], expected, "{filter}");
+    }
+
     // The same through GET, as the SDK sends it with reqMethod="GET".
     let get = app
         .api_with(
@@ -266,7 +287,7 @@ async fn functions_made_in_the_console_are_listed_by_the_api_with_filters_and_pa
         (json!({"Limit": 101}), "InvalidParameterValue.Limit"),
         (json!({"Offset": -1}), "InvalidParameterValue.Offset"),
         (
-            json!({"Filters": [{"Name": "VpcId", "Values": ["x"]}]}),
+            json!({"Filters": [{"Name": "Colour", "Values": ["x"]}]}),
             "InvalidParameterValue.Filters",
         ),
         (json!({"Namespace": "nope"}), "ResourceNotFound.Namespace"),

@@ -124,6 +124,12 @@ impl Catalog for SqliteStore {
             if let Some(a) = q.async_run_enable {
                 b.push(" AND async_run_enable = ").push_bind(a);
             }
+            if let Some(p) = q.public_net {
+                b.push(" AND public_net = ").push_bind(p);
+            }
+            if q.matches_nothing {
+                b.push(" AND 0");
+            }
             if let Some(t) = q.trace_enable {
                 b.push(" AND trace_enable = ").push_bind(t);
             }
