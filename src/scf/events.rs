@@ -1,13 +1,15 @@
-//! ListAsyncEvents: a function's async events with SCF's filters, sort and paging.
+//! ListAsyncEvents: a function's async events with SCF's filters, sort and paging; and
+//! GetRequestStatus, one event's outcome.
 
 use super::error::{ApiError, ApiResult};
 use super::params::{self, parse};
 use super::{Call, functions};
 use crate::clock::{TimeFormat, format_time};
+use crate::domain::event::EventStatus;
 use crate::domain::event_query::{
     EventFilter, EventOrderBy, check_range, parse_scf_time, statuses_from_scf,
 };
-use crate::service::events;
+use crate::service::{ServiceError, events};
 use crate::store::EventPageQuery;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -139,4 +141,80 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         })
         .collect();
     Ok(json!({ "TotalCount": found.total, "EventList": list }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct RequestStatusRequest {
+    function_name: String,
+    function_request_id: String,
+    namespace: Option<String>,
+    start_time: Option<String>,
+    end_time: Option<String>,
+}
+
+/// Without a StartTime, GetRequestStatus looks at the last 15 minutes, as SCF does.
+const REQUEST_STATUS_WINDOW_MS: i64 = 15 * 60 * 1000;
+
+/// GetRequestStatus: an event's outcome as SCF answers it — its result or error, run time and
+/// retries — when status trace recorded it and it started in the window asked for.
+pub async fn request_status(call: &Call<'_>, params: Value) -> ApiResult<Value> {
+    let req: RequestStatusRequest = parse(call.action, params)?;
+    let f = functions::function(call, &req.function_name, req.namespace).await?;
+    let tz = call.tz();
+    let now = call.state.clock.now_millis();
+    let start = req.start_time.as_deref().filter(|s| !s.is_empty());
+    let end = req.end_time.as_deref().filter(|s| !s.is_empty());
+    let window = match (start, end) {
+        (None, None) => (now - REQUEST_STATUS_WINDOW_MS, now + 1),
+        (None, Some(end)) => {
+            let to = parse_scf_time(end, tz, "EndTime")?;
+            check_range(to - REQUEST_STATUS_WINDOW_MS, to, "EndTime")?
+        }
+        (Some(_), None) => {
+            return Err(ApiError::new(
+                "InvalidParameterValue",
+                "With a StartTime, give the EndTime too (as %Y-%m-%d %H:%M:%S).",
+            ));
+        }
+        (Some(start), Some(end)) => check_range(
+            parse_scf_time(start, tz, "StartTime")?,
+            parse_scf_time(end, tz, "EndTime")?,
+            "StartTime",
+        )?,
+    };
+    // An event status trace did not record (or that does not exist) has no status to give.
+    let found = match events::get(call.state, &f, &req.function_request_id).await {
+        Ok(e) if e.enqueued_at >= window.0 && e.enqueued_at < window.1 => Some(e),
+        Ok(_) | Err(ServiceError::NotFound(_) | ServiceError::Refused(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let data: Vec<Value> = found
+        .into_iter()
+        .map(|e| {
+            let (ret_code, ret_msg) = match e.status {
+                EventStatus::Finished => (0, e.result.clone().unwrap_or_default()),
+                EventStatus::Queued | EventStatus::Running => (1, String::new()),
+                EventStatus::Failed | EventStatus::Aborted => {
+                    (-1, e.error.clone().unwrap_or_default())
+                }
+            };
+            let duration = match (e.started_at, e.ended_at) {
+                (Some(s), Some(t)) => (t - s) as f64,
+                _ => 0.0,
+            };
+            json!({
+                "FunctionName": f.name,
+                "RetMsg": ret_msg,
+                "RequestId": e.request_id,
+                "StartTime": format_time(e.enqueued_at, tz, TimeFormat::DateTimeMillis),
+                "RetCode": ret_code,
+                "Duration": duration,
+                // Memory is measured for synchronous runs only.
+                "MemUsage": 0.0,
+                "RetryNum": e.attempt.saturating_sub(1),
+            })
+        })
+        .collect();
+    Ok(json!({ "TotalCount": data.len(), "Data": data }))
 }

@@ -283,6 +283,8 @@ async fn call(
         "Invoke" => invoke::invoke(&call, params).await?,
         "ListAsyncEvents" => events::list(&call, params).await?,
         "GetAsyncEventStatus" => invoke::get_async_event_status(&call, params).await?,
+        "GetRequestStatus" => events::request_status(&call, params).await?,
+        "GetAccount" => namespaces::account(&call, params).await?,
         "TerminateAsyncEvent" => invoke::terminate_async_event(&call, params).await?,
         "ListNamespaces" => namespaces::list(&call, params).await?,
         "CreateNamespace" => namespaces::create(&call, params).await?,

@@ -1,10 +1,15 @@
-//! Namespace actions: ListNamespaces, CreateNamespace, DeleteNamespace.
+//! Namespace actions: ListNamespaces, CreateNamespace, DeleteNamespace; and GetAccount, the
+//! region's usage and limits across namespaces.
 
 use super::Call;
 use super::error::{ApiError, ApiResult};
 use super::params::{self, parse};
 use crate::clock::{TimeFormat, format_time};
+use crate::domain::function::{
+    MEMORY_DEFAULT, MSG_TTL_MAX, MSG_TTL_MIN, RETRY_NUM_MAX, TIMEOUT_MAX_ASYNC,
+};
 use crate::service;
+use crate::store::FunctionQuery;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -107,3 +112,79 @@ pub async fn delete(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     service::namespaces::delete(call.state, &call.region, &req.namespace).await?;
     Ok(json!({}))
 }
+
+/// GetAccount: the region's usage and limits, as deploy tools read them. Concurrency is in MB
+/// as SCF counts it: this console runs `SCF_WORKERS` events at once, counted at the default
+/// memory size, and what reservations hold of it.
+pub async fn account(call: &Call<'_>, params: Value) -> ApiResult<Value> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct GetAccountRequest {}
+    let _: GetAccountRequest = parse(call.action, params)?;
+    let workers = call.state.engine.workers();
+    let total_mem = u64::from(workers) * u64::from(MEMORY_DEFAULT);
+    let namespaces = call.state.store.list_namespaces(&call.region).await?;
+    let mut usage = Vec::with_capacity(namespaces.len());
+    let mut limits = Vec::with_capacity(namespaces.len());
+    let mut allocated_total: u64 = 0;
+    for n in &namespaces {
+        let page = call
+            .state
+            .store
+            .list_functions(
+                &call.region,
+                &n.name,
+                &FunctionQuery {
+                    limit: ACCOUNT_FUNCTIONS_LISTED,
+                    ..FunctionQuery::default()
+                },
+            )
+            .await?;
+        let allocated: u64 = page
+            .functions
+            .iter()
+            .filter_map(|f| f.reserved_mem)
+            .map(u64::from)
+            .sum();
+        allocated_total += allocated;
+        usage.push(json!({
+            "Functions": page.functions.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+            "Namespace": n.name,
+            "FunctionsCount": n.function_count,
+            "TotalConcurrencyMem": total_mem,
+            "TotalAllocatedConcurrencyMem": allocated,
+            "TotalAllocatedProvisionedMem": 0,
+        }));
+        limits.push(json!({
+            "FunctionsCount": n.function_count,
+            "Trigger": {
+                "Cos": 0, "Timer": 0, "Cmq": 0, "Total": 0, "Ckafka": 0, "Apigw": 0,
+                "Cls": 0, "Clb": 0, "Mps": 0, "Cm": 0, "Vod": 0, "Eb": 0
+            },
+            "Namespace": n.name,
+            "ConcurrentExecutions": workers,
+            "TimeoutLimit": TIMEOUT_MAX_ASYNC,
+            "TestModelLimit": 0,
+            "InitTimeoutLimit": 300,
+            "RetryNumLimit": RETRY_NUM_MAX,
+            "MinMsgTTL": MSG_TTL_MIN,
+            "MaxMsgTTL": MSG_TTL_MAX,
+        }));
+    }
+    Ok(json!({
+        "AccountUsage": {
+            "NamespacesCount": namespaces.len(),
+            "Namespace": usage,
+            "TotalConcurrencyMem": total_mem,
+            "TotalAllocatedConcurrencyMem": allocated_total,
+            "UserConcurrencyMemLimit": total_mem,
+        },
+        "AccountLimit": {
+            "NamespacesCount": namespaces.len(),
+            "Namespace": limits,
+        },
+    }))
+}
+
+/// GetAccount names at most this many functions per namespace (it counts them all).
+const ACCOUNT_FUNCTIONS_LISTED: u32 = 1000;

@@ -389,3 +389,42 @@ def test_node_sdk_over_every_action(server):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "all actions ok" in run.stdout
+
+
+def test_request_status_and_account(server):
+    """GetRequestStatus gives an event's outcome; GetAccount the region's usage and limits."""
+    import time
+    c = client(server)
+    c.CreateFunction(request(
+        models.CreateFunctionRequest, FunctionName="outcome", Runtime="Python3.9",
+        Handler="index.main_handler", AsyncRunEnable="TRUE", TraceEnable="TRUE",
+        Code={"ZipFile": zip_base64({"index.py": "def main_handler(event, context):\n    return {'twice': event['n'] * 2}\n"})},
+    ))
+    c.PutReservedConcurrencyConfig(request(models.PutReservedConcurrencyConfigRequest, FunctionName="outcome", ReservedConcurrencyMem=256))
+    event = c.Invoke(request(
+        models.InvokeRequest, FunctionName="outcome", InvocationType="Event", ClientContext='{"n": 21}',
+    )).Result.FunctionRequestId
+    for _ in range(200):
+        status = c.GetRequestStatus(request(models.GetRequestStatusRequest, FunctionName="outcome", FunctionRequestId=event))
+        if status.Data and status.Data[0].RetCode != 1:
+            break
+        time.sleep(0.05)
+    assert status.TotalCount == 1
+    item = status.Data[0]
+    assert [f for f in fields_of(item) if getattr(item, f) is None] == []
+    assert (item.RetCode, json.loads(item.RetMsg), item.RetryNum) == (0, {"twice": 42}, 0)
+    assert item.RequestId == event and item.FunctionName == "outcome"
+    missing = c.GetRequestStatus(request(models.GetRequestStatusRequest, FunctionName="outcome", FunctionRequestId="00000000-0000-4000-8000-000000000000"))
+    assert (missing.TotalCount, missing.Data) == (0, [])
+
+    account = c.GetAccount(models.GetAccountRequest())
+    usage, limit = account.AccountUsage, account.AccountLimit
+    assert [f for f in fields_of(usage) if getattr(usage, f) is None] == []
+    assert [f for f in fields_of(limit) if getattr(limit, f) is None] == []
+    assert usage.TotalAllocatedConcurrencyMem >= 256
+    default = next(n for n in usage.Namespace if n.Namespace == "default")
+    assert "outcome" in default.Functions
+    assert [f for f in fields_of(default) if getattr(default, f) is None] == []
+    limits = next(n for n in limit.Namespace if n.Namespace == "default")
+    assert [f for f in fields_of(limits) if getattr(limits, f) is None] == []
+    assert (limits.RetryNumLimit, limits.MinMsgTTL, limits.MaxMsgTTL) == (2, 60, 21600)
