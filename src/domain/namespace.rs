@@ -35,7 +35,7 @@ pub fn validate_new_namespace(name: &str, description: &str) -> Result<(), Field
     if name == DEFAULT_NAMESPACE {
         return Err(FieldError::new(
             "Namespace",
-            "InvalidParameterValue.Namespace",
+            "InvalidParameterValue.DefaultNamespace",
             "The default namespace always exists and cannot be created.",
         ));
     }

@@ -100,7 +100,8 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         Some("EndTime") => EventOrderBy::EndTime,
         Some(_) => {
             return Err(ApiError::new(
-                "InvalidParameterValue.Orderby",
+                // Not a code of its own in SCF's list for this action.
+                "InvalidParameterValue",
                 "Orderby is StartTime or EndTime.",
             ));
         }

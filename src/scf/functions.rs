@@ -319,7 +319,7 @@ pub async fn create(call: &Call<'_>, params: Value) -> ApiResult<Value> {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct GetFunctionRequest {
-    function_name: String,
+    function_name: Option<String>,
     qualifier: Option<String>,
     namespace: Option<String>,
     show_code: Option<String>,
@@ -331,9 +331,15 @@ fn function_id(f: &Function) -> String {
 
 pub async fn get(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: GetFunctionRequest = parse(call.action, params)?;
+    let Some(function_name) = req.function_name.filter(|n| !n.is_empty()) else {
+        return Err(ApiError::new(
+            "InvalidParameter.FunctionNameOrResourceIdRequired",
+            "GetFunction needs a FunctionName.",
+        ));
+    };
     check_qualifier(req.qualifier.as_deref())?;
     let _ = req.show_code;
-    let f = function(call, &req.function_name, req.namespace).await?;
+    let f = function(call, &function_name, req.namespace).await?;
     let code_size: usize = call
         .state
         .store
@@ -467,7 +473,8 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         Some("FunctionName") => FunctionOrder::FunctionName,
         Some(_) => {
             return Err(ApiError::new(
-                "InvalidParameterValue.Orderby",
+                // Not a code of its own in SCF's list for this action.
+                "InvalidParameterValue",
                 "Orderby is AddTime, ModTime or FunctionName.",
             ));
         }

@@ -289,6 +289,14 @@ async fn call(
         "ListNamespaces" => namespaces::list(&call, params).await?,
         "CreateNamespace" => namespaces::create(&call, params).await?,
         "DeleteNamespace" => namespaces::delete(&call, params).await?,
+        other if SCF_ACTIONS.contains(&other) => {
+            return Err(ApiError::new(
+                "UnsupportedOperation",
+                format!(
+                    "{other} is an SCF action that scf-console does not serve; see the README for the actions it does."
+                ),
+            ));
+        }
         other => {
             return Err(ApiError::new(
                 "InvalidAction",
@@ -298,6 +306,63 @@ async fn call(
     };
     Ok(answer)
 }
+
+/// Every action of SCF API 2018-04-16, as the official SDK's client names them: one that is
+/// not served here is unsupported, not unknown.
+const SCF_ACTIONS: &[&str] = &[
+    "CopyFunction",
+    "CreateAlias",
+    "CreateCustomDomain",
+    "CreateFunction",
+    "CreateNamespace",
+    "CreateTrigger",
+    "DeleteAlias",
+    "DeleteCustomDomain",
+    "DeleteFunction",
+    "DeleteFunctionVersion",
+    "DeleteLayerVersion",
+    "DeleteNamespace",
+    "DeleteProvisionedConcurrencyConfig",
+    "DeleteReservedConcurrencyConfig",
+    "DeleteTrigger",
+    "GetAccount",
+    "GetAlias",
+    "GetAsyncEventStatus",
+    "GetCustomDomain",
+    "GetFunction",
+    "GetFunctionAddress",
+    "GetFunctionEventInvokeConfig",
+    "GetFunctionLogs",
+    "GetLayerVersion",
+    "GetProvisionedConcurrencyConfig",
+    "GetRequestStatus",
+    "GetReservedConcurrencyConfig",
+    "Invoke",
+    "InvokeFunction",
+    "ListAliases",
+    "ListAsyncEvents",
+    "ListCustomDomains",
+    "ListFunctions",
+    "ListLayerVersions",
+    "ListLayers",
+    "ListNamespaces",
+    "ListTriggers",
+    "ListVersionByFunction",
+    "PublishLayerVersion",
+    "PublishVersion",
+    "PutProvisionedConcurrencyConfig",
+    "PutReservedConcurrencyConfig",
+    "PutTotalConcurrencyConfig",
+    "TerminateAsyncEvent",
+    "UpdateAlias",
+    "UpdateCustomDomain",
+    "UpdateFunctionCode",
+    "UpdateFunctionConfiguration",
+    "UpdateFunctionEventInvokeConfig",
+    "UpdateNamespace",
+    "UpdateTrigger",
+    "UpdateTriggerStatus",
+];
 
 fn too_large(action: &str, limit: usize) -> ApiError {
     let what = if action.is_empty() {

@@ -60,7 +60,8 @@ pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
         Some("Updatetime") => namespaces.sort_by_key(|n| n.created_at),
         Some(_) => {
             return Err(ApiError::new(
-                "InvalidParameterValue.Orderby",
+                // Not a code of its own in SCF's list for this action.
+                "InvalidParameterValue",
                 "Orderby is Name or Updatetime.",
             ));
         }

@@ -283,7 +283,7 @@ async fn functions_made_in_the_console_are_listed_by_the_api_with_filters_and_pa
 
     for (params, code) in [
         (json!({"Order": "UP"}), "InvalidParameterValue.Order"),
-        (json!({"Orderby": "Size"}), "InvalidParameterValue.Orderby"),
+        (json!({"Orderby": "Size"}), "InvalidParameterValue"),
         (json!({"Limit": 101}), "InvalidParameterValue.Limit"),
         (json!({"Offset": -1}), "InvalidParameterValue.Offset"),
         (
@@ -350,7 +350,7 @@ async fn namespaces_through_the_api() {
         (
             "CreateNamespace",
             json!({"Namespace": "default"}),
-            "InvalidParameterValue.Namespace",
+            "InvalidParameterValue.DefaultNamespace",
         ),
         (
             "CreateNamespace",
@@ -744,6 +744,15 @@ async fn signatures_are_checked_with_the_scf_codes() {
 
     let unknown = app.api("LaunchRocket", json!({})).await;
     assert_eq!(unknown.error_code(), "InvalidAction");
+    // A real SCF action that is not served here is unsupported, not unknown.
+    let unserved = app.api("PublishLayerVersion", json!({})).await;
+    assert_eq!(unserved.error_code(), "UnsupportedOperation");
+    assert!(unserved.error_message().contains("does not serve"));
+    let nameless = app.api("GetFunction", json!({})).await;
+    assert_eq!(
+        nameless.error_code(),
+        "InvalidParameter.FunctionNameOrResourceIdRequired"
+    );
 
     // A tampered body no longer matches its signature.
     let mut signed = app.api("ListFunctions", json!({})).await;

@@ -402,10 +402,7 @@ async fn list_async_events_answers_with_scf_fields_filters_and_paging() {
         (json!({"Limit": 101}), "InvalidParameterValue.Limit"),
         (json!({"Limit": 0}), "InvalidParameterValue.Limit"),
         (json!({"Order": "UP"}), "InvalidParameterValue.Order"),
-        (
-            json!({"Orderby": "Duration"}),
-            "InvalidParameterValue.Orderby",
-        ),
+        (json!({"Orderby": "Duration"}), "InvalidParameterValue"),
         (json!({"Status": ["DONE"]}), "InvalidParameterValue.Status"),
         (
             json!({"InvokeType": ["no spaces please"]}),
