@@ -90,7 +90,8 @@ pub struct EventStats {
 /// the query stays a short index range whatever the window holds.
 pub const TOP_ERRORS_SCANNED: i64 = 10_000;
 
-/// A top error is its first line cut at this many characters (what its filter matches).
+/// A top error is its first line cut at this many characters (what its filter matches); the
+/// migration that added `error_head` cut existing errors at the same length.
 pub const TOP_ERROR_CHARS: usize = 200;
 
 /// Up to this many ended events in a window, statistics read their run times one by one (a

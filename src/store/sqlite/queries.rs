@@ -291,25 +291,24 @@ impl EventQueries for SqliteStore {
         (from, to): (Millis, Millis),
         limit: u32,
     ) -> StoreResult<Vec<(String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT substr(CASE WHEN instr(error, char(10)) > 0 \
-                     THEN substr(error, 1, instr(error, char(10)) - 1) ELSE error END, 1, ?) AS first, \
-                    COUNT(*) AS n \
-             FROM (SELECT error FROM events INDEXED BY events_by_function_status \
-                   WHERE function_id = ? AND status = ? AND traced = 1 \
-                     AND enqueued_at >= ? AND enqueued_at < ? AND error IS NOT NULL \
-                   ORDER BY enqueued_at DESC LIMIT ?) \
-             GROUP BY first ORDER BY n DESC, first LIMIT ?",
-        )
-        .bind(TOP_ERROR_CHARS as i64)
-        .bind(function_id)
-        .bind(EventStatus::Failed.code())
-        .bind(from)
-        .bind(to)
-        .bind(TOP_ERRORS_SCANNED)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
+        // The status is written out, not bound: only then can SQLite tell that the partial
+        // index of failed events answers the query, from the index alone.
+        let mut b = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT error_head AS first, COUNT(*) AS n \
+             FROM (SELECT error_head FROM events INDEXED BY events_failed_errors \
+                   WHERE status = {} AND function_id = ",
+            EventStatus::Failed.code()
+        ));
+        b.push_bind(function_id)
+            .push(" AND enqueued_at >= ")
+            .push_bind(from)
+            .push(" AND enqueued_at < ")
+            .push_bind(to)
+            .push(" AND error_head IS NOT NULL ORDER BY enqueued_at DESC LIMIT ")
+            .push_bind(TOP_ERRORS_SCANNED)
+            .push(") GROUP BY first ORDER BY n DESC, first LIMIT ")
+            .push_bind(limit);
+        let rows = b.build().fetch_all(&self.reader).await?;
         Ok(rows
             .iter()
             .map(|r| Ok((r.try_get("first")?, r.try_get("n")?)))
@@ -429,7 +428,7 @@ fn push_event_filter(b: &mut QueryBuilder<Sqlite>, f: &EventFilter) {
             .push_bind(format!("{prefix}\u{10FFFF}"));
     }
     if let Some(text) = &f.error_prefix {
-        b.push(" AND substr(error, 1, ")
+        b.push(" AND substr(error_head, 1, ")
             .push_bind(text.chars().count() as i64)
             .push(") = ")
             .push_bind(text.clone());

@@ -380,11 +380,16 @@ impl SqliteStore {
             let of_fence = |w: &&&EventWrite| w.lease().map(RunLease::fence) == Some(fence);
             let rows: Vec<_> = finishes.iter().filter(of_fence).collect();
             for chunk in rows.chunks(1000) {
-                let mut b = QueryBuilder::<Sqlite>::new(
+                // The error's first line, cut, kept apart for the top errors (see
+                // `events_failed_errors`).
+                let mut b = QueryBuilder::<Sqlite>::new(format!(
                     "UPDATE events SET status = v.column2, status_code = v.column3, \
                      result = v.column4, error = v.column5, logs = v.column6, ended_at = v.column7, \
-                     lease_until = NULL FROM (",
-                );
+                     error_head = substr(CASE WHEN instr(v.column5, char(10)) > 0 \
+                       THEN substr(v.column5, 1, instr(v.column5, char(10)) - 1) \
+                       ELSE v.column5 END, 1, {TOP_ERROR_CHARS}), \
+                     lease_until = NULL FROM ("
+                ));
                 b.push_values(chunk, |mut row, w| {
                     if let EventWrite::Finish {
                         event_id,
