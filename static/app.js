@@ -13,9 +13,13 @@
   document.addEventListener("submit", function (e) {
     var form = e.target.closest && e.target.closest("form[data-strip-empty]");
     if (!form || e.defaultPrevented) return;
+    var left = [];
     form.querySelectorAll("input[name], select[name]").forEach(function (el) {
-      if (el.value === "" || el.value === el.dataset.default) el.disabled = true;
+      if (el.value === "" || el.value === el.dataset.default) { el.disabled = true; left.push(el); }
     });
+    // The browser has read the form by now; the fields come back at once, so a navigation
+    // that is stopped or slow leaves nothing disabled.
+    setTimeout(function () { left.forEach(function (el) { el.disabled = false; }); }, 0);
   });
   // Back to a page kept in memory: its fields are usable again.
   window.addEventListener("pageshow", function () {

@@ -9,7 +9,9 @@ UPDATE events SET error_head = substr(
          ELSE error END, 1, 200)
 WHERE status = 3 AND error IS NOT NULL;
 
--- The status is a column of the index too: SQLite reads a partial index's own condition from
--- the table otherwise, and the index would not cover the query.
-CREATE INDEX events_failed_errors ON events (function_id, status, enqueued_at, error_head)
+-- Status and trace are columns of the index too: SQLite reads a partial index's own condition
+-- from the table otherwise, and the index would not cover the query; the invocation type lets
+-- the statistics follow the type filter from the index alone.
+CREATE INDEX events_failed_errors
+ON events (function_id, status, traced, enqueued_at, invoke_type, error_head)
 WHERE status = 3;

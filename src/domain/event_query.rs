@@ -23,7 +23,8 @@ pub struct EventFilter {
     pub request_id: Option<String>,
     /// The console's search: RequestIds that start with this (lower-case hex and `-`).
     pub request_id_prefix: Option<String>,
-    /// Failed events whose error starts with this (a top error's link).
+    /// Failed events whose error's first line (cut as top errors cut it) is this: a top
+    /// error's link.
     pub error_prefix: Option<String>,
     pub start: Option<(Millis, Millis)>,
     pub end: Option<(Millis, Millis)>,

@@ -737,8 +737,11 @@ pub fn validate_code_update(
             };
             (vec![file], false)
         }
+        // Another file of the package may be empty (`__init__.py`); only the size is bound.
         CodeInput::File { path, text } => {
-            if let Err(e) = validate_code(text) {
+            if !text.trim().is_empty()
+                && let Err(e) = validate_code(text)
+            {
                 errors.push(e);
             }
             let file = CodeFile {

@@ -187,7 +187,7 @@ pub async fn stats(
     let errors = if wants_failed && stats.by_status[EventStatus::Failed.code() as usize] > 0 {
         state
             .store
-            .top_errors(f.id, window, TOP_ERRORS_SHOWN)
+            .top_errors(f.id, window, &filter.invoke_types, TOP_ERRORS_SHOWN)
             .await?
     } else {
         Vec::new()

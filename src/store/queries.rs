@@ -133,13 +133,15 @@ pub trait EventQueries: Send + Sync {
         invoke_types: &[String],
     ) -> StoreResult<EventStats>;
 
-    /// The most frequent first lines of the errors of failed events enqueued in `[from, to)`,
+    /// The most frequent first lines of the errors of failed traced events enqueued in
+    /// `[from, to)` with one of `invoke_types` (empty: any),
     /// with their counts, most frequent first: among the latest [`TOP_ERRORS_SCANNED`] failed
     /// events of the window, each line cut at [`TOP_ERROR_CHARS`].
     async fn top_errors(
         &self,
         function_id: i64,
         window: (Millis, Millis),
+        invoke_types: &[String],
         limit: u32,
     ) -> StoreResult<Vec<(String, i64)>>;
 

@@ -177,6 +177,7 @@ fn rule(method: &Method, route: &str) -> Rule {
         "/functions/{name}/test" => needs(Develop, "Invoke function"),
         "/functions/{name}/events/-/terminate" => needs(Develop, "Terminate events"),
         "/functions/{name}/events/-/trace-on" => needs(Develop, "Turn status trace on"),
+        "/functions/{name}/events/-/rerun" => needs(Develop, "Re-run events"),
         "/functions/{name}/events/{request_id}/terminate" => needs(Develop, "Terminate event"),
         "/functions/{name}/events/{request_id}/rerun" => needs(Develop, "Re-run event"),
         "/namespaces" => needs(Develop, "Create namespace"),
@@ -658,6 +659,14 @@ mod tests {
         assert_eq!(
             (r.permission, r.audit),
             (Permission::Develop, Some("Delete function"))
+        );
+        let r = rule(
+            &post,
+            "/scf/{region}/{namespace}/functions/{name}/events/-/rerun",
+        );
+        assert_eq!(
+            (r.permission, r.audit),
+            (Permission::Develop, Some("Re-run events"))
         );
         let r = rule(
             &post,

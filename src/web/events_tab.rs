@@ -673,7 +673,13 @@ fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
         follows: (!view.statuses.is_empty() || !view.types.is_empty())
             .then(|| "Statistics follow the status and invoke type filters.".to_string()),
         top_errors: Vec::new(),
-        failure_rate: if ended == 0 || !shown(EventStatus::Failed) {
+        // A rate among ended events only means something when all of them are counted.
+        failure_rate: if ended == 0
+            || !ALL_STATUSES
+                .iter()
+                .filter(|st| st.is_terminal())
+                .all(|st| shown(*st))
+        {
             "—".into()
         } else {
             format!("{:.1}%", c[3] as f64 * 100.0 / ended as f64)
@@ -963,7 +969,7 @@ impl ExportSpec {
             );
             for key in &self.extras {
                 line.push(',');
-                line.push_str(&csv_field(&extra(key).unwrap_or_default()));
+                line.push_str(&csv_text(&extra(key).unwrap_or_default()));
             }
             line.push('\n');
             return line;
@@ -1051,6 +1057,16 @@ fn csv_field(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+/// A column a handler or caller wrote (payload, result, error, logs): a cell a spreadsheet
+/// would read as a formula (`=`, `+`, `-`, `@`, tab, return) is kept as text with a leading `'`.
+fn csv_text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_field(&format!("'{s}"))
+    } else {
+        csv_field(s)
     }
 }
 
@@ -1408,10 +1424,13 @@ async fn rerun(
     let (region, namespace, name, request_id) = &path;
     let (_, f) = load(&state, region, namespace, name).await?;
     let form = Fields(form);
+    // The re-run page sends the payload, even emptied (which is then said); the list's
+    // one-click Re-run sends none and re-runs the event's own.
     let edited = form
-        .all("ClientContext")
-        .first()
-        .map(|p| p.replace("\r\n", "\n"));
+        .0
+        .iter()
+        .any(|(k, _)| k == "ClientContext")
+        .then(|| form.get("ClientContext").replace("\r\n", "\n"));
     let by = super::auth::user_name();
     match events::rerun(&state, &f, request_id, edited.as_deref(), &by).await {
         Ok(id) => Ok(super::flash::redirect(
@@ -1443,6 +1462,15 @@ mod tests {
             exact_durations: exact,
             ..EventStats::default()
         }
+    }
+
+    #[test]
+    fn exported_text_a_spreadsheet_would_run_stays_text() {
+        assert_eq!(csv_text("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_text("-1"), "'-1");
+        assert_eq!(csv_text("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_text("plain, text"), "\"plain, text\"");
+        assert_eq!(csv_text("{\"n\": 1}"), "\"{\"\"n\"\": 1}\"");
     }
 
     #[test]

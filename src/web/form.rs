@@ -60,6 +60,8 @@ pub struct FormWithFile {
     pub fields: Vec<(String, String)>,
     /// The zip's bytes, when a file was picked.
     pub zip: Option<Vec<u8>>,
+    /// Sent as multipart: a form with a file input.
+    pub multipart: bool,
 }
 
 /// The file input of the forms that take a package.
@@ -76,7 +78,11 @@ impl<S: Send + Sync> FromRequest<S> for FormWithFile {
             .is_some_and(|v| v.starts_with("multipart/form-data"));
         if !multipart {
             let FormFields(fields) = FormFields::from_request(req, state).await?;
-            return Ok(FormWithFile { fields, zip: None });
+            return Ok(FormWithFile {
+                fields,
+                zip: None,
+                multipart: false,
+            });
         }
         let bad = |why: String| AppError::BadRequest(why).into_response();
         let mut form = axum::extract::Multipart::from_request(req, state)
@@ -108,7 +114,11 @@ impl<S: Send + Sync> FromRequest<S> for FormWithFile {
                 fields.push((name, String::from_utf8_lossy(&bytes).into_owned()));
             }
         }
-        Ok(FormWithFile { fields, zip })
+        Ok(FormWithFile {
+            fields,
+            zip,
+            multipart: true,
+        })
     }
 }
 

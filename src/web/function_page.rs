@@ -372,11 +372,18 @@ async fn save_code(
         .runtime()
         .map(|r| handler_file(handler.trim(), r))
         .unwrap_or_default();
+    // The upload form carries no code: without a file picked there is nothing to save.
+    let upload = form.multipart && !fields.0.iter().any(|(k, _)| k == "Code");
     let input = match &form.zip {
         Some(zip) => match crate::domain::package::unzip(zip) {
             Ok(files) => Ok(CodeInput::Package(files)),
             Err(why) => Err(FieldErrors::from(zip_error(&why))),
         },
+        None if upload => Err(FieldErrors::from(FieldError::new(
+            ZIP_FIELD,
+            "InvalidParameterValue.ZipFile",
+            "Pick a zip file to upload; nothing was changed.",
+        ))),
         None if file.is_empty() || file == entry => Ok(CodeInput::Inline(&code)),
         None => Ok(CodeInput::File {
             path: &file,
@@ -407,9 +414,9 @@ async fn save_code(
         Err(ServiceError::Invalid(errors)) => {
             let chosen = (!file.is_empty()).then_some(file.as_str());
             let mut page = code_page(&state, (&region, &namespace, &name), chosen).await?;
-            // What the user typed stays in the form.
+            // What the user typed stays in the form (an upload leaves the editor as stored).
             page.handler = handler;
-            if form.zip.is_none() {
+            if !form.multipart {
                 page.code = code;
             }
             page.errors = errors;

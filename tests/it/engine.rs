@@ -1198,6 +1198,14 @@ async fn the_console_test_tab_invokes_and_links_to_the_live_event() {
             .contains("\"from\": \"console\"")
     );
     let action = form.attr("form[action$='/rerun']", "action").unwrap();
+    // An emptied editor is said, not taken as "the same payload".
+    let emptied = app.post(&action, &[("ClientContext", "")]).await;
+    assert_eq!(emptied.status.as_u16(), 422);
+    assert!(
+        emptied
+            .field_error("ClientContext")
+            .contains("Enter the event")
+    );
     let bad = app.post(&action, &[("ClientContext", "[1, 2]")]).await;
     assert_eq!(bad.status.as_u16(), 422);
     assert!(bad.field_error("ClientContext").contains("not an array"));

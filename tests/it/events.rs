@@ -558,6 +558,8 @@ async fn top_errors_are_grouped_and_lead_to_their_events_and_statistics_follow_t
         "ValueError: bad amount\nTraceback",
         "KeyError: 'order'\nTraceback (most recent call last):\n  other frames",
         "KeyError: 'order'",
+        // Starts like the first, but is another error: its link must not list it.
+        "KeyError: 'order_id'",
     ];
     for (i, error) in errors.iter().enumerate() {
         add_event(&app, f, &format!("f{i}"), "API").await;
@@ -588,7 +590,11 @@ async fn top_errors_are_grouped_and_lead_to_their_events_and_statistics_follow_t
     let page = app.get(&base).await;
     assert_eq!(
         page.texts(".top-errors li"),
-        ["KeyError: 'order' 3", "ValueError: bad amount 1"]
+        [
+            "KeyError: 'order' 3",
+            "KeyError: 'order_id' 1",
+            "ValueError: bad amount 1"
+        ]
     );
     let link = page.link(".top-errors a", "KeyError: 'order'").unwrap();
     assert!(
@@ -607,14 +613,16 @@ async fn top_errors_are_grouped_and_lead_to_their_events_and_statistics_follow_t
     );
     // The statistics follow the status filter: other statuses are not counted.
     let tiles = filtered.texts("#event-stats .tile strong");
-    assert_eq!(tiles[..5], ["—", "—", "—", "4", "—"]);
+    assert_eq!(tiles[..5], ["—", "—", "—", "5", "—"]);
+    // A failure rate among failed events alone would be 100%: it is not given.
+    assert_eq!(tiles[5], "—");
     assert!(
         filtered
             .text("#event-stats")
             .contains("Statistics follow the status and invoke type filters.")
     );
     let everything = page.texts("#event-stats .tile strong");
-    assert_eq!(everything[..5], ["0", "0", "1", "4", "0"]);
+    assert_eq!(everything[..6], ["0", "0", "1", "5", "0", "83.3%"]);
 }
 
 #[tokio::test]
@@ -650,6 +658,8 @@ async fn failed_events_are_re_run_in_bulk_after_the_count_is_shown() {
         .await;
     }
     let base = function_url("default", "bulk-rerun", "events");
+    // A developer does it, as any user who may invoke.
+    app.log_in_as_new("dev", "developer").await;
     let page = app.get(&base).await;
     // All failed matching: the count first.
     let all = page

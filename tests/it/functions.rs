@@ -531,6 +531,33 @@ async fn every_file_of_a_package_can_be_read_edited_downloaded_and_replaced() {
         unzip_of(&app.get(&format!("{url}/package.zip")).await.bytes).len(),
         2
     );
+    // Upload without a file picked: said by the file input, nothing changes.
+    let nothing = app
+        .post_multipart(&url, &[("Handler", "index.main_handler")], None)
+        .await;
+    assert_eq!(nothing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(nothing.field_error("ZipFile").contains("Pick a zip file"));
+    assert!(
+        nothing.text("#Code").contains("from lib.util import greet"),
+        "the editor shows the stored code"
+    );
+    // Another file of the package may be emptied (an __init__.py).
+    let emptied = app
+        .post(
+            &url,
+            &[
+                ("Handler", "index.main_handler"),
+                ("File", "lib/util.py"),
+                ("Code", ""),
+            ],
+        )
+        .await;
+    assert_eq!(
+        emptied.status,
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        emptied.errors()
+    );
     // A multipart form without this session's token changes nothing.
     let (content_type, body) = multipart_body(
         &[("Handler", "index.main_handler")],

@@ -260,7 +260,7 @@ impl EventQueries for SqliteStore {
             .filter(|s| statuses.is_empty() || statuses.contains(s))
             .collect();
             let mut b = QueryBuilder::<Sqlite>::new(
-                "SELECT ended_at - started_at AS ran FROM events WHERE function_id = ",
+                "SELECT ended_at - started_at AS ran FROM events WHERE traced = 1 AND function_id = ",
             );
             b.push_bind(function_id)
                 .push(" AND enqueued_at >= ")
@@ -289,6 +289,7 @@ impl EventQueries for SqliteStore {
         &self,
         function_id: i64,
         (from, to): (Millis, Millis),
+        invoke_types: &[String],
         limit: u32,
     ) -> StoreResult<Vec<(String, i64)>> {
         // The status is written out, not bound: only then can SQLite tell that the partial
@@ -296,15 +297,16 @@ impl EventQueries for SqliteStore {
         let mut b = QueryBuilder::<Sqlite>::new(format!(
             "SELECT error_head AS first, COUNT(*) AS n \
              FROM (SELECT error_head FROM events INDEXED BY events_failed_errors \
-                   WHERE status = {} AND function_id = ",
+                   WHERE status = {} AND traced = 1 AND function_id = ",
             EventStatus::Failed.code()
         ));
         b.push_bind(function_id)
             .push(" AND enqueued_at >= ")
             .push_bind(from)
             .push(" AND enqueued_at < ")
-            .push_bind(to)
-            .push(" AND error_head IS NOT NULL ORDER BY enqueued_at DESC LIMIT ")
+            .push_bind(to);
+        push_invoke_types(&mut b, invoke_types);
+        b.push(" AND error_head IS NOT NULL ORDER BY enqueued_at DESC LIMIT ")
             .push_bind(TOP_ERRORS_SCANNED)
             .push(") GROUP BY first ORDER BY n DESC, first LIMIT ")
             .push_bind(limit);
@@ -428,10 +430,7 @@ fn push_event_filter(b: &mut QueryBuilder<Sqlite>, f: &EventFilter) {
             .push_bind(format!("{prefix}\u{10FFFF}"));
     }
     if let Some(text) = &f.error_prefix {
-        b.push(" AND substr(error_head, 1, ")
-            .push_bind(text.chars().count() as i64)
-            .push(") = ")
-            .push_bind(text.clone());
+        b.push(" AND error_head = ").push_bind(text.clone());
     }
     if let Some((from, to)) = f.start {
         b.push(" AND enqueued_at >= ").push_bind(from);
