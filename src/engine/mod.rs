@@ -287,9 +287,9 @@ struct Ending {
 
 /// What a run means for the event.
 enum Verdict {
-    /// The return value as the console shows it (a string as itself), and as JSON (what SCF
-    /// answers a synchronous invocation with).
-    Finished { text: String, json: String },
+    /// The handler's return value: an event records it as the console shows it
+    /// ([`shown_result`]), a synchronous invocation answers it as JSON, as SCF does.
+    Finished(serde_json::Value),
     /// `raised`: the handler's own exception, when that is why.
     Failed {
         code: i64,
@@ -327,6 +327,16 @@ fn signal_of(mode: &str) -> Signal {
 
 /// How long an event put back for lack of room waits in the queue.
 const CAPACITY_BACKOFF_MS: i64 = 1000;
+
+/// A return value as an event records it: a string as itself, anything else as JSON, cut like
+/// logs.
+fn shown_result(value: serde_json::Value) -> String {
+    let text = match value {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    };
+    truncate(&text, RESULT_MAX_BYTES)
+}
 
 /// The handler's error as recorded: cut like logs and results.
 fn error_text(e: &HandlerError) -> String {
@@ -590,7 +600,12 @@ impl Engine {
         let memory_bytes = instance.memory_usage();
         let verdict = self.verdict(function, outcome, instance).await;
         let (status_code, result, error, raised) = match verdict {
-            Verdict::Finished { json, .. } => (status_code::SUCCESS, Some(json), None, None),
+            Verdict::Finished(value) => (
+                status_code::SUCCESS,
+                Some(truncate(&value.to_string(), RESULT_MAX_BYTES)),
+                None,
+                None,
+            ),
             Verdict::Failed {
                 code,
                 error,
@@ -1215,17 +1230,7 @@ impl Engine {
     /// recycled after any error.
     async fn verdict(&self, f: &Function, outcome: Outcome, instance: Instance) -> Verdict {
         let verdict = match outcome {
-            Outcome::Returned(value) => {
-                let json = value.to_string();
-                let text = match value {
-                    serde_json::Value::String(s) => s,
-                    _ => json.clone(),
-                };
-                Verdict::Finished {
-                    text: truncate(&text, RESULT_MAX_BYTES),
-                    json: truncate(&json, RESULT_MAX_BYTES),
-                }
-            }
+            Outcome::Returned(value) => Verdict::Finished(value),
             Outcome::Raised(e) => Verdict::Failed {
                 code: status_code::USER_ERROR,
                 error: error_text(&e),
@@ -1243,7 +1248,7 @@ impl Engine {
             },
             Outcome::Terminated { graceful, killed } => Verdict::Aborted { graceful, killed },
         };
-        if matches!(verdict, Verdict::Finished { .. })
+        if matches!(verdict, Verdict::Finished(_))
             && self.config.reuse_instances
             && !self.cancel.is_cancelled()
         {
@@ -1567,7 +1572,8 @@ impl Engine {
             return;
         }
         match self.verdict(&f, outcome, instance).await {
-            Verdict::Finished { text: result, .. } => {
+            Verdict::Finished(value) => {
+                let result = shown_result(value);
                 let detail = timeline::finished(ran_ms);
                 self.finish(
                     &event,

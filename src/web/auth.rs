@@ -342,11 +342,8 @@ fn multipart_boundary(content_type: &str) -> Option<String> {
 
 /// The value of a multipart body's first part when that part is the `csrf` field.
 fn first_part_token(head: &[u8], boundary: &str) -> Option<String> {
-    let text = std::str::from_utf8(head).ok().or_else(|| {
-        // The head may end inside a multi-byte character of a later part.
-        let valid = std::str::from_utf8(head).err()?.valid_up_to();
-        std::str::from_utf8(&head[..valid]).ok()
-    })?;
+    // Lossy: the head may end inside a later part (a file's bytes), which is not read.
+    let text = String::from_utf8_lossy(head);
     let first = text.strip_prefix(&format!("--{boundary}\r\n"))?;
     let (headers, rest) = first.split_once("\r\n\r\n")?;
     let named_csrf = headers.lines().any(|h| {

@@ -14,15 +14,6 @@ fn said(page: &Page) -> String {
     page.text(".error-page h1 + p")
 }
 
-async fn traced_function(app: &TestApp, name: &str) {
-    app.create_function(
-        "default",
-        name,
-        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
-    )
-    .await;
-}
-
 fn event_url(function: &str, request_id: &str) -> String {
     format!(
         "{}/{request_id}",

@@ -14,13 +14,7 @@ const MIN: u64 = 60;
 /// minutes later; now is START + 100 min.
 async fn known_set() -> (TestApp, i64) {
     let app = paused_app().await;
-    app.create_function(
-        "default",
-        "known",
-        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
-    )
-    .await;
-    let f = function_id(&app, "known").await;
+    let f = traced_function(&app, "known").await;
     let clock = &app.state.clock;
     add_event(&app, f, "e1", "API").await;
     let e1 = claim(&app).await;
@@ -230,13 +224,7 @@ async fn statistics_count_each_status_with_failure_rate_and_durations() {
 #[tokio::test]
 async fn pages_follow_a_cursor_and_the_rows_have_their_own_url() {
     let app = paused_app().await;
-    app.create_function(
-        "default",
-        "many",
-        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
-    )
-    .await;
-    let f = function_id(&app, "many").await;
+    let f = traced_function(&app, "many").await;
     for i in 0..45 {
         add_event(&app, f, &format!("ev-{i:02}"), "API").await;
         app.state.clock.advance(Duration::from_secs(1));
@@ -444,13 +432,7 @@ async fn list_async_events_answers_with_scf_fields_filters_and_paging() {
 #[tokio::test]
 async fn jump_to_a_time_in_either_order() {
     let app = paused_app().await;
-    app.create_function(
-        "default",
-        "spread",
-        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
-    )
-    .await;
-    let f = function_id(&app, "spread").await;
+    let f = traced_function(&app, "spread").await;
     let ids: Vec<String> = (0..30).map(|i| format!("sp-{i:02}")).collect();
     add_events(&app, f, &ids, |i| START + i as i64 * 60_000).await;
     app.state.clock.advance(Duration::from_secs(30 * 60));
@@ -494,13 +476,7 @@ async fn jump_to_a_time_in_either_order() {
 #[tokio::test]
 async fn a_requestid_prefix_finds_its_events() {
     let app = paused_app().await;
-    app.create_function(
-        "default",
-        "prefixed",
-        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
-    )
-    .await;
-    let f = function_id(&app, "prefixed").await;
+    let f = traced_function(&app, "prefixed").await;
     let ids: Vec<String> = [
         "4f1c2a00-0000-4000-8000-000000000001",
         "4f1c2b00-0000-4000-8000-000000000002",
@@ -546,13 +522,7 @@ async fn a_requestid_prefix_finds_its_events() {
 async fn top_errors_are_grouped_and_lead_to_their_events_and_statistics_follow_the_filter() {
     use scf_console::store::EventWrite;
     let app = paused_app().await;
-    app.create_function(
-        "default",
-        "flaky",
-        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
-    )
-    .await;
-    let f = function_id(&app, "flaky").await;
+    let f = traced_function(&app, "flaky").await;
     let errors = [
         "KeyError: 'order'\nTraceback (most recent call last):\n  File \"/var/user/index.py\"",
         "ValueError: bad amount\nTraceback",
@@ -628,13 +598,7 @@ async fn top_errors_are_grouped_and_lead_to_their_events_and_statistics_follow_t
 #[tokio::test]
 async fn failed_events_are_re_run_in_bulk_after_the_count_is_shown() {
     let app = paused_app().await;
-    app.create_function(
-        "default",
-        "bulk-rerun",
-        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
-    )
-    .await;
-    let f = function_id(&app, "bulk-rerun").await;
+    let f = traced_function(&app, "bulk-rerun").await;
     for (i, status) in [
         EventStatus::Failed,
         EventStatus::Finished,
@@ -877,13 +841,7 @@ async fn exports_stream_every_matching_record() {
 
     // Past one page of the stream, nothing is lost.
     let app2 = paused_app().await;
-    app2.create_function(
-        "default",
-        "bulk",
-        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
-    )
-    .await;
-    let f = function_id(&app2, "bulk").await;
+    let f = traced_function(&app2, "bulk").await;
     let ids: Vec<String> = (0..2500).map(|i| format!("b-{i:05}")).collect();
     add_events(&app2, f, &ids, |i| START + i as i64).await;
     app2.state.clock.advance(Duration::from_secs(10));
@@ -1011,13 +969,7 @@ async fn with_status_trace_off_the_tab_says_so_and_offers_to_turn_it_on() {
 #[tokio::test]
 async fn an_event_whose_id_is_a_word_of_the_list_opens_from_the_list() {
     let app = paused_app().await;
-    app.create_function(
-        "default",
-        "worded",
-        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
-    )
-    .await;
-    let f = function_id(&app, "worded").await;
+    let f = traced_function(&app, "worded").await;
     let ids = [
         "rows",
         "stats",

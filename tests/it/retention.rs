@@ -11,16 +11,6 @@ use std::time::Duration;
 
 const RETENTION: Duration = Duration::from_secs(72 * 3600);
 
-async fn traced_function(app: &TestApp, name: &str) -> i64 {
-    app.create_function(
-        "default",
-        name,
-        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
-    )
-    .await;
-    function_id(app, name).await
-}
-
 /// Adds an event and ends it now.
 async fn ended(app: &TestApp, f: i64, id: &str) {
     add_event(app, f, id, "API").await;

@@ -903,6 +903,17 @@ pub mod events {
         app
     }
 
+    /// Creates a function with async execution and status trace in `default`; answers its id.
+    pub async fn traced_function(app: &TestApp, name: &str) -> i64 {
+        app.create_function(
+            "default",
+            name,
+            &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+        )
+        .await;
+        function_id(app, name).await
+    }
+
     pub async fn function_id(app: &TestApp, name: &str) -> i64 {
         app.state
             .store
