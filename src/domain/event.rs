@@ -158,6 +158,15 @@ pub mod timeline {
     /// its handler started.
     pub const TERMINATED_BEFORE_START: &str = "Terminated before it started (499).";
 
+    /// An event still queued or running when its function was deleted: its error and its
+    /// timeline entry.
+    pub fn function_deleted() -> String {
+        format!(
+            "Stopped: its function was deleted ({})",
+            status_code::TERMINATED
+        )
+    }
+
     /// A queued event a user terminated.
     pub fn terminated_before_start(request: &super::TerminateRequest) -> String {
         format!(

@@ -631,7 +631,8 @@ pub fn validate_reservation(
         let left = reservable.saturating_sub(others);
         return Err(FieldError::new(
             FIELD,
-            "FailedOperation.ReservedExceedTotal",
+            // SCF's list for PutReservedConcurrencyConfig has one code for both limits.
+            "LimitExceeded.FunctionReservedConcurrencyMemory",
             format!(
                 "Other functions reserve {others} of the {slots} events this console runs at \
                  once and one stays unreserved, so this function can reserve at most {left} \
@@ -802,11 +803,17 @@ pub struct Function {
     pub trace_disabled_at: Option<Millis>,
     pub created_at: Millis,
     pub modified_at: Millis,
+    /// When it was deleted: its events stay readable a while (72 hours), nothing else of it.
+    pub deleted_at: Option<Millis>,
 }
 
 impl Function {
     pub fn runtime(&self) -> Option<&'static Runtime> {
         Runtime::by_name(&self.runtime)
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
     }
 
     /// The stored settings as a draft: where edits (console or API) start from.
@@ -917,7 +924,10 @@ mod tests {
             code("2048", 0),
             "LimitExceeded.FunctionReservedConcurrencyMemory"
         );
-        assert_eq!(code("1024", 8), "FailedOperation.ReservedExceedTotal");
+        assert_eq!(
+            code("1024", 8),
+            "LimitExceeded.FunctionReservedConcurrencyMemory"
+        );
         assert!(validate_reservation("896", 128, 8, 16).is_ok());
     }
 

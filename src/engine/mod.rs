@@ -287,8 +287,7 @@ struct Ending {
 
 /// What a run means for the event.
 enum Verdict {
-    /// The handler's return value: an event records it as the console shows it
-    /// ([`shown_result`]), a synchronous invocation answers it as JSON, as SCF does.
+    /// The handler's return value, recorded and answered as JSON ([`recorded_result`]).
     Finished(serde_json::Value),
     /// `raised`: the handler's own exception, when that is why.
     Failed {
@@ -328,14 +327,10 @@ fn signal_of(mode: &str) -> Signal {
 /// How long an event put back for lack of room waits in the queue.
 const CAPACITY_BACKOFF_MS: i64 = 1000;
 
-/// A return value as an event records it: a string as itself, anything else as JSON, cut like
-/// logs.
-fn shown_result(value: serde_json::Value) -> String {
-    let text = match value {
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
-    };
-    truncate(&text, RESULT_MAX_BYTES)
+/// A return value as an event records it and the API answers it (RetMsg): as JSON, so a
+/// string comes back quoted, as SCF serializes it; cut like logs.
+fn recorded_result(value: &serde_json::Value) -> String {
+    truncate(&value.to_string(), RESULT_MAX_BYTES)
 }
 
 /// The handler's error as recorded: cut like logs and results.
@@ -602,7 +597,7 @@ impl Engine {
         let (status_code, result, error, raised) = match verdict {
             Verdict::Finished(value) => (
                 status_code::SUCCESS,
-                Some(truncate(&value.to_string(), RESULT_MAX_BYTES)),
+                Some(recorded_result(&value)),
                 None,
                 None,
             ),
@@ -743,8 +738,9 @@ impl Engine {
         }
     }
 
-    /// Deletes a function after ending its running events: a run must not outlive its event
-    /// (its late writes would have nowhere to go) nor go on running deleted code.
+    /// Deletes a function after stopping its running events, which must not go on running
+    /// deleted code. Its events end ABORTED and stay readable until the sweeper removes them
+    /// with the function; its name is free at once.
     pub async fn delete_function(&self, f: &Function) -> Result<(), crate::store::StoreError> {
         let senders: Vec<_> = {
             let mut control = self.control.lock().expect("control lock");
@@ -763,7 +759,11 @@ impl Engine {
         while Instant::now() < deadline && self.runs_of(f.id) > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let deleted = self.store.delete_function(&f.key()).await;
+        let aborted = self.entry(EventStatus::Aborted, timeline::function_deleted());
+        let deleted = self
+            .store
+            .delete_function(&f.key(), &aborted, status_code::TERMINATED)
+            .await;
         self.control
             .lock()
             .expect("control lock")
@@ -1573,7 +1573,7 @@ impl Engine {
         }
         match self.verdict(&f, outcome, instance).await {
             Verdict::Finished(value) => {
-                let result = shown_result(value);
+                let result = recorded_result(&value);
                 let detail = timeline::finished(ran_ms);
                 self.finish(
                     &event,
@@ -1592,16 +1592,29 @@ impl Engine {
                 self.fail_or_retry(&f, &event, code, error, logs).await;
             }
             Verdict::Aborted { graceful, killed } => {
-                let (code, error) = timeline::terminated(graceful, killed);
+                let deleting = self
+                    .control
+                    .lock()
+                    .expect("control lock")
+                    .deleting
+                    .contains(&f.id);
+                let (code, error, detail) = if deleting {
+                    let why = timeline::function_deleted();
+                    (status_code::TERMINATED, why.clone(), why)
+                } else {
+                    let (code, error) = timeline::terminated(graceful, killed);
+                    let detail = timeline::terminated_entry(graceful, killed);
+                    (code, error.to_string(), detail)
+                };
                 self.finish(
                     &event,
                     Ending {
                         status: EventStatus::Aborted,
                         code,
                         result: None,
-                        error: Some(error.into()),
+                        error: Some(error),
                         logs,
-                        detail: timeline::terminated_entry(graceful, killed),
+                        detail,
                     },
                 )
                 .await;

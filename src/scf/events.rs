@@ -9,8 +9,9 @@ use crate::domain::event::EventStatus;
 use crate::domain::event_query::{
     EventFilter, EventOrderBy, check_range, parse_scf_time, statuses_from_scf,
 };
+use crate::domain::function::Function;
 use crate::service::{ServiceError, events};
-use crate::store::EventPageQuery;
+use crate::store::{EventPageQuery, EventRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -68,8 +69,8 @@ fn interval(
 
 pub async fn list(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: ListAsyncEventsRequest = parse(call.action, params)?;
-    functions::check_qualifier(req.qualifier.as_deref())?;
-    let f = functions::function(call, &req.function_name, req.namespace).await?;
+    functions::check_qualifier(call.action, req.qualifier.as_deref())?;
+    let f = functions::function_or_deleted(call, &req.function_name, req.namespace).await?;
     // Refused before the parameters are looked at: no query at all while trace is off.
     events::require_trace(&f)?;
     let mut statuses = Vec::new();
@@ -161,7 +162,7 @@ const REQUEST_STATUS_WINDOW_MS: i64 = 15 * 60 * 1000;
 /// retries — when status trace recorded it and it started in the window asked for.
 pub async fn request_status(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: RequestStatusRequest = parse(call.action, params)?;
-    let f = functions::function(call, &req.function_name, req.namespace).await?;
+    let f = functions::function_or_deleted(call, &req.function_name, req.namespace).await?;
     let tz = call.tz();
     let now = call.state.clock.now_millis();
     let start = req.start_time.as_deref().filter(|s| !s.is_empty());
@@ -185,11 +186,14 @@ pub async fn request_status(call: &Call<'_>, params: Value) -> ApiResult<Value> 
         )?,
     };
     // An event status trace did not record (or that does not exist) has no status to give.
-    let found = match events::get(call.state, &f, &req.function_request_id).await {
-        Ok(e) if e.enqueued_at >= window.0 && e.enqueued_at < window.1 => Some(e),
-        Ok(_) | Err(ServiceError::NotFound(_) | ServiceError::Refused(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+    // It may be of a function of this name deleted since, whose name was taken again.
+    let mut found = event_of(call, &f, &req.function_request_id, window).await?;
+    if found.is_none() && !f.is_deleted() {
+        let key = f.key();
+        if let Some(deleted) = call.state.store.get_deleted_function(&key).await? {
+            found = event_of(call, &deleted, &req.function_request_id, window).await?;
+        }
+    }
     let data: Vec<Value> = found
         .into_iter()
         .map(|e| {
@@ -218,4 +222,18 @@ pub async fn request_status(call: &Call<'_>, params: Value) -> ApiResult<Value> 
         })
         .collect();
     Ok(json!({ "TotalCount": data.len(), "Data": data }))
+}
+
+/// `f`'s event `request_id` when status trace recorded it and it was accepted in `window`.
+async fn event_of(
+    call: &Call<'_>,
+    f: &Function,
+    request_id: &str,
+    window: (i64, i64),
+) -> ApiResult<Option<EventRecord>> {
+    match events::get(call.state, f, request_id).await {
+        Ok(e) if e.enqueued_at >= window.0 && e.enqueued_at < window.1 => Ok(Some(e)),
+        Ok(_) | Err(ServiceError::NotFound(_) | ServiceError::Refused(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -148,14 +148,25 @@ fn namespace_name(given: Option<String>) -> ApiResult<String> {
     Ok(name)
 }
 
-/// Only `$LATEST` exists: scf-console does not publish versions.
-pub(super) fn check_qualifier(qualifier: Option<&str>) -> ApiResult<()> {
+/// Only `$LATEST` exists: scf-console does not publish versions. The actions name a missing
+/// version differently (DeleteFunction: `ResourceNotFound.Qualifier`); each gets its own.
+pub(super) fn check_qualifier(action: &str, qualifier: Option<&str>) -> ApiResult<()> {
     match qualifier {
         None | Some("") | Some("$LATEST") => Ok(()),
-        Some(q) => Err(ApiError::new(
-            "ResourceNotFound.Version",
-            format!("Version {q} does not exist; scf-console serves $LATEST only."),
-        )),
+        Some(q) => {
+            let code = [
+                "ResourceNotFound.Version",
+                "ResourceNotFound.Qualifier",
+                "ResourceNotFound.FunctionVersion",
+            ]
+            .into_iter()
+            .find(|code| ApiError::is_listed(action, code))
+            .unwrap_or("ResourceNotFound");
+            Err(ApiError::new(
+                code,
+                format!("Version {q} does not exist; scf-console serves $LATEST only."),
+            ))
+        }
     }
 }
 
@@ -165,14 +176,33 @@ pub(super) async fn function(
     name: &str,
     namespace_name: Option<String>,
 ) -> ApiResult<Function> {
+    let key = function_key(call, name, namespace_name)?;
+    Ok(service::functions::get(call.state, &key).await?)
+}
+
+/// As [`function`], but a function deleted in the last 72 hours is still found when no other
+/// has taken its name: the queries of its events' status answer for it.
+pub(super) async fn function_or_deleted(
+    call: &Call<'_>,
+    name: &str,
+    namespace_name: Option<String>,
+) -> ApiResult<Function> {
+    let key = function_key(call, name, namespace_name)?;
+    Ok(service::functions::get_or_deleted(call.state, &key).await?)
+}
+
+fn function_key(
+    call: &Call<'_>,
+    name: &str,
+    namespace_name: Option<String>,
+) -> ApiResult<FunctionKey> {
     let namespace = self::namespace_name(namespace_name)?;
     validate_function_name(name).map_err(ApiError::from)?;
-    let key = FunctionKey {
+    Ok(FunctionKey {
         region: call.region.clone(),
         namespace,
         name: name.to_string(),
-    };
-    Ok(service::functions::get(call.state, &key).await?)
+    })
 }
 
 fn environment_json(vars: &[EnvVar]) -> Value {
@@ -337,7 +367,7 @@ pub async fn get(call: &Call<'_>, params: Value) -> ApiResult<Value> {
             "GetFunction needs a FunctionName.",
         ));
     };
-    check_qualifier(req.qualifier.as_deref())?;
+    check_qualifier(call.action, req.qualifier.as_deref())?;
     let _ = req.show_code;
     let f = function(call, &function_name, req.namespace).await?;
     let code_size: usize = call
@@ -584,7 +614,7 @@ struct DeleteFunctionRequest {
 
 pub async fn delete(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: DeleteFunctionRequest = parse(call.action, params)?;
-    check_qualifier(req.qualifier.as_deref())?;
+    check_qualifier(call.action, req.qualifier.as_deref())?;
     let f = function(call, &req.function_name, req.namespace).await?;
     service::functions::delete(call.state, &f).await?;
     Ok(json!({}))
@@ -720,7 +750,7 @@ struct GetEventInvokeConfigRequest {
 
 pub async fn get_event_invoke_config(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: GetEventInvokeConfigRequest = parse(call.action, params)?;
-    check_qualifier(req.qualifier.as_deref())?;
+    check_qualifier(call.action, req.qualifier.as_deref())?;
     let f = function(call, &req.function_name, req.namespace).await?;
     Ok(json!({
         "AsyncTriggerConfig": {

@@ -101,7 +101,8 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
             &mut audited,
         ),
     )
-    .await;
+    .await
+    .map_err(|e| e.listed_for(&action));
     if let Some(secret_id) = &audited.secret_id {
         let source = crate::app::client_address(state.trusted_proxy, &parts);
         let outcome = match &result {
@@ -306,6 +307,31 @@ async fn call(
     };
     Ok(answer)
 }
+
+/// The actions served here (each has its error list in `error_codes.txt`).
+#[cfg(test)]
+pub(crate) const SERVED_ACTIONS: &[&str] = &[
+    "CreateFunction",
+    "GetFunction",
+    "ListFunctions",
+    "DeleteFunction",
+    "UpdateFunctionConfiguration",
+    "UpdateFunctionCode",
+    "GetFunctionEventInvokeConfig",
+    "UpdateFunctionEventInvokeConfig",
+    "PutReservedConcurrencyConfig",
+    "GetReservedConcurrencyConfig",
+    "DeleteReservedConcurrencyConfig",
+    "Invoke",
+    "ListAsyncEvents",
+    "GetAsyncEventStatus",
+    "GetRequestStatus",
+    "GetAccount",
+    "TerminateAsyncEvent",
+    "ListNamespaces",
+    "CreateNamespace",
+    "DeleteNamespace",
+];
 
 /// Every action of SCF API 2018-04-16, as the official SDK's client names them: one that is
 /// not served here is unsupported, not unknown.

@@ -19,6 +19,20 @@ pub async fn get(state: &AppState, key: &FunctionKey) -> ServiceResult<Function>
     Err(ServiceError::NotFound(Missing::Function(key.clone())))
 }
 
+/// The function a key names or, when none has that name now, the one of that name deleted
+/// last that the store still keeps: a deleted function's events stay readable for 72 hours,
+/// as on SCF.
+pub async fn get_or_deleted(state: &AppState, key: &FunctionKey) -> ServiceResult<Function> {
+    match get(state, key).await {
+        Err(ServiceError::NotFound(Missing::Function(_))) => state
+            .store
+            .get_deleted_function(key)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(Missing::Function(key.clone()))),
+        found => found,
+    }
+}
+
 /// The refusal for a name already used in the namespace.
 fn name_taken(name: &str, namespace: &str) -> FieldError {
     FieldError::new(

@@ -3,6 +3,7 @@
 
 use super::StoreResult;
 use crate::clock::Millis;
+use crate::domain::event::TimelineEntry;
 use crate::domain::function::{CodeFile, Function, FunctionKey};
 use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction};
 use async_trait::async_trait;
@@ -173,7 +174,20 @@ pub trait Catalog: Send + Sync {
         now: Millis,
     ) -> StoreResult<Function>;
 
-    async fn delete_function(&self, key: &FunctionKey) -> StoreResult<()>;
+    /// Deletes a function: its name is free at once, while its events stay readable (as SCF
+    /// keeps status records 72 hours) until the sweeper removes the function and them. Its
+    /// queued and running events end now, ABORTED with `status_code` and `aborted` on their
+    /// timelines.
+    async fn delete_function(
+        &self,
+        key: &FunctionKey,
+        aborted: &TimelineEntry,
+        status_code: i64,
+    ) -> StoreResult<()>;
+
+    /// The most recently deleted function of this name the store still keeps, for the
+    /// queries of its events.
+    async fn get_deleted_function(&self, key: &FunctionKey) -> StoreResult<Option<Function>>;
 
     /// Fails with `Conflict` when the SecretId exists.
     async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()>;

@@ -170,6 +170,8 @@ pub struct DeletePage {
     events: i64,
     /// Its events queued or running now: deleting stops them.
     active: i64,
+    /// How long its events stay readable: "3 days".
+    kept: String,
 }
 
 async fn confirm_delete(
@@ -206,6 +208,7 @@ async fn confirm_delete(
             .await?,
         name: function.name,
         runtime: function.runtime,
+        kept: super::parts::retention_text(&state),
     })
 }
 

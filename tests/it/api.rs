@@ -287,8 +287,9 @@ async fn functions_made_in_the_console_are_listed_by_the_api_with_filters_and_pa
         (json!({"Limit": 101}), "InvalidParameterValue.Limit"),
         (json!({"Offset": -1}), "InvalidParameterValue.Offset"),
         (
+            // Not a code of ListFunctions' list: its parent.
             json!({"Filters": [{"Name": "Colour", "Values": ["x"]}]}),
-            "InvalidParameterValue.Filters",
+            "InvalidParameterValue",
         ),
         (json!({"Namespace": "nope"}), "ResourceNotFound.Namespace"),
     ] {

@@ -71,7 +71,7 @@ async fn a_50_mb_line_without_newline_gets_a_capped_log_and_the_server_stays_sma
 
     assert_eq!(done.status, EventStatus::Finished);
     assert_eq!(done.status_code, Some(200));
-    assert_eq!(done.result.as_deref(), Some("printed"));
+    assert_eq!(done.result.as_deref(), Some(r#""printed""#));
     let logs = done.logs.unwrap();
     assert_capped(&logs);
     assert!(logs.starts_with("xxxx"));
@@ -253,7 +253,7 @@ async fn answers_given_in_time_are_kept_when_the_server_was_frozen_past_the_time
         let done = until_ended(&app, id).await;
         assert_eq!(done.status, EventStatus::Finished, "{:?}", done.error);
         assert_eq!(done.status_code, Some(200));
-        assert_eq!(done.result.as_deref(), Some("answered in time"));
+        assert_eq!(done.result.as_deref(), Some(r#""answered in time""#));
     }
 }
 
@@ -409,7 +409,7 @@ async fn a_node_handler_printing_50_mb_gets_a_capped_log() {
     let id = invoke(&app, "node-shouter", json!({})).await;
     let done = until_ended(&app, &id).await;
     assert_eq!(done.status_code, Some(200), "{:?}", done.error);
-    assert_eq!(done.result.as_deref(), Some("printed"));
+    assert_eq!(done.result.as_deref(), Some(r#""printed""#));
     assert_capped(&done.logs.unwrap());
 }
 
@@ -579,7 +579,7 @@ async fn a_node_handler_that_replaces_stdout_write_still_answers_with_its_logs()
         let id = invoke(&app, "prefixed", json!({})).await;
         let done = until_ended(&app, &id).await;
         assert_eq!(done.status_code, Some(200), "{:?}", done.error);
-        assert_eq!(done.result.as_deref(), Some("done"));
+        assert_eq!(done.result.as_deref(), Some(r#""done""#));
         assert!(done.logs.unwrap_or_default().contains("[app] working"));
     }
 }

@@ -194,7 +194,8 @@ async fn an_end_that_cannot_be_written_lands_once_the_disk_has_room() {
     for id in &ids {
         let e = until_ended(&app, id).await;
         assert_eq!((e.status, e.attempt), (EventStatus::Finished, 1));
-        assert_eq!(e.result.as_deref().map(str::len), Some(60000));
+        // The 60,000 characters returned, as a JSON string.
+        assert_eq!(e.result.as_deref().map(str::len), Some(60002));
         assert!(e.logs.unwrap_or_default().starts_with("lll"));
         let steps = timeline(&app, id).await;
         let ends = steps
@@ -351,7 +352,16 @@ async fn deleting_a_function_ends_its_running_event_and_touches_no_other_event()
         )
         .await;
     assert_eq!(page.status.as_u16(), 303, "{}", page.body);
-    assert!(app.state.store.get_event(&first).await.unwrap().is_none());
+    // It ends ABORTED and stays readable, like every event of a deleted function.
+    let ended = app.state.store.get_event(&first).await.unwrap().unwrap();
+    assert_eq!(
+        (ended.status, ended.status_code),
+        (EventStatus::Aborted, Some(499))
+    );
+    assert_eq!(
+        ended.error.as_deref(),
+        Some("Stopped: its function was deleted (499)")
+    );
     wait_for(
         "the deleted function's handler to be gone",
         LIMIT,
@@ -377,7 +387,7 @@ async fn deleting_a_function_ends_its_running_event_and_touches_no_other_event()
     );
     assert_eq!(
         (e.status, e.result.as_deref()),
-        (EventStatus::Finished, Some("ok"))
+        (EventStatus::Finished, Some(r#""ok""#))
     );
     let steps = timeline(&app, &second).await;
     assert_eq!(

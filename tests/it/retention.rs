@@ -2,6 +2,7 @@
 //! their timelines and statistics; queued and running events stay; the sweeper runs on its own
 //! and reports on the System page.
 
+use crate::engine::timeline;
 use crate::support::events::*;
 use crate::support::*;
 use scf_console::domain::event::EventStatus;
@@ -236,4 +237,168 @@ async fn the_sweeper_runs_on_its_own_and_reports_on_the_system_page() {
     assert!(facts[0].ends_with("UTC"), "{facts:?}");
     assert_eq!(facts[5], "1", "removed since start: {facts:?}");
     app.state.sweeper.stop().await;
+}
+
+/// Deleting a function frees its name at once, ends its queued and running events, and keeps
+/// their status readable through the API for the retention (72 hours, as SCF keeps them), even
+/// after a new function took the name; then the sweeper removes the deleted function with them.
+#[tokio::test]
+async fn a_deleted_functions_events_stay_readable_for_72_hours_and_its_name_is_free_at_once() {
+    let app = paused_app().await;
+    let f = traced_function(&app, "nightly").await;
+    ended(&app, f, "finished-before").await;
+    add_event(&app, f, "was-running", "API").await;
+    let running_row = claim(&app).await;
+    add_event(&app, f, "still-queued", "API").await;
+
+    app.api("DeleteFunction", json!({"FunctionName": "nightly"}))
+        .await
+        .ok();
+    let gone = app
+        .api("GetFunction", json!({"FunctionName": "nightly"}))
+        .await;
+    assert_eq!(gone.error_code(), "ResourceNotFound.Function");
+    let listed = app.api("ListFunctions", json!({})).await;
+    assert_eq!(listed.ok()["TotalCount"], 0);
+
+    // Every event is still there, and none is left unended.
+    let status = |id: &'static str| {
+        let app = &app;
+        async move {
+            let a = app
+                .api("GetAsyncEventStatus", json!({"InvokeRequestId": id}))
+                .await;
+            let r = &a.ok()["Result"];
+            (
+                r["Status"].as_str().unwrap().to_string(),
+                r["StatusCode"].as_i64().unwrap(),
+            )
+        }
+    };
+    assert_eq!(status("finished-before").await, ("FINISHED".into(), 200));
+    assert_eq!(status("was-running").await, ("ABORTED".into(), 499));
+    assert_eq!(status("still-queued").await, ("ABORTED".into(), 499));
+    assert!(
+        timeline(&app, "still-queued")
+            .await
+            .iter()
+            .any(|s| s.contains("Stopped: its function was deleted (499)"))
+    );
+    let request = app
+        .api(
+            "GetRequestStatus",
+            json!({"FunctionName": "nightly", "FunctionRequestId": "was-running"}),
+        )
+        .await;
+    let item = &request.ok()["Data"][0];
+    assert_eq!(item["RetCode"], -1);
+    assert_eq!(item["RetMsg"], "Stopped: its function was deleted (499)");
+    let events = app
+        .api("ListAsyncEvents", json!({"FunctionName": "nightly"}))
+        .await;
+    assert_eq!(events.ok()["TotalCount"], 3);
+
+    // The run that held "was-running" ends late: its write is fenced off.
+    end(&app, running_row, EventStatus::Finished, 200).await;
+    assert_eq!(status("was-running").await, ("ABORTED".into(), 499));
+    // An invocation accepted as the function went is refused at its insert.
+    let late = app
+        .state
+        .store
+        .apply_event_writes(&[EventWrite::Insert(scf_console::store::NewEvent {
+            request_id: "too-late".into(),
+            function_id: f,
+            region: REGION.into(),
+            namespace: "default".into(),
+            invoke_type: "API".into(),
+            traced: true,
+            payload: "{}".into(),
+            enqueued_at: app.state.clock.now_millis(),
+            invoked_by: None,
+            rerun_of: None,
+        })])
+        .await;
+    assert!(
+        matches!(late, Err(scf_console::store::StoreError::NotFound)),
+        "{late:?}"
+    );
+
+    // The name is free: a new function takes it, with events of its own.
+    traced_function(&app, "nightly").await;
+    let events = app
+        .api("ListAsyncEvents", json!({"FunctionName": "nightly"}))
+        .await;
+    assert_eq!(
+        events.ok()["TotalCount"],
+        0,
+        "the new function has none yet"
+    );
+    let old = app
+        .api(
+            "GetRequestStatus",
+            json!({"FunctionName": "nightly", "FunctionRequestId": "finished-before"}),
+        )
+        .await;
+    assert_eq!(
+        old.ok()["Data"][0]["RetCode"],
+        0,
+        "the old one's still answer"
+    );
+
+    // After the retention, the sweeper removes the deleted function and its events.
+    app.state.clock.advance(RETENTION + Duration::from_secs(1));
+    app.state.sweeper.run_once().await.unwrap();
+    for id in ["finished-before", "was-running", "still-queued"] {
+        assert!(!exists(&app, id).await, "{id}");
+    }
+    let key = scf_console::store::FunctionKey {
+        region: REGION.into(),
+        namespace: "default".into(),
+        name: "nightly".into(),
+    };
+    assert!(
+        app.state
+            .store
+            .get_deleted_function(&key)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(app.state.store.get_function(&key).await.unwrap().is_some());
+}
+
+/// A namespace whose functions were all deleted can be deleted, events kept or not.
+#[tokio::test]
+async fn a_namespace_with_only_deleted_functions_can_be_deleted() {
+    let app = paused_app().await;
+    app.api("CreateNamespace", json!({"Namespace": "batch"}))
+        .await
+        .ok();
+    app.create_function(
+        "batch",
+        "once",
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    let call = app
+        .api(
+            "Invoke",
+            json!({"FunctionName": "once", "Namespace": "batch", "InvocationType": "Event"}),
+        )
+        .await;
+    let id = call.ok()["Result"]["FunctionRequestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.api(
+        "DeleteFunction",
+        json!({"FunctionName": "once", "Namespace": "batch"}),
+    )
+    .await
+    .ok();
+    assert!(exists(&app, &id).await);
+    app.api("DeleteNamespace", json!({"Namespace": "batch"}))
+        .await
+        .ok();
+    assert!(!exists(&app, &id).await, "its events went with it");
 }

@@ -272,7 +272,7 @@ async fn a_function_over_its_memory_is_stopped_and_fails_alone() {
         );
     }
     let e = until_status(&app, &neighbour, EventStatus::Finished).await;
-    assert_eq!(e.result.as_deref(), Some("fine"));
+    assert_eq!(e.result.as_deref(), Some(r#""fine""#));
 }
 
 /// A handler starts a process that leaves its session and its parent, and returns: the
@@ -391,7 +391,7 @@ exports.main_handler = async () => {
     let name = format!("left-behind-{}", uuid::Uuid::new_v4());
     let planted = invoke(&app, "planter", json!({"name": name})).await;
     let e = until_status(&app, &planted, EventStatus::Finished).await;
-    assert_eq!(e.result.as_deref(), Some("/tmp"));
+    assert_eq!(e.result.as_deref(), Some(r#""/tmp""#));
     let look = invoke(&app, "looker", json!({})).await;
     let e = until_status(&app, &look, EventStatus::Finished).await;
     let r: Value = serde_json::from_str(&e.result.unwrap()).unwrap();

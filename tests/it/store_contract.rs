@@ -57,6 +57,7 @@ contract!(sqlite:
     one_first_user_and_never_no_admin,
     sessions_end_with_time_password_changes_and_their_user,
     audit_entries_filter_newest_first_and_sweep_by_age,
+    a_deleted_function_frees_its_name_and_keeps_its_events_ended,
 );
 
 const REGION: &str = "ap-guangzhou";
@@ -814,4 +815,170 @@ fn requested() -> TimelineEntry {
         status: EventStatus::Running,
         detail: "Termination requested by a test (forced).".into(),
     }
+}
+
+/// Deleting frees the name at once; the function's unended events end ABORTED with the entry
+/// given, its ended ones stay as they were, a new event of it is refused, and the sweeper
+/// removes it once its deletion is older than the cutoff.
+async fn a_deleted_function_frees_its_name_and_keeps_its_events_ended(b: Backend) {
+    let old = function(&b.one, "orders", 0).await;
+    accept(&b.one, old, &["done", "running", "queued"], 1_000).await;
+    let claimed = b
+        .one
+        .claim_events(1_000, &ClaimBudget::up_to(2), ME, 60_000)
+        .await
+        .unwrap();
+    let done = claimed.iter().find(|c| c.request_id == "done").unwrap();
+    b.one
+        .apply_event_writes(&[EventWrite::Finish {
+            event_id: done.id,
+            run: lease(ME, 1),
+            traced: true,
+            status_code: 200,
+            result: Some("1".into()),
+            error: None,
+            logs: None,
+            entry: TimelineEntry {
+                at: 1_500,
+                status: EventStatus::Finished,
+                detail: "done".into(),
+            },
+        }])
+        .await
+        .unwrap();
+    let key = scf_console::store::FunctionKey {
+        region: REGION.into(),
+        namespace: "default".into(),
+        name: "orders".into(),
+    };
+    let deleted = TimelineEntry {
+        at: 2_000,
+        status: EventStatus::Aborted,
+        detail: "deleted".into(),
+    };
+    b.two.delete_function(&key, &deleted, 499).await.unwrap();
+    assert!(matches!(
+        b.one.delete_function(&key, &deleted, 499).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(b.one.get_function(&key).await.unwrap().is_none());
+    assert_eq!(
+        b.one
+            .get_deleted_function(&key)
+            .await
+            .unwrap()
+            .map(|f| f.id),
+        Some(old)
+    );
+    assert_eq!(status(&b.one, "done").await.0, EventStatus::Finished);
+    for id in ["running", "queued"] {
+        let e = b.one.get_event(id).await.unwrap().unwrap();
+        assert_eq!(
+            (e.status, e.status_code, e.ended_at),
+            (EventStatus::Aborted, Some(499), Some(2_000)),
+            "{id}"
+        );
+    }
+    let late = b
+        .two
+        .apply_event_writes(&[EventWrite::Insert(NewEvent {
+            request_id: "late".into(),
+            function_id: old,
+            region: REGION.into(),
+            namespace: "default".into(),
+            invoke_type: "API".into(),
+            traced: true,
+            payload: "{}".into(),
+            enqueued_at: 2_500,
+            invoked_by: None,
+            rerun_of: None,
+        })])
+        .await;
+    assert!(matches!(late, Err(StoreError::NotFound)), "{late:?}");
+
+    let new = function(&b.two, "orders", 0).await;
+    assert_ne!(new, old);
+    assert_eq!(
+        b.one.get_function(&key).await.unwrap().map(|f| f.id),
+        Some(new)
+    );
+    assert_eq!(b.one.sweep_deleted_functions(2_000).await.unwrap(), 0);
+    assert_eq!(b.one.sweep_deleted_functions(2_001).await.unwrap(), 1);
+    assert!(b.one.get_deleted_function(&key).await.unwrap().is_none());
+    assert!(b.one.get_event("done").await.unwrap().is_none());
+    assert_eq!(
+        b.one.get_function(&key).await.unwrap().map(|f| f.id),
+        Some(new)
+    );
+}
+
+/// A store made by the release before deleted functions were kept (migrations up to 0013)
+/// opens with every function, event and timeline as it was, and its foreign keys intact.
+#[tokio::test]
+async fn a_store_of_the_previous_release_upgrades_with_nothing_lost() {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use std::str::FromStr;
+    let dir = tempfile::tempdir().unwrap();
+    let old_migrations = dir.path().join("migrations");
+    std::fs::create_dir(&old_migrations).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.as_str() < "0014" {
+            std::fs::copy(&path, old_migrations.join(&name)).unwrap();
+        }
+    }
+    let db = dir.path().join("old.db");
+    {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))
+            .unwrap()
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(old_migrations.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        for sql in [
+            "INSERT INTO namespaces (region, name, created_at) VALUES ('ap-guangzhou', 'default', 1)",
+            "INSERT INTO functions (id, region, namespace, name, runtime, handler, memory_size, \
+             timeout, async_run_enable, trace_enable, retry_num, msg_ttl, created_at, modified_at, \
+             reserved_mem) VALUES (7, 'ap-guangzhou', 'default', 'legacy', 'Python3.10', \
+             'index.main_handler', 128, 3, 1, 1, 2, 3600, 1, 1, 256)",
+            "INSERT INTO function_files (function_id, path, content) VALUES (7, 'index.py', x'00')",
+            "INSERT INTO events (request_id, function_id, invoke_type, status, traced, payload, \
+             enqueued_at, run_after, status_code, ended_at) \
+             VALUES ('legacy-event', 7, 'API', 2, 1, '{}', 10, 10, 200, 20)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+
+    let store = scf_console::store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let key = scf_console::store::FunctionKey {
+        region: REGION.into(),
+        namespace: "default".into(),
+        name: "legacy".into(),
+    };
+    let f = store.get_function(&key).await.unwrap().unwrap();
+    assert_eq!((f.id, f.reserved_mem, f.deleted_at), (7, Some(256), None));
+    assert_eq!(store.get_code(7).await.unwrap().len(), 1);
+    let e = store.get_event("legacy-event").await.unwrap().unwrap();
+    assert_eq!((e.function_id, e.status), (7, EventStatus::Finished));
+    // The events still refer to the rebuilt table: deleting it for good takes them along.
+    let deleted = TimelineEntry {
+        at: 30,
+        status: EventStatus::Aborted,
+        detail: "deleted".into(),
+    };
+    store.delete_function(&key, &deleted, 499).await.unwrap();
+    assert_eq!(store.sweep_deleted_functions(31).await.unwrap(), 1);
+    assert!(store.get_event("legacy-event").await.unwrap().is_none());
+    assert!(store.get_code(7).await.unwrap().is_empty());
 }

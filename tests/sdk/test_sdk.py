@@ -428,3 +428,130 @@ def test_request_status_and_account(server):
     limits = next(n for n in limit.Namespace if n.Namespace == "default")
     assert [f for f in fields_of(limits) if getattr(limits, f) is None] == []
     assert (limits.RetryNumLimit, limits.MinMsgTTL, limits.MaxMsgTTL) == (2, 60, 21600)
+
+
+SERVED = [
+    "CreateFunction", "GetFunction", "ListFunctions", "DeleteFunction", "UpdateFunctionConfiguration",
+    "UpdateFunctionCode", "GetFunctionEventInvokeConfig", "UpdateFunctionEventInvokeConfig",
+    "PutReservedConcurrencyConfig", "GetReservedConcurrencyConfig", "DeleteReservedConcurrencyConfig",
+    "Invoke", "ListAsyncEvents", "GetAsyncEventStatus", "GetRequestStatus", "GetAccount",
+    "TerminateAsyncEvent", "ListNamespaces", "CreateNamespace", "DeleteNamespace",
+]
+
+# API 3.0's common error codes, which any action may answer.
+COMMON_CODES = {
+    "AuthFailure.InvalidAuthorization", "AuthFailure.SecretIdNotFound", "AuthFailure.SignatureExpire",
+    "AuthFailure.SignatureFailure", "FailedOperation", "InternalError", "InvalidAction", "InvalidParameter",
+    "InvalidParameterValue", "LimitExceeded", "MissingParameter", "NoSuchVersion", "RequestLimitExceeded",
+    "RequestSizeLimitExceeded", "ResourceInUse", "ResourceNotFound", "ResourceUnavailable",
+    "UnauthorizedOperation", "UnknownParameter", "UnsupportedOperation", "UnsupportedRegion",
+}
+
+
+def documented_codes():
+    """Each action's own error codes, as the server's table keeps them from the SDK's docs."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    codes, action = {}, None
+    with open(os.path.join(root, "src", "scf", "error_codes.txt")) as table:
+        for line in map(str.strip, table):
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("["):
+                action = line.strip("[]")
+                codes[action] = set()
+            else:
+                codes[action].add(line)
+    return codes
+
+
+def test_every_refusal_answers_a_code_its_action_documents(server):
+    """Client code branches on the codes of each action's documented list: every refusal below
+    answers one of them (or a common code), and the one SCF answers where it names one."""
+    c = client(server)
+    code = {"ZipFile": zip_base64({"index.py": HANDLER})}
+    c.CreateFunction(request(models.CreateFunctionRequest, FunctionName="coded", Code=code, AsyncRunEnable="TRUE", TraceEnable="TRUE"))
+    c.CreateFunction(request(
+        models.CreateFunctionRequest, FunctionName="untraced", Code=code, AsyncRunEnable="TRUE", TraceEnable="FALSE",
+    ))
+    ghost = "00000000-0000-4000-8000-000000000000"
+    cases = [
+        ("CreateFunction", {"FunctionName": "coded", "Code": code}, "ResourceInUse.Function"),
+        ("CreateFunction", {"FunctionName": "x", "Code": code}, "InvalidParameterValue.FunctionName"),
+        ("CreateFunction", {"FunctionName": "nocode"}, "MissingParameter.Code"),
+        ("CreateFunction", {"FunctionName": "m", "Code": code, "MemorySize": 10**15}, None),
+        ("GetFunction", {}, "InvalidParameter.FunctionNameOrResourceIdRequired"),
+        ("GetFunction", {"FunctionName": "coded", "Qualifier": "3"}, "ResourceNotFound.Version"),
+        ("GetFunction", {"FunctionName": "ghost"}, "ResourceNotFound.Function"),
+        ("ListFunctions", {"Order": "SIDEWAYS"}, None),
+        ("ListFunctions", {"Limit": 10**15}, None),
+        ("ListFunctions", {"Orderby": "Colour"}, "InvalidParameterValue"),
+        ("DeleteFunction", {"FunctionName": "coded", "Qualifier": "3"}, "ResourceNotFound.Qualifier"),
+        ("DeleteFunction", {"FunctionName": "ghost"}, "ResourceNotFound.Function"),
+        ("UpdateFunctionConfiguration", {"FunctionName": "coded", "Timeout": 0}, None),
+        ("UpdateFunctionConfiguration", {"FunctionName": "coded", "VpcConfig": {"VpcId": "vpc-1"}}, None),
+        ("UpdateFunctionCode", {"FunctionName": "coded"}, "InvalidParameterValue.Code"),
+        ("UpdateFunctionCode", {"FunctionName": "coded", "ZipFile": "not base64!"}, None),
+        ("GetFunctionEventInvokeConfig", {"FunctionName": "ghost"}, "ResourceNotFound.Function"),
+        ("UpdateFunctionEventInvokeConfig", {"FunctionName": "coded", "AsyncTriggerConfig": {"RetryConfig": [{"RetryNum": 1}]}},
+         "InvalidParameterValue.AsyncTriggerConfig"),
+        ("UpdateFunctionEventInvokeConfig",
+         {"FunctionName": "coded", "AsyncTriggerConfig": {"RetryConfig": [{"RetryNum": 99}], "MsgTTL": 60}},
+         "LimitExceeded.RetryNum"),
+        ("PutReservedConcurrencyConfig", {"FunctionName": "coded", "ReservedConcurrencyMem": 10**15}, None),
+        ("GetReservedConcurrencyConfig", {"FunctionName": "ghost"}, "ResourceNotFound.Function"),
+        ("DeleteReservedConcurrencyConfig", {"FunctionName": "ghost"}, "ResourceNotFound.Function"),
+        ("Invoke", {"FunctionName": "coded", "InvocationType": "Sometimes"}, "InvalidParameterValue"),
+        ("Invoke", {"FunctionName": "coded", "ClientContext": "{not json"}, None),
+        ("Invoke", {"FunctionName": "ghost"}, "ResourceNotFound.Function"),
+        ("ListAsyncEvents", {"FunctionName": "coded", "Status": ["SLEEPING"]}, "InvalidParameterValue.Status"),
+        ("ListAsyncEvents", {"FunctionName": "untraced"}, None),
+        ("ListAsyncEvents", {"FunctionName": "coded", "Qualifier": "3"}, "ResourceNotFound.Version"),
+        ("GetAsyncEventStatus", {"InvokeRequestId": ghost}, "ResourceNotFound.AsyncEvent"),
+        ("GetRequestStatus", {"FunctionName": "coded", "FunctionRequestId": ghost, "StartTime": "yesterday",
+                              "EndTime": "today"}, None),
+        ("GetRequestStatus", {"FunctionName": "ghost", "FunctionRequestId": ghost}, "ResourceNotFound.Function"),
+        ("GetAccount", {"Colour": "blue"}, "UnknownParameter"),
+        ("TerminateAsyncEvent", {"FunctionName": "coded", "InvokeRequestId": ghost}, "ResourceNotFound.AsyncEvent"),
+        ("ListNamespaces", {"Limit": -1}, None),
+        ("CreateNamespace", {"Namespace": "default"}, "InvalidParameterValue.DefaultNamespace"),
+        ("CreateNamespace", {"Namespace": "bad name!"}, None),
+        ("DeleteNamespace", {"Namespace": "ghost-ns"}, "ResourceNotFound.Namespace"),
+    ]
+    documented = documented_codes()
+    assert sorted(documented) == sorted(SERVED)
+    answered = []
+    for action, params, expected in cases:
+        got = error_code(lambda: c.call_json(action, params))
+        answered.append((action, got))
+        assert got in documented[action] | COMMON_CODES, f"{action} {params} answered {got}, not in its list"
+        if expected:
+            assert got == expected, f"{action} {params}"
+    assert {a for a, _ in answered} == set(SERVED), "every served action is refused at least once"
+
+
+def sdk_placeholder(doc_type):
+    """A value of the type an SDK request model documents for a field."""
+    if doc_type.startswith(":class:"):
+        return {}
+    if doc_type.startswith("list of "):
+        return [sdk_placeholder(doc_type[len("list of "):])]
+    return {"str": "x", "int": 1, "bool": False, "float": 1.0}.get(doc_type, {})
+
+
+def test_every_request_field_the_sdk_defines_is_known(server):
+    """Each parameter of each served action's SDK request model is taken, or refused for its
+    value (UnsupportedOperation where the feature is missing), never UnknownParameter."""
+    c = client(server)
+    unknown = []
+    for action in SERVED:
+        model = getattr(models, action + "Request")
+        # The docstring names each field's type (":type Code: :class:`...models.Code`").
+        types = dict(re.findall(r":type (\w+): (.+)", model.__init__.__doc__ or ""))
+        for field in fields_of(model()):
+            value = sdk_placeholder(types.get(field, "str"))
+            try:
+                c.call_json(action, {field: value})
+            except TencentCloudSDKException as e:
+                if e.code == "UnknownParameter" or e.code == "InvalidParameter" and "unknown" in e.message.lower():
+                    unknown.append(f"{action}.{field}: {e.message}")
+    assert unknown == []

@@ -72,7 +72,7 @@ impl Catalog for SqliteStore {
     async fn delete_namespace(&self, region: &str, name: &str) -> StoreResult<()> {
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
         let functions: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM functions WHERE region = ? AND namespace = ?")
+            sqlx::query_scalar("SELECT COUNT(*) FROM functions WHERE region = ? AND namespace = ? AND deleted_at IS NULL")
                 .bind(region)
                 .bind(name)
                 .fetch_one(&mut *tx)
@@ -80,6 +80,14 @@ impl Catalog for SqliteStore {
         if functions > 0 {
             return Err(StoreError::NotEmpty);
         }
+        // Deleted functions kept for their events' status go with their namespace.
+        sqlx::query(
+            "DELETE FROM functions WHERE region = ? AND namespace = ? AND deleted_at IS NOT NULL",
+        )
+        .bind(region)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
         let deleted = sqlx::query("DELETE FROM namespaces WHERE region = ? AND name = ?")
             .bind(region)
             .bind(name)
@@ -103,6 +111,7 @@ impl Catalog for SqliteStore {
         fn filter(b: &mut QueryBuilder<Sqlite>, region: &str, namespace: &str, q: &FunctionQuery) {
             b.push(" WHERE region = ").push_bind(region);
             b.push(" AND namespace = ").push_bind(namespace);
+            b.push(" AND deleted_at IS NULL");
             if !q.search.trim().is_empty() {
                 b.push(" AND name LIKE ")
                     .push_bind(like_pattern(q.search.trim()))
@@ -161,7 +170,8 @@ impl Catalog for SqliteStore {
 
     async fn get_function(&self, key: &FunctionKey) -> StoreResult<Option<Function>> {
         let sql = format!(
-            "SELECT {FUNCTION_COLUMNS} FROM functions WHERE region = ? AND namespace = ? AND name = ?"
+            "SELECT {FUNCTION_COLUMNS} FROM functions \
+             WHERE region = ? AND namespace = ? AND name = ? AND deleted_at IS NULL"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(&key.region)
@@ -241,7 +251,8 @@ impl Catalog for SqliteStore {
         let sql = format!(
             "UPDATE functions SET description = ?, memory_size = ?, timeout = ?, environment = ?, \
              trace_disabled_at = ?, trace_enable = ?, retry_num = ?, msg_ttl = ?, qps_limit = ?, \
-             public_net = ?, modified_at = ? WHERE region = ? AND namespace = ? AND name = ? \
+             public_net = ?, modified_at = ? \
+             WHERE region = ? AND namespace = ? AND name = ? AND deleted_at IS NULL \
              RETURNING {FUNCTION_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
@@ -273,7 +284,8 @@ impl Catalog for SqliteStore {
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
         let sql = format!(
             "UPDATE functions SET handler = ?, modified_at = ? \
-             WHERE region = ? AND namespace = ? AND name = ? RETURNING {FUNCTION_COLUMNS}"
+             WHERE region = ? AND namespace = ? AND name = ? AND deleted_at IS NULL \
+             RETURNING {FUNCTION_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(&code.handler)
@@ -296,16 +308,72 @@ impl Catalog for SqliteStore {
         Ok(function)
     }
 
-    async fn delete_function(&self, key: &FunctionKey) -> StoreResult<()> {
-        found(
-            sqlx::query("DELETE FROM functions WHERE region = ? AND namespace = ? AND name = ?")
-                .bind(&key.region)
-                .bind(&key.namespace)
-                .bind(&key.name)
-                .execute(&self.writer)
-                .await?
-                .rows_affected(),
+    async fn delete_function(
+        &self,
+        key: &FunctionKey,
+        aborted: &TimelineEntry,
+        status_code: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        // A deleted function holds no reservation.
+        let id: i64 = sqlx::query_scalar(
+            "UPDATE functions SET deleted_at = ?, reserved_mem = NULL \
+             WHERE region = ? AND namespace = ? AND name = ? AND deleted_at IS NULL RETURNING id",
         )
+        .bind(aborted.at)
+        .bind(&key.region)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let unended = format!("status IN ({QUEUED}, {RUNNING})");
+        // Events status trace does not record have nothing to keep.
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM events WHERE function_id = ? AND traced = 0 AND {unended}"
+        )))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO event_timeline (event_id, at, status, detail) \
+             SELECT id, ?, ?, ? FROM events WHERE function_id = ? AND {unended}"
+        )))
+        .bind(aborted.at)
+        .bind(aborted.status.code())
+        .bind(&aborted.detail)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        // A run still going elsewhere finds its event ended: its writes are fenced off.
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE events SET status = ?, status_code = ?, ended_at = ?, error = ? \
+             WHERE function_id = ? AND {unended}"
+        )))
+        .bind(aborted.status.code())
+        .bind(status_code)
+        .bind(aborted.at)
+        .bind(&aborted.detail)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_deleted_function(&self, key: &FunctionKey) -> StoreResult<Option<Function>> {
+        let sql = format!(
+            "SELECT {FUNCTION_COLUMNS} FROM functions \
+             WHERE region = ? AND namespace = ? AND name = ? AND deleted_at IS NOT NULL \
+             ORDER BY deleted_at DESC LIMIT 1"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(&key.region)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(function_from_row).transpose()?)
     }
 
     async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
@@ -405,7 +473,8 @@ impl Catalog for SqliteStore {
     ) -> StoreResult<Function> {
         let sql = format!(
             "UPDATE functions SET reserved_mem = ? \
-             WHERE region = ? AND namespace = ? AND name = ? RETURNING {FUNCTION_COLUMNS}"
+             WHERE region = ? AND namespace = ? AND name = ? AND deleted_at IS NULL \
+             RETURNING {FUNCTION_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(reserved_mem)
@@ -480,7 +549,7 @@ impl Catalog for SqliteStore {
 
 const FUNCTION_COLUMNS: &str = "id, region, namespace, name, runtime, handler, description, \
      memory_size, timeout, environment, async_run_enable, trace_enable, retry_num, msg_ttl, \
-     qps_limit, public_net, reserved_mem, trace_disabled_at, created_at, modified_at";
+     qps_limit, public_net, reserved_mem, trace_disabled_at, created_at, modified_at, deleted_at";
 
 /// The function an `UPDATE … RETURNING` changed, or `NotFound` when it matched none.
 fn updated(row: Option<SqliteRow>) -> StoreResult<Function> {
@@ -511,6 +580,7 @@ fn function_from_row(row: &SqliteRow) -> Result<Function, sqlx::Error> {
         trace_disabled_at: row.try_get("trace_disabled_at")?,
         created_at: row.try_get("created_at")?,
         modified_at: row.try_get("modified_at")?,
+        deleted_at: row.try_get("deleted_at")?,
     })
 }
 
@@ -566,7 +636,8 @@ pub(super) fn like_pattern(search: &str) -> String {
 }
 
 const NAMESPACE_SELECT: &str = "SELECT n.region, n.name, n.description, n.created_at, \
-     (SELECT COUNT(*) FROM functions f WHERE f.region = n.region AND f.namespace = n.name) \
+     (SELECT COUNT(*) FROM functions f WHERE f.region = n.region AND f.namespace = n.name \
+      AND f.deleted_at IS NULL) \
      AS function_count FROM namespaces n";
 
 /// A write that names one row: none changed means it is not there.

@@ -25,6 +25,14 @@ impl Retention for SqliteStore {
             .rows_affected())
     }
 
+    async fn sweep_deleted_functions(&self, cutoff: Millis) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM functions WHERE deleted_at < ?")
+            .bind(cutoff)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
+    }
+
     async fn trim_rollups(&self, cutoff: Millis) -> StoreResult<u64> {
         let minute = cutoff.div_euclid(60_000);
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
