@@ -114,7 +114,14 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   assert.ok(account.AccountUsage.Namespace.some((n) => n.Functions.includes(name)));
   console.log("GetAccount ok");
   await refused(() => scf.GetFunction({ FunctionName: "no-such-function" }), "ResourceNotFound.Function");
+  await refused(() => scf.Invoke({ FunctionName: name, InvocationType: "Sometimes" }), "InvalidParameterValue");
+  await refused(() => scf.DeleteFunction({ FunctionName: name, Qualifier: "3" }), "ResourceNotFound.Qualifier");
+  await refused(() => scf.CreateNamespace({ Namespace: "default" }), "InvalidParameterValue.DefaultNamespace");
+  console.log("refusals ok");
   await scf.DeleteFunction({ FunctionName: name });
+  // Its events' status stays readable after it is gone, as on SCF.
+  const kept = await scf.GetAsyncEventStatus({ InvokeRequestId: id });
+  assert.strictEqual(kept.Result.Status, "FINISHED");
   console.log("DeleteFunction ok");
   await scf.DeleteNamespace({ Namespace: "node-team" });
   console.log("DeleteNamespace ok");
