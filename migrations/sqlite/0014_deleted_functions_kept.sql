@@ -1,19 +1,17 @@
--- no-transaction
 -- A deleted function's events stay readable for 72 hours, as on SCF (GetRequestStatus,
 -- GetAsyncEventStatus, ListAsyncEvents), while its name is free at once for a new function.
 -- So a deletion marks the row (`deleted_at`) and the sweeper removes it, with its events,
 -- once the 72 hours have passed; names are unique among the functions not deleted.
 --
 -- SQLite cannot drop the table's UNIQUE (region, namespace, name) constraint, so the table is
--- rebuilt the way SQLite documents (https://sqlite.org/lang_altertable.html#otheralter): with
--- foreign keys off, which is why this migration runs outside the migrator's transaction and
--- opens its own. The tables that refer to `functions` keep their references by name.
-
-PRAGMA foreign_keys = OFF;
-BEGIN IMMEDIATE;
+-- rebuilt the way SQLite documents (https://sqlite.org/lang_altertable.html#otheralter); the
+-- migrations run with foreign keys off, so dropping the old table cascades nowhere, and the
+-- tables that refer to `functions` keep their references by name. Function ids become
+-- AUTOINCREMENT on the way, as event ids did: a deleted function's id, which the engine
+-- remembers to keep its claimed events from starting, is never handed to a new function.
 
 CREATE TABLE functions_new (
-    id                INTEGER PRIMARY KEY,
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
     region            TEXT    NOT NULL,
     namespace         TEXT    NOT NULL,
     name              TEXT    NOT NULL,
@@ -72,5 +70,3 @@ BEGIN
     SELECT RAISE(ABORT, 'the function was deleted');
 END;
 
-COMMIT;
-PRAGMA foreign_keys = ON;

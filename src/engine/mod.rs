@@ -198,7 +198,7 @@ struct Control {
     /// Set when the server stops the runs that outlived the shutdown grace: those runs go back
     /// to the queue (not to ABORTED), and a claimed run that had not started does not start.
     interrupting: bool,
-    /// Functions being deleted: their claimed events do not start any more.
+    /// Functions being deleted or deleted by this node: their claimed events do not start.
     deleting: std::collections::HashSet<i64>,
 }
 
@@ -764,11 +764,15 @@ impl Engine {
             .store
             .delete_function(&f.key(), &aborted, status_code::TERMINATED)
             .await;
-        self.control
-            .lock()
-            .expect("control lock")
-            .deleting
-            .remove(&f.id);
+        // Ids are never reused, so a deleted function's id stays marked (a run claimed before
+        // the deletion must not start later). Not deleted after all: its events run again.
+        if matches!(&deleted, Err(e) if !matches!(e, crate::store::StoreError::NotFound)) {
+            self.control
+                .lock()
+                .expect("control lock")
+                .deleting
+                .remove(&f.id);
+        }
         deleted?;
         // Its warm instances are of no use any more; a version no instance has returns them all.
         let (_, instances) = self.pools.take_idle((f.id, i64::MIN));
@@ -876,7 +880,7 @@ impl Engine {
                 };
                 // Deleted with its function (or unreadable now): nothing to run. Its lease is
                 // not renewed, so it is taken over once it runs out.
-                let Some(function) = function else {
+                let Some(function) = function.filter(|f| !f.is_deleted()) else {
                     self.release(&event.request_id);
                     continue;
                 };

@@ -120,7 +120,8 @@ impl Sweeper {
                 .in_batches(|limit| self.store.sweep_events(cutoff, limit))
                 .await?;
             // A deleted function's events were kept as long as any other's: it goes now.
-            self.store.sweep_deleted_functions(cutoff).await?;
+            self.in_batches(|limit| self.store.sweep_deleted_functions(cutoff, limit))
+                .await?;
             self.store.trim_rollups(cutoff).await?;
             let audit = self
                 .in_batches(|limit| self.store.sweep_audit(audit_cutoff, limit))

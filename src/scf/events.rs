@@ -9,9 +9,8 @@ use crate::domain::event::EventStatus;
 use crate::domain::event_query::{
     EventFilter, EventOrderBy, check_range, parse_scf_time, statuses_from_scf,
 };
-use crate::domain::function::Function;
 use crate::service::{ServiceError, events};
-use crate::store::{EventPageQuery, EventRecord};
+use crate::store::EventPageQuery;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -186,14 +185,20 @@ pub async fn request_status(call: &Call<'_>, params: Value) -> ApiResult<Value> 
         )?,
     };
     // An event status trace did not record (or that does not exist) has no status to give.
-    // It may be of a function of this name deleted since, whose name was taken again.
-    let mut found = event_of(call, &f, &req.function_request_id, window).await?;
-    if found.is_none() && !f.is_deleted() {
-        let key = f.key();
-        if let Some(deleted) = call.state.store.get_deleted_function(&key).await? {
-            found = event_of(call, &deleted, &req.function_request_id, window).await?;
-        }
-    }
+    // It may be of an earlier function of this name, deleted since: its events are kept.
+    let found =
+        match events::get_in_region(call.state, &call.region, &req.function_request_id).await {
+            Ok(e)
+                if e.namespace == f.namespace
+                    && e.function_name == f.name
+                    && e.enqueued_at >= window.0
+                    && e.enqueued_at < window.1 =>
+            {
+                Some(e)
+            }
+            Ok(_) | Err(ServiceError::NotFound(_) | ServiceError::Refused(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
     let data: Vec<Value> = found
         .into_iter()
         .map(|e| {
@@ -222,18 +227,4 @@ pub async fn request_status(call: &Call<'_>, params: Value) -> ApiResult<Value> 
         })
         .collect();
     Ok(json!({ "TotalCount": data.len(), "Data": data }))
-}
-
-/// `f`'s event `request_id` when status trace recorded it and it was accepted in `window`.
-async fn event_of(
-    call: &Call<'_>,
-    f: &Function,
-    request_id: &str,
-    window: (i64, i64),
-) -> ApiResult<Option<EventRecord>> {
-    match events::get(call.state, f, request_id).await {
-        Ok(e) if e.enqueued_at >= window.0 && e.enqueued_at < window.1 => Ok(Some(e)),
-        Ok(_) | Err(ServiceError::NotFound(_) | ServiceError::Refused(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }

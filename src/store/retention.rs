@@ -20,8 +20,9 @@ pub trait Retention: Send + Sync {
     /// rollups follow by trigger). Queued and running events are never touched.
     async fn sweep_events(&self, cutoff: Millis, limit: u32) -> StoreResult<u64>;
 
-    /// Removes functions deleted before `cutoff`, with whatever of theirs is left.
-    async fn sweep_deleted_functions(&self, cutoff: Millis) -> StoreResult<u64>;
+    /// Removes up to `limit` functions deleted before `cutoff`, with whatever of theirs is
+    /// left (their events ended when they were deleted, so the event sweep took most).
+    async fn sweep_deleted_functions(&self, cutoff: Millis, limit: u32) -> StoreResult<u64>;
 
     /// Drops rollup rows older than `cutoff` that no longer count anything, and run-time
     /// histograms of minutes before it.

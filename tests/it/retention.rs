@@ -344,6 +344,17 @@ async fn a_deleted_functions_events_stay_readable_for_72_hours_and_its_name_is_f
         0,
         "the old one's still answer"
     );
+    // Deleted again: both deleted functions' events answer.
+    app.api("DeleteFunction", json!({"FunctionName": "nightly"}))
+        .await
+        .ok();
+    let old = app
+        .api(
+            "GetRequestStatus",
+            json!({"FunctionName": "nightly", "FunctionRequestId": "finished-before"}),
+        )
+        .await;
+    assert_eq!(old.ok()["Data"][0]["RetCode"], 0, "after two deletions");
 
     // After the retention, the sweeper removes the deleted function and its events.
     app.state.clock.advance(RETENTION + Duration::from_secs(1));
@@ -364,7 +375,7 @@ async fn a_deleted_functions_events_stay_readable_for_72_hours_and_its_name_is_f
             .unwrap()
             .is_none()
     );
-    assert!(app.state.store.get_function(&key).await.unwrap().is_some());
+    assert!(app.state.store.get_function(&key).await.unwrap().is_none());
 }
 
 /// A namespace whose functions were all deleted can be deleted, events kept or not.

@@ -902,14 +902,19 @@ async fn a_deleted_function_frees_its_name_and_keeps_its_events_ended(b: Backend
         b.one.get_function(&key).await.unwrap().map(|f| f.id),
         Some(new)
     );
-    assert_eq!(b.one.sweep_deleted_functions(2_000).await.unwrap(), 0);
-    assert_eq!(b.one.sweep_deleted_functions(2_001).await.unwrap(), 1);
+    assert_eq!(b.one.sweep_deleted_functions(2_000, 10).await.unwrap(), 0);
+    assert_eq!(b.one.sweep_deleted_functions(2_001, 10).await.unwrap(), 1);
     assert!(b.one.get_deleted_function(&key).await.unwrap().is_none());
     assert!(b.one.get_event("done").await.unwrap().is_none());
     assert_eq!(
         b.one.get_function(&key).await.unwrap().map(|f| f.id),
         Some(new)
     );
+    // Ids are never reused, even once a deleted function is removed for good: the engine
+    // remembers deleted ids.
+    b.one.delete_function(&key, &deleted, 499).await.unwrap();
+    assert_eq!(b.one.sweep_deleted_functions(2_001, 10).await.unwrap(), 1);
+    assert!(function(&b.two, "billing", 0).await > new);
 }
 
 /// A store made by the release before deleted functions were kept (migrations up to 0013)
@@ -978,7 +983,7 @@ async fn a_store_of_the_previous_release_upgrades_with_nothing_lost() {
         detail: "deleted".into(),
     };
     store.delete_function(&key, &deleted, 499).await.unwrap();
-    assert_eq!(store.sweep_deleted_functions(31).await.unwrap(), 1);
+    assert_eq!(store.sweep_deleted_functions(31, 10).await.unwrap(), 1);
     assert!(store.get_event("legacy-event").await.unwrap().is_none());
     assert!(store.get_code(7).await.unwrap().is_empty());
 }

@@ -35,18 +35,45 @@ fn migrator() -> anyhow::Result<Migrator> {
             .split_once('_')
             .ok_or_else(|| anyhow::anyhow!("migration {file} is not named NNNN_name.sql"))?;
         let sql = String::from_utf8(Migrations::get(&file).expect("listed").data.into_owned())?;
-        // A migration that must run with foreign keys off (a table rebuilt) opens its own
-        // transaction: SQLite ignores the pragma inside one.
-        let no_tx = sql.starts_with("-- no-transaction");
         migrations.push(Migration::new(
             version.parse()?,
             Cow::Owned(description.replace('_', " ")),
             MigrationType::Simple,
             AssertSqlSafe(sql).into_sql_str(),
-            no_tx,
+            false,
         ));
     }
     Ok(Migrator::with_migrations(migrations))
+}
+
+/// Runs the migrations not yet applied, each in one transaction with its bookkeeping, on a
+/// connection of its own with foreign keys off: a migration that rebuilds a table (SQLite's
+/// only way to change a constraint) must not cascade its drop into the tables that refer to
+/// it, and the pragma cannot change inside a transaction. The references are checked after.
+async fn migrate(options: &SqliteConnectOptions, path: &std::path::Path) -> anyhow::Result<()> {
+    let mut conn = SqliteConnection::connect_with(&options.clone().foreign_keys(false))
+        .await
+        .map_err(|e| preflight::explain(path, e))?;
+    migrator()?
+        .run(&mut conn)
+        .await
+        .map_err(|e| preflight::explain_migration(path, e))?;
+    let broken: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT \"table\", rowid FROM pragma_foreign_key_check")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| preflight::explain(path, e))?;
+    if let Some((table, _)) = broken.first() {
+        anyhow::bail!(
+            "the database at {} has {} rows whose references lead nowhere (the first in table {table}); restore it from a backup",
+            path.display(),
+            broken.len()
+        );
+    }
+    conn.close()
+        .await
+        .map_err(|e| preflight::explain(path, e))?;
+    Ok(())
 }
 
 /// Write transactions take the write lock when they begin: a deferred one that read first
@@ -106,10 +133,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| preflight::explain(&path, e))?;
-        migrator()?
-            .run(&writer)
-            .await
-            .map_err(|e| preflight::explain_migration(&path, e))?;
+        migrate(&options, &path).await?;
         // Taking the write lock once now tells a locked or read-only database apart at start,
         // with its path, instead of at the first invocation.
         async {

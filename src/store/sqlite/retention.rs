@@ -25,12 +25,16 @@ impl Retention for SqliteStore {
             .rows_affected())
     }
 
-    async fn sweep_deleted_functions(&self, cutoff: Millis) -> StoreResult<u64> {
-        Ok(sqlx::query("DELETE FROM functions WHERE deleted_at < ?")
-            .bind(cutoff)
-            .execute(&self.writer)
-            .await?
-            .rows_affected())
+    async fn sweep_deleted_functions(&self, cutoff: Millis, limit: u32) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM functions WHERE id IN (SELECT id FROM functions \
+             WHERE deleted_at < ? ORDER BY deleted_at LIMIT ?)",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&self.writer)
+        .await?
+        .rows_affected())
     }
 
     async fn trim_rollups(&self, cutoff: Millis) -> StoreResult<u64> {
