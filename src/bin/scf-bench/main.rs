@@ -1,9 +1,12 @@
 //! scf-bench: measures scf-console against the performance targets of its design, on this
-//! machine, and prints a table. Run it in release mode:
+//! machine, and prints tables. Build both binaries in release mode, then run it:
 //!
-//!     cargo run --release --bin scf-bench
+//!     cargo build --release && target/release/scf-bench
 //!
-//! Each measurement starts its own server on a fresh SQLite file in the temporary folder.
+//! The accept and warm figures drive the real `scf-console` binary built beside it, as a
+//! process of its own (see `outside`), each beside the limit it is a ratio of; the other parts
+//! start a server inside this process to seed and time its store. Each measurement starts its
+//! own server on a fresh SQLite file in the temporary folder.
 
 use clap::{Parser, ValueEnum};
 use scf_console::app::serve;
@@ -20,10 +23,11 @@ use scf_console::state::AppState;
 use scf_console::store::{ClaimBudget, EventWrite, Function, NewEvent, RunLease, TimelineEntry};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+mod outside;
 
 const SECRET_ID: &str = "AKIDbenchmark000000000000000000000";
 const SECRET_KEY: &str = "benchmark-secret-key-0123456789ab";
@@ -40,12 +44,16 @@ struct Options {
     /// Seconds of load for each accept measurement.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Calls per second of the fixed-rate accept measurements.
+    /// Calls per second of the fixed-rate accepts of the sweep measurement.
     #[arg(long, value_name = "PER_SECOND", default_value_t = 5000)]
     rate: u64,
     /// Client connections sending the accept load.
     #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// Events the server runs at once (SCF_WORKERS), and warm interpreters the pipe limit is
+    /// measured with; the server's default (8 per core, at least 8) when not given.
+    #[arg(long)]
+    workers: Option<usize>,
     /// Events of the warm end-to-end measurement.
     #[arg(long, default_value_t = 20_000)]
     warm_events: usize,
@@ -642,121 +650,14 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut lines: Vec<(String, String, &str)> = Vec::new();
 
+    // The headline figures, from outside: the real binary as its own process, each beside the
+    // limit it is a ratio of, measured in the same run.
+    let workers = o.workers.unwrap_or_else(|| EngineConfig::default().workers);
     if run(Part::Accept) {
-        // The engine is paused (no workers), so only the accept path is measured.
-        let paused = EngineConfig {
-            workers: 0,
-            ..EngineConfig::default()
-        };
-        let noop = "def main_handler(event, context):\n    return None\n";
-        let bench = Bench::start(paused.clone()).await?;
-        bench.function("noop", noop).await?;
-        let (n_sat, sat_rate, mut sat_lat, sat_err) =
-            accept_load(&bench.addr, o.connections, o.seconds, None).await?;
-        bench.stop().await;
-        let bench = Bench::start(paused).await?;
-        bench.function("noop", noop).await?;
-        let (n_fixed, fixed_rate, mut fixed_lat, fixed_err) =
-            accept_load(&bench.addr, o.connections, o.seconds, Some(o.rate)).await?;
-        bench.stop().await;
-        lines.push((
-            format!(
-                "async accepts/s at saturation ({} conns, {n_sat} calls)",
-                o.connections
-            ),
-            format!("{sat_rate:.0}/s"),
-            ">= 10000/s",
-        ));
-        lines.push((
-            "  p50 / p99 latency at saturation".into(),
-            format!(
-                "{:.2} / {:.2} ms",
-                sat_lat.percentile(0.5),
-                sat_lat.percentile(0.99)
-            ),
-            "",
-        ));
-        lines.push((
-            format!(
-                "async accepts at a fixed {}/s ({n_fixed} calls, achieved)",
-                o.rate
-            ),
-            format!("{fixed_rate:.0}/s"),
-            "",
-        ));
-        lines.push((
-            "  p50 / p99 latency at the fixed rate".into(),
-            format!(
-                "{:.2} / {:.2} ms",
-                fixed_lat.percentile(0.5),
-                fixed_lat.percentile(0.99)
-            ),
-            "p99 < 10 ms at 5000/s",
-        ));
-        lines.push((
-            "  refused or failed calls".into(),
-            format!("{}", sat_err + fixed_err),
-            "0",
-        ));
+        outside::accepts(o.connections, o.seconds, workers).await?;
     }
-
     if run(Part::Warm) {
-        let bench = Bench::start(one_function(EngineConfig::default())).await?;
-        let f = bench
-            .function(
-                "noop",
-                "def main_handler(event, context):\n    return None\n",
-            )
-            .await?;
-        let warmup = 200;
-        for _ in 0..warmup {
-            bench
-                .state
-                .engine
-                .invoke_async(&f, "{}".into(), "API")
-                .await
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        }
-        wait_ended(&bench.state, warmup).await;
-        let started = Instant::now();
-        let submit = {
-            let engine = bench.state.engine.clone();
-            let f = f.clone();
-            let n = o.warm_events;
-            tokio::spawn(async move {
-                let mut tasks = Vec::new();
-                for chunk in 0..32 {
-                    let engine = engine.clone();
-                    let f = f.clone();
-                    tasks.push(tokio::spawn(async move {
-                        for _ in (chunk..n).step_by(32) {
-                            let _ = engine.invoke_async(&f, "{}".into(), "API").await;
-                        }
-                    }));
-                }
-                for t in tasks {
-                    let _ = t.await;
-                }
-            })
-        };
-        wait_ended(&bench.state, warmup + o.warm_events as u64).await;
-        submit.await?;
-        let warm_rate = o.warm_events as f64 / started.elapsed().as_secs_f64();
-        let cold_starts = bench.state.engine.stats.cold_starts.load(Ordering::Relaxed);
-        bench.stop().await;
-        lines.push((
-            format!(
-                "warm no-op Python events/s end to end ({} events)",
-                o.warm_events
-            ),
-            format!("{warm_rate:.0}/s"),
-            ">= 3000/s",
-        ));
-        lines.push((
-            "  cold starts during the warm run".into(),
-            format!("{cold_starts}"),
-            "",
-        ));
+        outside::warm(o.connections, workers, o.warm_events).await?;
     }
 
     if run(Part::Cold) {

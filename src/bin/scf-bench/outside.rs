@@ -1,0 +1,500 @@
+//! The headline figures, measured from outside: the real `scf-console` binary (the one built
+//! beside this benchmark) runs as a child process on a fresh data folder, and this process
+//! drives it over loopback as any client would. Each figure is printed beside the limit it is a
+//! ratio of, measured in the same run on the same machine: figures alone do not travel between
+//! machines, ratios do.
+
+use super::{Client, Latencies, REGION, SECRET_ID, SECRET_KEY};
+use anyhow::Context;
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// A no-op handler, as the warm figures run it.
+const NOOP: &str = "def main_handler(event, context):\n    return None\n";
+/// A handler that holds its worker: the engine stays busy with sleeping events, and what is
+/// measured is accepting the rest.
+const SLEEPER: &str = "import time\ndef main_handler(event, context):\n    time.sleep(3600)\n";
+/// The functions a load is spread over: each stays below its QPS limit (1000/s by default)
+/// up to 16,000 calls/s in all.
+const FUNCTIONS: usize = 16;
+
+/// The real server, started as its own process.
+pub struct Server {
+    child: tokio::process::Child,
+    pub addr: String,
+    dir: PathBuf,
+}
+
+impl Server {
+    /// Starts `scf-console` with `workers` events at once (all of them open to one function).
+    pub async fn start(workers: usize) -> anyhow::Result<Server> {
+        let exe = std::env::current_exe()?.with_file_name("scf-console");
+        anyhow::ensure!(
+            exe.exists(),
+            "{} is missing: build it first (`cargo build --release`); scf-bench runs it as a process of its own",
+            exe.display()
+        );
+        let dir = std::env::temp_dir().join(format!("scf-bench-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        // A free port, found by binding and letting go, so that no log line has to be read.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let child = tokio::process::Command::new(&exe)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .env("SCF_SECRET_ID", SECRET_ID)
+            .env("SCF_SECRET_KEY", SECRET_KEY)
+            .env("SCF_ADMIN_PASSWORD", "bench-admin-password")
+            .env("SCF_REGIONS", REGION)
+            .env("SCF_WORKERS", workers.to_string())
+            .env("SCF_FUNCTION_CONCURRENCY", workers.to_string())
+            // As an operator runs it: warnings and errors only.
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let server = Server {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Client::connect(&server.addr).await.is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "scf-console did not start; see {}",
+                server.dir.join("server.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(server)
+    }
+
+    /// An async Python function of the default namespace with `code` as its handler's file.
+    pub async fn function(&self, name: &str, code: &str, trace: bool) -> anyhow::Result<()> {
+        let mut client = Client::connect(&self.addr).await?;
+        api(
+            &mut client,
+            &self.addr,
+            "CreateFunction",
+            json!({
+                "FunctionName": name,
+                "Handler": "index.main_handler",
+                "AsyncRunEnable": "TRUE",
+                "TraceEnable": if trace { "TRUE" } else { "FALSE" },
+                "Timeout": 3600,
+                "Code": {"ZipFile": zip_base64("index.py", code)?},
+            }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// How many of `function`'s events have finished, as ListAsyncEvents counts them.
+    async fn finished(&self, client: &mut Client, function: &str) -> anyhow::Result<u64> {
+        let answer = api(
+            client,
+            &self.addr,
+            "ListAsyncEvents",
+            json!({"FunctionName": function, "Status": ["FINISHED"], "Limit": 1}),
+        )
+        .await?;
+        answer["TotalCount"]
+            .as_u64()
+            .context("ListAsyncEvents answered no TotalCount")
+    }
+
+    /// Waits until `target` events of `functions` have finished in all.
+    async fn until_finished(&self, functions: &[String], target: u64) -> anyhow::Result<()> {
+        let mut client = Client::connect(&self.addr).await?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let mut finished = 0;
+            for f in functions {
+                finished += self.finished(&mut client, f).await?;
+            }
+            if finished >= target {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{finished} of {target} events finished within 10 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, as an operator stops it, then waits for it to go.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) on our own child's pid has no memory effects.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One signed API call that must succeed; its `Response`.
+async fn api(client: &mut Client, addr: &str, action: &str, body: Value) -> anyhow::Result<Value> {
+    let (_, text) = client.call(addr, action, &body.to_string()).await?;
+    let answer: Value = serde_json::from_str(&text).with_context(|| format!("{action}: {text}"))?;
+    if let Some(error) = answer["Response"].get("Error") {
+        anyhow::bail!("{action} was refused: {error}");
+    }
+    Ok(answer["Response"].clone())
+}
+
+fn zip_base64(file: &str, content: &str) -> anyhow::Result<String> {
+    use base64::Engine;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        zip.start_file(file, zip::write::SimpleFileOptions::default())?;
+        zip.write_all(content.as_bytes())?;
+        zip.finish()?;
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(buf.into_inner()))
+}
+
+fn invoke_body(function: &str, invocation_type: &str) -> String {
+    json!({"FunctionName": function, "InvocationType": invocation_type, "ClientContext": "{\"n\":1}"})
+        .to_string()
+}
+
+/// What a load of signed calls achieved.
+pub struct Load {
+    pub calls: u64,
+    pub per_second: f64,
+    pub latencies: Latencies,
+    /// Calls answered otherwise than expected.
+    pub unexpected: u64,
+}
+
+/// Sends signed `Invoke` calls over `connections` keep-alive connections for `seconds`: as fast
+/// as each connection is answered (`rate` None), or on a fixed schedule with latency measured
+/// from when each call was due, so that queueing is not hidden. Connection k sends `bodies[k %
+/// n]`; an answer is as expected when it contains `expect`.
+pub async fn load(
+    addr: &str,
+    connections: usize,
+    seconds: u64,
+    rate: Option<f64>,
+    bodies: &[String],
+    expect: &'static str,
+) -> anyhow::Result<Load> {
+    let start = Instant::now() + Duration::from_millis(50);
+    let deadline = start + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for k in 0..connections {
+        let addr = addr.to_string();
+        let body = bodies[k % bodies.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::connect(&addr).await?;
+            let mut latencies = Vec::new();
+            let mut unexpected = 0u64;
+            let mut i: u64 = 0;
+            loop {
+                let due = match rate {
+                    Some(r) => {
+                        start
+                            + Duration::from_secs_f64(
+                                (i * connections as u64 + k as u64) as f64 / r,
+                            )
+                    }
+                    None => Instant::now().max(start),
+                };
+                if due >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                let (status, text) = client.call(&addr, "Invoke", &body).await?;
+                latencies.push(due.elapsed().as_micros() as u64);
+                if status != 200 || !text.contains(expect) {
+                    unexpected += 1;
+                }
+                i += 1;
+            }
+            Ok::<_, anyhow::Error>((latencies, unexpected))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut unexpected = 0;
+    for t in tasks {
+        let (l, u) = t.await??;
+        all.extend(l);
+        unexpected += u;
+    }
+    let elapsed = (Instant::now() - start).as_secs_f64();
+    Ok(Load {
+        calls: all.len() as u64,
+        per_second: all.len() as f64 / elapsed,
+        latencies: Latencies(all),
+        unexpected,
+    })
+}
+
+/// Sends `count` async invocations over `connections` connections, as fast as they are
+/// accepted; connection k invokes `functions[k % n]`.
+async fn submit(
+    addr: &str,
+    connections: usize,
+    count: usize,
+    functions: &[String],
+) -> anyhow::Result<()> {
+    let mut tasks = Vec::new();
+    for k in 0..connections {
+        let addr = addr.to_string();
+        let body = invoke_body(&functions[k % functions.len()], "Event");
+        let mine = (k..count).step_by(connections).count();
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::connect(&addr).await?;
+            for _ in 0..mine {
+                let (_, text) = client.call(&addr, "Invoke", &body).await?;
+                anyhow::ensure!(text.contains("FunctionRequestId"), "refused: {text}");
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// Round trips per second to `workers` warm `python3` processes over pipes, one JSON line out
+/// and one back as a handler call would be, with the interpreter the functions run on: what
+/// the engine could do at most with those workers.
+async fn pipe_round_trips(workers: usize, seconds: u64) -> anyhow::Result<f64> {
+    const ECHO: &str = "import sys, json\n\
+                        for line in sys.stdin:\n    \
+                        event = json.loads(line)\n    \
+                        sys.stdout.write(json.dumps({'result': None, 'event': event}) + '\\n')\n    \
+                        sys.stdout.flush()\n";
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        tasks.push(tokio::spawn(async move {
+            let mut child = tokio::process::Command::new("/usr/bin/python3")
+                .args(["-c", ECHO])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()?;
+            let mut stdin = child.stdin.take().context("stdin")?;
+            let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+            let mut line = String::new();
+            let mut trips = 0u64;
+            while Instant::now() < deadline {
+                stdin.write_all(b"{\"n\": 1}\n").await?;
+                line.clear();
+                stdout.read_line(&mut line).await?;
+                trips += 1;
+            }
+            drop(stdin);
+            let _ = child.wait().await;
+            Ok::<_, anyhow::Error>(trips)
+        }));
+    }
+    let mut trips = 0;
+    for t in tasks {
+        trips += t.await??;
+    }
+    Ok(trips as f64 / started.elapsed().as_secs_f64())
+}
+
+fn ratio(measured: f64, limit: f64) -> String {
+    format!("{:.0}%", measured / limit * 100.0)
+}
+
+/// Durable accepts against the same HTTP and TC3 path refused before it writes, both at
+/// saturation; then accepts at half the saturation rate, with their latency.
+pub async fn accepts(connections: usize, seconds: u64, workers: usize) -> anyhow::Result<()> {
+    let names: Vec<String> = (0..FUNCTIONS).map(|i| format!("sleeper-{i}")).collect();
+    let start = || async {
+        let server = Server::start(workers).await?;
+        for name in &names {
+            server.function(name, SLEEPER, true).await?;
+        }
+        Ok::<_, anyhow::Error>(server)
+    };
+    let events: Vec<String> = names.iter().map(|n| invoke_body(n, "Event")).collect();
+    // The same call with an InvocationType no function has: read, verified and refused after
+    // the function is looked up, before admission and the write.
+    let refused: Vec<String> = names.iter().map(|n| invoke_body(n, "Never")).collect();
+
+    let server = start().await?;
+    let limit = load(
+        &server.addr,
+        connections,
+        seconds,
+        None,
+        &refused,
+        "InvalidParameterValue",
+    )
+    .await?;
+    server.stop().await;
+    let server = start().await?;
+    let mut saturated = load(
+        &server.addr,
+        connections,
+        seconds,
+        None,
+        &events,
+        "FunctionRequestId",
+    )
+    .await?;
+    server.stop().await;
+    let half = saturated.per_second / 2.0;
+    let server = start().await?;
+    let mut paced = load(
+        &server.addr,
+        connections,
+        seconds,
+        Some(half),
+        &events,
+        "FunctionRequestId",
+    )
+    .await?;
+    server.stop().await;
+
+    header();
+    row3(
+        "the same call refused before the store (no write)",
+        format!("{:.0}/s", limit.per_second),
+        "limit".into(),
+        "",
+    );
+    row3(
+        &format!(
+            "durable async accepts at saturation ({connections} connections, {} calls)",
+            saturated.calls
+        ),
+        format!("{:.0}/s", saturated.per_second),
+        ratio(saturated.per_second, limit.per_second),
+        ">= 70% of the limit",
+    );
+    row3(
+        "  p50 / p99 at saturation",
+        format!(
+            "{:.1} / {:.1} ms",
+            saturated.latencies.percentile(0.5),
+            saturated.latencies.percentile(0.99)
+        ),
+        String::new(),
+        "",
+    );
+    row3(
+        &format!("accepts at half that rate ({half:.0}/s), achieved"),
+        format!("{:.0}/s", paced.per_second),
+        String::new(),
+        "",
+    );
+    row3(
+        "  p50 / p99 at half the saturation rate",
+        format!(
+            "{:.1} / {:.1} ms",
+            paced.latencies.percentile(0.5),
+            paced.latencies.percentile(0.99)
+        ),
+        String::new(),
+        "p99 < 10 ms",
+    );
+    row3(
+        "  against Celery 5 + Redis (560 accepts/s, measured once)",
+        format!("{:.1}x", saturated.per_second / 560.0),
+        String::new(),
+        ">= 15x",
+    );
+    row3(
+        "  calls answered otherwise than expected",
+        format!(
+            "{}",
+            limit.unexpected + saturated.unexpected + paced.unexpected
+        ),
+        String::new(),
+        "0",
+    );
+    Ok(())
+}
+
+/// Warm no-op events end to end against round trips to the same number of warm interpreters
+/// over pipes.
+pub async fn warm(connections: usize, workers: usize, events: usize) -> anyhow::Result<()> {
+    let pipes = pipe_round_trips(workers, 5).await?;
+    let server = Server::start(workers).await?;
+    let names: Vec<String> = (0..FUNCTIONS).map(|i| format!("noop-{i}")).collect();
+    for name in &names {
+        server.function(name, NOOP, true).await?;
+    }
+    // Instances started before the clock runs.
+    let warmup = (workers * FUNCTIONS) as u64;
+    submit(&server.addr, connections, warmup as usize, &names).await?;
+    server.until_finished(&names, warmup).await?;
+    let started = Instant::now();
+    tokio::try_join!(
+        submit(&server.addr, connections, events, &names),
+        server.until_finished(&names, warmup + events as u64),
+    )?;
+    let rate = events as f64 / started.elapsed().as_secs_f64();
+    server.stop().await;
+
+    header();
+    row3(
+        &format!("round trips to {workers} warm python3 processes over pipes"),
+        format!("{pipes:.0}/s"),
+        "limit".into(),
+        "",
+    );
+    row3(
+        &format!(
+            "warm no-op Python events end to end ({events} over {FUNCTIONS} functions, {workers} workers)"
+        ),
+        format!("{rate:.0}/s"),
+        ratio(rate, pipes),
+        ">= 25% of the limit",
+    );
+    row3(
+        "  against Celery 5 + Redis (270 events/s end to end, measured once)",
+        format!("{:.1}x", rate / 270.0),
+        String::new(),
+        ">= 15x",
+    );
+    Ok(())
+}
+
+fn header() {
+    println!();
+    println!(
+        "| {:<78} | {:>16} | {:>8} | {:<20} |",
+        "measured from outside the server's process", "measured", "ratio", "target"
+    );
+    println!(
+        "|{}|{}|{}|{}|",
+        "-".repeat(80),
+        "-".repeat(18),
+        "-".repeat(10),
+        "-".repeat(22)
+    );
+}
+
+fn row3(what: &str, measured: String, ratio: String, target: &str) {
+    println!("| {what:<78} | {measured:>16} | {ratio:>8} | {target:<20} |");
+}
