@@ -25,6 +25,8 @@ pub struct AppState {
     pub timezone: time::UtcOffset,
     pub engine: Arc<Engine>,
     pub keys: Arc<keys::KeyCache>,
+    /// Functions as lookups by name found them a moment ago.
+    pub functions: Arc<crate::service::function_cache::FunctionCache>,
     pub sweeper: Arc<Sweeper>,
     /// What one client may hold: connections, and time to send a request.
     pub limits: ServerLimits,
@@ -125,6 +127,7 @@ impl AppState {
             timezone: time::UtcOffset::UTC,
             engine,
             keys: Arc::default(),
+            functions: Arc::default(),
             sweeper,
             limits: ServerLimits::default(),
             allow_unsigned_payload: false,

@@ -770,7 +770,7 @@ pub fn validate_code_update(
 }
 
 /// Where a function lives: region, namespace and name together identify it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FunctionKey {
     pub region: String,
     pub namespace: String,

@@ -2,9 +2,13 @@
 //! or with the namespace in arrears, the call is refused and no event record exists.
 
 use crate::clock::{Clock, Millis};
-use crate::store::{DynStore, Function};
+use crate::store::{Billing, DynStore, Function};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long another process's change of a namespace's billing may go unseen here.
+const BILLING_TTL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -43,6 +47,10 @@ struct Bucket {
 pub struct Admission {
     clock: Clock,
     buckets: Mutex<HashMap<i64, Bucket>>,
+    /// Billing of namespaces without an invocation quota, as last read: an accept then reads
+    /// nothing from the store. A namespace with a quota is read at every accept, so that its
+    /// count of invocations used holds exactly.
+    billing: Mutex<HashMap<(String, String), (Billing, Instant)>>,
 }
 
 impl Admission {
@@ -50,6 +58,7 @@ impl Admission {
         Admission {
             clock,
             buckets: Mutex::new(HashMap::new()),
+            billing: Mutex::new(HashMap::new()),
         }
     }
 
@@ -76,14 +85,40 @@ impl Admission {
 
     /// Checks the namespace's billing state, then takes a QPS token.
     pub async fn admit(&self, store: &DynStore, function: &Function) -> Result<(), Refusal> {
+        let billing = self.billing_of(store, function).await?;
+        if let Some(why) = billing.refusal(&function.namespace) {
+            return Err(Refusal::InsufficientBalance(why));
+        }
+        self.take_token(function)
+    }
+
+    async fn billing_of(&self, store: &DynStore, function: &Function) -> Result<Billing, Refusal> {
+        let key = (function.region.clone(), function.namespace.clone());
+        if let Some((billing, at)) = self.billing.lock().expect("billing cache").get(&key)
+            && at.elapsed() < BILLING_TTL
+        {
+            return Ok(*billing);
+        }
         let billing = store
             .namespace_billing(&function.region, &function.namespace)
             .await
             .map_err(|e| Refusal::Unavailable(e.to_string()))?
             .unwrap_or_default();
-        if let Some(why) = billing.refusal(&function.namespace) {
-            return Err(Refusal::InsufficientBalance(why));
+        let mut cached = self.billing.lock().expect("billing cache");
+        if billing.invocation_quota.is_none() {
+            // Namespaces are few; the map stays small.
+            cached.insert(key, (billing, Instant::now()));
+        } else {
+            cached.remove(&key);
         }
-        self.take_token(function)
+        Ok(billing)
+    }
+
+    /// After this process changed a namespace's billing: the next accept reads it.
+    pub fn forget_billing(&self, region: &str, namespace: &str) {
+        self.billing
+            .lock()
+            .expect("billing cache")
+            .remove(&(region.to_string(), namespace.to_string()));
     }
 }

@@ -494,6 +494,11 @@ impl Engine {
         self.pools.idle_count()
     }
 
+    /// After a namespace's billing changed here: the next invocation reads it from the store.
+    pub fn forget_billing(&self, region: &str, namespace: &str) {
+        self.admission.forget_billing(region, namespace);
+    }
+
     /// Accepts an async invocation: admission, then a durable write, then the RequestId.
     pub async fn invoke_async(
         &self,

@@ -12,7 +12,11 @@ use crate::store::{Function, FunctionKey, StoreError};
 /// The function a key names. When it is missing, the namespace is looked at to say which of
 /// the two does not exist; it is read only then, as lookups are the common case.
 pub async fn get(state: &AppState, key: &FunctionKey) -> ServiceResult<Function> {
+    if let Some(f) = state.functions.get(key) {
+        return Ok(f);
+    }
     if let Some(f) = state.store.get_function(key).await? {
+        state.functions.put(&f);
         return Ok(f);
     }
     super::namespaces::get(state, &key.region, &key.namespace).await?;
@@ -91,7 +95,9 @@ pub async fn create(
 }
 
 /// A store answer about a function that was there a moment ago.
-fn written<T>(f: &Function, result: Result<T, StoreError>) -> ServiceResult<T> {
+fn written<T>(state: &AppState, f: &Function, result: Result<T, StoreError>) -> ServiceResult<T> {
+    // Whatever the outcome, the next lookup reads the store.
+    state.functions.forget(&f.key());
     result.map_err(|e| match e {
         StoreError::NotFound => ServiceError::NotFound(Missing::Function(f.key())),
         e => e.into(),
@@ -107,6 +113,7 @@ pub async fn update_configuration(
     let config = validate_config(draft, f.async_run_enable)?;
     let now = state.clock.now_millis();
     let updated = written(
+        state,
         f,
         state
             .store
@@ -141,6 +148,7 @@ pub async fn put_reservation(state: &AppState, f: &Function, raw: &str) -> Servi
     let mem = validate_reservation(raw, f.memory_size, others, state.engine.workers())
         .map_err(|e| ServiceError::Invalid(e.into()))?;
     let updated = written(
+        state,
         f,
         state
             .store
@@ -155,6 +163,7 @@ pub async fn put_reservation(state: &AppState, f: &Function, raw: &str) -> Servi
 /// Removes a function's reservation: it shares the unreserved concurrency again.
 pub async fn delete_reservation(state: &AppState, f: &Function) -> ServiceResult<Function> {
     let updated = written(
+        state,
         f,
         state.store.set_reserved_concurrency(&f.key(), None).await,
     )?;
@@ -208,6 +217,7 @@ pub async fn update_code(
     }
     let update = validate_code_update(handler, runtime, code)?;
     written(
+        state,
         f,
         state
             .store
@@ -218,7 +228,7 @@ pub async fn update_code(
 
 /// Deletes a function through the engine, which first ends its running events.
 pub async fn delete(state: &AppState, f: &Function) -> ServiceResult<()> {
-    written(f, state.engine.delete_function(f).await)?;
+    written(state, f, state.engine.delete_function(f).await)?;
     tracing::info!(function = %f.name, namespace = %f.namespace, "function deleted");
     // Its reserved workers go back to the others at once.
     if f.reserved_mem.is_some() {

@@ -5,6 +5,7 @@
 //! made in one place and says the same thing whichever door asked.
 
 pub mod events;
+pub mod function_cache;
 pub mod functions;
 pub mod namespaces;
 

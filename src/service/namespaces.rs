@@ -84,11 +84,12 @@ pub async fn set_billing(
     quota: &str,
 ) -> ServiceResult<()> {
     let quota = parse_quota(quota)?;
-    match state
+    let written = state
         .store
         .set_namespace_billing(region, name, suspended, quota)
-        .await
-    {
+        .await;
+    state.engine.forget_billing(region, name);
+    match written {
         Ok(()) => Ok(()),
         Err(StoreError::NotFound) => Err(missing(region, name)),
         Err(e) => Err(e.into()),

@@ -352,3 +352,79 @@ async fn a_rolling_restart_runs_nothing_twice() {
     assert_eq!(e.status, EventStatus::Finished);
     store.close().await;
 }
+
+/// A process serves a function's settings from memory for a moment, so accepts read nothing
+/// from the store: its own changes apply at once, another process's within a second. Status
+/// trace turned off on one node stops the other recording within that second.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_made_on_another_node_applies_here_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.db");
+    let a = TestApp::sharing(&db, node(dir.path())).await;
+    a.add_key().await;
+    let b = TestApp::sharing(&db, node(dir.path())).await;
+    a.create_function(
+        "default",
+        "cached",
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    // B has looked the function up: it now serves it from memory.
+    let first = invoke_cached(&b).await;
+    assert!(
+        b.state
+            .store
+            .get_event(&first)
+            .await
+            .unwrap()
+            .unwrap()
+            .traced
+    );
+
+    a.api(
+        "UpdateFunctionConfiguration",
+        json!({"FunctionName": "cached", "TraceEnable": "FALSE"}),
+    )
+    .await
+    .ok();
+    // On A, at once.
+    let on_a = invoke_cached(&a).await;
+    assert!(
+        !a.state
+            .store
+            .get_event(&on_a)
+            .await
+            .unwrap()
+            .unwrap()
+            .traced
+    );
+    // On B, within the second the cache keeps it.
+    let changed = Instant::now();
+    wait_for(
+        "B to see trace turned off",
+        Duration::from_secs(3),
+        || async {
+            let id = invoke_cached(&b).await;
+            (!b.state.store.get_event(&id).await.unwrap().unwrap().traced).then_some(())
+        },
+    )
+    .await;
+    // A second of the cache, and the time of one invocation (a debug build on a busy machine).
+    assert!(
+        changed.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        changed.elapsed()
+    );
+}
+
+async fn invoke_cached(app: &TestApp) -> String {
+    app.api(
+        "Invoke",
+        json!({"FunctionName": "cached", "InvocationType": "Event", "ClientContext": "{}"}),
+    )
+    .await
+    .ok()["Result"]["FunctionRequestId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
