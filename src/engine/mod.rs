@@ -1502,12 +1502,17 @@ impl Engine {
                 EventStatus::Running,
                 timeline::started(&instance.id, cold_load_ms, event.attempt),
             );
-            self.write(EventWrite::Note {
+            // Queued, not waited for: the handler need not wait for a commit to start, and the
+            // run's end, queued after it, commits with it or later. Should that commit fail,
+            // the entry is lost, not the event (its claim is durable, its end is retried).
+            let note = EventWrite::Note {
                 event_id: event.id,
                 run: self.lease_of(&event),
                 entry,
-            })
-            .await;
+            };
+            if let Err(e) = self.writer.queue(note).await {
+                tracing::warn!(error = %e, "the start of an event could not be noted");
+            }
         }
 
         let (tx, mut rx) = mpsc::channel(2);

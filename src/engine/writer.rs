@@ -38,6 +38,17 @@ impl GroupCommit {
 
     /// Writes and waits until the write is committed.
     pub async fn write(&self, write: EventWrite) -> Result<(), WriteError> {
+        let done = self.queue(write).await?;
+        done.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Puts a write in the queue and answers when it is there, not when it is committed: the
+    /// writes queued after it commit in the same transaction or a later one, never before it.
+    /// The receiver tells how it went, for a caller that wants to know later.
+    pub async fn queue(
+        &self,
+        write: EventWrite,
+    ) -> Result<oneshot::Receiver<Result<(), WriteError>>, WriteError> {
         // Refused alone, so it cannot fail the batch it would have joined.
         write
             .check()
@@ -47,7 +58,7 @@ impl GroupCommit {
             .send((write, reply))
             .await
             .map_err(|_| WriteError::Stopped)?;
-        done.await.map_err(|_| WriteError::Stopped)?
+        Ok(done)
     }
 }
 
