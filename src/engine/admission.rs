@@ -50,7 +50,14 @@ pub struct Admission {
     /// Billing of namespaces without an invocation quota, as last read: an accept then reads
     /// nothing from the store. A namespace with a quota is read at every accept, so that its
     /// count of invocations used holds exactly.
-    billing: Mutex<HashMap<(String, String), (Billing, Instant)>>,
+    billing: Mutex<BillingCache>,
+}
+
+#[derive(Default)]
+struct BillingCache {
+    entries: HashMap<(String, String), (Billing, Instant)>,
+    /// How many forgets there have been: a store read that began before one is not kept.
+    generation: u64,
 }
 
 impl Admission {
@@ -58,7 +65,7 @@ impl Admission {
         Admission {
             clock,
             buckets: Mutex::new(HashMap::new()),
-            billing: Mutex::new(HashMap::new()),
+            billing: Mutex::default(),
         }
     }
 
@@ -94,31 +101,37 @@ impl Admission {
 
     async fn billing_of(&self, store: &DynStore, function: &Function) -> Result<Billing, Refusal> {
         let key = (function.region.clone(), function.namespace.clone());
-        if let Some((billing, at)) = self.billing.lock().expect("billing cache").get(&key)
-            && at.elapsed() < BILLING_TTL
-        {
-            return Ok(*billing);
-        }
+        let generation = {
+            let cache = self.billing.lock().expect("billing cache");
+            if let Some((billing, at)) = cache.entries.get(&key)
+                && at.elapsed() < BILLING_TTL
+            {
+                return Ok(*billing);
+            }
+            cache.generation
+        };
         let billing = store
             .namespace_billing(&function.region, &function.namespace)
             .await
             .map_err(|e| Refusal::Unavailable(e.to_string()))?
             .unwrap_or_default();
-        let mut cached = self.billing.lock().expect("billing cache");
-        if billing.invocation_quota.is_none() {
-            // Namespaces are few; the map stays small.
-            cached.insert(key, (billing, Instant::now()));
+        let mut cache = self.billing.lock().expect("billing cache");
+        // Kept only without a quota, and unless a change was made meanwhile (the read may
+        // predate it). Namespaces are few; the map stays small.
+        if billing.invocation_quota.is_none() && cache.generation == generation {
+            cache.entries.insert(key, (billing, Instant::now()));
         } else {
-            cached.remove(&key);
+            cache.entries.remove(&key);
         }
         Ok(billing)
     }
 
     /// After this process changed a namespace's billing: the next accept reads it.
     pub fn forget_billing(&self, region: &str, namespace: &str) {
-        self.billing
-            .lock()
-            .expect("billing cache")
+        let mut cache = self.billing.lock().expect("billing cache");
+        cache
+            .entries
             .remove(&(region.to_string(), namespace.to_string()));
+        cache.generation += 1;
     }
 }

@@ -1496,22 +1496,34 @@ impl Engine {
                 return;
             }
         };
+        // The start entry is queued, not waited for: the handler need not wait for a commit to
+        // start, and the run's end, queued after it, commits with it or later. Should the store
+        // fail that commit, the entry is lost and the log says so; the event is not (its claim
+        // is durable, its end is retried until it lands). Waiting for it before the end would
+        // put a second commit on every event's path.
         if event.traced {
             let cold_load_ms = cold.map(|d| d.as_millis());
             let entry = self.entry(
                 EventStatus::Running,
                 timeline::started(&instance.id, cold_load_ms, event.attempt),
             );
-            // Queued, not waited for: the handler need not wait for a commit to start, and the
-            // run's end, queued after it, commits with it or later. Should that commit fail,
-            // the entry is lost, not the event (its claim is durable, its end is retried).
             let note = EventWrite::Note {
                 event_id: event.id,
                 run: self.lease_of(&event),
                 entry,
             };
-            if let Err(e) = self.writer.queue(note).await {
-                tracing::warn!(error = %e, "the start of an event could not be noted");
+            let request_id = event.request_id.clone();
+            match self.writer.queue(note).await {
+                Ok(done) => {
+                    tokio::spawn(async move {
+                        if let Ok(Err(e)) = done.await {
+                            tracing::warn!(invoke_request_id = %request_id, error = %e, "the start of an event was not recorded on its timeline");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(invoke_request_id = %request_id, error = %e, "the start of an event was not recorded on its timeline");
+                }
             }
         }
 

@@ -25,7 +25,7 @@ pub async fn invoke(call: &Call<'_>, params: Value) -> ApiResult<Value> {
     let req: InvokeRequest = parse(call.action, params)?;
     functions::check_qualifier(call.action, req.qualifier.as_deref())?;
     let _ = (&req.log_type, &req.routing_key);
-    let f = functions::function(call, &req.function_name, req.namespace).await?;
+    let f = functions::function_to_invoke(call, &req.function_name, req.namespace).await?;
     let wants_async = match req.invocation_type.as_deref() {
         None | Some("") | Some("RequestResponse") => false,
         Some("Event") => true,

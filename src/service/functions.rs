@@ -12,15 +12,24 @@ use crate::store::{Function, FunctionKey, StoreError};
 /// The function a key names. When it is missing, the namespace is looked at to say which of
 /// the two does not exist; it is read only then, as lookups are the common case.
 pub async fn get(state: &AppState, key: &FunctionKey) -> ServiceResult<Function> {
-    if let Some(f) = state.functions.get(key) {
-        return Ok(f);
-    }
     if let Some(f) = state.store.get_function(key).await? {
-        state.functions.put(&f);
         return Ok(f);
     }
     super::namespaces::get(state, &key.region, &key.namespace).await?;
     Err(ServiceError::NotFound(Missing::Function(key.clone())))
+}
+
+/// The function a key names, as an invocation reads it: from memory when it was read a moment
+/// ago (see `function_cache`), so that an accept reads nothing from the store. Changes read it
+/// with [`get`], fresh.
+pub async fn get_to_invoke(state: &AppState, key: &FunctionKey) -> ServiceResult<Function> {
+    let generation = match state.functions.get(key) {
+        Ok(f) => return Ok(f),
+        Err(generation) => generation,
+    };
+    let f = get(state, key).await?;
+    state.functions.put(&f, generation);
+    Ok(f)
 }
 
 /// The function a key names or, when none has that name now, the one of that name deleted

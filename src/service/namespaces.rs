@@ -50,7 +50,9 @@ pub async fn create(
 /// accident.
 pub async fn delete(state: &AppState, region: &str, name: &str) -> ServiceResult<()> {
     validate_namespace_deletion(name)?;
-    match state.store.delete_namespace(region, name).await {
+    let deleted = state.store.delete_namespace(region, name).await;
+    state.engine.forget_billing(region, name);
+    match deleted {
         Ok(()) => {
             tracing::info!(namespace = %name, region = %region, "namespace deleted");
             Ok(())
