@@ -134,6 +134,9 @@ impl Default for EngineConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InvokeError {
     Refused(Refusal),
+    /// The function was deleted as the invocation came in (another process deleted it, or it
+    /// went between the lookup and the write): nothing was recorded.
+    FunctionGone,
     /// The accept could not be made durable: nothing was recorded and nothing runs.
     Store(String),
 }
@@ -142,6 +145,7 @@ impl std::fmt::Display for InvokeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             InvokeError::Refused(r) => write!(f, "{r}"),
+            InvokeError::FunctionGone => f.write_str("The function was deleted."),
             InvokeError::Store(why) => write!(
                 f,
                 "The invocation was not accepted because {why}. Nothing was recorded and \
@@ -536,7 +540,10 @@ impl Engine {
                 rerun_of: origin.rerun_of,
             }))
             .await
-            .map_err(|e| InvokeError::Store(e.to_string()))?;
+            .map_err(|e| match e {
+                writer::WriteError::FunctionGone => InvokeError::FunctionGone,
+                e => InvokeError::Store(e.to_string()),
+            })?;
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         self.wake.notify_one();
         Ok(request_id)

@@ -16,9 +16,12 @@ pub enum WriteError {
     /// The store cannot write now (disk full, read-only, I/O error, locked): worth trying again.
     #[error("{0}")]
     Fault(String),
-    /// The write itself was refused (its function was deleted meanwhile).
+    /// The write itself was refused.
     #[error("{0}")]
     Rejected(String),
+    /// Its function was deleted meanwhile: the store takes no new event of it.
+    #[error("its function was deleted meanwhile")]
+    FunctionGone,
     #[error("the event writer has stopped")]
     Stopped,
 }
@@ -102,9 +105,7 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<(EventWrite, Reply)>) {
                         Err(StoreError::Database(e)) => Err(WriteError::Fault(format!(
                             "the event store cannot write: {e}"
                         ))),
-                        Err(StoreError::NotFound) => Err(WriteError::Rejected(
-                            "its function was deleted meanwhile".into(),
-                        )),
+                        Err(StoreError::NotFound) => Err(WriteError::FunctionGone),
                         Err(e) => Err(WriteError::Rejected(e.to_string())),
                     };
                     if let Err(e) = &result {

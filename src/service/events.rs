@@ -24,8 +24,10 @@ pub enum Invocation {
 }
 
 /// The answer when the engine did not take an invocation.
-fn not_accepted(e: InvokeError) -> ServiceError {
+fn not_accepted(f: &Function, e: InvokeError) -> ServiceError {
     match e {
+        // As if the lookup had come a moment later.
+        InvokeError::FunctionGone => ServiceError::NotFound(Missing::Function(f.key())),
         // The store could not be read, or no instance can be had: the reason is for the log,
         // in the engine's words; the caller learns that nothing happened.
         InvokeError::Refused(Refusal::Unavailable(why)) => {
@@ -65,14 +67,14 @@ pub async fn invoke(
             .engine
             .invoke_async_as(f, payload, origin)
             .await
-            .map_err(not_accepted)?;
+            .map_err(|e| not_accepted(f, e))?;
         return Ok(Invocation::Accepted { request_id });
     }
     let ran = state
         .engine
         .invoke_sync(f, &payload, &origin.invoke_type)
         .await
-        .map_err(not_accepted)?;
+        .map_err(|e| not_accepted(f, e))?;
     Ok(Invocation::Ran(ran))
 }
 
@@ -219,7 +221,7 @@ pub async fn rerun(
         .engine
         .invoke_async_as(f, payload, origin)
         .await
-        .map_err(not_accepted)
+        .map_err(|e| not_accepted(f, e))
 }
 
 /// Terminates a queued or running event of `f`: forced, or graceful (SIGTERM first).

@@ -428,3 +428,46 @@ async fn invoke_cached(app: &TestApp) -> String {
         .unwrap()
         .to_string()
 }
+
+/// A function deleted on one node is gone on the other at once for new async events, even
+/// while the other still holds it in memory: the store refuses the event, and the caller hears
+/// that the function does not exist, as a moment later.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invocation_on_another_node_of_a_function_deleted_meanwhile_is_refused_as_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.db");
+    let a = TestApp::sharing(&db, node(dir.path())).await;
+    a.add_key().await;
+    let b = TestApp::sharing(&db, node(dir.path())).await;
+    a.create_function(
+        "default",
+        "cached",
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    let first = invoke_cached(&b).await;
+    let function_id = b
+        .state
+        .store
+        .get_event(&first)
+        .await
+        .unwrap()
+        .unwrap()
+        .function_id;
+
+    a.api("DeleteFunction", json!({"FunctionName": "cached"}))
+        .await
+        .ok();
+    let late = b
+        .api(
+            "Invoke",
+            json!({"FunctionName": "cached", "InvocationType": "Event", "ClientContext": "{}"}),
+        )
+        .await;
+    assert_eq!(late.error_code(), "ResourceNotFound.Function");
+    assert_eq!(
+        b.state.store.count_events(function_id).await.unwrap(),
+        1,
+        "nothing was recorded for it"
+    );
+}
