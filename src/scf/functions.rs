@@ -180,16 +180,6 @@ pub(super) async fn function(
     Ok(service::functions::get(call.state, &key).await?)
 }
 
-/// As [`function`], for an invocation: served from memory when read a moment ago.
-pub(super) async fn function_to_invoke(
-    call: &Call<'_>,
-    name: &str,
-    namespace_name: Option<String>,
-) -> ApiResult<Function> {
-    let key = function_key(call, name, namespace_name)?;
-    Ok(service::functions::get_to_invoke(call.state, &key).await?)
-}
-
 /// As [`function`], but a function deleted in the last 72 hours is still found when no other
 /// has taken its name: the queries of its events' status answer for it.
 pub(super) async fn function_or_deleted(
@@ -201,7 +191,8 @@ pub(super) async fn function_or_deleted(
     Ok(service::functions::get_or_deleted(call.state, &key).await?)
 }
 
-fn function_key(
+/// The key a call names, once the names are well formed.
+pub(super) fn function_key(
     call: &Call<'_>,
     name: &str,
     namespace_name: Option<String>,

@@ -414,15 +414,7 @@ async fn terminating_a_running_event_forced_and_graceful() {
     )
     .await;
 
-    let forced = invoke(&app, "long", json!({})).await;
-    until_started(&app, &forced).await;
-    app.api(
-        "TerminateAsyncEvent",
-        json!({"FunctionName": "long", "InvokeRequestId": forced}),
-    )
-    .await
-    .ok();
-    let e = until_status(&app, &forced, EventStatus::Aborted).await;
+    let (forced, e) = terminated_once_running(&app, "long", false).await;
     assert_eq!(e.status_code, Some(499));
     assert!(
         timeline(&app, &forced)
@@ -432,15 +424,7 @@ async fn terminating_a_running_event_forced_and_graceful() {
             .contains("forced")
     );
 
-    let graceful = invoke(&app, "long", json!({})).await;
-    until_started(&app, &graceful).await;
-    app.api(
-        "TerminateAsyncEvent",
-        json!({"FunctionName": "long", "InvokeRequestId": graceful, "GraceShutdown": true}),
-    )
-    .await
-    .ok();
-    let e = until_status(&app, &graceful, EventStatus::Aborted).await;
+    let (graceful, e) = terminated_once_running(&app, "long", true).await;
     assert_eq!(e.status_code, Some(499));
     let logs = e.logs.unwrap();
     assert!(
@@ -458,15 +442,7 @@ async fn terminating_a_running_event_forced_and_graceful() {
         json!({"Timeout": 120}),
     )
     .await;
-    let stubborn = invoke(&app, "stubborn", json!({})).await;
-    until_started(&app, &stubborn).await;
-    app.api(
-        "TerminateAsyncEvent",
-        json!({"FunctionName": "stubborn", "InvokeRequestId": stubborn, "GraceShutdown": true}),
-    )
-    .await
-    .ok();
-    let e = until_status(&app, &stubborn, EventStatus::Aborted).await;
+    let (_, e) = terminated_once_running(&app, "stubborn", true).await;
     assert_eq!(e.status_code, Some(439));
     assert!(
         e.error
@@ -1453,4 +1429,23 @@ async fn python_instances_behave_the_same_without_the_fork_server() {
     let e = until_status(&app, &exited, EventStatus::Failed).await;
     assert_eq!(e.status_code, Some(439));
     assert!(e.error.unwrap().contains("exited with code 5"));
+}
+
+/// Invokes `function`, terminates the event through the API once it runs (graceful or forced)
+/// and answers it once it ended ABORTED.
+async fn terminated_once_running(
+    app: &TestApp,
+    function: &str,
+    graceful: bool,
+) -> (String, scf_console::store::EventRecord) {
+    let id = invoke(app, function, json!({})).await;
+    until_started(app, &id).await;
+    app.api(
+        "TerminateAsyncEvent",
+        json!({"FunctionName": function, "InvokeRequestId": id, "GraceShutdown": graceful}),
+    )
+    .await
+    .ok();
+    let e = until_status(app, &id, EventStatus::Aborted).await;
+    (id, e)
 }

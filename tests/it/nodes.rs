@@ -358,17 +358,7 @@ async fn a_rolling_restart_runs_nothing_twice() {
 /// trace turned off on one node stops the other recording within that second.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_made_on_another_node_applies_here_within_a_second() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("shared.db");
-    let a = TestApp::sharing(&db, node(dir.path())).await;
-    a.add_key().await;
-    let b = TestApp::sharing(&db, node(dir.path())).await;
-    a.create_function(
-        "default",
-        "cached",
-        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
-    )
-    .await;
+    let (_dir, a, b) = two_nodes_with_a_traced_function().await;
     // B has looked the function up: it now serves it from memory.
     let first = invoke_cached(&b).await;
     assert!(
@@ -434,17 +424,7 @@ async fn invoke_cached(app: &TestApp) -> String {
 /// that the function does not exist, as a moment later.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invocation_on_another_node_of_a_function_deleted_meanwhile_is_refused_as_not_found() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("shared.db");
-    let a = TestApp::sharing(&db, node(dir.path())).await;
-    a.add_key().await;
-    let b = TestApp::sharing(&db, node(dir.path())).await;
-    a.create_function(
-        "default",
-        "cached",
-        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
-    )
-    .await;
+    let (_dir, a, b) = two_nodes_with_a_traced_function().await;
     let first = invoke_cached(&b).await;
     let function_id = b
         .state
@@ -470,4 +450,20 @@ async fn an_invocation_on_another_node_of_a_function_deleted_meanwhile_is_refuse
         1,
         "nothing was recorded for it"
     );
+}
+
+/// Two nodes on one store, and a traced async function `cached` made on the first.
+async fn two_nodes_with_a_traced_function() -> (tempfile::TempDir, TestApp, TestApp) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.db");
+    let a = TestApp::sharing(&db, node(dir.path())).await;
+    a.add_key().await;
+    let b = TestApp::sharing(&db, node(dir.path())).await;
+    a.create_function(
+        "default",
+        "cached",
+        &[("AsyncRunEnable", "TRUE"), ("TraceEnable", "TRUE")],
+    )
+    .await;
+    (dir, a, b)
 }

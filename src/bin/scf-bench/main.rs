@@ -32,6 +32,10 @@ mod outside;
 const SECRET_ID: &str = "AKIDbenchmark000000000000000000000";
 const SECRET_KEY: &str = "benchmark-secret-key-0123456789ab";
 const REGION: &str = "ap-guangzhou";
+/// A no-op Python handler, as the warm, cold and store measurements run it.
+const NOOP: &str = "def main_handler(event, context):\n    return None\n";
+/// What an accepted async Invoke answers with.
+const ACCEPTED: &str = "FunctionRequestId";
 
 /// Measures scf-console against the performance targets of its design, on this machine, and
 /// prints a table. Each part starts its own server on a fresh SQLite file.
@@ -152,6 +156,21 @@ impl Bench {
             .await?)
     }
 
+    /// A server whose engine runs nothing (no workers), with these no-op functions: what it
+    /// stores stays exactly as the benchmark puts it.
+    async fn paused_with(names: &[&str]) -> anyhow::Result<(Bench, Vec<i64>)> {
+        let bench = Bench::start(EngineConfig {
+            workers: 0,
+            ..EngineConfig::default()
+        })
+        .await?;
+        let mut ids = Vec::new();
+        for name in names {
+            ids.push(bench.function(name, NOOP).await?.id);
+        }
+        Ok((bench, ids))
+    }
+
     async fn stop(self) {
         self.state.engine.shutdown().await;
         self.state.store.close().await;
@@ -257,66 +276,6 @@ impl Latencies {
         let idx = ((self.0.len() as f64 - 1.0) * p).round() as usize;
         self.0[idx] as f64 / 1000.0
     }
-}
-
-/// Sends signed async Invoke calls: as fast as possible (`rate` None), or on a fixed schedule
-/// with latency measured from when each call was due (so queueing is not hidden).
-async fn accept_load(
-    addr: &str,
-    connections: usize,
-    seconds: u64,
-    rate: Option<u64>,
-) -> anyhow::Result<(u64, f64, Latencies, u64)> {
-    let start = Instant::now() + Duration::from_millis(50);
-    let deadline = start + Duration::from_secs(seconds);
-    let body = serde_json::json!({"FunctionName": "noop", "InvocationType": "Event", "ClientContext": "{\"n\":1}"}).to_string();
-    let mut tasks = Vec::new();
-    for k in 0..connections {
-        let addr = addr.to_string();
-        let body = body.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut client = Client::connect(&addr).await?;
-            let mut latencies = Vec::new();
-            let mut errors = 0u64;
-            let mut i: u64 = 0;
-            loop {
-                let due = match rate {
-                    Some(r) => {
-                        start
-                            + Duration::from_secs_f64(
-                                (i * connections as u64 + k as u64) as f64 / r as f64,
-                            )
-                    }
-                    None => Instant::now().max(start),
-                };
-                if due >= deadline {
-                    break;
-                }
-                tokio::time::sleep_until(due.into()).await;
-                let (status, text) = client.call(&addr, "Invoke", &body).await?;
-                latencies.push(due.elapsed().as_micros() as u64);
-                if status != 200 || !text.contains("FunctionRequestId") {
-                    errors += 1;
-                }
-                i += 1;
-            }
-            Ok::<_, anyhow::Error>((latencies, errors))
-        }));
-    }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await??;
-        all.extend(l);
-        errors += e;
-    }
-    let elapsed = (Instant::now() - start).as_secs_f64();
-    Ok((
-        all.len() as u64,
-        all.len() as f64 / elapsed,
-        Latencies(all),
-        errors,
-    ))
 }
 
 async fn wait_ended(state: &AppState, target: u64) -> Duration {
@@ -543,16 +502,7 @@ async fn time_api(addr: &str, action: &str, body: &str, n: usize) -> anyhow::Res
 }
 
 async fn event_management(o: &Options) -> anyhow::Result<()> {
-    let bench = Bench::start(EngineConfig {
-        workers: 0,
-        ..EngineConfig::default()
-    })
-    .await?;
-    let noop = "def main_handler(event, context):\n    return None\n";
-    let mut ids = Vec::new();
-    for name in ["orders", "billing", "mailer", "reports"] {
-        ids.push(bench.function(name, noop).await?.id);
-    }
+    let (bench, ids) = Bench::paused_with(&["orders", "billing", "mailer", "reports"]).await?;
     let base = format!("/scf/{REGION}/default/functions/orders/events");
     let now = Clock::System.now_millis();
     let day_ago = format_time(
@@ -668,12 +618,7 @@ async fn main() -> anyhow::Result<()> {
         let concurrency = cold_config.workers;
         let spawn = spawn_rate(o.cold_events, concurrency).await?;
         let bench = Bench::start(cold_config).await?;
-        let f = bench
-            .function(
-                "noop",
-                "def main_handler(event, context):\n    return None\n",
-            )
-            .await?;
+        let f = bench.function("noop", NOOP).await?;
         let started = Instant::now();
         for _ in 0..o.cold_events {
             bench
@@ -723,16 +668,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// Accepts at a fixed rate without, then with, a sweep of 1M expired events running.
 async fn sweep_under_load(o: &Options) -> anyhow::Result<()> {
-    let bench = Bench::start(EngineConfig {
-        workers: 0,
-        ..EngineConfig::default()
-    })
-    .await?;
-    let noop = "def main_handler(event, context):\n    return None\n";
-    let mut ids = Vec::new();
-    for name in ["noop", "old-a", "old-b", "old-c"] {
-        ids.push(bench.function(name, noop).await?.id);
-    }
+    let (bench, ids) = Bench::paused_with(&["noop", "old-a", "old-b", "old-c"]).await?;
     let expired = 1_000_000;
     let day = 24 * 3600 * 1000;
     seed_window(
@@ -744,8 +680,18 @@ async fn sweep_under_load(o: &Options) -> anyhow::Result<()> {
         day,
     )
     .await?;
-    let (_, base_rate, mut base_lat, base_err) =
-        accept_load(&bench.addr, o.connections, o.seconds, Some(o.rate)).await?;
+    let accepts = [outside::invoke_body("noop", "Event")];
+    let rate = Some(o.rate as f64);
+    let base = outside::load(
+        &bench.addr,
+        o.connections,
+        o.seconds,
+        rate,
+        &accepts,
+        ACCEPTED,
+    )
+    .await?;
+    let (base_rate, mut base_lat, base_err) = (base.per_second, base.latencies, base.unexpected);
     let sweeper = bench.state.sweeper.clone();
     let sweep = tokio::spawn(async move {
         let started = Instant::now();
@@ -757,11 +703,18 @@ async fn sweep_under_load(o: &Options) -> anyhow::Result<()> {
     let mut lats = Vec::new();
     let mut errors = base_err;
     loop {
-        let (_, rate, lat, err) =
-            accept_load(&bench.addr, o.connections, o.seconds, Some(o.rate)).await?;
-        rates.push(rate);
-        lats.extend(lat.0);
-        errors += err;
+        let during = outside::load(
+            &bench.addr,
+            o.connections,
+            o.seconds,
+            rate,
+            &accepts,
+            ACCEPTED,
+        )
+        .await?;
+        rates.push(during.per_second);
+        lats.extend(during.latencies.0);
+        errors += during.unexpected;
         if sweep.is_finished() {
             break;
         }
@@ -803,12 +756,7 @@ async fn churn(o: &Options) -> anyhow::Result<()> {
     let bench = Bench::start_with_retention(EngineConfig::default(), retention).await?;
     bench.state.sweeper.set_interval(Duration::from_secs(1));
     bench.state.sweeper.start();
-    let f = bench
-        .function(
-            "noop",
-            "def main_handler(event, context):\n    return None\n",
-        )
-        .await?;
+    let f = bench.function("noop", NOOP).await?;
     let minutes = (o.seconds * 12).max(60);
     let rate = 1000u64;
     let started = Instant::now();

@@ -4,7 +4,7 @@
 //! ratio of, measured in the same run on the same machine: figures alone do not travel between
 //! machines, ratios do.
 
-use super::{Client, Latencies, REGION, SECRET_ID, SECRET_KEY};
+use super::{ACCEPTED, Client, Latencies, NOOP, REGION, SECRET_ID, SECRET_KEY};
 use anyhow::Context;
 use serde_json::{Value, json};
 use std::io::Write;
@@ -12,8 +12,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-/// A no-op handler, as the warm figures run it.
-const NOOP: &str = "def main_handler(event, context):\n    return None\n";
 /// A handler that holds its worker: the engine stays busy with sleeping events, and what is
 /// measured is accepting the rest.
 const SLEEPER: &str = "import time\ndef main_handler(event, context):\n    time.sleep(3600)\n";
@@ -179,7 +177,7 @@ fn zip_base64(file: &str, content: &str) -> anyhow::Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(buf.into_inner()))
 }
 
-fn invoke_body(function: &str, invocation_type: &str) -> String {
+pub fn invoke_body(function: &str, invocation_type: &str) -> String {
     json!({"FunctionName": function, "InvocationType": invocation_type, "ClientContext": "{\"n\":1}"})
         .to_string()
 }
@@ -275,7 +273,7 @@ async fn submit(
             let mut client = Client::connect(&addr).await?;
             for _ in 0..mine {
                 let (_, text) = client.call(&addr, "Invoke", &body).await?;
-                anyhow::ensure!(text.contains("FunctionRequestId"), "refused: {text}");
+                anyhow::ensure!(text.contains(ACCEPTED), "refused: {text}");
             }
             Ok::<_, anyhow::Error>(())
         }));
@@ -373,15 +371,7 @@ pub async fn accepts(connections: usize, seconds: u64, workers: usize) -> anyhow
     .await?;
     server.stop().await;
     let server = start().await?;
-    let mut saturated = load(
-        &server.addr,
-        connections,
-        seconds,
-        None,
-        &events,
-        "FunctionRequestId",
-    )
-    .await?;
+    let mut saturated = load(&server.addr, connections, seconds, None, &events, ACCEPTED).await?;
     server.stop().await;
     let half = saturated.per_second / 2.0;
     let server = start().await?;
@@ -391,7 +381,7 @@ pub async fn accepts(connections: usize, seconds: u64, workers: usize) -> anyhow
         seconds,
         Some(half),
         &events,
-        "FunctionRequestId",
+        ACCEPTED,
     )
     .await?;
     server.stop().await;

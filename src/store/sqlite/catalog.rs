@@ -169,17 +169,7 @@ impl Catalog for SqliteStore {
     }
 
     async fn get_function(&self, key: &FunctionKey) -> StoreResult<Option<Function>> {
-        let sql = format!(
-            "SELECT {FUNCTION_COLUMNS} FROM functions \
-             WHERE region = ? AND namespace = ? AND name = ? AND deleted_at IS NULL"
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(&key.region)
-            .bind(&key.namespace)
-            .bind(&key.name)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.as_ref().map(function_from_row).transpose()?)
+        self.function_by_key(key, "deleted_at IS NULL").await
     }
 
     async fn get_code(&self, function_id: i64) -> StoreResult<Vec<CodeFile>> {
@@ -362,18 +352,11 @@ impl Catalog for SqliteStore {
     }
 
     async fn get_deleted_function(&self, key: &FunctionKey) -> StoreResult<Option<Function>> {
-        let sql = format!(
-            "SELECT {FUNCTION_COLUMNS} FROM functions \
-             WHERE region = ? AND namespace = ? AND name = ? AND deleted_at IS NOT NULL \
-             ORDER BY deleted_at DESC LIMIT 1"
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(&key.region)
-            .bind(&key.namespace)
-            .bind(&key.name)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.as_ref().map(function_from_row).transpose()?)
+        self.function_by_key(
+            key,
+            "deleted_at IS NOT NULL ORDER BY deleted_at DESC LIMIT 1",
+        )
+        .await
     }
 
     async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
@@ -606,6 +589,28 @@ async fn write_files(
 const API_KEY_SELECT: &str = "SELECT k.secret_id, k.secret_key, k.description, k.enabled, \
      k.created_at, k.owner, k.read_only, u.role AS owner_role \
      FROM api_keys k LEFT JOIN users u ON u.name = k.owner";
+
+impl SqliteStore {
+    /// The function a key names among those `rest` (a condition on `deleted_at`, and an order)
+    /// selects.
+    async fn function_by_key(
+        &self,
+        key: &FunctionKey,
+        rest: &'static str,
+    ) -> StoreResult<Option<Function>> {
+        let sql = format!(
+            "SELECT {FUNCTION_COLUMNS} FROM functions \
+             WHERE region = ? AND namespace = ? AND name = ? AND {rest}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(&key.region)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(function_from_row).transpose()?)
+    }
+}
 
 fn api_key_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiKey, sqlx::Error> {
     let role: Option<String> = row.try_get("owner_role")?;
