@@ -18,8 +18,8 @@ use crate::domain::event::{
 };
 use crate::domain::runtime::Interpreters;
 use crate::store::{
-    ClaimedEvent, DynStore, EventWrite, Function, NewEvent, RunLease, StrandedRun, Termination,
-    TimelineEntry,
+    Claim, ClaimedEvent, DynStore, EventWrite, Function, NewEvent, RunLease, StrandedRun,
+    Termination, TimelineEntry,
 };
 use admission::{Admission, Refusal};
 use runtime::{Context, HandlerError, Instance, Outcome, RuntimeDir, Signal, Spawn, StartError};
@@ -818,8 +818,9 @@ impl Engine {
     }
 
     /// Claims queued events for free slots and runs them. A claimed event is really running:
-    /// claims wait for slots, never the other way round. Under load, the dispatcher lets a
-    /// millisecond pass before claiming, so that one claim serves the slots freed meanwhile.
+    /// claims wait for slots, never the other way round. A claim rides in the writer's next
+    /// transaction, with the ends of the runs that hand their slots over to it, and takes every
+    /// slot free by the time that transaction begins.
     async fn dispatch(self: Arc<Self>) {
         let mut busy = false;
         loop {
@@ -830,36 +831,47 @@ impl Engine {
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
                 }
             }
-            let mut slots = tokio::select! {
-                _ = self.cancel.cancelled() => return,
-                permit = self.slots.clone().acquire_owned() => permit.expect("never closed"),
+            // The free slots the claim is made for, handed back by the order once it is made.
+            let taken: Arc<Mutex<Option<OwnedSemaphorePermit>>> = Arc::default();
+            let order: writer::ClaimOrder = {
+                let engine = Arc::clone(&self);
+                let taken = Arc::clone(&taken);
+                Box::new(move |handed_over| {
+                    let free = engine.slots.available_permits() as u32;
+                    let slots = match free {
+                        0 => None,
+                        n => engine.slots.clone().try_acquire_many_owned(n).ok(),
+                    };
+                    let want = slots.as_ref().map_or(0, |s| s.num_permits() as u32) + handed_over;
+                    *taken.lock().expect("claim slots") = slots;
+                    if want == 0 || engine.cancel.is_cancelled() {
+                        return None;
+                    }
+                    let now = engine.clock.now_millis();
+                    Some(Claim {
+                        now,
+                        budget: engine.concurrency.budget(want),
+                        owner: engine.node.id().to_string(),
+                        lease_until: now + engine.config.lease.as_millis() as Millis,
+                    })
+                })
             };
-            if busy {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            let more = self.slots.available_permits() as u32;
-            if more > 0
-                && let Ok(extra) = self.slots.clone().try_acquire_many_owned(more)
-            {
-                slots.merge(extra);
-            }
-            let want = slots.num_permits() as u32;
-            let now = self.clock.now_millis();
-            let lease = now + self.config.lease.as_millis() as Millis;
-            let budget = self.concurrency.budget(want);
-            let claimed = match self
-                .store
-                .claim_events(now, &budget, self.node.id(), lease)
-                .await
-            {
+            let claimed = self.writer.claim(order).await;
+            let free = taken.lock().expect("claim slots").take();
+            let (claimed, handed_over) = match claimed {
                 Ok(c) => c,
+                Err(writer::WriteError::Stopped) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "claiming events failed");
                     busy = false;
                     continue;
                 }
             };
-            busy = claimed.len() as u32 == want;
+            let Some(mut slots) = writer::merge(free, handed_over) else {
+                busy = false;
+                continue;
+            };
+            busy = claimed.len() == slots.num_permits();
             {
                 let mut control = self.control.lock().expect("control lock");
                 for event in &claimed {
@@ -870,32 +882,35 @@ impl Engine {
                     control.held.insert(event.request_id.clone(), held);
                 }
             }
-            // Each function is read once per claim.
-            let mut functions: HashMap<i64, Option<Arc<Function>>> = HashMap::new();
+            // The functions of the claim, in one read.
+            let mut ids: Vec<i64> = claimed.iter().map(|e| e.function_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let functions: HashMap<i64, Arc<Function>> = match self
+                .store
+                .get_functions_by_ids(&ids)
+                .await
+            {
+                Ok(found) => found.into_iter().map(|f| (f.id, Arc::new(f))).collect(),
+                Err(e) => {
+                    tracing::error!(error = %e, "loading functions failed; their events are taken over when their lease runs out");
+                    HashMap::new()
+                }
+            };
             for event in claimed {
                 let slot = slots.split(1).expect("one slot per claimed event");
-                // Counted at once, so that the next claim's budget sees it.
-                let running = self.concurrency.start(event.function_id);
-                let function = match functions.get(&event.function_id) {
-                    Some(f) => f.clone(),
-                    None => {
-                        let f = match self.store.get_function_by_id(event.function_id).await {
-                            Ok(f) => f.map(Arc::new),
-                            Err(e) => {
-                                tracing::error!(error = %e, "loading a function failed; its events are taken over when their lease runs out");
-                                None
-                            }
-                        };
-                        functions.insert(event.function_id, f.clone());
-                        f
-                    }
-                };
                 // Deleted with its function (or unreadable now): nothing to run. Its lease is
                 // not renewed, so it is taken over once it runs out.
-                let Some(function) = function.filter(|f| !f.is_deleted()) else {
+                let Some(function) = functions
+                    .get(&event.function_id)
+                    .filter(|f| !f.is_deleted())
+                    .cloned()
+                else {
                     self.release(&event.request_id);
                     continue;
                 };
+                // Counted at once, so that the next claim's budget sees it.
+                let running = self.concurrency.start(event.function_id);
                 let engine = Arc::clone(&self);
                 self.runs.spawn(async move {
                     let request_id = event.request_id.clone();
@@ -905,8 +920,6 @@ impl Engine {
                         tracing::error!(invoke_request_id = %request_id, error = %e, "an event run panicked");
                     }
                     engine.release(&request_id);
-                    // A slot is free again.
-                    engine.wake.notify_one();
                 });
             }
         }
@@ -1277,12 +1290,16 @@ impl Engine {
 
     /// Records a transition of a run. While the store cannot write, the write is tried again
     /// until it lands: a transition that was dropped would leave the event RUNNING, to be run a
-    /// second time after a takeover. The run keeps its worker slot meanwhile, so nothing new is
-    /// claimed while the disk is full.
-    async fn write(&self, write: EventWrite) {
+    /// second time after a takeover. Its lease is renewed meanwhile, and `slot` (the run's
+    /// worker) stays taken, so nothing new is claimed in its place while the disk is full.
+    async fn write(&self, write: EventWrite, slot: Option<&writer::Slot>) {
         let mut delay = Duration::from_millis(50);
         loop {
-            match self.writer.write(write.clone()).await {
+            match self
+                .writer
+                .write_freeing(write.clone(), slot.cloned())
+                .await
+            {
                 Ok(()) => return,
                 Err(writer::WriteError::Fault(e)) if !self.give_up.is_cancelled() => {
                     tracing::debug!(error = %e, "an event transition waits for the store");
@@ -1317,7 +1334,7 @@ impl Engine {
         }
     }
 
-    async fn finish(&self, event: &ClaimedEvent, end: Ending) {
+    fn finish(&self, event: &ClaimedEvent, end: Ending) -> EventWrite {
         let counter = match end.status {
             EventStatus::Finished => &self.stats.finished,
             EventStatus::Aborted => &self.stats.aborted,
@@ -1325,7 +1342,7 @@ impl Engine {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let entry = self.entry(end.status, end.detail);
-        self.write(EventWrite::Finish {
+        EventWrite::Finish {
             event_id: event.id,
             run: self.lease_of(event),
             traced: event.traced,
@@ -1334,26 +1351,24 @@ impl Engine {
             error: end.error,
             logs: end.logs,
             entry,
-        })
-        .await;
+        }
     }
 
     /// Retries while RetryNum allows, with backoff; fails the event otherwise.
-    async fn fail_or_retry(
+    fn fail_or_retry(
         &self,
         f: &Function,
         event: &ClaimedEvent,
         code: i64,
         error: String,
         logs: Option<String>,
-    ) {
+    ) -> EventWrite {
         if retries_remain(event.attempt, f.retry_num) {
             self.stats.retried.fetch_add(1, Ordering::Relaxed);
             let delay = retry_backoff_ms(event.attempt);
             let next = event.attempt + 1;
             let detail = timeline::retrying(delay, next, f.retry_num + 1, code, &error);
             self.requeue(event, event.attempt + 1, delay, Some(error), logs, detail)
-                .await;
         } else {
             let detail = timeline::failed(code, &error);
             self.finish(
@@ -1367,12 +1382,11 @@ impl Engine {
                     detail,
                 },
             )
-            .await;
         }
     }
 
     /// Back to the queue for `attempt`, `delay_ms` from now, with a timeline entry.
-    async fn requeue(
+    fn requeue(
         &self,
         event: &ClaimedEvent,
         attempt: u32,
@@ -1380,9 +1394,9 @@ impl Engine {
         error: Option<String>,
         logs: Option<String>,
         detail: String,
-    ) {
+    ) -> EventWrite {
         let entry = self.entry(EventStatus::Queued, detail);
-        self.write(EventWrite::Requeue {
+        EventWrite::Requeue {
             event_id: event.id,
             run: self.lease_of(event),
             traced: event.traced,
@@ -1391,28 +1405,26 @@ impl Engine {
             error,
             logs,
             entry,
-        })
-        .await;
+        }
     }
 
     /// Claimed as the server stops, before it started: it waits in the queue, same attempt.
-    async fn put_back(&self, event: &ClaimedEvent) {
+    fn put_back(&self, event: &ClaimedEvent) -> EventWrite {
         let detail = timeline::PUT_BACK.to_string();
         self.requeue(event, event.attempt, 0, None, None, detail)
-            .await;
     }
 
     /// The server stopped this event's run: what a takeover does after a crash, recorded now.
-    async fn stopped_while_running(
+    fn stopped_while_running(
         &self,
         f: &Function,
         event: &ClaimedEvent,
         logs: Option<String>,
-    ) {
+    ) -> EventWrite {
         let cause = StopCause::ServerStopped;
         match after_stop(event.attempt, f.retry_num, event.terminate.is_some(), cause) {
             AfterStop::Requeue { attempt, detail } => {
-                self.requeue(event, attempt, 0, None, logs, detail).await;
+                self.requeue(event, attempt, 0, None, logs, detail)
             }
             AfterStop::End {
                 status,
@@ -1431,21 +1443,38 @@ impl Engine {
                         detail,
                     },
                 )
-                .await;
             }
         }
     }
 
+    /// Runs a claimed event and records how it went. Its worker slot goes with the end to the
+    /// writer, which hands it to the claim made in the same transaction: the end and the next
+    /// event's claim share one commit. While the store cannot write, the end is tried again
+    /// until it lands and keeps its slot, so nothing new runs meanwhile.
     async fn run(
         self: Arc<Self>,
         event: ClaimedEvent,
         f: Arc<Function>,
-        _room: (OwnedSemaphorePermit, concurrency::Running),
+        room: (OwnedSemaphorePermit, concurrency::Running),
     ) {
+        let (slot, running) = room;
+        let write = self.execute(&event, &f).await;
+        drop(running);
+        // The dispatcher asks for a claim to ride along with this end.
+        self.wake.notify_one();
+        let slot: writer::Slot = Arc::new(Mutex::new(Some(slot)));
+        if let Some(write) = write {
+            self.write(write, Some(&slot)).await;
+        }
+    }
+
+    /// Runs a claimed event; answers what to record of it (nothing when another node runs it
+    /// now, or its function is being deleted).
+    async fn execute(&self, event: &ClaimedEvent, f: &Function) -> Option<EventWrite> {
         let now = self.clock.now_millis();
         if event.terminate.is_some() {
-            self.finish(
-                &event,
+            return Some(self.finish(
+                event,
                 Ending {
                     status: EventStatus::Aborted,
                     code: status_code::TERMINATED,
@@ -1454,19 +1483,16 @@ impl Engine {
                     logs: None,
                     detail: timeline::TERMINATED_BEFORE_START.into(),
                 },
-            )
-            .await;
-            return;
+            ));
         }
         if self.cancel.is_cancelled() {
-            self.put_back(&event).await;
-            return;
+            return Some(self.put_back(event));
         }
         let waited = now - event.enqueued_at;
         if waited > i64::from(f.msg_ttl) * 1000 {
             let detail = timeline::expired(waited, f.msg_ttl);
-            self.finish(
-                &event,
+            return Some(self.finish(
+                event,
                 Ending {
                     status: EventStatus::Failed,
                     code: status_code::EXPIRED,
@@ -1475,32 +1501,27 @@ impl Engine {
                     logs: None,
                     detail,
                 },
-            )
-            .await;
-            return;
+            ));
         }
 
-        let (mut instance, cold) = match self.instance_for(&f).await {
+        let (mut instance, cold) = match self.instance_for(f).await {
             Ok(found) => found,
             Err(NoInstance::Load { code, error, logs }) => {
                 let logs = (!logs.is_empty()).then_some(logs);
-                self.fail_or_retry(&f, &event, code, error, logs).await;
-                return;
+                return Some(self.fail_or_retry(f, event, code, error, logs));
             }
             // Back to the queue with the same attempt: RetryNum is the user's, not ours.
             // MsgTTL still bounds how long it can go on.
             Err(NoInstance::Capacity { error }) => {
                 let detail = timeline::waiting_for_room(&error, CAPACITY_BACKOFF_MS);
-                self.requeue(
-                    &event,
+                return Some(self.requeue(
+                    event,
                     event.attempt,
                     CAPACITY_BACKOFF_MS,
                     None,
                     None,
                     detail,
-                )
-                .await;
-                return;
+                ));
             }
         };
         // The start entry is queued, not waited for: the handler need not wait for a commit to
@@ -1516,7 +1537,7 @@ impl Engine {
             );
             let note = EventWrite::Note {
                 event_id: event.id,
-                run: self.lease_of(&event),
+                run: self.lease_of(event),
                 entry,
             };
             let request_id = event.request_id.clone();
@@ -1556,10 +1577,7 @@ impl Engine {
         let Some(early) = early else {
             // The server stops, or the function is being deleted (its events go with it).
             instance.retire(&self.dir).await;
-            if self.cancel.is_cancelled() {
-                self.put_back(&event).await;
-            }
-            return;
+            return self.cancel.is_cancelled().then(|| self.put_back(event));
         };
         if let Some(signal) = early {
             if let Some(run) = self
@@ -1573,7 +1591,7 @@ impl Engine {
             }
             let _ = tx.try_send(signal);
         }
-        let context = self.context(&f, &event.request_id, &event.invoke_type);
+        let context = self.context(f, &event.request_id, &event.invoke_type);
         let run_started = Instant::now();
         let (outcome, logs) = instance
             .invoke(
@@ -1597,19 +1615,18 @@ impl Engine {
         if lost {
             // Another node runs it now; nothing of this run is recorded.
             instance.retire(&self.dir).await;
-            return;
+            return None;
         }
         if interrupted {
             instance.retire(&self.dir).await;
-            self.stopped_while_running(&f, &event, logs).await;
-            return;
+            return Some(self.stopped_while_running(f, event, logs));
         }
-        match self.verdict(&f, outcome, instance).await {
+        let write = match self.verdict(f, outcome, instance).await {
             Verdict::Finished(value) => {
                 let result = recorded_result(&value);
                 let detail = timeline::finished(ran_ms);
                 self.finish(
-                    &event,
+                    event,
                     Ending {
                         status: EventStatus::Finished,
                         code: status_code::SUCCESS,
@@ -1619,11 +1636,8 @@ impl Engine {
                         detail,
                     },
                 )
-                .await;
             }
-            Verdict::Failed { code, error, .. } => {
-                self.fail_or_retry(&f, &event, code, error, logs).await;
-            }
+            Verdict::Failed { code, error, .. } => self.fail_or_retry(f, event, code, error, logs),
             Verdict::Aborted { graceful, killed } => {
                 let deleting = self
                     .control
@@ -1640,7 +1654,7 @@ impl Engine {
                     (code, error.to_string(), detail)
                 };
                 self.finish(
-                    &event,
+                    event,
                     Ending {
                         status: EventStatus::Aborted,
                         code,
@@ -1650,8 +1664,8 @@ impl Engine {
                         detail,
                     },
                 )
-                .await;
             }
-        }
+        };
+        Some(write)
     }
 }

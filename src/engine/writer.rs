@@ -1,14 +1,41 @@
 //! Group commit: one task owns the engine's writes and applies everything that queued up while
 //! the previous transaction committed in one transaction, so many concurrent accepts and
 //! transitions share one fsync. Durability does not cost throughput.
+//!
+//! The dispatcher's claims ride in the same transactions. A run hands its worker slot over
+//! with its end: once the end commits, the slot goes to the claim made in the same
+//! transaction, so an event's end and its successor's claim cost one commit, not two in turn.
+//! Should the commit fail, the end is not recorded, nothing is claimed, and the slot stays with
+//! the run that retries its end: a worker is free only once what it did is on disk.
 
-use crate::store::{DynStore, EventWrite, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use crate::domain::event::ClaimedEvent;
+use crate::store::{Claim, DynStore, EventWrite, StoreError};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 /// As many writes as one transaction takes; more wait for the next.
 const MAX_BATCH: usize = 2048;
 
 type Reply = oneshot::Sender<Result<(), WriteError>>;
+
+/// A run's worker slot, handed over with its end: it is taken once the end commits (by the
+/// claim of the same transaction, or freed), and stays while the end waits for the store.
+pub type Slot = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
+
+/// Makes the claim when its transaction begins, not when it was asked for, so that it fills
+/// the slots freed while it waited: its argument is how many slots the ends of that
+/// transaction hand over. `None` claims nothing.
+pub type ClaimOrder = Box<dyn FnOnce(u32) -> Option<Claim> + Send>;
+
+/// What a claim got: its events, and the slots the ends of its transaction handed over.
+pub type Claimed = (Vec<ClaimedEvent>, Option<OwnedSemaphorePermit>);
+
+type ClaimReply = oneshot::Sender<Result<Claimed, WriteError>>;
+
+enum Job {
+    Write(EventWrite, Reply, Option<Slot>),
+    Claim(ClaimOrder, ClaimReply),
+}
 
 /// Why a write did not land.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +55,7 @@ pub enum WriteError {
 
 #[derive(Clone)]
 pub struct GroupCommit {
-    tx: mpsc::Sender<(EventWrite, Reply)>,
+    tx: mpsc::Sender<Job>,
 }
 
 impl GroupCommit {
@@ -41,7 +68,16 @@ impl GroupCommit {
 
     /// Writes and waits until the write is committed.
     pub async fn write(&self, write: EventWrite) -> Result<(), WriteError> {
-        let done = self.queue(write).await?;
+        self.write_freeing(write, None).await
+    }
+
+    /// Writes and waits until the write is committed; `slot` is taken once it is.
+    pub async fn write_freeing(
+        &self,
+        write: EventWrite,
+        slot: Option<Slot>,
+    ) -> Result<(), WriteError> {
+        let done = self.send(write, slot).await?;
         done.await.map_err(|_| WriteError::Stopped)?
     }
 
@@ -52,69 +88,158 @@ impl GroupCommit {
         &self,
         write: EventWrite,
     ) -> Result<oneshot::Receiver<Result<(), WriteError>>, WriteError> {
+        self.send(write, None).await
+    }
+
+    async fn send(
+        &self,
+        write: EventWrite,
+        slot: Option<Slot>,
+    ) -> Result<oneshot::Receiver<Result<(), WriteError>>, WriteError> {
         // Refused alone, so it cannot fail the batch it would have joined.
         write
             .check()
             .map_err(|e| WriteError::Rejected(e.to_string()))?;
         let (reply, done) = oneshot::channel();
         self.tx
-            .send((write, reply))
+            .send(Job::Write(write, reply, slot))
             .await
             .map_err(|_| WriteError::Stopped)?;
         Ok(done)
     }
+
+    /// Claims queued events in the next transaction, with the writes queued before it; the
+    /// claim is made by `order` as that transaction begins.
+    pub async fn claim(&self, order: ClaimOrder) -> Result<Claimed, WriteError> {
+        let (reply, claimed) = oneshot::channel();
+        self.tx
+            .send(Job::Claim(order, reply))
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        claimed.await.map_err(|_| WriteError::Stopped)?
+    }
 }
 
-async fn run(store: DynStore, mut rx: mpsc::Receiver<(EventWrite, Reply)>) {
-    let mut batch: Vec<(EventWrite, Reply)> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
+type Queued = (EventWrite, Reply, Option<Slot>);
+
+async fn run(store: DynStore, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
+    // One claim per transaction; another one asked for meanwhile waits for the next.
+    let mut claim: Option<(ClaimOrder, ClaimReply)> = None;
+    let mut next_claim: Option<(ClaimOrder, ClaimReply)> = None;
+    loop {
+        if let Some(next) = next_claim.take() {
+            claim = Some(next);
+        } else {
+            match rx.recv().await {
+                Some(Job::Write(w, reply, slot)) => batch.push((w, reply, slot)),
+                Some(Job::Claim(order, reply)) => claim = Some((order, reply)),
+                None => return,
+            }
+        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(Job::Write(w, reply, slot)) => batch.push((w, reply, slot)),
+                Ok(Job::Claim(order, reply)) if claim.is_none() => claim = Some((order, reply)),
+                Ok(Job::Claim(order, reply)) => {
+                    next_claim = Some((order, reply));
+                    break;
+                }
                 Err(_) => break,
             }
         }
-        let writes: Vec<EventWrite> = batch.iter().map(|(w, _)| w.clone()).collect();
-        match store.apply_event_writes(&writes).await {
-            Ok(()) => {
-                for (_, reply) in batch.drain(..) {
+        let (order, claimed) = match claim.take() {
+            Some((order, reply)) => {
+                let handed_over = batch
+                    .iter()
+                    .filter_map(|(_, _, slot)| slot.as_ref())
+                    .filter_map(|slot| slot.lock().expect("slot").as_ref().map(|p| p.num_permits()))
+                    .sum::<usize>();
+                (order(handed_over as u32), Some(reply))
+            }
+            None => (None, None),
+        };
+        let writes: Vec<EventWrite> = batch.iter().map(|(w, _, _)| w.clone()).collect();
+        match store.commit_events(&writes, order.as_ref()).await {
+            Ok(events) => {
+                let mut slots: Option<OwnedSemaphorePermit> = None;
+                for (_, reply, slot) in batch.drain(..) {
+                    slots = merge(slots, take(slot.as_ref()));
                     let _ = reply.send(Ok(()));
+                }
+                match claimed {
+                    Some(reply) => {
+                        let _ = reply.send(Ok((events, slots)));
+                    }
+                    // Freed: no claim rode along.
+                    None => drop(slots),
                 }
             }
             Err(StoreError::Database(e)) => {
                 // The disk (or the database) failed: nothing of the batch is durable, so every
-                // write in it fails, and its callers hear why.
+                // write in it fails, and its callers hear why; nothing was claimed either, and
+                // the slots stay with the runs that try their ends again.
                 let why = store
                     .write_health()
                     .fault()
                     .map_or_else(|| e.to_string(), |f| f.error);
                 let why = WriteError::Fault(format!("the event store cannot write: {why}"));
-                for (_, reply) in batch.drain(..) {
+                for (_, reply, _) in batch.drain(..) {
                     let _ = reply.send(Err(why.clone()));
+                }
+                if let Some(reply) = claimed {
+                    let _ = reply.send(Err(why));
                 }
             }
             Err(e) => {
                 // One bad write (its function was deleted meanwhile) must not fail its
-                // neighbours: apply them one by one.
+                // neighbours: apply them one by one. The claim waits for the next transaction
+                // (it was made for slots some of these writes may not free).
                 tracing::warn!(error = %e, writes = batch.len(), "group commit failed; applying writes one by one");
-                for (write, reply) in batch.drain(..) {
-                    let result = match store.apply_event_writes(std::slice::from_ref(&write)).await
-                    {
-                        Ok(()) => Ok(()),
-                        Err(StoreError::Database(e)) => Err(WriteError::Fault(format!(
-                            "the event store cannot write: {e}"
-                        ))),
-                        Err(StoreError::NotFound) => Err(WriteError::FunctionGone),
-                        Err(e) => Err(WriteError::Rejected(e.to_string())),
-                    };
-                    if let Err(e) = &result {
+                for (write, reply, slot) in batch.drain(..) {
+                    let result = store
+                        .apply_event_writes(std::slice::from_ref(&write))
+                        .await
+                        .map_err(write_error);
+                    match &result {
+                        Ok(()) => drop(take(slot.as_ref())),
                         // Named by kind and event, never with its payload or logs.
-                        tracing::error!(error = %e, write = %write.describe(), "event write failed");
+                        Err(e) => {
+                            tracing::error!(error = %e, write = %write.describe(), "event write failed")
+                        }
                     }
                     let _ = reply.send(result);
                 }
+                if let Some(reply) = claimed {
+                    let _ = reply.send(Ok((Vec::new(), None)));
+                }
             }
         }
+    }
+}
+
+fn take(slot: Option<&Slot>) -> Option<OwnedSemaphorePermit> {
+    slot.and_then(|s| s.lock().expect("slot").take())
+}
+
+/// Slots of one semaphore, as one permit.
+pub fn merge(
+    a: Option<OwnedSemaphorePermit>,
+    b: Option<OwnedSemaphorePermit>,
+) -> Option<OwnedSemaphorePermit> {
+    match (a, b) {
+        (Some(mut a), Some(b)) => {
+            a.merge(b);
+            Some(a)
+        }
+        (a, b) => a.or(b),
+    }
+}
+
+fn write_error(e: StoreError) -> WriteError {
+    match e {
+        StoreError::Database(e) => WriteError::Fault(format!("the event store cannot write: {e}")),
+        StoreError::NotFound => WriteError::FunctionGone,
+        e => WriteError::Rejected(e.to_string()),
     }
 }

@@ -206,6 +206,9 @@ pub trait Catalog: Send + Sync {
 
     async fn get_function_by_id(&self, id: i64) -> StoreResult<Option<Function>>;
 
+    /// The functions of these ids that the store keeps (deleted ones too), in one read.
+    async fn get_functions_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Function>>;
+
     /// Sets (`Some`) or removes a function's reserved concurrency, in MB. Not a change of the
     /// function: its modification time, and so its warm instances, stay.
     async fn set_reserved_concurrency(

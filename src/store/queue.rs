@@ -195,20 +195,51 @@ pub struct StrandedRun {
     pub lease: RunLease,
 }
 
+/// A claim of queued events for a node's free slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub now: Millis,
+    pub budget: ClaimBudget,
+    /// The node that will run them.
+    pub owner: String,
+    pub lease_until: Millis,
+}
+
 #[async_trait]
 pub trait EventQueue: Send + Sync {
-    /// Applies the engine's writes in one transaction (one fsync for all of them).
-    async fn apply_event_writes(&self, writes: &[EventWrite]) -> StoreResult<()>;
+    /// Applies the engine's writes, then makes `claim`, in one transaction (one fsync for all
+    /// of them): the runs that end free the slots the claim fills, so the two share a commit
+    /// rather than each waiting for its own. The claim moves due queued events to RUNNING, held
+    /// by its owner until its lease ends, as many as its budget allows: each function's oldest
+    /// first, functions taking turns. Nothing is written, and nothing claimed, unless all of it
+    /// commits.
+    async fn commit_events(
+        &self,
+        writes: &[EventWrite],
+        claim: Option<&Claim>,
+    ) -> StoreResult<Vec<ClaimedEvent>>;
 
-    /// Moves due queued events to RUNNING, held by `owner` until `lease_until`, as many as
-    /// `budget` allows: each function's oldest first, functions taking turns.
+    /// Applies the engine's writes in one transaction.
+    async fn apply_event_writes(&self, writes: &[EventWrite]) -> StoreResult<()> {
+        self.commit_events(writes, None).await.map(drop)
+    }
+
+    /// Claims alone (see [`commit_events`](Self::commit_events)).
     async fn claim_events(
         &self,
         now: Millis,
         budget: &ClaimBudget,
         owner: &str,
         lease_until: Millis,
-    ) -> StoreResult<Vec<ClaimedEvent>>;
+    ) -> StoreResult<Vec<ClaimedEvent>> {
+        let claim = Claim {
+            now,
+            budget: budget.clone(),
+            owner: owner.to_string(),
+            lease_until,
+        };
+        self.commit_events(&[], Some(&claim)).await
+    }
 
     /// Extends the leases `owner` still holds of `runs` (`(event id, attempt)`) and returns
     /// them, with their terminate requests; a run left out was lost (taken over or deleted).

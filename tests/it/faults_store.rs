@@ -168,9 +168,17 @@ async fn a_full_disk_refuses_invocations_with_the_reason_loses_none_and_heals_by
     assert_eq!(ran, accepted.len(), "only acknowledged events ran");
 }
 
+/// A run's worker is free once its handler returns, before its end is written: the end of
+/// the run and the claim of the next event share a commit. On a full disk both fail, so the
+/// queued event behind them waits, unclaimed and unrun, until the ends land.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_end_that_cannot_be_written_lands_once_the_disk_has_room() {
-    let (app, sqlite, proof) = reports(test_engine()).await;
+    let (app, sqlite, proof) = reports(EngineConfig {
+        workers: 3,
+        per_function: 3,
+        ..test_engine()
+    })
+    .await;
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(invoke(&app, "reports", json!({ "n": i })).await);
@@ -178,6 +186,7 @@ async fn an_end_that_cannot_be_written_lands_once_the_disk_has_room() {
     for id in &ids {
         until_started(&app, id).await;
     }
+    let waiting = invoke(&app, "reports", json!({ "n": 3 })).await;
     // The disk fills up while they run; then they finish.
     let pages = sqlite.page_count().await.unwrap();
     sqlite.limit_pages(Some(pages)).await.unwrap();
@@ -186,11 +195,22 @@ async fn an_end_that_cannot_be_written_lands_once_the_disk_has_room() {
         (ready(&app).await.0 == 503).then_some(())
     })
     .await;
+    // Every end tried and tried again while their workers are free.
+    let failures = app.state.store.write_health().total_failures();
+    wait_for("the ends to be tried again", LIMIT, || async {
+        (app.state.store.write_health().total_failures() >= failures + 6).then_some(())
+    })
+    .await;
     for id in &ids {
         assert_eq!(event(&app, id).await.status, EventStatus::Running);
     }
+    assert_eq!(event(&app, &waiting).await.status, EventStatus::Queued);
+    assert_eq!(runs(proof.path(), &waiting), 0, "nothing new ran");
 
     sqlite.limit_pages(None).await.unwrap();
+    let e = until_ended(&app, &waiting).await;
+    assert_eq!((e.status, e.attempt), (EventStatus::Finished, 1));
+    assert_eq!(runs(proof.path(), &waiting), 1);
     for id in &ids {
         let e = until_ended(&app, id).await;
         assert_eq!((e.status, e.attempt), (EventStatus::Finished, 1));

@@ -7,8 +7,8 @@ use scf_console::domain::function::{FunctionConfig, NewFunction};
 use scf_console::domain::runtime::Runtime;
 use scf_console::domain::user::Role;
 use scf_console::store::{
-    AuditEntry, AuditFilter, ClaimBudget, DynStore, EventWrite, NewEvent, NewSession, RunLease,
-    StoreError, Termination, TimelineEntry, User, Via,
+    AuditEntry, AuditFilter, Claim, ClaimBudget, DynStore, EventWrite, NewEvent, NewSession,
+    RunLease, StoreError, Termination, TimelineEntry, User, Via,
 };
 
 /// Two handles on one fresh store, and what keeps it alive.
@@ -54,6 +54,7 @@ contract!(sqlite:
     sweeping_removes_only_ended_events,
     event_ids_are_never_reused,
     illegal_moves_are_refused_before_anything_is_written,
+    an_end_and_the_next_claim_commit_together_or_not_at_all,
     one_first_user_and_never_no_admin,
     sessions_end_with_time_password_changes_and_their_user,
     audit_entries_filter_newest_first_and_sweep_by_age,
@@ -635,6 +636,69 @@ async fn illegal_moves_are_refused_before_anything_is_written(b: Backend) {
         ));
         assert_eq!(status(&b.one, "m").await, (EventStatus::Running, 1));
     }
+}
+
+/// A run's end and the claim of the event that takes its slot share one transaction: both
+/// land, or (a write of the batch refused) neither does.
+async fn an_end_and_the_next_claim_commit_together_or_not_at_all(b: Backend) {
+    let f = function(&b.one, "chain", 0).await;
+    let gone = function(&b.one, "gone", 0).await;
+    accept(&b.one, f, &["first", "second", "third"], 10_000).await;
+    let c = b
+        .one
+        .claim_events(20_000, &ClaimBudget::up_to(1), ME, 90_000)
+        .await
+        .unwrap();
+    assert_eq!(c[0].request_id, "first");
+    let key = scf_console::store::FunctionKey {
+        region: REGION.into(),
+        namespace: "default".into(),
+        name: "gone".into(),
+    };
+    let deleted = TimelineEntry {
+        at: 20_500,
+        status: EventStatus::Aborted,
+        detail: "deleted".into(),
+    };
+    b.two.delete_function(&key, &deleted, 499).await.unwrap();
+    let claim = Claim {
+        now: 21_000,
+        budget: ClaimBudget::up_to(1),
+        owner: ME.into(),
+        lease_until: 90_000,
+    };
+    // An accept for the deleted function fails the batch: the end is not written, and
+    // nothing is claimed.
+    let late = EventWrite::Insert(NewEvent {
+        request_id: "late".into(),
+        function_id: gone,
+        region: REGION.into(),
+        namespace: "default".into(),
+        invoke_type: "API".into(),
+        traced: true,
+        payload: "{}".into(),
+        enqueued_at: 21_000,
+        invoked_by: None,
+        rerun_of: None,
+    });
+    let failed = b
+        .one
+        .commit_events(&[finish(c[0].id, lease(ME, 1), 21_000), late], Some(&claim))
+        .await;
+    assert!(matches!(failed, Err(StoreError::NotFound)), "{failed:?}");
+    assert_eq!(status(&b.one, "first").await, (EventStatus::Running, 1));
+    assert_eq!(status(&b.one, "second").await, (EventStatus::Queued, 1));
+
+    let next = b
+        .one
+        .commit_events(&[finish(c[0].id, lease(ME, 1), 21_000)], Some(&claim))
+        .await
+        .unwrap();
+    let next: Vec<&str> = next.iter().map(|e| e.request_id.as_str()).collect();
+    assert_eq!(next, ["second"]);
+    assert_eq!(status(&b.two, "first").await, (EventStatus::Finished, 1));
+    assert_eq!(status(&b.two, "second").await, (EventStatus::Running, 1));
+    assert_eq!(status(&b.two, "third").await, (EventStatus::Queued, 1));
 }
 
 fn user(name: &str, role: Role, at: i64) -> User {

@@ -449,6 +449,24 @@ impl Catalog for SqliteStore {
         Ok(row.as_ref().map(function_from_row).transpose()?)
     }
 
+    async fn get_functions_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<Function>> {
+        // The ids as one JSON array: one statement text whatever their number, so SQLite
+        // prepares it once.
+        let sql = format!(
+            "SELECT {FUNCTION_COLUMNS} FROM functions WHERE id IN (SELECT value FROM json_each(?))"
+        );
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let ids = format!("[{}]", ids.join(","));
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(ids)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(function_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
     async fn set_reserved_concurrency(
         &self,
         key: &FunctionKey,
