@@ -4,7 +4,7 @@
 //! ratio of, measured in the same run on the same machine: figures alone do not travel between
 //! machines, ratios do.
 
-use super::{ACCEPTED, Client, Latencies, NOOP, REGION, SECRET_ID, SECRET_KEY};
+use super::{ACCEPTED, ADMIN_PASSWORD, Client, Latencies, NOOP, REGION, SECRET_ID, SECRET_KEY};
 use anyhow::Context;
 use serde_json::{Value, json};
 use std::io::Write;
@@ -29,14 +29,19 @@ pub struct Server {
 impl Server {
     /// Starts `scf-console` with `workers` events at once (all of them open to one function).
     pub async fn start(workers: usize) -> anyhow::Result<Server> {
+        let dir = std::env::temp_dir().join(format!("scf-bench-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        Self::start_in(dir, workers).await
+    }
+
+    /// Starts `scf-console` on the data folder `dir` (removed when the server stops).
+    pub async fn start_in(dir: PathBuf, workers: usize) -> anyhow::Result<Server> {
         let exe = std::env::current_exe()?.with_file_name("scf-console");
         anyhow::ensure!(
             exe.exists(),
             "{} is missing: build it first (`cargo build --release`); scf-bench runs it as a process of its own",
             exe.display()
         );
-        let dir = std::env::temp_dir().join(format!("scf-bench-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir)?;
         // A free port, found by binding and letting go, so that no log line has to be read.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -49,7 +54,7 @@ impl Server {
             .arg(&dir)
             .env("SCF_SECRET_ID", SECRET_ID)
             .env("SCF_SECRET_KEY", SECRET_KEY)
-            .env("SCF_ADMIN_PASSWORD", "bench-admin-password")
+            .env("SCF_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("SCF_REGIONS", REGION)
             .env("SCF_WORKERS", workers.to_string())
             .env("SCF_FUNCTION_CONCURRENCY", workers.to_string())
@@ -123,6 +128,19 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Events of the benchmark's functions that ended (status trace keeps them).
+    async fn ended(&self) -> anyhow::Result<u64> {
+        let pool = self.read_only().await?;
+        let ended: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events e JOIN functions f ON f.id = e.function_id \
+             WHERE f.name LIKE 'noop-%' AND e.status >= 2",
+        )
+        .fetch_one(&pool)
+        .await?;
+        pool.close().await;
+        Ok(ended as u64)
     }
 
     /// Waits until `count` events run (watching as `until_drained` does).
@@ -623,4 +641,93 @@ fn header() {
 
 fn row3(what: &str, measured: String, ratio: String, target: &str) {
     println!("| {what:<78} | {measured:>16} | {ratio:>8} | {target:<22} |");
+}
+
+/// Event Management's reads, p50 and p99 in ms.
+pub struct Reads {
+    pub page: (f64, f64),
+    pub rows: (f64, f64),
+    pub api: (f64, f64),
+    pub stats: (f64, f64),
+}
+
+/// Times Event Management's reads of `function` (`page` is its events page) on the real
+/// server, `n` of each, one after the other as a user clicks.
+pub async fn time_reads(
+    addr: &str,
+    cookie: &str,
+    page: &str,
+    list_body: &str,
+    n: usize,
+) -> anyhow::Result<Reads> {
+    use super::{time_api, time_get};
+    // Warm the caches once, as a user's first look would.
+    time_get(addr, cookie, page, 3, false).await?;
+    Ok(Reads {
+        page: time_get(addr, cookie, page, n, false).await?,
+        rows: time_get(
+            addr,
+            cookie,
+            &format!("{page}/-/rows?status=failed&range=3d"),
+            n,
+            true,
+        )
+        .await?,
+        api: time_api(addr, "ListAsyncEvents", list_body, n).await?,
+        stats: time_get(addr, cookie, &format!("{page}/-/stats?range=3d"), n, true).await?,
+    })
+}
+
+/// Event Management's reads on the real server started on `dir` (a store seeded beforehand),
+/// while it accepts invocations as fast as it can and its engine runs them at its saturation
+/// rate: the worst moment for a user to look. Answers the reads, and the accepts and ends per
+/// second meanwhile.
+pub async fn reads_under_load(
+    dir: PathBuf,
+    connections: usize,
+    workers: usize,
+    page: &str,
+    list_body: &str,
+    n: usize,
+) -> anyhow::Result<(Reads, f64, f64)> {
+    let server = Server::start_in(dir, workers).await?;
+    let names: Vec<String> = (0..FUNCTIONS).map(|i| format!("noop-{i}")).collect();
+    for name in &names {
+        server.function(name, NOOP, true).await?;
+    }
+    // Instances started before the clock runs (the seeded store keeps events that look
+    // running for good, so this waits for these ones to end rather than for an idle queue).
+    submit(&server.addr, connections, workers * FUNCTIONS, &names).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while server.ended().await? < (workers * FUNCTIONS) as u64 {
+        anyhow::ensure!(Instant::now() < deadline, "the first events did not end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cookie = Client::login(&server.addr).await?;
+    let bodies: Vec<String> = names.iter().map(|f| invoke_body(f, "Event")).collect();
+    let ended_before = server.ended().await?;
+    let seconds = 40;
+    let addr = server.addr.clone();
+    let load =
+        tokio::spawn(
+            async move { load(&addr, connections, seconds, None, &bodies, ACCEPTED).await },
+        );
+    // Once the backlog has built up, the engine runs at its saturation rate.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    let reads = time_reads(&server.addr, &cookie, page, list_body, n).await?;
+    let ended = (server.ended().await? - ended_before) as f64;
+    let engine_rate = ended / (started.elapsed().as_secs_f64() + 2.0);
+    anyhow::ensure!(
+        !load.is_finished(),
+        "the load ended before the reads did: raise its duration"
+    );
+    let accepts = load.await??;
+    anyhow::ensure!(
+        accepts.unexpected == 0,
+        "{} invocations were refused",
+        accepts.unexpected
+    );
+    server.stop().await;
+    Ok((reads, accepts.per_second, engine_rate))
 }
