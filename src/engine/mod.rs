@@ -24,7 +24,7 @@ use crate::store::{
 use admission::{Admission, Refusal};
 use runtime::{Context, HandlerError, Instance, Outcome, RuntimeDir, Signal, Spawn, StartError};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
@@ -204,12 +204,17 @@ struct Control {
     interrupting: bool,
     /// Functions being deleted or deleted by this node: their claimed events do not start.
     deleting: std::collections::HashSet<i64>,
+    /// Claims made so far.
+    claims: u64,
 }
 
 #[derive(Clone, Copy)]
 struct Held {
     event_id: i64,
     attempt: u32,
+    /// The claim that took it: a run done with an event releases only its own claim of it,
+    /// not the next one (a requeue that commits with a claim taking the event again).
+    claim: u64,
 }
 
 struct RunControl {
@@ -231,8 +236,11 @@ pub struct Engine {
     config: EngineConfig,
     dir: RuntimeDir,
     writer: writer::GroupCommit,
-    wake: Notify,
+    /// Wakes the dispatcher: an event was accepted, or a worker is free.
+    wake: Arc<Notify>,
     slots: Arc<Semaphore>,
+    /// Synchronous invocations waiting for a worker: claims leave them that many.
+    sync_waiting: AtomicUsize,
     concurrency: Arc<concurrency::Concurrency>,
     pools: pool::Pools,
     control: Mutex<Control>,
@@ -367,9 +375,11 @@ impl Engine {
                 .map_err(|e| format!("the init program {} cannot be opened: {e}", path.display())),
             None => Err("the engine was given no init program".to_string()),
         };
+        let wake = Arc::new(Notify::new());
         let engine = Arc::new(Engine {
             node,
-            writer: writer::GroupCommit::start(store.clone(), &tasks),
+            writer: writer::GroupCommit::start(store.clone(), &tasks, Arc::clone(&wake)),
+            sync_waiting: AtomicUsize::new(0),
             dir,
             slots: Arc::new(Semaphore::new(config.workers)),
             concurrency: concurrency::Concurrency::new(config.workers, config.per_function),
@@ -379,7 +389,7 @@ impl Engine {
             clock,
             interpreters,
             config,
-            wake: Notify::new(),
+            wake,
             control: Mutex::new(Control::default()),
             cancel: CancellationToken::new(),
             give_up: CancellationToken::new(),
@@ -561,12 +571,12 @@ impl Engine {
             .await
             .map_err(InvokeError::Refused)?;
         let request_id = uuid::Uuid::new_v4().to_string();
-        let _slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
+        // Counted while it waits, so that claims leave it a worker: the slots of ending runs
+        // go straight to the claim of their transaction, never through the semaphore's queue.
+        self.sync_waiting.fetch_add(1, Ordering::Relaxed);
+        let slot = self.slots.clone().acquire_owned().await;
+        self.sync_waiting.fetch_sub(1, Ordering::Relaxed);
+        let _slot = slot.expect("never closed");
         let _running = self
             .concurrency
             .acquire(function.id)
@@ -837,12 +847,15 @@ impl Engine {
                 let engine = Arc::clone(&self);
                 let taken = Arc::clone(&taken);
                 Box::new(move |handed_over| {
+                    // Synchronous invocations waiting for a worker get theirs first: the slots
+                    // left unclaimed go back to the semaphore, whose queue they wait in.
+                    let waiting = engine.sync_waiting.load(Ordering::Relaxed) as u32;
                     let free = engine.slots.available_permits() as u32;
-                    let slots = match free {
+                    let slots = match free.saturating_sub(waiting) {
                         0 => None,
                         n => engine.slots.clone().try_acquire_many_owned(n).ok(),
                     };
-                    let want = slots.as_ref().map_or(0, |s| s.num_permits() as u32) + handed_over;
+                    let want = (free + handed_over).saturating_sub(waiting);
                     *taken.lock().expect("claim slots") = slots;
                     if want == 0 || engine.cancel.is_cancelled() {
                         return None;
@@ -871,17 +884,24 @@ impl Engine {
                 busy = false;
                 continue;
             };
-            busy = claimed.len() == slots.num_permits();
-            {
+            busy = !claimed.is_empty() && claimed.len() == slots.num_permits();
+            if claimed.is_empty() {
+                continue;
+            }
+            let claim = {
                 let mut control = self.control.lock().expect("control lock");
+                control.claims += 1;
+                let claim = control.claims;
                 for event in &claimed {
                     let held = Held {
                         event_id: event.id,
                         attempt: event.attempt,
+                        claim,
                     };
                     control.held.insert(event.request_id.clone(), held);
                 }
-            }
+                claim
+            };
             // The functions of the claim, in one read.
             let mut ids: Vec<i64> = claimed.iter().map(|e| e.function_id).collect();
             ids.sort_unstable();
@@ -906,7 +926,7 @@ impl Engine {
                     .filter(|f| !f.is_deleted())
                     .cloned()
                 else {
-                    self.release(&event.request_id);
+                    self.release(&event.request_id, claim);
                     continue;
                 };
                 // Counted at once, so that the next claim's budget sees it.
@@ -919,7 +939,7 @@ impl Engine {
                     if let Err(e) = run.await {
                         tracing::error!(invoke_request_id = %request_id, error = %e, "an event run panicked");
                     }
-                    engine.release(&request_id);
+                    engine.release(&request_id, claim);
                 });
             }
         }
@@ -931,10 +951,16 @@ impl Engine {
     }
 
     /// Done with a claimed event: its lease is no longer renewed here.
-    fn release(&self, request_id: &str) {
+    fn release(&self, request_id: &str, claim: u64) {
         let mut control = self.control.lock().expect("control lock");
-        control.held.remove(request_id);
-        control.pending.remove(request_id);
+        if control
+            .held
+            .get(request_id)
+            .is_some_and(|h| h.claim == claim)
+        {
+            control.held.remove(request_id);
+            control.pending.remove(request_id);
+        }
     }
 
     /// Renews the leases of the events held here, brings back terminate requests made on any
@@ -1460,11 +1486,19 @@ impl Engine {
         let (slot, running) = room;
         let write = self.execute(&event, &f).await;
         drop(running);
-        // The dispatcher asks for a claim to ride along with this end.
+        let Some(write) = write else {
+            drop(slot);
+            self.wake.notify_one();
+            return;
+        };
+        // The dispatcher asks for a claim to ride along with this end (the writer wakes it
+        // again should the end commit without one and free the slot).
         self.wake.notify_one();
         let slot: writer::Slot = Arc::new(Mutex::new(Some(slot)));
-        if let Some(write) = write {
-            self.write(write, Some(&slot)).await;
+        self.write(write, Some(&slot)).await;
+        // Not taken: the end was refused, or the server gives up on it as it stops.
+        if slot.lock().expect("slot").take().is_some() {
+            self.wake.notify_one();
         }
     }
 

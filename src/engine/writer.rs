@@ -11,7 +11,7 @@
 use crate::domain::event::ClaimedEvent;
 use crate::store::{Claim, DynStore, EventWrite, StoreError};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
 
 /// As many writes as one transaction takes; more wait for the next.
 const MAX_BATCH: usize = 2048;
@@ -60,9 +60,14 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the writer task; it ends when every handle is dropped and the queue is empty.
-    pub fn start(store: DynStore, tracker: &tokio_util::task::TaskTracker) -> Self {
+    /// `freed` is notified when slots are freed that no claim took.
+    pub fn start(
+        store: DynStore,
+        tracker: &tokio_util::task::TaskTracker,
+        freed: Arc<Notify>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(16 * 1024);
-        tracker.spawn(run(store, rx));
+        tracker.spawn(run(store, rx, freed));
         GroupCommit { tx }
     }
 
@@ -108,8 +113,8 @@ impl GroupCommit {
         Ok(done)
     }
 
-    /// Claims queued events in the next transaction, with the writes queued before it; the
-    /// claim is made by `order` as that transaction begins.
+    /// Claims queued events in the next transaction, with the writes queued by the time it
+    /// begins; the claim is made by `order` then.
     pub async fn claim(&self, order: ClaimOrder) -> Result<Claimed, WriteError> {
         let (reply, claimed) = oneshot::channel();
         self.tx
@@ -122,7 +127,7 @@ impl GroupCommit {
 
 type Queued = (EventWrite, Reply, Option<Slot>);
 
-async fn run(store: DynStore, mut rx: mpsc::Receiver<Job>) {
+async fn run(store: DynStore, mut rx: mpsc::Receiver<Job>, freed: Arc<Notify>) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     // One claim per transaction; another one asked for meanwhile waits for the next.
     let mut claim: Option<(ClaimOrder, ClaimReply)> = None;
@@ -171,8 +176,12 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<Job>) {
                     Some(reply) => {
                         let _ = reply.send(Ok((events, slots)));
                     }
-                    // Freed: no claim rode along.
-                    None => drop(slots),
+                    // No claim rode along: the slots are free, and the dispatcher hears it.
+                    None if slots.is_some() => {
+                        drop(slots);
+                        freed.notify_one();
+                    }
+                    None => {}
                 }
             }
             Err(StoreError::Database(e)) => {
@@ -193,8 +202,9 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<Job>) {
             }
             Err(e) => {
                 // One bad write (its function was deleted meanwhile) must not fail its
-                // neighbours: apply them one by one. The claim waits for the next transaction
-                // (it was made for slots some of these writes may not free).
+                // neighbours: apply them one by one, freeing the slots of those that land. The
+                // claim was made for slots some of them may not free: it claims nothing, and
+                // the dispatcher, woken, asks again.
                 tracing::warn!(error = %e, writes = batch.len(), "group commit failed; applying writes one by one");
                 for (write, reply, slot) in batch.drain(..) {
                     let result = store
@@ -213,6 +223,7 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<Job>) {
                 if let Some(reply) = claimed {
                     let _ = reply.send(Ok((Vec::new(), None)));
                 }
+                freed.notify_one();
             }
         }
     }

@@ -168,9 +168,9 @@ async fn a_full_disk_refuses_invocations_with_the_reason_loses_none_and_heals_by
     assert_eq!(ran, accepted.len(), "only acknowledged events ran");
 }
 
-/// A run's worker is free once its handler returns, before its end is written: the end of
-/// the run and the claim of the next event share a commit. On a full disk both fail, so the
-/// queued event behind them waits, unclaimed and unrun, until the ends land.
+/// A run hands its worker over with its end, to the claim of the next event in the same
+/// commit. On a full disk that commit fails: the workers stay with the ends being tried
+/// again, so the queued event behind them waits, unclaimed and unrun, until the ends land.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_end_that_cannot_be_written_lands_once_the_disk_has_room() {
     let (app, sqlite, proof) = reports(EngineConfig {
@@ -195,7 +195,7 @@ async fn an_end_that_cannot_be_written_lands_once_the_disk_has_room() {
         (ready(&app).await.0 == 503).then_some(())
     })
     .await;
-    // Every end tried and tried again while their workers are free.
+    // Every end tried, and tried again.
     let failures = app.state.store.write_health().total_failures();
     wait_for("the ends to be tried again", LIMIT, || async {
         (app.state.store.write_health().total_failures() >= failures + 6).then_some(())

@@ -699,6 +699,25 @@ async fn an_end_and_the_next_claim_commit_together_or_not_at_all(b: Backend) {
     assert_eq!(status(&b.two, "first").await, (EventStatus::Finished, 1));
     assert_eq!(status(&b.two, "second").await, (EventStatus::Running, 1));
     assert_eq!(status(&b.two, "third").await, (EventStatus::Queued, 1));
+
+    // The claim sees the writes of its own transaction: an event requeued, due at once, is
+    // claimed again in the same commit, in its next attempt.
+    let second = b.one.get_event("second").await.unwrap().unwrap().id;
+    let claim = Claim {
+        now: 22_000,
+        budget: ClaimBudget::up_to(2),
+        ..claim
+    };
+    let again = b
+        .one
+        .commit_events(&[requeue(second, lease(ME, 1), 2, 21_500)], Some(&claim))
+        .await
+        .unwrap();
+    let again: Vec<(&str, u32)> = again
+        .iter()
+        .map(|e| (e.request_id.as_str(), e.attempt))
+        .collect();
+    assert_eq!(again, [("second", 2), ("third", 1)]);
 }
 
 fn user(name: &str, role: Role, at: i64) -> User {
