@@ -158,6 +158,24 @@ fn requeue(event_id: i64, run: RunLease, attempt: u32, at: i64) -> EventWrite {
     }
 }
 
+/// The key of a function of the default namespace.
+fn key(name: &str) -> scf_console::store::FunctionKey {
+    scf_console::store::FunctionKey {
+        region: REGION.into(),
+        namespace: "default".into(),
+        name: name.into(),
+    }
+}
+
+/// The timeline entry a deletion leaves on its function's unended events.
+fn deleted(at: i64) -> TimelineEntry {
+    TimelineEntry {
+        at,
+        status: EventStatus::Aborted,
+        detail: "deleted".into(),
+    }
+}
+
 async fn status(store: &DynStore, id: &str) -> (EventStatus, u32) {
     let e = store.get_event(id).await.unwrap().unwrap();
     (e.status, e.attempt)
@@ -650,17 +668,10 @@ async fn an_end_and_the_next_claim_commit_together_or_not_at_all(b: Backend) {
         .await
         .unwrap();
     assert_eq!(c[0].request_id, "first");
-    let key = scf_console::store::FunctionKey {
-        region: REGION.into(),
-        namespace: "default".into(),
-        name: "gone".into(),
-    };
-    let deleted = TimelineEntry {
-        at: 20_500,
-        status: EventStatus::Aborted,
-        detail: "deleted".into(),
-    };
-    b.two.delete_function(&key, &deleted, 499).await.unwrap();
+    b.two
+        .delete_function(&key("gone"), &deleted(20_500), 499)
+        .await
+        .unwrap();
     let claim = Claim {
         now: 21_000,
         budget: ClaimBudget::up_to(1),
@@ -929,16 +940,8 @@ async fn a_deleted_function_frees_its_name_and_keeps_its_events_ended(b: Backend
         }])
         .await
         .unwrap();
-    let key = scf_console::store::FunctionKey {
-        region: REGION.into(),
-        namespace: "default".into(),
-        name: "orders".into(),
-    };
-    let deleted = TimelineEntry {
-        at: 2_000,
-        status: EventStatus::Aborted,
-        detail: "deleted".into(),
-    };
+    let key = key("orders");
+    let deleted = deleted(2_000);
     b.two.delete_function(&key, &deleted, 499).await.unwrap();
     assert!(matches!(
         b.one.delete_function(&key, &deleted, 499).await,
@@ -1049,23 +1052,17 @@ async fn a_store_of_the_previous_release_upgrades_with_nothing_lost() {
     let store = scf_console::store::open(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
-    let key = scf_console::store::FunctionKey {
-        region: REGION.into(),
-        namespace: "default".into(),
-        name: "legacy".into(),
-    };
+    let key = key("legacy");
     let f = store.get_function(&key).await.unwrap().unwrap();
     assert_eq!((f.id, f.reserved_mem, f.deleted_at), (7, Some(256), None));
     assert_eq!(store.get_code(7).await.unwrap().len(), 1);
     let e = store.get_event("legacy-event").await.unwrap().unwrap();
     assert_eq!((e.function_id, e.status), (7, EventStatus::Finished));
     // The events still refer to the rebuilt table: deleting it for good takes them along.
-    let deleted = TimelineEntry {
-        at: 30,
-        status: EventStatus::Aborted,
-        detail: "deleted".into(),
-    };
-    store.delete_function(&key, &deleted, 499).await.unwrap();
+    store
+        .delete_function(&key, &deleted(30), 499)
+        .await
+        .unwrap();
     assert_eq!(store.sweep_deleted_functions(31, 10).await.unwrap(), 1);
     assert!(store.get_event("legacy-event").await.unwrap().is_none());
     assert!(store.get_code(7).await.unwrap().is_empty());
