@@ -102,29 +102,43 @@ impl Server {
         Ok(())
     }
 
-    /// Waits until the server has no queued or running event left, watching its store from
-    /// this process (read-only, as another SQLite reader): polling through its API would put
-    /// load on the server being measured. Finished events that status trace does not record
-    /// are deleted as they end, so this works with trace on and off alike.
+    /// Waits until the server has no queued or running event left (see [`Self::until`]).
+    /// Finished events that status trace does not record are deleted as they end, so this
+    /// works with trace on and off alike.
     async fn until_drained(&self) -> anyhow::Result<()> {
+        // On the partial indexes of queued and running events: a count over all events would
+        // read the finished ones too, and cost more the more trace keeps.
+        self.until(
+            "no event to be queued or running",
+            "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_queue WHERE status = 0) \
+                 OR EXISTS (SELECT 1 FROM events INDEXED BY events_running WHERE status = 1)",
+            Duration::from_secs(600),
+            |busy| busy == 0,
+        )
+        .await
+    }
+
+    /// Waits until `sql`, a count, satisfies `done`, watching the server's store from this
+    /// process (read-only, as another SQLite reader): polling through its API would put load
+    /// on the server being measured.
+    async fn until(
+        &self,
+        what: &str,
+        sql: &'static str,
+        within: Duration,
+        done: impl Fn(i64) -> bool,
+    ) -> anyhow::Result<()> {
         let pool = self.read_only().await?;
-        let deadline = Instant::now() + Duration::from_secs(600);
+        let deadline = Instant::now() + within;
         loop {
-            // On the partial indexes of queued and running events: a count over all events
-            // would read the finished ones too, and cost more the more trace keeps.
-            let busy: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_queue WHERE status = 0) \
-                     OR EXISTS (SELECT 1 FROM events INDEXED BY events_running WHERE status = 1)",
-            )
-            .fetch_one(&pool)
-            .await?;
-            if !busy {
+            let count: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await?;
+            if done(count) {
                 pool.close().await;
                 return Ok(());
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "events were still queued or running after 10 minutes"
+                "waited {within:?} for {what}; the count stands at {count}"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -147,38 +161,25 @@ impl Server {
     }
 
     /// Events of the benchmark's functions that ended (status trace keeps them).
+    const ENDED: &'static str = "SELECT count(*) FROM events e JOIN functions f ON f.id = e.function_id \
+         WHERE f.name LIKE 'noop-%' AND e.status >= 2";
+
     async fn ended(&self) -> anyhow::Result<u64> {
         let pool = self.read_only().await?;
-        let ended: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM events e JOIN functions f ON f.id = e.function_id \
-             WHERE f.name LIKE 'noop-%' AND e.status >= 2",
-        )
-        .fetch_one(&pool)
-        .await?;
+        let ended: i64 = sqlx::query_scalar(Self::ENDED).fetch_one(&pool).await?;
         pool.close().await;
         Ok(ended as u64)
     }
 
-    /// Waits until `count` events run (watching as `until_drained` does).
+    /// Waits until `count` events run.
     async fn until_running(&self, count: usize) -> anyhow::Result<()> {
-        let pool = self.read_only().await?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let running: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM events INDEXED BY events_running WHERE status = 1",
-            )
-            .fetch_one(&pool)
-            .await?;
-            if running as usize >= count {
-                pool.close().await;
-                return Ok(());
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "{running} of {count} events were running after a minute"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.until(
+            &format!("{count} events to run"),
+            "SELECT count(*) FROM events INDEXED BY events_running WHERE status = 1",
+            Duration::from_secs(60),
+            |running| running as usize >= count,
+        )
+        .await
     }
 
     /// The server's store, opened read-only from this process.
@@ -701,11 +702,15 @@ pub async fn reads_under_load(
     let names = server.warm_noops(connections, workers, true).await?;
     // The seeded store keeps events that look running for good: this waits for the first
     // events to end rather than for an idle queue.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while server.ended().await? < (workers * FUNCTIONS) as u64 {
-        anyhow::ensure!(Instant::now() < deadline, "the first events did not end");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let first = (workers * FUNCTIONS) as i64;
+    server
+        .until(
+            "the first events to end",
+            Server::ENDED,
+            Duration::from_secs(120),
+            |ended| ended >= first,
+        )
+        .await?;
     let cookie = Client::login(&server.addr).await?;
     let bodies: Vec<String> = names.iter().map(|f| invoke_body(f, "Event")).collect();
     let ended_before = server.ended().await?;
