@@ -79,25 +79,6 @@ mod tests {
     }
 }
 
-/// What accepted invocations add to their namespaces' counts, which the invocation quota is
-/// checked against: each accepted invocation counts once. Grouped by `(region, namespace)`, so
-/// a batch of accepts updates each namespace once.
-pub fn invocations_by_namespace<'a>(
-    accepted: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Vec<(&'a str, &'a str, i64)> {
-    let mut counts: Vec<(&str, &str, i64)> = Vec::new();
-    for (region, namespace) in accepted {
-        match counts
-            .iter_mut()
-            .find(|(r, n, _)| *r == region && *n == namespace)
-        {
-            Some((_, _, count)) => *count += 1,
-            None => counts.push((region, namespace, 1)),
-        }
-    }
-    counts
-}
-
 /// The invocation quota as typed: empty means unlimited.
 pub fn parse_quota(raw: &str) -> Result<Option<i64>, FieldError> {
     let raw = raw.trim();

@@ -540,8 +540,6 @@ impl Engine {
             .write(EventWrite::Insert(NewEvent {
                 request_id: request_id.clone(),
                 function_id: function.id,
-                region: function.region.clone(),
-                namespace: function.namespace.clone(),
                 invoke_type: origin.invoke_type,
                 traced: function.trace_enable,
                 payload,

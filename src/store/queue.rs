@@ -12,8 +12,6 @@ use async_trait::async_trait;
 pub struct NewEvent {
     pub request_id: String,
     pub function_id: i64,
-    pub region: String,
-    pub namespace: String,
     pub invoke_type: String,
     pub traced: bool,
     pub payload: String,

@@ -145,8 +145,6 @@ async fn a_store_that_cannot_write_refuses_re_run_test_tab_and_invoke_in_the_sam
         .apply_event_writes(&[EventWrite::Insert(NewEvent {
             request_id: id.into(),
             function_id: function_id(&app, "orders").await,
-            region: REGION.into(),
-            namespace: "default".into(),
             invoke_type: "API".into(),
             traced: true,
             payload: payload.clone(),

@@ -308,8 +308,6 @@ async fn a_deleted_functions_events_stay_readable_for_72_hours_and_its_name_is_f
         .apply_event_writes(&[EventWrite::Insert(scf_console::store::NewEvent {
             request_id: "too-late".into(),
             function_id: f,
-            region: REGION.into(),
-            namespace: "default".into(),
             invoke_type: "API".into(),
             traced: true,
             payload: "{}".into(),

@@ -55,6 +55,7 @@ contract!(sqlite:
     event_ids_are_never_reused,
     illegal_moves_are_refused_before_anything_is_written,
     an_end_and_the_next_claim_commit_together_or_not_at_all,
+    every_accept_counts_once_against_its_namespace,
     one_first_user_and_never_no_admin,
     sessions_end_with_time_password_changes_and_their_user,
     audit_entries_filter_newest_first_and_sweep_by_age,
@@ -66,8 +67,12 @@ const ME: &str = "0123456789abcdef0123456789abcdef";
 const OTHER: &str = "fedcba9876543210fedcba9876543210";
 
 async fn function(store: &DynStore, name: &str, retry_num: u32) -> i64 {
+    function_in(store, "default", name, retry_num).await
+}
+
+async fn function_in(store: &DynStore, namespace: &str, name: &str, retry_num: u32) -> i64 {
     store
-        .ensure_namespace(REGION, "default", 1_000)
+        .ensure_namespace(REGION, namespace, 1_000)
         .await
         .unwrap();
     let new = NewFunction {
@@ -89,7 +94,7 @@ async fn function(store: &DynStore, name: &str, retry_num: u32) -> i64 {
         },
     };
     store
-        .create_function(REGION, "default", &new, 1_000)
+        .create_function(REGION, namespace, &new, 1_000)
         .await
         .unwrap()
         .id
@@ -102,8 +107,6 @@ async fn accept(store: &DynStore, function_id: i64, ids: &[&str], at: i64) {
             EventWrite::Insert(NewEvent {
                 request_id: id.to_string(),
                 function_id,
-                region: REGION.into(),
-                namespace: "default".into(),
                 invoke_type: "API".into(),
                 traced: true,
                 payload: "{}".into(),
@@ -683,8 +686,6 @@ async fn an_end_and_the_next_claim_commit_together_or_not_at_all(b: Backend) {
     let late = EventWrite::Insert(NewEvent {
         request_id: "late".into(),
         function_id: gone,
-        region: REGION.into(),
-        namespace: "default".into(),
         invoke_type: "API".into(),
         traced: true,
         payload: "{}".into(),
@@ -729,6 +730,53 @@ async fn an_end_and_the_next_claim_commit_together_or_not_at_all(b: Backend) {
         .map(|e| (e.request_id.as_str(), e.attempt))
         .collect();
     assert_eq!(again, [("second", 2), ("third", 1)]);
+}
+
+/// The invocation quota is checked against what the store counted: a batch of accepts of
+/// several namespaces, written as one statement, counts each accept once in its own
+/// namespace, and a batch refused as a whole counts nothing.
+async fn every_accept_counts_once_against_its_namespace(b: Backend) {
+    let store = &b.one;
+    let mine = function_in(store, "default", "mine", 0).await;
+    let theirs = function_in(store, "team", "theirs", 0).await;
+    let used = |namespace: &'static str| async move {
+        store
+            .namespace_billing(REGION, namespace)
+            .await
+            .unwrap()
+            .unwrap()
+            .invocations_used
+    };
+    let insert = |function_id: i64, id: &str| {
+        EventWrite::Insert(NewEvent {
+            request_id: id.into(),
+            function_id,
+            invoke_type: "API".into(),
+            traced: true,
+            payload: "{}".into(),
+            enqueued_at: 1_000,
+            invoked_by: None,
+            rerun_of: None,
+        })
+    };
+    store
+        .apply_event_writes(&[
+            insert(mine, "m1"),
+            insert(theirs, "t1"),
+            insert(mine, "m2"),
+            insert(mine, "m3"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((used("default").await, used("team").await), (3, 1));
+    // A RequestId already taken refuses the whole batch: nothing of it counts.
+    let refused = store
+        .apply_event_writes(&[insert(theirs, "t2"), insert(mine, "m1")])
+        .await;
+    assert!(refused.is_err());
+    assert_eq!((used("default").await, used("team").await), (3, 1));
+    accept(store, theirs, &["t2"], 2_000).await;
+    assert_eq!((used("default").await, used("team").await), (3, 2));
 }
 
 fn user(name: &str, role: Role, at: i64) -> User {
@@ -970,8 +1018,6 @@ async fn a_deleted_function_frees_its_name_and_keeps_its_events_ended(b: Backend
         .apply_event_writes(&[EventWrite::Insert(NewEvent {
             request_id: "late".into(),
             function_id: old,
-            region: REGION.into(),
-            namespace: "default".into(),
             invoke_type: "API".into(),
             traced: true,
             payload: "{}".into(),

@@ -934,8 +934,6 @@ pub mod events {
             .apply_event_writes(&[EventWrite::Insert(NewEvent {
                 request_id: id.into(),
                 function_id,
-                region: REGION.into(),
-                namespace: "default".into(),
                 invoke_type: invoke_type.into(),
                 traced: true,
                 payload: format!("{{\"id\": \"{id}\"}}"),
@@ -962,8 +960,6 @@ pub mod events {
                 EventWrite::Insert(NewEvent {
                     request_id: id.clone(),
                     function_id,
-                    region: REGION.into(),
-                    namespace: "default".into(),
                     invoke_type: "API".into(),
                     traced: true,
                     payload: "{}".into(),

@@ -390,8 +390,6 @@ async fn seed_window(
                 EventWrite::Insert(NewEvent {
                     request_id: seed_request_id(i),
                     function_id: functions[seed_function(i)],
-                    region: REGION.into(),
-                    namespace: DEFAULT_NAMESPACE.into(),
                     invoke_type: if i % 10 == 0 { "CONSOLE" } else { "API" }.into(),
                     traced: true,
                     payload: "{\"seed\":true}".into(),

@@ -62,7 +62,7 @@ impl Accounts for SqliteStore {
         .bind(&user.password_hash)
         .bind(user.created_at)
         .bind(user.password_changed_at)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await
         .map_err(constraint)?;
         Ok(())
@@ -78,7 +78,7 @@ impl Accounts for SqliteStore {
         .bind(&user.password_hash)
         .bind(user.created_at)
         .bind(user.password_changed_at)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(created.rows_affected() == 1)
     }
@@ -101,7 +101,8 @@ impl Accounts for SqliteStore {
     }
 
     async fn set_user_role(&self, name: &str, role: Role) -> StoreResult<()> {
-        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let mut conn = self.writer.lock().await?;
+        let mut tx = conn.begin_with(BEGIN_WRITE).await?;
         if role != Role::Admin && is_last_admin(&mut tx, name).await? {
             return Err(StoreError::NotEmpty);
         }
@@ -123,7 +124,8 @@ impl Accounts for SqliteStore {
         now: Millis,
         keep: Option<&str>,
     ) -> StoreResult<()> {
-        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let mut conn = self.writer.lock().await?;
+        let mut tx = conn.begin_with(BEGIN_WRITE).await?;
         let changed = sqlx::query(
             "UPDATE users SET password_hash = ?, password_changed_at = ? WHERE name = ?",
         )
@@ -152,7 +154,8 @@ impl Accounts for SqliteStore {
     }
 
     async fn delete_user(&self, name: &str) -> StoreResult<()> {
-        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let mut conn = self.writer.lock().await?;
+        let mut tx = conn.begin_with(BEGIN_WRITE).await?;
         if is_last_admin(&mut tx, name).await? {
             return Err(StoreError::NotEmpty);
         }
@@ -170,7 +173,7 @@ impl Accounts for SqliteStore {
         Ok(
             sqlx::query("UPDATE api_keys SET owner = ? WHERE owner IS NULL")
                 .bind(owner)
-                .execute(&self.writer)
+                .execute(&mut *self.writer.lock().await?)
                 .await?
                 .rows_affected(),
         )
@@ -187,7 +190,7 @@ impl Accounts for SqliteStore {
         .bind(s.created_at)
         .bind(s.expires_at)
         .bind(s.source)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await
         .map_err(constraint)?;
         Ok(())
@@ -217,7 +220,7 @@ impl Accounts for SqliteStore {
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
             .bind(token_hash)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await?)
             .await?;
         Ok(())
     }
@@ -225,13 +228,14 @@ impl Accounts for SqliteStore {
     async fn sweep_sessions(&self, now: Millis) -> StoreResult<u64> {
         Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await?)
             .await?
             .rows_affected())
     }
 
     async fn put_console_result(&self, r: &ConsoleResult<'_>, now: Millis) -> StoreResult<()> {
-        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let mut conn = self.writer.lock().await?;
+        let mut tx = conn.begin_with(BEGIN_WRITE).await?;
         sqlx::query("DELETE FROM console_results WHERE expires_at <= ?")
             .bind(now)
             .execute(&mut *tx)
@@ -266,7 +270,7 @@ impl Accounts for SqliteStore {
         .bind(user)
         .bind(function_id)
         .bind(now)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.lock().await?)
         .await?)
     }
 
@@ -282,7 +286,7 @@ impl Accounts for SqliteStore {
         .bind(&e.action)
         .bind(&e.target)
         .bind(&e.outcome)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(())
     }
@@ -326,7 +330,7 @@ impl Accounts for SqliteStore {
         )
         .bind(cutoff)
         .bind(i64::from(limit))
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?
         .rows_affected())
     }

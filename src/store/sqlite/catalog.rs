@@ -14,7 +14,7 @@ impl Catalog for SqliteStore {
         .bind(region)
         .bind(name)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(())
     }
@@ -57,7 +57,7 @@ impl Catalog for SqliteStore {
         .bind(name)
         .bind(description)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await
         .map_err(constraint)?;
         Ok(Namespace {
@@ -70,7 +70,8 @@ impl Catalog for SqliteStore {
     }
 
     async fn delete_namespace(&self, region: &str, name: &str) -> StoreResult<()> {
-        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let mut conn = self.writer.lock().await?;
+        let mut tx = conn.begin_with(BEGIN_WRITE).await?;
         let functions: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM functions WHERE region = ? AND namespace = ? AND deleted_at IS NULL")
                 .bind(region)
@@ -197,7 +198,8 @@ impl Catalog for SqliteStore {
         f: &NewFunction,
         now: Millis,
     ) -> StoreResult<Function> {
-        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let mut conn = self.writer.lock().await?;
+        let mut tx = conn.begin_with(BEGIN_WRITE).await?;
         let sql = format!(
             "INSERT INTO functions (region, namespace, name, runtime, handler, description, \
              memory_size, timeout, environment, async_run_enable, trace_enable, retry_num, \
@@ -260,7 +262,7 @@ impl Catalog for SqliteStore {
             .bind(&key.region)
             .bind(&key.namespace)
             .bind(&key.name)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&mut *self.writer.lock().await?)
             .await?;
         updated(row)
     }
@@ -271,7 +273,8 @@ impl Catalog for SqliteStore {
         code: &CodeUpdate,
         now: Millis,
     ) -> StoreResult<Function> {
-        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let mut conn = self.writer.lock().await?;
+        let mut tx = conn.begin_with(BEGIN_WRITE).await?;
         let sql = format!(
             "UPDATE functions SET handler = ?, modified_at = ? \
              WHERE region = ? AND namespace = ? AND name = ? AND deleted_at IS NULL \
@@ -304,7 +307,8 @@ impl Catalog for SqliteStore {
         aborted: &TimelineEntry,
         status_code: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let mut conn = self.writer.lock().await?;
+        let mut tx = conn.begin_with(BEGIN_WRITE).await?;
         // A deleted function holds no reservation.
         let id: i64 = sqlx::query_scalar(
             "UPDATE functions SET deleted_at = ?, reserved_mem = NULL \
@@ -371,7 +375,7 @@ impl Catalog for SqliteStore {
         .bind(key.created_at)
         .bind(&key.owner)
         .bind(key.read_only)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await
         .map_err(constraint)?;
         Ok(())
@@ -390,7 +394,7 @@ impl Catalog for SqliteStore {
         .bind(key.created_at)
         .bind(&key.owner)
         .bind(key.read_only)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await
         .map_err(constraint)?;
         Ok(())
@@ -424,7 +428,7 @@ impl Catalog for SqliteStore {
             sqlx::query("UPDATE api_keys SET enabled = ? WHERE secret_id = ?")
                 .bind(enabled)
                 .bind(secret_id)
-                .execute(&self.writer)
+                .execute(&mut *self.writer.lock().await?)
                 .await?
                 .rows_affected(),
         )
@@ -434,7 +438,7 @@ impl Catalog for SqliteStore {
         found(
             sqlx::query("DELETE FROM api_keys WHERE secret_id = ?")
                 .bind(secret_id)
-                .execute(&self.writer)
+                .execute(&mut *self.writer.lock().await?)
                 .await?
                 .rows_affected(),
         )
@@ -482,7 +486,7 @@ impl Catalog for SqliteStore {
             .bind(&key.region)
             .bind(&key.namespace)
             .bind(&key.name)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&mut *self.writer.lock().await?)
             .await?;
         updated(row)
     }
@@ -543,7 +547,7 @@ impl Catalog for SqliteStore {
         .bind(invocation_quota)
         .bind(region)
         .bind(namespace)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?.rows_affected())
     }
 }

@@ -7,7 +7,6 @@ use crate::clock::Millis;
 use crate::domain::event::EventStatus;
 use crate::domain::event_query::{EventFilter, EventOrderBy};
 use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction};
-use crate::domain::namespace::invocations_by_namespace;
 use async_trait::async_trait;
 use rust_embed::RustEmbed;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -18,9 +17,8 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, SqlSafeStr, Sqlite};
 use std::borrow::Cow;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use writer::Writer;
 
 #[derive(RustEmbed)]
 #[folder = "migrations/sqlite"]
@@ -93,12 +91,10 @@ const QUEUED: i64 = EventStatus::Queued.code();
 const RUNNING: i64 = EventStatus::Running.code();
 
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: Writer,
     reader: SqlitePool,
     path: std::path::PathBuf,
     health: WriteHealth,
-    /// `max_page_count` applied to every writer connection, 0 for SQLite's default.
-    page_limit: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -111,45 +107,21 @@ impl SqliteStore {
             .foreign_keys(true);
         let path = options.get_filename().to_path_buf();
         preflight::check(&path)?;
-        let page_limit = Arc::new(AtomicU64::new(0));
-        let limit = page_limit.clone();
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .after_connect(move |conn, _| {
-                let limit = limit.load(Ordering::Relaxed);
-                Box::pin(async move { apply_page_limit(conn, limit).await })
-            })
-            // A failed write can leave the driver counting a transaction that SQLite already
-            // rolled back by itself (SQLITE_FULL, SQLITE_IOERR do that): the ROLLBACK sent when
-            // the transaction is dropped fails, and every later "commit" would be a savepoint
-            // release that never reaches the disk. Such a connection is closed instead of
-            // reused, and the pool opens a fresh one. The check is free: by the time the
-            // connection is acquired again, the pool's ping on release has flushed the queued
-            // rollback, so the driver's count is final. SQLite runs in this process, so the
-            // ping before each acquire would only cost a round trip to its thread.
-            .test_before_acquire(false)
-            .before_acquire(|conn, _| Box::pin(async move { Ok(is_clean(conn)) }))
-            .connect_with(options.clone())
-            .await
-            .map_err(|e| preflight::explain(&path, e))?;
+        let writer = Writer::open(options.clone(), &path).await?;
         migrate(&options, &path).await?;
         // Taking the write lock once now tells a locked or read-only database apart at start,
         // with its path, instead of at the first invocation.
         async {
-            let mut conn = writer.acquire().await?;
-            conn.begin_with(BEGIN_WRITE).await?.rollback().await
+            let mut conn = writer.lock().await?;
+            conn.begin_with(BEGIN_WRITE).await?.rollback().await?;
+            sqlx::query(OPTIMIZE).execute(&mut *conn).await
         }
         .await
         .map_err(|e| preflight::explain(&path, e))?;
-        sqlx::query(OPTIMIZE)
-            .execute(&writer)
-            .await
-            .map_err(|e| preflight::explain(&path, e))?;
         let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
         let reader = SqlitePoolOptions::new()
             .max_connections(readers as u32)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await
             .map_err(|e| preflight::explain(&path, e))?;
         Ok(Self {
@@ -157,7 +129,6 @@ impl SqliteStore {
             reader,
             path,
             health: WriteHealth::default(),
-            page_limit,
         })
     }
 
@@ -165,16 +136,13 @@ impl SqliteStore {
     /// now and on every one opened later. Past the cap every write fails with SQLITE_FULL,
     /// exactly as on a full disk, which is how the fault tests make a disk fill up on cue.
     pub async fn limit_pages(&self, pages: Option<u64>) -> StoreResult<()> {
-        self.page_limit.store(pages.unwrap_or(0), Ordering::Relaxed);
-        let mut conn = self.writer.acquire().await?;
-        apply_page_limit(&mut conn, pages.unwrap_or(0)).await?;
-        Ok(())
+        Ok(self.writer.limit_pages(pages.unwrap_or(0)).await?)
     }
 
     /// The database's size in pages, as the writer sees it.
     pub async fn page_count(&self) -> StoreResult<u64> {
         let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(&self.writer)
+            .fetch_one(&mut *self.writer.lock().await?)
             .await?;
         Ok(pages as u64)
     }
@@ -204,17 +172,6 @@ async fn apply_page_limit(conn: &mut SqliteConnection, pages: u64) -> Result<(),
         .execute(conn)
         .await?;
     Ok(())
-}
-
-/// Whether a writer connection is outside any transaction, as the driver counts them.
-fn is_clean(conn: &mut SqliteConnection) -> bool {
-    let clean = !conn.is_in_transaction();
-    if !clean {
-        tracing::warn!(
-            "the store's writer connection was left inside a failed transaction; it is replaced"
-        );
-    }
-    clean
 }
 
 /// A write failure in the user's terms: what happened to the disk, not SQLite's code alone.
@@ -262,6 +219,7 @@ mod catalog;
 mod queries;
 mod queue;
 mod retention;
+mod writer;
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -271,14 +229,15 @@ impl Store for SqliteStore {
 
     async fn probe_write(&self) -> StoreResult<()> {
         let result = async {
-            let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+            let mut conn = self.writer.lock().await?;
+            let mut tx = conn.begin_with(BEGIN_WRITE).await?;
             // Big enough to need fresh pages, as a batch of accepts does.
             sqlx::query("INSERT INTO store_probe (id, data) VALUES (1, zeroblob(65536))")
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
             sqlx::query("DELETE FROM store_probe")
-                .execute(&self.writer)
+                .execute(&mut *conn)
                 .await?;
             Ok(())
         }

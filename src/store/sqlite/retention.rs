@@ -20,7 +20,7 @@ impl Retention for SqliteStore {
         Ok(sqlx::query(AssertSqlSafe(sql))
             .bind(cutoff)
             .bind(limit)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await?)
             .await?
             .rows_affected())
     }
@@ -32,14 +32,15 @@ impl Retention for SqliteStore {
         )
         .bind(cutoff)
         .bind(limit)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?
         .rows_affected())
     }
 
     async fn trim_rollups(&self, cutoff: Millis) -> StoreResult<u64> {
         let minute = cutoff.div_euclid(60_000);
-        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let mut conn = self.writer.lock().await?;
+        let mut tx = conn.begin_with(BEGIN_WRITE).await?;
         let a = sqlx::query("DELETE FROM event_rollups WHERE minute < ? AND count <= 0")
             .bind(minute)
             .execute(&mut *tx)
@@ -55,7 +56,9 @@ impl Retention for SqliteStore {
     }
 
     async fn optimize(&self) -> StoreResult<()> {
-        sqlx::query(OPTIMIZE).execute(&self.writer).await?;
+        sqlx::query(OPTIMIZE)
+            .execute(&mut *self.writer.lock().await?)
+            .await?;
         Ok(())
     }
 

@@ -1,0 +1,83 @@
+//! The store's one writer connection, so that writers never fight over SQLite's write lock.
+//!
+//! It is owned behind a mutex rather than kept in a pool of one: a pool pings each connection
+//! given back to it, and with SQLite every statement, the ping included, is a round trip to the
+//! connection's own thread. On the accept path that was one round trip in three.
+
+use super::{apply_page_limit, preflight};
+use sqlx::Connection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+
+pub(super) struct Writer {
+    conn: Mutex<Option<SqliteConnection>>,
+    options: SqliteConnectOptions,
+    /// `max_page_count` applied to every connection opened, 0 for SQLite's default.
+    page_limit: Arc<AtomicU64>,
+}
+
+/// The writer connection, held until dropped.
+pub(super) type WriterGuard<'a> = MappedMutexGuard<'a, SqliteConnection>;
+
+impl Writer {
+    pub async fn open(options: SqliteConnectOptions, path: &Path) -> anyhow::Result<Writer> {
+        let writer = Writer {
+            conn: Mutex::new(None),
+            options,
+            page_limit: Arc::new(AtomicU64::new(0)),
+        };
+        drop(
+            writer
+                .lock()
+                .await
+                .map_err(|e| preflight::explain(path, e))?,
+        );
+        Ok(writer)
+    }
+
+    /// The connection, for as long as the guard is held; a fresh one if the last was lost.
+    pub async fn lock(&self) -> Result<WriterGuard<'_>, sqlx::Error> {
+        let mut conn = self.conn.lock().await;
+        if let Some(c) = conn.as_mut() {
+            if c.is_in_transaction() {
+                // A transaction dropped unfinished has its rollback queued on the connection's
+                // thread; a ping waits for it.
+                let _ = c.ping().await;
+            }
+            if c.is_in_transaction() {
+                // A failed write can leave the driver counting a transaction that SQLite already
+                // rolled back by itself (SQLITE_FULL, SQLITE_IOERR do that): its ROLLBACK fails,
+                // and every later "commit" would be a savepoint release that never reaches the
+                // disk. Such a connection is replaced, not reused.
+                tracing::warn!(
+                    "the store's writer connection was left inside a failed transaction; it is replaced"
+                );
+                conn.take();
+            }
+        }
+        if conn.is_none() {
+            let mut c = SqliteConnection::connect_with(&self.options).await?;
+            apply_page_limit(&mut c, self.page_limit.load(Ordering::Relaxed)).await?;
+            *conn = Some(c);
+        }
+        Ok(MutexGuard::map(conn, |c| {
+            c.as_mut().expect("connected above")
+        }))
+    }
+
+    /// Caps the database at `pages` pages (0: SQLite's default), now and on every connection
+    /// opened later.
+    pub async fn limit_pages(&self, pages: u64) -> Result<(), sqlx::Error> {
+        self.page_limit.store(pages, Ordering::Relaxed);
+        apply_page_limit(&mut *self.lock().await?, pages).await
+    }
+
+    pub async fn close(&self) {
+        if let Some(conn) = self.conn.lock().await.take() {
+            let _ = conn.close().await;
+        }
+    }
+}
