@@ -733,8 +733,8 @@ async fn an_end_and_the_next_claim_commit_together_or_not_at_all(b: Backend) {
 }
 
 /// The invocation quota is checked against what the store counted: a batch of accepts of
-/// several namespaces, written as one statement, counts each accept once in its own
-/// namespace, and a batch refused as a whole counts nothing.
+/// several namespaces counts each accept once in its own namespace, whether it is written
+/// alone or with the engine's other writes, and a batch refused as a whole counts nothing.
 async fn every_accept_counts_once_against_its_namespace(b: Backend) {
     let store = &b.one;
     let mine = function_in(store, "default", "mine", 0).await;
@@ -773,10 +773,31 @@ async fn every_accept_counts_once_against_its_namespace(b: Backend) {
     let refused = store
         .apply_event_writes(&[insert(theirs, "t2"), insert(mine, "m1")])
         .await;
-    assert!(refused.is_err());
+    assert!(matches!(refused, Err(StoreError::Conflict)), "{refused:?}");
     assert_eq!((used("default").await, used("team").await), (3, 1));
-    accept(store, theirs, &["t2"], 2_000).await;
-    assert_eq!((used("default").await, used("team").await), (3, 2));
+    // Accepts committed with an end and a claim, in one transaction, count the same.
+    let held = store
+        .claim_events(2_000, &ClaimBudget::up_to(1), ME, 90_000)
+        .await
+        .unwrap();
+    let claim = Claim {
+        now: 2_500,
+        budget: ClaimBudget::up_to(1),
+        owner: ME.into(),
+        lease_until: 90_000,
+    };
+    store
+        .commit_events(
+            &[
+                finish(held[0].id, lease(ME, 1), 3_000),
+                insert(theirs, "t2"),
+                insert(mine, "m4"),
+            ],
+            Some(&claim),
+        )
+        .await
+        .unwrap();
+    assert_eq!((used("default").await, used("team").await), (4, 2));
 }
 
 fn user(name: &str, role: Role, at: i64) -> User {

@@ -155,6 +155,7 @@ impl SqliteStore {
                 Ok(v)
             }
             Err(e) => {
+                self.writer.failed(&e);
                 let e = constraint(e);
                 if let StoreError::Database(db) = &e {
                     self.health.failed(&describe_fault(db));

@@ -9,7 +9,7 @@ use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 pub(super) struct Writer {
@@ -17,6 +17,10 @@ pub(super) struct Writer {
     options: SqliteConnectOptions,
     /// `max_page_count` applied to every connection opened, 0 for SQLite's default.
     page_limit: Arc<AtomicU64>,
+    /// Set when a write failed in a way that leaves the connection unusable: the next `lock`
+    /// opens a fresh one.
+    broken: AtomicBool,
+    closed: AtomicBool,
 }
 
 /// The writer connection, held until dropped.
@@ -28,6 +32,8 @@ impl Writer {
             conn: Mutex::new(None),
             options,
             page_limit: Arc::new(AtomicU64::new(0)),
+            broken: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         };
         drop(
             writer
@@ -41,6 +47,12 @@ impl Writer {
     /// The connection, for as long as the guard is held; a fresh one if the last was lost.
     pub async fn lock(&self) -> Result<WriterGuard<'_>, sqlx::Error> {
         let mut conn = self.conn.lock().await;
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(sqlx::Error::PoolClosed);
+        }
+        if self.broken.swap(false, Ordering::Relaxed) && conn.take().is_some() {
+            tracing::warn!("the store's writer connection failed; it is replaced");
+        }
         if let Some(c) = conn.as_mut() {
             if c.is_in_transaction() {
                 // A transaction dropped unfinished has its rollback queued on the connection's
@@ -75,8 +87,19 @@ impl Writer {
         apply_page_limit(&mut *self.lock().await?, pages).await
     }
 
+    /// Notes a failed write: one that says the connection itself is gone (its thread ended,
+    /// or I/O with it failed) has the next `lock` open a fresh connection, as a pool would.
+    pub fn failed(&self, e: &sqlx::Error) {
+        if matches!(e, sqlx::Error::WorkerCrashed | sqlx::Error::Io(_)) {
+            self.broken.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the connection; every later `lock` fails.
     pub async fn close(&self) {
-        if let Some(conn) = self.conn.lock().await.take() {
+        let mut conn = self.conn.lock().await;
+        self.closed.store(true, Ordering::Relaxed);
+        if let Some(conn) = conn.take() {
             let _ = conn.close().await;
         }
     }
