@@ -716,11 +716,15 @@ pub struct Page {
     trace_on_url: String,
 }
 
-/// The list and its statistics.
+/// The list and its statistics, read at the same time on two of the store's readers: the
+/// page waits for the slower of the two, not for both in turn.
 async fn build(state: &AppState, f: &Function, view: &mut View) -> AppResult<(Rows, Stats)> {
     let (filter, window) = view.filter(state.clock.now_millis());
-    let rows = build_rows(state, f, view, &filter).await?;
-    Ok((rows, stats_for(state, f, view, &filter, window).await?))
+    let view = &*view;
+    tokio::try_join!(
+        build_rows(state, f, view, &filter),
+        stats_for(state, f, view, &filter, window)
+    )
 }
 
 async fn build_rows(
