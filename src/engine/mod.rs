@@ -208,6 +208,22 @@ struct Control {
     claims: u64,
 }
 
+/// One synchronous invocation waiting for a worker, counted while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn on(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Held {
     event_id: i64,
@@ -571,9 +587,10 @@ impl Engine {
         let request_id = uuid::Uuid::new_v4().to_string();
         // Counted while it waits, so that claims leave it a worker: the slots of ending runs
         // go straight to the claim of their transaction, never through the semaphore's queue.
-        self.sync_waiting.fetch_add(1, Ordering::Relaxed);
+        // Counted down however the wait ends: a caller that gives up drops this future.
+        let waiting = Waiting::on(&self.sync_waiting);
         let slot = self.slots.clone().acquire_owned().await;
-        self.sync_waiting.fetch_sub(1, Ordering::Relaxed);
+        drop(waiting);
         let _slot = slot.expect("never closed");
         let _running = self
             .concurrency

@@ -536,6 +536,54 @@ async fn a_queued_event_is_terminated_before_it_starts() {
     until_status(&app, &first, EventStatus::Aborted).await;
 }
 
+/// A caller of a synchronous invocation that gives up while it waits for a worker (its client
+/// hung up) leaves no claim on a worker behind: queued events still get every worker.
+#[tokio::test]
+async fn a_synchronous_call_given_up_while_waiting_keeps_no_worker() {
+    let app = TestApp::with_engine(one_worker()).await;
+    app.add_key().await;
+    function(
+        &app,
+        "long",
+        "Python3.10",
+        LONG_HANDLER,
+        json!({"Timeout": 120}),
+    )
+    .await;
+    function(
+        &app,
+        "sync-fn",
+        "Python3.10",
+        "def main_handler(event, context):\n    return 'ok'\n",
+        json!({"AsyncRunEnable": "FALSE", "TraceEnable": "FALSE"}),
+    )
+    .await;
+    let first = invoke(&app, "long", json!({})).await;
+    until_started(&app, &first).await;
+    // The only worker runs `first`: the call waits, and its caller stops waiting.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(500),
+        app.api("Invoke", json!({"FunctionName": "sync-fn"})),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the call waited for the busy worker");
+    let second = invoke(&app, "long", json!({})).await;
+    app.api(
+        "TerminateAsyncEvent",
+        json!({"FunctionName": "long", "InvokeRequestId": first}),
+    )
+    .await
+    .ok();
+    until_started(&app, &second).await;
+    app.api(
+        "TerminateAsyncEvent",
+        json!({"FunctionName": "long", "InvokeRequestId": second}),
+    )
+    .await
+    .ok();
+    until_status(&app, &second, EventStatus::Aborted).await;
+}
+
 #[tokio::test]
 async fn failed_events_are_retried_as_retry_num_says_with_backoff() {
     let app = app().await;
