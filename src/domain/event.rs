@@ -202,6 +202,8 @@ pub mod timeline {
 
     pub const PUT_BACK: &str = "Put back in the queue: the server stopped before it started.";
 
+    pub const GIVEN_BACK: &str = "Put back in the queue before it started: the worker it was claimed for was held by a longer run.";
+
     /// What a user's terminate did to a running handler: its status code and the event's
     /// error. A graceful terminate whose handler outlived the grace period ended with its
     /// process killed, which SCF reports as 439.

@@ -23,8 +23,12 @@ pub struct Concurrency {
 struct State {
     /// Events at once reserved per function.
     reserved: HashMap<i64, u32>,
-    /// Events running here per function, synchronous ones included.
+    /// Events claimed here per function and not yet done with (running, or claimed ahead of
+    /// a worker), synchronous ones included: what claims and synchronous invocations count.
     running: HashMap<i64, u32>,
+    /// Of those, the events whose handler was let start: what a worker about to start one
+    /// counts.
+    started: HashMap<i64, u32>,
 }
 
 impl State {
@@ -36,7 +40,11 @@ impl State {
     }
 
     fn unreserved_running(&self) -> u32 {
-        self.running
+        self.unreserved_in(&self.running)
+    }
+
+    fn unreserved_in(&self, counted: &HashMap<i64, u32>) -> u32 {
+        counted
             .iter()
             .filter(|(id, _)| !self.reserved.contains_key(id))
             .map(|(_, n)| n)
@@ -48,21 +56,48 @@ impl State {
     }
 }
 
-/// Counts one running event of a function until dropped.
+/// Counts one claimed event of a function until dropped, and once it is let start, one
+/// started event.
 pub struct Running {
     of: Arc<Concurrency>,
     function_id: i64,
+    started: bool,
+}
+
+impl Running {
+    /// Lets the event start if its function has room for one more running now. An event
+    /// claimed ahead of a worker waits for this: claimed, it counts against its function's
+    /// claims, and only started events against how many may run at once.
+    pub fn start(&mut self) -> bool {
+        if self.started {
+            return true;
+        }
+        let mut state = self.of.state.lock().expect("concurrency lock");
+        if self.of.has_room(&state, self.function_id, &state.started) != Ok(true) {
+            return false;
+        }
+        *state.started.entry(self.function_id).or_default() += 1;
+        self.started = true;
+        true
+    }
+}
+
+fn count_down(counted: &mut HashMap<i64, u32>, function_id: i64) {
+    if let Some(n) = counted.get_mut(&function_id) {
+        *n -= 1;
+        if *n == 0 {
+            counted.remove(&function_id);
+        }
+    }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         {
             let mut state = self.of.state.lock().expect("concurrency lock");
-            if let Some(n) = state.running.get_mut(&self.function_id) {
-                *n -= 1;
-                if *n == 0 {
-                    state.running.remove(&self.function_id);
-                }
+            count_down(&mut state.running, self.function_id);
+            if self.started {
+                count_down(&mut state.started, self.function_id);
             }
         }
         self.of.freed.notify_waiters();
@@ -103,14 +138,41 @@ impl Concurrency {
         self.per_function.min(state.unreserved_pool(self.workers))
     }
 
-    /// What a claim of up to `free` events may take.
-    pub fn budget(&self, free: u32) -> ClaimBudget {
+    /// Whether one more event of the function fits beside those in `counted`: its
+    /// reservation, or its share of the workers without one.
+    fn has_room(
+        &self,
+        state: &State,
+        function_id: i64,
+        counted: &HashMap<i64, u32>,
+    ) -> Result<bool, ReservedNone> {
+        let n = counted.get(&function_id).copied().unwrap_or(0);
+        Ok(match state.reserved.get(&function_id) {
+            Some(0) => return Err(ReservedNone),
+            Some(&reserved) => n < reserved,
+            None => {
+                n < self.unreserved_cap(state)
+                    && state.unreserved_in(counted) < state.unreserved_pool(self.workers)
+            }
+        })
+    }
+
+    /// What a claim of up to `free` events may take, `ahead` of them claimed ahead of a free
+    /// worker: each function may have that many more claimed than its share, which only
+    /// bounds how many of them start at once (see [`Running::start`]).
+    pub fn budget(&self, free: u32, ahead: u32) -> ClaimBudget {
         let state = self.state.lock().expect("concurrency lock");
-        let cap = self.unreserved_cap(&state);
+        let cap = self.unreserved_cap(&state).saturating_add(ahead);
         let mut functions: Vec<(i64, u32, bool)> = state
             .reserved
             .iter()
-            .map(|(&id, &reserved)| (id, reserved.saturating_sub(state.running(id)), true))
+            .map(|(&id, &reserved)| {
+                let allowed = match reserved {
+                    0 => 0,
+                    n => n.saturating_add(ahead),
+                };
+                (id, allowed.saturating_sub(state.running(id)), true)
+            })
             .collect();
         functions.extend(
             state
@@ -123,19 +185,21 @@ impl Concurrency {
             limit: free,
             unreserved_limit: state
                 .unreserved_pool(self.workers)
-                .saturating_sub(state.unreserved_running()),
+                .saturating_sub(state.unreserved_running())
+                .saturating_add(ahead),
             per_function: cap,
             functions,
         }
     }
 
-    /// Counts a claimed event, which its claim's budget made room for.
-    pub fn start(self: &Arc<Self>, function_id: i64) -> Running {
+    /// Counts a claimed event, which its claim's budget made room for; it has yet to start.
+    pub fn claimed(self: &Arc<Self>, function_id: i64) -> Running {
         let mut state = self.state.lock().expect("concurrency lock");
         *state.running.entry(function_id).or_default() += 1;
         Running {
             of: Arc::clone(self),
             function_id,
+            started: false,
         }
     }
 
@@ -147,19 +211,15 @@ impl Concurrency {
             tokio::pin!(freed);
             freed.as_mut().enable();
             {
-                let state = self.state.lock().expect("concurrency lock");
-                let running = state.running(function_id);
-                let room = match state.reserved.get(&function_id) {
-                    Some(0) => return Err(ReservedNone),
-                    Some(&reserved) => running < reserved,
-                    None => {
-                        running < self.unreserved_cap(&state)
-                            && state.unreserved_running() < state.unreserved_pool(self.workers)
-                    }
-                };
-                if room {
-                    drop(state);
-                    return Ok(self.start(function_id));
+                let mut state = self.state.lock().expect("concurrency lock");
+                if self.has_room(&state, function_id, &state.running)? {
+                    *state.running.entry(function_id).or_default() += 1;
+                    *state.started.entry(function_id).or_default() += 1;
+                    return Ok(Running {
+                        of: Arc::clone(self),
+                        function_id,
+                        started: true,
+                    });
                 }
             }
             freed.await;
@@ -195,10 +255,10 @@ mod tests {
     #[test]
     fn functions_without_a_reservation_share_what_is_left_each_up_to_their_cap() {
         let c = Concurrency::new(16, 8);
-        let b = c.budget(16);
+        let b = c.budget(16, 0);
         assert_eq!((b.limit, b.unreserved_limit, b.per_function), (16, 16, 8));
-        let _running: Vec<_> = (0..8).map(|_| c.start(1)).collect();
-        let b = c.budget(8);
+        let _running: Vec<_> = (0..8).map(|_| c.claimed(1)).collect();
+        let b = c.budget(8, 0);
         // Function 1 is at its cap; the others may take the 8 left.
         assert_eq!(allowance(&b, 1), Some((0, false)));
         assert_eq!((b.unreserved_limit, b.per_function), (8, 8));
@@ -208,15 +268,15 @@ mod tests {
     fn a_reservation_is_kept_for_its_function_and_caps_it() {
         let c = Concurrency::new(16, 8);
         c.set_reservations([(7, 4)]);
-        let b = c.budget(16);
+        let b = c.budget(16, 0);
         assert_eq!(allowance(&b, 7), Some((4, true)));
         assert_eq!(b.unreserved_limit, 12);
-        let _held: Vec<_> = (0..3).map(|_| c.start(7)).collect();
-        assert_eq!(allowance(&c.budget(13), 7), Some((1, true)));
+        let _held: Vec<_> = (0..3).map(|_| c.claimed(7)).collect();
+        assert_eq!(allowance(&c.budget(13, 0), 7), Some((1, true)));
         // Reservations adding up past the workers still leave one slot to the rest.
         c.set_reservations([(7, 10), (8, 10)]);
-        assert_eq!(c.budget(16).unreserved_limit, 1);
-        assert_eq!(c.budget(16).per_function, 1);
+        assert_eq!(c.budget(16, 0).unreserved_limit, 1);
+        assert_eq!(c.budget(16, 0).per_function, 1);
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 //! a dead process left running.
 
 pub mod admission;
+mod ahead;
 pub mod concurrency;
 pub mod interpreters;
 mod node;
@@ -23,11 +24,11 @@ use crate::store::{
 };
 use admission::{Admission, Refusal};
 use runtime::{Context, HandlerError, Instance, Outcome, RuntimeDir, Signal, Spawn, StartError};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -49,6 +50,9 @@ pub struct EngineConfig {
     /// How long a claim holds an event before another node may take it over; renewed every
     /// third of it (or every second, whichever is sooner) while the event runs.
     pub lease: Duration,
+    /// How far ahead of its workers this node claims events, in run time at the recent pace
+    /// (see [`ahead`]); zero claims only for free workers.
+    pub claim_ahead: Duration,
     /// Where this process keeps its node lock, so that processes sharing the folder take over
     /// the events of a dead one at once rather than a lease later. `None`: leases only.
     pub nodes_dir: Option<std::path::PathBuf>,
@@ -118,6 +122,7 @@ impl Default for EngineConfig {
             grace_period: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             lease: Duration::from_secs(60),
+            claim_ahead: ahead::HORIZON,
             nodes_dir: None,
             reuse_instances: true,
             fork_server: true,
@@ -208,6 +213,19 @@ struct Control {
     claims: u64,
 }
 
+/// An event's end, to record before its event is let go.
+struct Ended {
+    write: EventWrite,
+    request_id: String,
+    claim: u64,
+}
+
+/// Ends committing behind their worker, oldest first.
+type Behind = VecDeque<(Ended, oneshot::Receiver<Result<(), writer::WriteError>>)>;
+
+/// Ends a worker leaves behind at most before it waits for the oldest to commit.
+const MAX_BEHIND: usize = 256;
+
 /// One synchronous invocation waiting for a worker, counted while it lives.
 struct Waiting<'a>(&'a AtomicUsize);
 
@@ -257,6 +275,8 @@ pub struct Engine {
     slots: Arc<Semaphore>,
     /// Synchronous invocations waiting for a worker: claims leave them that many.
     sync_waiting: AtomicUsize,
+    /// Events claimed ahead of a free worker.
+    ahead: ahead::Ahead,
     concurrency: Arc<concurrency::Concurrency>,
     pools: pool::Pools,
     control: Mutex<Control>,
@@ -396,6 +416,7 @@ impl Engine {
             node,
             writer: writer::GroupCommit::start(store.clone(), &tasks, Arc::clone(&wake)),
             sync_waiting: AtomicUsize::new(0),
+            ahead: ahead::Ahead::new(config.workers, config.claim_ahead),
             dir,
             slots: Arc::new(Semaphore::new(config.workers)),
             concurrency: concurrency::Concurrency::new(config.workers, config.per_function),
@@ -764,6 +785,9 @@ impl Engine {
                 let _ = tokio::time::timeout(Duration::from_secs(2), self.runs.wait()).await;
             }
         }
+        // Claimed ahead, and no worker came for them before the runs ended.
+        self.give_back(self.ahead.take_all(), timeline::PUT_BACK)
+            .await;
         for mut instance in self.pools.take_all() {
             instance.kill().await;
         }
@@ -842,10 +866,11 @@ impl Engine {
         }
     }
 
-    /// Claims queued events for free slots and runs them. A claimed event is really running:
-    /// claims wait for slots, never the other way round. A claim rides in the writer's next
-    /// transaction, with the ends of the runs that hand their slots over to it, and takes every
-    /// slot free by the time that transaction begins.
+    /// Claims queued events for free slots, and ahead of them while runs are fast (see
+    /// [`ahead`]), and puts workers on them. A claim rides in the writer's next transaction,
+    /// with the ends of the runs that hand their slots over to it, and takes every slot free by
+    /// the time that transaction begins. Claims wait for slots, never the other way round: an
+    /// event claimed ahead waits for a worker already busy, for about as long as a commit.
     async fn dispatch(self: Arc<Self>) {
         let mut busy = false;
         loop {
@@ -856,36 +881,45 @@ impl Engine {
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
                 }
             }
-            // The free slots the claim is made for, handed back by the order once it is made.
-            let taken: Arc<Mutex<Option<OwnedSemaphorePermit>>> = Arc::default();
+            // The free slots the claim is made for and how many events it asked for, handed
+            // back by the order once it is made.
+            let taken: Arc<Mutex<(Option<OwnedSemaphorePermit>, u32)>> = Arc::default();
             let order: writer::ClaimOrder = {
                 let engine = Arc::clone(&self);
                 let taken = Arc::clone(&taken);
                 Box::new(move |handed_over| {
                     // Synchronous invocations waiting for a worker get theirs first: the slots
-                    // left unclaimed go back to the semaphore, whose queue they wait in.
+                    // left unclaimed go back to the semaphore, whose queue they wait in; and
+                    // nothing is claimed ahead of them.
                     let waiting = engine.sync_waiting.load(Ordering::Relaxed) as u32;
                     let free = engine.slots.available_permits() as u32;
                     let slots = match free.saturating_sub(waiting) {
                         0 => None,
                         n => engine.slots.clone().try_acquire_many_owned(n).ok(),
                     };
-                    let want = (free + handed_over).saturating_sub(waiting);
-                    *taken.lock().expect("claim slots") = slots;
+                    let ahead = if waiting == 0 {
+                        engine.ahead.wanted()
+                    } else {
+                        0
+                    };
+                    let want = (free + handed_over)
+                        .saturating_sub(waiting)
+                        .saturating_add(ahead);
+                    *taken.lock().expect("claim slots") = (slots, want);
                     if want == 0 || engine.cancel.is_cancelled() {
                         return None;
                     }
                     let now = engine.clock.now_millis();
                     Some(Claim {
                         now,
-                        budget: engine.concurrency.budget(want),
+                        budget: engine.concurrency.budget(want, ahead),
                         owner: engine.node.id().to_string(),
                         lease_until: now + engine.config.lease.as_millis() as Millis,
                     })
                 })
             };
             let claimed = self.writer.claim(order).await;
-            let free = taken.lock().expect("claim slots").take();
+            let (free, want) = std::mem::take(&mut *taken.lock().expect("claim slots"));
             let (claimed, handed_over) = match claimed {
                 Ok(c) => c,
                 Err(writer::WriteError::Stopped) => return,
@@ -895,68 +929,72 @@ impl Engine {
                     continue;
                 }
             };
-            let Some(mut slots) = writer::merge(free, handed_over) else {
-                busy = false;
-                continue;
-            };
-            busy = !claimed.is_empty() && claimed.len() == slots.num_permits();
-            if claimed.is_empty() {
-                continue;
-            }
-            let claim = {
-                let mut control = self.control.lock().expect("control lock");
-                control.claims += 1;
-                let claim = control.claims;
-                for event in &claimed {
-                    let held = Held {
-                        event_id: event.id,
-                        attempt: event.attempt,
-                        claim,
-                    };
-                    control.held.insert(event.request_id.clone(), held);
-                }
-                claim
-            };
-            // The functions of the claim, in one read.
-            let mut ids: Vec<i64> = claimed.iter().map(|e| e.function_id).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            let functions: HashMap<i64, Arc<Function>> = match self
-                .store
-                .get_functions_by_ids(&ids)
-                .await
-            {
-                Ok(found) => found.into_iter().map(|f| (f.id, Arc::new(f))).collect(),
-                Err(e) => {
-                    tracing::error!(error = %e, "loading functions failed; their events are taken over when their lease runs out");
-                    HashMap::new()
-                }
-            };
-            for event in claimed {
-                let slot = slots.split(1).expect("one slot per claimed event");
-                // Deleted with its function (or unreadable now): nothing to run. Its lease is
-                // not renewed, so it is taken over once it runs out.
-                let Some(function) = functions
-                    .get(&event.function_id)
-                    .filter(|f| !f.is_deleted())
-                    .cloned()
-                else {
-                    self.release(&event.request_id, claim);
-                    continue;
+            // Everything asked for was there: more may be.
+            busy = !claimed.is_empty() && claimed.len() as u32 >= want;
+            self.hold(claimed).await;
+            self.put_to_work(writer::merge(free, handed_over));
+        }
+    }
+
+    /// Holds claimed events here (their leases renewed) and puts them in line for a worker.
+    async fn hold(&self, claimed: Vec<ClaimedEvent>) {
+        if claimed.is_empty() {
+            return;
+        }
+        let claim = {
+            let mut control = self.control.lock().expect("control lock");
+            control.claims += 1;
+            let claim = control.claims;
+            for event in &claimed {
+                let held = Held {
+                    event_id: event.id,
+                    attempt: event.attempt,
+                    claim,
                 };
-                // Counted at once, so that the next claim's budget sees it.
-                let running = self.concurrency.start(event.function_id);
-                let engine = Arc::clone(&self);
-                self.runs.spawn(async move {
-                    let request_id = event.request_id.clone();
-                    // A panic in one run must not take the engine down with it.
-                    let run = tokio::spawn(Arc::clone(&engine).run(event, function, (slot, running)));
-                    if let Err(e) = run.await {
-                        tracing::error!(invoke_request_id = %request_id, error = %e, "an event run panicked");
-                    }
-                    engine.release(&request_id, claim);
-                });
+                control.held.insert(event.request_id.clone(), held);
             }
+            claim
+        };
+        // The functions of the claim, in one read.
+        let mut ids: Vec<i64> = claimed.iter().map(|e| e.function_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let functions: HashMap<i64, Arc<Function>> = match self
+            .store
+            .get_functions_by_ids(&ids)
+            .await
+        {
+            Ok(found) => found.into_iter().map(|f| (f.id, Arc::new(f))).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "loading functions failed; their events are taken over when their lease runs out");
+                HashMap::new()
+            }
+        };
+        for event in claimed {
+            // Deleted with its function (or unreadable now): nothing to run. Its lease is not
+            // renewed, so it is taken over once it runs out.
+            let Some(function) = functions
+                .get(&event.function_id)
+                .filter(|f| !f.is_deleted())
+                .cloned()
+            else {
+                self.release(&event.request_id, claim);
+                continue;
+            };
+            // Counted at once, so that the next claim's budget sees it.
+            let running = self.concurrency.claimed(event.function_id);
+            self.ahead
+                .push(ahead::Ready::new(event, function, running, claim));
+        }
+    }
+
+    /// A worker for each slot, as long as events wait for one; the other slots go back to
+    /// the semaphore (to a synchronous invocation waiting there, say).
+    fn put_to_work(self: &Arc<Self>, slots: Option<OwnedSemaphorePermit>) {
+        let Some(mut slots) = slots else { return };
+        for _ in 0..self.ahead.len() {
+            let Some(slot) = slots.split(1) else { break };
+            self.runs.spawn(Arc::clone(self).work(slot));
         }
     }
 
@@ -990,6 +1028,10 @@ impl Engine {
             }
             if let Err(e) = self.renew().await {
                 tracing::warn!(error = %e, "renewing event leases failed");
+            }
+            let stranded = self.ahead.stranded(ahead::STRANDED_AFTER);
+            if !stranded.is_empty() {
+                self.give_back(stranded, timeline::GIVEN_BACK).await;
             }
             match self.take_over_stranded().await {
                 Ok(0) => {}
@@ -1488,33 +1530,167 @@ impl Engine {
         }
     }
 
-    /// Runs a claimed event and records how it went. Its worker slot goes with the end to the
-    /// writer, which hands it to the claim made in the same transaction: the end and the next
-    /// event's claim share one commit. While the store cannot write, the end is tried again
-    /// until it lands and keeps its slot, so nothing new runs meanwhile.
-    async fn run(
-        self: Arc<Self>,
-        event: ClaimedEvent,
-        f: Arc<Function>,
-        room: (OwnedSemaphorePermit, concurrency::Running),
-    ) {
-        let (slot, running) = room;
-        let write = self.execute(&event, &f).await;
-        drop(running);
-        let Some(write) = write else {
-            drop(slot);
-            self.wake.notify_one();
+    /// A worker: runs the events waiting for one, each as soon as the one before ended, and
+    /// leaves their ends to commit behind it, many to a transaction. The last end takes the
+    /// worker's slot to the writer, which hands it to the claim made in the same transaction:
+    /// that end and the next event's claim share one commit.
+    ///
+    /// While the store cannot write, nothing more starts here: an end that failed is tried
+    /// again until it lands, and the worker (its slot) waits with it. The events that ran
+    /// before the failure showed were claimed, so recorded RUNNING, before they started.
+    async fn work(self: Arc<Self>, slot: OwnedSemaphorePermit) {
+        let mut behind = VecDeque::new();
+        let mut last: Option<Ended> = None;
+        // A synchronous invocation waiting for a worker takes this one.
+        while self.sync_waiting.load(Ordering::Relaxed) == 0 {
+            let Some(ready) = self.ahead.pop() else {
+                break;
+            };
+            if let Some(ended) = last.take() {
+                self.leave_behind(&mut behind, ended).await;
+            }
+            if self.ahead.running_low() {
+                self.wake.notify_one();
+            }
+            last = self.run_one(ready).await;
+        }
+        // Nothing it could start (its functions run as many as they may, or a synchronous
+        // invocation waits): the slot goes back to the semaphore.
+        if last.is_none() && behind.is_empty() {
             return;
-        };
-        // The dispatcher asks for a claim to ride along with this end (the writer wakes it
+        }
+        // The dispatcher asks for a claim to ride along with the last end (the writer wakes it
         // again should the end commit without one and free the slot).
         self.wake.notify_one();
         let slot: writer::Slot = Arc::new(Mutex::new(Some(slot)));
-        self.write(write, Some(&slot)).await;
+        let last_end = async {
+            if let Some(ended) = last {
+                self.write(ended.write, Some(&slot)).await;
+                self.release(&ended.request_id, ended.claim);
+            }
+        };
+        tokio::join!(last_end, self.settle(behind));
         // Not taken: the end was refused, or the server gives up on it as it stops.
         if slot.lock().expect("slot").take().is_some() {
             self.wake.notify_one();
         }
+    }
+
+    /// Runs one event a worker took; answers the end to record, if any.
+    async fn run_one(self: &Arc<Self>, ready: ahead::Ready) -> Option<Ended> {
+        let ahead::Ready {
+            event,
+            function,
+            running,
+            claim,
+            ..
+        } = ready;
+        // Lost to another node while it waited: that node runs it.
+        if !self.holds(&event.request_id) {
+            return None;
+        }
+        let request_id = event.request_id.clone();
+        let engine = Arc::clone(self);
+        let started = Instant::now();
+        // A panic in one run must not take its worker down with it.
+        let write = tokio::spawn(async move {
+            let write = engine.execute(&event, &function).await;
+            drop(running);
+            write
+        })
+        .await;
+        self.ahead.ran(started.elapsed());
+        match write {
+            Ok(Some(write)) => Some(Ended {
+                write,
+                request_id,
+                claim,
+            }),
+            Ok(None) => {
+                self.release(&request_id, claim);
+                None
+            }
+            Err(e) => {
+                tracing::error!(invoke_request_id = %request_id, error = %e, "an event run panicked");
+                self.release(&request_id, claim);
+                None
+            }
+        }
+    }
+
+    /// Queues an end to commit behind its worker. Should an end queued before have failed for
+    /// the store's sake, the worker first waits until every end behind it has landed; with
+    /// too many behind, it waits for the oldest.
+    async fn leave_behind(&self, behind: &mut Behind, ended: Ended) {
+        match self.writer.queue(ended.write.clone()).await {
+            Ok(done) => behind.push_back((ended, done)),
+            Err(e) => self.settled(ended, Ok(Err(e))).await,
+        }
+        while let Some((_, done)) = behind.front_mut() {
+            let result = match done.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => break,
+                Ok(result) => Ok(result),
+                Err(oneshot::error::TryRecvError::Closed) => Err(()),
+            };
+            let (ended, _) = behind.pop_front().expect("looked at");
+            let failed = !matches!(result, Ok(Ok(())));
+            self.settled(ended, result).await;
+            if failed {
+                self.settle(std::mem::take(behind)).await;
+            }
+        }
+        while behind.len() > MAX_BEHIND {
+            let (ended, done) = behind.pop_front().expect("more than none");
+            self.settled(ended, done.await.map_err(drop)).await;
+        }
+    }
+
+    /// Waits until every end behind a worker has landed, in turn.
+    async fn settle(&self, behind: Behind) {
+        for (ended, done) in behind {
+            self.settled(ended, done.await.map_err(drop)).await;
+        }
+    }
+
+    /// A queued end's commit is known: its event is let go, once the end has landed (tried
+    /// again until it does when the store could not write).
+    async fn settled(&self, ended: Ended, result: Result<Result<(), writer::WriteError>, ()>) {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(writer::WriteError::Fault(_))) => self.write(ended.write, None).await,
+            Ok(Err(e)) => tracing::error!(error = %e, "recording an event transition failed"),
+            Err(()) => tracing::error!(
+                "recording an event transition failed: the event writer has stopped"
+            ),
+        }
+        self.release(&ended.request_id, ended.claim);
+    }
+
+    /// Events claimed ahead that will not start here after all: back to the queue in the same
+    /// attempt, each with `detail` on its timeline.
+    async fn give_back(&self, readies: Vec<ahead::Ready>, detail: &str) {
+        let mut behind = Behind::new();
+        for ready in readies {
+            let write = self.requeue(
+                &ready.event,
+                ready.event.attempt,
+                0,
+                None,
+                None,
+                detail.to_string(),
+            );
+            let ended = Ended {
+                write,
+                request_id: ready.event.request_id,
+                claim: ready.claim,
+            };
+            match self.writer.queue(ended.write.clone()).await {
+                Ok(done) => behind.push_back((ended, done)),
+                Err(e) => self.settled(ended, Ok(Err(e))).await,
+            }
+        }
+        self.settle(behind).await;
+        self.wake.notify_one();
     }
 
     /// Runs a claimed event; answers what to record of it (nothing when another node runs it

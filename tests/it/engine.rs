@@ -536,6 +536,69 @@ async fn a_queued_event_is_terminated_before_it_starts() {
     until_status(&app, &first, EventStatus::Aborted).await;
 }
 
+/// Runs known to be fast let the engine claim events ahead of its one worker. When the next
+/// run turns out long, the events claimed behind it do not wait for it as RUNNING: they go
+/// back to the queue, saying so on their timeline, and run once it ends, in their first
+/// attempt.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_claimed_ahead_of_a_long_run_go_back_to_the_queue() {
+    let app = TestApp::with_engine(EngineConfig {
+        claim_ahead: Duration::from_secs(5),
+        ..one_worker()
+    })
+    .await;
+    app.add_key().await;
+    function(
+        &app,
+        "mixed",
+        "Python3.10",
+        "import time\ndef main_handler(event, context):\n    time.sleep(event.get('sleep', 0))\n    return 'ok'\n",
+        json!({"Timeout": 60}),
+    )
+    .await;
+    for i in 0..5 {
+        let id = invoke(&app, "mixed", json!({ "warm": i })).await;
+        until_ended(&app, &id).await;
+    }
+    let long = invoke(&app, "mixed", json!({"sleep": 4})).await;
+    until_started(&app, &long).await;
+    let mut quick = Vec::new();
+    for i in 0..3 {
+        quick.push(invoke(&app, "mixed", json!({ "n": i })).await);
+    }
+    let given_back = |steps: &[String]| {
+        steps
+            .iter()
+            .any(|s| s.contains("Put back in the queue before it started"))
+    };
+    wait_for("the quick events to be given back", LIMIT, || async {
+        for id in &quick {
+            if !given_back(&timeline(&app, id).await) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert_eq!(event(&app, &long).await.status, EventStatus::Running);
+    for id in &quick {
+        assert_eq!(event(&app, id).await.status, EventStatus::Queued);
+    }
+
+    let e = until_ended(&app, &long).await;
+    assert_eq!(e.status, EventStatus::Finished);
+    for id in &quick {
+        let e = until_ended(&app, id).await;
+        assert_eq!((e.status, e.attempt), (EventStatus::Finished, 1), "{id}");
+        let steps = timeline(&app, id).await;
+        let ends = steps
+            .iter()
+            .filter(|t| t.contains("Finished (200)"))
+            .count();
+        assert_eq!(ends, 1, "{steps:?}");
+    }
+}
+
 /// A caller of a synchronous invocation that gives up while it waits for a worker (its client
 /// hung up) leaves no claim on a worker behind: queued events still get every worker.
 #[tokio::test]

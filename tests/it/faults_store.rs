@@ -717,3 +717,82 @@ fn unsafe_sigterm(pid: u32) {
         libc::kill(pid as i32, libc::SIGTERM);
     }
 }
+
+/// Fast runs: the engine claims events ahead of its workers, which run them back to back and
+/// leave their ends to commit behind them. The disk fills up under them: what ran had been
+/// claimed (recorded RUNNING) before it started, nothing starts while the disk is full, and
+/// once it has room every acknowledged event ends once, having run once.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_claimed_ahead_stop_at_a_full_disk_and_each_ends_once() {
+    let (app, sqlite) = TestApp::with_sqlite(EngineConfig {
+        workers: 2,
+        per_function: 1,
+        claim_ahead: Duration::from_millis(200),
+        ..test_engine()
+    })
+    .await;
+    app.add_key().await;
+    let proof = shared_dir();
+    function(
+        &app,
+        "orders",
+        "Python3.10",
+        &proving_handler(proof.path()),
+        json!({}),
+    )
+    .await;
+    // Warm: its runs are known to be fast.
+    for i in 0..3 {
+        let id = invoke(&app, "orders", json!({ "warm": i })).await;
+        until_ended(&app, &id).await;
+    }
+    let invokes = (0..300).map(|i| invoke(&app, "orders", json!({ "n": i })));
+    let ids: Vec<String> = futures_util::future::join_all(invokes).await;
+    let ran = || std::fs::read_dir(proof.path()).unwrap().count();
+    wait_for("some of them to run", LIMIT, || async {
+        (ran() >= 3 + 20).then_some(())
+    })
+    .await;
+    let pages = sqlite.page_count().await.unwrap();
+    sqlite.limit_pages(Some(pages)).await.unwrap();
+    let failures = app.state.store.write_health().total_failures();
+    wait_for("the ends to fail", LIMIT, || async {
+        (app.state.store.write_health().total_failures() >= failures + 10).then_some(())
+    })
+    .await;
+    // Whatever was claimed ahead has run or stopped by now; nothing more starts.
+    let ran_while_full = ran();
+    let failures = app.state.store.write_health().total_failures();
+    wait_for("the ends to be tried again", LIMIT, || async {
+        (app.state.store.write_health().total_failures() >= failures + 6).then_some(())
+    })
+    .await;
+    assert_eq!(
+        ran(),
+        ran_while_full,
+        "nothing started while the disk was full"
+    );
+    let mut queued = 0;
+    for id in &ids {
+        let e = event(&app, id).await;
+        match runs(proof.path(), id) {
+            0 => queued += usize::from(e.status == EventStatus::Queued),
+            1 => assert_ne!(e.status, EventStatus::Queued, "{id} ran unclaimed"),
+            n => panic!("{id} ran {n} times"),
+        }
+    }
+    assert!(queued > 0, "the disk filled up before the backlog was done");
+
+    sqlite.limit_pages(None).await.unwrap();
+    for id in &ids {
+        let e = until_ended(&app, id).await;
+        assert_eq!((e.status, e.attempt), (EventStatus::Finished, 1), "{id}");
+        let ends = timeline(&app, id)
+            .await
+            .iter()
+            .filter(|t| t.contains("Finished (200)"))
+            .count();
+        assert_eq!(ends, 1, "one end for {id}");
+        assert_eq!(runs(proof.path(), id), 1, "{id} ran once");
+    }
+}
