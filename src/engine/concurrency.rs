@@ -157,21 +157,23 @@ impl Concurrency {
         })
     }
 
-    /// What a claim of up to `free` events may take, `ahead` of them claimed ahead of a free
-    /// worker: each function may have that many more claimed than its share, which only
-    /// bounds how many of them start at once (see [`Running::start`]).
-    pub fn budget(&self, free: u32, ahead: u32) -> ClaimBudget {
+    /// What a claim of up to `free` events may take, some of them ahead of a free worker:
+    /// a function named in `ahead` may have that many more claimed than its share, which then
+    /// bounds only how many of its events start at once (see [`Running::start`]); and the
+    /// claim may take `ahead_total` more than the workers without a reservation have room for.
+    pub fn budget(&self, free: u32, ahead: &HashMap<i64, u32>, ahead_total: u32) -> ClaimBudget {
         let state = self.state.lock().expect("concurrency lock");
-        let cap = self.unreserved_cap(&state).saturating_add(ahead);
+        let cap = self.unreserved_cap(&state);
+        let extra = |id: &i64| ahead.get(id).copied().unwrap_or(0);
         let mut functions: Vec<(i64, u32, bool)> = state
             .reserved
             .iter()
-            .map(|(&id, &reserved)| {
+            .map(|(id, &reserved)| {
                 let allowed = match reserved {
                     0 => 0,
-                    n => n.saturating_add(ahead),
+                    n => n.saturating_add(extra(id)),
                 };
-                (id, allowed.saturating_sub(state.running(id)), true)
+                (*id, allowed.saturating_sub(state.running(*id)), true)
             })
             .collect();
         functions.extend(
@@ -179,16 +181,33 @@ impl Concurrency {
                 .running
                 .iter()
                 .filter(|(id, _)| !state.reserved.contains_key(id))
-                .map(|(&id, &n)| (id, cap.saturating_sub(n), false)),
+                .map(|(id, &n)| (*id, cap.saturating_add(extra(id)).saturating_sub(n), false)),
+        );
+        functions.extend(
+            ahead
+                .iter()
+                .filter(|(id, _)| {
+                    !state.reserved.contains_key(id) && !state.running.contains_key(id)
+                })
+                .map(|(&id, &n)| (id, cap.saturating_add(n), false)),
         );
         ClaimBudget {
             limit: free,
             unreserved_limit: state
                 .unreserved_pool(self.workers)
                 .saturating_sub(state.unreserved_running())
-                .saturating_add(ahead),
+                .saturating_add(ahead_total),
             per_function: cap,
             functions,
+        }
+    }
+
+    /// How many events of the function may run at once.
+    pub fn share(&self, function_id: i64) -> u32 {
+        let state = self.state.lock().expect("concurrency lock");
+        match state.reserved.get(&function_id) {
+            Some(&reserved) => reserved,
+            None => self.unreserved_cap(&state),
         }
     }
 
@@ -203,8 +222,9 @@ impl Concurrency {
         }
     }
 
-    /// Room for a synchronous invocation: at once when the function is below its share,
-    /// otherwise when one of the events in its way ends.
+    /// Room for a synchronous invocation: at once when the function runs fewer than its share,
+    /// otherwise when one of the events in its way ends. Events claimed ahead of a worker are
+    /// not in its way: they start only when there is room.
     pub async fn acquire(self: &Arc<Self>, function_id: i64) -> Result<Running, ReservedNone> {
         loop {
             let freed = self.freed.notified();
@@ -212,7 +232,7 @@ impl Concurrency {
             freed.as_mut().enable();
             {
                 let mut state = self.state.lock().expect("concurrency lock");
-                if self.has_room(&state, function_id, &state.running)? {
+                if self.has_room(&state, function_id, &state.started)? {
                     *state.running.entry(function_id).or_default() += 1;
                     *state.started.entry(function_id).or_default() += 1;
                     return Ok(Running {
@@ -232,12 +252,10 @@ impl Concurrency {
         self.unreserved_cap(&state)
     }
 
-    /// Events of a function running here now.
+    /// Events of a function running here now (started, not only claimed).
     pub fn running(&self, function_id: i64) -> u32 {
-        self.state
-            .lock()
-            .expect("concurrency lock")
-            .running(function_id)
+        let state = self.state.lock().expect("concurrency lock");
+        state.started.get(&function_id).copied().unwrap_or(0)
     }
 }
 
@@ -255,10 +273,10 @@ mod tests {
     #[test]
     fn functions_without_a_reservation_share_what_is_left_each_up_to_their_cap() {
         let c = Concurrency::new(16, 8);
-        let b = c.budget(16, 0);
+        let b = c.budget(16, &HashMap::new(), 0);
         assert_eq!((b.limit, b.unreserved_limit, b.per_function), (16, 16, 8));
         let _running: Vec<_> = (0..8).map(|_| c.claimed(1)).collect();
-        let b = c.budget(8, 0);
+        let b = c.budget(8, &HashMap::new(), 0);
         // Function 1 is at its cap; the others may take the 8 left.
         assert_eq!(allowance(&b, 1), Some((0, false)));
         assert_eq!((b.unreserved_limit, b.per_function), (8, 8));
@@ -268,15 +286,45 @@ mod tests {
     fn a_reservation_is_kept_for_its_function_and_caps_it() {
         let c = Concurrency::new(16, 8);
         c.set_reservations([(7, 4)]);
-        let b = c.budget(16, 0);
+        let b = c.budget(16, &HashMap::new(), 0);
         assert_eq!(allowance(&b, 7), Some((4, true)));
         assert_eq!(b.unreserved_limit, 12);
         let _held: Vec<_> = (0..3).map(|_| c.claimed(7)).collect();
-        assert_eq!(allowance(&c.budget(13, 0), 7), Some((1, true)));
+        assert_eq!(
+            allowance(&c.budget(13, &HashMap::new(), 0), 7),
+            Some((1, true))
+        );
         // Reservations adding up past the workers still leave one slot to the rest.
         c.set_reservations([(7, 10), (8, 10)]);
-        assert_eq!(c.budget(16, 0).unreserved_limit, 1);
-        assert_eq!(c.budget(16, 0).per_function, 1);
+        assert_eq!(c.budget(16, &HashMap::new(), 0).unreserved_limit, 1);
+        assert_eq!(c.budget(16, &HashMap::new(), 0).per_function, 1);
+    }
+
+    #[test]
+    fn events_claimed_ahead_start_only_within_their_functions_share() {
+        let c = Concurrency::new(4, 1);
+        let b = c.budget(1, &HashMap::from([(1, 3)]), 3);
+        assert_eq!(allowance(&b, 1), Some((4, false)));
+        assert_eq!((b.unreserved_limit, b.per_function), (4 + 3, 1));
+        let mut claimed: Vec<Running> = (0..4).map(|_| c.claimed(1)).collect();
+        assert!(claimed[0].start());
+        assert!(!claimed[1].start(), "one at once");
+        assert_eq!(c.running(1), 1);
+        drop(claimed.remove(0));
+        assert!(claimed[0].start());
+    }
+
+    #[tokio::test]
+    async fn events_claimed_ahead_do_not_hold_up_a_synchronous_invocation() {
+        let c = Concurrency::new(4, 1);
+        let mut waiting: Vec<Running> = (0..3).map(|_| c.claimed(1)).collect();
+        let sync = c.acquire(1).await.unwrap();
+        assert!(
+            !waiting[0].start(),
+            "the synchronous run takes the function's place"
+        );
+        drop(sync);
+        assert!(waiting[0].start());
     }
 
     #[tokio::test]

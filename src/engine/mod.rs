@@ -224,7 +224,7 @@ struct Ended {
 type Behind = VecDeque<(Ended, oneshot::Receiver<Result<(), writer::WriteError>>)>;
 
 /// Ends a worker leaves behind at most before it waits for the oldest to commit.
-const MAX_BEHIND: usize = 256;
+const MAX_BEHIND: usize = 64;
 
 /// One synchronous invocation waiting for a worker, counted while it lives.
 struct Waiting<'a>(&'a AtomicUsize);
@@ -751,8 +751,15 @@ impl Engine {
     /// are stopped and go back to the queue (or fail with 439 when no retries remain), as after
     /// a crash but recorded now, with a timeline entry saying the server stopped. Then every
     /// write is flushed.
-    pub async fn shutdown(&self) {
+    pub async fn shutdown(self: &Arc<Self>) {
         self.cancel.cancel();
+        // Claimed ahead and not started: straight back to the queue, written as the runs' ends
+        // are (and given up on with them should the store not take them).
+        let engine = Arc::clone(self);
+        self.runs.spawn(async move {
+            let unstarted = engine.ahead.close();
+            engine.give_back(unstarted, timeline::PUT_BACK).await;
+        });
         self.runs.close();
         if tokio::time::timeout(self.config.shutdown_grace, self.runs.wait())
             .await
@@ -785,9 +792,6 @@ impl Engine {
                 let _ = tokio::time::timeout(Duration::from_secs(2), self.runs.wait()).await;
             }
         }
-        // Claimed ahead, and no worker came for them before the runs ended.
-        self.give_back(self.ahead.take_all(), timeline::PUT_BACK)
-            .await;
         for mut instance in self.pools.take_all() {
             instance.kill().await;
         }
@@ -898,13 +902,13 @@ impl Engine {
                         n => engine.slots.clone().try_acquire_many_owned(n).ok(),
                     };
                     let ahead = if waiting == 0 {
-                        engine.ahead.wanted()
+                        engine.ahead.plan(|f| engine.concurrency.share(f))
                     } else {
-                        0
+                        ahead::Plan::default()
                     };
                     let want = (free + handed_over)
                         .saturating_sub(waiting)
-                        .saturating_add(ahead);
+                        .saturating_add(ahead.total);
                     *taken.lock().expect("claim slots") = (slots, want);
                     if want == 0 || engine.cancel.is_cancelled() {
                         return None;
@@ -912,7 +916,9 @@ impl Engine {
                     let now = engine.clock.now_millis();
                     Some(Claim {
                         now,
-                        budget: engine.concurrency.budget(want, ahead),
+                        budget: engine
+                            .concurrency
+                            .budget(want, &ahead.by_function, ahead.total),
                         owner: engine.node.id().to_string(),
                         lease_until: now + engine.config.lease.as_millis() as Millis,
                     })
@@ -970,6 +976,7 @@ impl Engine {
                 HashMap::new()
             }
         };
+        let mut refused = Vec::new();
         for event in claimed {
             // Deleted with its function (or unreadable now): nothing to run. Its lease is not
             // renewed, so it is taken over once it runs out.
@@ -983,8 +990,16 @@ impl Engine {
             };
             // Counted at once, so that the next claim's budget sees it.
             let running = self.concurrency.claimed(event.function_id);
-            self.ahead
-                .push(ahead::Ready::new(event, function, running, claim));
+            if let Err(ready) = self
+                .ahead
+                .push(ahead::Ready::new(event, function, running, claim))
+            {
+                refused.push(ready);
+            }
+        }
+        // Claimed as the server stops.
+        if !refused.is_empty() {
+            self.give_back(refused, timeline::PUT_BACK).await;
         }
     }
 
@@ -1029,9 +1044,14 @@ impl Engine {
             if let Err(e) = self.renew().await {
                 tracing::warn!(error = %e, "renewing event leases failed");
             }
+            // Written like runs' ends, so that a full disk holds up neither renewals nor
+            // takeovers here.
             let stranded = self.ahead.stranded(ahead::STRANDED_AFTER);
             if !stranded.is_empty() {
-                self.give_back(stranded, timeline::GIVEN_BACK).await;
+                let engine = Arc::clone(&self);
+                self.runs.spawn(async move {
+                    engine.give_back(stranded, timeline::GIVEN_BACK).await;
+                });
             }
             match self.take_over_stranded().await {
                 Ok(0) => {}
@@ -1543,6 +1563,7 @@ impl Engine {
         let mut last: Option<Ended> = None;
         // A synchronous invocation waiting for a worker takes this one.
         while self.sync_waiting.load(Ordering::Relaxed) == 0 {
+            self.catch_up(&mut behind).await;
             let Some(ready) = self.ahead.pop() else {
                 break;
             };
@@ -1585,11 +1606,24 @@ impl Engine {
             claim,
             ..
         } = ready;
-        // Lost to another node while it waited: that node runs it.
-        if !self.holds(&event.request_id) {
-            return None;
+        {
+            let control = self.control.lock().expect("control lock");
+            // Lost to another node while it waited (that node runs it; this node may even
+            // have claimed it again since), or its function is being deleted.
+            let held = control
+                .held
+                .get(&event.request_id)
+                .is_some_and(|h| h.claim == claim);
+            if !held || control.deleting.contains(&function.id) {
+                drop(control);
+                if held {
+                    self.release(&event.request_id, claim);
+                }
+                return None;
+            }
         }
         let request_id = event.request_id.clone();
+        let function_id = function.id;
         let engine = Arc::clone(self);
         let started = Instant::now();
         // A panic in one run must not take its worker down with it.
@@ -1599,7 +1633,7 @@ impl Engine {
             write
         })
         .await;
-        self.ahead.ran(started.elapsed());
+        self.ahead.ran(function_id, started.elapsed());
         match write {
             Ok(Some(write)) => Some(Ended {
                 write,
@@ -1618,14 +1652,19 @@ impl Engine {
         }
     }
 
-    /// Queues an end to commit behind its worker. Should an end queued before have failed for
-    /// the store's sake, the worker first waits until every end behind it has landed; with
-    /// too many behind, it waits for the oldest.
+    /// Queues an end to commit behind its worker.
     async fn leave_behind(&self, behind: &mut Behind, ended: Ended) {
         match self.writer.queue(ended.write.clone()).await {
             Ok(done) => behind.push_back((ended, done)),
             Err(e) => self.settled(ended, Ok(Err(e))).await,
         }
+    }
+
+    /// Before a worker starts another event: lets go of the events whose ends landed. Should
+    /// one have failed, or the store report that it cannot write, the worker first waits until
+    /// every end behind it has landed; with too many behind, it waits for the oldest.
+    async fn catch_up(&self, behind: &mut Behind) {
+        let mut failed = false;
         while let Some((_, done)) = behind.front_mut() {
             let result = match done.try_recv() {
                 Err(oneshot::error::TryRecvError::Empty) => break,
@@ -1633,14 +1672,13 @@ impl Engine {
                 Err(oneshot::error::TryRecvError::Closed) => Err(()),
             };
             let (ended, _) = behind.pop_front().expect("looked at");
-            let failed = !matches!(result, Ok(Ok(())));
+            failed |= !matches!(result, Ok(Ok(())));
             self.settled(ended, result).await;
-            if failed {
-                self.settle(std::mem::take(behind)).await;
-            }
         }
-        while behind.len() > MAX_BEHIND {
-            let (ended, done) = behind.pop_front().expect("more than none");
+        failed |= !behind.is_empty() && self.store.write_health().fault().is_some();
+        let keep = if failed { 0 } else { MAX_BEHIND };
+        while behind.len() > keep {
+            let (ended, done) = behind.pop_front().expect("more than kept");
             self.settled(ended, done.await.map_err(drop)).await;
         }
     }

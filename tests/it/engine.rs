@@ -73,6 +73,20 @@ pub(crate) async fn until_ended(app: &TestApp, id: &str) -> EventRecord {
     .await
 }
 
+/// Waits for the event to end, and checks it finished in its first attempt with one end on
+/// its timeline.
+pub(crate) async fn finished_once(app: &TestApp, id: &str) -> EventRecord {
+    let e = until_ended(app, id).await;
+    assert_eq!((e.status, e.attempt), (EventStatus::Finished, 1), "{id}");
+    let steps = timeline(app, id).await;
+    let ends = steps
+        .iter()
+        .filter(|t| t.contains("Finished (200)"))
+        .count();
+    assert_eq!(ends, 1, "one end for {id}: {steps:?}");
+    e
+}
+
 /// Running on an instance, not just claimed.
 pub(crate) async fn until_started(app: &TestApp, id: &str) {
     wait_for(&format!("{id} to start"), LIMIT, || async {
@@ -588,14 +602,7 @@ async fn events_claimed_ahead_of_a_long_run_go_back_to_the_queue() {
     let e = until_ended(&app, &long).await;
     assert_eq!(e.status, EventStatus::Finished);
     for id in &quick {
-        let e = until_ended(&app, id).await;
-        assert_eq!((e.status, e.attempt), (EventStatus::Finished, 1), "{id}");
-        let steps = timeline(&app, id).await;
-        let ends = steps
-            .iter()
-            .filter(|t| t.contains("Finished (200)"))
-            .count();
-        assert_eq!(ends, 1, "{steps:?}");
+        finished_once(&app, id).await;
     }
 }
 

@@ -3,7 +3,9 @@
 //! used. Every acknowledged RequestId must survive, nothing may run twice, and the server must
 //! heal by itself once the fault clears.
 
-use crate::engine::{event, function, invoke, shared_dir, timeline, until_ended, until_started};
+use crate::engine::{
+    event, finished_once, function, invoke, shared_dir, timeline, until_ended, until_started,
+};
 use crate::server::{Server, http_get};
 use crate::support::api::*;
 use crate::support::*;
@@ -45,6 +47,28 @@ fn runs(proof: &Path, request_id: &str) -> usize {
         .map_or(0, |s| s.lines().filter(|l| *l == "ran").count())
 }
 
+/// A console whose store the test can fill up, with a function `orders` of the proving handler.
+async fn orders(
+    engine: EngineConfig,
+) -> (
+    TestApp,
+    std::sync::Arc<scf_console::store::sqlite::SqliteStore>,
+    tempfile::TempDir,
+) {
+    let (app, sqlite) = TestApp::with_sqlite(engine).await;
+    app.add_key().await;
+    let proof = shared_dir();
+    function(
+        &app,
+        "orders",
+        "Python3.10",
+        &proving_handler(proof.path()),
+        json!({}),
+    )
+    .await;
+    (app, sqlite, proof)
+}
+
 /// A console whose store the test can fill up, with a function `reports` of the gated handler.
 async fn reports(
     engine: EngineConfig,
@@ -74,17 +98,7 @@ async fn ready(app: &TestApp) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_refuses_invocations_with_the_reason_loses_none_and_heals_by_itself() {
-    let (app, sqlite) = TestApp::with_sqlite(test_engine()).await;
-    app.add_key().await;
-    let proof = shared_dir();
-    function(
-        &app,
-        "orders",
-        "Python3.10",
-        &proving_handler(proof.path()),
-        json!({}),
-    )
-    .await;
+    let (app, sqlite, proof) = orders(test_engine()).await;
     assert_eq!(ready(&app).await.0, 200);
 
     // Room for a few 100 KB events, then the disk is full.
@@ -148,14 +162,7 @@ async fn a_full_disk_refuses_invocations_with_the_reason_loses_none_and_heals_by
 
     // Every acknowledged event ran exactly once; nothing refused was stored or ran.
     for id in &accepted {
-        let e = until_ended(&app, id).await;
-        assert_eq!((e.status, e.attempt), (EventStatus::Finished, 1), "{id}");
-        let finished = timeline(&app, id)
-            .await
-            .iter()
-            .filter(|t| t.contains("Finished (200)"))
-            .count();
-        assert_eq!(finished, 1, "one end for {id}");
+        finished_once(&app, id).await;
         assert_eq!(runs(proof.path(), id), 1, "{id} ran once");
     }
     let function_id = crate::support::events::function_id(&app, "orders").await;
@@ -212,17 +219,10 @@ async fn an_end_that_cannot_be_written_lands_once_the_disk_has_room() {
     assert_eq!((e.status, e.attempt), (EventStatus::Finished, 1));
     assert_eq!(runs(proof.path(), &waiting), 1);
     for id in &ids {
-        let e = until_ended(&app, id).await;
-        assert_eq!((e.status, e.attempt), (EventStatus::Finished, 1));
+        let e = finished_once(&app, id).await;
         // The 60,000 characters returned, as a JSON string.
         assert_eq!(e.result.as_deref().map(str::len), Some(60002));
         assert!(e.logs.unwrap_or_default().starts_with("lll"));
-        let steps = timeline(&app, id).await;
-        let ends = steps
-            .iter()
-            .filter(|t| t.contains("Finished (200)"))
-            .count();
-        assert_eq!(ends, 1, "{steps:?}");
         assert_eq!(runs(proof.path(), id), 1, "{id} ran once");
     }
     wait_for("ready again", LIMIT, || async {
@@ -724,22 +724,12 @@ fn unsafe_sigterm(pid: u32) {
 /// once it has room every acknowledged event ends once, having run once.
 #[tokio::test(flavor = "multi_thread")]
 async fn events_claimed_ahead_stop_at_a_full_disk_and_each_ends_once() {
-    let (app, sqlite) = TestApp::with_sqlite(EngineConfig {
+    let (app, sqlite, proof) = orders(EngineConfig {
         workers: 2,
         per_function: 1,
         claim_ahead: Duration::from_millis(200),
         ..test_engine()
     })
-    .await;
-    app.add_key().await;
-    let proof = shared_dir();
-    function(
-        &app,
-        "orders",
-        "Python3.10",
-        &proving_handler(proof.path()),
-        json!({}),
-    )
     .await;
     // Warm: its runs are known to be fast.
     for i in 0..3 {
@@ -785,14 +775,7 @@ async fn events_claimed_ahead_stop_at_a_full_disk_and_each_ends_once() {
 
     sqlite.limit_pages(None).await.unwrap();
     for id in &ids {
-        let e = until_ended(&app, id).await;
-        assert_eq!((e.status, e.attempt), (EventStatus::Finished, 1), "{id}");
-        let ends = timeline(&app, id)
-            .await
-            .iter()
-            .filter(|t| t.contains("Finished (200)"))
-            .count();
-        assert_eq!(ends, 1, "one end for {id}");
+        finished_once(&app, id).await;
         assert_eq!(runs(proof.path(), id), 1, "{id} ran once");
     }
 }
