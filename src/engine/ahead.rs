@@ -99,13 +99,14 @@ impl Ahead {
     }
 
     /// Puts a claimed event in line; once the server stops, hands it back instead.
-    pub fn push(&self, ready: Ready) -> Result<(), Ready> {
+    #[must_use]
+    pub fn push(&self, ready: Ready) -> Option<Ready> {
         let mut state = self.state.lock().expect("ahead");
         if state.closed {
-            return Err(ready);
+            return Some(ready);
         }
         state.queue.push_back(ready);
-        Ok(())
+        None
     }
 
     /// The oldest event waiting for a worker whose function may run one more now, let start.

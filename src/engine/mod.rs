@@ -990,7 +990,7 @@ impl Engine {
             };
             // Counted at once, so that the next claim's budget sees it.
             let running = self.concurrency.claimed(event.function_id);
-            if let Err(ready) = self
+            if let Some(ready) = self
                 .ahead
                 .push(ahead::Ready::new(event, function, running, claim))
             {
