@@ -29,6 +29,10 @@ struct State {
     /// Of those, the events whose handler was let start: what a worker about to start one
     /// counts.
     started: HashMap<i64, u32>,
+    /// Synchronous invocations waiting for room, per function: workers start no event in
+    /// their way meanwhile (a worker ending one event starts the next within microseconds,
+    /// and would otherwise always get the freed room first).
+    sync_waiting: HashMap<i64, u32>,
 }
 
 impl State {
@@ -54,6 +58,21 @@ impl State {
     fn running(&self, function_id: i64) -> u32 {
         self.running.get(&function_id).copied().unwrap_or(0)
     }
+
+    /// Whether a synchronous invocation waits for the room an event of the function would
+    /// take: that of the same function, or for functions without a reservation, the room
+    /// they share.
+    fn sync_in_the_way(&self, function_id: i64) -> bool {
+        if self.sync_waiting.is_empty() {
+            return false;
+        }
+        self.sync_waiting.contains_key(&function_id)
+            || (!self.reserved.contains_key(&function_id)
+                && self
+                    .sync_waiting
+                    .keys()
+                    .any(|id| !self.reserved.contains_key(id)))
+    }
 }
 
 /// Counts one claimed event of a function until dropped, and once it is let start, one
@@ -73,7 +92,9 @@ impl Running {
             return true;
         }
         let mut state = self.of.state.lock().expect("concurrency lock");
-        if self.of.has_room(&state, self.function_id, &state.started) != Ok(true) {
+        if state.sync_in_the_way(self.function_id)
+            || self.of.has_room(&state, self.function_id, &state.started) != Ok(true)
+        {
             return false;
         }
         *state.started.entry(self.function_id).or_default() += 1;
@@ -101,6 +122,19 @@ impl Drop for Running {
             }
         }
         self.of.freed.notify_waiters();
+    }
+}
+
+/// Counts a synchronous invocation waiting for room until dropped, however the wait ends.
+struct SyncWaiting {
+    of: Arc<Concurrency>,
+    function_id: i64,
+}
+
+impl Drop for SyncWaiting {
+    fn drop(&mut self) {
+        let mut state = self.of.state.lock().expect("concurrency lock");
+        count_down(&mut state.sync_waiting, self.function_id);
     }
 }
 
@@ -164,6 +198,16 @@ impl Concurrency {
     pub fn budget(&self, free: u32, ahead: &HashMap<i64, u32>, ahead_total: u32) -> ClaimBudget {
         let state = self.state.lock().expect("concurrency lock");
         let cap = self.unreserved_cap(&state);
+        // Places of the shared workers not running anything: functions not claimed ahead take
+        // no more than that each, so that the allowance of those claimed ahead is not spent
+        // on events that wait for a worker (functions whose pace is unknown or slow).
+        let room = state
+            .unreserved_pool(self.workers)
+            .saturating_sub(state.unreserved_in(&state.started));
+        let unreserved = |id: &i64, n: u32| match ahead.get(id) {
+            Some(&extra) => cap.saturating_add(extra).saturating_sub(n),
+            None => cap.saturating_sub(n).min(room),
+        };
         let extra = |id: &i64| ahead.get(id).copied().unwrap_or(0);
         let mut functions: Vec<(i64, u32, bool)> = state
             .reserved
@@ -181,7 +225,7 @@ impl Concurrency {
                 .running
                 .iter()
                 .filter(|(id, _)| !state.reserved.contains_key(id))
-                .map(|(id, &n)| (*id, cap.saturating_add(extra(id)).saturating_sub(n), false)),
+                .map(|(id, &n)| (*id, unreserved(id, n), false)),
         );
         functions.extend(
             ahead
@@ -189,7 +233,7 @@ impl Concurrency {
                 .filter(|(id, _)| {
                     !state.reserved.contains_key(id) && !state.running.contains_key(id)
                 })
-                .map(|(&id, &n)| (id, cap.saturating_add(n), false)),
+                .map(|(&id, _)| (id, unreserved(&id, 0), false)),
         );
         ClaimBudget {
             limit: free,
@@ -197,7 +241,7 @@ impl Concurrency {
                 .unreserved_pool(self.workers)
                 .saturating_sub(state.unreserved_running())
                 .saturating_add(ahead_total),
-            per_function: cap,
+            per_function: cap.min(room),
             functions,
         }
     }
@@ -226,6 +270,7 @@ impl Concurrency {
     /// otherwise when one of the events in its way ends. Events claimed ahead of a worker are
     /// not in its way: they start only when there is room.
     pub async fn acquire(self: &Arc<Self>, function_id: i64) -> Result<Running, ReservedNone> {
+        let mut waiting: Option<SyncWaiting> = None;
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
@@ -239,6 +284,13 @@ impl Concurrency {
                         of: Arc::clone(self),
                         function_id,
                         started: true,
+                    });
+                }
+                if waiting.is_none() {
+                    *state.sync_waiting.entry(function_id).or_default() += 1;
+                    waiting = Some(SyncWaiting {
+                        of: Arc::clone(self),
+                        function_id,
                     });
                 }
             }
@@ -323,8 +375,21 @@ mod tests {
             !waiting[0].start(),
             "the synchronous run takes the function's place"
         );
+        let second = tokio::spawn({
+            let c = Arc::clone(&c);
+            async move { c.acquire(1).await.map(drop) }
+        });
+        while c.state.lock().unwrap().sync_waiting.is_empty() {
+            tokio::task::yield_now().await;
+        }
         drop(sync);
+        assert!(
+            !waiting[0].start(),
+            "a synchronous invocation waiting for the room gets it first"
+        );
+        second.await.unwrap().unwrap();
         assert!(waiting[0].start());
+        assert!(c.state.lock().unwrap().sync_waiting.is_empty());
     }
 
     #[tokio::test]

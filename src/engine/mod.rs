@@ -213,6 +213,15 @@ struct Control {
     claims: u64,
 }
 
+/// Wakes the dispatcher when dropped.
+struct WakeOnDrop<'a>(&'a Notify);
+
+impl Drop for WakeOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
 /// An event's end, to record before its event is let go.
 struct Ended {
     write: EventWrite,
@@ -277,6 +286,8 @@ pub struct Engine {
     sync_waiting: AtomicUsize,
     /// Events claimed ahead of a free worker.
     ahead: ahead::Ahead,
+    /// Cancelled once the dispatcher has stopped: no claim lands after.
+    dispatching: CancellationToken,
     concurrency: Arc<concurrency::Concurrency>,
     pools: pool::Pools,
     control: Mutex<Control>,
@@ -417,6 +428,7 @@ impl Engine {
             writer: writer::GroupCommit::start(store.clone(), &tasks, Arc::clone(&wake)),
             sync_waiting: AtomicUsize::new(0),
             ahead: ahead::Ahead::new(config.workers, config.claim_ahead),
+            dispatching: CancellationToken::new(),
             dir,
             slots: Arc::new(Semaphore::new(config.workers)),
             concurrency: concurrency::Concurrency::new(config.workers, config.per_function),
@@ -610,8 +622,12 @@ impl Engine {
         // go straight to the claim of their transaction, never through the semaphore's queue.
         // Counted down however the wait ends: a caller that gives up drops this future.
         let waiting = Waiting::on(&self.sync_waiting);
+        // Workers that saw it waiting stopped taking events claimed ahead: once it has its
+        // worker, and again once it is done, the dispatcher puts them back to work.
+        let _wake = WakeOnDrop(&self.wake);
         let slot = self.slots.clone().acquire_owned().await;
         drop(waiting);
+        self.wake.notify_one();
         let _slot = slot.expect("never closed");
         let _running = self
             .concurrency
@@ -753,6 +769,9 @@ impl Engine {
     /// write is flushed.
     pub async fn shutdown(self: &Arc<Self>) {
         self.cancel.cancel();
+        // A claim under way lands first, so that its events are held here and put back.
+        let _ =
+            tokio::time::timeout(self.config.shutdown_grace, self.dispatching.cancelled()).await;
         // Claimed ahead and not started: straight back to the queue, written as the runs' ends
         // are (and given up on with them should the store not take them).
         let engine = Arc::clone(self);
@@ -876,6 +895,7 @@ impl Engine {
     /// the time that transaction begins. Claims wait for slots, never the other way round: an
     /// event claimed ahead waits for a worker already busy, for about as long as a commit.
     async fn dispatch(self: Arc<Self>) {
+        let _done = self.dispatching.clone().drop_guard();
         let mut busy = false;
         loop {
             if !busy {
@@ -1564,6 +1584,11 @@ impl Engine {
         // A synchronous invocation waiting for a worker takes this one.
         while self.sync_waiting.load(Ordering::Relaxed) == 0 {
             self.catch_up(&mut behind).await;
+            // The store cannot write: nothing more starts before this worker's ends land.
+            let pending = last.is_some() || !behind.is_empty();
+            if pending && self.store.write_health().fault().is_some() {
+                break;
+            }
             let Some(ready) = self.ahead.pop() else {
                 break;
             };
@@ -1584,13 +1609,13 @@ impl Engine {
         // again should the end commit without one and free the slot).
         self.wake.notify_one();
         let slot: writer::Slot = Arc::new(Mutex::new(Some(slot)));
-        let last_end = async {
-            if let Some(ended) = last {
-                self.write(ended.write, Some(&slot)).await;
-                self.release(&ended.request_id, ended.claim);
-            }
-        };
-        tokio::join!(last_end, self.settle(behind));
+        // The ends behind it first: the slot goes with the last end, and the worker is free
+        // only once all of its ends are on disk.
+        self.settle(behind).await;
+        if let Some(ended) = last {
+            self.write(ended.write, Some(&slot)).await;
+            self.release(&ended.request_id, ended.claim);
+        }
         // Not taken: the end was refused, or the server gives up on it as it stops.
         if slot.lock().expect("slot").take().is_some() {
             self.wake.notify_one();
@@ -1661,8 +1686,8 @@ impl Engine {
     }
 
     /// Before a worker starts another event: lets go of the events whose ends landed. Should
-    /// one have failed, or the store report that it cannot write, the worker first waits until
-    /// every end behind it has landed; with too many behind, it waits for the oldest.
+    /// one have failed, the worker first waits until every end behind it has landed; with too
+    /// many behind, it waits for the oldest.
     async fn catch_up(&self, behind: &mut Behind) {
         let mut failed = false;
         while let Some((_, done)) = behind.front_mut() {
@@ -1675,7 +1700,6 @@ impl Engine {
             failed |= !matches!(result, Ok(Ok(())));
             self.settled(ended, result).await;
         }
-        failed |= !behind.is_empty() && self.store.write_health().fault().is_some();
         let keep = if failed { 0 } else { MAX_BEHIND };
         while behind.len() > keep {
             let (ended, done) = behind.pop_front().expect("more than kept");

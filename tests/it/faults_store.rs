@@ -18,14 +18,25 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// A handler that leaves one line per run in `proof/<RequestId>`, so a second run shows.
-fn proving_handler(proof: &Path) -> String {
+/// A handler that leaves one line per run in `proof/<RequestId>`, so a second run shows, and
+/// returns `result` (a Python expression).
+fn proving(proof: &Path, result: &str) -> String {
     format!(
         "def main_handler(event, context):\n    \
          with open('{}/' + context['request_id'], 'a') as f:\n        f.write('ran\\n')\n    \
-         return 'ok'\n",
+         return {result}\n",
         proof.display()
     )
+}
+
+fn proving_handler(proof: &Path) -> String {
+    proving(proof, "'ok'")
+}
+
+/// Returns 60 KB: no end of it fits in a full database (a small one may, in a page with room
+/// left).
+fn proving_bulky_handler(proof: &Path) -> String {
+    proving(proof, "'r' * 60000")
 }
 
 /// A handler that waits for `proof/go`, proves it ran, then prints and returns 60 KB each:
@@ -47,48 +58,37 @@ fn runs(proof: &Path, request_id: &str) -> usize {
         .map_or(0, |s| s.lines().filter(|l| *l == "ran").count())
 }
 
-/// A console whose store the test can fill up, with a function `orders` of the proving handler.
-async fn orders(
-    engine: EngineConfig,
-) -> (
+/// A console, its store (which the test can fill up), and the folder its handlers prove they
+/// ran in.
+type Fillable = (
     TestApp,
     std::sync::Arc<scf_console::store::sqlite::SqliteStore>,
     tempfile::TempDir,
-) {
+);
+
+/// A console whose store the test can fill up, the folder its handlers prove they ran in, and
+/// a function `name` of the handler `code` writes for that folder.
+async fn fillable(
+    engine: EngineConfig,
+    name: &str,
+    code: fn(&Path) -> String,
+    extra: serde_json::Value,
+) -> Fillable {
     let (app, sqlite) = TestApp::with_sqlite(engine).await;
     app.add_key().await;
     let proof = shared_dir();
-    function(
-        &app,
-        "orders",
-        "Python3.10",
-        &proving_handler(proof.path()),
-        json!({}),
-    )
-    .await;
+    function(&app, name, "Python3.10", &code(proof.path()), extra).await;
     (app, sqlite, proof)
 }
 
+/// A console whose store the test can fill up, with a function `orders` of the proving handler.
+async fn orders(engine: EngineConfig) -> Fillable {
+    fillable(engine, "orders", proving_handler, json!({})).await
+}
+
 /// A console whose store the test can fill up, with a function `reports` of the gated handler.
-async fn reports(
-    engine: EngineConfig,
-) -> (
-    TestApp,
-    std::sync::Arc<scf_console::store::sqlite::SqliteStore>,
-    tempfile::TempDir,
-) {
-    let (app, sqlite) = TestApp::with_sqlite(engine).await;
-    app.add_key().await;
-    let proof = shared_dir();
-    function(
-        &app,
-        "reports",
-        "Python3.10",
-        &gated_handler(proof.path()),
-        json!({"Timeout": 120}),
-    )
-    .await;
-    (app, sqlite, proof)
+async fn reports(engine: EngineConfig) -> Fillable {
+    fillable(engine, "reports", gated_handler, json!({"Timeout": 120})).await
 }
 
 async fn ready(app: &TestApp) -> (u16, String) {
@@ -724,13 +724,13 @@ fn unsafe_sigterm(pid: u32) {
 /// once it has room every acknowledged event ends once, having run once.
 #[tokio::test(flavor = "multi_thread")]
 async fn events_claimed_ahead_stop_at_a_full_disk_and_each_ends_once() {
-    let (app, sqlite, proof) = orders(EngineConfig {
+    let engine = EngineConfig {
         workers: 2,
         per_function: 1,
         claim_ahead: Duration::from_millis(200),
         ..test_engine()
-    })
-    .await;
+    };
+    let (app, sqlite, proof) = fillable(engine, "orders", proving_bulky_handler, json!({})).await;
     // Warm: its runs are known to be fast.
     for i in 0..3 {
         let id = invoke(&app, "orders", json!({ "warm": i })).await;
