@@ -1746,10 +1746,7 @@ impl Engine {
                 request_id: ready.event.request_id,
                 claim: ready.claim,
             };
-            match self.writer.queue(ended.write.clone()).await {
-                Ok(done) => behind.push_back((ended, done)),
-                Err(e) => self.settled(ended, Ok(Err(e))).await,
-            }
+            self.leave_behind(&mut behind, ended).await;
         }
         self.settle(behind).await;
         self.wake.notify_one();

@@ -497,8 +497,8 @@ fn one_worker() -> EngineConfig {
     }
 }
 
-#[tokio::test]
-async fn a_queued_event_is_terminated_before_it_starts() {
+/// A console with one worker and a function `long` whose events run until terminated.
+async fn one_worker_running_long() -> TestApp {
     let app = TestApp::with_engine(one_worker()).await;
     app.add_key().await;
     function(
@@ -509,6 +509,12 @@ async fn a_queued_event_is_terminated_before_it_starts() {
         json!({"Timeout": 120}),
     )
     .await;
+    app
+}
+
+#[tokio::test]
+async fn a_queued_event_is_terminated_before_it_starts() {
+    let app = one_worker_running_long().await;
     let first = invoke(&app, "long", json!({})).await;
     until_started(&app, &first).await;
     let second = invoke(&app, "long", json!({})).await;
@@ -610,16 +616,7 @@ async fn events_claimed_ahead_of_a_long_run_go_back_to_the_queue() {
 /// hung up) leaves no claim on a worker behind: queued events still get every worker.
 #[tokio::test]
 async fn a_synchronous_call_given_up_while_waiting_keeps_no_worker() {
-    let app = TestApp::with_engine(one_worker()).await;
-    app.add_key().await;
-    function(
-        &app,
-        "long",
-        "Python3.10",
-        LONG_HANDLER,
-        json!({"Timeout": 120}),
-    )
-    .await;
+    let app = one_worker_running_long().await;
     function(
         &app,
         "sync-fn",
@@ -711,16 +708,7 @@ async fn failed_events_are_retried_as_retry_num_says_with_backoff() {
 
 #[tokio::test]
 async fn an_event_that_waits_longer_than_msg_ttl_expires() {
-    let app = TestApp::with_engine(one_worker()).await;
-    app.add_key().await;
-    function(
-        &app,
-        "long",
-        "Python3.10",
-        LONG_HANDLER,
-        json!({"Timeout": 120}),
-    )
-    .await;
+    let app = one_worker_running_long().await;
     app.api(
         "UpdateFunctionEventInvokeConfig",
         json!({"FunctionName": "long", "AsyncTriggerConfig": {"RetryConfig": [{"RetryNum": 0}], "MsgTTL": 60}}),
