@@ -11,9 +11,31 @@ use crate::store::DynStore;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything a request handler may need; cheap to clone.
+/// Everything a request handler may need, behind one pointer: the router clones the state for
+/// every request (each layer and each extractor takes its own copy), and a struct of a dozen
+/// `Arc`s cost a dozen atomic increments and decrements per copy, contended between the
+/// runtime's threads; this costs one. The settings are filled in before the router is built
+/// (`DerefMut` copies the fields if the state were already shared, so a later change would
+/// not reach the router).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// What [`AppState`] points to.
+#[derive(Clone)]
+pub struct Shared {
     pub store: DynStore,
     pub clock: Clock,
     /// Regions offered, the first being the default.
@@ -118,7 +140,7 @@ impl AppState {
             event_retention,
             Duration::from_secs(60),
         ));
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             store,
             clock,
             regions: Arc::new(regions),
@@ -136,7 +158,7 @@ impl AppState {
             trusted_proxy: false,
             sessions: Default::default(),
             logins: Arc::default(),
-        })
+        })))
     }
 
     pub fn default_region(&self) -> &str {
