@@ -5,12 +5,21 @@
 //! connection's own thread. On the accept path that was one round trip in three.
 
 use super::{apply_page_limit, preflight};
-use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, Notify};
+
+/// How long the checkpointer lets writes gather before it copies them into the database file:
+/// a page written again and again meanwhile is copied once.
+const CHECKPOINT_AFTER: Duration = Duration::from_millis(100);
+
+/// The writer checkpoints by itself only if the checkpointer fell this far behind (pages of
+/// the WAL, about 40 MB), so that the WAL stays bounded whatever happens to it.
+const WRITER_CHECKPOINTS_AT: u32 = 10_000;
 
 pub(super) struct Writer {
     conn: Mutex<Option<SqliteConnection>>,
@@ -21,6 +30,9 @@ pub(super) struct Writer {
     /// opens a fresh one.
     broken: AtomicBool,
     closed: AtomicBool,
+    /// Told of every write, for the checkpointer.
+    wrote: Arc<Notify>,
+    checkpointer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The writer connection, held until dropped.
@@ -34,6 +46,8 @@ impl Writer {
             page_limit: Arc::new(AtomicU64::new(0)),
             broken: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            wrote: Arc::default(),
+            checkpointer: Default::default(),
         };
         drop(
             writer
@@ -41,6 +55,11 @@ impl Writer {
                 .await
                 .map_err(|e| preflight::explain(path, e))?,
         );
+        let checkpointer = tokio::spawn(checkpoints(
+            writer.options.clone(),
+            Arc::clone(&writer.wrote),
+        ));
+        *writer.checkpointer.lock().expect("checkpointer") = Some(checkpointer);
         Ok(writer)
     }
 
@@ -73,8 +92,14 @@ impl Writer {
         if conn.is_none() {
             let mut c = SqliteConnection::connect_with(&self.options).await?;
             apply_page_limit(&mut c, self.page_limit.load(Ordering::Relaxed)).await?;
+            sqlx::query(AssertSqlSafe(format!(
+                "PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINTS_AT}"
+            )))
+            .execute(&mut c)
+            .await?;
             *conn = Some(c);
         }
+        self.wrote.notify_one();
         Ok(MutexGuard::map(conn, |c| {
             c.as_mut().expect("connected above")
         }))
@@ -99,8 +124,45 @@ impl Writer {
     pub async fn close(&self) {
         let mut conn = self.conn.lock().await;
         self.closed.store(true, Ordering::Relaxed);
+        let checkpointer = self.checkpointer.lock().expect("checkpointer").take();
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.abort();
+            let _ = checkpointer.await;
+        }
         if let Some(conn) = conn.take() {
             let _ = conn.close().await;
+        }
+    }
+}
+
+/// Copies committed pages from the WAL into the database file on a connection of its own, a
+/// moment after writes. SQLite's own checkpoint runs inside the commit that crosses its
+/// threshold, on the writer's thread: every thousand pages one commit (and every write queued
+/// behind it, accepts included) waited for the copy and an fsync of the database file. A
+/// passive checkpoint takes no lock that writers or readers wait for.
+async fn checkpoints(options: SqliteConnectOptions, wrote: Arc<Notify>) {
+    let mut conn: Option<SqliteConnection> = None;
+    loop {
+        wrote.notified().await;
+        tokio::time::sleep(CHECKPOINT_AFTER).await;
+        if conn.is_none() {
+            match SqliteConnection::connect_with(&options).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::debug!(error = %e, "the checkpointer could not connect; the writer checkpoints meanwhile");
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(c)
+            .await
+        {
+            // A full disk, say: the writer's own checkpoint is the backstop, and the next
+            // write tries again on a fresh connection.
+            tracing::debug!(error = %e, "checkpoint failed");
+            conn = None;
         }
     }
 }
