@@ -5,8 +5,8 @@
 //! connection's own thread. On the accept path that was one round trip in three.
 
 use super::{apply_page_limit, preflight};
+use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{AssertSqlSafe, Connection};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,12 +14,11 @@ use std::time::Duration;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, Notify};
 
 /// How long the checkpointer lets writes gather before it copies them into the database file:
-/// a page written again and again meanwhile is copied once.
+/// a page written again meanwhile is copied once. The writer's own checkpoint stays on at
+/// SQLite's threshold (1000 pages) as a backstop, so the WAL never grows past what it did
+/// before: a checkpoint needs free space to copy into, and a WAL grown large on a disk that
+/// filled up could not be checkpointed once a little space is freed.
 const CHECKPOINT_AFTER: Duration = Duration::from_millis(100);
-
-/// The writer checkpoints by itself only if the checkpointer fell this far behind (pages of
-/// the WAL, about 40 MB), so that the WAL stays bounded whatever happens to it.
-const WRITER_CHECKPOINTS_AT: u32 = 10_000;
 
 pub(super) struct Writer {
     conn: Mutex<Option<SqliteConnection>>,
@@ -92,11 +91,6 @@ impl Writer {
         if conn.is_none() {
             let mut c = SqliteConnection::connect_with(&self.options).await?;
             apply_page_limit(&mut c, self.page_limit.load(Ordering::Relaxed)).await?;
-            sqlx::query(AssertSqlSafe(format!(
-                "PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINTS_AT}"
-            )))
-            .execute(&mut c)
-            .await?;
             *conn = Some(c);
         }
         self.wrote.notify_one();
@@ -139,7 +133,8 @@ impl Writer {
 /// moment after writes. SQLite's own checkpoint runs inside the commit that crosses its
 /// threshold, on the writer's thread: every thousand pages one commit (and every write queued
 /// behind it, accepts included) waited for the copy and an fsync of the database file. A
-/// passive checkpoint takes no lock that writers or readers wait for.
+/// passive checkpoint takes no lock that writers or readers wait for, and when it has copied
+/// everything, the writer's next transaction starts the WAL over.
 async fn checkpoints(options: SqliteConnectOptions, wrote: Arc<Notify>) {
     let mut conn: Option<SqliteConnection> = None;
     loop {
