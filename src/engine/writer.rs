@@ -125,10 +125,14 @@ impl GroupCommit {
     }
 }
 
-type Queued = (EventWrite, Reply, Option<Slot>);
+/// Who waits for a write of the batch, and the slot it hands over.
+type Waiter = (Reply, Option<Slot>);
 
 async fn run(store: DynStore, mut rx: mpsc::Receiver<Job>, freed: Arc<Notify>) {
-    let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
+    // The writes of the transaction and, at the same index, who waits for each: kept apart so
+    // that the writes go to the store as they are, without a copy of their payloads.
+    let mut writes: Vec<EventWrite> = Vec::with_capacity(MAX_BATCH);
+    let mut waiters: Vec<Waiter> = Vec::with_capacity(MAX_BATCH);
     // One claim per transaction; another one asked for meanwhile waits for the next.
     let mut claim: Option<(ClaimOrder, ClaimReply)> = None;
     let mut next_claim: Option<(ClaimOrder, ClaimReply)> = None;
@@ -137,14 +141,20 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<Job>, freed: Arc<Notify>) {
             claim = Some(next);
         } else {
             match rx.recv().await {
-                Some(Job::Write(w, reply, slot)) => batch.push((w, reply, slot)),
+                Some(Job::Write(w, reply, slot)) => {
+                    writes.push(w);
+                    waiters.push((reply, slot));
+                }
                 Some(Job::Claim(order, reply)) => claim = Some((order, reply)),
                 None => return,
             }
         }
-        while batch.len() < MAX_BATCH {
+        while writes.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(Job::Write(w, reply, slot)) => batch.push((w, reply, slot)),
+                Ok(Job::Write(w, reply, slot)) => {
+                    writes.push(w);
+                    waiters.push((reply, slot));
+                }
                 Ok(Job::Claim(order, reply)) if claim.is_none() => claim = Some((order, reply)),
                 Ok(Job::Claim(order, reply)) => {
                     next_claim = Some((order, reply));
@@ -155,20 +165,21 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<Job>, freed: Arc<Notify>) {
         }
         let (order, claimed) = match claim.take() {
             Some((order, reply)) => {
-                let handed_over = batch
+                let handed_over = waiters
                     .iter()
-                    .filter_map(|(_, _, slot)| slot.as_ref())
+                    .filter_map(|(_, slot)| slot.as_ref())
                     .filter_map(|slot| slot.lock().expect("slot").as_ref().map(|p| p.num_permits()))
                     .sum::<usize>();
                 (order(handed_over as u32), Some(reply))
             }
             None => (None, None),
         };
-        let writes: Vec<EventWrite> = batch.iter().map(|(w, _, _)| w.clone()).collect();
-        match store.commit_events(&writes, order.as_ref()).await {
+        let committed = store.commit_events(&writes, order.as_ref()).await;
+        match committed {
             Ok(events) => {
+                writes.clear();
                 let mut slots: Option<OwnedSemaphorePermit> = None;
-                for (_, reply, slot) in batch.drain(..) {
+                for (reply, slot) in waiters.drain(..) {
                     slots = merge(slots, take(slot.as_ref()));
                     let _ = reply.send(Ok(()));
                 }
@@ -193,7 +204,8 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<Job>, freed: Arc<Notify>) {
                     .fault()
                     .map_or_else(|| e.to_string(), |f| f.error);
                 let why = WriteError::Fault(format!("the event store cannot write: {why}"));
-                for (_, reply, _) in batch.drain(..) {
+                writes.clear();
+                for (reply, _) in waiters.drain(..) {
                     let _ = reply.send(Err(why.clone()));
                 }
                 if let Some(reply) = claimed {
@@ -205,8 +217,8 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<Job>, freed: Arc<Notify>) {
                 // neighbours: apply them one by one, freeing the slots of those that land. The
                 // claim was made for slots some of them may not free: it claims nothing, and
                 // the dispatcher, woken, asks again.
-                tracing::warn!(error = %e, writes = batch.len(), "group commit failed; applying writes one by one");
-                for (write, reply, slot) in batch.drain(..) {
+                tracing::warn!(error = %e, writes = writes.len(), "group commit failed; applying writes one by one");
+                for (write, (reply, slot)) in writes.drain(..).zip(waiters.drain(..)) {
                     let result = store
                         .apply_event_writes(std::slice::from_ref(&write))
                         .await
