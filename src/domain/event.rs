@@ -302,20 +302,6 @@ pub struct TerminateRequest {
     pub reason: String,
 }
 
-/// A new invocation's RequestId: a UUID in SCF's form, made of the time in milliseconds (its
-/// first 48 bits, UUID version 7) and 74 random bits. Ids made one after another sort next to
-/// each other, so a batch of accepts adds to one or two pages of the store's unique index on
-/// RequestIds; random (version 4) ids land one on each page, scattered over the whole index,
-/// and every page a commit touches is written out again. Nothing reads a meaning into the id:
-/// events are found by it only within a function their reader may see.
-pub fn new_request_id(now: Millis) -> String {
-    let mut random = [0u8; 10];
-    getrandom::fill(&mut random).expect("the operating system provides randomness");
-    uuid::Builder::from_unix_timestamp_millis(now.max(0) as u64, &random)
-        .into_uuid()
-        .to_string()
-}
-
 /// A terminate reason is one line of at most this many characters.
 pub const REASON_MAX_CHARS: usize = 200;
 
@@ -484,28 +470,6 @@ pub fn after_stop(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_ids_are_uuids_that_sort_by_time_and_never_repeat() {
-        let early = new_request_id(1_700_000_000_000);
-        let later = new_request_id(1_700_000_000_001);
-        let parsed = uuid::Uuid::parse_str(&early).expect("a UUID");
-        assert_eq!(
-            parsed.hyphenated().to_string(),
-            early,
-            "SCF's lower-case hyphenated form"
-        );
-        assert_eq!(parsed.get_version_num(), 7);
-        assert!(early < later, "{early} sorts before {later}");
-        let same_ms: std::collections::HashSet<String> = (0..10_000)
-            .map(|_| new_request_id(1_700_000_000_000))
-            .collect();
-        assert_eq!(
-            same_ms.len(),
-            10_000,
-            "random bits keep ids of one millisecond apart"
-        );
-    }
 
     #[test]
     fn a_stopped_run_is_retried_while_retries_remain() {

@@ -15,7 +15,7 @@ pub mod writer;
 use crate::clock::{Clock, Millis};
 use crate::domain::event::{
     AfterStop, EventStatus, LOG_MAX_BYTES, Origin, RESULT_MAX_BYTES, StopCause, TerminateRequest,
-    after_stop, new_request_id, retries_remain, retry_backoff_ms, status_code, timeline, truncate,
+    after_stop, retries_remain, retry_backoff_ms, status_code, timeline, truncate,
 };
 use crate::domain::runtime::Interpreters;
 use crate::store::{
@@ -584,7 +584,7 @@ impl Engine {
             .admit(&self.store, function)
             .await
             .map_err(InvokeError::Refused)?;
-        let request_id = new_request_id(self.clock.now_millis());
+        let request_id = uuid::Uuid::new_v4().to_string();
         self.writer
             .write(EventWrite::Insert(NewEvent {
                 request_id: request_id.clone(),
@@ -617,7 +617,7 @@ impl Engine {
             .admit(&self.store, function)
             .await
             .map_err(InvokeError::Refused)?;
-        let request_id = new_request_id(self.clock.now_millis());
+        let request_id = uuid::Uuid::new_v4().to_string();
         // Counted while it waits, so that claims leave it a worker: the slots of ending runs
         // go straight to the claim of their transaction, never through the semaphore's queue.
         // Counted down however the wait ends: a caller that gives up drops this future.
