@@ -20,6 +20,9 @@ use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, Notify};
 /// filled up could not be checkpointed once a little space is freed.
 const CHECKPOINT_AFTER: Duration = Duration::from_millis(100);
 
+/// The pause after a checkpoint failed.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
+
 pub(super) struct Writer {
     conn: Mutex<Option<SqliteConnection>>,
     options: SqliteConnectOptions,
@@ -32,6 +35,16 @@ pub(super) struct Writer {
     /// Told of every write, for the checkpointer.
     wrote: Arc<Notify>,
     checkpointer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Stops the checkpointer, which closes its connection first.
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Writer {
+    /// A store dropped without `close` (one that failed to open, say) leaves no checkpointer
+    /// behind holding a connection.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 /// The writer connection, held until dropped.
@@ -47,6 +60,7 @@ impl Writer {
             closed: AtomicBool::new(false),
             wrote: Arc::default(),
             checkpointer: Default::default(),
+            stop: Default::default(),
         };
         drop(
             writer
@@ -57,6 +71,7 @@ impl Writer {
         let checkpointer = tokio::spawn(checkpoints(
             writer.options.clone(),
             Arc::clone(&writer.wrote),
+            writer.stop.clone(),
         ));
         *writer.checkpointer.lock().expect("checkpointer") = Some(checkpointer);
         Ok(writer)
@@ -119,8 +134,8 @@ impl Writer {
         let mut conn = self.conn.lock().await;
         self.closed.store(true, Ordering::Relaxed);
         let checkpointer = self.checkpointer.lock().expect("checkpointer").take();
+        self.stop.cancel();
         if let Some(checkpointer) = checkpointer {
-            checkpointer.abort();
             let _ = checkpointer.await;
         }
         if let Some(conn) = conn.take() {
@@ -135,16 +150,30 @@ impl Writer {
 /// behind it, accepts included) waited for the copy and an fsync of the database file. A
 /// passive checkpoint takes no lock that writers or readers wait for, and when it has copied
 /// everything, the writer's next transaction starts the WAL over.
-async fn checkpoints(options: SqliteConnectOptions, wrote: Arc<Notify>) {
+async fn checkpoints(
+    options: SqliteConnectOptions,
+    wrote: Arc<Notify>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut conn: Option<SqliteConnection> = None;
-    loop {
-        wrote.notified().await;
-        tokio::time::sleep(CHECKPOINT_AFTER).await;
+    // Between writes and a checkpoint; longer after a failure (a full disk, a read-only
+    // file), so that every burst of writes does not open a connection that fails again.
+    let mut pause = CHECKPOINT_AFTER;
+    while stop
+        .run_until_cancelled(async {
+            wrote.notified().await;
+            tokio::time::sleep(pause).await;
+        })
+        .await
+        .is_some()
+    {
+        pause = CHECKPOINT_AFTER;
         if conn.is_none() {
             match SqliteConnection::connect_with(&options).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     tracing::debug!(error = %e, "the checkpointer could not connect; the writer checkpoints meanwhile");
+                    pause = CHECKPOINT_RETRY;
                     continue;
                 }
             }
@@ -154,10 +183,15 @@ async fn checkpoints(options: SqliteConnectOptions, wrote: Arc<Notify>) {
             .execute(c)
             .await
         {
-            // A full disk, say: the writer's own checkpoint is the backstop, and the next
-            // write tries again on a fresh connection.
+            // The writer's own checkpoint is the backstop meanwhile.
             tracing::debug!(error = %e, "checkpoint failed");
             conn = None;
+            pause = CHECKPOINT_RETRY;
         }
+    }
+    // Closed here rather than dropped, so that the store is closed when `close` returns: the
+    // last connection to close checkpoints everything and removes the WAL.
+    if let Some(c) = conn {
+        let _ = c.close().await;
     }
 }
