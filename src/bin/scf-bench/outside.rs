@@ -34,6 +34,27 @@ impl Server {
         Self::start_in(dir, workers).await
     }
 
+    /// The CPU time the server's process has used so far (all its threads, user and system),
+    /// from `/proc`: per call, it compares two builds even when the machine's speed moves
+    /// between runs, which throughput alone does not.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let pid = self.child.id().context("the server has exited")?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the command name, which is in parentheses and may hold spaces: the
+        // state is field 3, utime and stime fields 14 and 15.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .context("a /proc stat line")?
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
+            + fields.get(12).context("stime")?.parse::<u64>()?;
+        // SAFETY: sysconf reads a constant of the system.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Ok(Duration::from_micros(ticks * 1_000_000 / per_second))
+    }
+
     /// Starts `scf-console` on the data folder `dir` (removed when the server stops).
     pub async fn start_in(dir: PathBuf, workers: usize) -> anyhow::Result<Server> {
         let exe = std::env::current_exe()?.with_file_name("scf-console");
@@ -252,6 +273,22 @@ pub struct Load {
     pub unexpected: u64,
 }
 
+/// `load` against `server`, with the server's CPU time per call in µs.
+async fn load_timed(
+    server: &Server,
+    connections: usize,
+    seconds: u64,
+    rate: Option<f64>,
+    bodies: &[String],
+    expect: &'static str,
+) -> anyhow::Result<(Load, f64)> {
+    let before = server.cpu_time()?;
+    let done = load(&server.addr, connections, seconds, rate, bodies, expect).await?;
+    let used = server.cpu_time()? - before;
+    let per_call = used.as_secs_f64() * 1e6 / done.calls.max(1) as f64;
+    Ok((done, per_call))
+}
+
 /// Sends signed `Invoke` calls over `connections` keep-alive connections for `seconds`: as fast
 /// as each connection is answered (`rate` None), or on a fixed schedule with latency measured
 /// from when each call was due, so that queueing is not hidden. Connection k sends `bodies[k %
@@ -421,8 +458,8 @@ pub async fn accepts(connections: usize, seconds: u64, workers: usize) -> anyhow
     let refused: Vec<String> = names.iter().map(|n| invoke_body(n, "Never")).collect();
 
     let server = start().await?;
-    let limit = load(
-        &server.addr,
+    let (limit, limit_cpu) = load_timed(
+        &server,
         connections,
         seconds,
         None,
@@ -432,7 +469,8 @@ pub async fn accepts(connections: usize, seconds: u64, workers: usize) -> anyhow
     .await?;
     server.stop().await;
     let server = start().await?;
-    let mut saturated = load(&server.addr, connections, seconds, None, &events, ACCEPTED).await?;
+    let (mut saturated, saturated_cpu) =
+        load_timed(&server, connections, seconds, None, &events, ACCEPTED).await?;
     server.stop().await;
     let half = saturated.per_second / 2.0;
     let server = start().await?;
@@ -462,6 +500,12 @@ pub async fn accepts(connections: usize, seconds: u64, workers: usize) -> anyhow
         format!("{:.0}/s", saturated.per_second),
         ratio(saturated.per_second, limit.per_second),
         ">= 70% of the limit",
+    );
+    row3(
+        "  server CPU per call: refused / durable accept (their ratio)",
+        format!("{limit_cpu:.0} / {saturated_cpu:.0} us"),
+        ratio(limit_cpu, saturated_cpu),
+        "",
     );
     row3(
         "  p50 / p99 at saturation",
