@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, Notify};
+use tokio_util::sync::CancellationToken;
 
 /// How long the checkpointer lets writes gather before it copies them into the database file:
 /// a page written again meanwhile is copied once. The writer's own checkpoint stays on at
@@ -31,19 +32,19 @@ pub(super) struct Writer {
     /// Set when a write failed in a way that leaves the connection unusable: the next `lock`
     /// opens a fresh one.
     broken: AtomicBool,
-    closed: AtomicBool,
+    /// Once cancelled, every `lock` fails and the checkpointer stops (closing its connection).
+    closed: CancellationToken,
     /// Told of every write, for the checkpointer.
     wrote: Arc<Notify>,
+    /// Taken by `close`, to wait for it.
     checkpointer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Stops the checkpointer, which closes its connection first.
-    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Drop for Writer {
     /// A store dropped without `close` (one that failed to open, say) leaves no checkpointer
     /// behind holding a connection.
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.closed.cancel();
     }
 }
 
@@ -52,15 +53,21 @@ pub(super) type WriterGuard<'a> = MappedMutexGuard<'a, SqliteConnection>;
 
 impl Writer {
     pub async fn open(options: SqliteConnectOptions, path: &Path) -> anyhow::Result<Writer> {
+        let closed = CancellationToken::new();
+        let wrote = Arc::<Notify>::default();
+        let checkpointer = tokio::spawn(checkpoints(
+            options.clone(),
+            Arc::clone(&wrote),
+            closed.clone(),
+        ));
         let writer = Writer {
             conn: Mutex::new(None),
             options,
             page_limit: Arc::new(AtomicU64::new(0)),
             broken: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            wrote: Arc::default(),
-            checkpointer: Default::default(),
-            stop: Default::default(),
+            closed,
+            wrote,
+            checkpointer: std::sync::Mutex::new(Some(checkpointer)),
         };
         drop(
             writer
@@ -68,19 +75,13 @@ impl Writer {
                 .await
                 .map_err(|e| preflight::explain(path, e))?,
         );
-        let checkpointer = tokio::spawn(checkpoints(
-            writer.options.clone(),
-            Arc::clone(&writer.wrote),
-            writer.stop.clone(),
-        ));
-        *writer.checkpointer.lock().expect("checkpointer") = Some(checkpointer);
         Ok(writer)
     }
 
     /// The connection, for as long as the guard is held; a fresh one if the last was lost.
     pub async fn lock(&self) -> Result<WriterGuard<'_>, sqlx::Error> {
         let mut conn = self.conn.lock().await;
-        if self.closed.load(Ordering::Relaxed) {
+        if self.closed.is_cancelled() {
             return Err(sqlx::Error::PoolClosed);
         }
         if self.broken.swap(false, Ordering::Relaxed) && conn.take().is_some() {
@@ -132,9 +133,8 @@ impl Writer {
     /// Closes the connection; every later `lock` fails.
     pub async fn close(&self) {
         let mut conn = self.conn.lock().await;
-        self.closed.store(true, Ordering::Relaxed);
+        self.closed.cancel();
         let checkpointer = self.checkpointer.lock().expect("checkpointer").take();
-        self.stop.cancel();
         if let Some(checkpointer) = checkpointer {
             let _ = checkpointer.await;
         }
@@ -150,16 +150,12 @@ impl Writer {
 /// behind it, accepts included) waited for the copy and an fsync of the database file. A
 /// passive checkpoint takes no lock that writers or readers wait for, and when it has copied
 /// everything, the writer's next transaction starts the WAL over.
-async fn checkpoints(
-    options: SqliteConnectOptions,
-    wrote: Arc<Notify>,
-    stop: tokio_util::sync::CancellationToken,
-) {
+async fn checkpoints(options: SqliteConnectOptions, wrote: Arc<Notify>, closed: CancellationToken) {
     let mut conn: Option<SqliteConnection> = None;
     // Between writes and a checkpoint; longer after a failure (a full disk, a read-only
     // file), so that every burst of writes does not open a connection that fails again.
     let mut pause = CHECKPOINT_AFTER;
-    while stop
+    while closed
         .run_until_cancelled(async {
             wrote.notified().await;
             tokio::time::sleep(pause).await;
