@@ -82,7 +82,13 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         web::auth::gate,
     ));
-    let routes = with_layers(gated.with_state(state), body_timeout, hosts);
+    // Inside the router, where the matched route is known; outside the gate, so refusals
+    // are counted too.
+    let timed = gated.layer(axum::middleware::from_fn_with_state(
+        state.metrics.clone(),
+        web::metrics::record,
+    ));
+    let routes = with_layers(timed.with_state(state), body_timeout, hosts);
     if tls {
         let (name, value) = tls::HSTS;
         routes.layer(SetResponseHeaderLayer::if_not_present(
@@ -439,6 +445,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         keys::put_configured(&state, id, key).await?;
         tracing::info!(secret_id = %id, "API key from the configuration is ready");
     }
+    let stop = tokio_util::sync::CancellationToken::new();
+    // Logged before the console's address, which is the line that says the server is up.
+    let metrics = match settings.metrics_listen {
+        Some(at) => Some(serve_metrics(at, state.clone(), stop.clone()).await?),
+        None => None,
+    };
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
@@ -460,12 +472,46 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .set_audit_retention(settings.audit_retention.0);
     state.sweeper.start();
     let (engine, sweeper) = (state.engine.clone(), state.sweeper.clone());
-    serve(listener, state, shutdown_signal()).await?;
+    let stopping = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stopping.cancel();
+    });
+    serve(listener, state, stop.cancelled_owned()).await?;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     sweeper.stop().await;
     engine.shutdown().await;
     store.close().await;
     tracing::info!("scf-console stopped");
     Ok(())
+}
+
+/// Serves the metrics listener until `stop` (see `--metrics-listen`): plain HTTP, no login,
+/// nothing of the console.
+async fn serve_metrics(
+    at: std::net::SocketAddr,
+    state: AppState,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(at)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {at}: {e}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("metrics on http://{addr}/metrics");
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "the metrics listener {addr} answers anyone who reaches it, without a login: keep it on a private network"
+        );
+    }
+    let limits = state.limits.clone();
+    let app = web::metrics::listener_routes(state);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = serve_router(listener, app, &limits, None, stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    }))
 }
 
 /// Opens the store at `url`. The log line and any error name the database with its password

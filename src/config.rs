@@ -242,6 +242,30 @@ pub struct Settings {
         global = true
     )]
     pub trusted_proxy: bool,
+
+    /// Address of a second listener that serves only `GET /metrics` (Prometheus text) and the
+    /// `/healthz` and `/readyz` probes, without a login: keep it on a private network or
+    /// loopback. Off unless set; the console's port never serves metrics.
+    #[arg(long, env = "SCF_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Log lines as `text` (the default) or `json` (one object per line, with the fields of
+    /// the request or event a line is about).
+    #[arg(
+        long,
+        env = "SCF_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 fn parse_session_ttl(s: &str) -> Result<HumanDuration, String> {

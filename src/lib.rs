@@ -18,6 +18,8 @@ pub mod engine;
 pub mod error;
 /// API keys, however they are made.
 pub mod keys;
+/// What operators scrape: counters, histograms and gauges in Prometheus's text format.
+pub mod metrics;
 /// What the process sets about itself at start: file modes and inherited descriptors.
 pub mod process;
 /// SCF API 3.0: signatures, actions, models and error codes.

@@ -1,5 +1,5 @@
 use clap::Parser;
-use scf_console::config::{Cli, Command, KeysCommand};
+use scf_console::config::{Cli, Command, KeysCommand, LogFormat};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
@@ -15,18 +15,25 @@ fn main() -> anyhow::Result<()> {
     // Before the runtime, the store or anything else opens a file.
     let inherited = scf_console::process::keep_inherited_descriptors();
     scf_console::process::private_files();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info")),
-        )
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match cli.settings.log_format {
         // Colours only on a terminal, so log files and pipes stay plain text.
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+        LogFormat::Text => logs.with_ansi(std::io::stdout().is_terminal()).init(),
+        // One object per line; the fields of the spans a line is in (the request, the event)
+        // are flattened into it, so every line about an event carries its RequestId.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+    }
     if let Err(e) = inherited {
         tracing::warn!(error = %e, "descriptors inherited from the parent could not be marked close-on-exec; function handlers may see them");
     }
-    let cli = Cli::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -46,6 +46,8 @@ pub struct Shared {
     /// The zone of the API's time strings.
     pub timezone: time::UtcOffset,
     pub engine: Arc<Engine>,
+    /// The engine's metrics, which the HTTP layer adds to.
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub keys: Arc<keys::KeyCache>,
     /// Functions as lookups by name found them a moment ago.
     pub functions: Arc<crate::service::function_cache::FunctionCache>,
@@ -147,6 +149,7 @@ impl AppState {
             interpreters,
             event_retention,
             timezone: time::UtcOffset::UTC,
+            metrics: engine.metrics.clone(),
             engine,
             keys: Arc::default(),
             functions: Arc::default(),

@@ -18,6 +18,7 @@ use crate::domain::event::{
     after_stop, retries_remain, retry_backoff_ms, status_code, timeline, truncate,
 };
 use crate::domain::runtime::Interpreters;
+use crate::metrics::{self, InvocationResult, Metrics, Mode};
 use crate::store::{
     Claim, ClaimedEvent, DynStore, EventWrite, Function, NewEvent, RunLease, StrandedRun,
     Termination, TimelineEntry,
@@ -25,12 +26,13 @@ use crate::store::{
 use admission::{Admission, Refusal};
 use runtime::{Context, HandlerError, Instance, Outcome, RuntimeDir, Signal, Spawn, StartError};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -175,26 +177,6 @@ pub struct SyncResult {
     pub memory_bytes: u64,
 }
 
-/// Counters since start, for the benchmark and the system page.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub accepted: AtomicU64,
-    pub finished: AtomicU64,
-    pub failed: AtomicU64,
-    pub aborted: AtomicU64,
-    pub retried: AtomicU64,
-    pub cold_starts: AtomicU64,
-}
-
-impl Stats {
-    /// Events that reached a terminal state.
-    pub fn ended(&self) -> u64 {
-        self.finished.load(Ordering::Relaxed)
-            + self.failed.load(Ordering::Relaxed)
-            + self.aborted.load(Ordering::Relaxed)
-    }
-}
-
 /// The events this node holds, running events' control channels, and terminations asked for
 /// before an event started.
 #[derive(Default)]
@@ -211,6 +193,15 @@ struct Control {
     deleting: std::collections::HashSet<i64>,
     /// Claims made so far.
     claims: u64,
+}
+
+/// The span of everything logged about one event: its RequestId, function and attempt.
+fn event_span(
+    request_id: &str,
+    (region, namespace, function): (&str, &str, &str),
+    attempt: u32,
+) -> tracing::Span {
+    tracing::info_span!("event", request_id, function, namespace, region, attempt,)
 }
 
 /// Wakes the dispatcher when dropped.
@@ -301,7 +292,8 @@ pub struct Engine {
     tasks: TaskTracker,
     /// Event runs, tracked apart so shutdown can wait for them before the writer stops.
     runs: TaskTracker,
-    pub stats: Stats,
+    /// What this node counts and times, for `/metrics`, the System page and the benchmark.
+    pub metrics: Arc<Metrics>,
     zygote: Mutex<Option<Arc<runtime::zygote::Zygote>>>,
     /// Where instances' control groups go, or why the machine offers none to this process.
     cgroups: Result<runtime::cgroup::Controllers, String>,
@@ -423,9 +415,15 @@ impl Engine {
             None => Err("the engine was given no init program".to_string()),
         };
         let wake = Arc::new(Notify::new());
+        let metrics = Arc::new(Metrics::new());
         let engine = Arc::new(Engine {
             node,
-            writer: writer::GroupCommit::start(store.clone(), &tasks, Arc::clone(&wake)),
+            writer: writer::GroupCommit::start(
+                store.clone(),
+                &tasks,
+                Arc::clone(&wake),
+                Arc::clone(&metrics),
+            ),
             sync_waiting: AtomicUsize::new(0),
             ahead: ahead::Ahead::new(config.workers, config.claim_ahead),
             dispatching: CancellationToken::new(),
@@ -444,7 +442,7 @@ impl Engine {
             give_up: CancellationToken::new(),
             tasks,
             runs: TaskTracker::new(),
-            stats: Stats::default(),
+            metrics,
             zygote: Mutex::new(None),
             cgroups: if config_cgroups {
                 runtime::cgroup::Controllers::detect()
@@ -557,6 +555,11 @@ impl Engine {
         self.pools.idle_count()
     }
 
+    /// Events running on this node now.
+    pub fn running_total(&self) -> usize {
+        self.control.lock().expect("control lock").running.len()
+    }
+
     /// After a namespace's billing changed here: the next invocation reads it from the store.
     pub fn forget_billing(&self, region: &str, namespace: &str) {
         self.admission.forget_billing(region, namespace);
@@ -575,6 +578,39 @@ impl Engine {
 
     /// The same, recording who invoked and what it re-runs.
     pub async fn invoke_async_as(
+        &self,
+        function: &Function,
+        payload: String,
+        origin: Origin,
+    ) -> Result<String, InvokeError> {
+        let invoke_type = metrics::invoke_type_label(&origin.invoke_type);
+        let accepted = self.accept(function, payload, origin).await;
+        self.count(Mode::Async, invoke_type, accepted)
+    }
+
+    /// Counts an invocation under its result in the metrics, and answers it.
+    fn count<T>(
+        &self,
+        mode: Mode,
+        invoke_type: &'static str,
+        result: Result<T, InvokeError>,
+    ) -> Result<T, InvokeError> {
+        let counted = match &result {
+            Ok(_) => InvocationResult::Accepted,
+            Err(InvokeError::Refused(Refusal::RequestLimitExceeded { .. })) => {
+                InvocationResult::QpsLimit
+            }
+            Err(InvokeError::Refused(Refusal::InsufficientBalance(_))) => InvocationResult::Arrears,
+            Err(InvokeError::Refused(Refusal::ReservedNone)) => InvocationResult::ReservedNone,
+            Err(InvokeError::Refused(Refusal::Unavailable(_))) => InvocationResult::Unavailable,
+            Err(InvokeError::FunctionGone) => InvocationResult::FunctionGone,
+            Err(InvokeError::Store(_)) => InvocationResult::StoreError,
+        };
+        self.metrics.invocation(mode, invoke_type, counted);
+        result
+    }
+
+    async fn accept(
         &self,
         function: &Function,
         payload: String,
@@ -601,13 +637,22 @@ impl Engine {
                 writer::WriteError::FunctionGone => InvokeError::FunctionGone,
                 e => InvokeError::Store(e.to_string()),
             })?;
-        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         self.wake.notify_one();
         Ok(request_id)
     }
 
     /// Runs an invocation and waits for its answer; no event is recorded.
     pub async fn invoke_sync(
+        &self,
+        function: &Function,
+        payload: &str,
+        invoke_type: &str,
+    ) -> Result<SyncResult, InvokeError> {
+        let ran = self.run_sync(function, payload, invoke_type).await;
+        self.count(Mode::Sync, metrics::invoke_type_label(invoke_type), ran)
+    }
+
+    async fn run_sync(
         &self,
         function: &Function,
         payload: &str,
@@ -723,6 +768,14 @@ impl Engine {
                 status_code::TERMINATED,
             )
             .await?;
+        if !matches!(outcome, Termination::NotRunning(_)) {
+            self.metrics
+                .terminations
+                .get_or_create(&metrics::TerminationLabels {
+                    mode: metrics::Name(mode),
+                })
+                .inc();
+        }
         if outcome == Termination::Running {
             // Held here: signalled now (or as it starts). Held by another node: its heartbeat
             // brings the request there.
@@ -1174,11 +1227,17 @@ impl Engine {
             } else {
                 StopCause::LeaseExpired
             };
-            tracing::warn!(invoke_request_id = %run.request_id, owner = %run.lease.owner, attempt = run.lease.attempt, ?cause, "taking over an event whose server is gone");
+            let f = &run.function;
+            event_span(&run.request_id, (&f.region, &f.namespace, &f.name), run.lease.attempt).in_scope(|| {
+                tracing::warn!(owner = %run.lease.owner, ?cause, "taking over an event whose server is gone");
+            });
             // Not retried here: while the store cannot write, the next heartbeat looks again,
             // and renewals are not held up meanwhile.
             match self.writer.write(self.takeover(run, cause, now)).await {
-                Ok(()) => count += 1,
+                Ok(()) => {
+                    count += 1;
+                    self.metrics.takeovers.inc();
+                }
                 Err(e) => tracing::warn!(error = %e, "a takeover did not land; it is tried again"),
             }
         }
@@ -1254,6 +1313,7 @@ impl Engine {
             old.retire(&self.dir).await;
         }
         if let Some(instance) = idle {
+            self.metrics.started(&f.runtime, None);
             return Ok((instance, None));
         }
         // The function's runtime cannot be started here: the container could not run (405).
@@ -1284,7 +1344,10 @@ impl Engine {
                 },
             })?;
         let room = match room {
-            pool::Room::Warm(instance) => return Ok((*instance, None)),
+            pool::Room::Warm(instance) => {
+                self.metrics.started(runtime.name, None);
+                return Ok((*instance, None));
+            }
             pool::Room::Free(permit) => permit,
         };
         let code_dir = match self.code_dir(f).await {
@@ -1321,9 +1384,10 @@ impl Engine {
         .await
         {
             Ok(mut instance) => {
-                instance.hold(room);
-                self.stats.cold_starts.fetch_add(1, Ordering::Relaxed);
-                Ok((instance, Some(started.elapsed())))
+                instance.hold(room, self.metrics.alive(runtime.name));
+                let took = started.elapsed();
+                self.metrics.started(runtime.name, Some(took));
+                Ok((instance, Some(took)))
             }
             Err(StartError::Load { code, error, logs }) => Err(NoInstance::Load {
                 code,
@@ -1458,12 +1522,16 @@ impl Engine {
     }
 
     fn finish(&self, event: &ClaimedEvent, end: Ending) -> EventWrite {
-        let counter = match end.status {
-            EventStatus::Finished => &self.stats.finished,
-            EventStatus::Aborted => &self.stats.aborted,
-            _ => &self.stats.failed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            status = end.status.scf_name(),
+            status_code = end.code,
+            "event ended"
+        );
+        self.metrics.end(match end.status {
+            EventStatus::Finished => "finished",
+            EventStatus::Aborted => "aborted",
+            _ => "failed",
+        });
         let entry = self.entry(end.status, end.detail);
         EventWrite::Finish {
             event_id: event.id,
@@ -1487,7 +1555,7 @@ impl Engine {
         logs: Option<String>,
     ) -> EventWrite {
         if retries_remain(event.attempt, f.retry_num) {
-            self.stats.retried.fetch_add(1, Ordering::Relaxed);
+            self.metrics.retries.inc();
             let delay = retry_backoff_ms(event.attempt);
             let next = event.attempt + 1;
             let detail = timeline::retrying(delay, next, f.retry_num + 1, code, &error);
@@ -1651,12 +1719,20 @@ impl Engine {
         let function_id = function.id;
         let engine = Arc::clone(self);
         let started = Instant::now();
+        let span = event_span(
+            &event.request_id,
+            (&function.region, &function.namespace, &function.name),
+            event.attempt,
+        );
         // A panic in one run must not take its worker down with it.
-        let write = tokio::spawn(async move {
-            let write = engine.execute(&event, &function).await;
-            drop(running);
-            write
-        })
+        let write = tokio::spawn(
+            async move {
+                let write = engine.execute(&event, &function).await;
+                drop(running);
+                write
+            }
+            .instrument(span.clone()),
+        )
         .await;
         self.ahead.ran(function_id, started.elapsed());
         match write {
@@ -1670,7 +1746,7 @@ impl Engine {
                 None
             }
             Err(e) => {
-                tracing::error!(invoke_request_id = %request_id, error = %e, "an event run panicked");
+                span.in_scope(|| tracing::error!(error = %e, "an event run panicked"));
                 self.release(&request_id, claim);
                 None
             }
@@ -1774,6 +1850,7 @@ impl Engine {
         }
         let waited = now - event.enqueued_at;
         if waited > i64::from(f.msg_ttl) * 1000 {
+            self.metrics.expired.inc();
             let detail = timeline::expired(waited, f.msg_ttl);
             return Some(self.finish(
                 event,
@@ -1789,7 +1866,16 @@ impl Engine {
         }
 
         let (mut instance, cold) = match self.instance_for(f).await {
-            Ok(found) => found,
+            Ok(found) => {
+                tracing::debug!(instance = %found.0.id, cold = found.1.is_some(), "event started");
+                if event.attempt == 1 {
+                    let waited = self.clock.now_millis() - event.enqueued_at;
+                    self.metrics
+                        .queue_wait
+                        .observe(waited.max(0) as f64 / 1000.0);
+                }
+                found
+            }
             Err(NoInstance::Load { code, error, logs }) => {
                 let logs = (!logs.is_empty()).then_some(logs);
                 return Some(self.fail_or_retry(f, event, code, error, logs));
@@ -1824,17 +1910,19 @@ impl Engine {
                 run: self.lease_of(event),
                 entry,
             };
-            let request_id = event.request_id.clone();
             match self.writer.queue(note).await {
                 Ok(done) => {
-                    tokio::spawn(async move {
-                        if let Ok(Err(e)) = done.await {
-                            tracing::warn!(invoke_request_id = %request_id, error = %e, "the start of an event was not recorded on its timeline");
+                    tokio::spawn(
+                        async move {
+                            if let Ok(Err(e)) = done.await {
+                                tracing::warn!(error = %e, "the start of an event was not recorded on its timeline");
+                            }
                         }
-                    });
+                        .in_current_span(),
+                    );
                 }
                 Err(e) => {
-                    tracing::warn!(invoke_request_id = %request_id, error = %e, "the start of an event was not recorded on its timeline");
+                    tracing::warn!(error = %e, "the start of an event was not recorded on its timeline");
                 }
             }
         }
@@ -1886,7 +1974,9 @@ impl Engine {
                 &mut rx,
             )
             .await;
-        let ran_ms = run_started.elapsed().as_millis();
+        let ran = run_started.elapsed();
+        self.metrics.run_time.observe(ran.as_secs_f64());
+        let ran_ms = ran.as_millis();
         let (interrupted, lost) = {
             let mut control = self.control.lock().expect("control lock");
             let lost = control

@@ -28,6 +28,8 @@ pub struct SweepStatus {
     pub last_removed: u64,
     pub last_duration_ms: u64,
     pub total_removed: u64,
+    /// Sweeps that failed since start.
+    pub failures: u64,
     pub next_run: Option<Millis>,
     pub last_error: Option<String>,
 }
@@ -146,6 +148,7 @@ impl Sweeper {
         status.total_removed += removed;
         status.last_duration_ms = started.elapsed().as_millis() as u64;
         status.last_error = result.as_ref().err().map(ToString::to_string);
+        status.failures += u64::from(result.is_err());
         if removed > 0 {
             tracing::info!(removed, "retention sweep removed ended events");
         }

@@ -9,8 +9,10 @@
 //! the run that retries its end: a worker is free only once what it did is on disk.
 
 use crate::domain::event::ClaimedEvent;
+use crate::metrics::Metrics;
 use crate::store::{Claim, DynStore, EventWrite, StoreError};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
 
 /// As many writes as one transaction takes; more wait for the next.
@@ -65,9 +67,10 @@ impl GroupCommit {
         store: DynStore,
         tracker: &tokio_util::task::TaskTracker,
         freed: Arc<Notify>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(16 * 1024);
-        tracker.spawn(run(store, rx, freed));
+        tracker.spawn(run(store, rx, freed, metrics));
         GroupCommit { tx }
     }
 
@@ -128,7 +131,12 @@ impl GroupCommit {
 /// Who waits for a write of the batch, and the slot it hands over.
 type Waiter = (Reply, Option<Slot>);
 
-async fn run(store: DynStore, mut rx: mpsc::Receiver<Job>, freed: Arc<Notify>) {
+async fn run(
+    store: DynStore,
+    mut rx: mpsc::Receiver<Job>,
+    freed: Arc<Notify>,
+    metrics: Arc<Metrics>,
+) {
     // The writes of the transaction and, at the same index, who waits for each: kept apart so
     // that the writes go to the store as they are, without a copy of their payloads.
     let mut writes: Vec<EventWrite> = Vec::with_capacity(MAX_BATCH);
@@ -174,7 +182,12 @@ async fn run(store: DynStore, mut rx: mpsc::Receiver<Job>, freed: Arc<Notify>) {
             }
             None => (None, None),
         };
+        let began = Instant::now();
         let committed = store.commit_events(&writes, order.as_ref()).await;
+        metrics.commit_time.observe(began.elapsed().as_secs_f64());
+        metrics
+            .commit_batch
+            .observe((writes.len() + usize::from(order.is_some())) as f64);
         match committed {
             Ok(events) => {
                 writes.clear();

@@ -333,6 +333,16 @@ pub(crate) const SERVED_ACTIONS: &[&str] = &[
     "DeleteNamespace",
 ];
 
+/// `action` as a metrics label: an SCF action as SCF spells it, or `unknown` for anything else
+/// a client sent, so that no client can add label values.
+pub fn action_label(action: &str) -> &'static str {
+    SCF_ACTIONS
+        .iter()
+        .find(|&&known| known == action)
+        .copied()
+        .unwrap_or("unknown")
+}
+
 /// Every action of SCF API 2018-04-16, as the official SDK's client names them: one that is
 /// not served here is unsupported, not unknown.
 const SCF_ACTIONS: &[&str] = &[

@@ -98,6 +98,13 @@ pub const TOP_ERROR_CHARS: usize = 200;
 /// range of an index, a few milliseconds); beyond, percentiles come from the histogram.
 pub const EXACT_DURATIONS_MAX: i64 = 10_000;
 
+/// The queue as a whole, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    pub queued: i64,
+    pub oldest_enqueued_at: Option<Millis>,
+}
+
 #[async_trait]
 pub trait EventQueries: Send + Sync {
     async fn get_event(&self, request_id: &str) -> StoreResult<Option<EventRecord>>;
@@ -147,6 +154,10 @@ pub trait EventQueries: Send + Sync {
 
     /// The RequestIds of the events that re-run `request_id`, oldest first, at most `limit`.
     async fn reruns_of(&self, request_id: &str, limit: u32) -> StoreResult<Vec<String>>;
+
+    /// Events waiting in the queue (every node's, retries in backoff included), and when the
+    /// oldest of them was accepted.
+    async fn queue_depth(&self) -> StoreResult<QueueDepth>;
 
     /// How many event records a function has (shown before it is deleted).
     async fn count_events(&self, function_id: i64) -> StoreResult<i64>;

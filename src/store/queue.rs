@@ -5,6 +5,7 @@ use super::{StoreError, StoreResult};
 use crate::clock::Millis;
 use crate::domain::event::EventStatus;
 use crate::domain::event::{ClaimedEvent, TimelineEntry};
+use crate::domain::function::FunctionKey;
 use async_trait::async_trait;
 
 /// An accepted invocation, written before the caller gets its RequestId.
@@ -190,6 +191,8 @@ pub struct StrandedRun {
     pub terminate: Option<String>,
     /// The function's RetryNum, which decides whether it runs again.
     pub retry_num: u32,
+    /// Its function, for the log.
+    pub function: FunctionKey,
     pub lease: RunLease,
 }
 

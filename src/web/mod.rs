@@ -11,6 +11,7 @@ mod form;
 mod function_page;
 mod functions;
 mod keys;
+pub mod metrics;
 mod namespaces;
 mod parts;
 mod shell;
@@ -38,7 +39,6 @@ pub fn routes() -> Router<AppState> {
         // Browsers get the console; calls with X-TC-Action get the SCF API, which reads the
         // body itself, after the signature headers pass and up to the action's own limit.
         .route("/", get(root).post(root))
-        .route("/healthz", get(|| async { "ok" }))
         .route("/switch", get(switch))
         .route("/static/{*path}", get(assets::serve))
         // Browsers ask for it whatever the page links.

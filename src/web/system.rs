@@ -12,18 +12,23 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use std::sync::atomic::Ordering;
 use time::UtcOffset;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/scf/{region}/{namespace}/system", get(page))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+}
+
+/// The process is up and answers.
+pub(super) async fn healthz() -> &'static str {
+    "ok"
 }
 
 /// For load balancers and orchestrators: 200 when the store answers and takes writes and the
 /// engine runs; 503 with the reason otherwise. `/healthz` only says the process is up.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
     let mut problems = Vec::new();
     if let Err(e) = state.store.size().await {
         problems.push(format!("store: cannot read: {e}"));
@@ -83,7 +88,7 @@ async fn page(
     let shell = Shell::load(&state, &region, &namespace, Section::System, "System").await?;
     let sweep = state.sweeper.status();
     let size = state.store.size().await?;
-    let stats = &state.engine.stats;
+    let metrics = &state.metrics;
     let interpreter = |i: Option<&crate::domain::runtime::Interpreter>| {
         i.map_or("not found".to_string(), |i| {
             format!(
@@ -118,12 +123,12 @@ async fn page(
         }),
         write_failures: state.store.write_health().total_failures(),
         counters: vec![
-            ("Accepted", stats.accepted.load(Ordering::Relaxed)),
-            ("Finished", stats.finished.load(Ordering::Relaxed)),
-            ("Failed", stats.failed.load(Ordering::Relaxed)),
-            ("Terminated", stats.aborted.load(Ordering::Relaxed)),
-            ("Retried", stats.retried.load(Ordering::Relaxed)),
-            ("Cold starts", stats.cold_starts.load(Ordering::Relaxed)),
+            ("Accepted", metrics.accepted()),
+            ("Finished", metrics.ended_with("finished")),
+            ("Failed", metrics.ended_with("failed")),
+            ("Terminated", metrics.ended_with("aborted")),
+            ("Retried", metrics.retries.get()),
+            ("Cold starts", metrics.cold_starts()),
             ("Warm instances now", state.engine.idle_instances() as u64),
         ],
         interpreters: vec![

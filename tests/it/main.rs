@@ -16,6 +16,7 @@ mod functions;
 mod hostile;
 mod namespaces;
 mod nodes;
+mod observability;
 mod pages;
 mod retention;
 mod sandbox;

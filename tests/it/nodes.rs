@@ -10,7 +10,6 @@ use scf_console::engine::EngineConfig;
 use scf_console::store::{DynStore, FunctionKey};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Nodes as these tests run them: a short lease, so a dead one is noticed quickly.
@@ -101,7 +100,7 @@ async fn two_nodes_on_one_store_run_each_of_2000_events_exactly_once() {
             .unwrap();
         accepted.push(id);
     }
-    let ended = |app: &TestApp| app.state.engine.stats.ended();
+    let ended = |app: &TestApp| app.state.metrics.ended_total();
     wait_for("every event to end", Duration::from_secs(180), || async {
         (ended(&a) + ended(&b) >= 2000).then_some(())
     })
@@ -122,8 +121,8 @@ async fn two_nodes_on_one_store_run_each_of_2000_events_exactly_once() {
         assert_eq!(count("Finished"), 1, "{steps:?}");
     }
     let (ran_a, ran_b) = (
-        a.state.engine.stats.finished.load(Ordering::Relaxed),
-        b.state.engine.stats.finished.load(Ordering::Relaxed),
+        a.state.metrics.ended_with("finished"),
+        b.state.metrics.ended_with("finished"),
     );
     assert_eq!(ran_a + ran_b, 2000);
     assert!(

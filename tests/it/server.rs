@@ -240,7 +240,13 @@ impl Server {
                     rest.strip_prefix("http://")
                         .or_else(|| rest.strip_prefix("https://"))
                 })
-                .map(|rest| rest.split_whitespace().next().unwrap().to_string());
+                // Plain text ends the address with a space, a JSON line with a quote.
+                .map(|rest| {
+                    rest.split(|c: char| c.is_whitespace() || c == '"')
+                        .next()
+                        .unwrap()
+                        .to_string()
+                });
             log.lock().unwrap().push(line);
             if let Some(addr) = addr {
                 break addr;

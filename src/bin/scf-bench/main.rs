@@ -315,7 +315,7 @@ impl Latencies {
 
 async fn wait_ended(state: &AppState, target: u64) -> Duration {
     let started = Instant::now();
-    while state.engine.stats.ended() < target {
+    while state.metrics.ended_total() < target {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     started.elapsed()

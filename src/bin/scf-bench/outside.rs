@@ -23,6 +23,8 @@ const FUNCTIONS: usize = 16;
 pub struct Server {
     child: tokio::process::Child,
     pub addr: String,
+    /// Its metrics listener.
+    metrics: String,
     dir: PathBuf,
 }
 
@@ -63,16 +65,22 @@ impl Server {
             "{} is missing: build it first (`cargo build --release`); scf-bench runs it as a process of its own",
             exe.display()
         );
-        // A free port, found by binding and letting go, so that no log line has to be read.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        // Free ports, found by binding and letting go, so that no log line has to be read.
+        let free_port = || -> anyhow::Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let (port, metrics_port) = (free_port()?, free_port()?);
         let log = std::fs::File::create(dir.join("server.log"))?;
         let child = tokio::process::Command::new(&exe)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(&dir)
+            // Scraped as Prometheus would, so that the figures are the cost with metrics on.
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics_port}"))
             .env("SCF_SECRET_ID", SECRET_ID)
             .env("SCF_SECRET_KEY", SECRET_KEY)
             .env("SCF_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -89,6 +97,7 @@ impl Server {
         let server = Server {
             child,
             addr: format!("127.0.0.1:{port}"),
+            metrics: format!("127.0.0.1:{metrics_port}"),
             dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -101,6 +110,24 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(server)
+    }
+
+    /// One series of the server's `/metrics`, as `name{labels}` is written there.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&self.metrics).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        answer
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .with_context(|| format!("{series} is not in the server's metrics"))?
+            .trim()
+            .parse()
+            .context("a metric's value")
     }
 
     /// An async Python function of the default namespace with `code` as its handler's file.
@@ -471,6 +498,11 @@ pub async fn accepts(connections: usize, seconds: u64, workers: usize) -> anyhow
     let server = start().await?;
     let (mut saturated, saturated_cpu) =
         load_timed(&server, connections, seconds, None, &events, ACCEPTED).await?;
+    // The group commit as the server itself saw it, from its metrics.
+    let batch = server.metric("scf_store_commit_batch_size_sum").await?
+        / server.metric("scf_store_commit_batch_size_count").await?;
+    let commit_ms = 1000.0 * server.metric("scf_store_commit_seconds_sum").await?
+        / server.metric("scf_store_commit_seconds_count").await?;
     server.stop().await;
     let half = saturated.per_second / 2.0;
     let server = start().await?;
@@ -505,6 +537,12 @@ pub async fn accepts(connections: usize, seconds: u64, workers: usize) -> anyhow
         "  server CPU per call: refused / durable accept (their ratio)",
         format!("{limit_cpu:.0} / {saturated_cpu:.0} us"),
         ratio(limit_cpu, saturated_cpu),
+        "",
+    );
+    row3(
+        "  group commit, from the server's /metrics: writes / ms per commit",
+        format!("{batch:.1} / {commit_ms:.2} ms"),
+        String::new(),
         "",
     );
     row3(

@@ -433,8 +433,9 @@ pub struct Instance {
     logs: Logs,
     /// End-of-output markers expected so far: one for loading, one per invocation.
     ends: u64,
-    /// Its place under the engine's cap on live instances, given back when it is dropped.
-    capacity: Option<OwnedSemaphorePermit>,
+    /// Its place under the engine's cap on live instances, and in the count of its runtime's,
+    /// given back when it is dropped.
+    capacity: Option<(OwnedSemaphorePermit, crate::metrics::Alive)>,
     pub started: Instant,
     pub last_used: Instant,
     pub invocations: u64,
@@ -877,8 +878,10 @@ impl Instance {
     }
 
     /// Counts the instance against the engine's cap for as long as it lives.
-    pub fn hold(&mut self, permit: OwnedSemaphorePermit) {
-        self.capacity = Some(permit);
+    /// Takes its place under the cap on live instances, and in the count of live instances
+    /// of its runtime; both are given back when it is dropped.
+    pub fn hold(&mut self, permit: OwnedSemaphorePermit, alive: crate::metrics::Alive) {
+        self.capacity = Some((permit, alive));
     }
 
     async fn drain_logs_until_exit(&mut self) -> String {

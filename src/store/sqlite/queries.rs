@@ -327,6 +327,21 @@ impl EventQueries for SqliteStore {
         .await?)
     }
 
+    async fn queue_depth(&self) -> StoreResult<QueueDepth> {
+        // Both from the queue's partial index: the oldest accept is the smallest id queued
+        // (ids grow with time), so no queued row is read but that one.
+        let (queued, oldest_enqueued_at) = sqlx::query_as(
+            "SELECT queued, (SELECT enqueued_at FROM events WHERE id = oldest) \
+             FROM (SELECT COUNT(*) AS queued, MIN(id) AS oldest FROM events WHERE status = 0)",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(QueueDepth {
+            queued,
+            oldest_enqueued_at,
+        })
+    }
+
     async fn count_events(&self, function_id: i64) -> StoreResult<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE function_id = ?")

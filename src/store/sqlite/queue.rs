@@ -69,7 +69,7 @@ impl EventQueue for SqliteStore {
     ) -> StoreResult<Vec<StrandedRun>> {
         let mut b = QueryBuilder::<Sqlite>::new(
             "SELECT e.id, e.request_id, e.attempt, e.traced, e.terminate, e.lease_owner, \
-             e.lease_until, f.retry_num FROM events e JOIN functions f ON f.id = e.function_id \
+             e.lease_until, f.retry_num, f.name, f.namespace, f.region FROM events e JOIN functions f ON f.id = e.function_id \
              WHERE e.status = ",
         );
         b.push(RUNNING)
@@ -93,6 +93,11 @@ impl EventQueue for SqliteStore {
                     traced: r.try_get("traced")?,
                     terminate: r.try_get("terminate")?,
                     retry_num: r.try_get("retry_num")?,
+                    function: FunctionKey {
+                        region: r.try_get("region")?,
+                        namespace: r.try_get("namespace")?,
+                        name: r.try_get("name")?,
+                    },
                     lease: RunLease {
                         owner: r.try_get("lease_owner")?,
                         attempt: r.try_get("attempt")?,
