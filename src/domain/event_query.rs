@@ -32,6 +32,36 @@ pub struct EventFilter {
     pub ascending: bool,
 }
 
+/// A RequestId search takes at least this many first characters (one in 65,536 events).
+const REQUEST_ID_PREFIX_MIN: usize = 4;
+
+/// A RequestId, or its first characters, as typed in a search box: trimmed and lower-cased,
+/// or why it cannot be one, in the user's terms.
+pub fn request_id_search(raw: &str) -> Result<String, String> {
+    let id = raw.trim().to_ascii_lowercase();
+    if id.len() <= 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Ok(id);
+    }
+    let shown: String = id.chars().take(40).collect();
+    Err(format!(
+        "{shown:?} is not a RequestId or the start of one (hex digits and -, at most 36): it is left out of the filter."
+    ))
+}
+
+/// How a searched RequestId (see [`request_id_search`]) filters: `(whole, prefix)`. A whole
+/// RequestId is looked up; its first characters are searched for, from
+/// `REQUEST_ID_PREFIX_MIN` on (shorter, the range of the index would be a large share of
+/// all events); anything shorter can only be a whole one.
+pub fn request_id_filter(id: &str) -> (Option<String>, Option<String>) {
+    if id.is_empty() {
+        (None, None)
+    } else if (REQUEST_ID_PREFIX_MIN..36).contains(&id.len()) {
+        (None, Some(id.to_string()))
+    } else {
+        (Some(id.to_string()), None)
+    }
+}
+
 /// The invocation types the console offers as filters.
 pub const INVOKE_TYPES: &[&str] = &["API", "CONSOLE"];
 

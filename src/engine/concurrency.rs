@@ -33,6 +33,9 @@ struct State {
     /// their way meanwhile (a worker ending one event starts the next within microseconds,
     /// and would otherwise always get the freed room first).
     sync_waiting: HashMap<i64, u32>,
+    /// The most events of each function started at once since the last [`take_peaks`]
+    /// (`Concurrency::take_peaks`), for its Monitoring tab.
+    peaks: HashMap<i64, u32>,
 }
 
 impl State {
@@ -57,6 +60,15 @@ impl State {
 
     fn running(&self, function_id: i64) -> u32 {
         self.running.get(&function_id).copied().unwrap_or(0)
+    }
+
+    /// Counts one more started event of a function, and its peak.
+    fn start(&mut self, function_id: i64) {
+        let started = self.started.entry(function_id).or_default();
+        *started += 1;
+        let now = *started;
+        let peak = self.peaks.entry(function_id).or_default();
+        *peak = (*peak).max(now);
     }
 
     /// Whether a synchronous invocation waits for the room an event of the function would
@@ -97,7 +109,7 @@ impl Running {
         {
             return false;
         }
-        *state.started.entry(self.function_id).or_default() += 1;
+        state.start(self.function_id);
         self.started = true;
         true
     }
@@ -279,7 +291,7 @@ impl Concurrency {
                 let mut state = self.state.lock().expect("concurrency lock");
                 if self.has_room(&state, function_id, &state.started)? {
                     *state.running.entry(function_id).or_default() += 1;
-                    *state.started.entry(function_id).or_default() += 1;
+                    state.start(function_id);
                     return Ok(Running {
                         of: Arc::clone(self),
                         function_id,
@@ -302,6 +314,15 @@ impl Concurrency {
     pub fn unreserved_cap_now(&self) -> u32 {
         let state = self.state.lock().expect("concurrency lock");
         self.unreserved_cap(&state)
+    }
+
+    /// The most events of each function that ran at once here since the last call (functions
+    /// that ran none are left out); the count starts again from what runs now.
+    pub fn take_peaks(&self) -> Vec<(i64, u32)> {
+        let mut state = self.state.lock().expect("concurrency lock");
+        let State { started, peaks, .. } = &mut *state;
+        let taken = std::mem::replace(peaks, started.clone());
+        taken.into_iter().filter(|&(_, n)| n > 0).collect()
     }
 
     /// Events of a function running here now (started, not only claimed).

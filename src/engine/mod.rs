@@ -471,6 +471,7 @@ impl Engine {
         engine.tasks.spawn(Arc::clone(&engine).heartbeat());
         engine.tasks.spawn(Arc::clone(&engine).reap_idle());
         engine.tasks.spawn(Arc::clone(&engine).watch_store());
+        engine.tasks.spawn(Arc::clone(&engine).record_concurrency());
         Ok(engine)
     }
 
@@ -1106,6 +1107,36 @@ impl Engine {
 
     /// Renews the leases of the events held here, brings back terminate requests made on any
     /// node, stops runs whose lease was lost, and takes over the events of gone nodes.
+    /// Every second, the most events of each function that ran at once here, per minute;
+    /// written to the store every ten seconds and once more as the engine stops, for the
+    /// functions' Monitoring tabs. Peaks are counted as events start, so none is missed
+    /// between two looks.
+    async fn record_concurrency(self: Arc<Self>) {
+        let mut minutes: HashMap<(i64, Millis), u32> = HashMap::new();
+        for tick in 1u64.. {
+            let stopping = tokio::select! {
+                _ = self.cancel.cancelled() => true,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            };
+            let minute = self.clock.now_millis().div_euclid(60_000);
+            for (function_id, n) in self.concurrency.take_peaks() {
+                let peak = minutes.entry((function_id, minute)).or_default();
+                *peak = (*peak).max(n);
+            }
+            if (stopping || tick.is_multiple_of(10)) && !minutes.is_empty() {
+                let peaks: Vec<(i64, Millis, u32)> =
+                    minutes.drain().map(|((f, m), n)| (f, m, n)).collect();
+                // A peak that could not be written is a gap in a chart, nothing more.
+                if let Err(e) = self.store.record_concurrency(self.node.id(), &peaks).await {
+                    tracing::debug!(error = %e, "recording concurrency for monitoring failed");
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
     async fn heartbeat(self: Arc<Self>) {
         let every = (self.config.lease / 3).min(Duration::from_secs(1));
         let mut beats = 0u64;

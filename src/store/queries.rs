@@ -98,6 +98,45 @@ pub const TOP_ERROR_CHARS: usize = 200;
 /// range of an index, a few milliseconds); beyond, percentiles come from the histogram.
 pub const EXACT_DURATIONS_MAX: i64 = 10_000;
 
+/// A function's Monitoring series in buckets of a window, oldest first, empty buckets left
+/// out. Counts and times are by the minute of enqueue, concurrency by the minute it ran in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MonitoringSeries {
+    /// Traced events per status, in the order of `event_query::ALL_STATUSES`.
+    pub counts: Vec<(Millis, [i64; 5])>,
+    /// Run times of ended events: `(upper bound in ms, count)`, shortest first.
+    pub run_times: Vec<(Millis, Vec<(i64, i64)>)>,
+    /// Times from accept to first start, likewise.
+    pub queue_waits: Vec<(Millis, Vec<(i64, i64)>)>,
+    /// The most events that ran at once in one minute of the bucket, every node's added up.
+    pub concurrency: Vec<(Millis, i64)>,
+}
+
+/// What a function's Logs tab searches for: a RequestId (whole, or its first characters), and
+/// text the logs contain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    pub request_id: Option<String>,
+    pub request_id_prefix: Option<String>,
+    pub text: Option<String>,
+}
+
+/// A text search reads the logs of at most this many of the function's latest events, so a
+/// search costs the same however many events are kept.
+pub const LOGS_SCANNED: i64 = 10_000;
+
+/// One event's logs, with what the Logs tab shows beside them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventLogs {
+    pub request_id: String,
+    pub status: EventStatus,
+    pub status_code: Option<i64>,
+    pub enqueued_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    pub logs: String,
+}
+
 /// The queue as a whole, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueDepth {
@@ -154,6 +193,25 @@ pub trait EventQueries: Send + Sync {
 
     /// The RequestIds of the events that re-run `request_id`, oldest first, at most `limit`.
     async fn reruns_of(&self, request_id: &str, limit: u32) -> StoreResult<Vec<String>>;
+
+    /// A function's Monitoring series over `[from, to)` in buckets of `bucket` milliseconds
+    /// (whole minutes), from the rollups.
+    async fn monitoring(
+        &self,
+        function_id: i64,
+        window: (Millis, Millis),
+        bucket: Millis,
+    ) -> StoreResult<MonitoringSeries>;
+
+    /// A function's traced events that have logs and match `query`, newest first, at most
+    /// `limit`; a text search (ASCII letters in any case) looks among the latest
+    /// [`LOGS_SCANNED`] events.
+    async fn event_logs(
+        &self,
+        function_id: i64,
+        query: &LogQuery,
+        limit: u32,
+    ) -> StoreResult<Vec<EventLogs>>;
 
     /// Events waiting in the queue (every node's, retries in backoff included), and when the
     /// oldest of them was accepted.

@@ -251,6 +251,11 @@ pub trait EventQueue: Send + Sync {
         lease_until: Millis,
     ) -> StoreResult<Vec<RenewedLease>>;
 
+    /// Records the most events of functions that ran at once on `node` in minutes:
+    /// `(function id, minute, peak)`, kept as the larger of what was recorded and this.
+    async fn record_concurrency(&self, node: &str, peaks: &[(i64, Millis, u32)])
+    -> StoreResult<()>;
+
     /// The nodes holding RUNNING events (other than `''`), to learn which of them are gone.
     async fn lease_owners(&self) -> StoreResult<Vec<String>>;
 

@@ -4,7 +4,7 @@
 
 use super::events_tab::{ConfirmTerminate, terminate_request};
 use super::form::{Fields, FormFields};
-use super::parts::{Header, duration_text, load, status_class};
+use super::parts::{Header, duration_text, load, moment, status_class};
 use super::shell::Shell;
 use super::{HxRequest, urls};
 use crate::clock::{TimeFormat, format_time};
@@ -88,14 +88,6 @@ pub struct EventPage {
     header: Header,
     detail: Detail,
     banner: Option<String>,
-}
-
-/// A time as `(RFC 3339, text in UTC)`, for `m::time`.
-fn moment(at: crate::clock::Millis) -> (String, String) {
-    (
-        format_time(at, UtcOffset::UTC, TimeFormat::Rfc3339),
-        format_time(at, UtcOffset::UTC, TimeFormat::DateTime),
-    )
 }
 
 pub(super) fn pretty(json: &str) -> String {

@@ -1,14 +1,16 @@
 //! Event Management: a function's async events with statistics, a chart, filters that live in
 //! the URL, live refresh of the rows and counters, bulk terminate, re-run, and export.
 
+use super::chart::{Chart, Kind, Spec, bucket_for, histogram_quantile};
 use super::form::{Fields, FormFields};
-use super::parts::{Header, duration_text, load, retention_text, status_class};
+use super::parts::{Header, duration_text, load, moment, retention_text, status_class};
 use super::shell::Shell;
 use super::urls;
 use crate::clock::{Millis, TimeFormat, format_time};
 use crate::domain::event::{EventStatus, TerminateRequest, validate_reason};
 use crate::domain::event_query::{
-    ALL_STATUSES, EventFilter, EventOrderBy, INVOKE_TYPES, console_name, status_from_console,
+    ALL_STATUSES, EventFilter, EventOrderBy, INVOKE_TYPES, console_name, request_id_filter,
+    request_id_search, status_from_console,
 };
 use crate::error::AppResult;
 use crate::service::{self, ServiceError, events};
@@ -60,9 +62,6 @@ const RANGES: &[(&str, &str, Millis)] = &[
     ("24h", "Last 24 hours", 24 * HOUR),
     ("3d", "Last 3 days", 72 * HOUR),
 ];
-
-/// A RequestId search takes at least this many first characters (one in 65,536 events).
-const PREFIX_MIN: usize = 4;
 
 /// The values the list takes when the URL says nothing, left out of the URLs it writes.
 const DEFAULTS: &[(&str, &str)] = &[
@@ -200,18 +199,10 @@ impl View {
                 ));
             }
         }
-        let mut request_id = q.get("request_id").trim().to_ascii_lowercase();
-        if !request_id
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() || c == '-')
-            || request_id.len() > 36
-        {
-            let shown: String = request_id.chars().take(40).collect();
-            problems.push(format!(
-                "{shown:?} is not a RequestId or the start of one (hex digits and -, at most 36): it is left out of the filter."
-            ));
-            request_id.clear();
-        }
+        let request_id = request_id_search(q.get("request_id")).unwrap_or_else(|problem| {
+            problems.push(problem);
+            String::new()
+        });
         View {
             statuses,
             types,
@@ -296,19 +287,13 @@ impl View {
             "end_asc" => (EventOrderBy::EndTime, true),
             _ => (EventOrderBy::StartTime, false),
         };
+        let (request_id, request_id_prefix) = request_id_filter(&self.request_id);
         (
             EventFilter {
                 statuses: self.statuses.clone(),
                 invoke_types: self.types.clone(),
-                // A whole RequestId is looked up; its first characters are searched for, from
-                // PREFIX_MIN on (shorter, the range of the index would be a large share of all
-                // events); anything shorter can only be a whole one.
-                request_id: (!self.request_id.is_empty()
-                    && !(PREFIX_MIN..36).contains(&self.request_id.len()))
-                .then(|| self.request_id.clone()),
-                request_id_prefix: (PREFIX_MIN..36)
-                    .contains(&self.request_id.len())
-                    .then(|| self.request_id.clone()),
+                request_id,
+                request_id_prefix,
                 error_prefix: (!self.error.is_empty()).then(|| self.error.clone()),
                 start: Some(window),
                 end,
@@ -505,17 +490,6 @@ pub struct Rows {
     filtered: bool,
 }
 
-/// One bar of the chart.
-pub struct Bar {
-    pub label: String,
-    pub iso: String,
-    pub x: f64,
-    /// `(css class, y, height)` per status, stacked.
-    pub parts: Vec<(&'static str, f64, f64)>,
-    pub counts: [i64; 5],
-    pub total: i64,
-}
-
 /// The counters and chart, the other part live refresh swaps.
 #[derive(Template, WebTemplate)]
 #[template(path = "events/stats.html")]
@@ -534,33 +508,8 @@ pub struct Stats {
     failure_rate: String,
     p50: String,
     p95: String,
-    bars: Vec<Bar>,
-    bar_width: f64,
-    max: i64,
-    first_label: (String, String),
-    last_label: (String, String),
+    chart: Chart,
 }
-
-/// A time as `(RFC 3339, text in UTC)`.
-fn moment(at: Millis) -> (String, String) {
-    (
-        format_time(at, UtcOffset::UTC, TimeFormat::Rfc3339),
-        format_time(at, UtcOffset::UTC, TimeFormat::DateTime),
-    )
-}
-
-/// The chart's bar width for a window: about 50-100 bars whatever its length.
-fn bucket_for(span: Millis) -> Millis {
-    match span {
-        x if x <= 2 * HOUR => MINUTE,
-        x if x <= 26 * HOUR => 30 * MINUTE,
-        x if x <= 4 * 24 * HOUR => HOUR,
-        x => (x / 72 / MINUTE).max(1) * MINUTE,
-    }
-}
-
-const CHART_WIDTH: f64 = 720.0;
-const CHART_HEIGHT: f64 = 140.0;
 
 /// The `p` quantile of the window's run times: exact when the store read them one by one,
 /// else estimated within the histogram's bucket (linearly) and marked as an estimate.
@@ -572,22 +521,10 @@ fn percentile(s: &EventStats, p: f64) -> String {
         let rank = ((exact.len() as f64 * p).ceil() as usize).clamp(1, exact.len());
         return duration_text(exact[rank - 1]);
     }
-    let total: i64 = s.durations.iter().map(|(_, n)| n).sum();
-    if total == 0 {
-        return "—".into();
-    }
-    let target = total as f64 * p;
-    let (mut seen, mut lower) = (0i64, 0i64);
-    for (upper, n) in &s.durations {
-        if (seen + n) as f64 >= target && *n > 0 {
-            let within = (target - seen as f64) / *n as f64;
-            let estimate = lower as f64 + within * (upper - lower) as f64;
-            return format!("≈ {}", duration_text(estimate.round() as i64));
-        }
-        seen += n;
-        lower = *upper;
-    }
-    "—".into()
+    histogram_quantile(&s.durations, p).map_or_else(
+        || "—".into(),
+        |estimate| format!("≈ {}", duration_text(estimate.round() as i64)),
+    )
 }
 
 /// The statistics of a window, read from the rollups in the chart's bucket size, following
@@ -616,42 +553,27 @@ async fn stats_for(
 
 fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
     let shown = |st: EventStatus| view.statuses.is_empty() || view.statuses.contains(&st);
-    let span = window.1 - window.0;
-    let bucket = bucket_for(span);
-    let slots = ((span + bucket - 1) / bucket).max(1);
-    let bar_width = CHART_WIDTH / slots as f64;
-    let max = s
+    let points: Vec<(Millis, Vec<Option<f64>>)> = s
         .series
         .iter()
-        .map(|(_, c)| c.iter().sum::<i64>())
-        .max()
-        .unwrap_or(0);
-    let bars = s
-        .series
-        .iter()
-        .filter(|(at, _)| *at + bucket > window.0 && *at < window.1)
-        .map(|(at, counts)| {
-            let x = ((at - window.0).max(0) / bucket) as f64 * bar_width;
-            let mut y = CHART_HEIGHT;
-            let mut parts = Vec::new();
-            for status in ALL_STATUSES {
-                let n = counts[status.code() as usize];
-                if n > 0 && max > 0 {
-                    let h = n as f64 / max as f64 * (CHART_HEIGHT - 4.0);
-                    y -= h;
-                    parts.push((status_class(status), y, h));
-                }
-            }
-            Bar {
-                label: format_time(*at, UtcOffset::UTC, TimeFormat::DateTime),
-                iso: format_time(*at, UtcOffset::UTC, TimeFormat::Rfc3339),
-                x,
-                parts,
-                counts: *counts,
-                total: counts.iter().sum(),
-            }
-        })
+        .map(|(at, counts)| (*at, counts.iter().map(|n| Some(*n as f64)).collect()))
         .collect();
+    let chart = Chart::draw(
+        Spec {
+            id: "events",
+            title: "Events per status over time",
+            kind: Kind::Stacked,
+            series: ALL_STATUSES
+                .iter()
+                .map(|st| (st.label(), status_class(*st)))
+                .collect(),
+            format: |v| format!("{v:.0}"),
+            summary: |values| format!("{:.0} events", values.iter().flatten().sum::<f64>()),
+        },
+        window,
+        bucket_for(window.1 - window.0),
+        &points,
+    );
     let c = &s.by_status;
     let ended = c[2] + c[3] + c[4];
     Stats {
@@ -686,11 +608,7 @@ fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
         },
         p50: percentile(s, 0.5),
         p95: percentile(s, 0.95),
-        bars,
-        bar_width: (bar_width - 1.0).max(1.0),
-        max,
-        first_label: moment(window.0),
-        last_label: moment(window.1),
+        chart,
     }
 }
 

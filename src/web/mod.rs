@@ -4,6 +4,7 @@
 pub mod assets;
 mod audit;
 pub mod auth;
+mod chart;
 mod event_page;
 mod events_tab;
 pub mod flash;
@@ -11,7 +12,9 @@ mod form;
 mod function_page;
 mod functions;
 mod keys;
+mod logs_tab;
 pub mod metrics;
+mod monitoring;
 mod namespaces;
 mod parts;
 mod shell;
@@ -54,6 +57,8 @@ pub fn routes() -> Router<AppState> {
         .merge(test_tab::routes())
         .merge(system::routes())
         .merge(events_tab::routes())
+        .merge(monitoring::routes())
+        .merge(logs_tab::routes())
         .merge(event_page::routes())
         .merge(auth::routes())
         .merge(users::routes())

@@ -28,6 +28,8 @@ pub struct Header {
     pub code_url: String,
     pub test_url: String,
     pub events_url: String,
+    pub monitoring_url: String,
+    pub logs_url: String,
     pub delete_url: String,
     pub concurrency_url: String,
     /// When status trace is off: the time by which its last records are cleared.
@@ -51,6 +53,8 @@ impl Header {
             code_url: shell.tab_url(&f.name, "code"),
             test_url: shell.tab_url(&f.name, "test"),
             events_url: shell.tab_url(&f.name, "events"),
+            monitoring_url: shell.tab_url(&f.name, "monitoring"),
+            logs_url: shell.tab_url(&f.name, "logs"),
             delete_url: shell.tab_url(&f.name, "delete"),
             concurrency_url: shell.tab_url(&f.name, "concurrency"),
             trace_cleared_by: f.trace_disabled_at.filter(|_| !f.trace_enable).map(|at| {
@@ -192,4 +196,12 @@ impl AdvancedFields {
     pub fn public_net_checked(&self) -> bool {
         crate::domain::function::parse_flag(&self.config.public_net) == Some(true)
     }
+}
+
+/// A time as `(RFC 3339, text in UTC)`, for `m::time`.
+pub fn moment(at: crate::clock::Millis) -> (String, String) {
+    (
+        crate::clock::format_time(at, time::UtcOffset::UTC, crate::clock::TimeFormat::Rfc3339),
+        crate::clock::format_time(at, time::UtcOffset::UTC, crate::clock::TimeFormat::DateTime),
+    )
 }

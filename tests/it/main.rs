@@ -14,6 +14,7 @@ mod faults_runtime;
 mod faults_store;
 mod functions;
 mod hostile;
+mod monitoring;
 mod namespaces;
 mod nodes;
 mod observability;

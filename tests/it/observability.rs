@@ -56,21 +56,11 @@ fn invoke_as(server: &Server, name: &str, invocation_type: &str) -> Value {
     )
 }
 
-const ECHO: &str = "def main_handler(event, context):\n    return event\n";
-const FAILS: &str = "def main_handler(event, context):\n    raise ValueError('bad input')\n";
-
-/// After a known workload — three events that finish, one that fails after a retry, one
-/// invocation refused — the scrape counts exactly that, on a listener of its own.
-#[tokio::test(flavor = "multi_thread")]
-async fn an_operator_scrapes_metrics_that_count_a_known_workload() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&dir.path().join("data"), |c| {
-        c.args(["--metrics-listen", "127.0.0.1:0"]);
-    });
-    let metrics = metrics_addr(&server);
-    create(&server, "echo", ECHO, 0);
-    create(&server, "fails", FAILS, 1);
-    // A synchronous function that may run nothing: its invocations are refused.
+/// Three events that finish, one that fails after a retry, and a synchronous invocation of
+/// a function that may run nothing; answers that invocation's refusal.
+fn workload(server: &Server) -> Value {
+    create(server, "echo", ECHO, 0);
+    create(server, "fails", FAILS, 1);
     server.api(
         "CreateFunction",
         json!({"FunctionName": "reserved-none", "Runtime": "Python3.10",
@@ -80,12 +70,26 @@ async fn an_operator_scrapes_metrics_that_count_a_known_workload() {
         "PutReservedConcurrencyConfig",
         json!({"FunctionName": "reserved-none", "ReservedConcurrencyMem": 0}),
     );
-
     for _ in 0..3 {
-        assert!(invoke(&server, "echo")["Error"].is_null());
+        assert!(invoke(server, "echo")["Error"].is_null());
     }
-    assert!(invoke(&server, "fails")["Error"].is_null());
-    let refused = invoke_as(&server, "reserved-none", "RequestResponse");
+    assert!(invoke(server, "fails")["Error"].is_null());
+    invoke_as(server, "reserved-none", "RequestResponse")
+}
+
+const ECHO: &str = "def main_handler(event, context):\n    return event\n";
+const FAILS: &str = "def main_handler(event, context):\n    raise ValueError('bad input')\n";
+
+/// After a known workload (see [`workload`]) the scrape counts exactly that, on a listener of
+/// its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_scrapes_metrics_that_count_a_known_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), |c| {
+        c.args(["--metrics-listen", "127.0.0.1:0"]);
+    });
+    let metrics = metrics_addr(&server);
+    let refused = workload(&server);
     assert!(!refused["Error"].is_null(), "{refused}");
 
     let scrape = wait_for("the workload to end", Duration::from_secs(60), || async {
@@ -245,4 +249,131 @@ async fn json_logs_carry_each_events_request_id_function_and_namespace() {
         let parsed: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
         assert!(parsed["timestamp"].is_string(), "{l}");
     }
+}
+
+/// Waits for Prometheus's answer to `query` to hold a series, and answers the series.
+async fn prometheus_query(prometheus: &str, query: &str) -> Vec<Value> {
+    let path = format!("/api/v1/query?query={}", scf_console_query_encode(query));
+    let answer = http_get(prometheus, &path);
+    let json: Value =
+        serde_json::from_str(body(&answer)).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert_eq!(json["status"], "success", "{query}: {json}");
+    json["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn scf_console_query_encode(query: &str) -> String {
+    form_urlencoded::byte_serialize(query.as_bytes()).collect()
+}
+
+/// A real Prometheus scrapes the server's metrics listener, and every query of the Grafana
+/// dashboard in the repository answers from what it scraped.
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_scrapes_the_server_and_every_dashboard_query_answers() {
+    const PROMETHEUS: &str = "/usr/bin/prometheus";
+    if !std::path::Path::new(PROMETHEUS).exists() {
+        let why = "SKIPPED: the Prometheus story needs Debian's prometheus (apt-get install -y prometheus)";
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("\n*** {why} ***\n");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Swept every second, so the sweeper's panels have a sweep to show.
+    let server = Server::start_with(&dir.path().join("data"), |c| {
+        c.args(["--metrics-listen", "127.0.0.1:0", "--sweep-interval", "1s"]);
+    });
+    let target = metrics_addr(&server);
+    let refused = workload(&server);
+    assert!(!refused["Error"].is_null(), "{refused}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let web = format!("127.0.0.1:{port}");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: scf-console\n    static_configs:\n      - targets: [\"{target}\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut prometheus = std::process::Command::new(PROMETHEUS)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _stop = Kill(&mut prometheus);
+
+    // Scraped: the accepts are there as the server counted them, and a rate needs two scrapes
+    // after the events ended.
+    let accepted = wait_for(
+        "Prometheus to scrape the workload",
+        Duration::from_secs(60),
+        || async {
+            if std::net::TcpStream::connect(&web).is_err() {
+                return None;
+            }
+            let ended = prometheus_query(&web, "sum(scf_events_ended_total)").await;
+            let done = ended.first().is_some_and(|s| s["value"][1] == "4");
+            let swept = prometheus_query(&web, "scf_sweeper_last_run_timestamp > 0").await;
+            let found = prometheus_query(
+                &web,
+                "scf_invocations_total{mode=\"async\",result=\"accepted\"}",
+            )
+            .await;
+            (done && !found.is_empty() && !swept.is_empty()).then_some(found)
+        },
+    )
+    .await;
+    assert_eq!(accepted[0]["value"][1], "4");
+    assert_eq!(accepted[0]["metric"]["job"], "scf-console");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/static/grafana-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            // As Grafana sends it: its variables filled in.
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m")
+                .replace("$instance", ".*");
+            let series = prometheus_query(&web, &expr).await;
+            // Panels of what this workload never did (takeovers, sweeps) answer zero, not
+            // nothing: every query finds its metric.
+            assert!(
+                !series.is_empty(),
+                "{}: {expr} answers no series",
+                panel["title"]
+            );
+            queried += 1;
+        }
+    }
+    assert!(queried >= 30, "{queried} queries");
 }

@@ -998,6 +998,17 @@ pub mod events {
     }
 
     pub async fn end(app: &TestApp, event_id: i64, status: EventStatus, code: i64) {
+        end_with_logs(app, event_id, status, code, None).await;
+    }
+
+    /// Ends an event claimed by hand, with what its handler printed.
+    pub async fn end_with_logs(
+        app: &TestApp,
+        event_id: i64,
+        status: EventStatus,
+        code: i64,
+        logs: Option<&str>,
+    ) {
         let entry = TimelineEntry {
             at: app.state.clock.now_millis(),
             status,
@@ -1013,7 +1024,7 @@ pub mod events {
                 status_code: code,
                 result: None,
                 error: None,
-                logs: None,
+                logs: logs.map(str::to_string),
                 entry,
             }])
             .await

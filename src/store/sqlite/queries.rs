@@ -327,6 +327,132 @@ impl EventQueries for SqliteStore {
         .await?)
     }
 
+    async fn monitoring(
+        &self,
+        function_id: i64,
+        (from, to): (Millis, Millis),
+        bucket: Millis,
+    ) -> StoreResult<MonitoringSeries> {
+        let (first, end) = (from.div_euclid(60_000), (to + 59_999).div_euclid(60_000));
+        let minutes = (bucket / 60_000).max(1);
+        // Each an index range of one function's minutes; the four read at once.
+        let grouped = |sql: &'static str| {
+            sqlx::query(sql)
+                .bind(minutes)
+                .bind(function_id)
+                .bind(first)
+                .bind(end)
+                .fetch_all(&self.reader)
+        };
+        let (counts, run_times, queue_waits, concurrency) = tokio::try_join!(
+            grouped(
+                "SELECT (minute / ?1) * ?1 AS at, status AS k, SUM(count) AS n FROM event_rollups \
+                 WHERE function_id = ?2 AND minute >= ?3 AND minute < ?4 \
+                 GROUP BY at, k ORDER BY at, k"
+            ),
+            grouped(
+                "SELECT (minute / ?1) * ?1 AS at, bucket AS k, SUM(count) AS n FROM event_durations \
+                 WHERE function_id = ?2 AND minute >= ?3 AND minute < ?4 \
+                 GROUP BY at, k ORDER BY at, k"
+            ),
+            grouped(
+                "SELECT (minute / ?1) * ?1 AS at, bucket AS k, SUM(count) AS n FROM event_waits \
+                 WHERE function_id = ?2 AND minute >= ?3 AND minute < ?4 \
+                 GROUP BY at, k ORDER BY at, k"
+            ),
+            grouped(
+                "SELECT (minute / ?1) * ?1 AS at, 0 AS k, MAX(n) AS n FROM ( \
+                     SELECT minute, SUM(peak) AS n FROM function_concurrency \
+                     WHERE function_id = ?2 AND minute >= ?3 AND minute < ?4 GROUP BY minute) \
+                 GROUP BY at ORDER BY at"
+            ),
+        )?;
+        let rows =
+            |rows: &[sqlx::sqlite::SqliteRow]| -> Result<Vec<(Millis, i64, i64)>, sqlx::Error> {
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get::<i64, _>("at")? * 60_000,
+                            r.try_get("k")?,
+                            r.try_get("n")?,
+                        ))
+                    })
+                    .filter(|r| !matches!(r, Ok((_, _, 0))))
+                    .collect()
+            };
+        let histograms = |found: Vec<(Millis, i64, i64)>| {
+            let mut series: Vec<(Millis, Vec<(i64, i64)>)> = Vec::new();
+            for (at, upper, n) in found {
+                if series.last().is_none_or(|(b, _)| *b != at) {
+                    series.push((at, Vec::new()));
+                }
+                series.last_mut().expect("pushed").1.push((upper, n));
+            }
+            series
+        };
+        let mut series = MonitoringSeries::default();
+        for (at, status, n) in rows(&counts)? {
+            if series.counts.last().is_none_or(|(b, _)| *b != at) {
+                series.counts.push((at, [0; 5]));
+            }
+            let slot = status_of(status)?.code() as usize;
+            series.counts.last_mut().expect("pushed").1[slot] += n;
+        }
+        series.run_times = histograms(rows(&run_times)?);
+        series.queue_waits = histograms(rows(&queue_waits)?);
+        series.concurrency = rows(&concurrency)?
+            .into_iter()
+            .map(|(at, _, n)| (at, n))
+            .collect();
+        Ok(series)
+    }
+
+    async fn event_logs(
+        &self,
+        function_id: i64,
+        query: &LogQuery,
+        limit: u32,
+    ) -> StoreResult<Vec<EventLogs>> {
+        let filter = EventFilter {
+            request_id: query.request_id.clone(),
+            request_id_prefix: query.request_id_prefix.clone(),
+            ..EventFilter::default()
+        };
+        // The latest events first (the function's index), then their logs searched.
+        let mut b = QueryBuilder::<Sqlite>::new(
+            "SELECT request_id, status, status_code, enqueued_at, started_at, ended_at, logs \
+             FROM (SELECT id, request_id, status, status_code, enqueued_at, started_at, ended_at, \
+             logs FROM events WHERE traced = 1 AND ",
+        );
+        b.push(function_clause(&filter)).push_bind(function_id);
+        push_event_filter(&mut b, &filter);
+        b.push(" ORDER BY enqueued_at DESC, id DESC LIMIT ")
+            .push_bind(LOGS_SCANNED)
+            .push(") WHERE logs IS NOT NULL AND logs != ''");
+        if let Some(text) = &query.text {
+            b.push(" AND instr(lower(logs), lower(")
+                .push_bind(text.clone())
+                .push(")) > 0");
+        }
+        b.push(" ORDER BY enqueued_at DESC, id DESC LIMIT ")
+            .push_bind(limit);
+        let rows = b.build().fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventLogs {
+                    request_id: r.try_get("request_id")?,
+                    status: status_of(r.try_get("status")?)?,
+                    status_code: r.try_get("status_code")?,
+                    enqueued_at: r.try_get("enqueued_at")?,
+                    started_at: r.try_get("started_at")?,
+                    ended_at: r.try_get("ended_at")?,
+                    logs: r.try_get("logs")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     async fn queue_depth(&self) -> StoreResult<QueueDepth> {
         // Both from the queue's partial index: the oldest accept is the smallest id queued
         // (ids grow with time), so no queued row is read but that one.

@@ -61,6 +61,31 @@ impl EventQueue for SqliteStore {
             .await?)
     }
 
+    async fn record_concurrency(
+        &self,
+        node: &str,
+        peaks: &[(i64, Millis, u32)],
+    ) -> StoreResult<()> {
+        let mut conn = self.writer.lock().await?;
+        let mut tx = conn.begin_with(BEGIN_WRITE).await?;
+        for &(function_id, minute, peak) in peaks {
+            // A function deleted meanwhile has no row to record against; its peaks go.
+            sqlx::query(
+                "INSERT INTO function_concurrency (function_id, minute, node, peak) \
+                 SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM functions WHERE id = ?1) \
+                 ON CONFLICT DO UPDATE SET peak = MAX(peak, excluded.peak)",
+            )
+            .bind(function_id)
+            .bind(minute)
+            .bind(node)
+            .bind(peak)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn stranded_runs(
         &self,
         now: Millis,

@@ -46,11 +46,18 @@ impl Retention for SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let b = sqlx::query("DELETE FROM event_durations WHERE minute < ?")
-            .bind(minute)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let mut b = 0;
+        for histogram in [
+            "DELETE FROM event_durations WHERE minute < ?",
+            "DELETE FROM event_waits WHERE minute < ?",
+            "DELETE FROM function_concurrency WHERE minute < ?",
+        ] {
+            b += sqlx::query(histogram)
+                .bind(minute)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
         tx.commit().await?;
         Ok(a + b)
     }

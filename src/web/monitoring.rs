@@ -1,0 +1,232 @@
+//! A function's Monitoring tab: invocations, errors, run time and queue wait percentiles and
+//! concurrency over the last hour, day or three days, drawn from the rollups.
+
+use super::chart::{Chart, Kind, Spec, bucket_for, histogram_quantile};
+use super::parts::{Header, duration_text, load, moment};
+use super::shell::Shell;
+use crate::clock::Millis;
+use crate::error::AppResult;
+use crate::state::AppState;
+use crate::store::MonitoringSeries;
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use serde::Deserialize;
+
+const HOUR: Millis = 3_600_000;
+
+/// The windows offered: `(key, label, span)`.
+const RANGES: &[(&str, &str, Millis)] = &[
+    ("1h", "Last hour", HOUR),
+    ("24h", "Last 24 hours", 24 * HOUR),
+    ("3d", "Last 3 days", 72 * HOUR),
+];
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/scf/{region}/{namespace}/functions/{name}/monitoring",
+        get(page),
+    )
+}
+
+#[derive(Deserialize)]
+struct Params {
+    #[serde(default)]
+    range: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "function/monitoring.html")]
+pub struct Page {
+    shell: Shell,
+    header: Header,
+    /// `(label, url, chosen)`.
+    ranges: Vec<(&'static str, String, bool)>,
+    window_from: (String, String),
+    window_to: (String, String),
+    /// `(label, value)`, for the window as a whole.
+    tiles: Vec<(&'static str, String)>,
+    charts: Vec<Chart>,
+    trace_enable: bool,
+}
+
+async fn page(
+    State(state): State<AppState>,
+    Path((region, namespace, name)): Path<(String, String, String)>,
+    Query(params): Query<Params>,
+) -> AppResult<Page> {
+    let (shell, f) = load(&state, &region, &namespace, &name).await?;
+    // An unknown range is the default, as a bookmark from another version would expect.
+    let (key, _, span) = RANGES
+        .iter()
+        .find(|(k, _, _)| *k == params.range)
+        .copied()
+        .unwrap_or(RANGES[0]);
+    let now = state.clock.now_millis();
+    let window = (now - span, now);
+    let bucket = bucket_for(span);
+    let series = state.store.monitoring(f.id, window, bucket).await?;
+    let url = shell.tab_url(&f.name, "monitoring");
+    Ok(Page {
+        header: Header::new(&state, &shell, &f, "monitoring"),
+        ranges: RANGES
+            .iter()
+            .map(|(k, label, _)| (*label, format!("{url}?range={k}"), *k == key))
+            .collect(),
+        window_from: moment(window.0),
+        window_to: moment(window.1),
+        tiles: tiles(&series),
+        charts: charts(&series, window, bucket),
+        trace_enable: f.trace_enable,
+        shell,
+    })
+}
+
+/// The window's totals: invocations, errors, percentiles over all of it, the highest
+/// concurrency.
+fn tiles(s: &MonitoringSeries) -> Vec<(&'static str, String)> {
+    let invocations: i64 = s.counts.iter().flat_map(|(_, c)| c).sum();
+    let errors: i64 = s.counts.iter().map(|(_, c)| c[FAILED]).sum();
+    let ended: i64 = s.counts.iter().map(|(_, c)| c[2] + c[3] + c[4]).sum();
+    let whole = |series: &[(Millis, Vec<(i64, i64)>)]| {
+        let mut merged: std::collections::BTreeMap<i64, i64> = Default::default();
+        for (_, histogram) in series {
+            for (upper, n) in histogram {
+                *merged.entry(*upper).or_default() += n;
+            }
+        }
+        merged.into_iter().collect::<Vec<_>>()
+    };
+    let (runs, waits) = (whole(&s.run_times), whole(&s.queue_waits));
+    let quantile =
+        |h: &[(i64, i64)], p| histogram_quantile(h, p).map_or_else(|| "—".into(), ms_text);
+    vec![
+        ("Invocations", invocations.to_string()),
+        ("Errors", errors.to_string()),
+        (
+            "Error rate",
+            if ended == 0 {
+                "—".into()
+            } else {
+                format!("{:.1}%", errors as f64 * 100.0 / ended as f64)
+            },
+        ),
+        ("Duration p50", quantile(&runs, 0.5)),
+        ("Duration p95", quantile(&runs, 0.95)),
+        ("Queue wait p95", quantile(&waits, 0.95)),
+        (
+            "Peak concurrency",
+            s.concurrency
+                .iter()
+                .map(|(_, n)| *n)
+                .max()
+                .map_or_else(|| "—".into(), |n| n.to_string()),
+        ),
+    ]
+}
+
+/// Where FAILED counts are, in the order of `ALL_STATUSES`.
+const FAILED: usize = 3;
+
+/// A time in milliseconds as the console says durations, rounded, marked as an estimate.
+fn ms_text(ms: f64) -> String {
+    format!("≈ {}", duration_text(ms.round() as i64))
+}
+
+fn charts(s: &MonitoringSeries, window: (Millis, Millis), bucket: Millis) -> Vec<Chart> {
+    let count = |v: f64| format!("{v:.0}");
+    let per_bucket = |c: fn(&[i64; 5]) -> i64| -> Vec<(Millis, Vec<Option<f64>>)> {
+        s.counts
+            .iter()
+            .map(|(at, counts)| (*at, vec![Some(c(counts) as f64)]))
+            .collect()
+    };
+    let percentiles = |series: &[(Millis, Vec<(i64, i64)>)]| -> Vec<(Millis, Vec<Option<f64>>)> {
+        series
+            .iter()
+            .map(|(at, h)| {
+                (
+                    *at,
+                    vec![histogram_quantile(h, 0.5), histogram_quantile(h, 0.95)],
+                )
+            })
+            .collect()
+    };
+    let quantile_lines = vec![("p50", "p50"), ("p95", "p95")];
+    let quantile_summary: fn(&[Option<f64>]) -> String = |v| match v {
+        [Some(p50), Some(p95)] => format!("p50 {}, p95 {}", ms_text(*p50), ms_text(*p95)),
+        _ => "—".into(),
+    };
+    vec![
+        Chart::draw(
+            Spec {
+                id: "invocations",
+                title: "Invocations",
+                kind: Kind::Stacked,
+                series: vec![("Invocations", "total")],
+                format: count,
+                summary: |v| format!("{:.0} invocations", v[0].unwrap_or(0.0)),
+            },
+            window,
+            bucket,
+            &per_bucket(|c| c.iter().sum()),
+        ),
+        Chart::draw(
+            Spec {
+                id: "errors",
+                title: "Errors",
+                kind: Kind::Stacked,
+                series: vec![("Errors", "status-failed")],
+                format: count,
+                summary: |v| format!("{:.0} errors", v[0].unwrap_or(0.0)),
+            },
+            window,
+            bucket,
+            &per_bucket(|c| c[FAILED]),
+        ),
+        Chart::draw(
+            Spec {
+                id: "duration",
+                title: "Duration",
+                kind: Kind::Lines,
+                series: quantile_lines.clone(),
+                format: ms_text,
+                summary: quantile_summary,
+            },
+            window,
+            bucket,
+            &percentiles(&s.run_times),
+        ),
+        Chart::draw(
+            Spec {
+                id: "queue-wait",
+                title: "Queue wait",
+                kind: Kind::Lines,
+                series: quantile_lines,
+                format: ms_text,
+                summary: quantile_summary,
+            },
+            window,
+            bucket,
+            &percentiles(&s.queue_waits),
+        ),
+        Chart::draw(
+            Spec {
+                id: "concurrency",
+                title: "Concurrency",
+                kind: Kind::Stacked,
+                series: vec![("Events running at once (peak)", "concurrency")],
+                format: count,
+                summary: |v| format!("{:.0} at most", v[0].unwrap_or(0.0)),
+            },
+            window,
+            bucket,
+            &s.concurrency
+                .iter()
+                .map(|(at, n)| (*at, vec![Some(*n as f64)]))
+                .collect::<Vec<_>>(),
+        ),
+    ]
+}
