@@ -76,8 +76,29 @@ pub struct Spec {
     pub series: Vec<Series>,
     /// A value as text, e.g. `12` or `1.2 s`.
     pub format: fn(f64) -> String,
-    /// The tooltip of a bucket from its values, e.g. `12 events`.
-    pub summary: fn(&[Option<f64>]) -> String,
+    /// What stacked values count, for a bucket's tooltip (`12 events`).
+    pub unit: &'static str,
+}
+
+impl Spec {
+    /// A bucket's tooltip: the total of stacked values (`12 events`), or each line's value
+    /// (`p50 ≈ 250 ms, p95 ≈ 4.5 s`).
+    fn summary(&self, values: &[Option<f64>]) -> String {
+        match self.kind {
+            Kind::Stacked => format!(
+                "{} {}",
+                (self.format)(values.iter().flatten().sum()),
+                self.unit
+            ),
+            Kind::Lines => self
+                .series
+                .iter()
+                .zip(values)
+                .filter_map(|((label, _), v)| v.map(|v| format!("{label} {}", (self.format)(v))))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
 }
 
 impl Chart {
@@ -146,7 +167,7 @@ impl Chart {
                         .iter()
                         .map(|v| v.map_or_else(|| "—".to_string(), spec.format))
                         .collect(),
-                    summary: (spec.summary)(values),
+                    summary: spec.summary(values),
                 }
             })
             .collect();
@@ -216,7 +237,7 @@ mod tests {
             kind,
             series: vec![("A", "a"), ("B", "b")],
             format: |v| format!("{v:.0}"),
-            summary: |_| String::new(),
+            unit: "events",
         }
     }
 
@@ -241,6 +262,7 @@ mod tests {
         assert!((chart.columns[1].parts[0].2 - (HEIGHT - 4.0) / 2.0).abs() < 1e-9);
         assert_eq!(chart.columns[1].x, WIDTH / 2.0);
         assert_eq!(chart.columns[1].values, vec!["2", "—"]);
+        assert_eq!(chart.columns[0].summary, "4 events");
     }
 
     #[test]
@@ -259,6 +281,8 @@ mod tests {
         assert_eq!(chart.lines[0].0, "a");
         assert_eq!(chart.dots.len(), 1, "B has one");
         assert_eq!(chart.lines[0].1.split(' ').count(), 2);
+        assert_eq!(chart.columns[0].summary, "A 10, B 40");
+        assert_eq!(chart.columns[1].summary, "A 20");
     }
 
     #[test]

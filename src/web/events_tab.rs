@@ -568,7 +568,7 @@ fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
                 .map(|st| (st.label(), status_class(*st)))
                 .collect(),
             format: |v| format!("{v:.0}"),
-            summary: |values| format!("{:.0} events", values.iter().flatten().sum::<f64>()),
+            unit: "events",
         },
         window,
         bucket_for(window.1 - window.0),

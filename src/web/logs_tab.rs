@@ -61,7 +61,8 @@ pub struct Page {
     searched: bool,
     trace_enable: bool,
     shown_max: u32,
-    scanned: i64,
+    /// How many of the latest events a search looks among, as text (`10,000`).
+    scanned: String,
 }
 
 async fn page(
@@ -71,10 +72,14 @@ async fn page(
 ) -> AppResult<Page> {
     let (shell, f) = load(&state, &region, &namespace, &name).await?;
     let mut problems = Vec::new();
-    let request_id = request_id_search(&params.request_id).unwrap_or_else(|problem| {
-        problems.push(problem);
-        String::new()
-    });
+    // Bad input stays in its field, to be corrected; it is left out of the search.
+    let (request_id, searched_id) = match request_id_search(&params.request_id) {
+        Ok(id) => (id.clone(), id),
+        Err(problem) => {
+            problems.push(problem);
+            (params.request_id.chars().take(64).collect(), String::new())
+        }
+    };
     let q: String = params.q.trim().to_string();
     if q.chars().count() > TEXT_MAX {
         problems.push(format!(
@@ -83,7 +88,7 @@ async fn page(
         ));
     }
     let q: String = q.chars().take(TEXT_MAX).collect();
-    let (whole, prefix) = request_id_filter(&request_id);
+    let (whole, prefix) = request_id_filter(&searched_id);
     let query = LogQuery {
         request_id: whole,
         request_id_prefix: prefix,
@@ -119,9 +124,22 @@ async fn page(
         entries,
         trace_enable: f.trace_enable,
         shown_max: SHOWN,
-        scanned: crate::store::LOGS_SCANNED,
+        scanned: thousands(crate::store::LOGS_SCANNED),
         shell,
     })
+}
+
+/// `10000` as `10,000`.
+fn thousands(n: i64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The lines of `logs` to show: those containing `text` (ASCII letters in any case, as the
@@ -156,5 +174,12 @@ mod tests {
         let (lines, more) = excerpt("Start\nERROR: disk\nok\nerror again", Some("error"));
         assert_eq!(lines, vec!["ERROR: disk", "error again"]);
         assert_eq!(more, 2);
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(10_000), "10,000");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 }

@@ -136,14 +136,25 @@ fn ms_text(ms: f64) -> String {
 }
 
 fn charts(s: &MonitoringSeries, window: (Millis, Millis), bucket: Millis) -> Vec<Chart> {
-    let count = |v: f64| format!("{v:.0}");
-    let per_bucket = |c: fn(&[i64; 5]) -> i64| -> Vec<(Millis, Vec<Option<f64>>)> {
+    let draw = |id, title, kind, series, format, unit, points: Vec<(Millis, Vec<Option<f64>>)>| {
+        let spec = Spec {
+            id,
+            title,
+            kind,
+            series,
+            format,
+            unit,
+        };
+        Chart::draw(spec, window, bucket, &points)
+    };
+    let count: fn(f64) -> String = |v| format!("{v:.0}");
+    let per_bucket = |c: fn(&[i64; 5]) -> i64| {
         s.counts
             .iter()
             .map(|(at, counts)| (*at, vec![Some(c(counts) as f64)]))
             .collect()
     };
-    let percentiles = |series: &[(Millis, Vec<(i64, i64)>)]| -> Vec<(Millis, Vec<Option<f64>>)> {
+    let percentiles = |series: &[(Millis, Vec<(i64, i64)>)]| {
         series
             .iter()
             .map(|(at, h)| {
@@ -154,79 +165,57 @@ fn charts(s: &MonitoringSeries, window: (Millis, Millis), bucket: Millis) -> Vec
             })
             .collect()
     };
-    let quantile_lines = vec![("p50", "p50"), ("p95", "p95")];
-    let quantile_summary: fn(&[Option<f64>]) -> String = |v| match v {
-        [Some(p50), Some(p95)] => format!("p50 {}, p95 {}", ms_text(*p50), ms_text(*p95)),
-        _ => "—".into(),
-    };
+    let quantiles = || vec![("p50", "p50"), ("p95", "p95")];
+    let concurrency = s
+        .concurrency
+        .iter()
+        .map(|(at, n)| (*at, vec![Some(*n as f64)]))
+        .collect();
     vec![
-        Chart::draw(
-            Spec {
-                id: "invocations",
-                title: "Invocations",
-                kind: Kind::Stacked,
-                series: vec![("Invocations", "total")],
-                format: count,
-                summary: |v| format!("{:.0} invocations", v[0].unwrap_or(0.0)),
-            },
-            window,
-            bucket,
-            &per_bucket(|c| c.iter().sum()),
+        draw(
+            "invocations",
+            "Invocations",
+            Kind::Stacked,
+            vec![("Invocations", "total")],
+            count,
+            "invocations",
+            per_bucket(|c| c.iter().sum()),
         ),
-        Chart::draw(
-            Spec {
-                id: "errors",
-                title: "Errors",
-                kind: Kind::Stacked,
-                series: vec![("Errors", "status-failed")],
-                format: count,
-                summary: |v| format!("{:.0} errors", v[0].unwrap_or(0.0)),
-            },
-            window,
-            bucket,
-            &per_bucket(|c| c[FAILED]),
+        draw(
+            "errors",
+            "Errors",
+            Kind::Stacked,
+            vec![("Errors", "status-failed")],
+            count,
+            "errors",
+            per_bucket(|c| c[FAILED]),
         ),
-        Chart::draw(
-            Spec {
-                id: "duration",
-                title: "Duration",
-                kind: Kind::Lines,
-                series: quantile_lines.clone(),
-                format: ms_text,
-                summary: quantile_summary,
-            },
-            window,
-            bucket,
-            &percentiles(&s.run_times),
+        draw(
+            "duration",
+            "Duration",
+            Kind::Lines,
+            quantiles(),
+            ms_text,
+            "",
+            percentiles(&s.run_times),
         ),
-        Chart::draw(
-            Spec {
-                id: "queue-wait",
-                title: "Queue wait",
-                kind: Kind::Lines,
-                series: quantile_lines,
-                format: ms_text,
-                summary: quantile_summary,
-            },
-            window,
-            bucket,
-            &percentiles(&s.queue_waits),
+        draw(
+            "queue-wait",
+            "Queue wait",
+            Kind::Lines,
+            quantiles(),
+            ms_text,
+            "",
+            percentiles(&s.queue_waits),
         ),
-        Chart::draw(
-            Spec {
-                id: "concurrency",
-                title: "Concurrency",
-                kind: Kind::Stacked,
-                series: vec![("Events running at once (peak)", "concurrency")],
-                format: count,
-                summary: |v| format!("{:.0} at most", v[0].unwrap_or(0.0)),
-            },
-            window,
-            bucket,
-            &s.concurrency
-                .iter()
-                .map(|(at, n)| (*at, vec![Some(*n as f64)]))
-                .collect::<Vec<_>>(),
+        draw(
+            "concurrency",
+            "Concurrency",
+            Kind::Stacked,
+            vec![("Events running at once (peak)", "concurrency")],
+            count,
+            "running at once at most",
+            concurrency,
         ),
     ]
 }
