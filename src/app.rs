@@ -344,6 +344,9 @@ pub async fn serve_router(
     Ok(())
 }
 
+/// Connections the metrics listener serves at once.
+const METRICS_CONNECTIONS: usize = 16;
+
 /// How long requests in flight may finish once the server stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -505,7 +508,12 @@ async fn serve_metrics(
             "the metrics listener {addr} answers anyone who reaches it, without a login: keep it on a private network"
         );
     }
-    let limits = state.limits.clone();
+    // A scraper or two and the probes: a few connections, so the console's own cap on
+    // descriptors still holds.
+    let limits = ServerLimits {
+        max_connections: METRICS_CONNECTIONS,
+        ..state.limits.clone()
+    };
     let app = web::metrics::listener_routes(state);
     Ok(tokio::spawn(async move {
         if let Err(e) = serve_router(listener, app, &limits, None, stop.cancelled_owned()).await {

@@ -293,7 +293,7 @@ impl Metrics {
         );
         r.register_with_unit(
             "event_queue_wait",
-            "Time from accept to the first start of an event",
+            "Time from accept until an event's first run started (the queue, the claim and the instance's start)",
             Unit::Seconds,
             m.queue_wait.clone(),
         );
@@ -351,7 +351,7 @@ impl Metrics {
         );
         r.register_with_unit(
             "queue_oldest_age",
-            "Age of the oldest queued event; 0 when none waits",
+            "How long the event due longest ago has waited since it was due (accepted, or its retry's backoff over); 0 when none waits",
             Unit::Seconds,
             s.queue_oldest_age.clone(),
         );
@@ -515,6 +515,16 @@ impl Drop for Alive {
 
 /// Terminal statuses as the `events_ended` label says them.
 pub const ENDED: [&str; 3] = ["finished", "failed", "aborted"];
+
+/// A terminal status as the `events_ended` label says it.
+pub fn ended_label(status: crate::domain::event::EventStatus) -> &'static str {
+    use crate::domain::event::EventStatus;
+    match status {
+        EventStatus::Finished => "finished",
+        EventStatus::Aborted => "aborted",
+        _ => "failed",
+    }
+}
 
 const INVOKE_TYPES: [&str; 3] = ["api", "console", "other"];
 

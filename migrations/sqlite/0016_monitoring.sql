@@ -19,8 +19,10 @@ WHEN NEW.traced = 1 AND NEW.status IN (2, 3, 4) AND OLD.status NOT IN (2, 3, 4)
     ON CONFLICT DO UPDATE SET count = count + 1;
 END;
 
--- Time from accept to first start (the claim) of traced events, in buckets, per minute of
--- enqueue: the source of the queue wait percentiles.
+-- Time from accept to first leaving the queue (the first claim) of traced events, in
+-- buckets, per minute of enqueue: the source of the queue wait percentiles. Only the first
+-- claim finds no start time: an event put back (waiting for room, a server stopping) or
+-- retried keeps its last one.
 CREATE TABLE event_waits (
     function_id INTEGER NOT NULL,
     minute      INTEGER NOT NULL,
@@ -30,7 +32,7 @@ CREATE TABLE event_waits (
 ) WITHOUT ROWID;
 
 CREATE TRIGGER events_wait_started AFTER UPDATE OF status ON events
-WHEN NEW.traced = 1 AND OLD.status = 0 AND NEW.status = 1 AND NEW.attempt = 1
+WHEN NEW.traced = 1 AND OLD.status = 0 AND NEW.status = 1 AND OLD.started_at IS NULL
      AND NEW.started_at IS NOT NULL BEGIN
     INSERT INTO event_waits (function_id, minute, bucket, count)
     VALUES (NEW.function_id, NEW.enqueued_at / 60000,
@@ -39,8 +41,9 @@ WHEN NEW.traced = 1 AND OLD.status = 0 AND NEW.status = 1 AND NEW.attempt = 1
     ON CONFLICT DO UPDATE SET count = count + 1;
 END;
 
--- The most events of a function running at once in a minute, as each node saw it (sampled
--- every second); the nodes' peaks add up to the function's.
+-- The most events of a function running at once in a minute, as each node counted them when
+-- they started. The nodes' peaks added up bound the function's from above (they need not
+-- have come at the same moment).
 CREATE TABLE function_concurrency (
     function_id INTEGER NOT NULL,
     minute      INTEGER NOT NULL,

@@ -284,6 +284,10 @@ pub struct Engine {
     control: Mutex<Control>,
     admission: Admission,
     cancel: CancellationToken,
+    /// Stops the concurrency recorder, once the runs are done with at shutdown, so it writes
+    /// the peaks of the last runs too; tracked to be awaited before the store closes.
+    recording: CancellationToken,
+    recorder: TaskTracker,
     /// Cancelled when shutdown gives up on writes that cannot land (the store cannot write):
     /// the events concerned are taken over by the next node to look (at the next start, this
     /// process's node lock being free by then).
@@ -440,6 +444,8 @@ impl Engine {
             control: Mutex::new(Control::default()),
             cancel: CancellationToken::new(),
             give_up: CancellationToken::new(),
+            recording: CancellationToken::new(),
+            recorder: TaskTracker::new(),
             tasks,
             runs: TaskTracker::new(),
             metrics,
@@ -471,7 +477,9 @@ impl Engine {
         engine.tasks.spawn(Arc::clone(&engine).heartbeat());
         engine.tasks.spawn(Arc::clone(&engine).reap_idle());
         engine.tasks.spawn(Arc::clone(&engine).watch_store());
-        engine.tasks.spawn(Arc::clone(&engine).record_concurrency());
+        engine
+            .recorder
+            .spawn(Arc::clone(&engine).record_concurrency());
         Ok(engine)
     }
 
@@ -777,6 +785,10 @@ impl Engine {
                 })
                 .inc();
         }
+        // Ended here and now, by the store; a running one ends as its run does.
+        if outcome == Termination::AbortedWhileQueued {
+            self.metrics.end(metrics::ended_label(EventStatus::Aborted));
+        }
         if outcome == Termination::Running {
             // Held here: signalled now (or as it starts). Held by another node: its heartbeat
             // brings the request there.
@@ -868,6 +880,9 @@ impl Engine {
         for mut instance in self.pools.take_all() {
             instance.kill().await;
         }
+        self.recording.cancel();
+        self.recorder.close();
+        self.recorder.wait().await;
         self.tasks.close();
         // With events still held (their last writes did not land), the lock file stays: once
         // this process is gone, the next node to look takes them over at once.
@@ -1108,14 +1123,14 @@ impl Engine {
     /// Renews the leases of the events held here, brings back terminate requests made on any
     /// node, stops runs whose lease was lost, and takes over the events of gone nodes.
     /// Every second, the most events of each function that ran at once here, per minute;
-    /// written to the store every ten seconds and once more as the engine stops, for the
-    /// functions' Monitoring tabs. Peaks are counted as events start, so none is missed
-    /// between two looks.
+    /// written to the store every ten seconds and once more when the engine's runs are done
+    /// at shutdown, for the functions' Monitoring tabs. Peaks are counted as events start, so
+    /// none is missed between two looks.
     async fn record_concurrency(self: Arc<Self>) {
         let mut minutes: HashMap<(i64, Millis), u32> = HashMap::new();
         for tick in 1u64.. {
             let stopping = tokio::select! {
-                _ = self.cancel.cancelled() => true,
+                _ = self.recording.cancelled() => true,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => false,
             };
             let minute = self.clock.now_millis().div_euclid(60_000);
@@ -1264,10 +1279,22 @@ impl Engine {
             });
             // Not retried here: while the store cannot write, the next heartbeat looks again,
             // and renewals are not held up meanwhile.
-            match self.writer.write(self.takeover(run, cause, now)).await {
+            let write = self.takeover(run, cause, now);
+            // What it decided, counted once it lands: an end, or another attempt.
+            let decided = match &write {
+                EventWrite::Finish { entry, .. } => Some(metrics::ended_label(entry.status)),
+                _ => None,
+            };
+            match self.writer.write(write).await {
                 Ok(()) => {
                     count += 1;
                     self.metrics.takeovers.inc();
+                    match decided {
+                        Some(status) => self.metrics.end(status),
+                        None => {
+                            self.metrics.retries.inc();
+                        }
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "a takeover did not land; it is tried again"),
             }
@@ -1558,11 +1585,7 @@ impl Engine {
             status_code = end.code,
             "event ended"
         );
-        self.metrics.end(match end.status {
-            EventStatus::Finished => "finished",
-            EventStatus::Aborted => "aborted",
-            _ => "failed",
-        });
+        self.metrics.end(metrics::ended_label(end.status));
         let entry = self.entry(end.status, end.detail);
         EventWrite::Finish {
             event_id: event.id,

@@ -140,8 +140,10 @@ pub struct EventLogs {
 /// The queue as a whole, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueDepth {
+    /// Events queued, retries in their backoff included.
     pub queued: i64,
-    pub oldest_enqueued_at: Option<Millis>,
+    /// When the queued event due longest ago became due (accepted, or its backoff over).
+    pub oldest_due_at: Option<Millis>,
 }
 
 #[async_trait]
@@ -214,8 +216,8 @@ pub trait EventQueries: Send + Sync {
     ) -> StoreResult<Vec<EventLogs>>;
 
     /// Events waiting in the queue (every node's, retries in backoff included), and when the
-    /// oldest of them was accepted.
-    async fn queue_depth(&self) -> StoreResult<QueueDepth>;
+    /// one due longest ago before `now` became due.
+    async fn queue_depth(&self, now: Millis) -> StoreResult<QueueDepth>;
 
     /// How many event records a function has (shown before it is deleted).
     async fn count_events(&self, function_id: i64) -> StoreResult<i64>;

@@ -110,7 +110,10 @@ impl Chart {
         bucket: Millis,
         points: &[(Millis, Vec<Option<f64>>)],
     ) -> Chart {
-        let span = (window.1 - window.0).max(1);
+        // Buckets start at whole multiples of their length (as the rollups group them), so
+        // the first one may begin before the window: the slots count from its start.
+        let origin = window.0 - window.0.rem_euclid(bucket);
+        let span = (window.1 - origin).max(1);
         let slots = ((span + bucket - 1) / bucket).max(1);
         let slot_width = WIDTH / slots as f64;
         let shown: Vec<&(Millis, Vec<Option<f64>>)> = points
@@ -132,7 +135,7 @@ impl Chart {
                 0.0
             }
         };
-        let x_of = |at: Millis| ((at - window.0).max(0) / bucket) as f64 * slot_width;
+        let x_of = |at: Millis| ((at - origin).max(0) / bucket) as f64 * slot_width;
         let mut lines: Vec<Vec<(f64, f64)>> = vec![Vec::new(); spec.series.len()];
         let columns = shown
             .iter()
@@ -283,6 +286,20 @@ mod tests {
         assert_eq!(chart.lines[0].1.split(' ').count(), 2);
         assert_eq!(chart.columns[0].summary, "A 10, B 40");
         assert_eq!(chart.columns[1].summary, "A 20");
+    }
+
+    #[test]
+    fn buckets_keep_their_own_slots_when_the_window_starts_inside_one() {
+        // The window starts 30 s into the first minute's bucket.
+        let chart = Chart::draw(
+            spec(Kind::Stacked),
+            (30_000, 4 * MINUTE + 30_000),
+            MINUTE,
+            &[(0, vec![Some(1.0), None]), (MINUTE, vec![Some(1.0), None])],
+        );
+        let width = WIDTH / 5.0;
+        assert_eq!(chart.columns[0].x, 0.0);
+        assert!((chart.columns[1].x - width).abs() < 1e-9);
     }
 
     #[test]

@@ -26,6 +26,8 @@ const SHOWN: u32 = 50;
 const LINES: usize = 20;
 /// The longest text searched for.
 const TEXT_MAX: usize = 200;
+/// Text searches run at once; more wait their turn.
+static TEXT_SEARCHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 #[derive(Deserialize, Default)]
 struct Params {
@@ -93,6 +95,11 @@ async fn page(
         request_id: whole,
         request_id_prefix: prefix,
         text: (!q.is_empty()).then(|| q.clone()),
+    };
+    // A text search may read many events' logs: a few at a time, whoever asks.
+    let _turn = match &query.text {
+        Some(_) => Some(TEXT_SEARCHES.acquire().await.expect("never closed")),
+        None => None,
     };
     let found = state.store.event_logs(f.id, &query, SHOWN).await?;
     let entries = found

@@ -25,42 +25,61 @@ pub fn listener_routes(state: AppState) -> Router {
 
 /// Times a request and counts it under its matched route, method, status and, for an API
 /// call, its SCF action. Runs inside the router, where the matched route is known.
+///
+/// The labels multiply, and anyone can send any method and header to any path: so the SCF
+/// action is read only where the API is served (`/`), and a path that matches no route is
+/// counted under one method and no action, whatever it was sent with.
 pub async fn record(
     State(metrics): State<Arc<Metrics>>,
     req: Request<Body>,
     next: Next,
 ) -> Response {
+    use futures_util::FutureExt;
     let started = Instant::now();
-    let route = Route(req.extensions().get::<MatchedPath>().cloned());
-    let method = Name(method_label(req.method()));
-    let action = Name(
-        req.headers()
-            .get("x-tc-action")
-            .and_then(|v| v.to_str().ok())
-            .map_or("", crate::scf::action_label),
-    );
-    let response = next.run(req).await;
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let (method, action) = match &matched {
+        None => ("other", ""),
+        Some(route) => {
+            let action = (route.as_str() == "/")
+                .then(|| req.headers().get("x-tc-action"))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+                .map_or("", crate::scf::action_label);
+            (method_label(req.method()), action)
+        }
+    };
+    let labels = |status: u16| HttpLabels {
+        route: Route(matched.clone()),
+        method: Name(method),
+        status,
+        action: Name(action),
+    };
+    // A handler that panics is answered 500 further out; it is counted as one here.
+    let response = match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(panic) => {
+            metrics
+                .http
+                .get_or_create(&labels(500))
+                .observe(started.elapsed().as_secs_f64());
+            std::panic::resume_unwind(panic);
+        }
+    };
     metrics
         .http
-        .get_or_create(&HttpLabels {
-            route,
-            method,
-            status: response.status().as_u16(),
-            action,
-        })
+        .get_or_create(&labels(response.status().as_u16()))
         .observe(started.elapsed().as_secs_f64());
     response
 }
 
+/// The console and the API take GET and POST; anything else is one label.
 fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",
-        Method::HEAD => "HEAD",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
         _ => "other",
     }
 }
@@ -71,15 +90,20 @@ async fn scrape(State(state): State<AppState>) -> Response {
     let metrics = &state.metrics;
     let sampled = &metrics.sampled;
     let now = state.clock.now_millis();
-    match state.store.queue_depth().await {
+    match state.store.queue_depth(now).await {
         Ok(depth) => {
             sampled.queued.set(depth.queued);
             let age = depth
-                .oldest_enqueued_at
+                .oldest_due_at
                 .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
             sampled.queue_oldest_age.set(age);
         }
-        Err(e) => tracing::warn!(error = %e, "reading the queue's depth for metrics failed"),
+        // Not a stale figure: no figure, which Prometheus shows as a gap.
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the queue's depth for metrics failed");
+            sampled.queued.set(0);
+            sampled.queue_oldest_age.set(f64::NAN);
+        }
     }
     if let Ok(size) = state.store.size().await {
         sampled.store_bytes.set(size.bytes as i64);

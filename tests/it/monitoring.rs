@@ -286,3 +286,107 @@ async fn the_engine_records_the_most_events_that_ran_at_once() {
     .await;
     assert_eq!(peaks.iter().map(|(_, n)| *n).max(), Some(3), "{peaks:?}");
 }
+
+/// Anyone can send any method, path and `X-TC-Action`: none of it becomes a new label value
+/// of the HTTP metrics beyond the routes, GET/POST/other and SCF's own action names at `/`.
+#[tokio::test]
+async fn what_clients_send_adds_no_metric_series() {
+    let app = TestApp::new().await;
+    for (method, path, action) in [
+        ("PUT", "/no/such/page", "Invoke"),
+        ("BREW", "/anything-at-all", "CreateFunction"),
+        ("PATCH", "/scf/ap-guangzhou/default/functions", "Invoke"),
+        ("POST", "/", "NoSuchAction"),
+        ("POST", "/", "ListFunctions"),
+    ] {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-tc-action", action)
+            .header("host", "localhost")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.send_anonymous(req).await;
+    }
+    let scrape = app.state.metrics.render();
+    let series: Vec<&str> = scrape
+        .lines()
+        .filter(|l| l.starts_with("scf_http_request_duration_seconds_count"))
+        .collect();
+    let route = |r: &str| format!("route=\"{r}\"");
+    for line in &series {
+        assert!(
+            !line.contains("BREW") && !line.contains("PATCH") && !line.contains("PUT"),
+            "{line}"
+        );
+        if !line.contains(&route("/")) {
+            assert!(
+                line.contains("action=\"\""),
+                "an action off the API's route: {line}"
+            );
+        }
+    }
+    // Two unmatched paths, one series.
+    let unmatched: Vec<_> = series
+        .iter()
+        .filter(|l| l.contains(&route("unmatched")))
+        .collect();
+    assert_eq!(unmatched.len(), 1, "{unmatched:?}");
+    assert!(unmatched[0].contains("method=\"other\""));
+    assert!(unmatched[0].ends_with(" 2"), "{}", unmatched[0]);
+    // At `/`, SCF's own names, and one name for the rest.
+    assert!(
+        series
+            .iter()
+            .any(|l| l.contains("action=\"ListFunctions\""))
+    );
+    assert!(series.iter().any(|l| l.contains("action=\"unknown\"")));
+    assert!(!scrape.contains("NoSuchAction"));
+}
+
+/// An event put back in the queue (waiting for room, a server stopping) or retried left the
+/// queue once: its wait is counted once, from accept to its first claim.
+#[tokio::test]
+async fn a_wait_is_counted_once_however_often_the_event_goes_back() {
+    use scf_console::store::{EventWrite, TimelineEntry};
+    let app = paused_app().await;
+    let f = traced_function(&app, "bounced").await;
+    let clock = &app.state.clock;
+    add_event(&app, f, "b1", "API").await;
+    clock.advance(Duration::from_millis(40));
+    let id = claim(&app).await;
+    for attempt in [1, 1, 2] {
+        clock.advance(Duration::from_secs(5));
+        let entry = TimelineEntry {
+            at: clock.now_millis(),
+            status: EventStatus::Queued,
+            detail: "put back by the test".into(),
+        };
+        app.state
+            .store
+            .apply_event_writes(&[EventWrite::Requeue {
+                event_id: id,
+                // Each run was its first attempt's; the last one fails into a retry.
+                run: hand_lease(1),
+                traced: true,
+                attempt,
+                run_after: clock.now_millis(),
+                error: None,
+                logs: None,
+                entry,
+            }])
+            .await
+            .unwrap();
+        let again = claim(&app).await;
+        assert_eq!(again, id);
+    }
+    let now = clock.now_millis();
+    let s = app
+        .state
+        .store
+        .monitoring(f, (now - 3_600_000, now + 60_000), 60_000)
+        .await
+        .unwrap();
+    assert_eq!(s.queue_waits.len(), 1);
+    assert_eq!(s.queue_waits[0].1, vec![(50, 1)], "one wait of 40 ms");
+}

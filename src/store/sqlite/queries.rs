@@ -430,9 +430,15 @@ impl EventQueries for SqliteStore {
             .push_bind(LOGS_SCANNED)
             .push(") WHERE logs IS NOT NULL AND logs != ''");
         if let Some(text) = &query.text {
-            b.push(" AND instr(lower(logs), lower(")
-                .push_bind(text.clone())
-                .push(")) > 0");
+            // LIKE ignores the case of ASCII letters without copying the logs, as lower()
+            // would; the text's own wildcards are escaped.
+            let escaped = text
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            b.push(" AND logs LIKE ")
+                .push_bind(format!("%{escaped}%"))
+                .push(" ESCAPE '\\'");
         }
         b.push(" ORDER BY enqueued_at DESC, id DESC LIMIT ")
             .push_bind(limit);
@@ -453,18 +459,20 @@ impl EventQueries for SqliteStore {
             .map_err(StoreError::from)
     }
 
-    async fn queue_depth(&self) -> StoreResult<QueueDepth> {
-        // Both from the queue's partial index: the oldest accept is the smallest id queued
-        // (ids grow with time), so no queued row is read but that one.
-        let (queued, oldest_enqueued_at) = sqlx::query_as(
-            "SELECT queued, (SELECT enqueued_at FROM events WHERE id = oldest) \
-             FROM (SELECT COUNT(*) AS queued, MIN(id) AS oldest FROM events WHERE status = 0)",
+    async fn queue_depth(&self, now: Millis) -> StoreResult<QueueDepth> {
+        // From the queue's partial index, ordered by due time: the count reads every entry
+        // of it (a million queued events take tens of milliseconds), the oldest due is its
+        // first.
+        let (queued, oldest_due_at) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(CASE WHEN run_after <= ?1 THEN run_after END) \
+             FROM events WHERE status = 0",
         )
+        .bind(now)
         .fetch_one(&self.reader)
         .await?;
         Ok(QueueDepth {
             queued,
-            oldest_enqueued_at,
+            oldest_due_at,
         })
     }
 
