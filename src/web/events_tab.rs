@@ -513,7 +513,7 @@ pub struct Stats {
 
 /// The `p` quantile of the window's run times: exact when the store read them one by one,
 /// else estimated within the histogram's bucket (linearly) and marked as an estimate.
-fn percentile(s: &EventStats, p: f64) -> String {
+pub(super) fn run_time_percentile(s: &EventStats, p: f64) -> String {
     if let Some(exact) = &s.exact_durations {
         if exact.is_empty() {
             return "—".into();
@@ -606,8 +606,8 @@ fn stats_view(view: &View, window: (Millis, Millis), s: &EventStats) -> Stats {
         } else {
             format!("{:.1}%", c[3] as f64 * 100.0 / ended as f64)
         },
-        p50: percentile(s, 0.5),
-        p95: percentile(s, 0.95),
+        p50: run_time_percentile(s, 0.5),
+        p95: run_time_percentile(s, 0.95),
         chart,
     }
 }
@@ -1398,17 +1398,17 @@ mod tests {
     #[test]
     fn percentiles_are_exact_when_the_run_times_were_read() {
         let s = stats(&[(10, 1), (250, 2)], Some(vec![4, 120, 258]));
-        assert_eq!(percentile(&s, 0.5), "120 ms");
-        assert_eq!(percentile(&s, 0.95), "258 ms");
-        assert_eq!(percentile(&stats(&[], Some(vec![])), 0.5), "—");
+        assert_eq!(run_time_percentile(&s, 0.5), "120 ms");
+        assert_eq!(run_time_percentile(&s, 0.95), "258 ms");
+        assert_eq!(run_time_percentile(&stats(&[], Some(vec![])), 0.5), "—");
     }
 
     #[test]
     fn beyond_that_they_are_estimated_within_a_bucket_and_say_so() {
         // 100 events up to 10 ms, 100 between 10 and 25 ms: the median is at 10 ms, p95 near 24.
         let s = stats(&[(10, 100), (25, 100)], None);
-        assert_eq!(percentile(&s, 0.5), "≈ 10 ms");
-        assert_eq!(percentile(&s, 0.95), "≈ 24 ms");
-        assert_eq!(percentile(&stats(&[], None), 0.5), "—");
+        assert_eq!(run_time_percentile(&s, 0.5), "≈ 10 ms");
+        assert_eq!(run_time_percentile(&s, 0.95), "≈ 24 ms");
+        assert_eq!(run_time_percentile(&stats(&[], None), 0.5), "—");
     }
 }

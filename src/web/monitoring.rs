@@ -2,12 +2,13 @@
 //! concurrency over the last hour, day or three days, drawn from the rollups.
 
 use super::chart::{Chart, Kind, Spec, bucket_for, histogram_quantile};
+use super::events_tab::run_time_percentile;
 use super::parts::{Header, duration_text, load, moment};
 use super::shell::Shell;
 use crate::clock::Millis;
 use crate::error::AppResult;
 use crate::state::AppState;
-use crate::store::MonitoringSeries;
+use crate::store::{EventStats, MonitoringSeries};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -67,7 +68,12 @@ async fn page(
     let now = state.clock.now_millis();
     let window = (now - span, now);
     let bucket = bucket_for(span);
-    let series = state.store.monitoring(f.id, window, bucket).await?;
+    // The run-time tiles are Event Management's, exact up to its limit, so the two tabs
+    // agree on a window's percentiles; the charts' are estimated per bucket.
+    let (series, stats) = tokio::try_join!(
+        state.store.monitoring(f.id, window, bucket),
+        state.store.event_stats(f.id, window, bucket, &[], &[]),
+    )?;
     let url = shell.tab_url(&f.name, "monitoring");
     Ok(Page {
         header: Header::new(&state, &shell, &f, "monitoring"),
@@ -77,7 +83,7 @@ async fn page(
             .collect(),
         window_from: moment(window.0),
         window_to: moment(window.1),
-        tiles: tiles(&series),
+        tiles: tiles(&series, &stats),
         charts: charts(&series, window, bucket),
         trace_enable: f.trace_enable,
         shell,
@@ -86,22 +92,17 @@ async fn page(
 
 /// The window's totals: invocations, errors, percentiles over all of it, the highest
 /// concurrency.
-fn tiles(s: &MonitoringSeries) -> Vec<(&'static str, String)> {
+fn tiles(s: &MonitoringSeries, stats: &EventStats) -> Vec<(&'static str, String)> {
     let invocations: i64 = s.counts.iter().flat_map(|(_, c)| c).sum();
     let errors: i64 = s.counts.iter().map(|(_, c)| c[FAILED]).sum();
     let ended: i64 = s.counts.iter().map(|(_, c)| c[2] + c[3] + c[4]).sum();
-    let whole = |series: &[(Millis, Vec<(i64, i64)>)]| {
-        let mut merged: std::collections::BTreeMap<i64, i64> = Default::default();
-        for (_, histogram) in series {
-            for (upper, n) in histogram {
-                *merged.entry(*upper).or_default() += n;
-            }
+    let mut waits: std::collections::BTreeMap<i64, i64> = Default::default();
+    for (_, histogram) in &s.queue_waits {
+        for (upper, n) in histogram {
+            *waits.entry(*upper).or_default() += n;
         }
-        merged.into_iter().collect::<Vec<_>>()
-    };
-    let (runs, waits) = (whole(&s.run_times), whole(&s.queue_waits));
-    let quantile =
-        |h: &[(i64, i64)], p| histogram_quantile(h, p).map_or_else(|| "—".into(), ms_text);
+    }
+    let waits: Vec<(i64, i64)> = waits.into_iter().collect();
     vec![
         ("Invocations", invocations.to_string()),
         ("Errors", errors.to_string()),
@@ -113,9 +114,12 @@ fn tiles(s: &MonitoringSeries) -> Vec<(&'static str, String)> {
                 format!("{:.1}%", errors as f64 * 100.0 / ended as f64)
             },
         ),
-        ("Duration p50", quantile(&runs, 0.5)),
-        ("Duration p95", quantile(&runs, 0.95)),
-        ("Queue wait p95", quantile(&waits, 0.95)),
+        ("Duration p50", run_time_percentile(stats, 0.5)),
+        ("Duration p95", run_time_percentile(stats, 0.95)),
+        (
+            "Queue wait p95",
+            histogram_quantile(&waits, 0.95).map_or_else(|| "—".into(), ms_text),
+        ),
         (
             "Peak concurrency",
             s.concurrency
