@@ -448,12 +448,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         keys::put_configured(&state, id, key).await?;
         tracing::info!(secret_id = %id, "API key from the configuration is ready");
     }
-    let stop = tokio_util::sync::CancellationToken::new();
-    // Logged before the console's address, which is the line that says the server is up.
-    let metrics = match settings.metrics_listen {
-        Some(at) => Some(serve_metrics(at, state.clone(), stop.clone()).await?),
+    // Bound and logged before the console's address, which is the line that says the server
+    // is up; served once the state is complete (the System page names its address).
+    let metrics_listener = match settings.metrics_listen {
+        Some(at) => Some(bind_metrics(at).await?),
         None => None,
     };
+    if let Some(listener) = &metrics_listener {
+        state.metrics_at = Some(listener.local_addr()?);
+    }
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
@@ -475,6 +478,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .set_audit_retention(settings.audit_retention.0);
     state.sweeper.start();
     let (engine, sweeper) = (state.engine.clone(), state.sweeper.clone());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let metrics =
+        metrics_listener.map(|listener| serve_metrics(listener, state.clone(), stop.clone()));
     let stopping = stop.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -491,13 +497,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves the metrics listener until `stop` (see `--metrics-listen`): plain HTTP, no login,
-/// nothing of the console.
-async fn serve_metrics(
-    at: std::net::SocketAddr,
-    state: AppState,
-    stop: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// The metrics listener (see `--metrics-listen`).
+async fn bind_metrics(at: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind(at)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {at}: {e}"))?;
@@ -508,6 +509,15 @@ async fn serve_metrics(
             "the metrics listener {addr} answers anyone who reaches it, without a login: keep it on a private network"
         );
     }
+    Ok(listener)
+}
+
+/// Serves the metrics listener until `stop`: plain HTTP, no login, nothing of the console.
+fn serve_metrics(
+    listener: TcpListener,
+    state: AppState,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     // A scraper or two and the probes: a few connections, so the console's own cap on
     // descriptors still holds.
     let limits = ServerLimits {
@@ -515,11 +525,11 @@ async fn serve_metrics(
         ..state.limits.clone()
     };
     let app = web::metrics::listener_routes(state);
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         if let Err(e) = serve_router(listener, app, &limits, None, stop.cancelled_owned()).await {
             tracing::error!(error = %e, "the metrics listener stopped");
         }
-    }))
+    })
 }
 
 /// Opens the store at `url`. The log line and any error name the database with its password

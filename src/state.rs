@@ -48,6 +48,8 @@ pub struct Shared {
     pub engine: Arc<Engine>,
     /// The engine's metrics, which the HTTP layer adds to.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where the metrics listener listens, if it was asked for.
+    pub metrics_at: Option<std::net::SocketAddr>,
     pub keys: Arc<keys::KeyCache>,
     /// Functions as lookups by name found them a moment ago.
     pub functions: Arc<crate::service::function_cache::FunctionCache>,
@@ -150,6 +152,7 @@ impl AppState {
             event_retention,
             timezone: time::UtcOffset::UTC,
             metrics: engine.metrics.clone(),
+            metrics_at: None,
             engine,
             keys: Arc::default(),
             functions: Arc::default(),

@@ -79,6 +79,9 @@ pub struct SystemPage {
     counters: Vec<(&'static str, u64)>,
     interpreters: Vec<(&'static str, String)>,
     isolation: crate::engine::Isolation,
+    /// Where Prometheus scrapes, if the metrics listener is on.
+    metrics_url: Option<String>,
+    dashboard_url: String,
 }
 
 async fn page(
@@ -136,5 +139,7 @@ async fn page(
             ("Node.js", interpreter(state.interpreters.nodejs.as_ref())),
         ],
         isolation: state.engine.isolation(),
+        metrics_url: state.metrics_at.map(|at| format!("http://{at}/metrics")),
+        dashboard_url: super::assets::url("grafana-dashboard.json"),
     })
 }

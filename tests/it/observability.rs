@@ -1,7 +1,7 @@
 //! What operators see of a running server from outside: the metrics they scrape, the probes
 //! their load balancer asks, and the log lines they search.
 
-use crate::server::{Server, http_get};
+use crate::server::{Server, http_get, http_get_with, log_in};
 use crate::support::api::zip_base64;
 use crate::support::wait_for;
 use serde_json::{Value, json};
@@ -173,6 +173,22 @@ async fn an_operator_scrapes_metrics_that_count_a_known_workload() {
     // And the console's port does not serve metrics without a login.
     let console = http_get(&server.addr, "/metrics");
     assert!(!console.contains("scf_invocations"), "{console}");
+    // The System page says where they are, and offers the Grafana dashboard.
+    let cookie = log_in(&server.addr, "admin", crate::support::ADMIN_PASSWORD);
+    let system = http_get_with(&server.addr, "/scf/ap-guangzhou/default/system", &cookie);
+    assert!(
+        system.contains(&format!("http://{metrics}/metrics")),
+        "{system}"
+    );
+    let dashboard = system
+        .split("href=\"")
+        .find(|s| s.starts_with("/static/grafana-dashboard.json"))
+        .and_then(|s| s.split('"').next())
+        .expect("a link to the dashboard")
+        .replace("&amp;", "&");
+    let answer = http_get(&server.addr, &dashboard);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"title\": \"scf-console\""));
 }
 
 /// A queued backlog shows as the queue's depth and the age of its oldest event.
