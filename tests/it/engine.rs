@@ -1546,6 +1546,16 @@ async fn terminated_once_running(
 ) -> (String, scf_console::store::EventRecord) {
     let id = invoke(app, function, json!({})).await;
     until_started(app, &id).await;
+    // The handlers print once they have set up their signals: terminated before that, a
+    // graceful stop would find no handler of its own to call.
+    wait_for("the handler's first line", LIMIT, || async {
+        app.state
+            .engine
+            .live_logs(&id)
+            .filter(|logs| !logs.is_empty())
+            .map(drop)
+    })
+    .await;
     app.api(
         "TerminateAsyncEvent",
         json!({"FunctionName": function, "InvokeRequestId": id, "GraceShutdown": graceful}),

@@ -344,7 +344,10 @@ async fn prometheus_scrapes_the_server_and_every_dashboard_query_answers() {
         "Prometheus to scrape the workload",
         Duration::from_secs(60),
         || async {
-            if std::net::TcpStream::connect(&web).is_err() {
+            // It answers 503 while it opens its database.
+            if std::net::TcpStream::connect(&web).is_err()
+                || !http_get(&web, "/-/ready").starts_with("HTTP/1.1 200")
+            {
                 return None;
             }
             let ended = prometheus_query(&web, "sum(scf_events_ended_total)").await;
