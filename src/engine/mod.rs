@@ -1120,8 +1120,6 @@ impl Engine {
         }
     }
 
-    /// Renews the leases of the events held here, brings back terminate requests made on any
-    /// node, stops runs whose lease was lost, and takes over the events of gone nodes.
     /// Every second, the most events of each function that ran at once here, per minute;
     /// written to the store every ten seconds and once more when the engine's runs are done
     /// at shutdown, for the functions' Monitoring tabs. Peaks are counted as events start, so
@@ -1152,6 +1150,8 @@ impl Engine {
         }
     }
 
+    /// Renews the leases of the events held here, brings back terminate requests made on any
+    /// node, stops runs whose lease was lost, and takes over the events of gone nodes.
     async fn heartbeat(self: Arc<Self>) {
         let every = (self.config.lease / 3).min(Duration::from_secs(1));
         let mut beats = 0u64;
@@ -1280,20 +1280,24 @@ impl Engine {
             // Not retried here: while the store cannot write, the next heartbeat looks again,
             // and renewals are not held up meanwhile.
             let write = self.takeover(run, cause, now);
-            // What it decided, counted once it lands: an end, or another attempt.
-            let decided = match &write {
-                EventWrite::Finish { entry, .. } => Some(metrics::ended_label(entry.status)),
-                _ => None,
+            // What it decided, counted once it lands: an end, or another attempt (a run put
+            // back with the same attempt, its server having stopped, is neither).
+            let (ended, retried) = match &write {
+                EventWrite::Finish { entry, .. } => {
+                    (Some(metrics::ended_label(entry.status)), false)
+                }
+                EventWrite::Requeue { attempt, run, .. } => (None, *attempt > run.attempt),
+                _ => (None, false),
             };
             match self.writer.write(write).await {
                 Ok(()) => {
                     count += 1;
                     self.metrics.takeovers.inc();
-                    match decided {
-                        Some(status) => self.metrics.end(status),
-                        None => {
-                            self.metrics.retries.inc();
-                        }
+                    if let Some(status) = ended {
+                        self.metrics.end(status);
+                    }
+                    if retried {
+                        self.metrics.retries.inc();
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "a takeover did not land; it is tried again"),
