@@ -45,6 +45,8 @@ pub struct Page {
     header: Header,
     /// `(label, url, chosen)`.
     ranges: Vec<(&'static str, String, bool)>,
+    /// This view, which refreshes itself in place.
+    refresh_url: String,
     window_from: (String, String),
     window_to: (String, String),
     /// `(label, value)`, for the window as a whole.
@@ -81,6 +83,7 @@ async fn page(
             .iter()
             .map(|(k, label, _)| (*label, format!("{url}?range={k}"), *k == key))
             .collect(),
+        refresh_url: format!("{url}?range={key}"),
         window_from: moment(window.0),
         window_to: moment(window.1),
         tiles: tiles(&series, &stats),

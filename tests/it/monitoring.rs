@@ -125,6 +125,16 @@ async fn the_monitoring_tab_shows_invocations_errors_durations_waits_and_concurr
     // One point per line in the hour's single minute.
     assert_eq!(page.count("#chart-duration circle.dot"), 2);
 
+    // It refreshes itself in place, the same view.
+    assert_eq!(
+        page.attr("#monitoring-live", "hx-get").unwrap(),
+        tab("watched", "monitoring", "range=1h")
+    );
+    assert_eq!(
+        page.attr("#monitoring-live", "hx-select").unwrap(),
+        "#monitoring-live"
+    );
+
     // Three days: the same events, in one hourly bucket.
     let page = app.get(&tab("watched", "monitoring", "range=3d")).await;
     assert_eq!(page.text(".segmented a[aria-current=true]"), "Last 3 days");
