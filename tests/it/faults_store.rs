@@ -6,6 +6,7 @@
 use crate::engine::{
     event, finished_once, function, invoke, shared_dir, timeline, until_ended, until_started,
 };
+use crate::observability::{body, metrics_addr, sample};
 use crate::server::{Server, http_get};
 use crate::support::api::*;
 use crate::support::*;
@@ -628,7 +629,11 @@ async fn a_real_full_disk_keeps_every_acknowledged_event_across_a_restart() {
     };
     // Ballast that the test deletes to free space.
     std::fs::write(data.join("ballast"), vec![0u8; 3 << 20]).unwrap();
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, |c| {
+        c.args(["--metrics-listen", "127.0.0.1:0"]);
+    });
+    let metrics = metrics_addr(&server);
+    let scrape = || body(&http_get(&metrics, "/metrics")).to_string();
     let code = "def main_handler(event, context):\n    return 'ok'\n";
     server.api(
         "CreateFunction",
@@ -666,6 +671,13 @@ async fn a_real_full_disk_keeps_every_acknowledged_event_across_a_restart() {
     );
     let readiness = http_get(&server.addr, "/readyz");
     assert!(readiness.starts_with("HTTP/1.1 503"), "{readiness}");
+    // The metrics say it too, and count the refusals by their reason.
+    let full = scrape();
+    assert_eq!(sample(&full, "scf_store_can_write"), Some(0.0), "{full}");
+    assert!(sample(&full, "scf_store_write_failures_total").unwrap() >= 1.0);
+    let refused =
+        "scf_invocations_total{mode=\"async\",invoke_type=\"api\",result=\"store_error\"}";
+    assert_eq!(sample(&full, refused), Some(refusals as f64), "{full}");
 
     std::fs::remove_file(data.join("ballast")).unwrap();
     let healed = wait_for("accepts to succeed again", LIMIT, || async {
@@ -691,6 +703,15 @@ async fn a_real_full_disk_keeps_every_acknowledged_event_across_a_restart() {
             .then_some(())
     })
     .await;
+    let healed = scrape();
+    assert_eq!(
+        sample(&healed, "scf_store_can_write"),
+        Some(1.0),
+        "{healed}"
+    );
+    let accepted_count =
+        "scf_invocations_total{mode=\"async\",invoke_type=\"api\",result=\"accepted\"}";
+    assert_eq!(sample(&healed, accepted_count), Some(accepted.len() as f64));
 
     // Stop it (SIGTERM), start it again: every acknowledged RequestId is there and ended once.
     let mut server = server;

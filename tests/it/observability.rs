@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// The address of the metrics listener, from the server's log.
-fn metrics_addr(server: &Server) -> String {
+pub(crate) fn metrics_addr(server: &Server) -> String {
     server
         .log_text()
         .lines()
@@ -19,7 +19,7 @@ fn metrics_addr(server: &Server) -> String {
 }
 
 /// The value of one series of a scrape, as `name{labels}` is written in it.
-fn sample(scrape: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(scrape: &str, series: &str) -> Option<f64> {
     scrape.lines().find_map(|line| {
         line.strip_prefix(series)
             .and_then(|rest| rest.strip_prefix(' '))
@@ -27,7 +27,7 @@ fn sample(scrape: &str, series: &str) -> Option<f64> {
     })
 }
 
-fn body(answer: &str) -> &str {
+pub(crate) fn body(answer: &str) -> &str {
     answer.split("\r\n\r\n").nth(1).unwrap_or_default()
 }
 
