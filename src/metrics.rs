@@ -178,7 +178,8 @@ fn http_buckets() -> Histogram {
 /// renders: gauges, and counters that those keep themselves (set with [`set_counter`]).
 #[derive(Default)]
 pub struct Sampled {
-    pub queued: Gauge,
+    /// Floats, so that a read that failed is `NaN`, not a figure.
+    pub queued: Gauge<f64, AtomicU64>,
     pub queue_oldest_age: Gauge<f64, AtomicU64>,
     pub running: Gauge,
     pub idle_instances: Gauge,

@@ -99,11 +99,10 @@ pub const TOP_ERROR_CHARS: usize = 200;
 pub const EXACT_DURATIONS_MAX: i64 = 10_000;
 
 /// A function's Monitoring series in buckets of a window, oldest first, empty buckets left
-/// out. Counts and times are by the minute of enqueue, concurrency by the minute it ran in.
+/// out, beside the counts per status that [`EventQueries::event_stats`] reads. Run times and
+/// waits are by the minute of enqueue, concurrency by the minute it ran in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MonitoringSeries {
-    /// Traced events per status, in the order of `event_query::ALL_STATUSES`.
-    pub counts: Vec<(Millis, [i64; 5])>,
     /// Run times of ended events: `(upper bound in ms, count)`, shortest first.
     pub run_times: Vec<(Millis, Vec<(i64, i64)>)>,
     /// Times from accept to first start, likewise.

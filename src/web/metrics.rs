@@ -92,7 +92,7 @@ async fn scrape(State(state): State<AppState>) -> Response {
     let now = state.clock.now_millis();
     match state.store.queue_depth(now).await {
         Ok(depth) => {
-            sampled.queued.set(depth.queued);
+            sampled.queued.set(depth.queued as f64);
             let age = depth
                 .oldest_due_at
                 .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
@@ -101,7 +101,7 @@ async fn scrape(State(state): State<AppState>) -> Response {
         // Not a stale figure: no figure, which Prometheus shows as a gap.
         Err(e) => {
             tracing::warn!(error = %e, "reading the queue's depth for metrics failed");
-            sampled.queued.set(0);
+            sampled.queued.set(f64::NAN);
             sampled.queue_oldest_age.set(f64::NAN);
         }
     }

@@ -70,8 +70,8 @@ async fn page(
     let now = state.clock.now_millis();
     let window = (now - span, now);
     let bucket = bucket_for(span);
-    // The run-time tiles are Event Management's, exact up to its limit, so the two tabs
-    // agree on a window's percentiles; the charts' are estimated per bucket.
+    // Counts and the run-time tiles are Event Management's statistics (percentiles exact up
+    // to its limit), so the two tabs agree on a window; the charts' are estimated per bucket.
     let (series, stats) = tokio::try_join!(
         state.store.monitoring(f.id, window, bucket),
         state.store.event_stats(f.id, window, bucket, &[], &[]),
@@ -87,7 +87,7 @@ async fn page(
         window_from: moment(window.0),
         window_to: moment(window.1),
         tiles: tiles(&series, &stats),
-        charts: charts(&series, window, bucket),
+        charts: charts(&series, &stats, window, bucket),
         trace_enable: f.trace_enable,
         shell,
     })
@@ -96,9 +96,10 @@ async fn page(
 /// The window's totals: invocations, errors, percentiles over all of it, the highest
 /// concurrency.
 fn tiles(s: &MonitoringSeries, stats: &EventStats) -> Vec<(&'static str, String)> {
-    let invocations: i64 = s.counts.iter().flat_map(|(_, c)| c).sum();
-    let errors: i64 = s.counts.iter().map(|(_, c)| c[FAILED]).sum();
-    let ended: i64 = s.counts.iter().map(|(_, c)| c[2] + c[3] + c[4]).sum();
+    let c = &stats.by_status;
+    let invocations: i64 = c.iter().sum();
+    let errors = c[FAILED];
+    let ended = c[2] + c[3] + c[4];
     let mut waits: std::collections::BTreeMap<i64, i64> = Default::default();
     for (_, histogram) in &s.queue_waits {
         for (upper, n) in histogram {
@@ -142,7 +143,12 @@ fn ms_text(ms: f64) -> String {
     format!("≈ {}", duration_text(ms.round() as i64))
 }
 
-fn charts(s: &MonitoringSeries, window: (Millis, Millis), bucket: Millis) -> Vec<Chart> {
+fn charts(
+    s: &MonitoringSeries,
+    stats: &EventStats,
+    window: (Millis, Millis),
+    bucket: Millis,
+) -> Vec<Chart> {
     let draw = |id, title, kind, series, format, unit, points: Vec<(Millis, Vec<Option<f64>>)>| {
         let spec = Spec {
             id,
@@ -156,7 +162,8 @@ fn charts(s: &MonitoringSeries, window: (Millis, Millis), bucket: Millis) -> Vec
     };
     let count: fn(f64) -> String = |v| format!("{v:.0}");
     let per_bucket = |c: fn(&[i64; 5]) -> i64| {
-        s.counts
+        stats
+            .series
             .iter()
             .map(|(at, counts)| (*at, vec![Some(c(counts) as f64)]))
             .collect()

@@ -335,7 +335,7 @@ impl EventQueries for SqliteStore {
     ) -> StoreResult<MonitoringSeries> {
         let (first, end) = (from.div_euclid(60_000), (to + 59_999).div_euclid(60_000));
         let minutes = (bucket / 60_000).max(1);
-        // Each an index range of one function's minutes; the four read at once.
+        // Each an index range of one function's minutes; the three read at once.
         let grouped = |sql: &'static str| {
             sqlx::query(sql)
                 .bind(minutes)
@@ -344,12 +344,7 @@ impl EventQueries for SqliteStore {
                 .bind(end)
                 .fetch_all(&self.reader)
         };
-        let (counts, run_times, queue_waits, concurrency) = tokio::try_join!(
-            grouped(
-                "SELECT (minute / ?1) * ?1 AS at, status AS k, SUM(count) AS n FROM event_rollups \
-                 WHERE function_id = ?2 AND minute >= ?3 AND minute < ?4 \
-                 GROUP BY at, k ORDER BY at, k"
-            ),
+        let (run_times, queue_waits, concurrency) = tokio::try_join!(
             grouped(
                 "SELECT (minute / ?1) * ?1 AS at, bucket AS k, SUM(count) AS n FROM event_durations \
                  WHERE function_id = ?2 AND minute >= ?3 AND minute < ?4 \
@@ -390,21 +385,14 @@ impl EventQueries for SqliteStore {
             }
             series
         };
-        let mut series = MonitoringSeries::default();
-        for (at, status, n) in rows(&counts)? {
-            if series.counts.last().is_none_or(|(b, _)| *b != at) {
-                series.counts.push((at, [0; 5]));
-            }
-            let slot = status_of(status)?.code() as usize;
-            series.counts.last_mut().expect("pushed").1[slot] += n;
-        }
-        series.run_times = histograms(rows(&run_times)?);
-        series.queue_waits = histograms(rows(&queue_waits)?);
-        series.concurrency = rows(&concurrency)?
-            .into_iter()
-            .map(|(at, _, n)| (at, n))
-            .collect();
-        Ok(series)
+        Ok(MonitoringSeries {
+            run_times: histograms(rows(&run_times)?),
+            queue_waits: histograms(rows(&queue_waits)?),
+            concurrency: rows(&concurrency)?
+                .into_iter()
+                .map(|(at, _, n)| (at, n))
+                .collect(),
+        })
     }
 
     async fn event_logs(
