@@ -419,6 +419,10 @@ impl Engine {
             None => Err("the engine was given no init program".to_string()),
         };
         let wake = Arc::new(Notify::new());
+        store
+            .watch_queue(Arc::clone(&wake))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot watch the event queue for other nodes: {e}"))?;
         let metrics = Arc::new(Metrics::new());
         let engine = Arc::new(Engine {
             node,

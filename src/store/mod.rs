@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod postgres;
 pub mod preflight;
 pub mod queries;
 pub mod queue;
@@ -160,6 +161,14 @@ pub trait Store:
     /// while nothing else is writing (a failing store checks itself this way until it heals).
     async fn probe_write(&self) -> StoreResult<()>;
 
+    /// Wakes `wake` whenever another node queues events, so that an idle node claims them
+    /// within milliseconds rather than at its next poll. A store no other machine writes to
+    /// has nothing to watch (processes sharing a SQLite file find new events by polling).
+    async fn watch_queue(&self, wake: Arc<tokio::sync::Notify>) -> StoreResult<()> {
+        let _ = wake;
+        Ok(())
+    }
+
     /// Flushes and closes connections on shutdown.
     async fn close(&self);
 }
@@ -171,11 +180,12 @@ pub async fn open(url: &str) -> anyhow::Result<DynStore> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        anyhow::bail!(
-            "PostgreSQL is not supported by this version of scf-console yet; use a sqlite:// URL"
-        )
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
     } else {
-        anyhow::bail!("DATABASE_URL must start with sqlite:// (got {url:?})")
+        anyhow::bail!(
+            "DATABASE_URL must start with sqlite:// or postgres:// (got {:?})",
+            crate::config::redact_database_url(url)
+        )
     }
 }
 

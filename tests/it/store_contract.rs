@@ -15,17 +15,39 @@ use scf_console::store::{
 pub struct Backend {
     one: DynStore,
     two: DynStore,
-    _keep: tempfile::TempDir,
+    _keep: Keep,
 }
 
-async fn sqlite() -> Backend {
+/// What must live as long as the store: its folder, or its schema (held only to be dropped).
+#[allow(dead_code)]
+enum Keep {
+    Dir(tempfile::TempDir),
+    Schema(crate::support::postgres::Schema),
+}
+
+async fn sqlite() -> Option<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("contract.db").display());
-    Backend {
+    Some(Backend {
         one: scf_console::store::open(&url).await.unwrap(),
         two: scf_console::store::open(&url).await.unwrap(),
-        _keep: dir,
-    }
+        _keep: Keep::Dir(dir),
+    })
+}
+
+/// A schema of its own on the test database, opened twice as two nodes would; `None` when
+/// there is no PostgreSQL to test against (outside CI only).
+async fn postgres() -> Option<Backend> {
+    let schema = crate::support::postgres::Schema::create().await?;
+    let (one, two) = tokio::join!(
+        scf_console::store::open(schema.url()),
+        scf_console::store::open(schema.url())
+    );
+    Some(Backend {
+        one: one.unwrap(),
+        two: two.unwrap(),
+        _keep: Keep::Schema(schema),
+    })
 }
 
 macro_rules! contract {
@@ -34,14 +56,19 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread")]
                 async fn $check() {
-                    super::$check(super::$backend().await).await
+                    if let Some(backend) = super::$backend().await {
+                        super::$check(backend).await
+                    }
                 }
             )*
         }
     };
 }
 
-contract!(sqlite:
+/// Every check, run on every backend.
+macro_rules! every_check {
+    ($backend:ident) => {
+        contract!($backend:
     names_are_unique_and_namespaces_keep_their_functions,
     a_claim_is_exclusive_across_handles,
     claims_keep_to_each_functions_allowance_and_take_turns,
@@ -61,6 +88,11 @@ contract!(sqlite:
     audit_entries_filter_newest_first_and_sweep_by_age,
     a_deleted_function_frees_its_name_and_keeps_its_events_ended,
 );
+    };
+}
+
+every_check!(sqlite);
+every_check!(postgres);
 
 const REGION: &str = "ap-guangzhou";
 const ME: &str = "0123456789abcdef0123456789abcdef";

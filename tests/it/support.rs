@@ -113,6 +113,7 @@ pub struct TestApp {
     /// as someone else or logs out.
     pub login: Mutex<Option<Login>>,
     _dir: tempfile::TempDir,
+    _schema: Option<postgres::Schema>,
 }
 
 /// The password of the first admin, `admin`, in every test console.
@@ -138,8 +139,19 @@ impl TestApp {
         Self::with(machine().await, config).await
     }
 
+    /// A console on a fresh store: a SQLite file, or with `SCF_TEST_STORE=postgres` a schema
+    /// of its own on the test PostgreSQL, so the whole suite can run on either backend.
     pub async fn with(interpreters: Interpreters, engine: EngineConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        if std::env::var("SCF_TEST_STORE").as_deref() == Ok("postgres") {
+            let schema = postgres::Schema::create()
+                .await
+                .expect("SCF_TEST_STORE=postgres needs a PostgreSQL server");
+            let store = scf_console::store::open(schema.url()).await.unwrap();
+            let mut app = Self::on(dir, store, interpreters, engine).await;
+            app._schema = Some(schema);
+            return app;
+        }
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
         let store = scf_console::store::open(&url).await.unwrap();
         Self::on(dir, store, interpreters, engine).await
@@ -214,6 +226,7 @@ impl TestApp {
             state,
             login: Mutex::new(None),
             _dir: dir,
+            _schema: None,
         };
         let page = app.log_in("admin", ADMIN_PASSWORD).await;
         assert_eq!(
@@ -1029,5 +1042,77 @@ pub mod events {
             }])
             .await
             .unwrap();
+    }
+}
+
+/// A PostgreSQL schema of its own per test on the test database (`SCF_TEST_POSTGRES`, by
+/// default the local server's `test` database), so tests run side by side without seeing each
+/// other's rows; dropped when the test ends.
+pub mod postgres {
+    use sqlx::Connection;
+
+    /// The server the tests use.
+    pub fn server() -> String {
+        std::env::var("SCF_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    pub struct Schema {
+        name: String,
+        url: String,
+    }
+
+    impl Schema {
+        /// A fresh schema, or `None` (said loudly; a failure under CI) when no PostgreSQL
+        /// answers.
+        pub async fn create() -> Option<Schema> {
+            let server = server();
+            let mut conn = match sqlx::PgConnection::connect(&server).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    let why = format!(
+                        "SKIPPED: the PostgreSQL tests need a server at {server} (SCF_TEST_POSTGRES): {e}"
+                    );
+                    assert!(std::env::var_os("CI").is_none(), "{why}");
+                    eprintln!("\n*** {why} ***\n");
+                    return None;
+                }
+            };
+            let name = format!("scf_test_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let separator = if server.contains('?') { '&' } else { '?' };
+            let url = format!("{server}{separator}options=-c%20search_path%3D{name}");
+            Some(Schema { name, url })
+        }
+
+        pub fn url(&self) -> &str {
+            &self.url
+        }
+    }
+
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            // Dropped from a thread of its own: the test's runtime may be shutting down.
+            let (server, name) = (server(), self.name.clone());
+            let dropped = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async {
+                        let mut conn = sqlx::PgConnection::connect(&server).await.ok()?;
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP SCHEMA IF EXISTS {name} CASCADE"
+                        )))
+                        .execute(&mut conn)
+                        .await
+                        .ok()
+                    })
+            });
+            let _ = dropped.join();
+        }
     }
 }

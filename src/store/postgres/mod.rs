@@ -1,0 +1,221 @@
+//! PostgreSQL store: for several scf-console nodes on one database. One pool serves reads and
+//! writes; PostgreSQL orders concurrent writers itself (row locks, `FOR UPDATE SKIP LOCKED`
+//! claims), so there is no single writer as on SQLite. Commits wait for the WAL flush
+//! (`synchronous_commit` is forced on for our sessions), so an acknowledged accept survives a
+//! crash of the database server.
+
+use super::{Store, StoreError, StoreResult, WriteHealth};
+use crate::domain::event::EventStatus;
+use async_trait::async_trait;
+use rust_embed::RustEmbed;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+mod accounts;
+mod catalog;
+mod queries;
+mod queue;
+mod retention;
+
+#[derive(RustEmbed)]
+#[folder = "migrations/postgres"]
+struct Migrations;
+
+/// The migrations shipped in the binary, numbered by their file names (`0001_schema.sql`).
+fn migrator() -> anyhow::Result<Migrator> {
+    let mut migrations = Vec::new();
+    for file in Migrations::iter() {
+        let (version, description) = file
+            .trim_end_matches(".sql")
+            .split_once('_')
+            .ok_or_else(|| anyhow::anyhow!("migration {file} is not named NNNN_name.sql"))?;
+        let sql = String::from_utf8(Migrations::get(&file).expect("listed").data.into_owned())?;
+        migrations.push(Migration::new(
+            version.parse()?,
+            Cow::Owned(description.replace('_', " ")),
+            MigrationType::Simple,
+            AssertSqlSafe(sql).into_sql_str(),
+            false,
+        ));
+    }
+    // Nodes started together migrate once: the migrator holds an advisory lock while it runs,
+    // and the ones that waited find the migrations applied.
+    Ok(Migrator::with_migrations(migrations))
+}
+
+/// Connections per node. Enough for the engine's writer, its claims and renewals, and the
+/// console's pages at once; a database's `max_connections` (100 by default) bounds the nodes.
+const POOL_SIZE: u32 = 16;
+
+/// Statuses named in statement text, as on SQLite: the partial indexes depend on them.
+const QUEUED: i64 = EventStatus::Queued.code();
+const RUNNING: i64 = EventStatus::Running.code();
+
+pub struct PgStore {
+    pool: PgPool,
+    health: WriteHealth,
+    /// The task listening for other nodes' new events, stopped on close.
+    watcher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The channel a batch of accepts notifies at its commit: idle nodes listen on it.
+const QUEUE_CHANNEL: &str = "scf_queue";
+
+impl PgStore {
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let shown = crate::config::redact_database_url(url);
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| anyhow::anyhow!("DATABASE_URL {shown} is not a PostgreSQL URL: {e}"))?
+            // Durability does not depend on the server's defaults: a commit is answered
+            // only once it is on disk.
+            .options([("synchronous_commit", "on")])
+            .application_name("scf-console");
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database at {shown}: {e}"))?;
+        migrator()?
+            .run(&pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot migrate the database at {shown}: {e}"))?;
+        Ok(Self {
+            pool,
+            health: WriteHealth::default(),
+            watcher: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Records the outcome of a write that should have reached the disk.
+    fn track<T>(&self, result: Result<T, sqlx::Error>) -> StoreResult<T> {
+        match result {
+            Ok(v) => {
+                self.health.succeeded();
+                Ok(v)
+            }
+            Err(e) => {
+                let e = constraint(e);
+                if let StoreError::Database(db) = &e {
+                    self.health.failed(&describe_fault(db));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A write failure in the user's terms.
+fn describe_fault(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => {
+            let why = match db.code().as_deref() {
+                Some("53100") => "the database server's disk is full (disk_full)",
+                Some("53200") => "the database server is out of memory",
+                Some("53300") => "the database server has no connection to spare",
+                Some("25006") => {
+                    "the database is read-only (a standby, or default_transaction_read_only)"
+                }
+                Some("57P01" | "57P02" | "57P03") => {
+                    "the database server is shutting down or starting"
+                }
+                _ => "",
+            };
+            if why.is_empty() {
+                e.to_string()
+            } else {
+                why.to_string()
+            }
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            format!("the database server cannot be reached ({e})")
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn status_of(code: i64) -> Result<EventStatus, sqlx::Error> {
+    EventStatus::try_from(code).map_err(sqlx::Error::Protocol)
+}
+
+/// Maps PostgreSQL's constraint failures to what they mean for the caller.
+fn constraint(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return StoreError::Conflict;
+        }
+        // The trigger events_of_deleted_functions refuses a deleted function's new events.
+        if db.is_foreign_key_violation() || db.message() == "the function was deleted" {
+            return StoreError::NotFound;
+        }
+    }
+    StoreError::Database(e)
+}
+
+/// A count or size the store keeps as BIGINT, as the domain's unsigned type.
+fn unsigned(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn write_health(&self) -> &WriteHealth {
+        &self.health
+    }
+
+    async fn probe_write(&self) -> StoreResult<()> {
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO store_probe (id, data) VALUES (1, decode(repeat('00', 65536), 'hex')) \
+                 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data",
+            )
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            sqlx::query("DELETE FROM store_probe")
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.track(result)
+    }
+
+    async fn watch_queue(&self, wake: Arc<Notify>) -> StoreResult<()> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(QUEUE_CHANNEL).await?;
+        let task = tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(_) => wake.notify_one(),
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(e) => {
+                        // The listener connects again at the next `recv`; what was notified
+                        // meanwhile is lost, so the queue is looked at once now.
+                        tracing::warn!(error = %e, "lost the database connection listening for new events");
+                        wake.notify_one();
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        if let Some(old) = self.watcher.lock().expect("watcher lock").replace(task) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    async fn close(&self) {
+        if let Some(task) = self.watcher.lock().expect("watcher lock").take() {
+            task.abort();
+        }
+        self.pool.close().await;
+    }
+}
