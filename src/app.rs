@@ -472,6 +472,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
     tracing::info!(allowed_hosts = %state.allowed_hosts, "answering requests for these host names");
+    state
+        .engine
+        .listening_on(format!("{scheme}://{addr}"))
+        .await;
     state.sweeper.set_interval(settings.sweep_interval.0);
     state
         .sweeper

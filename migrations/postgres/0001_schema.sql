@@ -179,30 +179,44 @@ CREATE TABLE store_probe (
 );
 
 -- Per-minute rollups: events accepted in a minute that are now in a status, per invocation
--- type; run times, queue waits (first claim only) and peak concurrency in buckets. No row
--- counts zero.
+-- type; run times and queue waits (first claim only) in buckets; peak concurrency.
+--
+-- Several nodes change the counts of the current minute at once, so the counts are not
+-- updated in place: each statement on events appends its changes as rows of their own
+-- (`folded` false), which no other transaction waits for or deadlocks on, and readers sum
+-- the rows of a key. `fold_rollups()`, run by the retention sweeper, merges each key's rows
+-- into one again and drops the keys that sum to nothing.
 CREATE TABLE event_rollups (
-    function_id BIGINT NOT NULL,
-    minute      BIGINT NOT NULL,
-    status      BIGINT NOT NULL,
-    invoke_type TEXT   NOT NULL,
-    count       BIGINT NOT NULL,
-    PRIMARY KEY (function_id, minute, status, invoke_type)
+    function_id BIGINT  NOT NULL,
+    minute      BIGINT  NOT NULL,
+    status      BIGINT  NOT NULL,
+    invoke_type TEXT    NOT NULL,
+    count       BIGINT  NOT NULL,
+    folded      BOOLEAN NOT NULL DEFAULT FALSE
 );
+CREATE INDEX event_rollups_by_key ON event_rollups (function_id, minute, status, invoke_type);
+CREATE INDEX event_rollups_unfolded ON event_rollups (function_id, minute, status, invoke_type)
+    WHERE NOT folded;
 CREATE TABLE event_durations (
-    function_id BIGINT NOT NULL,
-    minute      BIGINT NOT NULL,
-    bucket      BIGINT NOT NULL,
-    count       BIGINT NOT NULL,
-    PRIMARY KEY (function_id, minute, bucket)
+    function_id BIGINT  NOT NULL,
+    minute      BIGINT  NOT NULL,
+    bucket      BIGINT  NOT NULL,
+    count       BIGINT  NOT NULL,
+    folded      BOOLEAN NOT NULL DEFAULT FALSE
 );
+CREATE INDEX event_durations_by_key ON event_durations (function_id, minute, bucket);
+CREATE INDEX event_durations_unfolded ON event_durations (function_id, minute, bucket)
+    WHERE NOT folded;
 CREATE TABLE event_waits (
-    function_id BIGINT NOT NULL,
-    minute      BIGINT NOT NULL,
-    bucket      BIGINT NOT NULL,
-    count       BIGINT NOT NULL,
-    PRIMARY KEY (function_id, minute, bucket)
+    function_id BIGINT  NOT NULL,
+    minute      BIGINT  NOT NULL,
+    bucket      BIGINT  NOT NULL,
+    count       BIGINT  NOT NULL,
+    folded      BOOLEAN NOT NULL DEFAULT FALSE
 );
+CREATE INDEX event_waits_by_key ON event_waits (function_id, minute, bucket);
+CREATE INDEX event_waits_unfolded ON event_waits (function_id, minute, bucket) WHERE NOT folded;
+-- Each node upserts only its own rows here: no two nodes contend on one.
 CREATE TABLE function_concurrency (
     function_id BIGINT NOT NULL,
     minute      BIGINT NOT NULL,
@@ -221,36 +235,13 @@ CREATE FUNCTION time_bucket(ms BIGINT) RETURNS BIGINT LANGUAGE sql STABLE AS $$
     SELECT COALESCE((SELECT MIN(upper) FROM time_buckets WHERE upper >= ms), 86400000)
 $$;
 
--- The rollups are kept by statement triggers, not row triggers: a batch of a thousand accepts
--- or ends changes each (function, minute, status) row once, by the batch's sum, rather than a
--- thousand times. Several nodes writing the current minute at once then wait on each other
--- once per batch, and the upserts touch rows in key order, so two batches never deadlock.
-CREATE FUNCTION events_rollup_add(deltas JSONB) RETURNS VOID LANGUAGE plpgsql AS $$
-BEGIN
-    -- deltas: [[function_id, minute, status, invoke_type, delta], ...], summed per key.
-    INSERT INTO event_rollups AS r (function_id, minute, status, invoke_type, count)
-    SELECT d.f, d.m, d.s, d.t, SUM(d.n)
-    FROM jsonb_to_recordset(deltas) AS d(f BIGINT, m BIGINT, s BIGINT, t TEXT, n BIGINT)
-    GROUP BY d.f, d.m, d.s, d.t
-    HAVING SUM(d.n) <> 0
-    ORDER BY d.f, d.m, d.s, d.t
-    ON CONFLICT (function_id, minute, status, invoke_type)
-    DO UPDATE SET count = r.count + EXCLUDED.count;
-    DELETE FROM event_rollups r
-    USING jsonb_to_recordset(deltas) AS d(f BIGINT, m BIGINT, s BIGINT, t TEXT, n BIGINT)
-    WHERE r.function_id = d.f AND r.minute = d.m AND r.status = d.s AND r.invoke_type = d.t
-      AND r.count <= 0;
-END
-$$;
-
 CREATE FUNCTION events_after_insert() RETURNS TRIGGER LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM events_rollup_add(COALESCE((
-        SELECT jsonb_agg(jsonb_build_object('f', function_id, 'm', enqueued_at / 60000,
-                                            's', status, 't', invoke_type, 'n', 1))
-        FROM new_rows WHERE traced), '[]'));
+    INSERT INTO event_rollups (function_id, minute, status, invoke_type, count)
+    SELECT function_id, enqueued_at / 60000, status, invoke_type, COUNT(*)
+    FROM new_rows WHERE traced GROUP BY 1, 2, 3, 4;
     -- Each accepted invocation counts once against its namespace's invocation quota, in the
-    -- statement that stores it.
+    -- statement that stores it; namespaces in key order, so two batches never deadlock.
     UPDATE namespaces ns SET invocations_used = ns.invocations_used + c.n
     FROM (SELECT f.region, f.namespace, COUNT(*) AS n
           FROM new_rows e JOIN functions f ON f.id = e.function_id
@@ -264,33 +255,32 @@ CREATE TRIGGER events_after_insert AFTER INSERT ON events
 
 CREATE FUNCTION events_after_update() RETURNS TRIGGER LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM events_rollup_add(COALESCE((
-        SELECT jsonb_agg(d) FROM (
-            SELECT jsonb_build_object('f', o.function_id, 'm', o.enqueued_at / 60000,
-                                      's', o.status, 't', o.invoke_type, 'n', -1) AS d
-            FROM old_rows o JOIN new_rows n ON n.id = o.id
-            WHERE o.traced AND o.status <> n.status
-            UNION ALL
-            SELECT jsonb_build_object('f', n.function_id, 'm', n.enqueued_at / 60000,
-                                      's', n.status, 't', n.invoke_type, 'n', 1)
-            FROM old_rows o JOIN new_rows n ON n.id = o.id
-            WHERE n.traced AND o.status <> n.status) x), '[]'));
+    -- Status changes: one less where the event was, one more where it is.
+    INSERT INTO event_rollups (function_id, minute, status, invoke_type, count)
+    SELECT f, m, st, t, SUM(n) FROM (
+        SELECT o.function_id AS f, o.enqueued_at / 60000 AS m, o.status AS st,
+               o.invoke_type AS t, -1 AS n
+        FROM old_rows o JOIN new_rows n ON n.id = o.id
+        WHERE o.traced AND o.status <> n.status
+        UNION ALL
+        SELECT n.function_id, n.enqueued_at / 60000, n.status, n.invoke_type, 1
+        FROM old_rows o JOIN new_rows n ON n.id = o.id
+        WHERE n.traced AND o.status <> n.status) d
+    GROUP BY f, m, st, t HAVING SUM(n) <> 0;
     -- Run times of events that ended with a start and an end.
-    INSERT INTO event_durations AS h (function_id, minute, bucket, count)
+    INSERT INTO event_durations (function_id, minute, bucket, count)
     SELECT n.function_id, n.enqueued_at / 60000, time_bucket(n.ended_at - n.started_at), COUNT(*)
     FROM old_rows o JOIN new_rows n ON n.id = o.id
     WHERE n.traced AND n.status IN (2, 3, 4) AND o.status NOT IN (2, 3, 4)
       AND n.started_at IS NOT NULL AND n.ended_at IS NOT NULL
-    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (function_id, minute, bucket) DO UPDATE SET count = h.count + EXCLUDED.count;
+    GROUP BY 1, 2, 3;
     -- Queue waits, counted at an event's first claim only.
-    INSERT INTO event_waits AS h (function_id, minute, bucket, count)
+    INSERT INTO event_waits (function_id, minute, bucket, count)
     SELECT n.function_id, n.enqueued_at / 60000, time_bucket(n.started_at - n.enqueued_at), COUNT(*)
     FROM old_rows o JOIN new_rows n ON n.id = o.id
     WHERE n.traced AND o.status = 0 AND n.status = 1 AND o.started_at IS NULL
       AND n.started_at IS NOT NULL
-    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (function_id, minute, bucket) DO UPDATE SET count = h.count + EXCLUDED.count;
+    GROUP BY 1, 2, 3;
     RETURN NULL;
 END
 $$;
@@ -300,15 +290,69 @@ CREATE TRIGGER events_after_update AFTER UPDATE ON events
 
 CREATE FUNCTION events_after_delete() RETURNS TRIGGER LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM events_rollup_add(COALESCE((
-        SELECT jsonb_agg(jsonb_build_object('f', function_id, 'm', enqueued_at / 60000,
-                                            's', status, 't', invoke_type, 'n', -1))
-        FROM old_rows WHERE traced), '[]'));
+    INSERT INTO event_rollups (function_id, minute, status, invoke_type, count)
+    SELECT function_id, enqueued_at / 60000, status, invoke_type, -COUNT(*)
+    FROM old_rows WHERE traced GROUP BY 1, 2, 3, 4;
     RETURN NULL;
 END
 $$;
 CREATE TRIGGER events_after_delete AFTER DELETE ON events
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION events_after_delete();
+
+-- Merges the rows of every key that has rows not folded yet into one row per key, and drops
+-- keys that sum to nothing. Rows appended meanwhile are not seen by the statement and wait for
+-- the next fold; two folds at once take turns. Answers how many rows went.
+CREATE FUNCTION fold_rollups() RETURNS BIGINT LANGUAGE plpgsql AS $$
+DECLARE
+    before BIGINT;
+    after BIGINT;
+    gone BIGINT := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('scf-console fold_rollups'));
+
+    WITH keys AS (
+        SELECT DISTINCT function_id, minute, status, invoke_type FROM event_rollups WHERE NOT folded),
+    moved AS (
+        DELETE FROM event_rollups r USING keys k
+        WHERE r.function_id = k.function_id AND r.minute = k.minute AND r.status = k.status
+          AND r.invoke_type = k.invoke_type
+        RETURNING r.function_id, r.minute, r.status, r.invoke_type, r.count),
+    kept AS (
+        INSERT INTO event_rollups (function_id, minute, status, invoke_type, count, folded)
+        SELECT function_id, minute, status, invoke_type, SUM(count), TRUE FROM moved
+        GROUP BY 1, 2, 3, 4 HAVING SUM(count) <> 0 RETURNING 1)
+    SELECT (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM kept) INTO before, after;
+    gone := gone + before - after;
+
+    WITH keys AS (
+        SELECT DISTINCT function_id, minute, bucket FROM event_durations WHERE NOT folded),
+    moved AS (
+        DELETE FROM event_durations r USING keys k
+        WHERE r.function_id = k.function_id AND r.minute = k.minute AND r.bucket = k.bucket
+        RETURNING r.function_id, r.minute, r.bucket, r.count),
+    kept AS (
+        INSERT INTO event_durations (function_id, minute, bucket, count, folded)
+        SELECT function_id, minute, bucket, SUM(count), TRUE FROM moved
+        GROUP BY 1, 2, 3 RETURNING 1)
+    SELECT (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM kept) INTO before, after;
+    gone := gone + before - after;
+
+    WITH keys AS (
+        SELECT DISTINCT function_id, minute, bucket FROM event_waits WHERE NOT folded),
+    moved AS (
+        DELETE FROM event_waits r USING keys k
+        WHERE r.function_id = k.function_id AND r.minute = k.minute AND r.bucket = k.bucket
+        RETURNING r.function_id, r.minute, r.bucket, r.count),
+    kept AS (
+        INSERT INTO event_waits (function_id, minute, bucket, count, folded)
+        SELECT function_id, minute, bucket, SUM(count), TRUE FROM moved
+        GROUP BY 1, 2, 3 RETURNING 1)
+    SELECT (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM kept) INTO before, after;
+    gone := gone + before - after;
+
+    RETURN gone;
+END
+$$;
 
 -- A deleted function takes no new event. The function's row is locked in share mode, so a
 -- deletion (which updates it) waits for accepts in flight to commit and then ends them too,
@@ -340,11 +384,13 @@ $$;
 CREATE TRIGGER functions_after_delete AFTER DELETE ON functions
     FOR EACH ROW EXECUTE FUNCTION functions_after_delete();
 
--- The nodes serving this database: each one's heartbeat tells the others it is alive, and
--- the System page lists them.
+-- The nodes serving this database: each one's heartbeat says it is alive and what it runs,
+-- and the System page lists them. A node that stops removes its row; one that died is removed
+-- an hour after its last heartbeat.
 CREATE TABLE nodes (
-    id             TEXT   PRIMARY KEY,
-    address        TEXT   NOT NULL,
-    started_at     BIGINT NOT NULL,
-    heartbeat_at   BIGINT NOT NULL
+    id           TEXT   PRIMARY KEY,
+    address      TEXT   NOT NULL,
+    started_at   BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    running      BIGINT NOT NULL
 );

@@ -265,6 +265,9 @@ struct RunControl {
 pub struct Engine {
     store: DynStore,
     node: node::Node,
+    /// When this node joined, and where it listens: what its heartbeat says of it.
+    started_at: Millis,
+    address: Mutex<String>,
     clock: Clock,
     interpreters: Arc<Interpreters>,
     config: EngineConfig,
@@ -398,6 +401,18 @@ fn error_text(e: &HandlerError) -> String {
     truncate(&text, LOG_MAX_BYTES)
 }
 
+/// Heartbeats between two of a node's records in the store (a heartbeat is a second at most).
+const NODE_BEAT_EVERY: u64 = 5;
+/// How long a node that stopped beating stays listed, as gone, before it is forgotten.
+const NODE_FORGOTTEN_AFTER: Millis = 3_600_000;
+/// A node is shown as gone once it missed this long of heartbeats (six of them).
+const NODE_SILENT_AFTER: Millis = 30_000;
+
+/// Whether a node whose last heartbeat was at `heartbeat_at` counts as alive at `now`.
+pub fn node_is_live(heartbeat_at: Millis, now: Millis) -> bool {
+    now - heartbeat_at < NODE_SILENT_AFTER
+}
+
 impl Engine {
     /// Joins the queue as a new node, takes over what gone nodes left running, then starts
     /// the dispatcher, the heartbeat and the idle-instance reaper.
@@ -426,6 +441,8 @@ impl Engine {
         let metrics = Arc::new(Metrics::new());
         let engine = Arc::new(Engine {
             node,
+            started_at: clock.now_millis(),
+            address: Mutex::new(String::new()),
             writer: writer::GroupCommit::start(
                 store.clone(),
                 &tasks,
@@ -566,6 +583,11 @@ impl Engine {
 
     pub fn idle_instances(&self) -> usize {
         self.pools.idle_count()
+    }
+
+    /// This node's id, as its claims and heartbeats carry it.
+    pub fn node_id(&self) -> &str {
+        self.node.id()
     }
 
     /// Events running on this node now.
@@ -893,6 +915,9 @@ impl Engine {
         if self.control.lock().expect("control lock").held.is_empty() {
             self.node.leave();
         }
+        if let Err(e) = self.store.forget_nodes(Some(self.node.id()), 0).await {
+            tracing::warn!(error = %e, "removing this node from the store's list failed");
+        }
     }
 
     /// Deletes a function after stopping its running events, which must not go on running
@@ -1185,6 +1210,9 @@ impl Engine {
             if let Err(e) = self.load_reservations().await {
                 tracing::warn!(error = %e, "reading reserved concurrency failed");
             }
+            if beats.is_multiple_of(NODE_BEAT_EVERY) {
+                self.beat().await;
+            }
             beats += 1;
             if beats.is_multiple_of(60)
                 && let Ok(owners) = self.store.lease_owners().await
@@ -1200,6 +1228,34 @@ impl Engine {
             }
             let _ = self.renew().await;
         }
+    }
+
+    /// Says in the store that this node is alive, where it listens and what it runs; forgets
+    /// nodes silent for an hour (a node that stops forgets itself).
+    async fn beat(&self) {
+        let now = self.clock.now_millis();
+        let beat = crate::store::NodeBeat {
+            id: self.node.id().to_string(),
+            address: self.address.lock().expect("address lock").clone(),
+            started_at: self.started_at,
+            heartbeat_at: now,
+            running: self.running_total() as u32,
+        };
+        let result = async {
+            self.store.node_heartbeat(&beat).await?;
+            self.store
+                .forget_nodes(None, now - NODE_FORGOTTEN_AFTER)
+                .await
+        };
+        if let Err(e) = result.await {
+            tracing::warn!(error = %e, "recording this node's heartbeat failed");
+        }
+    }
+
+    /// Where this node listens, once it does: shown beside it on every node's System page.
+    pub async fn listening_on(&self, address: String) {
+        *self.address.lock().expect("address lock") = address;
+        self.beat().await;
     }
 
     async fn renew(&self) -> Result<(), crate::store::StoreError> {

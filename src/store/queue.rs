@@ -196,6 +196,18 @@ pub struct StrandedRun {
     pub lease: RunLease,
 }
 
+/// A node serving this store, as its last heartbeat said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeBeat {
+    pub id: String,
+    /// Where it listens, as it was started (`127.0.0.1:8080`), or '' before it listens.
+    pub address: String,
+    pub started_at: Millis,
+    pub heartbeat_at: Millis,
+    /// Events running on it at its heartbeat.
+    pub running: u32,
+}
+
 /// A claim of queued events for a node's free slots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -258,6 +270,15 @@ pub trait EventQueue: Send + Sync {
 
     /// The nodes holding RUNNING events (other than `''`), to learn which of them are gone.
     async fn lease_owners(&self) -> StoreResult<Vec<String>>;
+
+    /// Records that `beat.id` is alive: the System page lists every node this way.
+    async fn node_heartbeat(&self, beat: &NodeBeat) -> StoreResult<()>;
+
+    /// Removes a node: it stopped, or last beat before `gone_before` (`None`: only `id`).
+    async fn forget_nodes(&self, id: Option<&str>, gone_before: Millis) -> StoreResult<()>;
+
+    /// The nodes that beat, most recently started first.
+    async fn nodes(&self) -> StoreResult<Vec<NodeBeat>>;
 
     /// RUNNING events whose lease ended before `now`, or whose owner is one of `dead_owners`.
     async fn stranded_runs(

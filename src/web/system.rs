@@ -54,6 +54,20 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, String
     }
 }
 
+/// A node serving the store, as the Nodes card shows it.
+struct NodeRow {
+    id: String,
+    /// The id's first characters, as a label.
+    short: String,
+    this: bool,
+    address: String,
+    started: String,
+    /// Seconds since its last heartbeat.
+    silent_for: i64,
+    live: bool,
+    running: u32,
+}
+
 fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_048_576.0)
 }
@@ -76,6 +90,7 @@ pub struct SystemPage {
     /// Since when (UTC), how many failures, and why the store cannot write; None when it can.
     write_fault: Option<(String, u64, String)>,
     write_failures: u64,
+    nodes: Vec<NodeRow>,
     counters: Vec<(&'static str, u64)>,
     interpreters: Vec<(&'static str, String)>,
     isolation: crate::engine::Isolation,
@@ -91,6 +106,23 @@ async fn page(
     let shell = Shell::load(&state, &region, &namespace, Section::System, "System").await?;
     let sweep = state.sweeper.status();
     let size = state.store.size().await?;
+    let now = state.clock.now_millis();
+    let nodes = state
+        .store
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| NodeRow {
+            this: n.id == state.engine.node_id(),
+            live: crate::engine::node_is_live(n.heartbeat_at, now),
+            silent_for: (now - n.heartbeat_at).max(0) / 1000,
+            started: format_time(n.started_at, UtcOffset::UTC, TimeFormat::DateTime),
+            address: n.address,
+            running: n.running,
+            short: n.id.chars().take(8).collect(),
+            id: n.id,
+        })
+        .collect();
     let metrics = &state.metrics;
     let interpreter = |i: Option<&crate::domain::runtime::Interpreter>| {
         i.map_or("not found".to_string(), |i| {
@@ -125,6 +157,7 @@ async fn page(
             )
         }),
         write_failures: state.store.write_health().total_failures(),
+        nodes,
         counters: vec![
             ("Accepted", metrics.accepted()),
             ("Finished", metrics.ended_with("finished")),

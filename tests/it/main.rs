@@ -6,6 +6,7 @@ mod accounts;
 mod api;
 mod attacks;
 mod browser;
+mod cluster;
 mod concurrency;
 mod doors;
 mod engine;

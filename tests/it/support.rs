@@ -178,8 +178,12 @@ impl TestApp {
     /// A console on a database file that other consoles share, on the system clock: to the
     /// store and the engine it is another process on the same store.
     pub async fn sharing(db: &std::path::Path, engine: EngineConfig) -> Self {
-        let url = format!("sqlite://{}", db.display());
-        let store = scf_console::store::open(&url).await.unwrap();
+        Self::sharing_url(&format!("sqlite://{}", db.display()), engine).await
+    }
+
+    /// A console on the store `url` names, which other consoles share, on the system clock.
+    pub async fn sharing_url(url: &str, engine: EngineConfig) -> Self {
+        let store = scf_console::store::open(url).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         Self::on_clock(dir, store, machine().await, engine, Clock::System).await
     }
@@ -1057,9 +1061,21 @@ pub mod postgres {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
     }
 
+    /// Test schemas are named with the second they were made, so that a run can drop what
+    /// earlier runs left (a test that failed, or a run that was killed).
+    const PREFIX: &str = "scf_test_";
+    const LEFT_OVER_AFTER_SECS: u64 = 3600;
+
     pub struct Schema {
         name: String,
         url: String,
+    }
+
+    fn unix_secs() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
     }
 
     impl Schema {
@@ -1078,7 +1094,13 @@ pub mod postgres {
                     return None;
                 }
             };
-            let name = format!("scf_test_{}", uuid::Uuid::new_v4().simple());
+            static SWEPT: std::sync::Once = std::sync::Once::new();
+            let mut sweep = false;
+            SWEPT.call_once(|| sweep = true);
+            if sweep {
+                drop_left_over(&mut conn).await;
+            }
+            let name = format!("{PREFIX}{}_{}", unix_secs(), uuid::Uuid::new_v4().simple());
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
                 .execute(&mut conn)
                 .await
@@ -1093,17 +1115,46 @@ pub mod postgres {
         }
     }
 
+    /// Drops the test schemas of runs more than an hour old.
+    async fn drop_left_over(conn: &mut sqlx::PgConnection) {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT nspname::TEXT FROM pg_namespace WHERE starts_with(nspname, 'scf_test_')",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_default();
+        let cutoff = unix_secs().saturating_sub(LEFT_OVER_AFTER_SECS);
+        for name in names {
+            let made: Option<u64> = name
+                .strip_prefix(PREFIX)
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|secs| secs.parse().ok());
+            if made.is_some_and(|made| made < cutoff) {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {name} CASCADE"
+                )))
+                .execute(&mut *conn)
+                .await;
+            }
+        }
+    }
+
     impl Drop for Schema {
+        /// Dropped from a thread of its own, not waited for: the stores of the test may still
+        /// hold a transaction that their runtime, being dropped too, rolls back only later.
         fn drop(&mut self) {
-            // Dropped from a thread of its own: the test's runtime may be shutting down.
             let (server, name) = (server(), self.name.clone());
-            let dropped = std::thread::spawn(move || {
+            std::thread::spawn(move || {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .unwrap()
                     .block_on(async {
                         let mut conn = sqlx::PgConnection::connect(&server).await.ok()?;
+                        sqlx::query("SET lock_timeout = '60s'")
+                            .execute(&mut conn)
+                            .await
+                            .ok()?;
                         sqlx::query(sqlx::AssertSqlSafe(format!(
                             "DROP SCHEMA IF EXISTS {name} CASCADE"
                         )))
@@ -1112,7 +1163,6 @@ pub mod postgres {
                         .ok()
                     })
             });
-            let _ = dropped.join();
         }
     }
 }

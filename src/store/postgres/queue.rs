@@ -110,6 +110,53 @@ impl EventQueue for PgStore {
         Ok(())
     }
 
+    async fn node_heartbeat(&self, beat: &NodeBeat) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO nodes (id, address, started_at, heartbeat_at, running) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+             address = EXCLUDED.address, heartbeat_at = EXCLUDED.heartbeat_at, \
+             running = EXCLUDED.running",
+        )
+        .bind(&beat.id)
+        .bind(&beat.address)
+        .bind(beat.started_at)
+        .bind(beat.heartbeat_at)
+        .bind(i64::from(beat.running))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn forget_nodes(&self, id: Option<&str>, gone_before: Millis) -> StoreResult<()> {
+        sqlx::query("DELETE FROM nodes WHERE id = $1 OR heartbeat_at < $2")
+            .bind(id)
+            .bind(gone_before)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn nodes(&self) -> StoreResult<Vec<NodeBeat>> {
+        let rows = sqlx::query(
+            "SELECT id, address, started_at, heartbeat_at, running FROM nodes \
+             ORDER BY started_at DESC, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NodeBeat {
+                    id: r.try_get("id")?,
+                    address: r.try_get("address")?,
+                    started_at: r.try_get("started_at")?,
+                    heartbeat_at: r.try_get("heartbeat_at")?,
+                    running: unsigned(r.try_get("running")?),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     async fn stranded_runs(
         &self,
         now: Millis,

@@ -46,12 +46,18 @@ impl Retention for PgStore {
 
     async fn trim_rollups(&self, cutoff: Millis) -> StoreResult<u64> {
         let minute = cutoff.div_euclid(60_000);
+        // The rows appended since the last sweep are merged first (see `fold_rollups` in the
+        // schema), in a transaction of their own: nodes keep appending meanwhile.
+        let folded: i64 = sqlx::query_scalar("SELECT fold_rollups()")
+            .fetch_one(&self.pool)
+            .await?;
         let mut tx = self.pool.begin().await?;
-        let a = sqlx::query("DELETE FROM event_rollups WHERE minute < $1 AND count <= 0")
-            .bind(minute)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let a =
+            sqlx::query("DELETE FROM event_rollups WHERE minute < $1 AND folded AND count <= 0")
+                .bind(minute)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         let mut b = 0;
         for histogram in [
             "DELETE FROM event_durations WHERE minute < $1",
@@ -65,7 +71,7 @@ impl Retention for PgStore {
                 .rows_affected();
         }
         tx.commit().await?;
-        Ok(a + b)
+        Ok(folded as u64 + a + b)
     }
 
     async fn optimize(&self) -> StoreResult<()> {

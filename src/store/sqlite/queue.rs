@@ -86,6 +86,52 @@ impl EventQueue for SqliteStore {
         Ok(())
     }
 
+    async fn node_heartbeat(&self, beat: &NodeBeat) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO nodes (id, address, started_at, heartbeat_at, running) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET address = excluded.address, \
+             heartbeat_at = excluded.heartbeat_at, running = excluded.running",
+        )
+        .bind(&beat.id)
+        .bind(&beat.address)
+        .bind(beat.started_at)
+        .bind(beat.heartbeat_at)
+        .bind(beat.running)
+        .execute(&mut *self.writer.lock().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn forget_nodes(&self, id: Option<&str>, gone_before: Millis) -> StoreResult<()> {
+        sqlx::query("DELETE FROM nodes WHERE id = ? OR heartbeat_at < ?")
+            .bind(id)
+            .bind(gone_before)
+            .execute(&mut *self.writer.lock().await?)
+            .await?;
+        Ok(())
+    }
+
+    async fn nodes(&self) -> StoreResult<Vec<NodeBeat>> {
+        let rows = sqlx::query(
+            "SELECT id, address, started_at, heartbeat_at, running FROM nodes \
+             ORDER BY started_at DESC, id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NodeBeat {
+                    id: r.try_get("id")?,
+                    address: r.try_get("address")?,
+                    started_at: r.try_get("started_at")?,
+                    heartbeat_at: r.try_get("heartbeat_at")?,
+                    running: r.try_get("running")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     async fn stranded_runs(
         &self,
         now: Millis,
