@@ -354,6 +354,40 @@ BEGIN
 END
 $$;
 
+-- The QPS limit, for all nodes together: the invocations each function was granted in its
+-- current second. Nodes take them in small numbers ahead of their accepts, so that a limit
+-- holds however many nodes accept, with no write-ahead log (and no fsync) for a count that
+-- means nothing after a crash.
+CREATE UNLOGGED TABLE qps_windows (
+    function_id BIGINT PRIMARY KEY,
+    second      BIGINT NOT NULL,
+    used        BIGINT NOT NULL
+);
+
+-- Takes up to `want` of the `lim` invocations of `sec` for function `fid`; answers how many.
+-- A node whose clock is behind takes from the window already open, never from a new one.
+CREATE FUNCTION take_invocations(fid BIGINT, sec BIGINT, want BIGINT, lim BIGINT)
+RETURNS BIGINT LANGUAGE plpgsql AS $$
+DECLARE
+    window_second BIGINT;
+    window_used BIGINT;
+    granted BIGINT;
+BEGIN
+    INSERT INTO qps_windows (function_id, second, used) VALUES (fid, sec, 0)
+    ON CONFLICT (function_id) DO NOTHING;
+    SELECT second, used INTO window_second, window_used
+    FROM qps_windows WHERE function_id = fid FOR UPDATE;
+    IF window_second < sec THEN
+        window_second := sec;
+        window_used := 0;
+    END IF;
+    granted := GREATEST(LEAST(want, lim - window_used), 0);
+    UPDATE qps_windows SET second = window_second, used = window_used + granted
+    WHERE function_id = fid;
+    RETURN granted;
+END
+$$;
+
 -- A deleted function takes no new event. The function's row is locked in share mode, so a
 -- deletion (which updates it) waits for accepts in flight to commit and then ends them too,
 -- and an accept that comes second sees the deletion. The message is the one the store maps
@@ -378,6 +412,7 @@ BEGIN
     DELETE FROM event_durations WHERE function_id = OLD.id;
     DELETE FROM event_waits WHERE function_id = OLD.id;
     DELETE FROM function_concurrency WHERE function_id = OLD.id;
+    DELETE FROM qps_windows WHERE function_id = OLD.id;
     RETURN NULL;
 END
 $$;

@@ -44,9 +44,19 @@ struct Bucket {
     at: Millis,
 }
 
+/// Invocations the store granted this node in a function's current second, not used yet.
+struct Granted {
+    second: i64,
+    left: u32,
+}
+
 pub struct Admission {
     clock: Clock,
     buckets: Mutex<HashMap<i64, Bucket>>,
+    /// With a store shared by several nodes: what each function has left here of its share.
+    granted: Mutex<HashMap<i64, Granted>>,
+    /// The store keeps no shared count (SQLite): each process limits its own calls.
+    local_only: std::sync::atomic::AtomicBool,
     /// Billing of namespaces without an invocation quota, as last read: an accept then reads
     /// nothing from the store. A namespace with a quota is read at every accept, so that its
     /// count of invocations used holds exactly.
@@ -65,6 +75,8 @@ impl Admission {
         Admission {
             clock,
             buckets: Mutex::new(HashMap::new()),
+            granted: Mutex::default(),
+            local_only: std::sync::atomic::AtomicBool::new(false),
             billing: Mutex::default(),
         }
     }
@@ -90,13 +102,69 @@ impl Admission {
         }
     }
 
-    /// Checks the namespace's billing state, then takes a QPS token.
+    /// Checks the namespace's billing state, then takes a QPS token: from the count all nodes
+    /// share when the store keeps one, from this process's own bucket otherwise.
     pub async fn admit(&self, store: &DynStore, function: &Function) -> Result<(), Refusal> {
         let billing = self.billing_of(store, function).await?;
         if let Some(why) = billing.refusal(&function.namespace) {
             return Err(Refusal::InsufficientBalance(why));
         }
-        self.take_token(function)
+        match self.take_shared(store, function).await? {
+            Some(true) => Ok(()),
+            Some(false) => Err(Refusal::RequestLimitExceeded {
+                limit: function.qps_limit,
+            }),
+            None => self.take_token(function),
+        }
+    }
+
+    /// One invocation of the function's current second, from what the store granted this
+    /// node; asks for a few more when none is left. The limit then holds for all nodes
+    /// together, counted when granted (no overshoot by accepts in flight); a node may hold a
+    /// few it does not use by the end of the second, so the others may get fewer than the
+    /// limit, never more. `None`: the store keeps no shared count.
+    async fn take_shared(
+        &self,
+        store: &DynStore,
+        function: &Function,
+    ) -> Result<Option<bool>, Refusal> {
+        use std::sync::atomic::Ordering;
+        if self.local_only.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let second = self.clock.now_millis().div_euclid(1000);
+        {
+            let mut granted = self.granted.lock().expect("admission lock");
+            if let Some(g) = granted.get_mut(&function.id)
+                && g.second == second
+                && g.left > 0
+            {
+                g.left -= 1;
+                return Ok(Some(true));
+            }
+        }
+        let limit = function.qps_limit.max(1);
+        let want = (limit / 50).clamp(1, 20);
+        let got = store
+            .take_invocations(function.id, second, want, limit)
+            .await
+            .map_err(|e| Refusal::Unavailable(format!("The QPS limit cannot be counted: {e}")))?;
+        let Some(got) = got else {
+            self.local_only.store(true, Ordering::Relaxed);
+            return Ok(None);
+        };
+        if got == 0 {
+            return Ok(Some(false));
+        }
+        let mut granted = self.granted.lock().expect("admission lock");
+        let g = granted
+            .entry(function.id)
+            .or_insert(Granted { second, left: 0 });
+        if g.second != second {
+            *g = Granted { second, left: 0 };
+        }
+        g.left += got - 1;
+        Ok(Some(true))
     }
 
     async fn billing_of(&self, store: &DynStore, function: &Function) -> Result<Billing, Refusal> {

@@ -271,6 +271,20 @@ pub trait EventQueue: Send + Sync {
     /// The nodes holding RUNNING events (other than `''`), to learn which of them are gone.
     async fn lease_owners(&self) -> StoreResult<Vec<String>>;
 
+    /// Takes up to `want` of the `limit` invocations function `function_id` may have in the
+    /// second `second` (Unix seconds), for every node of the store together; answers how many
+    /// it got. `None`: the store keeps no shared count, and each process limits its own calls.
+    async fn take_invocations(
+        &self,
+        function_id: i64,
+        second: i64,
+        want: u32,
+        limit: u32,
+    ) -> StoreResult<Option<u32>> {
+        let _ = (function_id, second, want, limit);
+        Ok(None)
+    }
+
     /// Records that `beat.id` is alive: the System page lists every node this way.
     async fn node_heartbeat(&self, beat: &NodeBeat) -> StoreResult<()>;
 

@@ -343,3 +343,84 @@ async fn three_nodes_run_10000_events_exactly_once_though_one_is_killed() {
     drop((first, third));
     db.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_qps_limit_holds_for_all_nodes_together() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(TestApp::sharing_url(schema.url(), node()).await);
+    }
+    nodes[0].add_key().await;
+    function(
+        &nodes[0],
+        "limited",
+        "Python3.10",
+        "def main_handler(event, context):\n    return 1\n",
+        json!({}),
+    )
+    .await;
+    let form = [
+        ("Description", ""),
+        ("MemorySize", "128"),
+        ("Timeout", "3"),
+        ("AsyncRunEnable", "TRUE"),
+        ("TraceEnable", "TRUE"),
+        ("RetryNum", "0"),
+        ("MsgTTL", "21600"),
+        ("QpsLimit", "5"),
+    ];
+    let saved = nodes[0]
+        .post(&function_url("default", "limited", "config"), &form)
+        .await;
+    assert_eq!(saved.status.as_u16(), 303, "{:?}", saved.errors());
+
+    // Bursts of 30 calls at once, 10 on each node, for three seconds: each node alone would
+    // let 5 a second through, 15 in all.
+    let mut refused = 0;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let burst = nodes.iter().flat_map(|node| {
+            (0..10).map(move |_| {
+                node.api(
+                    "Invoke",
+                    json!({"FunctionName": "limited", "InvocationType": "Event", "ClientContext": "{}"}),
+                )
+            })
+        });
+        for answer in futures_util::future::join_all(burst).await {
+            if answer.error_code() == "RequestLimitExceeded" {
+                refused += 1;
+            } else {
+                answer.ok();
+            }
+        }
+    }
+    let db = database(&schema).await;
+    let per_second: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT enqueued_at / 1000, COUNT(*) FROM events GROUP BY 1 ORDER BY 1")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert!(refused > 0);
+    // Counted when admitted: an event stamped a moment later may land in the next second, so
+    // the seconds of the stamps may be one fewer than those the calls were admitted in, and a
+    // second may show one more than the limit. Each node alone would have let 15 a second in.
+    let total: i64 = per_second.iter().map(|&(_, n)| n).sum();
+    let seconds = per_second.last().unwrap().0 - per_second[0].0 + 1;
+    assert!(
+        total <= 5 * (seconds + 1),
+        "accepted per second: {per_second:?}"
+    );
+    assert!(
+        per_second.iter().all(|&(_, n)| n <= 6),
+        "accepted per second: {per_second:?}"
+    );
+    assert!(
+        per_second.iter().any(|&(_, n)| n >= 4),
+        "the limit is reached, not undercut: {per_second:?}"
+    );
+    db.close().await;
+}

@@ -110,6 +110,23 @@ impl EventQueue for PgStore {
         Ok(())
     }
 
+    async fn take_invocations(
+        &self,
+        function_id: i64,
+        second: i64,
+        want: u32,
+        limit: u32,
+    ) -> StoreResult<Option<u32>> {
+        let granted: i64 = sqlx::query_scalar("SELECT take_invocations($1, $2, $3, $4)")
+            .bind(function_id)
+            .bind(second)
+            .bind(i64::from(want))
+            .bind(i64::from(limit))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(unsigned(granted)))
+    }
+
     async fn node_heartbeat(&self, beat: &NodeBeat) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO nodes (id, address, started_at, heartbeat_at, running) \
