@@ -70,6 +70,13 @@ struct Options {
     /// them.
     #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
     stored: Vec<u64>,
+    /// The PostgreSQL database of the `nodes` part (each run makes and drops a schema in it).
+    #[arg(
+        long,
+        env = "SCF_BENCH_POSTGRES",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    postgres: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,6 +87,8 @@ enum Part {
     Events,
     Sweep,
     Churn,
+    /// Several nodes on PostgreSQL beside one on SQLite (run only with `--only nodes`).
+    Nodes,
 }
 
 /// A server on a fresh data folder, serving on a free port.
@@ -657,6 +666,18 @@ async fn main() -> anyhow::Result<()> {
     }
     if run(Part::Warm) {
         outside::warm(o.connections, workers, o.warm_events).await?;
+    }
+    // Several nodes on PostgreSQL beside one on SQLite; only when asked for (it needs a
+    // PostgreSQL server and takes minutes).
+    if o.only == Some(Part::Nodes) {
+        outside::nodes(
+            &o.postgres,
+            o.connections,
+            o.seconds,
+            workers,
+            o.warm_events,
+        )
+        .await?;
     }
 
     if run(Part::Cold) {

@@ -26,6 +26,8 @@ pub struct Server {
     /// Its metrics listener.
     metrics: String,
     dir: PathBuf,
+    /// The PostgreSQL database it runs on (`None`: the SQLite file in `dir`).
+    database: Option<String>,
 }
 
 impl Server {
@@ -59,6 +61,16 @@ impl Server {
 
     /// Starts `scf-console` on the data folder `dir` (removed when the server stops).
     pub async fn start_in(dir: PathBuf, workers: usize) -> anyhow::Result<Server> {
+        Self::start_on(dir, workers, None).await
+    }
+
+    /// Starts `scf-console` on the data folder `dir`, with its store on the PostgreSQL database
+    /// `database` when one is given.
+    pub async fn start_on(
+        dir: PathBuf,
+        workers: usize,
+        database: Option<String>,
+    ) -> anyhow::Result<Server> {
         let exe = std::env::current_exe()?.with_file_name("scf-console");
         anyhow::ensure!(
             exe.exists(),
@@ -73,7 +85,11 @@ impl Server {
         };
         let (port, metrics_port) = (free_port()?, free_port()?);
         let log = std::fs::File::create(dir.join("server.log"))?;
-        let child = tokio::process::Command::new(&exe)
+        let mut command = tokio::process::Command::new(&exe);
+        if let Some(url) = &database {
+            command.env("DATABASE_URL", url);
+        }
+        let child = command
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
@@ -99,6 +115,7 @@ impl Server {
             addr: format!("127.0.0.1:{port}"),
             metrics: format!("127.0.0.1:{metrics_port}"),
             dir,
+            database,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Client::connect(&server.addr).await.is_err() {
@@ -158,8 +175,9 @@ impl Server {
         // read the finished ones too, and cost more the more trace keeps.
         self.until(
             "no event to be queued or running",
-            "SELECT EXISTS (SELECT 1 FROM events INDEXED BY events_queue WHERE status = 0) \
-                 OR EXISTS (SELECT 1 FROM events INDEXED BY events_running WHERE status = 1)",
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM events INDEXED BY events_queue WHERE status = 0) \
+                 OR EXISTS (SELECT 1 FROM events INDEXED BY events_running WHERE status = 1) \
+                 THEN 1 ELSE 0 END",
             Duration::from_secs(600),
             |busy| busy == 0,
         )
@@ -176,12 +194,10 @@ impl Server {
         within: Duration,
         done: impl Fn(i64) -> bool,
     ) -> anyhow::Result<()> {
-        let pool = self.read_only().await?;
         let deadline = Instant::now() + within;
         loop {
-            let count: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await?;
+            let count = self.count(sql).await?;
             if done(count) {
-                pool.close().await;
                 return Ok(());
             }
             anyhow::ensure!(
@@ -190,6 +206,38 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// A count from the server's store, read from this process. On PostgreSQL the SQLite
+    /// index hints are left out.
+    async fn count(&self, sql: &str) -> anyhow::Result<i64> {
+        let Some(url) = &self.database else {
+            let pool = self.read_only().await?;
+            let count = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+                .fetch_one(&pool)
+                .await?;
+            pool.close().await;
+            return Ok(count);
+        };
+        let mut words = sql.split_whitespace().peekable();
+        let mut portable = Vec::new();
+        while let Some(word) = words.next() {
+            if word == "INDEXED" && words.peek() == Some(&"BY") {
+                words.next();
+                words.next();
+                continue;
+            }
+            portable.push(word);
+        }
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        // As a BIGINT, whatever integer type the count has.
+        let sql = format!("SELECT ({})::BIGINT", portable.join(" "));
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut conn)
+            .await?;
+        conn.close().await?;
+        Ok(count)
     }
 
     /// The no-op functions the load is spread over, created with status trace on or off, and
@@ -213,10 +261,7 @@ impl Server {
          WHERE f.name LIKE 'noop-%' AND e.status >= 2";
 
     async fn ended(&self) -> anyhow::Result<u64> {
-        let pool = self.read_only().await?;
-        let ended: i64 = sqlx::query_scalar(Self::ENDED).fetch_one(&pool).await?;
-        pool.close().await;
-        Ok(ended as u64)
+        Ok(self.count(Self::ENDED).await? as u64)
     }
 
     /// Waits until `count` events run.
@@ -823,4 +868,161 @@ pub async fn reads_under_load(
     );
     server.stop().await;
     Ok((reads, accepts.per_second, engine_rate))
+}
+
+/// Servers on one store: one on a SQLite file (`nodes` 0), or `nodes` on a schema of their own
+/// in the PostgreSQL database `postgres`.
+struct Cluster {
+    servers: Vec<Server>,
+    /// The database and the schema made for this cluster, dropped when it stops.
+    schema: Option<(String, String)>,
+}
+
+impl Cluster {
+    async fn start(postgres: &str, nodes: usize, workers: usize) -> anyhow::Result<Cluster> {
+        if nodes == 0 {
+            return Ok(Cluster {
+                servers: vec![Server::start(workers).await?],
+                schema: None,
+            });
+        }
+        use sqlx::Connection;
+        let name = format!("scf_bench_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(postgres)
+            .await
+            .with_context(|| format!("connecting to {postgres} (--postgres)"))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let separator = if postgres.contains('?') { '&' } else { '?' };
+        let url = format!("{postgres}{separator}options=-c%20search_path%3D{name}");
+        let mut servers = Vec::new();
+        for _ in 0..nodes {
+            let dir = std::env::temp_dir().join(format!("scf-bench-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir)?;
+            servers.push(Server::start_on(dir, workers, Some(url.clone())).await?);
+        }
+        Ok(Cluster {
+            servers,
+            schema: Some((postgres.to_string(), name)),
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        for server in self.servers {
+            server.stop().await;
+        }
+        if let Some((postgres, name)) = self.schema {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&postgres).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {name} CASCADE")))
+                .execute(&mut conn)
+                .await?;
+            conn.close().await?;
+        }
+        Ok(())
+    }
+
+    /// Durable accepts per second at saturation, the load spread evenly over the nodes.
+    async fn accepts(&self, connections: usize, seconds: u64) -> anyhow::Result<f64> {
+        let names: Vec<String> = (0..FUNCTIONS).map(|i| format!("sleeper-{i}")).collect();
+        for name in &names {
+            self.servers[0].function(name, SLEEPER, true).await?;
+        }
+        let events: Vec<String> = names.iter().map(|n| invoke_body(n, "Event")).collect();
+        let per_node = connections.div_ceil(self.servers.len());
+        let loads = self
+            .servers
+            .iter()
+            .map(|s| load(&s.addr, per_node, seconds, None, &events, ACCEPTED));
+        let mut rate = 0.0;
+        for done in futures_util::future::join_all(loads).await {
+            let done = done?;
+            anyhow::ensure!(
+                done.unexpected == 0,
+                "{} calls were refused",
+                done.unexpected
+            );
+            rate += done.per_second;
+        }
+        Ok(rate)
+    }
+
+    /// Warm no-op events per second end to end, accepted evenly on the nodes, run wherever.
+    async fn warm(&self, connections: usize, workers: usize, events: usize) -> anyhow::Result<f64> {
+        let first = &self.servers[0];
+        let names = first.warm_noops(connections, workers, true).await?;
+        // Every node's instances warm too.
+        for server in &self.servers[1..] {
+            submit(&server.addr, connections, workers * FUNCTIONS, &names).await?;
+        }
+        first.until_drained().await?;
+        let per_node = events / self.servers.len();
+        let started = Instant::now();
+        let sent = self.servers.iter().map(|s| {
+            submit(
+                &s.addr,
+                connections.div_ceil(self.servers.len()),
+                per_node,
+                &names,
+            )
+        });
+        for done in futures_util::future::join_all(sent).await {
+            done?;
+        }
+        first.until_drained().await?;
+        Ok((per_node * self.servers.len()) as f64 / started.elapsed().as_secs_f64())
+    }
+}
+
+/// Accepts and warm events with several nodes on one PostgreSQL database, beside one node on
+/// SQLite, in one run: each figure is a ratio of the SQLite node's.
+pub async fn nodes(
+    postgres: &str,
+    connections: usize,
+    seconds: u64,
+    workers: usize,
+    events: usize,
+) -> anyhow::Result<()> {
+    let mut measured = Vec::new();
+    for nodes in [0, 1, 2, 3] {
+        let cluster = Cluster::start(postgres, nodes, workers).await?;
+        let accepts = cluster.accepts(connections, seconds).await?;
+        cluster.stop().await?;
+        let cluster = Cluster::start(postgres, nodes, workers).await?;
+        let warm = cluster.warm(connections, workers, events).await?;
+        cluster.stop().await?;
+        measured.push((nodes, accepts, warm));
+    }
+    let (_, sqlite_accepts, sqlite_warm) = measured[0];
+    header();
+    for (nodes, accepts, warm) in measured {
+        let store = match nodes {
+            0 => "SQLite, 1 node".to_string(),
+            1 => "PostgreSQL, 1 node".to_string(),
+            n => format!("PostgreSQL, {n} nodes"),
+        };
+        row3(
+            &format!("{store}: durable async accepts at saturation"),
+            format!("{accepts:.0}/s"),
+            if nodes == 0 {
+                "limit".into()
+            } else {
+                ratio(accepts, sqlite_accepts)
+            },
+            "",
+        );
+        row3(
+            &format!("{store}: warm no-op events end to end ({events}, {workers} workers a node)"),
+            format!("{warm:.0}/s"),
+            if nodes == 0 {
+                "limit".into()
+            } else {
+                ratio(warm, sqlite_warm)
+            },
+            "",
+        );
+    }
+    Ok(())
 }
