@@ -24,6 +24,7 @@ struct Browser {
     base: String,
     session: String,
     _profile: tempfile::TempDir,
+    _turn: tokio::sync::RwLockReadGuard<'static, ()>,
 }
 
 fn free_port() -> u16 {
@@ -98,6 +99,7 @@ impl Browser {
             eprintln!("\n*** {why} ***\n");
             return None;
         };
+        let turn = WHOLE_MACHINE.read().await;
         let port = free_port();
         let driver = tokio::process::Command::new(driver_bin)
             .arg(format!("--port={port}"))
@@ -136,6 +138,7 @@ impl Browser {
             base,
             session: session["sessionId"].as_str().unwrap().to_string(),
             _profile: profile,
+            _turn: turn,
         })
     }
 
@@ -418,7 +421,8 @@ async fn the_documented_flow_in_a_real_browser() {
     let app = TestApp::new().await;
     let base = log_in(&b, &app).await;
     create_from_template(&b, &base, "Long-running async task (Python)", "story-two").await;
-    let request_id = invoke_from_test_tab(&b, r#"{"steps": 3, "interval": 1}"#).await;
+    // Six seconds of steps: long enough to be seen Running by a page opened a few clicks later.
+    let request_id = invoke_from_test_tab(&b, r#"{"steps": 6, "interval": 1}"#).await;
     b.click("a.request-id").await;
     b.wait(".event .status", "").await;
     assert!(b.url().await.ends_with(&request_id));
@@ -439,7 +443,7 @@ async fn the_documented_flow_in_a_real_browser() {
     b.screenshot("2-event-management-live").await;
     b.click("#event-rows td.rid a").await;
     let logs = b.wait(".event-logs", "Task complete").await;
-    assert!(b.text(&logs).await.contains("Step 3/3 done"));
+    assert!(b.text(&logs).await.contains("Step 6/6 done"));
     b.wait(".timeline", "cold start").await;
     b.screenshot("2-event-details").await;
 

@@ -174,6 +174,7 @@ async fn three_nodes_run_10000_events_exactly_once_though_one_is_killed() {
     let Some(schema) = Schema::create().await else {
         return;
     };
+    let _alone = WHOLE_MACHINE.write().await;
     let db = database(&schema).await;
     let dir = tempfile::tempdir().unwrap();
     let url = schema.url().to_string();

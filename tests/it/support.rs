@@ -106,6 +106,12 @@ where
     }
 }
 
+/// Turns at the whole machine. Stories that load both cores for a minute (three servers running
+/// ten thousand events) take it alone; stories timed against a person's patience (a browser
+/// waiting for a page) take it together, so they never run beside such a load. Everything
+/// else runs regardless.
+pub static WHOLE_MACHINE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 pub struct TestApp {
     pub router: Router,
     pub state: AppState,
