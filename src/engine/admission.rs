@@ -4,7 +4,7 @@
 use crate::clock::{Clock, Millis};
 use crate::store::{Billing, DynStore, Function};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long another process's change of a namespace's billing may go unseen here.
@@ -45,21 +45,25 @@ struct Bucket {
 }
 
 /// Invocations the store granted this node in a function's current second, not used yet.
+#[derive(Default)]
 struct Granted {
     second: i64,
     left: u32,
+    /// The store has none left for this second.
+    spent: bool,
 }
 
 pub struct Admission {
     clock: Clock,
     buckets: Mutex<HashMap<i64, Bucket>>,
     /// With a store shared by several nodes: what each function has left here of its share.
-    granted: Mutex<HashMap<i64, Granted>>,
+    granted: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Granted>>>>,
     /// The store keeps no shared count (SQLite): each process limits its own calls.
     local_only: std::sync::atomic::AtomicBool,
     /// Billing of namespaces without an invocation quota, as last read: an accept then reads
-    /// nothing from the store. A namespace with a quota is read at every accept, so that its
-    /// count of invocations used holds exactly.
+    /// nothing from the store. A namespace with a quota is read at every accept, so that once
+    /// it is used up calls are refused before any write (the store itself holds the quota
+    /// against accepts in flight at once; see `quota_used`).
     billing: Mutex<BillingCache>,
 }
 
@@ -132,16 +136,33 @@ impl Admission {
         if self.local_only.load(Ordering::Relaxed) {
             return Ok(None);
         }
+        let share = self
+            .granted
+            .lock()
+            .expect("admission lock")
+            .entry(function.id)
+            .or_default()
+            .clone();
+        // One ask of the store at a time per function: calls that arrive meanwhile wait for
+        // its answer and use what it brought, rather than each asking for a share of its own,
+        // which would leave this node holding many times what it uses and the others short.
+        let mut g = share.lock().await;
         let second = self.clock.now_millis().div_euclid(1000);
-        {
-            let mut granted = self.granted.lock().expect("admission lock");
-            if let Some(g) = granted.get_mut(&function.id)
-                && g.second == second
-                && g.left > 0
-            {
-                g.left -= 1;
-                return Ok(Some(true));
-            }
+        if g.second != second {
+            *g = Granted {
+                second,
+                left: 0,
+                spent: false,
+            };
+        }
+        if g.left > 0 {
+            g.left -= 1;
+            return Ok(Some(true));
+        }
+        // The nodes together have used this second's limit: refused until the next one, with
+        // no more asking.
+        if g.spent {
+            return Ok(Some(false));
         }
         let limit = function.qps_limit.max(1);
         let want = (limit / 50).clamp(1, 20);
@@ -154,16 +175,10 @@ impl Admission {
             return Ok(None);
         };
         if got == 0 {
+            g.spent = true;
             return Ok(Some(false));
         }
-        let mut granted = self.granted.lock().expect("admission lock");
-        let g = granted
-            .entry(function.id)
-            .or_insert(Granted { second, left: 0 });
-        if g.second != second {
-            *g = Granted { second, left: 0 };
-        }
-        g.left += got - 1;
+        g.left = got - 1;
         Ok(Some(true))
     }
 
@@ -192,6 +207,17 @@ impl Admission {
             cache.entries.remove(&key);
         }
         Ok(billing)
+    }
+
+    /// Why the store refused an accept for its namespace's quota (accepts in flight at once
+    /// took what was left), in the words an accept refused here would have; the next accept
+    /// reads the billing afresh.
+    pub async fn quota_used(&self, store: &DynStore, function: &Function) -> Refusal {
+        self.forget_billing(&function.region, &function.namespace);
+        match self.billing_of(store, function).await {
+            Ok(billing) => Refusal::InsufficientBalance(billing.quota_refusal(&function.namespace)),
+            Err(unreadable) => unreadable,
+        }
     }
 
     /// After this process changed a namespace's billing: the next accept reads it.

@@ -656,7 +656,8 @@ impl Engine {
             .await
             .map_err(InvokeError::Refused)?;
         let request_id = uuid::Uuid::new_v4().to_string();
-        self.writer
+        let written = self
+            .writer
             .write(EventWrite::Insert(NewEvent {
                 request_id: request_id.clone(),
                 function_id: function.id,
@@ -667,11 +668,17 @@ impl Engine {
                 invoked_by: origin.by,
                 rerun_of: origin.rerun_of,
             }))
-            .await
-            .map_err(|e| match e {
-                writer::WriteError::FunctionGone => InvokeError::FunctionGone,
-                e => InvokeError::Store(e.to_string()),
-            })?;
+            .await;
+        match written {
+            Ok(()) => {}
+            Err(writer::WriteError::FunctionGone) => return Err(InvokeError::FunctionGone),
+            // Accepts in flight at once (here or on other nodes) took what was left.
+            Err(writer::WriteError::QuotaUsed) => {
+                let refusal = self.admission.quota_used(&self.store, function).await;
+                return Err(InvokeError::Refused(refusal));
+            }
+            Err(e) => return Err(InvokeError::Store(e.to_string())),
+        }
         self.wake.notify_one();
         Ok(request_id)
     }

@@ -51,6 +51,9 @@ pub enum WriteError {
     /// Its function was deleted meanwhile: the store takes no new event of it.
     #[error("its function was deleted meanwhile")]
     FunctionGone,
+    /// It would take its namespace past its invocation quota: the store took it not.
+    #[error("its namespace has used its invocation quota")]
+    QuotaUsed,
     #[error("the event writer has stopped")]
     Stopped,
 }
@@ -226,11 +229,12 @@ async fn run(
                 }
             }
             Err(e) => {
-                // One bad write (its function was deleted meanwhile) must not fail its
-                // neighbours: apply them one by one, freeing the slots of those that land. The
-                // claim was made for slots some of them may not free: it claims nothing, and
-                // the dispatcher, woken, asks again.
-                tracing::warn!(error = %e, writes = writes.len(), "group commit failed; applying writes one by one");
+                // One refused write (its function was deleted meanwhile, or its namespace's
+                // quota has no room for the whole batch) must not fail its neighbours: apply
+                // them one by one, freeing the slots of those that land, so that exactly the
+                // accepts that fit the quota are kept. The claim was made for slots some of
+                // them may not free: it claims nothing, and the dispatcher, woken, asks again.
+                tracing::info!(error = %e, writes = writes.len(), "group commit refused; applying writes one by one");
                 for (write, (reply, slot)) in writes.drain(..).zip(waiters.drain(..)) {
                     let result = store
                         .apply_event_writes(std::slice::from_ref(&write))
@@ -238,6 +242,8 @@ async fn run(
                         .map_err(write_error);
                     match &result {
                         Ok(()) => drop(take(slot.as_ref())),
+                        // A refusal its caller answers for; not a failure of the store.
+                        Err(WriteError::QuotaUsed | WriteError::FunctionGone) => {}
                         // Named by kind and event, never with its payload or logs.
                         Err(e) => {
                             tracing::error!(error = %e, write = %write.describe(), "event write failed")
@@ -276,6 +282,7 @@ fn write_error(e: StoreError) -> WriteError {
     match e {
         StoreError::Database(e) => WriteError::Fault(format!("the event store cannot write: {e}")),
         StoreError::NotFound => WriteError::FunctionGone,
+        StoreError::QuotaUsed => WriteError::QuotaUsed,
         e => WriteError::Rejected(e.to_string()),
     }
 }

@@ -150,9 +150,9 @@ impl From<StoreError> for ServiceError {
                 "FailedOperation",
                 "It still holds items; nothing was deleted.",
             )),
-            e @ (StoreError::Database(_) | StoreError::IllegalTransition { .. }) => {
-                ServiceError::Internal(e.into())
-            }
+            e @ (StoreError::Database(_)
+            | StoreError::IllegalTransition { .. }
+            | StoreError::QuotaUsed) => ServiceError::Internal(e.into()),
         }
     }
 }

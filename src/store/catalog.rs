@@ -98,6 +98,12 @@ pub struct Billing {
     pub invocations_used: i64,
 }
 
+fn quota_used(namespace: &str, quota: i64) -> String {
+    format!(
+        "Namespace {namespace} has used its invocation quota ({quota}); raise the quota to invoke again."
+    )
+}
+
 impl Billing {
     /// Why the namespace's invocations are refused, if they are: the rule the engine applies
     /// to every invocation and the console shows on every page of the namespace beforehand.
@@ -108,11 +114,16 @@ impl Billing {
             ));
         }
         match self.invocation_quota {
-            Some(quota) if self.invocations_used >= quota => Some(format!(
-                "Namespace {namespace} has used its invocation quota ({quota}); raise the quota to invoke again."
-            )),
+            Some(quota) if self.invocations_used >= quota => Some(quota_used(namespace, quota)),
             _ => None,
         }
+    }
+
+    /// Why an accept the store refused for the quota was refused, as the namespace's billing
+    /// now reads: the quota may have been raised meanwhile, or removed.
+    pub fn quota_refusal(&self, namespace: &str) -> String {
+        self.refusal(namespace)
+            .unwrap_or_else(|| quota_used(namespace, self.invocation_quota.unwrap_or(0)))
     }
 }
 

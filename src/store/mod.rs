@@ -35,11 +35,37 @@ pub enum StoreError {
     /// A write asked for a move the status machine does not allow; nothing was written.
     #[error("an event cannot go from {from:?} to {to:?}")]
     IllegalTransition { from: EventStatus, to: EventStatus },
+    /// An accept would take its namespace past its invocation quota; nothing was written.
+    #[error("the namespace has used its invocation quota")]
+    QuotaUsed,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What the triggers of both backends raise, mapped back to what they mean by [`constraint`].
+const FUNCTION_DELETED: &str = "the function was deleted";
+const QUOTA_USED: &str = "the namespace has used its invocation quota";
+
+/// Maps a database's refusals (constraints, the store's own triggers) to what they mean for
+/// the caller; anything else is the database failing.
+fn constraint(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return StoreError::Conflict;
+        }
+        // The trigger events_of_deleted_functions refuses a deleted function's new events.
+        if db.is_foreign_key_violation() || db.message() == FUNCTION_DELETED {
+            return StoreError::NotFound;
+        }
+        // The quota triggers refuse accepts past their namespace's invocation quota.
+        if db.message() == QUOTA_USED {
+            return StoreError::QuotaUsed;
+        }
+    }
+    StoreError::Database(e)
+}
 
 pub use crate::domain::event::{ClaimedEvent, TimelineEntry};
 pub use crate::domain::function::CodeFile;

@@ -425,3 +425,87 @@ async fn the_qps_limit_holds_for_all_nodes_together() {
     );
     db.close().await;
 }
+
+/// A namespace's invocation quota counts accepts in flight at once, wherever they arrive:
+/// bursts of calls on every node at once, far more than the quota, and exactly the quota is
+/// accepted, counted and stored; every other call is refused as arrears.
+async fn bursts_on_every_node_take_exactly_the_quota(nodes: &[TestApp]) {
+    const QUOTA: usize = 40;
+    nodes[0].add_key().await;
+    function(
+        &nodes[0],
+        "metered",
+        "Python3.10",
+        "def main_handler(event, context):\n    return 1\n",
+        json!({}),
+    )
+    .await;
+    let settings = format!("/scf/{REGION}/default/namespaces/default/settings");
+    nodes[0]
+        .post(&settings, &[("InvocationQuota", &QUOTA.to_string())])
+        .await;
+    let mut accepted = HashSet::new();
+    let mut refused = 0;
+    for _ in 0..3 {
+        let burst = nodes.iter().flat_map(|node| {
+            (0..30).map(move |_| {
+                node.api(
+                    "Invoke",
+                    json!({"FunctionName": "metered", "InvocationType": "Event", "ClientContext": "{}"}),
+                )
+            })
+        });
+        for answer in futures_util::future::join_all(burst).await {
+            if answer.error_code() == "ResourceUnavailable.InsufficientBalance" {
+                assert!(
+                    answer
+                        .error_message()
+                        .contains(&format!("has used its invocation quota ({QUOTA})")),
+                    "{}",
+                    answer.error_message()
+                );
+                refused += 1;
+            } else {
+                let id = answer.ok()["Result"]["FunctionRequestId"].as_str().unwrap();
+                accepted.insert(id.to_string());
+            }
+        }
+    }
+    assert_eq!(accepted.len(), QUOTA, "{refused} refused");
+    assert_eq!(refused, 3 * 30 * nodes.len() - QUOTA);
+    let page = nodes[nodes.len() - 1].get(&settings).await;
+    assert!(
+        page.text(".hint")
+            .contains(&format!("Used so far: {QUOTA}")),
+        "{}",
+        page.text(".hint")
+    );
+    let stored = nodes[0]
+        .api(
+            "ListAsyncEvents",
+            json!({"FunctionName": "metered", "Limit": 100}),
+        )
+        .await;
+    assert_eq!(stored.ok()["TotalCount"], QUOTA);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_invocation_quota_holds_for_two_processes_on_one_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scf-console.db");
+    let one = TestApp::sharing(&db, node()).await;
+    let two = TestApp::sharing(&db, node()).await;
+    bursts_on_every_node_take_exactly_the_quota(&[one, two]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_invocation_quota_holds_for_all_nodes_together() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(TestApp::sharing_url(schema.url(), node()).await);
+    }
+    bursts_on_every_node_take_exactly_the_quota(&nodes).await;
+}

@@ -83,6 +83,7 @@ macro_rules! every_check {
     illegal_moves_are_refused_before_anything_is_written,
     an_end_and_the_next_claim_commit_together_or_not_at_all,
     every_accept_counts_once_against_its_namespace,
+    accepts_past_the_quota_are_refused_whoever_writes_them,
     one_first_user_and_never_no_admin,
     sessions_end_with_time_password_changes_and_their_user,
     audit_entries_filter_newest_first_and_sweep_by_age,
@@ -830,6 +831,96 @@ async fn every_accept_counts_once_against_its_namespace(b: Backend) {
         .await
         .unwrap();
     assert_eq!((used("default").await, used("team").await), (4, 2));
+}
+
+/// The store holds the invocation quota itself, whatever each writer read before: a batch that
+/// would go past it is refused whole and counts nothing, accepts written one by one land
+/// exactly while they fit, and two handles (two nodes) writing at once take no more than it
+/// leaves between them.
+async fn accepts_past_the_quota_are_refused_whoever_writes_them(b: Backend) {
+    let mine = function_in(&b.one, "default", "mine", 0).await;
+    let theirs = function_in(&b.one, "team", "theirs", 0).await;
+    b.one
+        .set_namespace_billing(REGION, "default", false, Some(5))
+        .await
+        .unwrap();
+    let insert = |function_id: i64, id: String| {
+        EventWrite::Insert(NewEvent {
+            request_id: id,
+            function_id,
+            invoke_type: "API".into(),
+            traced: true,
+            payload: "{}".into(),
+            enqueued_at: 1_000,
+            invoked_by: None,
+            rerun_of: None,
+        })
+    };
+    let used = || async {
+        b.two
+            .namespace_billing(REGION, "default")
+            .await
+            .unwrap()
+            .unwrap()
+            .invocations_used
+    };
+    accept(&b.one, mine, &["m1", "m2", "m3"], 1_000).await;
+    // Three more do not fit in the two left: none of them is written, nor the other
+    // namespace's accept beside them.
+    let batch: Vec<EventWrite> = ["m4", "m5", "m6"]
+        .into_iter()
+        .map(|id| insert(mine, id.into()))
+        .chain([insert(theirs, "t1".into())])
+        .collect();
+    let refused = b.one.apply_event_writes(&batch).await;
+    assert!(matches!(refused, Err(StoreError::QuotaUsed)), "{refused:?}");
+    assert_eq!(used().await, 3);
+    // One by one, as the engine then writes them: exactly those that fit land.
+    let mut landed = Vec::new();
+    for write in &batch {
+        match b.one.apply_event_writes(std::slice::from_ref(write)).await {
+            Ok(()) => landed.push(write.describe()),
+            Err(StoreError::QuotaUsed) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(landed, ["insert m4", "insert m5", "insert t1"]);
+    assert_eq!(used().await, 5);
+
+    // Two handles writing at once, each unaware of the other's accepts: between them they
+    // take what the quota leaves, never more.
+    b.one
+        .set_namespace_billing(REGION, "default", false, Some(25))
+        .await
+        .unwrap();
+    let burst = |store: &DynStore, prefix: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut kept = 0;
+            for n in 0..30 {
+                let write = insert(mine, format!("{prefix}{n}"));
+                match store.apply_event_writes(std::slice::from_ref(&write)).await {
+                    Ok(()) => kept += 1,
+                    Err(StoreError::QuotaUsed) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            kept
+        }
+    };
+    let (one, two) = tokio::join!(
+        tokio::spawn(burst(&b.one, "one-")),
+        tokio::spawn(burst(&b.two, "two-"))
+    );
+    assert_eq!(one.unwrap() + two.unwrap(), 20);
+    assert_eq!(used().await, 25);
+    // A raised quota lets accepts in again.
+    b.two
+        .set_namespace_billing(REGION, "default", false, Some(26))
+        .await
+        .unwrap();
+    accept(&b.two, mine, &["after-raise"], 2_000).await;
+    assert_eq!(used().await, 26);
 }
 
 fn user(name: &str, role: Role, at: i64) -> User {

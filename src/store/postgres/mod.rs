@@ -4,7 +4,7 @@
 //! (`synchronous_commit` is forced on for our sessions), so an acknowledged accept survives a
 //! crash of the database server.
 
-use super::{Store, StoreError, StoreResult, WriteHealth};
+use super::{Store, StoreError, StoreResult, WriteHealth, constraint};
 use crate::domain::event::EventStatus;
 use async_trait::async_trait;
 use rust_embed::RustEmbed;
@@ -142,20 +142,6 @@ fn describe_fault(e: &sqlx::Error) -> String {
 
 fn status_of(code: i64) -> Result<EventStatus, sqlx::Error> {
     EventStatus::try_from(code).map_err(sqlx::Error::Protocol)
-}
-
-/// Maps PostgreSQL's constraint failures to what they mean for the caller.
-fn constraint(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            return StoreError::Conflict;
-        }
-        // The trigger events_of_deleted_functions refuses a deleted function's new events.
-        if db.is_foreign_key_violation() || db.message() == "the function was deleted" {
-            return StoreError::NotFound;
-        }
-    }
-    StoreError::Database(e)
 }
 
 /// A count or size the store keeps as BIGINT, as the domain's unsigned type.

@@ -2,7 +2,7 @@
 //! read-only connections, WAL journal with `synchronous=FULL` so a committed write survives a
 //! power cut.
 
-use super::{Store, StoreError, StoreResult, WriteHealth, preflight};
+use super::{Store, StoreError, StoreResult, WriteHealth, constraint, preflight};
 use crate::clock::Millis;
 use crate::domain::event::EventStatus;
 use crate::domain::event_query::{EventFilter, EventOrderBy};
@@ -199,20 +199,6 @@ fn describe_fault(e: &sqlx::Error) -> String {
 
 fn status_of(code: i64) -> Result<EventStatus, sqlx::Error> {
     EventStatus::try_from(code).map_err(sqlx::Error::Protocol)
-}
-
-/// Maps SQLite's constraint failures to what they mean for the caller.
-fn constraint(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            return StoreError::Conflict;
-        }
-        // The trigger events_of_deleted_functions refuses a deleted function's new events.
-        if db.is_foreign_key_violation() || db.message() == "the function was deleted" {
-            return StoreError::NotFound;
-        }
-    }
-    StoreError::Database(e)
 }
 
 mod accounts;
