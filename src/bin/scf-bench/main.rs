@@ -545,8 +545,9 @@ async fn time_api(addr: &str, action: &str, body: &str, n: usize) -> anyhow::Res
     Ok((l.percentile(0.5), l.percentile(0.99)))
 }
 
-async fn event_management(o: &Options) -> anyhow::Result<()> {
-    let (bench, ids) = Bench::paused_with(&["orders", "billing", "mailer", "reports"]).await?;
+/// Event Management's page of the function `orders`, and the ListAsyncEvents body that asks
+/// for its failed events of the last 24 hours: what each store's reads are timed with.
+fn event_management_reads() -> (String, String) {
     let base = format!("/scf/{REGION}/default/functions/orders/events");
     let now = Clock::System.now_millis();
     let day_ago = format_time(
@@ -564,6 +565,12 @@ async fn event_management(o: &Options) -> anyhow::Result<()> {
         "StartTimeInterval": {"Start": day_ago, "End": in_an_hour},
     })
     .to_string();
+    (base, list_body)
+}
+
+async fn event_management(o: &Options) -> anyhow::Result<()> {
+    let (bench, ids) = Bench::paused_with(&["orders", "billing", "mailer", "reports"]).await?;
+    let (base, list_body) = event_management_reads();
     let n = 200;
     let idle_rss = rss_mb();
     let cookie = Client::login(&bench.addr).await?;
@@ -670,12 +677,16 @@ async fn main() -> anyhow::Result<()> {
     // Several nodes on PostgreSQL beside one on SQLite; only when asked for (it needs a
     // PostgreSQL server and takes minutes).
     if o.only == Some(Part::Nodes) {
+        let (page, list_body) = event_management_reads();
         outside::nodes(
             &o.postgres,
             o.connections,
             o.seconds,
             workers,
             o.warm_events,
+            &o.stored,
+            &page,
+            &list_body,
         )
         .await?;
     }

@@ -976,14 +976,80 @@ impl Cluster {
     }
 }
 
+/// Event Management's reads on a node of PostgreSQL holding each of `sizes` events, seeded
+/// straight into its schema (as many as the SQLite part seeds, the same mix of functions and
+/// outcomes over the last three days) with the store's triggers keeping the rollups.
+async fn pg_reads(
+    postgres: &str,
+    workers: usize,
+    sizes: &[u64],
+    page: &str,
+    list_body: &str,
+    n: usize,
+) -> anyhow::Result<Vec<(u64, Reads)>> {
+    let cluster = Cluster::start(postgres, 1, workers).await?;
+    let server = &cluster.servers[0];
+    for name in ["orders", "billing", "mailer", "reports"] {
+        server.function(name, super::NOOP, true).await?;
+    }
+    let url = server.database.clone().context("a PostgreSQL node")?;
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await?;
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM functions ORDER BY id")
+        .fetch_all(&db)
+        .await?;
+    let cookie = super::Client::login(&server.addr).await?;
+    let span: i64 = 72 * 3600 * 1000 - 60_000;
+    let from = scf_console::clock::Clock::System.now_millis() - span;
+    let total = sizes.iter().copied().max().unwrap_or(0) as i64;
+    let mut seeded = 0u64;
+    let mut measured = Vec::new();
+    for &size in sizes.iter().filter(|&&n| n > 0) {
+        while seeded < size {
+            let upto = (seeded + 500_000).min(size);
+            // The same functions, statuses and errors as the SQLite part's seed: half the
+            // events for the first function; one in 100 failed, one in 250 aborted.
+            sqlx::query(
+                "INSERT INTO events (request_id, function_id, invoke_type, status, status_code,                      traced, payload, error, error_head, enqueued_at, started_at, ended_at, run_after)                  SELECT 'seed-' || lpad(i::TEXT, 10, '0'),                      ($1::BIGINT[])[CASE WHEN i % 2 = 0 THEN 1 WHEN i % 6 = 1 THEN 2                                          WHEN i % 6 = 3 THEN 3 ELSE 4 END],                      CASE WHEN i % 10 = 0 THEN 'CONSOLE' ELSE 'API' END,                      st, CASE st WHEN 2 THEN 200 WHEN 3 THEN 430 ELSE 499 END, TRUE, '{\"seed\":true}',                      CASE st WHEN 3 THEN 'SeededError: seed ' || (i % 5) END,                      CASE st WHEN 3 THEN 'SeededError: seed ' || (i % 5) END,                      at, at + 5, at + 5 + (i % 37) * 3, at                  FROM generate_series($2::BIGINT, $3::BIGINT - 1) AS i,                      LATERAL (SELECT $4::BIGINT + i * $5::BIGINT / $6::BIGINT AS at,                          CASE WHEN i % 100 = 7 THEN 3 WHEN i % 250 = 11 THEN 4 ELSE 2 END AS st) v",
+            )
+            .bind(&ids)
+            .bind(seeded as i64)
+            .bind(upto as i64)
+            .bind(from)
+            .bind(span)
+            .bind(total)
+            .execute(&db)
+            .await?;
+            seeded = upto;
+            eprint!("\rscf-bench: seeded {seeded} of {size} events on PostgreSQL");
+        }
+        eprintln!();
+        sqlx::query("VACUUM (ANALYZE) events").execute(&db).await?;
+        measured.push((
+            size,
+            time_reads(&server.addr, &cookie, page, list_body, n).await?,
+        ));
+    }
+    db.close().await;
+    cluster.stop().await?;
+    Ok(measured)
+}
+
 /// Accepts and warm events with several nodes on one PostgreSQL database, beside one node on
-/// SQLite, in one run: each figure is a ratio of the SQLite node's.
+/// SQLite, in one run: each figure is a ratio of the SQLite node's. Then Event Management's
+/// reads on PostgreSQL at each of `stored` events.
+#[allow(clippy::too_many_arguments)]
 pub async fn nodes(
     postgres: &str,
     connections: usize,
     seconds: u64,
     workers: usize,
     events: usize,
+    stored: &[u64],
+    page: &str,
+    list_body: &str,
 ) -> anyhow::Result<()> {
     let mut measured = Vec::new();
     for nodes in [0, 1, 2, 3] {
@@ -1022,6 +1088,44 @@ pub async fn nodes(
                 ratio(warm, sqlite_warm)
             },
             "",
+        );
+    }
+    if stored.iter().all(|&n| n == 0) {
+        return Ok(());
+    }
+    let reads = pg_reads(postgres, workers, stored, page, list_body, 200).await?;
+    let ms = |(p50, p99): (f64, f64)| format!("{p50:.2} / {p99:.2} ms");
+    for (size, r) in reads {
+        let millions = size as f64 / 1e6;
+        let list = if size >= 10_000_000 {
+            "p99 < 15 ms"
+        } else {
+            "p99 < 10 ms"
+        };
+        let label = format!("PostgreSQL, {millions}M events, p50 / p99");
+        row3(
+            &format!("{label}: Event Management page"),
+            ms(r.page),
+            String::new(),
+            list,
+        );
+        row3(
+            &format!("{label}: rows fragment, status=failed"),
+            ms(r.rows),
+            String::new(),
+            list,
+        );
+        row3(
+            &format!("{label}: ListAsyncEvents FAILED, last 24 h"),
+            ms(r.api),
+            String::new(),
+            list,
+        );
+        row3(
+            &format!("{label}: statistics for 3 days"),
+            ms(r.stats),
+            String::new(),
+            "p99 < 20 ms at 10M",
         );
     }
     Ok(())
