@@ -268,6 +268,9 @@ pub struct Engine {
     /// When this node joined, and where it listens: what its heartbeat says of it.
     started_at: Millis,
     address: Mutex<String>,
+    /// Set once this node has removed itself from the store's list of nodes: a heartbeat
+    /// that was on its way then writes nothing, so a stopped node does not come back as gone.
+    left: tokio::sync::Mutex<bool>,
     clock: Clock,
     interpreters: Arc<Interpreters>,
     config: EngineConfig,
@@ -442,6 +445,7 @@ impl Engine {
         let engine = Arc::new(Engine {
             node,
             started_at: clock.now_millis(),
+            left: tokio::sync::Mutex::new(false),
             address: Mutex::new(String::new()),
             writer: writer::GroupCommit::start(
                 store.clone(),
@@ -922,6 +926,8 @@ impl Engine {
         if self.control.lock().expect("control lock").held.is_empty() {
             self.node.leave();
         }
+        let mut left = self.left.lock().await;
+        *left = true;
         if let Err(e) = self.store.forget_nodes(Some(self.node.id()), 0).await {
             tracing::warn!(error = %e, "removing this node from the store's list failed");
         }
@@ -1240,6 +1246,10 @@ impl Engine {
     /// Says in the store that this node is alive, where it listens and what it runs; forgets
     /// nodes silent for an hour (a node that stops forgets itself).
     async fn beat(&self) {
+        let left = self.left.lock().await;
+        if *left {
+            return;
+        }
         let now = self.clock.now_millis();
         let beat = crate::store::NodeBeat {
             id: self.node.id().to_string(),

@@ -229,25 +229,19 @@ async fn run(
                 }
             }
             Err(e) => {
-                // One refused write (its function was deleted meanwhile, or its namespace's
-                // quota has no room for the whole batch) must not fail its neighbours: apply
-                // them one by one, freeing the slots of those that land, so that exactly the
-                // accepts that fit the quota are kept. The claim was made for slots some of
-                // them may not free: it claims nothing, and the dispatcher, woken, asks again.
-                tracing::info!(error = %e, writes = writes.len(), "group commit refused; applying writes one by one");
-                for (write, (reply, slot)) in writes.drain(..).zip(waiters.drain(..)) {
-                    let result = store
-                        .apply_event_writes(std::slice::from_ref(&write))
-                        .await
-                        .map_err(write_error);
-                    match &result {
-                        Ok(()) => drop(take(slot.as_ref())),
-                        // A refusal its caller answers for; not a failure of the store.
-                        Err(WriteError::QuotaUsed | WriteError::FunctionGone) => {}
-                        // Named by kind and event, never with its payload or logs.
-                        Err(e) => {
-                            tracing::error!(error = %e, write = %write.describe(), "event write failed")
-                        }
+                // Refused writes (a function deleted meanwhile, a namespace's quota without
+                // room for the whole batch) must not fail their neighbours: the batch is
+                // applied in halves, a refused half split again down to single writes, so
+                // exactly the accepts that fit the quota are kept and a few refusals cost a
+                // few dozen commits rather than one per write. The slots of the writes that
+                // land are freed. The claim was made for slots some of them may not free: it
+                // claims nothing, and the dispatcher, woken, asks again.
+                tracing::info!(error = %e, writes = writes.len(), "group commit refused; applying the batch in parts");
+                let results = apply_in_parts(&store, &writes).await;
+                writes.clear();
+                for ((reply, slot), result) in waiters.drain(..).zip(results) {
+                    if result.is_ok() {
+                        drop(take(slot.as_ref()));
                     }
                     let _ = reply.send(result);
                 }
@@ -258,6 +252,46 @@ async fn run(
             }
         }
     }
+}
+
+/// Applies `writes` (whose batch was refused) in halves, splitting a refused part again until
+/// its single refused writes are found: the outcome of each write, in order.
+async fn apply_in_parts(store: &DynStore, writes: &[EventWrite]) -> Vec<Result<(), WriteError>> {
+    let mut results: Vec<Option<Result<(), WriteError>>> = vec![None; writes.len()];
+    let half = writes.len().div_ceil(2);
+    // Parts still to apply, the next one last: earlier writes are applied first, so that of
+    // accepts competing for a quota's last room the first to arrive are kept.
+    let mut parts = vec![half..writes.len(), 0..half];
+    while let Some(part) = parts.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        match store.apply_event_writes(&writes[part.clone()]).await {
+            Ok(()) => results[part].fill(Some(Ok(()))),
+            Err(StoreError::Database(e)) => {
+                let why = write_error(StoreError::Database(e));
+                results[part].fill(Some(Err(why)));
+            }
+            Err(e) if part.len() == 1 => {
+                let e = write_error(e);
+                // A refusal its caller answers for is not a failure of the store; anything
+                // else is named by kind and event, never with its payload or logs.
+                if !matches!(e, WriteError::QuotaUsed | WriteError::FunctionGone) {
+                    tracing::error!(error = %e, write = %writes[part.start].describe(), "event write failed");
+                }
+                results[part.start] = Some(Err(e));
+            }
+            Err(_) => {
+                let middle = part.start + part.len().div_ceil(2);
+                parts.push(middle..part.end);
+                parts.push(part.start..middle);
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every write is applied"))
+        .collect()
 }
 
 fn take(slot: Option<&Slot>) -> Option<OwnedSemaphorePermit> {

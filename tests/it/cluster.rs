@@ -408,7 +408,9 @@ async fn the_qps_limit_holds_for_all_nodes_together() {
     assert!(refused > 0);
     // Counted when admitted: an event stamped a moment later may land in the next second, so
     // the seconds of the stamps may be one fewer than those the calls were admitted in, and a
-    // second may show one more than the limit. Each node alone would have let 15 a second in.
+    // second may show those admitted at the very end of the one before as well as its own
+    // (at most twice the limit, however rarely). Each node alone would have let 15 a second
+    // in, and the total over the run tells that apart.
     let total: i64 = per_second.iter().map(|&(_, n)| n).sum();
     let seconds = per_second.last().unwrap().0 - per_second[0].0 + 1;
     assert!(
@@ -416,7 +418,7 @@ async fn the_qps_limit_holds_for_all_nodes_together() {
         "accepted per second: {per_second:?}"
     );
     assert!(
-        per_second.iter().all(|&(_, n)| n <= 6),
+        per_second.iter().all(|&(_, n)| n <= 10),
         "accepted per second: {per_second:?}"
     );
     assert!(

@@ -344,9 +344,19 @@ impl Catalog for PgStore {
         status_code: i64,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        // A deleted function holds no reservation. The update waits for accepts in flight
-        // (they hold the row in share mode, see `events_of_deleted_functions`), so the events
+        // The lock waits for accepts in flight (they hold the row in key-share mode, see
+        // `events_of_deleted_functions`, which only FOR UPDATE conflicts with), so the events
         // below include theirs, and accepts after it are refused.
+        sqlx::query(
+            "SELECT id FROM functions \
+             WHERE region = $1 AND namespace = $2 AND name = $3 AND deleted_at IS NULL FOR UPDATE",
+        )
+        .bind(&key.region)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .execute(&mut *tx)
+        .await?;
+        // A deleted function holds no reservation.
         let id: i64 = sqlx::query_scalar(
             "UPDATE functions SET deleted_at = $1, reserved_mem = NULL \
              WHERE region = $2 AND namespace = $3 AND name = $4 AND deleted_at IS NULL \

@@ -49,6 +49,16 @@ fn migrator() -> anyhow::Result<Migrator> {
     Ok(Migrator::with_migrations(migrations))
 }
 
+/// The notification channel of the store in `schema`, within PostgreSQL's 63 bytes (a cut
+/// name shared with another store only wakes its nodes for nothing).
+fn queue_channel(schema: &str) -> String {
+    let mut channel = format!("scf_queue {schema}");
+    while channel.len() > 63 {
+        channel.pop();
+    }
+    channel
+}
+
 /// Connections per node. Enough for the engine's writer, its claims and renewals, and the
 /// console's pages at once; a database's `max_connections` (100 by default) bounds the nodes.
 const POOL_SIZE: u32 = 16;
@@ -62,10 +72,11 @@ pub struct PgStore {
     health: WriteHealth,
     /// The task listening for other nodes' new events, stopped on close.
     watcher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The channel a batch of accepts notifies once committed, idle nodes of the same store
+    /// listen on: named after the store's schema, since channels are per database and
+    /// several stores may share one.
+    channel: String,
 }
-
-/// The channel a batch of accepts notifies at its commit: idle nodes listen on it.
-const QUEUE_CHANNEL: &str = "scf_queue";
 
 impl PgStore {
     pub async fn open(url: &str) -> anyhow::Result<Self> {
@@ -86,11 +97,29 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("cannot migrate the database at {shown}: {e}"))?;
+        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&pool)
+            .await?;
         Ok(Self {
             pool,
             health: WriteHealth::default(),
             watcher: std::sync::Mutex::new(None),
+            channel: queue_channel(&schema),
         })
+    }
+
+    /// Tells idle nodes that new events are queued. Sent after the accepts' commit, on its
+    /// own: a NOTIFY inside the batch's transaction would take PostgreSQL's notification lock
+    /// at commit and hold it through the fsync, so every node's accepts would commit one at a
+    /// time. One lost (the connection failing here) costs the idle nodes their next poll.
+    async fn notify_queued(&self) {
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(&self.channel)
+            .execute(&self.pool)
+            .await
+        {
+            tracing::debug!(error = %e, "could not notify other nodes of new events");
+        }
     }
 
     /// Records the outcome of a write that should have reached the disk.
@@ -176,11 +205,14 @@ impl Store for PgStore {
 
     async fn watch_queue(&self, wake: Arc<Notify>) -> StoreResult<()> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(QUEUE_CHANNEL).await?;
+        listener.listen(&self.channel).await?;
         let task = tokio::spawn(async move {
             loop {
-                match listener.recv().await {
-                    Ok(_) => wake.notify_one(),
+                match listener.try_recv().await {
+                    Ok(Some(_)) => wake.notify_one(),
+                    // The connection was lost and is made again at the next call: what was
+                    // notified meanwhile is lost, so the queue is looked at once now.
+                    Ok(None) => wake.notify_one(),
                     Err(sqlx::Error::PoolClosed) => return,
                     Err(e) => {
                         // The listener connects again at the next `recv`; what was notified

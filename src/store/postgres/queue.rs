@@ -18,7 +18,24 @@ impl EventQueue for PgStore {
         for write in writes {
             write.check()?;
         }
-        let result = self.commit_batch(writes, claim).await;
+        let mut result = self.commit_batch(writes, claim).await;
+        // Two transactions that each wait for the other (a deadlock PostgreSQL breaks by
+        // failing one) wrote nothing: the batch is tried again rather than failed as if the
+        // database were down.
+        for _ in 0..3 {
+            match &result {
+                Err(sqlx::Error::Database(db))
+                    if matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
+                {
+                    tracing::info!(error = %db, "a batch of event writes met another node's; trying it again");
+                    result = self.commit_batch(writes, claim).await;
+                }
+                _ => break,
+            }
+        }
+        if result.is_ok() && writes.iter().any(|w| matches!(w, EventWrite::Insert(_))) {
+            self.notify_queued().await;
+        }
         // A claim alone says little of whether the database takes writes.
         if writes.is_empty() {
             return result.map_err(constraint);
@@ -620,11 +637,6 @@ async fn insert_events(
                 .map(|e| e.rerun_of.as_deref())
                 .collect::<Vec<_>>(),
         )
-        .execute(&mut **tx)
-        .await?;
-    // Delivered at commit, once per transaction however many accepts it holds.
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(QUEUE_CHANNEL)
         .execute(&mut **tx)
         .await?;
     Ok(())
