@@ -8,6 +8,7 @@ pub mod preflight;
 pub mod queries;
 pub mod queue;
 pub mod retention;
+mod sql;
 pub mod sqlite;
 
 pub use accounts::*;
@@ -43,29 +44,6 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// What the triggers of both backends raise, mapped back to what they mean by [`constraint`].
-const FUNCTION_DELETED: &str = "the function was deleted";
-const QUOTA_USED: &str = "the namespace has used its invocation quota";
-
-/// Maps a database's refusals (constraints, the store's own triggers) to what they mean for
-/// the caller; anything else is the database failing.
-fn constraint(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            return StoreError::Conflict;
-        }
-        // The trigger events_of_deleted_functions refuses a deleted function's new events.
-        if db.is_foreign_key_violation() || db.message() == FUNCTION_DELETED {
-            return StoreError::NotFound;
-        }
-        // The quota triggers refuse accepts past their namespace's invocation quota.
-        if db.message() == QUOTA_USED {
-            return StoreError::QuotaUsed;
-        }
-    }
-    StoreError::Database(e)
-}
 
 pub use crate::domain::event::{ClaimedEvent, TimelineEntry};
 pub use crate::domain::function::CodeFile;

@@ -1010,9 +1010,27 @@ async fn pg_reads(
         while seeded < size {
             let upto = (seeded + 500_000).min(size);
             // The same functions, statuses and errors as the SQLite part's seed: half the
-            // events for the first function; one in 100 failed, one in 250 aborted.
+            // events for the first function; one in 100 failed, one in 250 aborted. Their run
+            // times go to the duration rollups as the trigger of an event's end puts them.
             sqlx::query(
-                "INSERT INTO events (request_id, function_id, invoke_type, status, status_code,                      traced, payload, error, error_head, enqueued_at, started_at, ended_at, run_after)                  SELECT 'seed-' || lpad(i::TEXT, 10, '0'),                      ($1::BIGINT[])[CASE WHEN i % 2 = 0 THEN 1 WHEN i % 6 = 1 THEN 2                                          WHEN i % 6 = 3 THEN 3 ELSE 4 END],                      CASE WHEN i % 10 = 0 THEN 'CONSOLE' ELSE 'API' END,                      st, CASE st WHEN 2 THEN 200 WHEN 3 THEN 430 ELSE 499 END, TRUE, '{\"seed\":true}',                      CASE st WHEN 3 THEN 'SeededError: seed ' || (i % 5) END,                      CASE st WHEN 3 THEN 'SeededError: seed ' || (i % 5) END,                      at, at + 5, at + 5 + (i % 37) * 3, at                  FROM generate_series($2::BIGINT, $3::BIGINT - 1) AS i,                      LATERAL (SELECT $4::BIGINT + i * $5::BIGINT / $6::BIGINT AS at,                          CASE WHEN i % 100 = 7 THEN 3 WHEN i % 250 = 11 THEN 4 ELSE 2 END AS st) v",
+                "WITH seeded AS ( \
+                  INSERT INTO events (request_id, function_id, invoke_type, status, status_code, \
+                      traced, payload, error, error_head, enqueued_at, started_at, ended_at, run_after) \
+                  SELECT 'seed-' || lpad(i::TEXT, 10, '0'), \
+                      ($1::BIGINT[])[CASE WHEN i % 2 = 0 THEN 1 WHEN i % 6 = 1 THEN 2 \
+                                          WHEN i % 6 = 3 THEN 3 ELSE 4 END], \
+                      CASE WHEN i % 10 = 0 THEN 'CONSOLE' ELSE 'API' END, \
+                      st, CASE st WHEN 2 THEN 200 WHEN 3 THEN 430 ELSE 499 END, TRUE, '{\"seed\":true}', \
+                      CASE st WHEN 3 THEN 'SeededError: seed ' || (i % 5) END, \
+                      CASE st WHEN 3 THEN 'SeededError: seed ' || (i % 5) END, \
+                      at, at + 5, at + 5 + (i % 37) * 3, at \
+                  FROM generate_series($2::BIGINT, $3::BIGINT - 1) AS i, \
+                      LATERAL (SELECT $4::BIGINT + i * $5::BIGINT / $6::BIGINT AS at, \
+                          CASE WHEN i % 100 = 7 THEN 3 WHEN i % 250 = 11 THEN 4 ELSE 2 END AS st) v \
+                  RETURNING function_id, enqueued_at, started_at, ended_at) \
+                 INSERT INTO event_durations (function_id, minute, bucket, count) \
+                 SELECT function_id, enqueued_at / 60000, time_bucket(ended_at - started_at), COUNT(*) \
+                 FROM seeded GROUP BY 1, 2, 3",
             )
             .bind(&ids)
             .bind(seeded as i64)

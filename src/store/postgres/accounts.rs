@@ -1,43 +1,10 @@
 //! Users, sessions and the audit log on PostgreSQL.
 
-use super::catalog::{found, like_pattern};
 use super::*;
 use crate::clock::Millis;
 use crate::domain::user::Role;
 use crate::store::*;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
-
-const USER_COLUMNS: &str = "name, role, password_hash, created_at, password_changed_at";
-
-fn role_of(text: &str) -> Result<Role, sqlx::Error> {
-    Role::parse(text).ok_or_else(|| sqlx::Error::Decode(format!("unknown role {text:?}").into()))
-}
-
-fn user_from_row(row: &PgRow) -> Result<User, sqlx::Error> {
-    Ok(User {
-        name: row.try_get("name")?,
-        role: role_of(row.try_get("role")?)?,
-        password_hash: row.try_get("password_hash")?,
-        created_at: row.try_get("created_at")?,
-        password_changed_at: row.try_get("password_changed_at")?,
-    })
-}
-
-fn audit_from_row(row: &PgRow) -> Result<AuditEntry, sqlx::Error> {
-    let via: String = row.try_get("via")?;
-    Ok(AuditEntry {
-        id: row.try_get("id")?,
-        at: row.try_get("at")?,
-        actor: row.try_get("actor")?,
-        via: Via::parse(&via)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown door {via:?}").into()))?,
-        source: row.try_get("source")?,
-        action: row.try_get("action")?,
-        target: row.try_get("target")?,
-        outcome: row.try_get("outcome")?,
-    })
-}
+use sqlx::PgConnection;
 
 /// Whether `name` is the only admin, read inside the change's transaction: then it may lose
 /// neither its role nor its account.
@@ -220,13 +187,7 @@ impl Accounts for PgStore {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(Session {
-            user: row.try_get("user_name")?,
-            role: role_of(row.try_get("role")?)?,
-            csrf_token: row.try_get("csrf_token")?,
-            expires_at: row.try_get("expires_at")?,
-        }))
+        Ok(row.as_ref().map(session_from_row).transpose()?)
     }
 
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {

@@ -4,7 +4,6 @@ use super::*;
 use crate::clock::Millis;
 use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction};
 use crate::store::*;
-use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Postgres, QueryBuilder, Row};
 
 #[async_trait]
@@ -558,8 +557,8 @@ impl Catalog for PgStore {
             .map(|r| {
                 Ok(Reservation {
                     function_id: r.try_get("id")?,
-                    reserved_mem: get_u32(r, "reserved_mem")?,
-                    memory_size: get_u32(r, "memory_size")?,
+                    reserved_mem: r.read("reserved_mem")?,
+                    memory_size: r.read("memory_size")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()?)
@@ -612,63 +611,6 @@ impl Catalog for PgStore {
     }
 }
 
-const FUNCTION_COLUMNS: &str = "id, region, namespace, name, runtime, handler, description, \
-     memory_size, timeout, environment, async_run_enable, trace_enable, retry_num, msg_ttl, \
-     qps_limit, public_net, reserved_mem, trace_disabled_at, created_at, modified_at, deleted_at";
-
-/// The function an `UPDATE … RETURNING` changed, or `NotFound` when it matched none.
-fn updated(row: Option<PgRow>) -> StoreResult<Function> {
-    Ok(function_from_row(&row.ok_or(StoreError::NotFound)?)?)
-}
-
-/// A BIGINT column the domain holds as `u32`; a value out of its range fails to decode, as
-/// it does on SQLite.
-fn get_u32(row: &PgRow, column: &str) -> Result<u32, sqlx::Error> {
-    get_opt_u32(row, column)?.ok_or_else(|| sqlx::Error::ColumnDecode {
-        index: column.into(),
-        source: "unexpected NULL".into(),
-    })
-}
-
-fn get_opt_u32(row: &PgRow, column: &str) -> Result<Option<u32>, sqlx::Error> {
-    let value: Option<i64> = row.try_get(column)?;
-    value
-        .map(u32::try_from)
-        .transpose()
-        .map_err(|e| sqlx::Error::ColumnDecode {
-            index: column.into(),
-            source: Box::new(e),
-        })
-}
-
-fn function_from_row(row: &PgRow) -> Result<Function, sqlx::Error> {
-    let environment: String = row.try_get("environment")?;
-    Ok(Function {
-        id: row.try_get("id")?,
-        region: row.try_get("region")?,
-        namespace: row.try_get("namespace")?,
-        name: row.try_get("name")?,
-        runtime: row.try_get("runtime")?,
-        handler: row.try_get("handler")?,
-        description: row.try_get("description")?,
-        memory_size: get_u32(row, "memory_size")?,
-        timeout: get_u32(row, "timeout")?,
-        environment: serde_json::from_str(&environment)
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        async_run_enable: row.try_get("async_run_enable")?,
-        trace_enable: row.try_get("trace_enable")?,
-        retry_num: get_u32(row, "retry_num")?,
-        msg_ttl: get_u32(row, "msg_ttl")?,
-        qps_limit: get_u32(row, "qps_limit")?,
-        public_net: row.try_get("public_net")?,
-        reserved_mem: get_opt_u32(row, "reserved_mem")?,
-        trace_disabled_at: row.try_get("trace_disabled_at")?,
-        created_at: row.try_get("created_at")?,
-        modified_at: row.try_get("modified_at")?,
-        deleted_at: row.try_get("deleted_at")?,
-    })
-}
-
 async fn write_files(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     function_id: i64,
@@ -687,10 +629,6 @@ async fn write_files(
     }
     Ok(())
 }
-
-const API_KEY_SELECT: &str = "SELECT k.secret_id, k.secret_key, k.description, k.enabled, \
-     k.created_at, k.owner, k.read_only, u.role AS owner_role \
-     FROM api_keys k LEFT JOIN users u ON u.name = k.owner";
 
 impl PgStore {
     /// The function a key names among those `rest` (a condition on `deleted_at`, and an order)
@@ -711,58 +649,5 @@ impl PgStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.as_ref().map(function_from_row).transpose()?)
-    }
-}
-
-fn api_key_from_row(row: &PgRow) -> Result<ApiKey, sqlx::Error> {
-    let role: Option<String> = row.try_get("owner_role")?;
-    Ok(ApiKey {
-        secret_id: row.try_get("secret_id")?,
-        secret_key: row.try_get("secret_key")?,
-        description: row.try_get("description")?,
-        enabled: row.try_get("enabled")?,
-        created_at: row.try_get("created_at")?,
-        owner: row.try_get("owner")?,
-        read_only: row.try_get("read_only")?,
-        owner_role: role.as_deref().and_then(crate::domain::user::Role::parse),
-    })
-}
-
-/// Escapes `%`, `_` and `\` so a search for `a_b` matches that text, not any character.
-pub(super) fn like_pattern(search: &str) -> String {
-    let mut out = String::with_capacity(search.len() + 2);
-    out.push('%');
-    for c in search.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
-const NAMESPACE_SELECT: &str = "SELECT n.region, n.name, n.description, n.created_at, \
-     (SELECT COUNT(*) FROM functions f WHERE f.region = n.region AND f.namespace = n.name \
-      AND f.deleted_at IS NULL) \
-     AS function_count FROM namespaces n";
-
-/// A write that names one row: none changed means it is not there.
-pub(super) fn found(rows: u64) -> StoreResult<()> {
-    if rows == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_pattern;
-
-    #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(like_pattern("a_b%"), "%a\\_b\\%%");
-        assert_eq!(like_pattern(""), "%%");
     }
 }

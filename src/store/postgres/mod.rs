@@ -4,14 +4,13 @@
 //! (`synchronous_commit` is forced on for our sessions), so an acknowledged accept survives a
 //! crash of the database server.
 
-use super::{Store, StoreError, StoreResult, WriteHealth, constraint};
+use super::sql::*;
+use super::{Store, StoreError, StoreResult, WriteHealth};
 use crate::domain::event::EventStatus;
 use async_trait::async_trait;
 use rust_embed::RustEmbed;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, SqlSafeStr};
-use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,28 +25,6 @@ mod retention;
 #[derive(RustEmbed)]
 #[folder = "migrations/postgres"]
 struct Migrations;
-
-/// The migrations shipped in the binary, numbered by their file names (`0001_schema.sql`).
-fn migrator() -> anyhow::Result<Migrator> {
-    let mut migrations = Vec::new();
-    for file in Migrations::iter() {
-        let (version, description) = file
-            .trim_end_matches(".sql")
-            .split_once('_')
-            .ok_or_else(|| anyhow::anyhow!("migration {file} is not named NNNN_name.sql"))?;
-        let sql = String::from_utf8(Migrations::get(&file).expect("listed").data.into_owned())?;
-        migrations.push(Migration::new(
-            version.parse()?,
-            Cow::Owned(description.replace('_', " ")),
-            MigrationType::Simple,
-            AssertSqlSafe(sql).into_sql_str(),
-            false,
-        ));
-    }
-    // Nodes started together migrate once: the migrator holds an advisory lock while it runs,
-    // and the ones that waited find the migrations applied.
-    Ok(Migrator::with_migrations(migrations))
-}
 
 /// The notification channel of the store in `schema`, within PostgreSQL's 63 bytes (a cut
 /// name shared with another store only wakes its nodes for nothing).
@@ -93,7 +70,7 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to the database at {shown}: {e}"))?;
-        migrator()?
+        migrator::<Migrations>()?
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("cannot migrate the database at {shown}: {e}"))?;
@@ -167,10 +144,6 @@ fn describe_fault(e: &sqlx::Error) -> String {
         }
         _ => e.to_string(),
     }
-}
-
-fn status_of(code: i64) -> Result<EventStatus, sqlx::Error> {
-    EventStatus::try_from(code).map_err(sqlx::Error::Protocol)
 }
 
 /// A count or size the store keeps as BIGINT, as the domain's unsigned type.

@@ -552,43 +552,6 @@ impl Catalog for SqliteStore {
     }
 }
 
-const FUNCTION_COLUMNS: &str = "id, region, namespace, name, runtime, handler, description, \
-     memory_size, timeout, environment, async_run_enable, trace_enable, retry_num, msg_ttl, \
-     qps_limit, public_net, reserved_mem, trace_disabled_at, created_at, modified_at, deleted_at";
-
-/// The function an `UPDATE … RETURNING` changed, or `NotFound` when it matched none.
-fn updated(row: Option<SqliteRow>) -> StoreResult<Function> {
-    Ok(function_from_row(&row.ok_or(StoreError::NotFound)?)?)
-}
-
-fn function_from_row(row: &SqliteRow) -> Result<Function, sqlx::Error> {
-    let environment: String = row.try_get("environment")?;
-    Ok(Function {
-        id: row.try_get("id")?,
-        region: row.try_get("region")?,
-        namespace: row.try_get("namespace")?,
-        name: row.try_get("name")?,
-        runtime: row.try_get("runtime")?,
-        handler: row.try_get("handler")?,
-        description: row.try_get("description")?,
-        memory_size: row.try_get("memory_size")?,
-        timeout: row.try_get("timeout")?,
-        environment: serde_json::from_str(&environment)
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        async_run_enable: row.try_get("async_run_enable")?,
-        trace_enable: row.try_get("trace_enable")?,
-        retry_num: row.try_get("retry_num")?,
-        msg_ttl: row.try_get("msg_ttl")?,
-        qps_limit: row.try_get("qps_limit")?,
-        public_net: row.try_get("public_net")?,
-        reserved_mem: row.try_get("reserved_mem")?,
-        trace_disabled_at: row.try_get("trace_disabled_at")?,
-        created_at: row.try_get("created_at")?,
-        modified_at: row.try_get("modified_at")?,
-        deleted_at: row.try_get("deleted_at")?,
-    })
-}
-
 async fn write_files(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     function_id: i64,
@@ -607,10 +570,6 @@ async fn write_files(
     }
     Ok(())
 }
-
-const API_KEY_SELECT: &str = "SELECT k.secret_id, k.secret_key, k.description, k.enabled, \
-     k.created_at, k.owner, k.read_only, u.role AS owner_role \
-     FROM api_keys k LEFT JOIN users u ON u.name = k.owner";
 
 impl SqliteStore {
     /// The function a key names among those `rest` (a condition on `deleted_at`, and an order)
@@ -631,58 +590,5 @@ impl SqliteStore {
             .fetch_optional(&self.reader)
             .await?;
         Ok(row.as_ref().map(function_from_row).transpose()?)
-    }
-}
-
-fn api_key_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiKey, sqlx::Error> {
-    let role: Option<String> = row.try_get("owner_role")?;
-    Ok(ApiKey {
-        secret_id: row.try_get("secret_id")?,
-        secret_key: row.try_get("secret_key")?,
-        description: row.try_get("description")?,
-        enabled: row.try_get("enabled")?,
-        created_at: row.try_get("created_at")?,
-        owner: row.try_get("owner")?,
-        read_only: row.try_get("read_only")?,
-        owner_role: role.as_deref().and_then(crate::domain::user::Role::parse),
-    })
-}
-
-/// Escapes `%`, `_` and `\` so a search for `a_b` matches that text, not any character.
-pub(super) fn like_pattern(search: &str) -> String {
-    let mut out = String::with_capacity(search.len() + 2);
-    out.push('%');
-    for c in search.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
-const NAMESPACE_SELECT: &str = "SELECT n.region, n.name, n.description, n.created_at, \
-     (SELECT COUNT(*) FROM functions f WHERE f.region = n.region AND f.namespace = n.name \
-      AND f.deleted_at IS NULL) \
-     AS function_count FROM namespaces n";
-
-/// A write that names one row: none changed means it is not there.
-pub(super) fn found(rows: u64) -> StoreResult<()> {
-    if rows == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_pattern;
-
-    #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(like_pattern("a_b%"), "%a\\_b\\%%");
-        assert_eq!(like_pattern(""), "%%");
     }
 }

@@ -2,20 +2,19 @@
 //! read-only connections, WAL journal with `synchronous=FULL` so a committed write survives a
 //! power cut.
 
-use super::{Store, StoreError, StoreResult, WriteHealth, constraint, preflight};
+use super::sql::*;
+use super::{Store, StoreError, StoreResult, WriteHealth, preflight};
 use crate::clock::Millis;
 use crate::domain::event::EventStatus;
 use crate::domain::event_query::{EventFilter, EventOrderBy};
 use crate::domain::function::{CodeUpdate, FunctionConfig, NewFunction};
 use async_trait::async_trait;
 use rust_embed::RustEmbed;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, SqlSafeStr, Sqlite};
-use std::borrow::Cow;
+use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 use std::str::FromStr;
 use std::time::Duration;
 use writer::Writer;
@@ -23,26 +22,6 @@ use writer::Writer;
 #[derive(RustEmbed)]
 #[folder = "migrations/sqlite"]
 struct Migrations;
-
-/// The migrations shipped in the binary, numbered by their file names (`0001_functions.sql`).
-fn migrator() -> anyhow::Result<Migrator> {
-    let mut migrations = Vec::new();
-    for file in Migrations::iter() {
-        let (version, description) = file
-            .trim_end_matches(".sql")
-            .split_once('_')
-            .ok_or_else(|| anyhow::anyhow!("migration {file} is not named NNNN_name.sql"))?;
-        let sql = String::from_utf8(Migrations::get(&file).expect("listed").data.into_owned())?;
-        migrations.push(Migration::new(
-            version.parse()?,
-            Cow::Owned(description.replace('_', " ")),
-            MigrationType::Simple,
-            AssertSqlSafe(sql).into_sql_str(),
-            false,
-        ));
-    }
-    Ok(Migrator::with_migrations(migrations))
-}
 
 /// Runs the migrations not yet applied, each in one transaction with its bookkeeping, on a
 /// connection of its own with foreign keys off: a migration that rebuilds a table (SQLite's
@@ -52,7 +31,7 @@ async fn migrate(options: &SqliteConnectOptions, path: &std::path::Path) -> anyh
     let mut conn = SqliteConnection::connect_with(&options.clone().foreign_keys(false))
         .await
         .map_err(|e| preflight::explain(path, e))?;
-    migrator()?
+    migrator::<Migrations>()?
         .run(&mut conn)
         .await
         .map_err(|e| preflight::explain_migration(path, e))?;
@@ -195,10 +174,6 @@ fn describe_fault(e: &sqlx::Error) -> String {
         }
     }
     e.to_string()
-}
-
-fn status_of(code: i64) -> Result<EventStatus, sqlx::Error> {
-    EventStatus::try_from(code).map_err(sqlx::Error::Protocol)
 }
 
 mod accounts;

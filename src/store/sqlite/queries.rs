@@ -511,16 +511,6 @@ impl EventQueries for SqliteStore {
     }
 }
 
-/// A whole event with its function's name, read by [`event_from_row`].
-const EVENT_RECORD_SELECT: &str = "SELECT e.id, e.request_id, e.function_id, \
-     f.name AS function_name, f.region, f.namespace, e.qualifier, e.invoke_type, e.status, \
-     e.status_code, e.attempt, e.traced, e.payload, e.result, e.error, e.logs, e.enqueued_at, \
-     e.started_at, e.ended_at, e.invoked_by, e.rerun_of FROM events e \
-     JOIN functions f ON f.id = e.function_id";
-
-const EVENT_SUMMARY_COLUMNS: &str = "id, request_id, status, status_code, invoke_type, qualifier, \
-     attempt, enqueued_at, started_at, ended_at";
-
 fn push_statuses(b: &mut QueryBuilder<Sqlite>, statuses: &[EventStatus]) {
     if !statuses.is_empty() {
         b.push(" AND status IN (");
@@ -577,30 +567,4 @@ fn push_event_filter(b: &mut QueryBuilder<Sqlite>, f: &EventFilter) {
         b.push(" AND ended_at >= ").push_bind(from);
         b.push(" AND ended_at < ").push_bind(to);
     }
-}
-
-fn event_from_row(row: &SqliteRow) -> Result<EventRecord, sqlx::Error> {
-    Ok(EventRecord {
-        id: row.try_get("id")?,
-        request_id: row.try_get("request_id")?,
-        function_id: row.try_get("function_id")?,
-        function_name: row.try_get("function_name")?,
-        region: row.try_get("region")?,
-        namespace: row.try_get("namespace")?,
-        qualifier: row.try_get("qualifier")?,
-        invoke_type: row.try_get("invoke_type")?,
-        status: status_of(row.try_get("status")?)?,
-        status_code: row.try_get("status_code")?,
-        attempt: row.try_get("attempt")?,
-        traced: row.try_get("traced")?,
-        payload: row.try_get("payload")?,
-        result: row.try_get("result")?,
-        error: row.try_get("error")?,
-        logs: row.try_get("logs")?,
-        enqueued_at: row.try_get("enqueued_at")?,
-        started_at: row.try_get("started_at")?,
-        ended_at: row.try_get("ended_at")?,
-        invoked_by: row.try_get("invoked_by")?,
-        rerun_of: row.try_get("rerun_of")?,
-    })
 }
