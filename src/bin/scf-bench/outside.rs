@@ -1003,7 +1003,6 @@ async fn pg_reads(
     let cookie = super::Client::login(&server.addr).await?;
     let span: i64 = 72 * 3600 * 1000 - 60_000;
     let from = scf_console::clock::Clock::System.now_millis() - span;
-    let total = sizes.iter().copied().max().unwrap_or(0) as i64;
     let mut seeded = 0u64;
     let mut measured = Vec::new();
     for &size in sizes.iter().filter(|&&n| n > 0) {
@@ -1037,7 +1036,9 @@ async fn pg_reads(
             .bind(upto as i64)
             .bind(from)
             .bind(span)
-            .bind(total)
+            // Spread over the whole window at each size, as the SQLite part seeds: the events
+            // added for a larger size fill the same three days more densely.
+            .bind(size as i64)
             .execute(&db)
             .await?;
             seeded = upto;
