@@ -151,8 +151,7 @@ impl Admission {
         if g.second != second {
             *g = Granted {
                 second,
-                left: 0,
-                spent: false,
+                ..Granted::default()
             };
         }
         if g.left > 0 {

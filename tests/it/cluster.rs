@@ -36,6 +36,19 @@ async fn database(schema: &Schema) -> sqlx::PgPool {
         .unwrap()
 }
 
+/// `each` async invocations of `function` on every node, all at once: their answers.
+async fn burst(nodes: &[TestApp], each: usize, function: &str) -> Vec<api::Answer> {
+    let calls = nodes.iter().flat_map(|node| {
+        (0..each).map(move |_| {
+            node.api(
+                "Invoke",
+                json!({"FunctionName": function, "InvocationType": "Event", "ClientContext": "{}"}),
+            )
+        })
+    });
+    futures_util::future::join_all(calls).await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_node_is_woken_by_an_accept_on_another_node_not_by_its_poll() {
     let Some(schema) = Schema::create().await else {
@@ -383,15 +396,7 @@ async fn the_qps_limit_holds_for_all_nodes_together() {
     let mut refused = 0;
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
-        let burst = nodes.iter().flat_map(|node| {
-            (0..10).map(move |_| {
-                node.api(
-                    "Invoke",
-                    json!({"FunctionName": "limited", "InvocationType": "Event", "ClientContext": "{}"}),
-                )
-            })
-        });
-        for answer in futures_util::future::join_all(burst).await {
+        for answer in burst(&nodes, 10, "limited").await {
             if answer.error_code() == "RequestLimitExceeded" {
                 refused += 1;
             } else {
@@ -449,15 +454,7 @@ async fn bursts_on_every_node_take_exactly_the_quota(nodes: &[TestApp]) {
     let mut accepted = HashSet::new();
     let mut refused = 0;
     for _ in 0..3 {
-        let burst = nodes.iter().flat_map(|node| {
-            (0..30).map(move |_| {
-                node.api(
-                    "Invoke",
-                    json!({"FunctionName": "metered", "InvocationType": "Event", "ClientContext": "{}"}),
-                )
-            })
-        });
-        for answer in futures_util::future::join_all(burst).await {
+        for answer in burst(nodes, 30, "metered").await {
             if answer.error_code() == "ResourceUnavailable.InsufficientBalance" {
                 assert!(
                     answer

@@ -133,22 +133,22 @@ async fn function_in(store: &DynStore, namespace: &str, name: &str, retry_num: u
         .id
 }
 
+/// An accepted invocation of the function, as the engine writes it.
+fn insert(function_id: i64, id: &str, at: i64) -> EventWrite {
+    EventWrite::Insert(NewEvent {
+        request_id: id.to_string(),
+        function_id,
+        invoke_type: "API".into(),
+        traced: true,
+        payload: "{}".into(),
+        enqueued_at: at,
+        invoked_by: None,
+        rerun_of: None,
+    })
+}
+
 async fn accept(store: &DynStore, function_id: i64, ids: &[&str], at: i64) {
-    let writes: Vec<EventWrite> = ids
-        .iter()
-        .map(|id| {
-            EventWrite::Insert(NewEvent {
-                request_id: id.to_string(),
-                function_id,
-                invoke_type: "API".into(),
-                traced: true,
-                payload: "{}".into(),
-                enqueued_at: at,
-                invoked_by: None,
-                rerun_of: None,
-            })
-        })
-        .collect();
+    let writes: Vec<EventWrite> = ids.iter().map(|id| insert(function_id, id, at)).collect();
     store.apply_event_writes(&writes).await.unwrap();
 }
 
@@ -716,16 +716,7 @@ async fn an_end_and_the_next_claim_commit_together_or_not_at_all(b: Backend) {
     };
     // An accept for the deleted function fails the batch: the end is not written, and
     // nothing is claimed.
-    let late = EventWrite::Insert(NewEvent {
-        request_id: "late".into(),
-        function_id: gone,
-        invoke_type: "API".into(),
-        traced: true,
-        payload: "{}".into(),
-        enqueued_at: 21_000,
-        invoked_by: None,
-        rerun_of: None,
-    });
+    let late = insert(gone, "late", 21_000);
     let failed = b
         .one
         .commit_events(&[finish(c[0].id, lease(ME, 1), 21_000), late], Some(&claim))
@@ -780,18 +771,7 @@ async fn every_accept_counts_once_against_its_namespace(b: Backend) {
             .unwrap()
             .invocations_used
     };
-    let insert = |function_id: i64, id: &str| {
-        EventWrite::Insert(NewEvent {
-            request_id: id.into(),
-            function_id,
-            invoke_type: "API".into(),
-            traced: true,
-            payload: "{}".into(),
-            enqueued_at: 1_000,
-            invoked_by: None,
-            rerun_of: None,
-        })
-    };
+    let insert = |function_id: i64, id: &str| insert(function_id, id, 1_000);
     store
         .apply_event_writes(&[
             insert(mine, "m1"),
@@ -844,18 +824,7 @@ async fn accepts_past_the_quota_are_refused_whoever_writes_them(b: Backend) {
         .set_namespace_billing(REGION, "default", false, Some(5))
         .await
         .unwrap();
-    let insert = |function_id: i64, id: String| {
-        EventWrite::Insert(NewEvent {
-            request_id: id,
-            function_id,
-            invoke_type: "API".into(),
-            traced: true,
-            payload: "{}".into(),
-            enqueued_at: 1_000,
-            invoked_by: None,
-            rerun_of: None,
-        })
-    };
+    let insert = |function_id: i64, id: String| insert(function_id, &id, 1_000);
     let used = || async {
         b.two
             .namespace_billing(REGION, "default")
@@ -1159,16 +1128,7 @@ async fn a_deleted_function_frees_its_name_and_keeps_its_events_ended(b: Backend
     }
     let late = b
         .two
-        .apply_event_writes(&[EventWrite::Insert(NewEvent {
-            request_id: "late".into(),
-            function_id: old,
-            invoke_type: "API".into(),
-            traced: true,
-            payload: "{}".into(),
-            enqueued_at: 2_500,
-            invoked_by: None,
-            rerun_of: None,
-        })])
+        .apply_event_writes(&[insert(old, "late", 2_500)])
         .await;
     assert!(matches!(late, Err(StoreError::NotFound)), "{late:?}");
 

@@ -146,11 +146,6 @@ fn describe_fault(e: &sqlx::Error) -> String {
     }
 }
 
-/// A count or size the store keeps as BIGINT, as the domain's unsigned type.
-fn unsigned(v: i64) -> u32 {
-    u32::try_from(v).unwrap_or(0)
-}
-
 #[async_trait]
 impl Store for PgStore {
     fn write_health(&self) -> &WriteHealth {

@@ -602,7 +602,7 @@ fn summary_from_row(row: &PgRow) -> Result<EventSummary, sqlx::Error> {
         status_code: row.try_get("status_code")?,
         invoke_type: row.try_get("invoke_type")?,
         qualifier: row.try_get("qualifier")?,
-        attempt: unsigned(row.try_get("attempt")?),
+        attempt: row.read("attempt")?,
         enqueued_at: row.try_get("enqueued_at")?,
         started_at: row.try_get("started_at")?,
         ended_at: row.try_get("ended_at")?,

@@ -141,7 +141,8 @@ impl EventQueue for PgStore {
             .bind(i64::from(limit))
             .fetch_one(&self.pool)
             .await?;
-        Ok(Some(unsigned(granted)))
+        // At most `want`, which is a u32.
+        Ok(Some(u32::try_from(granted).unwrap_or(0)))
     }
 
     async fn node_heartbeat(&self, beat: &NodeBeat) -> StoreResult<()> {
@@ -184,7 +185,7 @@ impl EventQueue for PgStore {
                     address: r.try_get("address")?,
                     started_at: r.try_get("started_at")?,
                     heartbeat_at: r.try_get("heartbeat_at")?,
-                    running: unsigned(r.try_get("running")?),
+                    running: r.read("running")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -218,7 +219,7 @@ impl EventQueue for PgStore {
                     request_id: r.try_get("request_id")?,
                     traced: r.try_get("traced")?,
                     terminate: r.try_get("terminate")?,
-                    retry_num: unsigned(r.try_get("retry_num")?),
+                    retry_num: r.read("retry_num")?,
                     function: FunctionKey {
                         region: r.try_get("region")?,
                         namespace: r.try_get("namespace")?,
@@ -226,7 +227,7 @@ impl EventQueue for PgStore {
                     },
                     lease: RunLease {
                         owner: r.try_get("lease_owner")?,
-                        attempt: unsigned(r.try_get("attempt")?),
+                        attempt: r.read("attempt")?,
                         until: r.try_get("lease_until")?,
                     },
                 })
@@ -727,7 +728,7 @@ async fn claim_in(
                 request_id: r.try_get("request_id")?,
                 function_id: r.try_get("function_id")?,
                 invoke_type: r.try_get("invoke_type")?,
-                attempt: unsigned(r.try_get("attempt")?),
+                attempt: r.read("attempt")?,
                 traced: r.try_get("traced")?,
                 payload: r.try_get("payload")?,
                 enqueued_at: r.try_get("enqueued_at")?,
